@@ -1,0 +1,316 @@
+//! The CodePipeline API: each request is parsed once into an [`Operation`], checked against the
+//! service model, then dispatched once to its `handle_*` function.
+//!
+//! Only this layer knows AWS error codes: aggregate refusals, validation failures and store
+//! errors are mapped here.
+
+mod action_types;
+mod pipelines;
+mod tags;
+
+use actix_web::web::Bytes;
+use actix_web::HttpResponse;
+use serde_json::Value;
+
+use super::actors::CommandError;
+use super::pipeline::Refusal;
+use super::validate::Invalid;
+use super::CodePipelineService;
+use crate::aws::{json, AwsError, RequestContext};
+
+/// What a handler answers: the JSON body, or an AWS error.
+pub type Reply = Result<Bytes, AwsError>;
+
+fn reply(value: &Value) -> Reply {
+    Ok(Bytes::from(value.to_string()))
+}
+
+macro_rules! operations {
+    ($($op:ident),* $(,)?) => {
+        /// Every operation of the CodePipeline model, `2015-07-09`.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum Operation { $($op),* }
+
+        impl Operation {
+            /// Every operation, in the model's order.
+            pub const ALL: &'static [Operation] = &[$(Operation::$op),*];
+
+            /// The operation named `name` (the part of `X-Amz-Target` after the dot).
+            pub fn from_name(name: &str) -> Option<Operation> {
+                match name { $(stringify!($op) => Some(Operation::$op),)* _ => None }
+            }
+
+            /// The operation's name as the model spells it.
+            pub fn name(self) -> &'static str {
+                match self { $(Operation::$op => stringify!($op)),* }
+            }
+        }
+    };
+}
+
+operations!(
+    AcknowledgeJob,
+    AcknowledgeThirdPartyJob,
+    CreateCustomActionType,
+    CreatePipeline,
+    DeleteCustomActionType,
+    DeletePipeline,
+    DeleteWebhook,
+    DeregisterWebhookWithThirdParty,
+    DisableStageTransition,
+    EnableStageTransition,
+    GetActionType,
+    GetJobDetails,
+    GetPipeline,
+    GetPipelineExecution,
+    GetPipelineState,
+    GetThirdPartyJobDetails,
+    ListActionExecutions,
+    ListActionTypes,
+    ListDeployActionExecutionTargets,
+    ListPipelineExecutions,
+    ListPipelines,
+    ListRuleExecutions,
+    ListRuleTypes,
+    ListTagsForResource,
+    ListWebhooks,
+    OverrideStageCondition,
+    PollForJobs,
+    PollForThirdPartyJobs,
+    PutActionRevision,
+    PutApprovalResult,
+    PutJobFailureResult,
+    PutJobSuccessResult,
+    PutThirdPartyJobFailureResult,
+    PutThirdPartyJobSuccessResult,
+    PutWebhook,
+    RegisterWebhookWithThirdParty,
+    RetryStageExecution,
+    RollbackStage,
+    StartPipelineExecution,
+    StopPipelineExecution,
+    TagResource,
+    UntagResource,
+    UpdateActionType,
+    UpdatePipeline,
+);
+
+/// Serves one CodePipeline request: `target` is the `X-Amz-Target` header, `body` the JSON.
+pub async fn handle(
+    svc: &CodePipelineService,
+    ctx: &RequestContext,
+    target: &str,
+    body: &[u8],
+) -> HttpResponse {
+    match serve(svc, ctx, target, body).await {
+        Ok(bytes) => json::ok(ctx, bytes),
+        Err(err) => {
+            if err.status >= 500 {
+                log::error!("{target}: {err}");
+            } else {
+                log::debug!("{target}: {err}");
+            }
+            json::error(ctx, &err)
+        }
+    }
+}
+
+async fn serve(
+    svc: &CodePipelineService,
+    ctx: &RequestContext,
+    target: &str,
+    body: &[u8],
+) -> Reply {
+    let op = target
+        .strip_prefix(svc.model.target_prefix.as_str())
+        .and_then(|rest| rest.strip_prefix('.'))
+        .and_then(Operation::from_name)
+        .ok_or_else(|| {
+            AwsError::new(
+                "UnknownOperationException",
+                format!("Operation {target} is not known to CodePipeline"),
+            )
+        })?;
+    if !op.is_served() {
+        return Err(AwsError::not_supported("CodePipeline", op.name()));
+    }
+    let input = json::parse_body(body)?;
+    // Tag operations name a malformed ARN with their own code, before the model's pattern check.
+    if matches!(
+        op,
+        Operation::TagResource | Operation::UntagResource | Operation::ListTagsForResource
+    ) {
+        tags::check_arn(&input)?;
+    }
+    svc.model.validate_input(op.name(), &input)?;
+    use Operation::*;
+    match op {
+        CreatePipeline => pipelines::handle_create_pipeline(svc, ctx, input).await,
+        GetPipeline => pipelines::handle_get_pipeline(svc, ctx, input),
+        UpdatePipeline => pipelines::handle_update_pipeline(svc, ctx, input).await,
+        DeletePipeline => pipelines::handle_delete_pipeline(svc, ctx, input).await,
+        ListPipelines => pipelines::handle_list_pipelines(svc, ctx, input),
+        TagResource => tags::handle_tag_resource(svc, input).await,
+        UntagResource => tags::handle_untag_resource(svc, input).await,
+        ListTagsForResource => tags::handle_list_tags_for_resource(svc, input),
+        ListActionTypes => action_types::handle_list_action_types(input),
+        AcknowledgeJob
+        | AcknowledgeThirdPartyJob
+        | CreateCustomActionType
+        | DeleteCustomActionType
+        | DeleteWebhook
+        | DeregisterWebhookWithThirdParty
+        | DisableStageTransition
+        | EnableStageTransition
+        | GetActionType
+        | GetJobDetails
+        | GetPipelineExecution
+        | GetPipelineState
+        | GetThirdPartyJobDetails
+        | ListActionExecutions
+        | ListDeployActionExecutionTargets
+        | ListPipelineExecutions
+        | ListRuleExecutions
+        | ListRuleTypes
+        | ListWebhooks
+        | OverrideStageCondition
+        | PollForJobs
+        | PollForThirdPartyJobs
+        | PutActionRevision
+        | PutApprovalResult
+        | PutJobFailureResult
+        | PutJobSuccessResult
+        | PutThirdPartyJobFailureResult
+        | PutThirdPartyJobSuccessResult
+        | PutWebhook
+        | RegisterWebhookWithThirdParty
+        | RetryStageExecution
+        | RollbackStage
+        | StartPipelineExecution
+        | StopPipelineExecution
+        | UpdateActionType => Err(AwsError::not_supported("CodePipeline", op.name())),
+    }
+}
+
+impl Operation {
+    /// Whether codepipeline-local serves this operation; the others answer
+    /// `NotImplementedException` before their input is looked at.
+    pub fn is_served(self) -> bool {
+        use Operation::*;
+        matches!(
+            self,
+            CreatePipeline
+                | GetPipeline
+                | UpdatePipeline
+                | DeletePipeline
+                | ListPipelines
+                | TagResource
+                | UntagResource
+                | ListTagsForResource
+                | ListActionTypes
+        )
+    }
+}
+
+/// Maps a refused declaration to AWS's error codes.
+fn invalid(err: Invalid) -> AwsError {
+    match err {
+        Invalid::Structure(m) => AwsError::new("InvalidStructureException", m),
+        Invalid::Stage(m) => AwsError::new("InvalidStageDeclarationException", m),
+        Invalid::Action(m) => AwsError::new("InvalidActionDeclarationException", m),
+        Invalid::Field(m) => AwsError::validation(m),
+    }
+}
+
+/// Maps a command failure; `not_found` is the error this operation answers for a missing pipeline.
+fn command_error(err: CommandError, name: &str, account: &str, not_found: &str) -> AwsError {
+    match err {
+        CommandError::Refused(Refusal::NameInUse) => AwsError::new(
+            "PipelineNameInUseException",
+            format!("A pipeline with the name '{name}' already exists in account '{account}'"),
+        ),
+        CommandError::Refused(Refusal::NotFound) => not_found_error(not_found, name, account),
+        CommandError::Refused(Refusal::TooManyTags) => AwsError::new(
+            "TooManyTagsException",
+            format!(
+                "Tag limit exceeded: a resource can have at most {} tags",
+                super::pipeline::MAX_TAGS
+            ),
+        ),
+        CommandError::Store(e) => AwsError::internal(e.to_string()),
+        CommandError::Unavailable(e) => {
+            AwsError::internal(format!("pipeline actor unavailable: {e}"))
+        }
+    }
+}
+
+fn not_found_error(code: &str, name: &str, account: &str) -> AwsError {
+    let message = if code == "PipelineNotFoundException" {
+        format!("Account '{account}' does not have a pipeline with name '{name}'")
+    } else {
+        format!(
+            "The account with id '{account}' does not include a pipeline with the name '{name}'"
+        )
+    };
+    AwsError::new(code, message)
+}
+
+/// Pagination tokens: opaque to clients, checked when they come back.
+mod token {
+    use crate::aws::AwsError;
+
+    const PREFIX: &str = "cpl1:";
+
+    /// The token that resumes after `last`.
+    pub fn encode(last: &str) -> String {
+        let raw = format!("{PREFIX}{last}");
+        raw.bytes().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// The position a token resumes after; `InvalidNextTokenException` for anything else.
+    pub fn decode(token: &str) -> Result<String, AwsError> {
+        let invalid = || {
+            AwsError::new("InvalidNextTokenException", "The next token was specified in an invalid format. Make sure that the next token you provide is the token returned by a previous call.")
+        };
+        if !token.len().is_multiple_of(2) || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(invalid());
+        }
+        let bytes: Vec<u8> = (0..token.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&token[i..i + 2], 16).unwrap_or(0))
+            .collect();
+        let text = String::from_utf8(bytes).map_err(|_| invalid())?;
+        text.strip_prefix(PREFIX)
+            .map(str::to_string)
+            .ok_or_else(invalid)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn tokens_round_trip_and_others_are_refused() {
+            assert_eq!(super::decode(&super::encode("p-1")).unwrap(), "p-1");
+            for bad in ["", "zz", "abc", "6162"] {
+                assert_eq!(
+                    super::decode(bad).unwrap_err().code,
+                    "InvalidNextTokenException"
+                );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Operation;
+
+    #[test]
+    fn every_operation_of_the_model_is_routed() {
+        let model = crate::codepipeline::model();
+        assert_eq!(model.operations().len(), Operation::ALL.len());
+        for name in model.operations() {
+            let op = Operation::from_name(name).unwrap_or_else(|| panic!("{name} is not routed"));
+            assert_eq!(op.name(), name);
+        }
+    }
+}

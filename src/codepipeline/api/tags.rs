@@ -1,0 +1,150 @@
+//! TagResource, UntagResource, ListTagsForResource.
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{command_error, not_found_error, reply, token, Reply};
+use crate::aws::{json::from_value, AwsError};
+use crate::codepipeline::pipeline::{PipelineCommand, Tag};
+use crate::codepipeline::views::pipeline_stream;
+use crate::codepipeline::CodePipelineService;
+
+/// A pipeline named by its ARN.
+struct PipelineArn {
+    region: String,
+    account: String,
+    name: String,
+}
+
+fn invalid_arn(arn: &str) -> AwsError {
+    AwsError::new(
+        "InvalidArnException",
+        format!("The Amazon Resource Name (ARN) {arn} is not valid"),
+    )
+}
+
+fn parse_arn(arn: &str) -> Result<PipelineArn, AwsError> {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    let valid = parts.len() == 6
+        && parts[0] == "arn"
+        && parts[1].starts_with("aws")
+        && parts[2] == "codepipeline"
+        && !parts[3].is_empty()
+        && parts[4].len() == 12
+        && parts[4].bytes().all(|b| b.is_ascii_digit())
+        && !parts[5].is_empty();
+    if !valid {
+        return Err(invalid_arn(arn));
+    }
+    Ok(PipelineArn {
+        region: parts[3].to_string(),
+        account: parts[4].to_string(),
+        name: parts[5].to_string(),
+    })
+}
+
+/// Refuses a malformed `resourceArn` with `InvalidArnException`.
+pub(super) fn check_arn(input: &Value) -> Result<(), AwsError> {
+    match input.get("resourceArn") {
+        Some(Value::String(arn)) => parse_arn(arn).map(|_| ()),
+        _ => Ok(()),
+    }
+}
+
+/// Refuses tag keys in the `aws:` namespace, which AWS reserves for itself.
+pub(super) fn check_tag_keys<'a>(keys: impl IntoIterator<Item = &'a str>) -> Result<(), AwsError> {
+    for key in keys {
+        if key.to_ascii_lowercase().starts_with("aws:") {
+            return Err(AwsError::new(
+                "InvalidTagsException",
+                format!(
+                    "Tag key '{key}' is not valid: keys starting with 'aws:' are reserved for AWS"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn stream_of(svc: &CodePipelineService, arn: &str) -> Result<(PipelineArn, String), AwsError> {
+    let parsed = parse_arn(arn)?;
+    let stream = pipeline_stream(&parsed.account, &parsed.region, &parsed.name);
+    if svc.views.with(&stream, |_| ()).is_none() {
+        return Err(not_found_error(
+            "ResourceNotFoundException",
+            &parsed.name,
+            &parsed.account,
+        ));
+    }
+    Ok((parsed, stream))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TagInput {
+    resource_arn: String,
+    tags: Vec<Tag>,
+}
+
+pub(super) async fn handle_tag_resource(svc: &CodePipelineService, input: Value) -> Reply {
+    let input: TagInput = from_value(input)?;
+    check_tag_keys(input.tags.iter().map(|t| t.key.as_str()))?;
+    let (arn, stream) = stream_of(svc, &input.resource_arn)?;
+    svc.registry
+        .execute(&stream, PipelineCommand::Tag(input.tags))
+        .await
+        .map_err(|e| command_error(e, &arn.name, &arn.account, "ResourceNotFoundException"))?;
+    reply(&json!({}))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct UntagInput {
+    resource_arn: String,
+    tag_keys: Vec<String>,
+}
+
+pub(super) async fn handle_untag_resource(svc: &CodePipelineService, input: Value) -> Reply {
+    let input: UntagInput = from_value(input)?;
+    check_tag_keys(input.tag_keys.iter().map(String::as_str))?;
+    let (arn, stream) = stream_of(svc, &input.resource_arn)?;
+    svc.registry
+        .execute(&stream, PipelineCommand::Untag(input.tag_keys))
+        .await
+        .map_err(|e| command_error(e, &arn.name, &arn.account, "ResourceNotFoundException"))?;
+    reply(&json!({}))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ListTagsInput {
+    resource_arn: String,
+    next_token: Option<String>,
+    max_results: Option<usize>,
+}
+
+pub(super) fn handle_list_tags_for_resource(svc: &CodePipelineService, input: Value) -> Reply {
+    let input: ListTagsInput = from_value(input)?;
+    let (_, stream) = stream_of(svc, &input.resource_arn)?;
+    let tags = svc
+        .views
+        .with(&stream, |v| v.tags.clone())
+        .unwrap_or_default();
+    let start = match input.next_token.as_deref().map(token::decode).transpose()? {
+        Some(after) => tags
+            .iter()
+            .position(|t| t.key == after)
+            .map(|i| i + 1)
+            .ok_or_else(|| token::decode("").unwrap_err())?,
+        None => 0,
+    };
+    let limit = input.max_results.unwrap_or(usize::MAX);
+    let page: Vec<&Tag> = tags.iter().skip(start).take(limit).collect();
+    let mut out = json!({ "tags": page });
+    if start + page.len() < tags.len() {
+        if let Some(last) = page.last() {
+            out["nextToken"] = token::encode(&last.key).into();
+        }
+    }
+    reply(&out)
+}

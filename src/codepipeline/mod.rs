@@ -1,0 +1,44 @@
+//! The emulated AWS CodePipeline service.
+//!
+//! # LIMITATIONS
+//! Where codepipeline-local differs from AWS CodePipeline today:
+//! - Pipelines are stored, versioned, tagged and listed, but not executed yet: the execution,
+//!   job-worker, webhook, approval, stage-transition, retry and rollback operations answer
+//!   `NotImplementedException` (HTTP 501) naming the operation.
+//! - Custom action types cannot be registered yet, so declarations using `owner: Custom` are refused.
+//! - The IAM role in `roleArn` is not checked for existence or trust.
+//! - Only pipelines are taggable resources; webhook and custom-action ARNs are not found.
+//! - ListActionTypes lists the AWS action types codepipeline-local runs, not all of AWS's.
+
+pub mod action_types;
+pub mod actors;
+pub mod api;
+pub mod pipeline;
+pub mod validate;
+pub mod views;
+
+use std::sync::{Arc, LazyLock};
+
+use crate::aws::model::ServiceModel;
+use crate::eventstore::EventStore;
+
+static MODEL: LazyLock<ServiceModel> = LazyLock::new(|| {
+    ServiceModel::parse(include_str!("../../models/codepipeline-2015-07-09.json"))
+});
+
+/// AWS's CodePipeline service model, compiled into the binary.
+pub fn model() -> &'static ServiceModel {
+    &MODEL
+}
+
+/// Everything the CodePipeline API needs: the model, the actors for writes, the views for reads.
+pub struct CodePipelineService {
+    /// The service model requests are checked against.
+    pub model: &'static ServiceModel,
+    /// Finds the actor of a pipeline.
+    pub registry: actors::PipelineRegistry,
+    /// Read views.
+    pub views: Arc<views::PipelineViews>,
+    /// The event log, for reads the views do not keep (older pipeline versions).
+    pub store: Arc<dyn EventStore>,
+}

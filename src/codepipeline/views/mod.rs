@@ -1,0 +1,242 @@
+//! Read views, projected from the event log.
+//!
+//! Every event the actors make durable is applied here, and at startup the whole log is folded
+//! through the same [`PipelineViews::apply`], so the views can always be rebuilt from the log.
+//! Reads take a read lock and never wait behind an actor's mailbox.
+
+use std::collections::BTreeMap;
+use std::sync::RwLock;
+
+use actix_web::web::Bytes;
+use serde_json::{json, Value};
+
+use super::pipeline::{PipelineEvent, Tag};
+use crate::eventstore::{EventStore, RecordedEvent, StoreError};
+
+/// The stream of the pipeline `name` in an account and region.
+pub fn pipeline_stream(account: &str, region: &str, name: &str) -> String {
+    format!("{}{account}:{region}:{name}", PIPELINE_STREAM_PREFIX)
+}
+
+/// The prefix of every pipeline stream.
+pub const PIPELINE_STREAM_PREFIX: &str = "pipeline:";
+
+/// What reads need of one pipeline.
+#[derive(Debug, Clone)]
+pub struct PipelineView {
+    /// Pipeline name.
+    pub name: String,
+    /// Pipeline ARN.
+    pub arn: String,
+    /// Current version.
+    pub version: u64,
+    /// `V1` or `V2`.
+    pub pipeline_type: String,
+    /// `SUPERSEDED`, `QUEUED` or `PARALLEL`.
+    pub execution_mode: String,
+    /// Creation time.
+    pub created: f64,
+    /// Last update time.
+    pub updated: f64,
+    /// Tags, in the order they were added.
+    pub tags: Vec<Tag>,
+    /// The GetPipeline answer for the current version, serialised once per version.
+    pub get_output: Bytes,
+}
+
+impl PipelineView {
+    /// The `PipelineSummary` wire shape.
+    pub fn summary(&self) -> Value {
+        json!({
+            "name": self.name, "version": self.version, "pipelineType": self.pipeline_type,
+            "executionMode": self.execution_mode, "created": self.created, "updated": self.updated,
+        })
+    }
+}
+
+/// The GetPipeline answer for a declaration.
+pub fn get_pipeline_output(declaration: &Value, arn: &str, created: f64, updated: f64) -> Value {
+    json!({
+        "pipeline": declaration,
+        "metadata": {"pipelineArn": arn, "created": created, "updated": updated},
+    })
+}
+
+/// All pipelines of all accounts and regions, keyed by stream name (so a region's pipelines
+/// are one ordered range, by name).
+#[derive(Default)]
+pub struct PipelineViews {
+    pipelines: RwLock<BTreeMap<String, PipelineView>>,
+}
+
+impl PipelineViews {
+    /// Empty views.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Folds the whole log into fresh views.
+    pub fn rebuild(store: &dyn EventStore) -> Result<Self, StoreError> {
+        let views = Self::new();
+        let mut from = 1;
+        loop {
+            let batch = store.read_all(from, 4096)?;
+            let Some(last) = batch.last() else { break };
+            from = last.position + 1;
+            for record in &batch {
+                views.apply(record);
+            }
+        }
+        Ok(views)
+    }
+
+    /// Applies one durable event.
+    pub fn apply(&self, record: &RecordedEvent) {
+        if !record.stream.starts_with(PIPELINE_STREAM_PREFIX) {
+            return;
+        }
+        let Some(event) = PipelineEvent::from_record(record) else {
+            return;
+        };
+        let mut map = self.pipelines.write().expect("views lock");
+        match event {
+            PipelineEvent::Created(c) => {
+                let out = get_pipeline_output(&c.declaration, &c.arn, c.at, c.at);
+                let view = PipelineView {
+                    name: c.declaration["name"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                    arn: c.arn,
+                    version: 1,
+                    pipeline_type: c.declaration["pipelineType"]
+                        .as_str()
+                        .unwrap_or("V1")
+                        .to_string(),
+                    execution_mode: c.declaration["executionMode"]
+                        .as_str()
+                        .unwrap_or("SUPERSEDED")
+                        .to_string(),
+                    created: c.at,
+                    updated: c.at,
+                    tags: super::pipeline::merged(&[], &c.tags),
+                    get_output: Bytes::from(out.to_string()),
+                };
+                map.insert(record.stream.clone(), view);
+            }
+            PipelineEvent::Updated(u) => {
+                if let Some(view) = map.get_mut(&record.stream) {
+                    view.version = u.version;
+                    view.updated = u.at;
+                    view.pipeline_type = u.declaration["pipelineType"]
+                        .as_str()
+                        .unwrap_or("V1")
+                        .to_string();
+                    view.execution_mode = u.declaration["executionMode"]
+                        .as_str()
+                        .unwrap_or("SUPERSEDED")
+                        .to_string();
+                    let out = get_pipeline_output(&u.declaration, &view.arn, view.created, u.at);
+                    view.get_output = Bytes::from(out.to_string());
+                }
+            }
+            PipelineEvent::Tagged(t) => {
+                if let Some(view) = map.get_mut(&record.stream) {
+                    view.tags = super::pipeline::merged(&view.tags, &t.tags);
+                }
+            }
+            PipelineEvent::Untagged(u) => {
+                if let Some(view) = map.get_mut(&record.stream) {
+                    view.tags.retain(|t| !u.keys.contains(&t.key));
+                }
+            }
+            PipelineEvent::Deleted(_) => {
+                map.remove(&record.stream);
+            }
+        }
+    }
+
+    /// One pipeline by stream.
+    pub fn get(&self, stream: &str) -> Option<PipelineView> {
+        self.pipelines
+            .read()
+            .expect("views lock")
+            .get(stream)
+            .cloned()
+    }
+
+    /// Reads one pipeline without cloning all of it.
+    pub fn with<R>(&self, stream: &str, f: impl FnOnce(&PipelineView) -> R) -> Option<R> {
+        self.pipelines
+            .read()
+            .expect("views lock")
+            .get(stream)
+            .map(f)
+    }
+
+    /// Summaries of an account's pipelines in a region, by name, starting after `after`.
+    /// Returns up to `limit` summaries and whether more follow.
+    pub fn list(
+        &self,
+        account: &str,
+        region: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> (Vec<Value>, Option<String>) {
+        let prefix = pipeline_stream(account, region, "");
+        let start = match after {
+            Some(name) => std::ops::Bound::Excluded(pipeline_stream(account, region, name)),
+            None => std::ops::Bound::Included(prefix.clone()),
+        };
+        let map = self.pipelines.read().expect("views lock");
+        let mut iter = map
+            .range((start, std::ops::Bound::Unbounded))
+            .take_while(|(k, _)| k.starts_with(&prefix));
+        let page: Vec<&PipelineView> = iter.by_ref().take(limit).map(|(_, v)| v).collect();
+        let more = iter.next().is_some();
+        let next = if more {
+            page.last().map(|v| v.name.clone())
+        } else {
+            None
+        };
+        (page.iter().map(|v| v.summary()).collect(), next)
+    }
+
+    /// How many pipelines there are in all.
+    pub fn len(&self) -> usize {
+        self.pipelines.read().expect("views lock").len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The declaration of an older version, read from the pipeline's stream (not kept in the views).
+/// Returns the GetPipeline answer, or `None` when that version does not exist.
+pub fn pipeline_version(
+    store: &dyn EventStore,
+    stream: &str,
+    version: u64,
+) -> Result<Option<Value>, StoreError> {
+    let mut found = None;
+    let mut arn = String::new();
+    let mut created = 0.0;
+    for record in store.read_stream(stream, 1)? {
+        match PipelineEvent::from_record(&record) {
+            Some(PipelineEvent::Created(c)) => {
+                arn = c.arn.clone();
+                created = c.at;
+                found =
+                    (version == 1).then(|| get_pipeline_output(&c.declaration, &c.arn, c.at, c.at));
+            }
+            Some(PipelineEvent::Updated(u)) if u.version == version => {
+                found = Some(get_pipeline_output(&u.declaration, &arn, created, u.at));
+            }
+            Some(PipelineEvent::Deleted(_)) => found = None,
+            _ => {}
+        }
+    }
+    Ok(found)
+}

@@ -1,0 +1,163 @@
+//! Configuration: defaults from `config/default.toml` (compiled in), then an optional file, then
+//! `CODEPIPELINE_LOCAL_*` environment variables, then command-line flags.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The defaults, with a comment per key saying why it exists.
+pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+
+/// Prefix of the environment variables that override configuration keys.
+pub const ENV_PREFIX: &str = "CODEPIPELINE_LOCAL_";
+
+/// The server's settings; see `config/default.toml` for what each is for.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on.
+    pub host: String,
+    /// Port to listen on (0: any free port).
+    pub port: u16,
+    /// Where the data lives.
+    pub data_dir: PathBuf,
+    /// Region when a request names none.
+    pub region: String,
+    /// Largest request body accepted.
+    pub max_body_bytes: usize,
+    /// HTTP workers; 0 means one per core.
+    pub workers: usize,
+    /// Storage page cache in MiB.
+    pub cache_mb: u64,
+    /// Idle seconds before a pipeline actor stops.
+    pub actor_idle_seconds: u64,
+}
+
+/// Values given on the command line, which win over everything else.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--host`.
+    pub host: Option<String>,
+    /// `--port`.
+    pub port: Option<u16>,
+    /// `--data-dir`.
+    pub data_dir: Option<PathBuf>,
+}
+
+impl Config {
+    /// The defaults alone.
+    pub fn defaults() -> Self {
+        Self::load(None, std::iter::empty(), &Overrides::default()).expect("default.toml is valid")
+    }
+
+    /// Loads the layers in order. `env` is the process environment (passed in so tests can
+    /// give their own).
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        overrides: &Overrides,
+    ) -> Result<Self, String> {
+        let mut table: toml::Table = DEFAULT_TOML
+            .parse()
+            .map_err(|e| format!("config/default.toml: {e}"))?;
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            let user: toml::Table = text
+                .parse()
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            for (k, v) in user {
+                if !table.contains_key(&k) {
+                    return Err(format!("{}: unknown key '{k}'", path.display()));
+                }
+                table.insert(k, v);
+            }
+        }
+        for (name, raw) in env {
+            let Some(key) = name.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            let key = key.to_ascii_lowercase();
+            let Some(default) = table.get(&key) else {
+                continue;
+            };
+            let value = match default {
+                toml::Value::Integer(_) => raw
+                    .trim()
+                    .parse::<i64>()
+                    .map(toml::Value::Integer)
+                    .map_err(|_| format!("{name}: expected a whole number, got '{raw}'"))?,
+                toml::Value::Boolean(_) => raw
+                    .trim()
+                    .parse::<bool>()
+                    .map(toml::Value::Boolean)
+                    .map_err(|_| format!("{name}: expected true or false, got '{raw}'"))?,
+                _ => toml::Value::String(raw),
+            };
+            table.insert(key, value);
+        }
+        let mut config: Config = table
+            .try_into()
+            .map_err(|e: toml::de::Error| format!("configuration: {e}"))?;
+        if let Some(host) = &overrides.host {
+            config.host = host.clone();
+        }
+        if let Some(port) = overrides.port {
+            config.port = port;
+        }
+        if let Some(dir) = &overrides.data_dir {
+            config.data_dir = dir.clone();
+        }
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_bind_loopback_on_4566() {
+        let c = Config::defaults();
+        assert_eq!(c.host, "127.0.0.1");
+        assert_eq!(c.port, 4566);
+        assert_eq!(c.data_dir, PathBuf::from("data"));
+    }
+
+    #[test]
+    fn layers_apply_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "port = 5000\nregion = \"eu-west-1\"\n").unwrap();
+        let env = vec![
+            ("CODEPIPELINE_LOCAL_PORT".to_string(), "6000".to_string()),
+            (
+                "CODEPIPELINE_LOCAL_DATA_DIR".to_string(),
+                "/tmp/x".to_string(),
+            ),
+            ("UNRELATED".to_string(), "1".to_string()),
+        ];
+        let c = Config::load(Some(&file), env.clone(), &Overrides::default()).unwrap();
+        assert_eq!((c.port, c.region.as_str()), (6000, "eu-west-1"));
+        assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
+        let flags = Overrides {
+            port: Some(7000),
+            ..Default::default()
+        };
+        assert_eq!(Config::load(Some(&file), env, &flags).unwrap().port, 7000);
+    }
+
+    #[test]
+    fn bad_values_and_unknown_keys_are_reported() {
+        let env = vec![("CODEPIPELINE_LOCAL_PORT".to_string(), "many".to_string())];
+        assert!(Config::load(None, env, &Overrides::default())
+            .unwrap_err()
+            .contains("CODEPIPELINE_LOCAL_PORT"));
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "prot = 1\n").unwrap();
+        assert!(Config::load(Some(&file), vec![], &Overrides::default())
+            .unwrap_err()
+            .contains("unknown key 'prot'"));
+    }
+}

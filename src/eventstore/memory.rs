@@ -1,0 +1,122 @@
+//! An in-memory [`EventStore`] for unit tests: the same contract, nothing on disk.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use super::{Durable, EventStore, NewEvent, RecordedEvent, StoreError};
+
+/// Events kept in a vector, streams as indexes into it.
+#[derive(Default)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    log: Vec<RecordedEvent>,
+    streams: HashMap<String, Vec<usize>>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl EventStore for MemoryStore {
+    fn append(
+        &self,
+        stream: &str,
+        expected: u64,
+        events: Vec<NewEvent>,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let mut inner = self.inner.lock().expect("memory store lock");
+        let actual = inner.streams.get(stream).map_or(0, Vec::len) as u64;
+        if actual != expected {
+            return Err(StoreError::Conflict {
+                stream: stream.to_string(),
+                expected,
+                actual,
+            });
+        }
+        let now = crate::aws::now_epoch();
+        let mut out = Vec::with_capacity(events.len());
+        for (i, e) in events.into_iter().enumerate() {
+            let index = inner.log.len();
+            let record = RecordedEvent {
+                position: index as u64 + 1,
+                stream: stream.to_string(),
+                sequence: expected + i as u64 + 1,
+                event_type: e.event_type,
+                schema_version: e.schema_version,
+                recorded_at: now,
+                data: e.data,
+            };
+            inner.log.push(record.clone());
+            inner
+                .streams
+                .entry(stream.to_string())
+                .or_default()
+                .push(index);
+            out.push(record);
+        }
+        Ok(out)
+    }
+
+    fn durable(&self) -> Durable {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn read_stream(&self, stream: &str, from: u64) -> Result<Vec<RecordedEvent>, StoreError> {
+        let inner = self.inner.lock().expect("memory store lock");
+        Ok(inner
+            .streams
+            .get(stream)
+            .map(|idx| {
+                idx.iter()
+                    .skip(from.saturating_sub(1) as usize)
+                    .map(|&i| inner.log[i].clone())
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    fn read_all(&self, from: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+        let inner = self.inner.lock().expect("memory store lock");
+        Ok(inner
+            .log
+            .iter()
+            .skip(from.saturating_sub(1) as usize)
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
+    fn last_position(&self) -> Result<u64, StoreError> {
+        Ok(self.inner.lock().expect("memory store lock").log.len() as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::conformance;
+    use super::MemoryStore;
+
+    #[test]
+    fn ordering() {
+        conformance::ordering(&MemoryStore::new());
+    }
+    #[test]
+    fn streams_are_separate() {
+        conformance::streams_are_separate(&MemoryStore::new());
+    }
+    #[test]
+    fn optimistic_concurrency() {
+        conformance::optimistic_concurrency(&MemoryStore::new());
+    }
+    #[test]
+    fn durability_resolves() {
+        conformance::durability_resolves(&MemoryStore::new());
+    }
+}

@@ -1,0 +1,207 @@
+//! The event log: the one source of truth for everything the emulator stores.
+//!
+//! Events live in streams (one per pipeline, later one per execution). Each stream has a dense
+//! per-stream sequence starting at 1, used for optimistic concurrency: an append names the
+//! sequence it expects the stream to be at and is refused when another writer got there first.
+//! Each record also gets a global position, so projections can catch up from where they stopped.
+//!
+//! An append is visible at once but durable only when [`EventStore::durable`] resolves; callers
+//! acknowledge a write to a client only after that. Implementations share one flush among all
+//! writers waiting at the same time (group commit).
+//!
+//! Storage engines are kept behind this trait: [`sled_store`] is the default and the only file
+//! that names sled; [`memory`] serves unit tests.
+
+pub mod memory;
+pub mod sled_store;
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The data-dir format this build writes; see `migrations/` for what each version means.
+pub const FORMAT_VERSION: u64 = 1;
+
+/// An event to append: its type name, the schema version of its payload, and the payload.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEvent {
+    /// Event type, e.g. `PipelineCreated`; upcasters dispatch on it.
+    pub event_type: String,
+    /// Version of the payload's schema for this event type.
+    pub schema_version: u32,
+    /// The payload.
+    pub data: Value,
+}
+
+/// An event as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordedEvent {
+    /// Position in the whole log, from 1, without gaps.
+    pub position: u64,
+    /// The stream the event belongs to.
+    pub stream: String,
+    /// Position within its stream, from 1, without gaps.
+    pub sequence: u64,
+    /// Event type name.
+    pub event_type: String,
+    /// Schema version of `data`.
+    pub schema_version: u32,
+    /// When it was recorded, epoch seconds.
+    pub recorded_at: f64,
+    /// The payload.
+    pub data: Value,
+}
+
+/// Why the store could not do what was asked.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StoreError {
+    /// The stream was not at the expected sequence: another command was appended first.
+    Conflict {
+        /// The stream.
+        stream: String,
+        /// The sequence the writer expected.
+        expected: u64,
+        /// The sequence the stream is at.
+        actual: u64,
+    },
+    /// The data dir was written by a newer build.
+    UnsupportedFormat {
+        /// The format version found.
+        found: u64,
+    },
+    /// The storage engine failed (I/O, corruption, a lock held by another process).
+    Storage(String),
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::Conflict {
+                stream,
+                expected,
+                actual,
+            } => write!(
+                f,
+                "stream {stream} is at sequence {actual}, the writer expected {expected}"
+            ),
+            StoreError::UnsupportedFormat { found } => write!(
+                f,
+                "the data dir has format version {found}, but this build reads versions up to {FORMAT_VERSION}; \
+                 use a newer codepipeline-local or another data dir"
+            ),
+            StoreError::Storage(msg) => write!(f, "storage failure: {msg}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+/// A future that resolves when everything appended before it was created is on disk.
+pub type Durable = Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send>>;
+
+/// An append-only store of event streams.
+pub trait EventStore: Send + Sync + 'static {
+    /// Appends `events` to `stream` if the stream is at sequence `expected` (0 for a new stream).
+    /// Returns the recorded events. Visible at once; durable once [`EventStore::durable`] resolves.
+    fn append(
+        &self,
+        stream: &str,
+        expected: u64,
+        events: Vec<NewEvent>,
+    ) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// Resolves when every append made before this call is durable.
+    fn durable(&self) -> Durable;
+
+    /// The events of one stream with sequence ≥ `from`, in order.
+    fn read_stream(&self, stream: &str, from: u64) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// Up to `limit` events of the whole log with position ≥ `from`, in order.
+    fn read_all(&self, from: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// The position of the last event of the log (0 when empty).
+    fn last_position(&self) -> Result<u64, StoreError>;
+}
+
+#[cfg(test)]
+pub(crate) mod conformance {
+    //! One suite that every [`EventStore`] implementation must pass.
+    use super::*;
+    use serde_json::json;
+
+    fn ev(n: i64) -> NewEvent {
+        NewEvent {
+            event_type: "Test".into(),
+            schema_version: 1,
+            data: json!({ "n": n }),
+        }
+    }
+
+    /// Streams keep their order, sequences are dense, positions are global.
+    pub fn ordering(store: &dyn EventStore) {
+        let a = store.append("a", 0, vec![ev(1), ev(2)]).unwrap();
+        assert_eq!(
+            a.iter()
+                .map(|r| (r.sequence, r.position))
+                .collect::<Vec<_>>(),
+            vec![(1, 1), (2, 2)]
+        );
+        store.append("b", 0, vec![ev(3)]).unwrap();
+        store.append("a", 2, vec![ev(4)]).unwrap();
+        let a = store.read_stream("a", 1).unwrap();
+        assert_eq!(
+            a.iter()
+                .map(|r| r.data["n"].as_i64().unwrap())
+                .collect::<Vec<_>>(),
+            vec![1, 2, 4]
+        );
+        assert_eq!(a[2].sequence, 3);
+        assert_eq!(a[2].position, 4);
+        assert_eq!(store.read_stream("a", 3).unwrap().len(), 1);
+        let all = store.read_all(1, 100).unwrap();
+        assert_eq!(
+            all.iter().map(|r| r.stream.as_str()).collect::<Vec<_>>(),
+            vec!["a", "a", "b", "a"]
+        );
+        assert_eq!(store.read_all(3, 1).unwrap()[0].stream, "b");
+        assert_eq!(store.last_position().unwrap(), 4);
+        assert!(store.read_stream("missing", 1).unwrap().is_empty());
+    }
+
+    /// A stream whose prefix names another stream does not mix with it.
+    pub fn streams_are_separate(store: &dyn EventStore) {
+        store.append("p:a", 0, vec![ev(1)]).unwrap();
+        store.append("p:ab", 0, vec![ev(2)]).unwrap();
+        assert_eq!(store.read_stream("p:a", 1).unwrap().len(), 1);
+        assert_eq!(store.read_stream("p:ab", 1).unwrap().len(), 1);
+    }
+
+    /// A writer that expected an older sequence is refused and nothing is written.
+    pub fn optimistic_concurrency(store: &dyn EventStore) {
+        store.append("s", 0, vec![ev(1)]).unwrap();
+        let err = store.append("s", 0, vec![ev(2)]).unwrap_err();
+        assert_eq!(
+            err,
+            StoreError::Conflict {
+                stream: "s".into(),
+                expected: 0,
+                actual: 1
+            }
+        );
+        assert_eq!(store.read_stream("s", 1).unwrap().len(), 1);
+        assert_eq!(store.last_position().unwrap(), 1);
+    }
+
+    /// `durable` resolves after appends, also for many writers at once.
+    pub fn durability_resolves(store: &dyn EventStore) {
+        store.append("d", 0, vec![ev(1)]).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(store.durable()).unwrap();
+    }
+}

@@ -1,0 +1,328 @@
+//! The default [`EventStore`], on sled. This is the only file that names sled: another engine
+//! (redb, say) goes beside it behind the same trait.
+//!
+//! # Layout
+//! One tree, `log`, holds two key spaces written together in one atomic batch per append:
+//! - `a` + position (u64, big endian) → the [`RecordedEvent`] as JSON;
+//! - `s` + stream + `0x00` + sequence (u64, big endian) → position, the per-stream index.
+//!
+//! A tree `meta` holds `format_version` (see `migrations/`).
+//!
+//! # Durability
+//! An append is acknowledged only after [`EventStore::durable`] resolves, which waits for
+//! `Db::flush`. One flusher thread serves every waiter: all writers that asked while a flush was
+//! under way share the next one (group commit), so many concurrent writers cost few flushes.
+//! Note that sled 0.34's flush writes with `sync_file_range`, not `fsync`: an acknowledged write
+//! survives the process being killed (`kill -9`), while surviving a power loss rests on sled's
+//! background fsync of its log.
+
+use std::path::Path;
+use std::sync::mpsc;
+use std::sync::Mutex;
+
+use tokio::sync::oneshot;
+
+use super::{Durable, EventStore, NewEvent, RecordedEvent, StoreError, FORMAT_VERSION};
+
+const FORMAT_KEY: &[u8] = b"format_version";
+
+/// A writer waiting for the next flush.
+type FlushWaiter = oneshot::Sender<Result<(), StoreError>>;
+
+/// An event store in a sled database under a directory.
+pub struct SledStore {
+    db: sled::Db,
+    log: sled::Tree,
+    /// Serialises appends: the last global position, and the lock that keeps positions dense.
+    head: Mutex<u64>,
+    /// Requests to the flusher thread; taken at drop so the thread ends and releases the db.
+    flush_requests: Mutex<Option<mpsc::Sender<FlushWaiter>>>,
+    flusher: Option<std::thread::JoinHandle<()>>,
+}
+
+fn storage(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Storage(e.to_string())
+}
+
+fn record_key(position: u64) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = b'a';
+    k[1..].copy_from_slice(&position.to_be_bytes());
+    k
+}
+
+fn stream_prefix(stream: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(stream.len() + 10);
+    k.push(b's');
+    k.extend_from_slice(stream.as_bytes());
+    k.push(0);
+    k
+}
+
+fn be_u64(bytes: &[u8]) -> u64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&bytes[bytes.len() - 8..]);
+    u64::from_be_bytes(b)
+}
+
+impl SledStore {
+    /// Opens (or creates) the store in `dir`, with sled's page cache bounded to `cache_bytes`.
+    ///
+    /// Refuses a data dir written in a newer format, and one that another process has open.
+    pub fn open(dir: &Path, cache_bytes: u64) -> Result<Self, StoreError> {
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(cache_bytes)
+            .open()
+            .map_err(|e| match e {
+                sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => {
+                    StoreError::Storage(format!(
+                        "the data dir {} is in use by another process",
+                        dir.display()
+                    ))
+                }
+                other => storage(other),
+            })?;
+        let meta = db.open_tree("meta").map_err(storage)?;
+        match meta.get(FORMAT_KEY).map_err(storage)? {
+            Some(v) => {
+                let found = be_u64(&v);
+                if found > FORMAT_VERSION {
+                    return Err(StoreError::UnsupportedFormat { found });
+                }
+            }
+            None => {
+                meta.insert(FORMAT_KEY, &FORMAT_VERSION.to_be_bytes())
+                    .map_err(storage)?;
+                db.flush().map_err(storage)?;
+            }
+        }
+        let log = db.open_tree("log").map_err(storage)?;
+        let head = match log.scan_prefix([b'a']).next_back() {
+            Some(entry) => be_u64(&entry.map_err(storage)?.0),
+            None => 0,
+        };
+        let (tx, rx) = mpsc::channel::<FlushWaiter>();
+        let flusher_db = db.clone();
+        let flusher = std::thread::Builder::new()
+            .name("eventstore-flush".into())
+            .spawn(move || group_commit(flusher_db, rx))
+            .map_err(storage)?;
+        Ok(SledStore {
+            db,
+            log,
+            head: Mutex::new(head),
+            flush_requests: Mutex::new(Some(tx)),
+            flusher: Some(flusher),
+        })
+    }
+
+    /// Writes a format version into a data dir; for tests of the newer-format refusal.
+    #[doc(hidden)]
+    pub fn stamp_format_version(dir: &Path, version: u64) -> Result<(), StoreError> {
+        let db = sled::open(dir).map_err(storage)?;
+        let meta = db.open_tree("meta").map_err(storage)?;
+        meta.insert(FORMAT_KEY, &version.to_be_bytes())
+            .map_err(storage)?;
+        db.flush().map_err(storage)?;
+        Ok(())
+    }
+
+    fn stream_head(&self, stream: &str) -> Result<u64, StoreError> {
+        match self.log.scan_prefix(stream_prefix(stream)).next_back() {
+            Some(entry) => Ok(be_u64(&entry.map_err(storage)?.0)),
+            None => Ok(0),
+        }
+    }
+
+    fn decode(bytes: &[u8]) -> Result<RecordedEvent, StoreError> {
+        serde_json::from_slice(bytes).map_err(|e| storage(format!("unreadable event: {e}")))
+    }
+}
+
+/// The flusher thread: takes every waiter queued so far, flushes once, answers them all.
+fn group_commit(db: sled::Db, rx: mpsc::Receiver<FlushWaiter>) {
+    while let Ok(first) = rx.recv() {
+        let mut waiters = vec![first];
+        waiters.extend(rx.try_iter());
+        let result = db.flush().map(|_| ()).map_err(storage);
+        if let Err(e) = &result {
+            log::error!("event store flush failed: {e}");
+        }
+        for w in waiters {
+            let _ = w.send(result.clone());
+        }
+    }
+}
+
+impl EventStore for SledStore {
+    fn append(
+        &self,
+        stream: &str,
+        expected: u64,
+        events: Vec<NewEvent>,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let mut head = self.head.lock().map_err(storage)?;
+        let actual = self.stream_head(stream)?;
+        if actual != expected {
+            return Err(StoreError::Conflict {
+                stream: stream.to_string(),
+                expected,
+                actual,
+            });
+        }
+        let now = crate::aws::now_epoch();
+        let prefix = stream_prefix(stream);
+        let mut batch = sled::Batch::default();
+        let mut out = Vec::with_capacity(events.len());
+        for (i, e) in events.into_iter().enumerate() {
+            let position = *head + i as u64 + 1;
+            let sequence = expected + i as u64 + 1;
+            let record = RecordedEvent {
+                position,
+                stream: stream.to_string(),
+                sequence,
+                event_type: e.event_type,
+                schema_version: e.schema_version,
+                recorded_at: now,
+                data: e.data,
+            };
+            let bytes = serde_json::to_vec(&record).map_err(storage)?;
+            batch.insert(&record_key(position), bytes);
+            let mut index_key = prefix.clone();
+            index_key.extend_from_slice(&sequence.to_be_bytes());
+            batch.insert(index_key, &position.to_be_bytes());
+            out.push(record);
+        }
+        self.log.apply_batch(batch).map_err(storage)?;
+        *head += out.len() as u64;
+        Ok(out)
+    }
+
+    fn durable(&self) -> Durable {
+        let (tx, rx) = oneshot::channel();
+        let queued = self.flush_requests.lock().map_err(storage).and_then(|s| {
+            s.as_ref()
+                .ok_or_else(|| storage("the store is closing"))?
+                .send(tx)
+                .map_err(storage)
+        });
+        Box::pin(async move {
+            queued?;
+            rx.await
+                .map_err(|_| StoreError::Storage("the flusher thread stopped".into()))?
+        })
+    }
+
+    fn read_stream(&self, stream: &str, from: u64) -> Result<Vec<RecordedEvent>, StoreError> {
+        let prefix = stream_prefix(stream);
+        let mut start = prefix.clone();
+        start.extend_from_slice(&from.max(1).to_be_bytes());
+        let mut out = Vec::new();
+        for entry in self.log.range(start..) {
+            let (k, v) = entry.map_err(storage)?;
+            if !k.starts_with(&prefix) || k.len() != prefix.len() + 8 {
+                break;
+            }
+            let position = be_u64(&v);
+            let bytes = self
+                .log
+                .get(record_key(position))
+                .map_err(storage)?
+                .ok_or_else(|| storage(format!("event {position} of {stream} is missing")))?;
+            out.push(Self::decode(&bytes)?);
+        }
+        Ok(out)
+    }
+
+    fn read_all(&self, from: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+        let end = record_key(u64::MAX);
+        self.log
+            .range(record_key(from.max(1))..=end)
+            .take(limit)
+            .map(|entry| Self::decode(&entry.map_err(storage)?.1))
+            .collect()
+    }
+
+    fn last_position(&self) -> Result<u64, StoreError> {
+        Ok(*self.head.lock().map_err(storage)?)
+    }
+}
+
+impl Drop for SledStore {
+    fn drop(&mut self) {
+        if let Ok(mut requests) = self.flush_requests.lock() {
+            requests.take();
+        }
+        if let Some(flusher) = self.flusher.take() {
+            let _ = flusher.join();
+        }
+        if let Err(e) = self.db.flush() {
+            log::error!("event store flush at close failed: {e}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{conformance, EventStore, NewEvent, StoreError};
+    use super::SledStore;
+
+    fn store() -> (tempfile::TempDir, SledStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SledStore::open(dir.path(), 8 << 20).unwrap();
+        (dir, s)
+    }
+
+    #[test]
+    fn ordering() {
+        conformance::ordering(&store().1);
+    }
+    #[test]
+    fn streams_are_separate() {
+        conformance::streams_are_separate(&store().1);
+    }
+    #[test]
+    fn optimistic_concurrency() {
+        conformance::optimistic_concurrency(&store().1);
+    }
+    #[test]
+    fn durability_resolves() {
+        conformance::durability_resolves(&store().1);
+    }
+
+    #[test]
+    fn reopen_keeps_streams_and_positions() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = SledStore::open(dir.path(), 8 << 20).unwrap();
+            conformance::ordering(&s);
+        }
+        let s = SledStore::open(dir.path(), 8 << 20).unwrap();
+        assert_eq!(s.last_position().unwrap(), 4);
+        assert_eq!(s.read_stream("a", 1).unwrap().len(), 3);
+        let next = s
+            .append(
+                "a",
+                3,
+                vec![NewEvent {
+                    event_type: "T".into(),
+                    schema_version: 1,
+                    data: serde_json::json!(null),
+                }],
+            )
+            .unwrap();
+        assert_eq!((next[0].sequence, next[0].position), (4, 5));
+    }
+
+    #[test]
+    fn a_newer_format_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        SledStore::stamp_format_version(dir.path(), 99).unwrap();
+        match SledStore::open(dir.path(), 8 << 20) {
+            Err(StoreError::UnsupportedFormat { found: 99 }) => {}
+            Err(other) => panic!("unexpected error {other}"),
+            Ok(_) => panic!("a newer format was opened"),
+        }
+    }
+}

@@ -1,0 +1,91 @@
+//! One port, many services: which service a request is for.
+//!
+//! As AWS's own endpoints and other emulators do it: the service named in the SigV4 credential
+//! scope first, then the `X-Amz-Target` prefix of JSON protocols.
+
+use actix_web::http::header::HeaderMap;
+
+use crate::aws::scope::CredentialScope;
+
+/// The service a request belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Service {
+    /// AWS CodePipeline (JSON 1.1); carries the `X-Amz-Target` header.
+    CodePipeline {
+        /// The `X-Amz-Target` value, e.g. `CodePipeline_20150709.GetPipeline`.
+        target: String,
+    },
+    /// A service this endpoint does not serve (yet); carries what named it.
+    Unknown(String),
+}
+
+/// Decides the service of a request.
+pub fn route(headers: &HeaderMap, scope: Option<&CredentialScope>) -> Service {
+    let target = headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let service = scope.map(|s| s.service.as_str()).unwrap_or_default();
+    if service == "codepipeline" || (service.is_empty() && target.starts_with("CodePipeline_")) {
+        return Service::CodePipeline { target };
+    }
+    if !service.is_empty() {
+        return Service::Unknown(service.to_string());
+    }
+    match target.split_once('.') {
+        Some((prefix, _)) => Service::Unknown(prefix.to_string()),
+        None => Service::Unknown("(no service named in the request)".to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::http::header::{HeaderName, HeaderValue};
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(
+                HeaderName::from_static(k),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    fn scope(service: &str) -> CredentialScope {
+        CredentialScope {
+            access_key: "test".into(),
+            region: "eu-central-1".into(),
+            service: service.into(),
+        }
+    }
+
+    #[test]
+    fn the_scope_names_the_service() {
+        let h = headers(&[("x-amz-target", "CodePipeline_20150709.ListPipelines")]);
+        assert_eq!(
+            route(&h, Some(&scope("codepipeline"))),
+            Service::CodePipeline {
+                target: "CodePipeline_20150709.ListPipelines".into()
+            }
+        );
+        assert_eq!(
+            route(&h, Some(&scope("sqs"))),
+            Service::Unknown("sqs".into())
+        );
+    }
+
+    #[test]
+    fn unsigned_requests_are_routed_by_target() {
+        let h = headers(&[("x-amz-target", "CodePipeline_20150709.GetPipeline")]);
+        assert!(matches!(route(&h, None), Service::CodePipeline { .. }));
+        let h = headers(&[("x-amz-target", "DynamoDB_20120810.ListTables")]);
+        assert_eq!(
+            route(&h, None),
+            Service::Unknown("DynamoDB_20120810".into())
+        );
+    }
+}

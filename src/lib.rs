@@ -1,0 +1,32 @@
+//! codepipeline-local: an emulator of AWS CodePipeline that really runs pipelines, serving the
+//! AWS wire protocol on one local endpoint so that the AWS CLI, boto3 and the AWS SDKs work
+//! against it unchanged.
+//!
+//! # Layout
+//! ```text
+//! main.rs            command line (clap): `serve` (default)
+//! config.rs          Config: config/default.toml < --config FILE < CODEPIPELINE_LOCAL_* env < flags
+//! server.rs          composition root: opens the store, rebuilds views, serves HTTP until shutdown
+//! gateway.rs         which service a request belongs to (SigV4 scope, X-Amz-Target)
+//! aws/               AWS JSON 1.1 envelope and errors, SigV4 scope, model-driven input validation
+//! eventstore/        EventStore trait; sled (default) and memory implementations
+//! codepipeline/      api/ (one handle_* per operation), pipeline aggregate, actors/, views/,
+//!                    validate (declaration rules), action_types (catalogue of providers)
+//! ```
+//! Dependencies point one way: `main → server → {gateway, codepipeline} → {aws, eventstore}`.
+//! Inside the service, `api → {actors, views}`, `actors → {pipeline aggregate, eventstore}`,
+//! `views → events`. The aggregate knows no I/O, no actix and no HTTP; only `api` knows AWS
+//! error codes.
+//!
+//! # Data flow
+//! A write goes to the pipeline's actor, which asks the pure aggregate for events, appends them
+//! to the event log, waits until they are durable (one flush shared by concurrent writers),
+//! updates the read views and answers. A read goes straight to the views. At startup the views
+//! are rebuilt by folding the whole log.
+
+pub mod aws;
+pub mod codepipeline;
+pub mod config;
+pub mod eventstore;
+pub mod gateway;
+pub mod server;

@@ -1,0 +1,92 @@
+//! The `codepipeline-local` command: `serve` (the default) runs the emulator.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use codepipeline_local::config::{Config, Overrides};
+
+#[derive(Parser)]
+#[command(
+    name = "codepipeline-local",
+    version,
+    about = "A local emulator of AWS CodePipeline"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the AWS endpoint (the default when no command is given).
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args, Clone, Default)]
+struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1].
+    #[arg(long)]
+    host: Option<String>,
+    /// Port to listen on; 0 picks a free one [default: 4566].
+    #[arg(long)]
+    port: Option<u16>,
+    /// Directory for the data [default: ./data].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// A TOML file with settings (see config/default.toml for every key).
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+fn main() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let cli = Cli::parse();
+    let args = match cli.command {
+        Some(Command::Serve(args)) => args,
+        None => cli.serve,
+    };
+    if let Err(e) = serve(args) {
+        eprintln!("codepipeline-local: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn serve(args: ServeArgs) -> Result<(), String> {
+    let overrides = Overrides {
+        host: args.host,
+        port: args.port,
+        data_dir: args.data_dir,
+    };
+    let config = Config::load(args.config.as_deref(), std::env::vars(), &overrides)?;
+    let listener = std::net::TcpListener::bind((config.host.as_str(), config.port))
+        .map_err(|e| format!("cannot listen on {}:{}: {e}", config.host, config.port))?;
+    actix_web::rt::System::new().block_on(codepipeline_local::server::run(
+        config,
+        listener,
+        |addr| {
+            println!("codepipeline-local listening on http://{addr}");
+            let _ = std::io::stdout().flush();
+        },
+        shutdown_signal(),
+    ))
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,165 @@
+//! The composition root: opens the event store, rebuilds the views from it, starts the actor
+//! arbiter and serves every service on one HTTP listener until told to shut down.
+
+use std::future::Future;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::Arbiter;
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use futures_util::StreamExt;
+
+use crate::aws::scope::credential_scope;
+use crate::aws::{json, AwsError, RequestContext};
+use crate::codepipeline::actors::PipelineRegistry;
+use crate::codepipeline::views::PipelineViews;
+use crate::codepipeline::{self, CodePipelineService};
+use crate::config::Config;
+use crate::eventstore::sled_store::SledStore;
+use crate::eventstore::EventStore;
+use crate::gateway::{self, Service};
+
+/// Path of the health check, for scripts that wait for the server.
+pub const HEALTH_PATH: &str = "/_codepipeline_local/health";
+
+struct AppState {
+    config: Config,
+    codepipeline: CodePipelineService,
+}
+
+/// Serves until `shutdown` resolves, then stops gracefully (in-flight requests finish).
+///
+/// `on_ready` is called with the bound address once the data is loaded and requests are served.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    on_ready: impl FnOnce(SocketAddr),
+    shutdown: impl Future<Output = ()> + 'static,
+) -> Result<(), String> {
+    let started = Instant::now();
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|e| format!("cannot create data dir {}: {e}", config.data_dir.display()))?;
+    let store: Arc<dyn EventStore> = Arc::new(
+        SledStore::open(&config.data_dir.join("events"), config.cache_mb << 20)
+            .map_err(|e| e.to_string())?,
+    );
+    let views = Arc::new(PipelineViews::rebuild(store.as_ref()).map_err(|e| e.to_string())?);
+    log::info!(
+        "loaded {} pipelines from {} events in {:.1} ms",
+        views.len(),
+        store.last_position().unwrap_or(0),
+        started.elapsed().as_secs_f64() * 1000.0
+    );
+    let arbiter = Arbiter::new();
+    let registry = PipelineRegistry::new(
+        arbiter.handle(),
+        store.clone(),
+        views.clone(),
+        Duration::from_secs(config.actor_idle_seconds.max(1)),
+    );
+    let workers = if config.workers == 0 {
+        std::thread::available_parallelism().map_or(2, |n| n.get())
+    } else {
+        config.workers
+    };
+    let state = web::Data::new(AppState {
+        config,
+        codepipeline: CodePipelineService {
+            model: codepipeline::model(),
+            registry,
+            views,
+            store,
+        },
+    });
+    let app_state = state.clone();
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(app_state.clone())
+            .route(HEALTH_PATH, web::get().to(health))
+            .default_service(web::to(entry))
+    })
+    .workers(workers)
+    .disable_signals()
+    .listen(listener)
+    .map_err(|e| e.to_string())?
+    .run();
+    let handle = server.handle();
+    actix_rt::spawn(async move {
+        shutdown.await;
+        log::info!("shutting down");
+        handle.stop(true).await;
+    });
+    on_ready(addr);
+    server.await.map_err(|e| e.to_string())?;
+    arbiter.stop();
+    drop(state);
+    Ok(())
+}
+
+async fn health() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(r#"{"status":"running","services":{"codepipeline":"running"}}"#)
+}
+
+async fn entry(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let scope = credential_scope(req.headers());
+    let ctx = RequestContext::new(scope.as_ref(), &state.config.region);
+    let body = match read_body(&req, payload, state.config.max_body_bytes).await {
+        Ok(body) => body,
+        Err(err) => return json::error(&ctx, &err),
+    };
+    match gateway::route(req.headers(), scope.as_ref()) {
+        Service::CodePipeline { target } => {
+            codepipeline::api::handle(&state.codepipeline, &ctx, &target, &body).await
+        }
+        Service::Unknown(name) => json::error(
+            &ctx,
+            &AwsError::new(
+                "UnknownServiceException",
+                format!("codepipeline-local does not serve the service {name}"),
+            ),
+        ),
+    }
+}
+
+fn too_large(limit: usize) -> AwsError {
+    AwsError::new(
+        "RequestEntityTooLargeException",
+        format!("The request body is larger than the limit of {limit} bytes (max_body_bytes)"),
+    )
+    .with_status(413)
+}
+
+/// Reads the body up to `limit` bytes; a larger one is refused without reading it all.
+async fn read_body(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<web::Bytes, AwsError> {
+    let declared = req
+        .headers()
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_large(limit));
+    }
+    let mut body = web::BytesMut::with_capacity(declared.unwrap_or(0));
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| {
+            AwsError::serialization(format!("could not read the request body: {e}"))
+        })?;
+        if body.len() + chunk.len() > limit {
+            return Err(too_large(limit));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}

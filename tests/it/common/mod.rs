@@ -1,0 +1,253 @@
+//! Starts the real `codepipeline-local` binary on a free port with its own data dir and builds
+//! real AWS SDK clients against it.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use aws_sdk_codepipeline::config::{BehaviorVersion, Credentials, Region};
+
+/// How long a server may take to start before the test fails.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A running server process; killed when dropped.
+pub struct Server {
+    child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub endpoint: String,
+    /// `127.0.0.1:PORT`.
+    pub addr: String,
+    /// The data dir (owned by `_tmp` unless given).
+    pub data_dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl Server {
+    /// A server on a fresh temporary data dir.
+    pub fn start() -> Server {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let mut s = Server::start_in(tmp.path());
+        s._tmp = Some(tmp);
+        s
+    }
+
+    /// A server on `data_dir`, which the caller keeps.
+    pub fn start_in(data_dir: &Path) -> Server {
+        match Server::try_start_in(data_dir) {
+            Ok(s) => s,
+            Err(e) => panic!("server did not start: {e}"),
+        }
+    }
+
+    /// Starts a server; the error is what the process printed when it failed to start.
+    pub fn try_start_in(data_dir: &Path) -> Result<Server, String> {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_codepipeline-local"))
+            .args(["serve", "--port", "0", "--data-dir"])
+            .arg(data_dir)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn codepipeline-local");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            while let Some(Ok(line)) = lines.next() {
+                if let Some(url) = line.strip_prefix("codepipeline-local listening on ") {
+                    let _ = tx.send(url.to_string());
+                }
+            }
+        });
+        match rx.recv_timeout(START_TIMEOUT) {
+            Ok(endpoint) => Ok(Server {
+                addr: endpoint.trim_start_matches("http://").to_string(),
+                endpoint,
+                child,
+                data_dir: data_dir.to_path_buf(),
+                _tmp: None,
+            }),
+            Err(_) => {
+                let _ = child.kill();
+                let mut err = String::new();
+                if let Some(mut e) = child.stderr.take() {
+                    let _ = e.read_to_string(&mut err);
+                }
+                let status = child.wait().ok();
+                Err(format!("exit {status:?}: {err}"))
+            }
+        }
+    }
+
+    /// Kills the process with SIGKILL and waits for it to be gone.
+    pub fn kill9(mut self) -> Option<tempfile::TempDir> {
+        self.child.kill().expect("kill -9");
+        self.child.wait().expect("wait");
+        self._tmp.take()
+    }
+
+    /// A CodePipeline client for this server, region eu-central-1.
+    pub fn codepipeline(&self) -> aws_sdk_codepipeline::Client {
+        let config = aws_sdk_codepipeline::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("eu-central-1"))
+            .credentials_provider(Credentials::new("test", "test", None, None, "tests"))
+            .endpoint_url(&self.endpoint)
+            .build();
+        aws_sdk_codepipeline::Client::from_conf(config)
+    }
+
+    /// A raw HTTP client for this server.
+    pub fn client(&self) -> RawClient {
+        RawClient {
+            addr: self.addr.clone(),
+        }
+    }
+
+    /// Sends one raw HTTP request; see [`RawClient::raw`].
+    pub fn raw(&self, target: Option<&str>, body: &[u8]) -> RawResponse {
+        self.client().raw(target, body)
+    }
+
+    /// Calls a CodePipeline operation with a raw JSON body.
+    pub fn call(&self, operation: &str, body: serde_json::Value) -> RawResponse {
+        self.client().call(operation, body)
+    }
+}
+
+/// Speaks HTTP/1.1 to the server without any SDK, for checks below the SDKs.
+#[derive(Clone)]
+pub struct RawClient {
+    /// `127.0.0.1:PORT`.
+    pub addr: String,
+}
+
+impl RawClient {
+    /// Sends one raw HTTP request and returns the answer, the answer.
+    pub fn raw(&self, target: Option<&str>, body: &[u8]) -> RawResponse {
+        let mut head = String::from("POST / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
+        head.push_str("Content-Type: application/x-amz-json-1.1\r\n");
+        head.push_str("Authorization: AWS4-HMAC-SHA256 Credential=test/20261126/eu-central-1/codepipeline/aws4_request, SignedHeaders=host, Signature=0\r\n");
+        if let Some(t) = target {
+            head.push_str(&format!("X-Amz-Target: {t}\r\n"));
+        }
+        head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+        let mut stream = TcpStream::connect(&self.addr).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        stream.write_all(head.as_bytes()).unwrap();
+        // A server that refuses a large body may close before reading it all.
+        let _ = stream.write_all(body);
+        let mut raw = Vec::new();
+        let _ = stream.read_to_end(&mut raw);
+        RawResponse::parse(&raw)
+    }
+
+    /// Calls a CodePipeline operation with a raw JSON body.
+    pub fn call(&self, operation: &str, body: serde_json::Value) -> RawResponse {
+        self.raw(
+            Some(&format!("CodePipeline_20150709.{operation}")),
+            body.to_string().as_bytes(),
+        )
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An HTTP answer.
+#[derive(Debug)]
+pub struct RawResponse {
+    /// Status code.
+    pub status: u16,
+    /// Headers, names in lower case.
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+impl RawResponse {
+    fn parse(raw: &[u8]) -> RawResponse {
+        let split = raw
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("an HTTP answer");
+        let head = String::from_utf8_lossy(&raw[..split]).to_string();
+        let mut lines = head.split("\r\n");
+        let status = lines
+            .next()
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|s| s.parse().ok())
+            .expect("status line");
+        let headers = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+            .collect();
+        RawResponse {
+            status,
+            headers,
+            body: raw[split + 4..].to_vec(),
+        }
+    }
+
+    /// A header's value.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "body is not JSON ({e}): {}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    /// The `__type` of an error answer.
+    pub fn error_code(&self) -> String {
+        self.json()["__type"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+}
+
+/// The declaration of the tutorial pipeline, named `name`.
+pub fn tutorial_declaration(name: &str) -> serde_json::Value {
+    serde_json::json!({
+        "name": name, "executionMode": "SUPERSEDED", "pipelineType": "V1",
+        "roleArn": "arn:aws:iam::000000000000:role/role",
+        "artifactStore": {"type": "S3", "location": "artifact-store-bucket"},
+        "version": 1,
+        "stages": [
+            {"name": "stage1", "actions": [{"name": "action1",
+                "actionTypeId": {"category": "Source", "owner": "AWS", "provider": "S3", "version": "1"},
+                "runOrder": 1,
+                "configuration": {"S3Bucket": "source-bucket", "S3ObjectKey": "file", "PollForSourceChanges": "false"},
+                "outputArtifacts": [{"name": "intermediate-file"}], "inputArtifacts": []}]},
+            {"name": "stage2", "actions": [{"name": "action1",
+                "actionTypeId": {"category": "Deploy", "owner": "AWS", "provider": "S3", "version": "1"},
+                "runOrder": 1,
+                "configuration": {"BucketName": "target-bucket", "Extract": "false", "ObjectKey": "output-file"},
+                "inputArtifacts": [{"name": "intermediate-file"}], "outputArtifacts": []}]}
+        ]
+    })
+}
+
+/// The path of a file in the repository.
+pub fn repo_file(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}

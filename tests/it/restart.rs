@@ -1,0 +1,119 @@
+//! Acknowledged writes survive the process being killed with SIGKILL.
+
+use serde_json::json;
+
+use crate::common::{tutorial_declaration, Server};
+
+#[test]
+fn acknowledged_writes_survive_kill_9() {
+    let server = Server::start();
+    for i in 0..5 {
+        let r = server.call(
+            "CreatePipeline",
+            json!({"pipeline": tutorial_declaration(&format!("p{i}"))}),
+        );
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    }
+    let mut v2 = tutorial_declaration("p1");
+    v2["stages"][1]["actions"][0]["name"] = "deploy".into();
+    assert_eq!(
+        server
+            .call("UpdatePipeline", json!({"pipeline": v2}))
+            .status,
+        200
+    );
+    let arn = "arn:aws:codepipeline:eu-central-1:000000000000:p2";
+    let tags = json!({"resourceArn": arn, "tags": [{"key": "k", "value": "v"}, {"key": "x", "value": "y"}]});
+    assert_eq!(server.call("TagResource", tags).status, 200);
+    assert_eq!(
+        server
+            .call(
+                "UntagResource",
+                json!({"resourceArn": arn, "tagKeys": ["x"]})
+            )
+            .status,
+        200
+    );
+    assert_eq!(
+        server.call("DeletePipeline", json!({"name": "p3"})).status,
+        200
+    );
+
+    let reads = |s: &Server| {
+        vec![
+            s.call("ListPipelines", json!({})).body,
+            s.call("GetPipeline", json!({"name": "p1"})).body,
+            s.call("GetPipeline", json!({"name": "p1", "version": 1}))
+                .body,
+            s.call("GetPipeline", json!({"name": "p3"})).body,
+            s.call("ListTagsForResource", json!({"resourceArn": arn}))
+                .body,
+        ]
+    };
+    let before = reads(&server);
+    let dir = server.data_dir.clone();
+    let tmp = server.kill9();
+
+    let restarted = Server::start_in(&dir);
+    let after = reads(&restarted);
+    for (b, a) in before.iter().zip(&after) {
+        assert_eq!(String::from_utf8_lossy(b), String::from_utf8_lossy(a));
+    }
+    // Writes go on from where the log stopped.
+    let r = restarted.call(
+        "CreatePipeline",
+        json!({"pipeline": tutorial_declaration("p1")}),
+    );
+    assert_eq!(r.error_code(), "PipelineNameInUseException");
+    let r = restarted.call(
+        "UpdatePipeline",
+        json!({"pipeline": tutorial_declaration("p1")}),
+    );
+    assert_eq!(r.json()["pipeline"]["version"], 3);
+    drop(restarted);
+    drop(tmp);
+}
+
+#[test]
+fn concurrent_writes_are_all_durable() {
+    let server = Server::start();
+    let handles: Vec<_> = (0..8)
+        .map(|t| {
+            let client = server.client();
+            std::thread::spawn(move || {
+                for i in 0..10 {
+                    let r = client.call(
+                        "CreatePipeline",
+                        json!({"pipeline": tutorial_declaration(&format!("t{t}-{i}"))}),
+                    );
+                    assert_eq!(r.status, 200);
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    let dir = server.data_dir.clone();
+    let _tmp = server.kill9();
+    let restarted = Server::start_in(&dir);
+    let list = restarted
+        .call("ListPipelines", json!({"maxResults": 1000}))
+        .json();
+    assert_eq!(list["pipelines"].as_array().unwrap().len(), 80);
+}
+
+#[test]
+fn a_data_dir_of_a_newer_format_is_refused_clearly() {
+    let tmp = tempfile::tempdir().unwrap();
+    codepipeline_local::eventstore::sled_store::SledStore::stamp_format_version(
+        &tmp.path().join("events"),
+        99,
+    )
+    .unwrap();
+    let err = match Server::try_start_in(tmp.path()) {
+        Ok(_) => panic!("a newer data dir was opened"),
+        Err(e) => e,
+    };
+    assert!(err.contains("format version 99"), "{err}");
+}

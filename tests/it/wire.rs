@@ -1,0 +1,136 @@
+//! The AWS JSON 1.1 envelope below the SDKs: error shapes, unknown and unsupported operations,
+//! malformed and oversized bodies.
+
+use serde_json::{json, Value};
+
+use crate::common::{repo_file, Server};
+
+#[test]
+fn errors_have_the_shape_botocore_parses() {
+    let server = Server::start();
+    let r = server.call("GetPipeline", json!({"name": "missing"}));
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        r.header("x-amzn-errortype"),
+        Some("PipelineNotFoundException")
+    );
+    assert_eq!(r.header("content-type"), Some("application/x-amz-json-1.1"));
+    assert!(r
+        .header("x-amzn-requestid")
+        .is_some_and(|id| id.len() == 36));
+    assert_eq!(
+        r.json(),
+        json!({"__type": "PipelineNotFoundException",
+               "message": "Account '000000000000' does not have a pipeline with name 'missing'"})
+    );
+    let ok = server.call("ListPipelines", json!({}));
+    assert_eq!(ok.status, 200);
+    assert!(ok.header("x-amzn-requestid").is_some());
+    assert_eq!(ok.json(), json!({"pipelines": []}));
+}
+
+#[test]
+fn malformed_json_is_a_serialization_exception() {
+    let server = Server::start();
+    let r = server.raw(Some("CodePipeline_20150709.GetPipeline"), b"{\"name\": ");
+    assert_eq!(
+        (r.status, r.error_code().as_str()),
+        (400, "SerializationException")
+    );
+    let r = server.raw(Some("CodePipeline_20150709.GetPipeline"), b"[1, 2]");
+    assert_eq!(
+        (r.status, r.error_code().as_str()),
+        (400, "SerializationException")
+    );
+    // A value of the wrong type.
+    let r = server.call("GetPipeline", json!({"name": 12}));
+    assert_eq!(
+        (r.status, r.error_code().as_str()),
+        (400, "SerializationException")
+    );
+    // An empty body is an empty object, as on AWS: then the required name is missing.
+    let r = server.raw(Some("CodePipeline_20150709.GetPipeline"), b"");
+    assert_eq!(
+        (r.status, r.error_code().as_str()),
+        (400, "ValidationException")
+    );
+}
+
+#[test]
+fn unknown_targets_and_services_are_named() {
+    let server = Server::start();
+    let r = server.raw(Some("CodePipeline_20150709.MakeCoffee"), b"{}");
+    assert_eq!(
+        (r.status, r.error_code().as_str()),
+        (400, "UnknownOperationException")
+    );
+    assert!(r.json()["message"].as_str().unwrap().contains("MakeCoffee"));
+    let r = server.raw(Some("CodePipeline_20990101.ListPipelines"), b"{}");
+    assert_eq!(r.error_code(), "UnknownOperationException");
+    let r = server.raw(None, b"{}");
+    assert_eq!(
+        (r.status, r.error_code().as_str()),
+        (400, "UnknownOperationException")
+    );
+}
+
+#[test]
+fn an_oversized_body_is_refused_quickly() {
+    let server = Server::start();
+    let body = vec![b' '; 17 * 1024 * 1024];
+    let r = server.raw(Some("CodePipeline_20150709.ListPipelines"), &body);
+    assert_eq!(
+        (r.status, r.error_code().as_str()),
+        (413, "RequestEntityTooLargeException")
+    );
+}
+
+/// Every operation of the model is routed: implemented, or a clear "not supported yet".
+#[test]
+fn every_operation_of_the_model_is_routed() {
+    let server = Server::start();
+    let model: Value = serde_json::from_str(
+        &std::fs::read_to_string(repo_file("models/codepipeline-2015-07-09.json")).unwrap(),
+    )
+    .unwrap();
+    let operations = model["operations"].as_object().unwrap();
+    assert_eq!(operations.len(), 44);
+    let mut implemented = 0;
+    for name in operations.keys() {
+        let r = server.call(name, json!({}));
+        assert_ne!(r.status, 404, "{name}");
+        let code = r.error_code();
+        assert_ne!(code, "UnknownOperationException", "{name}");
+        if r.status == 501 {
+            assert_eq!(code, "NotImplementedException", "{name}");
+            let message = r.json()["message"].as_str().unwrap().to_string();
+            assert!(message.contains(name.as_str()), "{name}: {message}");
+        } else {
+            assert!(r.status == 200 || r.status == 400, "{name}: {}", r.status);
+            implemented += 1;
+        }
+    }
+    assert_eq!(
+        implemented, 9,
+        "implemented operations changed: update this count"
+    );
+}
+
+#[test]
+fn health_answers() {
+    let server = Server::start();
+    let mut stream = std::net::TcpStream::connect(&server.addr).unwrap();
+    use std::io::{Read, Write};
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    stream
+        .write_all(
+            b"GET /_codepipeline_local/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .unwrap();
+    let mut out = String::new();
+    stream.read_to_string(&mut out).unwrap();
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert!(out.contains("\"running\""));
+}

@@ -6,7 +6,6 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix::Arbiter;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use futures_util::StreamExt;
 
@@ -51,9 +50,7 @@ pub async fn run(
         store.last_position().unwrap_or(0),
         started.elapsed().as_secs_f64() * 1000.0
     );
-    let arbiter = Arbiter::new();
     let registry = PipelineRegistry::new(
-        arbiter.handle(),
         store.clone(),
         views.clone(),
         Duration::from_secs(config.actor_idle_seconds.max(1)),
@@ -93,7 +90,6 @@ pub async fn run(
     });
     on_ready(addr);
     server.await.map_err(|e| e.to_string())?;
-    arbiter.stop();
     drop(state);
     Ok(())
 }

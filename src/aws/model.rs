@@ -3,23 +3,63 @@
 //!
 //! Every JSON request is checked against its operation's input shape before a handler sees it, so
 //! lengths, patterns, enums, ranges and required members answer exactly as the model declares,
-//! with AWS's `ValidationException` wording, and no handler repeats those checks by hand.
+//! with AWS's `ValidationException` wording, and no handler repeats those checks by hand. The
+//! model is compiled once into a graph of shapes (members resolved, patterns compiled), so a check
+//! costs no lookups by name.
 
 use std::collections::HashMap;
 
 use regex::Regex;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::AwsError;
 
-/// A parsed service model with its patterns compiled once.
+/// A shape, by its index in [`ServiceModel::shapes`].
+type ShapeId = usize;
+
+/// Lengths, counts or values a shape allows.
+#[derive(Default)]
+struct Limits {
+    min: Option<f64>,
+    max: Option<f64>,
+}
+
+enum Shape {
+    Structure {
+        /// Members by name: the shape of each.
+        members: HashMap<String, ShapeId>,
+        required: Vec<String>,
+    },
+    List {
+        member: ShapeId,
+        limits: Limits,
+    },
+    Map {
+        key: ShapeId,
+        value: ShapeId,
+        limits: Limits,
+    },
+    String {
+        limits: Limits,
+        /// The pattern as the model writes it, for the message, and compiled to match whole values.
+        pattern: Option<(String, Regex)>,
+        allowed: Option<Vec<String>>,
+    },
+    Integer(Limits),
+    Number(Limits),
+    Boolean,
+    Timestamp,
+    /// Blobs and anything this checker does not look into.
+    Other,
+}
+
+/// A parsed service model.
 pub struct ServiceModel {
     /// `targetPrefix` from the metadata, e.g. `CodePipeline_20150709`.
     pub target_prefix: String,
     operations: Vec<String>,
-    inputs: HashMap<String, String>,
-    shapes: Map<String, Value>,
-    patterns: HashMap<String, Regex>,
+    inputs: HashMap<String, ShapeId>,
+    shapes: Vec<Shape>,
 }
 
 impl ServiceModel {
@@ -34,34 +74,83 @@ impl ServiceModel {
             .as_str()
             .unwrap_or_default()
             .to_string();
+        let raw = doc["shapes"].as_object().expect("shapes");
+        let ids: HashMap<&str, ShapeId> = raw
+            .keys()
+            .enumerate()
+            .map(|(i, k)| (k.as_str(), i))
+            .collect();
+        let id = |v: &Value| {
+            ids.get(v["shape"].as_str().unwrap_or_default())
+                .copied()
+                .unwrap_or(usize::MAX)
+        };
+        let limits = |s: &Value| Limits {
+            min: s["min"].as_f64(),
+            max: s["max"].as_f64(),
+        };
+        let shapes = raw
+            .values()
+            .map(|s| match s["type"].as_str().unwrap_or_default() {
+                "structure" => Shape::Structure {
+                    members: s["members"]
+                        .as_object()
+                        .map(|m| m.iter().map(|(k, v)| (k.clone(), id(v))).collect())
+                        .unwrap_or_default(),
+                    required: s["required"]
+                        .as_array()
+                        .map(|r| {
+                            r.iter()
+                                .filter_map(Value::as_str)
+                                .map(str::to_string)
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                },
+                "list" => Shape::List {
+                    member: id(&s["member"]),
+                    limits: limits(s),
+                },
+                "map" => Shape::Map {
+                    key: id(&s["key"]),
+                    value: id(&s["value"]),
+                    limits: limits(s),
+                },
+                "string" => Shape::String {
+                    limits: limits(s),
+                    // Model patterns must match the whole value; a pattern the regex engine cannot
+                    // read is left unchecked rather than refusing valid input.
+                    pattern: s["pattern"].as_str().and_then(|p| {
+                        Regex::new(&format!("^(?:{p})$"))
+                            .ok()
+                            .map(|re| (p.to_string(), re))
+                    }),
+                    allowed: s["enum"].as_array().map(|e| {
+                        e.iter()
+                            .filter_map(Value::as_str)
+                            .map(str::to_string)
+                            .collect()
+                    }),
+                },
+                "integer" | "long" => Shape::Integer(limits(s)),
+                "double" | "float" => Shape::Number(limits(s)),
+                "boolean" => Shape::Boolean,
+                "timestamp" => Shape::Timestamp,
+                _ => Shape::Other,
+            })
+            .collect();
         let ops = doc["operations"].as_object().expect("operations");
         let operations: Vec<String> = ops.keys().cloned().collect();
         let inputs = ops
             .iter()
-            .filter_map(|(name, op)| {
-                op["input"]["shape"]
-                    .as_str()
-                    .map(|s| (name.clone(), s.to_string()))
-            })
-            .collect();
-        let shapes = doc["shapes"].as_object().expect("shapes").clone();
-        let patterns = shapes
-            .iter()
-            .filter_map(|(name, shape)| {
-                let pattern = shape["pattern"].as_str()?;
-                // Model patterns must match the whole value; a pattern the regex engine cannot read
-                // is left unchecked rather than refusing valid input.
-                Regex::new(&format!("^(?:{pattern})$"))
-                    .ok()
-                    .map(|re| (name.clone(), re))
-            })
+            .filter(|(_, op)| op["input"].is_object())
+            .map(|(name, op)| (name.clone(), id(&op["input"])))
             .collect();
         ServiceModel {
             target_prefix,
             operations,
             inputs,
             shapes,
-            patterns,
         }
     }
 
@@ -72,11 +161,11 @@ impl ServiceModel {
 
     /// Checks a request body against the input shape of `operation`.
     pub fn validate_input(&self, operation: &str, input: &Value) -> Result<(), AwsError> {
-        let Some(shape) = self.inputs.get(operation) else {
+        let Some(&shape) = self.inputs.get(operation) else {
             return Ok(());
         };
         let mut errors = Vec::new();
-        self.check(shape, input, "", &mut errors)?;
+        self.check(shape, input, &Path::Root, &mut errors)?;
         match errors.len() {
             0 => Ok(()),
             1 => Err(AwsError::validation(format!(
@@ -92,160 +181,177 @@ impl ServiceModel {
 
     fn check(
         &self,
-        shape_name: &str,
+        shape: ShapeId,
         value: &Value,
-        path: &str,
+        path: &Path<'_>,
         errors: &mut Vec<String>,
     ) -> Result<(), AwsError> {
-        let Some(shape) = self.shapes.get(shape_name) else {
+        let Some(shape) = self.shapes.get(shape) else {
             return Ok(());
         };
-        let kind = shape["type"].as_str().unwrap_or_default();
         let mismatch = |expected: &str| {
-            AwsError::serialization(format!(
-                "Unexpected value at '{}': expected {expected}",
-                display_path(path)
-            ))
+            AwsError::serialization(format!("Unexpected value at '{path}': expected {expected}"))
         };
-        match kind {
-            "structure" => {
+        match shape {
+            Shape::Structure { members, required } => {
                 let obj = value.as_object().ok_or_else(|| mismatch("an object"))?;
-                let members = shape["members"].as_object();
-                if let Some(required) = shape["required"].as_array() {
-                    for name in required.iter().filter_map(Value::as_str) {
-                        if obj.get(name).is_none_or(Value::is_null) {
-                            errors.push(format!(
-                                "Value null at '{}' failed to satisfy constraint: Member must not be null",
-                                join(path, name)
-                            ));
-                        }
+                for name in required {
+                    if obj.get(name).is_none_or(Value::is_null) {
+                        errors.push(format!(
+                            "Value null at '{}' failed to satisfy constraint: Member must not be null",
+                            path.member(name)
+                        ));
                     }
                 }
-                if let Some(members) = members {
-                    for (name, member) in members {
-                        let Some(v) = obj.get(name).filter(|v| !v.is_null()) else {
-                            continue;
-                        };
-                        let member_shape = member["shape"].as_str().unwrap_or_default();
-                        self.check(member_shape, v, &join(path, name), errors)?;
+                for (name, v) in obj.iter().filter(|(_, v)| !v.is_null()) {
+                    if let Some(&member) = members.get(name) {
+                        self.check(member, v, &path.member(name), errors)?;
                     }
                 }
             }
-            "list" => {
+            Shape::List { member, limits } => {
                 let items = value.as_array().ok_or_else(|| mismatch("a list"))?;
-                self.check_range(shape, items.len() as f64, value, path, "length", errors);
-                let member = shape["member"]["shape"].as_str().unwrap_or_default();
-                for (i, item) in items.iter().enumerate() {
-                    if item.is_null() {
-                        continue;
-                    }
-                    self.check(member, item, &format!("{path}.{}.member", i + 1), errors)?;
-                }
-            }
-            "map" => {
-                let obj = value.as_object().ok_or_else(|| mismatch("a map"))?;
-                self.check_range(shape, obj.len() as f64, value, path, "length", errors);
-                let key_shape = shape["key"]["shape"].as_str().unwrap_or_default();
-                let value_shape = shape["value"]["shape"].as_str().unwrap_or_default();
-                for (k, v) in obj {
-                    self.check(key_shape, &Value::String(k.clone()), path, errors)?;
-                    if !v.is_null() {
-                        self.check(value_shape, v, &format!("{path}.{k}"), errors)?;
-                    }
-                }
-            }
-            "string" => {
-                let s = value.as_str().ok_or_else(|| mismatch("a string"))?;
-                self.check_range(
-                    shape,
-                    s.chars().count() as f64,
-                    value,
+                limits.check(
+                    items.len() as f64,
+                    || value.to_string(),
                     path,
                     "length",
                     errors,
                 );
-                if let Some(allowed) = shape["enum"].as_array() {
-                    if !allowed.iter().any(|a| a.as_str() == Some(s)) {
-                        let set: Vec<&str> = allowed.iter().filter_map(Value::as_str).collect();
-                        errors.push(format!(
-                            "Value '{s}' at '{}' failed to satisfy constraint: Member must satisfy enum value set: [{}]",
-                            display_path(path),
-                            set.join(", ")
-                        ));
-                    }
+                for (i, item) in items.iter().enumerate().filter(|(_, v)| !v.is_null()) {
+                    self.check(*member, item, &path.item(i + 1), errors)?;
                 }
-                if let Some(re) = self.patterns.get(shape_name) {
-                    if !re.is_match(s) {
-                        errors.push(format!(
-                            "Value '{s}' at '{}' failed to satisfy constraint: Member must satisfy regular expression pattern: {}",
-                            display_path(path),
-                            shape["pattern"].as_str().unwrap_or_default()
-                        ));
+            }
+            Shape::Map {
+                key,
+                value: value_shape,
+                limits,
+            } => {
+                let obj = value.as_object().ok_or_else(|| mismatch("a map"))?;
+                limits.check(
+                    obj.len() as f64,
+                    || value.to_string(),
+                    path,
+                    "length",
+                    errors,
+                );
+                for (k, v) in obj {
+                    if let Some(key_shape) = self.shapes.get(*key) {
+                        check_string(key_shape, k, path, errors);
+                    }
+                    if !v.is_null() {
+                        self.check(*value_shape, v, &path.member(k), errors)?;
                     }
                 }
             }
-            "integer" | "long" => {
+            Shape::String { .. } => {
+                let s = value.as_str().ok_or_else(|| mismatch("a string"))?;
+                check_string(shape, s, path, errors);
+            }
+            Shape::Integer(limits) => {
                 let n = value.as_i64().ok_or_else(|| mismatch("an integer"))?;
-                self.check_range(shape, n as f64, value, path, "value", errors);
+                limits.check(n as f64, || n.to_string(), path, "value", errors);
             }
-            "double" | "float" => {
+            Shape::Number(limits) => {
                 let n = value.as_f64().ok_or_else(|| mismatch("a number"))?;
-                self.check_range(shape, n, value, path, "value", errors);
+                limits.check(n, || n.to_string(), path, "value", errors);
             }
-            "boolean" => {
+            Shape::Boolean => {
                 value.as_bool().ok_or_else(|| mismatch("a boolean"))?;
             }
-            "timestamp" if !(value.is_number() || value.is_string()) => {
+            Shape::Timestamp if !(value.is_number() || value.is_string()) => {
                 return Err(mismatch("a timestamp"));
             }
-            _ => {}
+            Shape::Timestamp | Shape::Other => {}
         }
         Ok(())
     }
+}
 
-    fn check_range(
+fn check_string(shape: &Shape, s: &str, path: &Path<'_>, errors: &mut Vec<String>) {
+    let Shape::String {
+        limits,
+        pattern,
+        allowed,
+    } = shape
+    else {
+        return;
+    };
+    limits.check(
+        s.chars().count() as f64,
+        || s.to_string(),
+        path,
+        "length",
+        errors,
+    );
+    if let Some(allowed) = allowed {
+        if !allowed.iter().any(|a| a == s) {
+            errors.push(format!(
+                "Value '{s}' at '{path}' failed to satisfy constraint: Member must satisfy enum value set: [{}]",
+                allowed.join(", ")
+            ));
+        }
+    }
+    if let Some((text, re)) = pattern {
+        if !re.is_match(s) {
+            errors.push(format!(
+                "Value '{s}' at '{path}' failed to satisfy constraint: Member must satisfy regular expression pattern: {text}"
+            ));
+        }
+    }
+}
+
+impl Limits {
+    /// Checks a measure (length, count or value) against `min` and `max`.
+    fn check(
         &self,
-        shape: &Value,
         measured: f64,
-        value: &Value,
-        path: &str,
+        shown: impl Fn() -> String,
+        path: &Path<'_>,
         what: &str,
         errors: &mut Vec<String>,
     ) {
-        let shown = match value {
-            Value::String(s) => s.clone(),
-            other => other.to_string(),
-        };
-        if let Some(min) = shape["min"].as_f64() {
-            if measured < min {
-                errors.push(format!(
-                    "Value '{shown}' at '{}' failed to satisfy constraint: Member must have {what} greater than or equal to {min}",
-                    display_path(path)
-                ));
-                return;
-            }
-        }
-        if let Some(max) = shape["max"].as_f64() {
-            if measured > max {
-                errors.push(format!(
-                    "Value '{shown}' at '{}' failed to satisfy constraint: Member must have {what} less than or equal to {max}",
-                    display_path(path)
-                ));
-            }
+        if let Some(min) = self.min.filter(|min| measured < *min) {
+            errors.push(format!(
+                "Value '{}' at '{path}' failed to satisfy constraint: Member must have {what} greater than or equal to {min}",
+                shown()
+            ));
+        } else if let Some(max) = self.max.filter(|max| measured > *max) {
+            errors.push(format!(
+                "Value '{}' at '{path}' failed to satisfy constraint: Member must have {what} less than or equal to {max}",
+                shown()
+            ));
         }
     }
 }
 
-fn join(path: &str, name: &str) -> String {
-    if path.is_empty() {
-        name.to_string()
-    } else {
-        format!("{path}.{name}")
+/// Where a value sits in the input, as AWS names it (`pipeline.stages.1.member.name`); kept on
+/// the stack and only written out when a value fails.
+enum Path<'a> {
+    Root,
+    Member(&'a Path<'a>, &'a str),
+    Item(&'a Path<'a>, usize),
+}
+
+impl<'a> Path<'a> {
+    fn member(&'a self, name: &'a str) -> Path<'a> {
+        Path::Member(self, name)
+    }
+
+    fn item(&'a self, index: usize) -> Path<'a> {
+        Path::Item(self, index)
     }
 }
 
-fn display_path(path: &str) -> &str {
-    path.strip_prefix('.').unwrap_or(path)
+impl std::fmt::Display for Path<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Path::Root => Ok(()),
+            Path::Member(Path::Root, name) => write!(f, "{name}"),
+            Path::Member(parent, name) => write!(f, "{parent}.{name}"),
+            Path::Item(parent, i) => write!(f, "{parent}.{i}.member"),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -105,13 +105,13 @@ impl PipelineEvent {
     /// Reads a stored record back, upgrading older schema versions (there are none yet: see
     /// `migrations/`). `None` for a record that is not a pipeline event.
     pub fn from_record(record: &RecordedEvent) -> Option<PipelineEvent> {
-        let data = record.data.clone();
+        let data = &record.data;
         let parsed = match record.event_type.as_str() {
-            "PipelineCreated" => serde_json::from_value(data).map(PipelineEvent::Created),
-            "PipelineUpdated" => serde_json::from_value(data).map(PipelineEvent::Updated),
-            "PipelineTagged" => serde_json::from_value(data).map(PipelineEvent::Tagged),
-            "PipelineUntagged" => serde_json::from_value(data).map(PipelineEvent::Untagged),
-            "PipelineDeleted" => serde_json::from_value(data).map(PipelineEvent::Deleted),
+            "PipelineCreated" => Created::deserialize(data).map(PipelineEvent::Created),
+            "PipelineUpdated" => Updated::deserialize(data).map(PipelineEvent::Updated),
+            "PipelineTagged" => Tagged::deserialize(data).map(PipelineEvent::Tagged),
+            "PipelineUntagged" => Untagged::deserialize(data).map(PipelineEvent::Untagged),
+            "PipelineDeleted" => Deleted::deserialize(data).map(PipelineEvent::Deleted),
             _ => return None,
         };
         match parsed {

@@ -81,11 +81,12 @@ struct Named {
 /// Checks a declaration (already valid against the model) and returns it with AWS's defaults
 /// filled in: `runOrder` 1, empty `configuration` and artifact lists, `pipelineType` V1,
 /// `executionMode` SUPERSEDED.
-pub fn check_and_normalize(declaration: &Value) -> Result<Value, Invalid> {
-    let decl: Declaration = serde_json::from_value(declaration.clone())
+pub fn check_and_normalize(mut declaration: Value) -> Result<Value, Invalid> {
+    let decl = Declaration::deserialize(&declaration)
         .map_err(|e| Invalid::Field(format!("Invalid pipeline declaration: {e}")))?;
     check(&decl)?;
-    Ok(normalize(declaration))
+    normalize(&mut declaration);
+    Ok(declaration)
 }
 
 fn check(decl: &Declaration) -> Result<(), Invalid> {
@@ -273,10 +274,9 @@ fn check_action_type(action: &Action) -> Result<(), Invalid> {
     Ok(())
 }
 
-fn normalize(declaration: &Value) -> Value {
-    let mut decl = declaration.clone();
-    let Some(obj) = decl.as_object_mut() else {
-        return decl;
+fn normalize(declaration: &mut Value) {
+    let Some(obj) = declaration.as_object_mut() else {
+        return;
     };
     obj.entry("pipelineType").or_insert_with(|| "V1".into());
     obj.entry("executionMode")
@@ -300,7 +300,6 @@ fn normalize(declaration: &Value) -> Value {
             }
         }
     }
-    decl
 }
 
 #[cfg(test)]
@@ -326,12 +325,12 @@ mod tests {
     }
 
     fn refusal(decl: Value) -> Invalid {
-        check_and_normalize(&decl).unwrap_err()
+        check_and_normalize(decl).unwrap_err()
     }
 
     #[test]
     fn the_tutorial_is_accepted_with_defaults_filled_in() {
-        let out = check_and_normalize(&tutorial()).unwrap();
+        let out = check_and_normalize(tutorial()).unwrap();
         assert_eq!(out["pipelineType"], "V1");
         assert_eq!(out["executionMode"], "SUPERSEDED");
         let action = &out["stages"][0]["actions"][0];
@@ -389,7 +388,7 @@ mod tests {
         ]);
         assert!(matches!(refusal(d.clone()), Invalid::Structure(m) if m.contains("'built'")));
         d["stages"][1]["actions"][1]["runOrder"] = 2.into();
-        check_and_normalize(&d).unwrap();
+        check_and_normalize(d.clone()).unwrap();
     }
 
     #[test]
@@ -430,7 +429,7 @@ mod tests {
             "actionTypeId": {"category": "Deploy", "owner": "AWS", "provider": "CodeDeploy", "version": "1"},
             "configuration": {"ApplicationName": "a", "DeploymentGroupName": "g"},
             "inputArtifacts": [{"name": "intermediate-file"}]});
-        check_and_normalize(&d).unwrap();
+        check_and_normalize(d.clone()).unwrap();
     }
 
     #[test]
@@ -439,7 +438,7 @@ mod tests {
         d["artifactStores"] = json!({"eu-central-1": {"type": "S3", "location": "b"}});
         assert!(matches!(refusal(d.clone()), Invalid::Structure(m) if m.contains("not both")));
         d.as_object_mut().unwrap().remove("artifactStore");
-        check_and_normalize(&d).unwrap();
+        check_and_normalize(d.clone()).unwrap();
         d.as_object_mut().unwrap().remove("artifactStores");
         assert!(matches!(refusal(d), Invalid::Structure(_)));
     }
@@ -450,6 +449,6 @@ mod tests {
         d["executionMode"] = "QUEUED".into();
         assert!(matches!(refusal(d.clone()), Invalid::Field(_)));
         d["pipelineType"] = "V2".into();
-        check_and_normalize(&d).unwrap();
+        check_and_normalize(d.clone()).unwrap();
     }
 }

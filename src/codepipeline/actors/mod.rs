@@ -111,23 +111,19 @@ impl Handler<Execute> for PipelineActor {
 /// Finds the actor of a pipeline stream, starting it from the log when it is not running.
 pub struct PipelineRegistry {
     actors: Mutex<HashMap<String, Addr<PipelineActor>>>,
-    arbiter: ArbiterHandle,
     store: Arc<dyn EventStore>,
     views: Arc<PipelineViews>,
     idle: Duration,
 }
 
 impl PipelineRegistry {
-    /// A registry whose actors run on `arbiter` and stop after `idle` without commands.
-    pub fn new(
-        arbiter: ArbiterHandle,
-        store: Arc<dyn EventStore>,
-        views: Arc<PipelineViews>,
-        idle: Duration,
-    ) -> Self {
+    /// A registry whose actors stop after `idle` without commands.
+    ///
+    /// An actor runs on the thread (an HTTP worker) that first needed it, so the commands of
+    /// that worker reach it without crossing threads; the others reach it through its mailbox.
+    pub fn new(store: Arc<dyn EventStore>, views: Arc<PipelineViews>, idle: Duration) -> Self {
         PipelineRegistry {
             actors: Mutex::new(HashMap::new()),
-            arbiter,
             store,
             views,
             idle,
@@ -135,17 +131,15 @@ impl PipelineRegistry {
     }
 
     /// Runs a command on the pipeline of `stream` and waits until its events are durable.
+    ///
+    /// In the rare case that the actor stopped for idleness just as the command reached it,
+    /// nothing was written and the caller gets `Unavailable` (an HTTP 500 the SDKs retry).
     pub async fn execute(&self, stream: &str, command: PipelineCommand) -> CommandResult {
-        let mut last_error = String::new();
-        // An actor that stopped while idle drops its mailbox; one more try starts a fresh one.
-        for _ in 0..2 {
-            let addr = self.actor(stream)?;
-            match addr.send(Execute(command.clone())).await {
-                Ok(result) => return result,
-                Err(e) => last_error = e.to_string(),
-            }
+        let addr = self.actor(stream)?;
+        match addr.send(Execute(command)).await {
+            Ok(result) => result,
+            Err(e) => Err(CommandError::Unavailable(e.to_string())),
         }
-        Err(CommandError::Unavailable(last_error))
     }
 
     fn actor(&self, stream: &str) -> Result<Addr<PipelineActor>, StoreError> {
@@ -170,7 +164,7 @@ impl PipelineRegistry {
             last_used: Instant::now(),
             idle: self.idle,
         };
-        let addr = PipelineActor::start_in_arbiter(&self.arbiter, move |_| actor);
+        let addr = actor.start();
         if actors.len() >= 1024 && actors.len().is_power_of_two() {
             actors.retain(|_, a| a.connected());
         }

@@ -22,7 +22,13 @@ use crate::aws::{json, AwsError, RequestContext};
 pub type Reply = Result<Bytes, AwsError>;
 
 fn reply(value: &Value) -> Reply {
-    Ok(Bytes::from(value.to_string()))
+    reply_with(value)
+}
+
+fn reply_with(value: &impl serde::Serialize) -> Reply {
+    serde_json::to_vec(value)
+        .map(Bytes::from)
+        .map_err(|e| AwsError::internal(e.to_string()))
 }
 
 macro_rules! operations {

@@ -1,9 +1,9 @@
 //! CreatePipeline, GetPipeline, UpdatePipeline, DeletePipeline, ListPipelines.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::{command_error, invalid, not_found_error, reply, token, Reply};
+use super::{command_error, invalid, not_found_error, reply, reply_with, token, Reply};
 use crate::aws::{json::from_value, now_epoch, AwsError, RequestContext};
 use crate::codepipeline::pipeline::{PipelineCommand, PipelineEvent, Tag};
 use crate::codepipeline::views::{pipeline_stream, pipeline_version};
@@ -35,7 +35,7 @@ pub(super) async fn handle_create_pipeline(
 ) -> Reply {
     let input: DeclarationInput = from_value(input)?;
     super::tags::check_tag_keys(input.tags.iter().map(|t| t.key.as_str()))?;
-    let declaration = validate::check_and_normalize(&input.pipeline).map_err(invalid)?;
+    let declaration = validate::check_and_normalize(input.pipeline).map_err(invalid)?;
     let name = pipeline_name(&declaration);
     let stream = pipeline_stream(&ctx.account_id, &ctx.region, &name);
     let command = PipelineCommand::Create {
@@ -51,11 +51,16 @@ pub(super) async fn handle_create_pipeline(
         .map_err(|e| command_error(e, &name, &ctx.account_id, "PipelineNotFoundException"))?;
     match events.first() {
         Some(PipelineEvent::Created(c)) => {
-            let mut out = json!({ "pipeline": c.declaration });
-            if !c.tags.is_empty() {
-                out["tags"] = serde_json::to_value(&c.tags).unwrap_or_default();
+            #[derive(Serialize)]
+            struct Output<'a> {
+                pipeline: &'a Value,
+                #[serde(skip_serializing_if = "<[Tag]>::is_empty")]
+                tags: &'a [Tag],
             }
-            reply(&out)
+            reply_with(&Output {
+                pipeline: &c.declaration,
+                tags: &c.tags,
+            })
         }
         _ => Err(AwsError::internal("CreatePipeline recorded no creation")),
     }
@@ -92,10 +97,9 @@ pub(super) fn handle_get_pipeline(
             if v > current {
                 return Err(version_missing());
             }
-            let out = pipeline_version(svc.store.as_ref(), &stream, v)
+            pipeline_version(svc.store.as_ref(), &stream, v)
                 .map_err(|e| AwsError::internal(e.to_string()))?
-                .ok_or_else(version_missing)?;
-            reply(&out)
+                .ok_or_else(version_missing)
         }
     }
 }
@@ -116,7 +120,7 @@ pub(super) async fn handle_update_pipeline(
             &ctx.account_id,
         ));
     }
-    let declaration = validate::check_and_normalize(&input.pipeline).map_err(invalid)?;
+    let declaration = validate::check_and_normalize(input.pipeline).map_err(invalid)?;
     let command = PipelineCommand::Update {
         declaration,
         at: now_epoch(),
@@ -127,7 +131,15 @@ pub(super) async fn handle_update_pipeline(
         .await
         .map_err(|e| command_error(e, &name, &ctx.account_id, "ResourceNotFoundException"))?;
     match events.first() {
-        Some(PipelineEvent::Updated(u)) => reply(&json!({ "pipeline": u.declaration })),
+        Some(PipelineEvent::Updated(u)) => {
+            #[derive(Serialize)]
+            struct Output<'a> {
+                pipeline: &'a Value,
+            }
+            reply_with(&Output {
+                pipeline: &u.declaration,
+            })
+        }
         _ => Err(AwsError::internal("UpdatePipeline recorded no update")),
     }
 }
@@ -172,9 +184,13 @@ pub(super) fn handle_list_pipelines(
     let (pipelines, next) = svc
         .views
         .list(&ctx.account_id, &ctx.region, after.as_deref(), limit);
-    let mut out = json!({ "pipelines": pipelines });
+    let mut out = Vec::with_capacity(pipelines.len() + 64);
+    out.extend_from_slice(b"{\"pipelines\":");
+    out.extend_from_slice(&pipelines);
     if let Some(last) = next {
-        out["nextToken"] = token::encode(&last).into();
+        out.extend_from_slice(b",\"nextToken\":");
+        out.extend_from_slice(&serde_json::to_vec(&token::encode(&last)).unwrap_or_default());
     }
-    reply(&out)
+    out.push(b'}');
+    Ok(out.into())
 }

@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 use std::sync::RwLock;
 
 use actix_web::web::Bytes;
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::Value;
 
 use super::pipeline::{PipelineEvent, Tag};
 use crate::eventstore::{EventStore, RecordedEvent, StoreError};
@@ -46,20 +47,51 @@ pub struct PipelineView {
 
 impl PipelineView {
     /// The `PipelineSummary` wire shape.
-    pub fn summary(&self) -> Value {
-        json!({
-            "name": self.name, "version": self.version, "pipelineType": self.pipeline_type,
-            "executionMode": self.execution_mode, "created": self.created, "updated": self.updated,
-        })
+    pub fn summary(&self) -> impl Serialize + '_ {
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Summary<'a> {
+            name: &'a str,
+            version: u64,
+            pipeline_type: &'a str,
+            execution_mode: &'a str,
+            created: f64,
+            updated: f64,
+        }
+        Summary {
+            name: &self.name,
+            version: self.version,
+            pipeline_type: &self.pipeline_type,
+            execution_mode: &self.execution_mode,
+            created: self.created,
+            updated: self.updated,
+        }
     }
 }
 
-/// The GetPipeline answer for a declaration.
-pub fn get_pipeline_output(declaration: &Value, arn: &str, created: f64, updated: f64) -> Value {
-    json!({
-        "pipeline": declaration,
-        "metadata": {"pipelineArn": arn, "created": created, "updated": updated},
-    })
+/// The GetPipeline answer for a declaration, serialised.
+pub fn get_pipeline_output(declaration: &Value, arn: &str, created: f64, updated: f64) -> Bytes {
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Metadata<'a> {
+        pipeline_arn: &'a str,
+        created: f64,
+        updated: f64,
+    }
+    #[derive(Serialize)]
+    struct Output<'a> {
+        pipeline: &'a Value,
+        metadata: Metadata<'a>,
+    }
+    let out = Output {
+        pipeline: declaration,
+        metadata: Metadata {
+            pipeline_arn: arn,
+            created,
+            updated,
+        },
+    };
+    Bytes::from(serde_json::to_vec(&out).expect("JSON values serialise"))
 }
 
 /// All pipelines of all accounts and regions, keyed by stream name (so a region's pipelines
@@ -80,7 +112,7 @@ impl PipelineViews {
         let views = Self::new();
         let mut from = 1;
         loop {
-            let batch = store.read_all(from, 4096)?;
+            let batch = store.read_all(from, 256)?;
             let Some(last) = batch.last() else { break };
             from = last.position + 1;
             for record in &batch {
@@ -101,7 +133,7 @@ impl PipelineViews {
         let mut map = self.pipelines.write().expect("views lock");
         match event {
             PipelineEvent::Created(c) => {
-                let out = get_pipeline_output(&c.declaration, &c.arn, c.at, c.at);
+                let get_output = get_pipeline_output(&c.declaration, &c.arn, c.at, c.at);
                 let view = PipelineView {
                     name: c.declaration["name"]
                         .as_str()
@@ -120,7 +152,7 @@ impl PipelineViews {
                     created: c.at,
                     updated: c.at,
                     tags: super::pipeline::merged(&[], &c.tags),
-                    get_output: Bytes::from(out.to_string()),
+                    get_output,
                 };
                 map.insert(record.stream.clone(), view);
             }
@@ -136,8 +168,8 @@ impl PipelineViews {
                         .as_str()
                         .unwrap_or("SUPERSEDED")
                         .to_string();
-                    let out = get_pipeline_output(&u.declaration, &view.arn, view.created, u.at);
-                    view.get_output = Bytes::from(out.to_string());
+                    view.get_output =
+                        get_pipeline_output(&u.declaration, &view.arn, view.created, u.at);
                 }
             }
             PipelineEvent::Tagged(t) => {
@@ -175,14 +207,15 @@ impl PipelineViews {
     }
 
     /// Summaries of an account's pipelines in a region, by name, starting after `after`.
-    /// Returns up to `limit` summaries and whether more follow.
+    /// Returns up to `limit` summaries as a JSON array, and the name to resume after when more
+    /// follow.
     pub fn list(
         &self,
         account: &str,
         region: &str,
         after: Option<&str>,
         limit: usize,
-    ) -> (Vec<Value>, Option<String>) {
+    ) -> (Vec<u8>, Option<String>) {
         let prefix = pipeline_stream(account, region, "");
         let start = match after {
             Some(name) => std::ops::Bound::Excluded(pipeline_stream(account, region, name)),
@@ -199,7 +232,9 @@ impl PipelineViews {
         } else {
             None
         };
-        (page.iter().map(|v| v.summary()).collect(), next)
+        let summaries: Vec<_> = page.iter().map(|v| v.summary()).collect();
+        let json = serde_json::to_vec(&summaries).expect("summaries serialise");
+        (json, next)
     }
 
     /// How many pipelines there are in all.
@@ -219,7 +254,7 @@ pub fn pipeline_version(
     store: &dyn EventStore,
     stream: &str,
     version: u64,
-) -> Result<Option<Value>, StoreError> {
+) -> Result<Option<Bytes>, StoreError> {
     let mut found = None;
     let mut arn = String::new();
     let mut created = 0.0;

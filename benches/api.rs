@@ -60,24 +60,27 @@ fn read_phases(phase: Duration) {
         assert_eq!(r, 200);
     }
     let get_body = r#"{"name":"list-07"}"#.to_string();
-    // Echo and GetPipeline alternate, so that both see the same machine; the median ratio counts.
-    let mut ratios = Vec::new();
-    for round in 1..=3 {
-        let echo_result = load(&echo.addr, phase, |_, _| ("GetPipeline", get_body.clone()));
-        report(
-            &format!("round {round}: bare actix-web JSON echo"),
-            &echo_result,
-        );
-        let get_result = load(&server.addr, phase, |_, _| {
+    // Echo and GetPipeline alternate in short rounds, so that both see the same machine even
+    // when its speed drifts; the ratio of the totals counts.
+    let rounds = 10;
+    let round = Duration::from_millis(1000);
+    let (mut echo_all, mut get_all) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        echo_all.push(load(&echo.addr, round, |_, _| {
             ("GetPipeline", get_body.clone())
-        });
-        report(&format!("round {round}: GetPipeline"), &get_result);
-        ratios.push(100.0 * get_result.throughput() / echo_result.throughput());
+        }));
+        get_all.push(load(&server.addr, round, |_, _| {
+            ("GetPipeline", get_body.clone())
+        }));
     }
-    ratios.sort_by(f64::total_cmp);
+    let echo_result = LoadResult::merge(echo_all);
+    let get_result = LoadResult::merge(get_all);
+    report("bare actix-web JSON echo", &echo_result);
+    report("GetPipeline", &get_result);
     println!(
-        "  GetPipeline throughput / echo throughput: median {:.1}% (rounds: {:.1}%, {:.1}%, {:.1}%)",
-        ratios[1], ratios[0], ratios[1], ratios[2]
+        "  GetPipeline throughput / echo throughput: {:.1}% ({rounds} alternating rounds of {} ms)",
+        100.0 * get_result.throughput() / echo_result.throughput(),
+        round.as_millis()
     );
     let list_result = load(&server.addr, phase, |_, _| {
         ("ListPipelines", "{}".to_string())
@@ -308,6 +311,20 @@ struct LoadResult {
 }
 
 impl LoadResult {
+    fn merge(parts: Vec<LoadResult>) -> LoadResult {
+        let mut latencies_us: Vec<u32> = parts
+            .iter()
+            .flat_map(|p| p.latencies_us.iter().copied())
+            .collect();
+        latencies_us.sort_unstable();
+        LoadResult {
+            requests: parts.iter().map(|p| p.requests).sum(),
+            errors: parts.iter().map(|p| p.errors).sum(),
+            elapsed: parts.iter().map(|p| p.elapsed).sum(),
+            latencies_us,
+        }
+    }
+
     fn throughput(&self) -> f64 {
         self.requests as f64 / self.elapsed.as_secs_f64()
     }

@@ -33,35 +33,18 @@ impl EventStore for MemoryStore {
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         let mut inner = self.inner.lock().expect("memory store lock");
         let actual = inner.streams.get(stream).map_or(0, Vec::len) as u64;
-        if actual != expected {
-            return Err(StoreError::Conflict {
-                stream: stream.to_string(),
-                expected,
-                actual,
-            });
-        }
-        let now = crate::aws::now_epoch();
-        let mut out = Vec::with_capacity(events.len());
-        for (i, e) in events.into_iter().enumerate() {
+        let head = inner.log.len() as u64;
+        let records = super::stamp(stream, expected, actual, head, events)?;
+        for record in &records {
             let index = inner.log.len();
-            let record = RecordedEvent {
-                position: index as u64 + 1,
-                stream: stream.to_string(),
-                sequence: expected + i as u64 + 1,
-                event_type: e.event_type,
-                schema_version: e.schema_version,
-                recorded_at: now,
-                data: e.data,
-            };
             inner.log.push(record.clone());
             inner
                 .streams
                 .entry(stream.to_string())
                 .or_default()
                 .push(index);
-            out.push(record);
         }
-        Ok(out)
+        Ok(records)
     }
 
     fn durable(&self) -> Durable {

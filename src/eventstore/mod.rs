@@ -99,6 +99,39 @@ impl fmt::Display for StoreError {
 
 impl std::error::Error for StoreError {}
 
+/// Checks the optimistic-concurrency condition of an append and stamps its events: what every
+/// implementation does before it stores them. `head` is the log's last position, `actual` the
+/// stream's last sequence.
+pub(crate) fn stamp(
+    stream: &str,
+    expected: u64,
+    actual: u64,
+    head: u64,
+    events: Vec<NewEvent>,
+) -> Result<Vec<RecordedEvent>, StoreError> {
+    if actual != expected {
+        return Err(StoreError::Conflict {
+            stream: stream.to_string(),
+            expected,
+            actual,
+        });
+    }
+    let now = crate::aws::now_epoch();
+    Ok(events
+        .into_iter()
+        .enumerate()
+        .map(|(i, e)| RecordedEvent {
+            position: head + i as u64 + 1,
+            stream: stream.to_string(),
+            sequence: expected + i as u64 + 1,
+            event_type: e.event_type,
+            schema_version: e.schema_version,
+            recorded_at: now,
+            data: e.data,
+        })
+        .collect())
+}
+
 /// A future that resolves when everything appended before it was created is on disk.
 pub type Durable = Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send>>;
 

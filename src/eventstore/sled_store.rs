@@ -164,39 +164,19 @@ impl EventStore for SledStore {
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         let mut head = self.head.lock().map_err(storage)?;
         let actual = self.stream_head(stream)?;
-        if actual != expected {
-            return Err(StoreError::Conflict {
-                stream: stream.to_string(),
-                expected,
-                actual,
-            });
-        }
-        let now = crate::aws::now_epoch();
+        let records = super::stamp(stream, expected, actual, *head, events)?;
         let prefix = stream_prefix(stream);
         let mut batch = sled::Batch::default();
-        let mut out = Vec::with_capacity(events.len());
-        for (i, e) in events.into_iter().enumerate() {
-            let position = *head + i as u64 + 1;
-            let sequence = expected + i as u64 + 1;
-            let record = RecordedEvent {
-                position,
-                stream: stream.to_string(),
-                sequence,
-                event_type: e.event_type,
-                schema_version: e.schema_version,
-                recorded_at: now,
-                data: e.data,
-            };
-            let bytes = serde_json::to_vec(&record).map_err(storage)?;
-            batch.insert(&record_key(position), bytes);
+        for record in &records {
+            let bytes = serde_json::to_vec(record).map_err(storage)?;
+            batch.insert(&record_key(record.position), bytes);
             let mut index_key = prefix.clone();
-            index_key.extend_from_slice(&sequence.to_be_bytes());
-            batch.insert(index_key, &position.to_be_bytes());
-            out.push(record);
+            index_key.extend_from_slice(&record.sequence.to_be_bytes());
+            batch.insert(index_key, &record.position.to_be_bytes());
         }
         self.log.apply_batch(batch).map_err(storage)?;
-        *head += out.len() as u64;
-        Ok(out)
+        *head += records.len() as u64;
+        Ok(records)
     }
 
     fn durable(&self) -> Durable {

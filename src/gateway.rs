@@ -15,6 +15,8 @@ pub enum Service {
         /// The `X-Amz-Target` value, e.g. `CodePipeline_20150709.GetPipeline`.
         target: String,
     },
+    /// Amazon S3 (REST, XML): path-style or virtual-host style.
+    S3,
     /// A service this endpoint does not serve (yet); carries what named it.
     Unknown(String),
 }
@@ -30,12 +32,16 @@ pub fn route(headers: &HeaderMap, scope: Option<&CredentialScope>) -> Service {
     if service == "codepipeline" || (service.is_empty() && target.starts_with("CodePipeline_")) {
         return Service::CodePipeline { target };
     }
+    if service == "s3" {
+        return Service::S3;
+    }
     if !service.is_empty() {
         return Service::Unknown(service.to_string());
     }
     match target.split_once('.') {
         Some((prefix, _)) => Service::Unknown(prefix.to_string()),
-        None => Service::Unknown("(no service named in the request)".to_string()),
+        // Unsigned requests without a JSON target (curl, presigned URLs) are S3's.
+        None => Service::S3,
     }
 }
 
@@ -87,5 +93,11 @@ mod tests {
             route(&h, None),
             Service::Unknown("DynamoDB_20120810".into())
         );
+    }
+
+    #[test]
+    fn s3_is_named_by_the_scope_or_is_what_is_left() {
+        assert_eq!(route(&HeaderMap::new(), Some(&scope("s3"))), Service::S3);
+        assert_eq!(route(&HeaderMap::new(), None), Service::S3);
     }
 }

@@ -29,4 +29,5 @@ pub mod codepipeline;
 pub mod config;
 pub mod eventstore;
 pub mod gateway;
+pub mod s3;
 pub mod server;

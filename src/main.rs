@@ -67,7 +67,10 @@ struct ServeArgs {
 }
 
 fn main() {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    env_logger::Builder::from_env(
+        env_logger::Env::default().default_filter_or("info,tracing=warn,s3s=warn"),
+    )
+    .init();
     let cli = Cli::parse();
     let args = match cli.command {
         Some(Command::Serve(args)) => args,

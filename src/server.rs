@@ -18,6 +18,8 @@ use crate::config::Config;
 use crate::eventstore::sled_store::SledStore;
 use crate::eventstore::EventStore;
 use crate::gateway::{self, Service};
+use crate::s3::store::LocalStore;
+use crate::s3::S3Service;
 
 /// Path of the health check, for scripts that wait for the server.
 pub const HEALTH_PATH: &str = "/_codepipeline_local/health";
@@ -25,6 +27,7 @@ pub const HEALTH_PATH: &str = "/_codepipeline_local/health";
 struct AppState {
     config: Config,
     codepipeline: CodePipelineService,
+    s3: S3Service,
 }
 
 /// Serves until `shutdown` resolves, then stops gracefully (in-flight requests finish).
@@ -43,7 +46,16 @@ pub async fn run(
         SledStore::open(&config.data_dir.join("events"), config.cache_mb << 20)
             .map_err(|e| e.to_string())?,
     );
-    let views = Arc::new(PipelineViews::rebuild(store.as_ref()).map_err(|e| e.to_string())?);
+    let views = Arc::new(PipelineViews::new());
+    let objects = Arc::new(
+        LocalStore::open(&config.data_dir.join("s3"), store.clone())
+            .map_err(|e| format!("cannot open the object store: {e:?}"))?,
+    );
+    crate::eventstore::replay(store.as_ref(), |record| {
+        views.apply(record);
+        objects.apply(record);
+    })
+    .map_err(|e| e.to_string())?;
     log::info!(
         "loaded {} pipelines from {} events in {:.1} ms",
         views.len(),
@@ -60,7 +72,9 @@ pub async fn run(
     } else {
         config.workers
     };
+    let s3 = S3Service::new(objects, config.region.clone());
     let state = web::Data::new(AppState {
+        s3,
         config,
         codepipeline: CodePipelineService {
             model: codepipeline::model(),
@@ -97,7 +111,7 @@ pub async fn run(
 async fn health() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/json")
-        .body(r#"{"status":"running","services":{"codepipeline":"running"}}"#)
+        .body(r#"{"status":"running","services":{"codepipeline":"running","s3":"running"}}"#)
 }
 
 async fn entry(
@@ -107,22 +121,30 @@ async fn entry(
 ) -> HttpResponse {
     let scope = credential_scope(req.headers());
     let ctx = RequestContext::new(scope.as_ref(), &state.config.region);
+    let target = match gateway::route(req.headers(), scope.as_ref()) {
+        // S3 bodies stream (uploads may be gigabytes); they are not bound by max_body_bytes.
+        Service::S3 => {
+            return state
+                .s3
+                .handle(&req, payload, scope.map(|s| s.region))
+                .await
+        }
+        Service::CodePipeline { target } => target,
+        Service::Unknown(name) => {
+            return json::error(
+                &ctx,
+                &AwsError::new(
+                    "UnknownServiceException",
+                    format!("codepipeline-local does not serve the service {name}"),
+                ),
+            )
+        }
+    };
     let body = match read_body(&req, payload, state.config.max_body_bytes).await {
         Ok(body) => body,
         Err(err) => return json::error(&ctx, &err),
     };
-    match gateway::route(req.headers(), scope.as_ref()) {
-        Service::CodePipeline { target } => {
-            codepipeline::api::handle(&state.codepipeline, &ctx, &target, &body).await
-        }
-        Service::Unknown(name) => json::error(
-            &ctx,
-            &AwsError::new(
-                "UnknownServiceException",
-                format!("codepipeline-local does not serve the service {name}"),
-            ),
-        ),
-    }
+    codepipeline::api::handle(&state.codepipeline, &ctx, &target, &body).await
 }
 
 fn too_large(limit: usize) -> AwsError {

@@ -132,6 +132,23 @@ pub(crate) fn stamp(
         .collect())
 }
 
+/// Feeds every event of the log, in order, to `apply`: how projections are rebuilt at startup.
+/// Reads in small batches, so a large log never sits in memory whole.
+pub fn replay(
+    store: &dyn EventStore,
+    mut apply: impl FnMut(&RecordedEvent),
+) -> Result<(), StoreError> {
+    let mut from = 1;
+    loop {
+        let batch = store.read_all(from, 256)?;
+        let Some(last) = batch.last() else {
+            return Ok(());
+        };
+        from = last.position + 1;
+        batch.iter().for_each(&mut apply);
+    }
+}
+
 /// A future that resolves when everything appended before it was created is on disk.
 pub type Durable = Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send>>;
 

@@ -5,5 +5,6 @@ mod declarations;
 mod fixtures;
 mod pipelines;
 mod restart;
+mod s3;
 mod tags;
 mod wire;

@@ -110,15 +110,7 @@ impl PipelineViews {
     /// Folds the whole log into fresh views.
     pub fn rebuild(store: &dyn EventStore) -> Result<Self, StoreError> {
         let views = Self::new();
-        let mut from = 1;
-        loop {
-            let batch = store.read_all(from, 256)?;
-            let Some(last) = batch.last() else { break };
-            from = last.position + 1;
-            for record in &batch {
-                views.apply(record);
-            }
-        }
+        crate::eventstore::replay(store, |record| views.apply(record))?;
         Ok(views)
     }
 

@@ -100,6 +100,20 @@ impl Server {
         aws_sdk_codepipeline::Client::from_conf(config)
     }
 
+    /// An S3 client for this server, path-style, region eu-central-1.
+    pub fn s3(&self) -> aws_sdk_s3::Client {
+        let config = aws_sdk_s3::Config::builder()
+            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .region(aws_sdk_s3::config::Region::new("eu-central-1"))
+            .credentials_provider(aws_sdk_s3::config::Credentials::new(
+                "test", "test", None, None, "tests",
+            ))
+            .endpoint_url(&self.endpoint)
+            .force_path_style(true)
+            .build();
+        aws_sdk_s3::Client::from_conf(config)
+    }
+
     /// A raw HTTP client for this server.
     pub fn client(&self) -> RawClient {
         RawClient {
@@ -126,6 +140,23 @@ pub struct RawClient {
 }
 
 impl RawClient {
+    /// Sends any HTTP request (for S3 checks below the SDKs: virtual hosts, odd keys).
+    pub fn http(&self, method: &str, path: &str, host: &str, body: &[u8]) -> RawResponse {
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        let mut stream = TcpStream::connect(&self.addr).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        stream.write_all(head.as_bytes()).unwrap();
+        let _ = stream.write_all(body);
+        let mut raw = Vec::new();
+        let _ = stream.read_to_end(&mut raw);
+        RawResponse::parse(&raw)
+    }
+
     /// Sends one raw HTTP request and returns the answer, the answer.
     pub fn raw(&self, target: Option<&str>, body: &[u8]) -> RawResponse {
         let mut head = String::from("POST / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");

@@ -1,0 +1,714 @@
+//! The embedded S3 through aws-sdk-s3: buckets, objects, versions, listings, multipart uploads,
+//! S3's own error codes, and durability across SIGKILL.
+
+use aws_sdk_s3::error::ProvideErrorMetadata;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{
+    BucketLocationConstraint, BucketVersioningStatus, CompletedMultipartUpload, CompletedPart,
+    CreateBucketConfiguration, Delete, ObjectIdentifier, VersioningConfiguration,
+};
+
+use crate::common::Server;
+
+/// The error code and HTTP status of a failed S3 call.
+fn s3_failure<E: ProvideErrorMetadata + std::fmt::Debug, T: std::fmt::Debug>(
+    result: Result<T, aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>>,
+) -> (String, u16) {
+    let err = result.expect_err("the call should have failed");
+    let status = err.raw_response().map(|r| r.status().as_u16()).unwrap_or(0);
+    (err.code().unwrap_or_default().to_string(), status)
+}
+
+async fn body_of(out: aws_sdk_s3::operation::get_object::GetObjectOutput) -> Vec<u8> {
+    out.body.collect().await.unwrap().into_bytes().to_vec()
+}
+
+async fn enable_versioning(s3: &aws_sdk_s3::Client, bucket: &str) {
+    s3.put_bucket_versioning()
+        .bucket(bucket)
+        .versioning_configuration(
+            VersioningConfiguration::builder()
+                .status(BucketVersioningStatus::Enabled)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn buckets_are_created_listed_located_and_deleted() {
+    let server = Server::start();
+    let s3 = server.s3();
+    s3.create_bucket().bucket("plain").send().await.unwrap();
+    s3.create_bucket()
+        .bucket("placed")
+        .create_bucket_configuration(
+            CreateBucketConfiguration::builder()
+                .location_constraint(BucketLocationConstraint::UsWest2)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let names: Vec<String> = s3
+        .list_buckets()
+        .send()
+        .await
+        .unwrap()
+        .buckets()
+        .iter()
+        .map(|b| b.name().unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["placed", "plain"]);
+    let located = s3
+        .get_bucket_location()
+        .bucket("placed")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        located.location_constraint(),
+        Some(&BucketLocationConstraint::UsWest2)
+    );
+    let signed = s3
+        .get_bucket_location()
+        .bucket("plain")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        signed.location_constraint(),
+        Some(&BucketLocationConstraint::EuCentral1)
+    );
+    s3.head_bucket().bucket("plain").send().await.unwrap();
+
+    assert_eq!(
+        s3_failure(s3.create_bucket().bucket("plain").send().await),
+        ("BucketAlreadyOwnedByYou".to_string(), 409)
+    );
+    assert_eq!(
+        s3_failure(s3.create_bucket().bucket("Bad_Name").send().await).0,
+        "InvalidBucketName"
+    );
+    s3.put_object()
+        .bucket("plain")
+        .key("k")
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        s3_failure(s3.delete_bucket().bucket("plain").send().await),
+        ("BucketNotEmpty".to_string(), 409)
+    );
+    s3.delete_object()
+        .bucket("plain")
+        .key("k")
+        .send()
+        .await
+        .unwrap();
+    s3.delete_bucket().bucket("plain").send().await.unwrap();
+    assert_eq!(
+        s3_failure(s3.head_bucket().bucket("plain").send().await).1,
+        404
+    );
+    assert_eq!(
+        s3_failure(s3.list_objects_v2().bucket("plain").send().await),
+        ("NoSuchBucket".to_string(), 404)
+    );
+}
+
+#[tokio::test]
+async fn objects_keep_their_bytes_type_metadata_and_etag() {
+    let server = Server::start();
+    let s3 = server.s3();
+    s3.create_bucket().bucket("objects").send().await.unwrap();
+    let put = s3
+        .put_object()
+        .bucket("objects")
+        .key("dir/file.txt")
+        .content_type("text/plain")
+        .cache_control("max-age=60")
+        .metadata("purpose", "tutorial")
+        .body(ByteStream::from_static(b"Hello LocalStack!\n"))
+        .send()
+        .await
+        .unwrap();
+    // MD5 of the body, as S3 computes it.
+    assert_eq!(put.e_tag(), Some("\"4a7b4601a673d2c7bcb6018bfd1178e2\""));
+    assert_eq!(put.version_id(), None);
+
+    let got = s3
+        .get_object()
+        .bucket("objects")
+        .key("dir/file.txt")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.content_type(), Some("text/plain"));
+    assert_eq!(got.cache_control(), Some("max-age=60"));
+    assert_eq!(got.metadata().unwrap()["purpose"], "tutorial");
+    assert_eq!(got.content_length(), Some(18));
+    assert_eq!(body_of(got).await, b"Hello LocalStack!\n");
+
+    let head = s3
+        .head_object()
+        .bucket("objects")
+        .key("dir/file.txt")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.content_length(), Some(18));
+    assert_eq!(head.e_tag(), put.e_tag());
+
+    let ranged = s3
+        .get_object()
+        .bucket("objects")
+        .key("dir/file.txt")
+        .range("bytes=6-15")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ranged.content_range(), Some("bytes 6-15/18"));
+    assert_eq!(body_of(ranged).await, b"LocalStack");
+
+    assert_eq!(
+        s3_failure(
+            s3.get_object()
+                .bucket("objects")
+                .key("missing")
+                .send()
+                .await
+        ),
+        ("NoSuchKey".to_string(), 404)
+    );
+    assert_eq!(
+        s3_failure(
+            s3.head_object()
+                .bucket("objects")
+                .key("missing")
+                .send()
+                .await
+        )
+        .1,
+        404
+    );
+    assert_eq!(
+        s3_failure(s3.get_object().bucket("nope").key("k").send().await),
+        ("NoSuchBucket".to_string(), 404)
+    );
+}
+
+#[tokio::test]
+async fn versioning_keeps_every_version_and_delete_markers_hide_keys() {
+    let server = Server::start();
+    let s3 = server.s3();
+    s3.create_bucket().bucket("versions").send().await.unwrap();
+    let status = s3
+        .get_bucket_versioning()
+        .bucket("versions")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status.status(), None);
+    enable_versioning(&s3, "versions").await;
+    let status = s3
+        .get_bucket_versioning()
+        .bucket("versions")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status.status(), Some(&BucketVersioningStatus::Enabled));
+
+    let one = s3
+        .put_object()
+        .bucket("versions")
+        .key("k")
+        .body(ByteStream::from_static(b"one"))
+        .send()
+        .await
+        .unwrap();
+    let two = s3
+        .put_object()
+        .bucket("versions")
+        .key("k")
+        .body(ByteStream::from_static(b"two"))
+        .send()
+        .await
+        .unwrap();
+    let (v1, v2) = (
+        one.version_id().unwrap().to_string(),
+        two.version_id().unwrap().to_string(),
+    );
+    assert_ne!(v1, v2);
+    let latest = s3
+        .get_object()
+        .bucket("versions")
+        .key("k")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(latest.version_id(), Some(v2.as_str()));
+    assert_eq!(body_of(latest).await, b"two");
+    let old = s3
+        .get_object()
+        .bucket("versions")
+        .key("k")
+        .version_id(&v1)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(body_of(old).await, b"one");
+
+    let deleted = s3
+        .delete_object()
+        .bucket("versions")
+        .key("k")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.delete_marker(), Some(true));
+    let marker = deleted.version_id().unwrap().to_string();
+    assert_eq!(
+        s3_failure(s3.get_object().bucket("versions").key("k").send().await).0,
+        "NoSuchKey"
+    );
+    let old = s3
+        .get_object()
+        .bucket("versions")
+        .key("k")
+        .version_id(&v1)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(body_of(old).await, b"one");
+
+    let versions = s3
+        .list_object_versions()
+        .bucket("versions")
+        .send()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = versions
+        .versions()
+        .iter()
+        .map(|v| v.version_id().unwrap())
+        .collect();
+    assert_eq!(ids, [v2.as_str(), v1.as_str()]);
+    assert_eq!(versions.delete_markers().len(), 1);
+    assert_eq!(
+        versions.delete_markers()[0].version_id(),
+        Some(marker.as_str())
+    );
+    assert_eq!(versions.delete_markers()[0].is_latest(), Some(true));
+    let listed = s3
+        .list_objects_v2()
+        .bucket("versions")
+        .send()
+        .await
+        .unwrap();
+    assert!(listed.contents().is_empty());
+
+    // Removing the marker brings the key back; removing a version deletes it for good.
+    s3.delete_object()
+        .bucket("versions")
+        .key("k")
+        .version_id(&marker)
+        .send()
+        .await
+        .unwrap();
+    let back = s3
+        .get_object()
+        .bucket("versions")
+        .key("k")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(body_of(back).await, b"two");
+    s3.delete_object()
+        .bucket("versions")
+        .key("k")
+        .version_id(&v2)
+        .send()
+        .await
+        .unwrap();
+    let back = s3
+        .get_object()
+        .bucket("versions")
+        .key("k")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(body_of(back).await, b"one");
+    assert_eq!(
+        s3_failure(
+            s3.get_object()
+                .bucket("versions")
+                .key("k")
+                .version_id("no-such-version")
+                .send()
+                .await
+        )
+        .0,
+        "NoSuchVersion"
+    );
+}
+
+#[tokio::test]
+async fn listings_page_and_roll_up_prefixes() {
+    let server = Server::start();
+    let s3 = server.s3();
+    s3.create_bucket().bucket("listing").send().await.unwrap();
+    for key in ["a.txt", "b/1.txt", "b/2.txt", "c/d/3.txt", "e.txt"] {
+        s3.put_object()
+            .bucket("listing")
+            .key(key)
+            .body(ByteStream::from_static(b"x"))
+            .send()
+            .await
+            .unwrap();
+    }
+    let rolled = s3
+        .list_objects_v2()
+        .bucket("listing")
+        .delimiter("/")
+        .send()
+        .await
+        .unwrap();
+    let keys: Vec<&str> = rolled.contents().iter().map(|o| o.key().unwrap()).collect();
+    let prefixes: Vec<&str> = rolled
+        .common_prefixes()
+        .iter()
+        .map(|p| p.prefix().unwrap())
+        .collect();
+    assert_eq!(keys, ["a.txt", "e.txt"]);
+    assert_eq!(prefixes, ["b/", "c/"]);
+
+    let under = s3
+        .list_objects_v2()
+        .bucket("listing")
+        .prefix("b/")
+        .send()
+        .await
+        .unwrap();
+    let keys: Vec<&str> = under.contents().iter().map(|o| o.key().unwrap()).collect();
+    assert_eq!(keys, ["b/1.txt", "b/2.txt"]);
+
+    let mut all = Vec::new();
+    let mut token = None;
+    for _ in 0..10 {
+        let page = s3
+            .list_objects_v2()
+            .bucket("listing")
+            .max_keys(2)
+            .set_continuation_token(token)
+            .send()
+            .await
+            .unwrap();
+        all.extend(page.contents().iter().map(|o| o.key().unwrap().to_string()));
+        token = page.next_continuation_token().map(str::to_string);
+        if token.is_none() {
+            break;
+        }
+    }
+    assert_eq!(all, ["a.txt", "b/1.txt", "b/2.txt", "c/d/3.txt", "e.txt"]);
+
+    let v1 = s3
+        .list_objects()
+        .bucket("listing")
+        .max_keys(10)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(v1.contents().len(), 5);
+    assert_eq!(v1.is_truncated(), Some(false));
+}
+
+#[tokio::test]
+async fn copy_and_delete_many() {
+    let server = Server::start();
+    let s3 = server.s3();
+    s3.create_bucket().bucket("copies").send().await.unwrap();
+    s3.put_object()
+        .bucket("copies")
+        .key("src")
+        .content_type("application/zip")
+        .body(ByteStream::from_static(b"payload"))
+        .send()
+        .await
+        .unwrap();
+    let copied = s3
+        .copy_object()
+        .bucket("copies")
+        .key("dst")
+        .copy_source("copies/src")
+        .send()
+        .await
+        .unwrap();
+    assert!(copied.copy_object_result().unwrap().e_tag().is_some());
+    let got = s3
+        .get_object()
+        .bucket("copies")
+        .key("dst")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.content_type(), Some("application/zip"));
+    assert_eq!(body_of(got).await, b"payload");
+
+    let delete = Delete::builder()
+        .objects(ObjectIdentifier::builder().key("src").build().unwrap())
+        .objects(ObjectIdentifier::builder().key("dst").build().unwrap())
+        .build()
+        .unwrap();
+    let out = s3
+        .delete_objects()
+        .bucket("copies")
+        .delete(delete)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.deleted().len(), 2);
+    assert!(s3
+        .list_objects_v2()
+        .bucket("copies")
+        .send()
+        .await
+        .unwrap()
+        .contents()
+        .is_empty());
+}
+
+#[tokio::test]
+async fn multipart_uploads_join_their_parts() {
+    let server = Server::start();
+    let s3 = server.s3();
+    s3.create_bucket().bucket("multipart").send().await.unwrap();
+    let upload = s3
+        .create_multipart_upload()
+        .bucket("multipart")
+        .key("big")
+        .content_type("application/octet-stream")
+        .send()
+        .await
+        .unwrap();
+    let id = upload.upload_id().unwrap();
+    let part1 = vec![b'a'; 5 * 1024 * 1024];
+    let part2 = b"tail".to_vec();
+    let mut completed = Vec::new();
+    for (n, data) in [(1, part1.clone()), (2, part2.clone())] {
+        let out = s3
+            .upload_part()
+            .bucket("multipart")
+            .key("big")
+            .upload_id(id)
+            .part_number(n)
+            .body(ByteStream::from(data))
+            .send()
+            .await
+            .unwrap();
+        completed.push(
+            CompletedPart::builder()
+                .part_number(n)
+                .e_tag(out.e_tag().unwrap())
+                .build(),
+        );
+    }
+    let parts = s3
+        .list_parts()
+        .bucket("multipart")
+        .key("big")
+        .upload_id(id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(parts.parts().len(), 2);
+    assert_eq!(parts.parts()[1].size(), Some(4));
+    let done = s3
+        .complete_multipart_upload()
+        .bucket("multipart")
+        .key("big")
+        .upload_id(id)
+        .multipart_upload(
+            CompletedMultipartUpload::builder()
+                .set_parts(Some(completed))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        done.e_tag().unwrap().ends_with("-2\""),
+        "{:?}",
+        done.e_tag()
+    );
+    let got = s3
+        .get_object()
+        .bucket("multipart")
+        .key("big")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        got.content_length(),
+        Some((part1.len() + part2.len()) as i64)
+    );
+    let bytes = body_of(got).await;
+    assert_eq!(&bytes[..part1.len()], &part1[..]);
+    assert_eq!(&bytes[part1.len()..], &part2[..]);
+
+    assert_eq!(
+        s3_failure(
+            s3.upload_part()
+                .bucket("multipart")
+                .key("big")
+                .upload_id(id)
+                .part_number(1)
+                .body(ByteStream::from_static(b"x"))
+                .send()
+                .await
+        ),
+        ("NoSuchUpload".to_string(), 404)
+    );
+    let aborted = s3
+        .create_multipart_upload()
+        .bucket("multipart")
+        .key("gone")
+        .send()
+        .await
+        .unwrap();
+    s3.abort_multipart_upload()
+        .bucket("multipart")
+        .key("gone")
+        .upload_id(aborted.upload_id().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        s3_failure(s3.get_object().bucket("multipart").key("gone").send().await).0,
+        "NoSuchKey"
+    );
+}
+
+#[tokio::test]
+async fn keys_never_become_paths() {
+    let server = Server::start();
+    let s3 = server.s3();
+    s3.create_bucket().bucket("traversal").send().await.unwrap();
+    let outside = server.data_dir.join("escaped");
+    for key in [
+        "../escaped",
+        "../../../../tmp/escaped",
+        "/abs/escaped",
+        "a/../../escaped",
+    ] {
+        s3.put_object()
+            .bucket("traversal")
+            .key(key)
+            .body(ByteStream::from_static(b"inside"))
+            .send()
+            .await
+            .unwrap();
+        let got = s3
+            .get_object()
+            .bucket("traversal")
+            .key(key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(body_of(got).await, b"inside", "{key}");
+    }
+    assert!(!outside.exists());
+    assert!(!server.data_dir.parent().unwrap().join("escaped").exists());
+    let listed = s3
+        .list_objects_v2()
+        .bucket("traversal")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.contents().len(), 4);
+}
+
+#[test]
+fn virtual_host_addressing_names_the_bucket() {
+    let server = Server::start();
+    let raw = server.client();
+    let port = server.addr.rsplit(':').next().unwrap().to_string();
+    let host = format!("vhost.localhost:{port}");
+    assert_eq!(raw.http("PUT", "/", &host, b"").status, 200);
+    assert_eq!(raw.http("PUT", "/key.txt", &host, b"virtual").status, 200);
+    let got = raw.http("GET", "/vhost/key.txt", "localhost", b"");
+    assert_eq!((got.status, got.body.as_slice()), (200, &b"virtual"[..]));
+    let got = raw.http("GET", "/key.txt", &host, b"");
+    assert_eq!(got.body, b"virtual");
+    let head = raw.http("HEAD", "/key.txt", &host, b"");
+    assert_eq!(head.header("content-length"), Some("7"));
+    let missing = raw.http("GET", "/missing", &host, b"");
+    assert_eq!(missing.status, 404);
+    assert!(String::from_utf8_lossy(&missing.body).contains("<Code>NoSuchKey</Code>"));
+}
+
+#[tokio::test]
+async fn buckets_objects_and_versions_survive_kill_9() {
+    let server = Server::start();
+    let s3 = server.s3();
+    s3.create_bucket().bucket("keep").send().await.unwrap();
+    enable_versioning(&s3, "keep").await;
+    let one = s3
+        .put_object()
+        .bucket("keep")
+        .key("k")
+        .body(ByteStream::from_static(b"one"))
+        .send()
+        .await
+        .unwrap();
+    s3.put_object()
+        .bucket("keep")
+        .key("k")
+        .body(ByteStream::from_static(b"two"))
+        .send()
+        .await
+        .unwrap();
+    s3.create_bucket().bucket("gone").send().await.unwrap();
+    s3.delete_bucket().bucket("gone").send().await.unwrap();
+    let before = s3
+        .list_object_versions()
+        .bucket("keep")
+        .send()
+        .await
+        .unwrap();
+
+    let dir = server.data_dir.clone();
+    let _tmp = server.kill9();
+    let restarted = Server::start_in(&dir);
+    let s3 = restarted.s3();
+    let after = s3
+        .list_object_versions()
+        .bucket("keep")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(before.versions(), after.versions());
+    let old = s3
+        .get_object()
+        .bucket("keep")
+        .key("k")
+        .version_id(one.version_id().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(body_of(old).await, b"one");
+    let names: Vec<String> = s3
+        .list_buckets()
+        .send()
+        .await
+        .unwrap()
+        .buckets()
+        .iter()
+        .map(|b| b.name().unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["keep"]);
+    // The name of a deleted bucket can be taken again.
+    s3.create_bucket().bucket("gone").send().await.unwrap();
+}

@@ -5,21 +5,8 @@ set -euo pipefail
 bin=${1:?usage: foundation.sh PATH-TO-codepipeline-local}
 here=$(cd "$(dirname "$0")" && pwd)
 work=$(mktemp -d)
-pid=
-trap '[ -n "$pid" ] && kill -9 "$pid" 2>/dev/null; rm -rf "$work"' EXIT
-export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_DEFAULT_REGION=eu-central-1 AWS_PAGER=""
-
-start() {
-  "$bin" serve --port 0 --data-dir "$work/data" > "$work/out.log" 2> "$work/err.log" &
-  pid=$!
-  for _ in $(seq 1 300); do
-    endpoint=$(sed -n 's/^codepipeline-local listening on //p' "$work/out.log")
-    [ -n "$endpoint" ] && return 0
-    kill -0 "$pid" 2>/dev/null || { cat "$work/err.log"; echo "server exited"; exit 1; }
-    sleep 0.1
-  done
-  echo "server did not start within 30 s"; exit 1
-}
+trap '{ [ -n "$pid" ] && kill -9 "$pid" && wait "$pid"; } 2>/dev/null; rm -rf "$work"' EXIT
+. "$here/common.sh"
 cp_cli() { aws --endpoint-url "$endpoint" codepipeline "$@"; }
 check() { # check DESCRIPTION ACTUAL EXPECTED
   if [ "$2" != "$3" ]; then echo "FAIL: $1: expected [$3], got [$2]"; exit 1; fi
@@ -41,7 +28,7 @@ check "missing pipeline error" "$(grep -o 'PipelineNotFoundException' "$work/mis
 
 cp_cli get-pipeline --name pipeline > "$work/before.json"
 cp_cli list-pipelines > "$work/list-before.json"
-kill -9 "$pid"; wait "$pid" 2>/dev/null || true
+stop_hard
 start
 check "get-pipeline after kill -9" "$(cp_cli get-pipeline --name pipeline | jq -S -c .)" "$(jq -S -c . "$work/before.json")"
 check "list-pipelines after kill -9" "$(cp_cli list-pipelines | jq -S -c .)" "$(jq -S -c . "$work/list-before.json")"
@@ -50,7 +37,7 @@ check "tags after kill -9" "$(cp_cli list-tags-for-resource --resource-arn arn:a
 
 cp_cli untag-resource --resource-arn arn:aws:codepipeline:eu-central-1:000000000000:pipeline --tag-keys purpose
 cp_cli delete-pipeline --name pipeline
-kill -INT "$pid"; wait "$pid" 2>/dev/null || true
+stop_soft
 start
 check "deleted after Ctrl-C restart" "$(cp_cli list-pipelines | jq -c .pipelines)" "[]"
 echo "foundation CLI script: all checks passed"

@@ -31,6 +31,8 @@ pub struct Config {
     pub cache_mb: u64,
     /// Idle seconds before a pipeline actor stops.
     pub actor_idle_seconds: u64,
+    /// Whether CreatePipeline and UpdatePipeline check the pipeline's IAM role.
+    pub iam_enforce_roles: bool,
 }
 
 /// Values given on the command line, which win over everything else.

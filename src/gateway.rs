@@ -17,6 +17,10 @@ pub enum Service {
     },
     /// Amazon S3 (REST, XML): path-style or virtual-host style.
     S3,
+    /// IAM (query protocol).
+    Iam,
+    /// STS (query protocol).
+    Sts,
     /// A service this endpoint does not serve (yet); carries what named it.
     Unknown(String),
 }
@@ -32,8 +36,19 @@ pub fn route(headers: &HeaderMap, scope: Option<&CredentialScope>) -> Service {
     if service == "codepipeline" || (service.is_empty() && target.starts_with("CodePipeline_")) {
         return Service::CodePipeline { target };
     }
-    if service == "s3" {
-        return Service::S3;
+    match service {
+        "s3" => return Service::S3,
+        "iam" => return Service::Iam,
+        "sts" => return Service::Sts,
+        _ => {}
+    }
+    let form = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    if service.is_empty() && form && target.is_empty() {
+        // An unsigned query-protocol request; its Action decides between IAM and STS.
+        return Service::Iam;
     }
     if !service.is_empty() {
         return Service::Unknown(service.to_string());
@@ -99,5 +114,16 @@ mod tests {
     fn s3_is_named_by_the_scope_or_is_what_is_left() {
         assert_eq!(route(&HeaderMap::new(), Some(&scope("s3"))), Service::S3);
         assert_eq!(route(&HeaderMap::new(), None), Service::S3);
+    }
+
+    #[test]
+    fn query_protocol_services_are_named_by_the_scope() {
+        assert_eq!(route(&HeaderMap::new(), Some(&scope("iam"))), Service::Iam);
+        assert_eq!(route(&HeaderMap::new(), Some(&scope("sts"))), Service::Sts);
+        let form = headers(&[(
+            "content-type",
+            "application/x-www-form-urlencoded; charset=utf-8",
+        )]);
+        assert_eq!(route(&form, None), Service::Iam);
     }
 }

@@ -29,5 +29,6 @@ pub mod codepipeline;
 pub mod config;
 pub mod eventstore;
 pub mod gateway;
+pub mod iam;
 pub mod s3;
 pub mod server;

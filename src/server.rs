@@ -18,6 +18,7 @@ use crate::config::Config;
 use crate::eventstore::sled_store::SledStore;
 use crate::eventstore::EventStore;
 use crate::gateway::{self, Service};
+use crate::iam::{self, Iam};
 use crate::s3::store::LocalStore;
 use crate::s3::S3Service;
 
@@ -28,6 +29,7 @@ struct AppState {
     config: Config,
     codepipeline: CodePipelineService,
     s3: S3Service,
+    iam: Arc<Iam>,
 }
 
 /// Serves until `shutdown` resolves, then stops gracefully (in-flight requests finish).
@@ -51,9 +53,11 @@ pub async fn run(
         LocalStore::open(&config.data_dir.join("s3"), store.clone())
             .map_err(|e| format!("cannot open the object store: {e:?}"))?,
     );
+    let iam = Arc::new(Iam::new(store.clone()));
     crate::eventstore::replay(store.as_ref(), |record| {
         views.apply(record);
         objects.apply(record);
+        iam.apply(record);
     })
     .map_err(|e| e.to_string())?;
     log::info!(
@@ -73,7 +77,9 @@ pub async fn run(
         config.workers
     };
     let s3 = S3Service::new(objects, config.region.clone());
+    let enforce_roles = config.iam_enforce_roles;
     let state = web::Data::new(AppState {
+        iam: iam.clone(),
         s3,
         config,
         codepipeline: CodePipelineService {
@@ -81,6 +87,8 @@ pub async fn run(
             registry,
             views,
             store,
+            iam,
+            enforce_roles,
         },
     });
     let app_state = state.clone();
@@ -111,7 +119,7 @@ pub async fn run(
 async fn health() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/json")
-        .body(r#"{"status":"running","services":{"codepipeline":"running","s3":"running"}}"#)
+        .body(r#"{"status":"running","services":{"codepipeline":"running","s3":"running","iam":"running","sts":"running"}}"#)
 }
 
 async fn entry(
@@ -121,13 +129,31 @@ async fn entry(
 ) -> HttpResponse {
     let scope = credential_scope(req.headers());
     let ctx = RequestContext::new(scope.as_ref(), &state.config.region);
-    let target = match gateway::route(req.headers(), scope.as_ref()) {
+    let service = gateway::route(req.headers(), scope.as_ref());
+    let target = match service {
         // S3 bodies stream (uploads may be gigabytes); they are not bound by max_body_bytes.
         Service::S3 => {
             return state
                 .s3
                 .handle(&req, payload, scope.map(|s| s.region))
                 .await
+        }
+        Service::Iam | Service::Sts => {
+            let body = match read_body(&req, payload, state.config.max_body_bytes).await {
+                Ok(body) => body,
+                Err(err) => return json::error(&ctx, &err),
+            };
+            let mut params = iam::query::parse_form(req.query_string());
+            params.extend(iam::query::parse_form(&String::from_utf8_lossy(&body)));
+            let sts = service == Service::Sts
+                || params
+                    .get("Action")
+                    .is_some_and(|a| a == "GetCallerIdentity");
+            return if sts {
+                state.iam.handle_sts(&ctx, &params).await
+            } else {
+                state.iam.handle_iam(&ctx, &params).await
+            };
         }
         Service::CodePipeline { target } => target,
         Service::Unknown(name) => {

@@ -6,7 +6,8 @@
 //!   job-worker, webhook, approval, stage-transition, retry and rollback operations answer
 //!   `NotImplementedException` (HTTP 501) naming the operation.
 //! - Custom action types cannot be registered yet, so declarations using `owner: Custom` are refused.
-//! - The IAM role in `roleArn` is not checked for existence or trust.
+//! - The IAM role in `roleArn` is checked for existence and trust only when `iam_enforce_roles`
+//!   is on (off by default, as in LocalStack).
 //! - Only pipelines are taggable resources; webhook and custom-action ARNs are not found.
 //! - ListActionTypes lists the AWS action types codepipeline-local runs, not all of AWS's.
 
@@ -41,4 +42,8 @@ pub struct CodePipelineService {
     pub views: Arc<views::PipelineViews>,
     /// The event log, for reads the views do not keep (older pipeline versions).
     pub store: Arc<dyn EventStore>,
+    /// IAM, for the role check of CreatePipeline and UpdatePipeline.
+    pub iam: Arc<crate::iam::Iam>,
+    /// Whether a pipeline's role must exist and trust CodePipeline (`iam_enforce_roles`).
+    pub enforce_roles: bool,
 }

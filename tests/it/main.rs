@@ -3,6 +3,7 @@
 mod common;
 mod declarations;
 mod fixtures;
+mod iam;
 mod pipelines;
 mod restart;
 mod s3;

@@ -28,6 +28,26 @@ pub fn pipeline_arn(ctx: &RequestContext, name: &str) -> String {
     )
 }
 
+/// With `iam_enforce_roles`, the role must exist and trust CodePipeline, as on AWS.
+fn check_role(svc: &CodePipelineService, declaration: &Value) -> Result<(), AwsError> {
+    if !svc.enforce_roles {
+        return Ok(());
+    }
+    let arn = declaration["roleArn"].as_str().unwrap_or_default();
+    let trusted = svc
+        .iam
+        .role_by_arn(arn)
+        .is_some_and(|r| r.trusts("codepipeline.amazonaws.com"));
+    if trusted {
+        Ok(())
+    } else {
+        Err(AwsError::new(
+            "InvalidStructureException",
+            format!("CodePipeline is not authorized to perform AssumeRole on role {arn}"),
+        ))
+    }
+}
+
 pub(super) async fn handle_create_pipeline(
     svc: &CodePipelineService,
     ctx: &RequestContext,
@@ -36,6 +56,7 @@ pub(super) async fn handle_create_pipeline(
     let input: DeclarationInput = from_value(input)?;
     super::tags::check_tag_keys(input.tags.iter().map(|t| t.key.as_str()))?;
     let declaration = validate::check_and_normalize(input.pipeline).map_err(invalid)?;
+    check_role(svc, &declaration)?;
     let name = pipeline_name(&declaration);
     let stream = pipeline_stream(&ctx.account_id, &ctx.region, &name);
     let command = PipelineCommand::Create {
@@ -121,6 +142,7 @@ pub(super) async fn handle_update_pipeline(
         ));
     }
     let declaration = validate::check_and_normalize(input.pipeline).map_err(invalid)?;
+    check_role(svc, &declaration)?;
     let command = PipelineCommand::Update {
         declaration,
         at: now_epoch(),

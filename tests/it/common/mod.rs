@@ -34,6 +34,15 @@ impl Server {
         s
     }
 
+    /// A server on a fresh temporary data dir, with extra environment (configuration).
+    pub fn start_with(env: &[(&str, &str)]) -> Server {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let mut s = Server::try_start(tmp.path(), env)
+            .unwrap_or_else(|e| panic!("server did not start: {e}"));
+        s._tmp = Some(tmp);
+        s
+    }
+
     /// A server on `data_dir`, which the caller keeps.
     pub fn start_in(data_dir: &Path) -> Server {
         match Server::try_start_in(data_dir) {
@@ -44,9 +53,14 @@ impl Server {
 
     /// Starts a server; the error is what the process printed when it failed to start.
     pub fn try_start_in(data_dir: &Path) -> Result<Server, String> {
+        Server::try_start(data_dir, &[])
+    }
+
+    fn try_start(data_dir: &Path, env: &[(&str, &str)]) -> Result<Server, String> {
         let mut child = Command::new(env!("CARGO_BIN_EXE_codepipeline-local"))
             .args(["serve", "--port", "0", "--data-dir"])
             .arg(data_dir)
+            .envs(env.iter().copied())
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -130,6 +144,11 @@ impl Server {
     pub fn call(&self, operation: &str, body: serde_json::Value) -> RawResponse {
         self.client().call(operation, body)
     }
+
+    /// Sends a query-protocol request; see [`RawClient::query`].
+    pub fn query(&self, service: &str, form: &str) -> RawResponse {
+        self.client().query(service, form)
+    }
 }
 
 /// Speaks HTTP/1.1 to the server without any SDK, for checks below the SDKs.
@@ -140,6 +159,25 @@ pub struct RawClient {
 }
 
 impl RawClient {
+    /// Sends a query-protocol request (IAM, STS) signed for `service`.
+    pub fn query(&self, service: &str, form: &str) -> RawResponse {
+        let head = format!(
+            "POST / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
+             Content-Type: application/x-www-form-urlencoded; charset=utf-8\r\n\
+             Authorization: AWS4-HMAC-SHA256 Credential=test/20261126/us-east-1/{service}/aws4_request, SignedHeaders=host, Signature=0\r\n\
+             Content-Length: {}\r\n\r\n{form}",
+            form.len()
+        );
+        let mut stream = TcpStream::connect(&self.addr).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        stream.write_all(head.as_bytes()).unwrap();
+        let mut raw = Vec::new();
+        let _ = stream.read_to_end(&mut raw);
+        RawResponse::parse(&raw)
+    }
+
     /// Sends any HTTP request (for S3 checks below the SDKs: virtual hosts, odd keys).
     pub fn http(&self, method: &str, path: &str, host: &str, body: &[u8]) -> RawResponse {
         let head = format!(
@@ -245,6 +283,11 @@ impl RawResponse {
                 String::from_utf8_lossy(&self.body)
             )
         })
+    }
+
+    /// The body as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
     }
 
     /// The `__type` of an error answer.

@@ -1,0 +1,162 @@
+//! IAM roles and STS on the query protocol, and CreatePipeline's role check.
+
+use serde_json::json;
+
+use crate::common::{tutorial_declaration, Server};
+
+const TRUST: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"codepipeline.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
+
+fn form(pairs: &[(&str, &str)]) -> String {
+    pairs
+        .iter()
+        .map(|(k, v)| {
+            let v: String = v
+                .bytes()
+                .map(|b| {
+                    if b.is_ascii_alphanumeric() {
+                        (b as char).to_string()
+                    } else {
+                        format!("%{b:02X}")
+                    }
+                })
+                .collect();
+            format!("{k}={v}")
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+fn create_role(server: &Server, name: &str, trust: &str) -> crate::common::RawResponse {
+    server.query(
+        "iam",
+        &form(&[
+            ("Action", "CreateRole"),
+            ("Version", "2010-05-08"),
+            ("RoleName", name),
+            ("AssumeRolePolicyDocument", trust),
+        ]),
+    )
+}
+
+#[test]
+fn roles_are_created_read_and_refused_as_iam_does() {
+    let server = Server::start();
+    let created = create_role(&server, "role", TRUST);
+    assert_eq!(created.status, 200, "{}", created.text());
+    assert!(created
+        .text()
+        .contains("<Arn>arn:aws:iam::000000000000:role/role</Arn>"));
+    assert!(created
+        .text()
+        .contains("<CreateRoleResponse xmlns=\"https://iam.amazonaws.com/doc/2010-05-08/\">"));
+
+    let again = create_role(&server, "role", TRUST);
+    assert_eq!(again.status, 409);
+    assert!(again.text().contains("<Code>EntityAlreadyExists</Code>"));
+    let bad = create_role(&server, "other", "not json");
+    assert_eq!(bad.status, 400);
+    assert!(bad.text().contains("<Code>MalformedPolicyDocument</Code>"));
+
+    let missing = server.query("iam", &form(&[("Action", "GetRole"), ("RoleName", "nope")]));
+    assert_eq!(missing.status, 404);
+    assert!(missing.text().contains("<Code>NoSuchEntity</Code>"));
+    let unknown = server.query("iam", &form(&[("Action", "CreateUser"), ("UserName", "u")]));
+    assert_eq!(unknown.status, 400);
+    assert!(unknown.text().contains("<Code>InvalidAction</Code>"));
+
+    let put = server.query(
+        "iam",
+        &form(&[
+            ("Action", "PutRolePolicy"),
+            ("RoleName", "role"),
+            ("PolicyName", "p"),
+            ("PolicyDocument", r#"{"Statement":[]}"#),
+        ]),
+    );
+    assert_eq!(put.status, 200);
+    let conflict = server.query(
+        "iam",
+        &form(&[("Action", "DeleteRole"), ("RoleName", "role")]),
+    );
+    assert_eq!(conflict.status, 409);
+    assert!(conflict.text().contains("<Code>DeleteConflict</Code>"));
+    let listed = server.query(
+        "iam",
+        &form(&[("Action", "ListRolePolicies"), ("RoleName", "role")]),
+    );
+    assert!(listed
+        .text()
+        .contains("<PolicyNames><member>p</member></PolicyNames>"));
+}
+
+#[test]
+fn caller_identity_names_the_account() {
+    let server = Server::start();
+    let who = server.query("sts", "Action=GetCallerIdentity&Version=2011-06-15");
+    assert_eq!(who.status, 200);
+    assert!(who.text().contains("<Account>000000000000</Account>"));
+}
+
+#[test]
+fn roles_survive_kill_9() {
+    let server = Server::start();
+    assert_eq!(create_role(&server, "kept", TRUST).status, 200);
+    let before = server
+        .query("iam", &form(&[("Action", "GetRole"), ("RoleName", "kept")]))
+        .text();
+    let dir = server.data_dir.clone();
+    let _tmp = server.kill9();
+    let restarted = Server::start_in(&dir);
+    let after = restarted
+        .query("iam", &form(&[("Action", "GetRole"), ("RoleName", "kept")]))
+        .text();
+    let strip = |s: &str| {
+        s.split("<ResponseMetadata>")
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert_eq!(strip(&before), strip(&after));
+}
+
+#[test]
+fn enforced_roles_must_exist_and_trust_codepipeline() {
+    let server = Server::start_with(&[("CODEPIPELINE_LOCAL_IAM_ENFORCE_ROLES", "true")]);
+    let create = |name: &str| {
+        server.call(
+            "CreatePipeline",
+            json!({"pipeline": tutorial_declaration(name)}),
+        )
+    };
+    let refused = create("p1");
+    assert_eq!(refused.status, 400);
+    assert_eq!(refused.error_code(), "InvalidStructureException");
+    assert_eq!(
+        refused.json()["message"],
+        "CodePipeline is not authorized to perform AssumeRole on role arn:aws:iam::000000000000:role/role"
+    );
+    let untrusting = TRUST.replace("codepipeline", "codebuild");
+    assert_eq!(create_role(&server, "role", &untrusting).status, 200);
+    assert_eq!(create("p1").error_code(), "InvalidStructureException");
+    let update = server.query(
+        "iam",
+        &form(&[
+            ("Action", "UpdateAssumeRolePolicy"),
+            ("RoleName", "role"),
+            ("PolicyDocument", TRUST),
+        ]),
+    );
+    assert_eq!(update.status, 200);
+    assert_eq!(create("p1").status, 200);
+
+    // Off by default.
+    let lax = Server::start();
+    assert_eq!(
+        lax.call(
+            "CreatePipeline",
+            json!({"pipeline": tutorial_declaration("p")})
+        )
+        .status,
+        200
+    );
+}

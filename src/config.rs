@@ -33,6 +33,14 @@ pub struct Config {
     pub actor_idle_seconds: u64,
     /// Whether CreatePipeline and UpdatePipeline check the pipeline's IAM role.
     pub iam_enforce_roles: bool,
+    /// An external S3 for pipeline objects; empty for the embedded one.
+    pub s3_endpoint: String,
+    /// Region to sign for on the external S3.
+    pub s3_region: String,
+    /// Access key id for the external S3.
+    pub s3_access_key_id: String,
+    /// Secret access key for the external S3.
+    pub s3_secret_access_key: String,
 }
 
 /// Values given on the command line, which win over everything else.

@@ -19,6 +19,8 @@ use crate::eventstore::sled_store::SledStore;
 use crate::eventstore::EventStore;
 use crate::gateway::{self, Service};
 use crate::iam::{self, Iam};
+use crate::s3::objects::ObjectStore;
+use crate::s3::remote::{RemoteConfig, RemoteStore};
 use crate::s3::store::LocalStore;
 use crate::s3::S3Service;
 
@@ -28,7 +30,8 @@ pub const HEALTH_PATH: &str = "/_codepipeline_local/health";
 struct AppState {
     config: Config,
     codepipeline: CodePipelineService,
-    s3: S3Service,
+    /// The embedded S3; `None` when an external S3 is configured.
+    s3: Option<S3Service>,
     iam: Arc<Iam>,
 }
 
@@ -76,7 +79,31 @@ pub async fn run(
     } else {
         config.workers
     };
-    let s3 = S3Service::new(objects, config.region.clone());
+    let (pipeline_objects, s3): (Arc<dyn ObjectStore>, Option<S3Service>) =
+        if config.s3_endpoint.is_empty() {
+            (
+                Arc::new(objects.clone()),
+                Some(S3Service::new(objects, config.region.clone())),
+            )
+        } else {
+            let remote = RemoteConfig {
+                endpoint: config.s3_endpoint.clone(),
+                region: config.s3_region.clone(),
+                access_key_id: config.s3_access_key_id.clone(),
+                secret_access_key: config.s3_secret_access_key.clone(),
+            };
+            log::info!(
+                "pipeline objects go to the external S3 at {}; S3 is not served here",
+                remote.endpoint
+            );
+            (
+                Arc::new(RemoteStore::new(
+                    &remote,
+                    config.data_dir.join("s3").join("tmp"),
+                )),
+                None,
+            )
+        };
     let enforce_roles = config.iam_enforce_roles;
     let state = web::Data::new(AppState {
         iam: iam.clone(),
@@ -89,6 +116,7 @@ pub async fn run(
             store,
             iam,
             enforce_roles,
+            objects: pipeline_objects,
         },
     });
     let app_state = state.clone();
@@ -133,10 +161,14 @@ async fn entry(
     let target = match service {
         // S3 bodies stream (uploads may be gigabytes); they are not bound by max_body_bytes.
         Service::S3 => {
-            return state
-                .s3
-                .handle(&req, payload, scope.map(|s| s.region))
-                .await
+            return match &state.s3 {
+                Some(s3) => s3.handle(&req, payload, scope.map(|s| s.region)).await,
+                None => HttpResponse::NotImplemented().content_type("application/xml").body(format!(
+                    "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>NotImplemented</Code>\
+                     <Message>S3 is not served here: codepipeline-local uses the external S3 at {}</Message></Error>",
+                    state.config.s3_endpoint
+                )),
+            }
         }
         Service::Iam | Service::Sts => {
             let body = match read_body(&req, payload, state.config.max_body_bytes).await {

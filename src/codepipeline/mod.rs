@@ -46,4 +46,6 @@ pub struct CodePipelineService {
     pub iam: Arc<crate::iam::Iam>,
     /// Whether a pipeline's role must exist and trust CodePipeline (`iam_enforce_roles`).
     pub enforce_roles: bool,
+    /// Where pipeline sources and artifacts are read and written: the embedded S3 or an external one.
+    pub objects: Arc<dyn crate::s3::objects::ObjectStore>,
 }

@@ -20,6 +20,8 @@
 pub mod api;
 pub mod bridge;
 pub mod events;
+pub mod objects;
+pub mod remote;
 pub mod store;
 
 use std::sync::Arc;

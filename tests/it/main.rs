@@ -2,6 +2,7 @@
 
 mod common;
 mod declarations;
+mod external_s3;
 mod fixtures;
 mod iam;
 mod pipelines;

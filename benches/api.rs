@@ -5,15 +5,33 @@
 //! Run: `cargo bench --bench api` (BENCH_SECONDS sets the length of each load phase, default 5;
 //! BENCH_PIPELINES the size of the startup data set, default 10000). Results go in docs/benchmarks.md.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::io::Write;
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::{cores, env_or, load_with, report, Conn, LoadResult, Proc};
+
 const CLIENTS: usize = 32;
-const AUTH: &str = "AWS4-HMAC-SHA256 Credential=test/20261126/eu-central-1/codepipeline/aws4_request, SignedHeaders=host;x-amz-date;x-amz-target, Signature=0000000000000000000000000000000000000000000000000000000000000000";
+
+/// A closed-loop load of CodePipeline calls made by `make(client, n)`.
+fn load(
+    addr: &str,
+    phase: Duration,
+    make: impl Fn(usize, usize) -> (&'static str, String) + Sync,
+) -> LoadResult {
+    load_with(addr, phase, CLIENTS, |conn, client, n| {
+        let (op, body) = make(client, n);
+        conn.call(op, &body).0
+    })
+}
+
+fn request(addr: &str, op: &str, body: &str) -> u16 {
+    Conn::open(addr).call(op, body).0
+}
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -104,11 +122,9 @@ fn write_phases(phase: Duration) {
         )
     });
     report("CreatePipeline (durable, group commit)", &create_result);
-    let sequential = load_with(&server.addr, phase, 1, |_, n| {
-        (
-            "CreatePipeline",
-            format!("{{\"pipeline\":{}}}", decl(&format!("seq-{n}"))),
-        )
+    let sequential = load_with(&server.addr, phase, 1, |conn, _, n| {
+        let body = format!("{{\"pipeline\":{}}}", decl(&format!("seq-{n}")));
+        conn.call("CreatePipeline", &body).0
     });
     report("CreatePipeline, one client", &sequential);
     println!("  server RSS after the write phases: {}", server.rss());
@@ -165,238 +181,10 @@ fn startup_phase(startup_pipelines: usize) {
     println!("  RSS after startup and a ListPipelines: {rss}");
 }
 
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn cores() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
-}
-
 fn declaration(name: &str) -> String {
     format!(
         r#"{{"name":"{name}","roleArn":"arn:aws:iam::000000000000:role/role","artifactStore":{{"type":"S3","location":"artifact-store-bucket"}},"stages":[{{"name":"stage1","actions":[{{"name":"action1","actionTypeId":{{"category":"Source","owner":"AWS","provider":"S3","version":"1"}},"configuration":{{"S3Bucket":"source-bucket","S3ObjectKey":"file","PollForSourceChanges":"false"}},"outputArtifacts":[{{"name":"intermediate-file"}}]}}]}},{{"name":"stage2","actions":[{{"name":"action1","actionTypeId":{{"category":"Deploy","owner":"AWS","provider":"S3","version":"1"}},"configuration":{{"BucketName":"target-bucket","Extract":"false","ObjectKey":"output-file"}},"inputArtifacts":[{{"name":"intermediate-file"}}]}}]}}]}}"#
     )
-}
-
-/// A server process, killed on drop.
-struct Proc {
-    child: Child,
-    addr: String,
-}
-
-impl Proc {
-    fn spawn(cmd: &mut Command, marker: &str) -> Proc {
-        let mut child = cmd
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let addr = loop {
-            let line = lines
-                .next()
-                .expect("server exited before listening")
-                .unwrap();
-            if let Some(rest) = line.strip_prefix(marker) {
-                break rest.trim_start_matches("http://").to_string();
-            }
-        };
-        // Keep draining stdout so the server never blocks on it.
-        std::thread::spawn(move || for _ in lines {});
-        Proc { child, addr }
-    }
-
-    fn server(dir: &std::path::Path) -> Proc {
-        Proc::spawn(
-            Command::new(env!("CARGO_BIN_EXE_codepipeline-local"))
-                .args(["serve", "--port", "0", "--data-dir"])
-                .arg(dir),
-            "codepipeline-local listening on ",
-        )
-    }
-
-    fn rss(&self) -> String {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .unwrap_or_default();
-        let field = |name: &str| {
-            status
-                .lines()
-                .find(|l| l.starts_with(name))
-                .map(|l| l[name.len()..].trim().to_string())
-                .unwrap_or_default()
-        };
-        format!("VmRSS {}, peak VmHWM {}", field("VmRSS:"), field("VmHWM:"))
-    }
-
-    /// SIGTERM, then wait: a graceful stop.
-    fn terminate(mut self) {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// One keep-alive HTTP/1.1 connection.
-struct Conn {
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
-}
-
-impl Conn {
-    fn open(addr: &str) -> Conn {
-        let s = TcpStream::connect(addr).unwrap();
-        s.set_nodelay(true).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        Conn {
-            reader: BufReader::new(s.try_clone().unwrap()),
-            writer: s,
-        }
-    }
-
-    fn call(&mut self, op: &str, body: &str) -> (u16, usize) {
-        let req = format!(
-            "POST / HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-amz-json-1.1\r\nX-Amz-Target: CodePipeline_20150709.{op}\r\nAuthorization: {AUTH}\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        self.writer.write_all(req.as_bytes()).unwrap();
-        let mut line = String::new();
-        self.reader.read_line(&mut line).unwrap();
-        let status: u16 = line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .expect("status");
-        let mut length = 0;
-        loop {
-            line.clear();
-            self.reader.read_line(&mut line).unwrap();
-            if line == "\r\n" {
-                break;
-            }
-            if let Some((k, v)) = line.split_once(':') {
-                if k.eq_ignore_ascii_case("content-length") {
-                    length = v.trim().parse().unwrap();
-                }
-            }
-        }
-        let mut body = vec![0; length];
-        self.reader.read_exact(&mut body).unwrap();
-        (status, length)
-    }
-}
-
-fn request(addr: &str, op: &str, body: &str) -> u16 {
-    Conn::open(addr).call(op, body).0
-}
-
-struct LoadResult {
-    requests: usize,
-    errors: usize,
-    elapsed: Duration,
-    latencies_us: Vec<u32>,
-}
-
-impl LoadResult {
-    fn merge(parts: Vec<LoadResult>) -> LoadResult {
-        let mut latencies_us: Vec<u32> = parts
-            .iter()
-            .flat_map(|p| p.latencies_us.iter().copied())
-            .collect();
-        latencies_us.sort_unstable();
-        LoadResult {
-            requests: parts.iter().map(|p| p.requests).sum(),
-            errors: parts.iter().map(|p| p.errors).sum(),
-            elapsed: parts.iter().map(|p| p.elapsed).sum(),
-            latencies_us,
-        }
-    }
-
-    fn throughput(&self) -> f64 {
-        self.requests as f64 / self.elapsed.as_secs_f64()
-    }
-    fn percentile(&self, p: f64) -> f64 {
-        let i = ((self.latencies_us.len() as f64 - 1.0) * p).round() as usize;
-        self.latencies_us.get(i).copied().unwrap_or(0) as f64 / 1000.0
-    }
-}
-
-fn report(name: &str, r: &LoadResult) {
-    println!(
-        "{name}: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms ({} requests, {} errors)",
-        r.throughput(),
-        r.percentile(0.50),
-        r.percentile(0.99),
-        r.requests,
-        r.errors
-    );
-}
-
-fn load(
-    addr: &str,
-    phase: Duration,
-    make: impl Fn(usize, usize) -> (&'static str, String) + Sync,
-) -> LoadResult {
-    load_with(addr, phase, CLIENTS, make)
-}
-
-fn load_with(
-    addr: &str,
-    phase: Duration,
-    clients: usize,
-    make: impl Fn(usize, usize) -> (&'static str, String) + Sync,
-) -> LoadResult {
-    let start = Instant::now();
-    let results: Vec<(Vec<u32>, usize)> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..clients)
-            .map(|client| {
-                let make = &make;
-                scope.spawn(move || {
-                    let mut conn = Conn::open(addr);
-                    let mut latencies = Vec::new();
-                    let mut errors = 0;
-                    let mut n = 0;
-                    while start.elapsed() < phase {
-                        let (op, body) = make(client, n);
-                        let t = Instant::now();
-                        let (status, _) = conn.call(op, &body);
-                        latencies.push(t.elapsed().as_micros() as u32);
-                        if status != 200 {
-                            errors += 1;
-                        }
-                        n += 1;
-                    }
-                    (latencies, errors)
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
-    });
-    let elapsed = start.elapsed();
-    let mut latencies_us: Vec<u32> = results
-        .iter()
-        .flat_map(|(l, _)| l.iter().copied())
-        .collect();
-    latencies_us.sort_unstable();
-    LoadResult {
-        requests: latencies_us.len(),
-        errors: results.iter().map(|(_, e)| e).sum(),
-        elapsed,
-        latencies_us,
-    }
 }
 
 fn echo_server() {

@@ -127,6 +127,13 @@ pub async fn run(
             .route(HEALTH_PATH, web::get().to(health))
             .default_service(web::to(entry))
     })
+    // Answers are often written as a head and a streamed body; without TCP_NODELAY the second
+    // small write waits for the client's delayed ACK (40 ms).
+    .on_connect(|conn, _| {
+        if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
+            let _ = tcp.set_nodelay(true);
+        }
+    })
     .workers(workers)
     .disable_signals()
     .listen(listener)

@@ -71,12 +71,21 @@ fn unquote(etag: Option<&str>) -> String {
 #[async_trait]
 impl ObjectStore for RemoteStore {
     async fn versioning(&self, bucket: &str) -> Result<Versioning, S3StoreError> {
-        let status = match self.client.get_bucket_versioning().bucket(bucket).send().await {
+        let status = match self
+            .client
+            .get_bucket_versioning()
+            .bucket(bucket)
+            .send()
+            .await
+        {
             Ok(out) => out.status().map(|s| s.as_str().to_string()),
             // Some S3-compatible servers answer with another XML root than S3's
             // `VersioningConfiguration`, which the SDK refuses to parse; their `Status` is read here.
             Err(e) if e.raw_response().is_some_and(|r| r.status().is_success()) => {
-                let body = e.raw_response().and_then(|r| r.body().bytes()).unwrap_or_default();
+                let body = e
+                    .raw_response()
+                    .and_then(|r| r.body().bytes())
+                    .unwrap_or_default();
                 let text = String::from_utf8_lossy(body);
                 text.split_once("<Status>")
                     .and_then(|(_, rest)| rest.split_once("</Status>"))

@@ -12,8 +12,12 @@
 //! eventstore/        EventStore trait; sled (default) and memory implementations
 //! codepipeline/      api/ (one handle_* per operation), pipeline aggregate, actors/, views/,
 //!                    validate (declaration rules), action_types (catalogue of providers)
+//! s3/                embedded S3: s3s bridge into actix-web, api (the S3 trait over the store),
+//!                    store (files + bucket events), objects (ObjectStore for pipeline actions),
+//!                    remote (an external S3 through aws-sdk-s3)
+//! iam/               IAM roles and STS GetCallerIdentity (query protocol), role events
 //! ```
-//! Dependencies point one way: `main → server → {gateway, codepipeline} → {aws, eventstore}`.
+//! Dependencies point one way: `main → server → {gateway, codepipeline, s3, iam} → {aws, eventstore}`.
 //! Inside the service, `api → {actors, views}`, `actors → {pipeline aggregate, eventstore}`,
 //! `views → events`. The aggregate knows no I/O, no actix and no HTTP; only `api` knows AWS
 //! error codes.

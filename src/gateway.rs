@@ -25,8 +25,8 @@ pub enum Service {
     Unknown(String),
 }
 
-/// Decides the service of a request.
-pub fn route(headers: &HeaderMap, scope: Option<&CredentialScope>) -> Service {
+/// Decides the service of a request to `path` (without the query).
+pub fn route(path: &str, headers: &HeaderMap, scope: Option<&CredentialScope>) -> Service {
     let target = headers
         .get("x-amz-target")
         .and_then(|v| v.to_str().ok())
@@ -46,8 +46,9 @@ pub fn route(headers: &HeaderMap, scope: Option<&CredentialScope>) -> Service {
         .get("content-type")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
-    if service.is_empty() && form && target.is_empty() {
-        // An unsigned query-protocol request; its Action decides between IAM and STS.
+    if service.is_empty() && form && target.is_empty() && path == "/" {
+        // An unsigned query-protocol request (POST / with a form); its Action decides between IAM
+        // and STS. A form body sent to a bucket or key is an S3 upload.
         return Service::Iam;
     }
     if !service.is_empty() {
@@ -88,13 +89,13 @@ mod tests {
     fn the_scope_names_the_service() {
         let h = headers(&[("x-amz-target", "CodePipeline_20150709.ListPipelines")]);
         assert_eq!(
-            route(&h, Some(&scope("codepipeline"))),
+            route("/", &h, Some(&scope("codepipeline"))),
             Service::CodePipeline {
                 target: "CodePipeline_20150709.ListPipelines".into()
             }
         );
         assert_eq!(
-            route(&h, Some(&scope("sqs"))),
+            route("/", &h, Some(&scope("sqs"))),
             Service::Unknown("sqs".into())
         );
     }
@@ -102,28 +103,38 @@ mod tests {
     #[test]
     fn unsigned_requests_are_routed_by_target() {
         let h = headers(&[("x-amz-target", "CodePipeline_20150709.GetPipeline")]);
-        assert!(matches!(route(&h, None), Service::CodePipeline { .. }));
+        assert!(matches!(route("/", &h, None), Service::CodePipeline { .. }));
         let h = headers(&[("x-amz-target", "DynamoDB_20120810.ListTables")]);
         assert_eq!(
-            route(&h, None),
+            route("/", &h, None),
             Service::Unknown("DynamoDB_20120810".into())
         );
     }
 
     #[test]
     fn s3_is_named_by_the_scope_or_is_what_is_left() {
-        assert_eq!(route(&HeaderMap::new(), Some(&scope("s3"))), Service::S3);
-        assert_eq!(route(&HeaderMap::new(), None), Service::S3);
+        assert_eq!(
+            route("/", &HeaderMap::new(), Some(&scope("s3"))),
+            Service::S3
+        );
+        assert_eq!(route("/", &HeaderMap::new(), None), Service::S3);
     }
 
     #[test]
     fn query_protocol_services_are_named_by_the_scope() {
-        assert_eq!(route(&HeaderMap::new(), Some(&scope("iam"))), Service::Iam);
-        assert_eq!(route(&HeaderMap::new(), Some(&scope("sts"))), Service::Sts);
+        assert_eq!(
+            route("/", &HeaderMap::new(), Some(&scope("iam"))),
+            Service::Iam
+        );
+        assert_eq!(
+            route("/", &HeaderMap::new(), Some(&scope("sts"))),
+            Service::Sts
+        );
         let form = headers(&[(
             "content-type",
             "application/x-www-form-urlencoded; charset=utf-8",
         )]);
-        assert_eq!(route(&form, None), Service::Iam);
+        assert_eq!(route("/", &form, None), Service::Iam);
+        assert_eq!(route("/bucket/key", &form, None), Service::S3);
     }
 }

@@ -164,7 +164,7 @@ async fn entry(
 ) -> HttpResponse {
     let scope = credential_scope(req.headers());
     let ctx = RequestContext::new(scope.as_ref(), &state.config.region);
-    let service = gateway::route(req.headers(), scope.as_ref());
+    let service = gateway::route(req.path(), req.headers(), scope.as_ref());
     let target = match service {
         // S3 bodies stream (uploads may be gigabytes); they are not bound by max_body_bytes.
         Service::S3 => {

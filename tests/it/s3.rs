@@ -712,3 +712,83 @@ async fn buckets_objects_and_versions_survive_kill_9() {
     // The name of a deleted bucket can be taken again.
     s3.create_bucket().bucket("gone").send().await.unwrap();
 }
+
+#[test]
+fn uploads_with_expect_100_continue_are_invited_then_stored() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let server = Server::start();
+    assert_eq!(
+        server
+            .client()
+            .http("PUT", "/expecting", "localhost", b"")
+            .status,
+        200
+    );
+    let body = vec![b'e'; 100_000];
+    let mut stream = std::net::TcpStream::connect(&server.addr).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    let head = format!(
+        "PUT /expecting/object HTTP/1.1\r\nHost: localhost\r\nExpect: 100-continue\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    assert!(line.starts_with("HTTP/1.1 100"), "{line}");
+    stream.write_all(&body).unwrap();
+    let mut rest = String::new();
+    reader.read_to_string(&mut rest).unwrap();
+    assert!(rest.contains("HTTP/1.1 200"), "{rest}");
+    let got = server
+        .client()
+        .http("GET", "/expecting/object", "localhost", b"");
+    assert_eq!(got.body, body);
+}
+
+#[test]
+fn a_crash_during_an_upload_leaves_no_half_object() {
+    use std::io::Write;
+    let server = Server::start();
+    let raw = server.client();
+    assert_eq!(raw.http("PUT", "/crashing", "localhost", b"").status, 200);
+    assert_eq!(
+        raw.http("PUT", "/crashing/whole", "localhost", b"complete")
+            .status,
+        200
+    );
+    // Half of a 10 MB body, then the server dies.
+    let mut stream = std::net::TcpStream::connect(&server.addr).unwrap();
+    let head = "PUT /crashing/half HTTP/1.1\r\nHost: localhost\r\nContent-Length: 10485760\r\n\r\n";
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(&vec![b'h'; 5 * 1024 * 1024]).unwrap();
+    stream.flush().unwrap();
+    let dir = server.data_dir.clone();
+    // The half-written upload is on disk before the kill: its temporary file exists.
+    let tmp = dir.join("s3").join("tmp");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::fs::read_dir(&tmp).unwrap().next().is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the upload never reached the disk"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let _keep = server.kill9();
+    let restarted = Server::start_in(&dir);
+    let raw = restarted.client();
+    assert_eq!(
+        raw.http("GET", "/crashing/half", "localhost", b"").status,
+        404
+    );
+    assert_eq!(
+        raw.http("GET", "/crashing/whole", "localhost", b"").body,
+        b"complete"
+    );
+    assert!(
+        std::fs::read_dir(&tmp).unwrap().next().is_none(),
+        "temporary files were left behind"
+    );
+}

@@ -5,7 +5,7 @@ set -euo pipefail
 bin=${1:?usage: foundation.sh PATH-TO-codepipeline-local}
 here=$(cd "$(dirname "$0")" && pwd)
 work=$(mktemp -d)
-trap '{ [ -n "$pid" ] && kill -9 "$pid" && wait "$pid"; } 2>/dev/null; rm -rf "$work"' EXIT
+trap '{ [ -n "$pid" ] && kill -9 "$pid" && wait "$pid"; } 2>/dev/null || true; rm -rf "$work"' EXIT
 . "$here/common.sh"
 cp_cli() { aws --endpoint-url "$endpoint" codepipeline "$@"; }
 check() { # check DESCRIPTION ACTUAL EXPECTED

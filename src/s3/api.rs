@@ -83,10 +83,6 @@ fn attributes(
     metadata: Option<Metadata>,
 ) -> Version {
     Version {
-        version_id: String::new(),
-        blob: None,
-        size: 0,
-        etag: String::new(),
         content_type,
         cache_control,
         content_encoding,
@@ -96,7 +92,7 @@ fn attributes(
             .into_iter()
             .map(|(k, v)| (k.to_ascii_lowercase(), v))
             .collect(),
-        last_modified: 0.0,
+        ..Version::blank()
     }
 }
 

@@ -57,6 +57,22 @@ pub struct Version {
 }
 
 impl Version {
+    /// A version with nothing set yet: the base that writes fill in.
+    pub fn blank() -> Version {
+        Version {
+            version_id: String::new(),
+            blob: None,
+            size: 0,
+            etag: String::new(),
+            content_type: None,
+            cache_control: None,
+            content_encoding: None,
+            content_disposition: None,
+            metadata: BTreeMap::new(),
+            last_modified: 0.0,
+        }
+    }
+
     /// Whether this version is a delete marker.
     pub fn is_delete_marker(&self) -> bool {
         self.blob.is_none()
@@ -290,12 +306,8 @@ mod tests {
             blob: blob.map(str::to_string),
             size: 1,
             etag: "e".into(),
-            content_type: None,
-            cache_control: None,
-            content_encoding: None,
-            content_disposition: None,
-            metadata: BTreeMap::new(),
             last_modified: 1.0,
+            ..Version::blank()
         }
     }
 

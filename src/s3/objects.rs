@@ -109,16 +109,8 @@ impl ObjectStore for Arc<LocalStore> {
         body: BodyStream,
     ) -> Result<ObjectInfo, S3StoreError> {
         let attributes = super::events::Version {
-            version_id: String::new(),
-            blob: None,
-            size: 0,
-            etag: String::new(),
             content_type: content_type.map(str::to_string),
-            cache_control: None,
-            content_encoding: None,
-            content_disposition: None,
-            metadata: Default::default(),
-            last_modified: 0.0,
+            ..super::events::Version::blank()
         };
         let v = self.put_object(bucket, key, attributes, body).await?;
         Ok(info(&v))

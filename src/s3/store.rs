@@ -422,15 +422,8 @@ impl LocalStore {
                 versioning => {
                     let marker = Version {
                         version_id: new_version_id(versioning),
-                        blob: None,
-                        size: 0,
-                        etag: String::new(),
-                        content_type: None,
-                        cache_control: None,
-                        content_encoding: None,
-                        content_disposition: None,
-                        metadata: BTreeMap::new(),
                         last_modified: at,
+                        ..Version::blank()
                     };
                     let id = marker.version_id.clone();
                     Ok((

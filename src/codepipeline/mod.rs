@@ -14,6 +14,7 @@
 pub mod action_types;
 pub mod actors;
 pub mod api;
+pub mod execution;
 pub mod pipeline;
 pub mod validate;
 pub mod views;

@@ -1,0 +1,962 @@
+//! The execution aggregate: one run of a pipeline as a state machine, decided without I/O.
+//!
+//! Stages run in order; inside a stage, actions run in groups of equal `runOrder`, lowest first,
+//! the actions of a group in parallel. A stage succeeds when all its actions succeed; the first
+//! failed action fails its stage and the execution. [`handle`] turns a command into the events
+//! that follow from it (starting whatever can start next); [`apply`] folds an event and cannot
+//! fail. The actor runs the actions these events start and reports their results back.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::eventstore::{NewEvent, RecordedEvent};
+
+/// Where an artifact is, as the wire shape `ArtifactDetail` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArtifactDetail {
+    /// Artifact name.
+    pub name: String,
+    /// Its location in the artifact store.
+    pub s3location: S3Location,
+}
+
+/// An object in S3.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct S3Location {
+    /// Bucket.
+    pub bucket: String,
+    /// Key.
+    pub key: String,
+}
+
+/// What an action ran with: the wire shape `ActionExecutionInput`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ActionInput {
+    /// The action type.
+    pub action_type_id: Value,
+    /// Configuration as declared.
+    pub configuration: BTreeMap<String, String>,
+    /// Configuration with variables resolved.
+    pub resolved_configuration: BTreeMap<String, String>,
+    /// Region.
+    pub region: String,
+    /// Input artifacts with their locations.
+    pub input_artifacts: Vec<ArtifactDetail>,
+    /// The action's variable namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+}
+
+/// What an action produced: the wire shape `ActionExecutionOutput` less its error.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ActionOutput {
+    /// Output artifacts with their locations.
+    pub output_artifacts: Vec<ArtifactDetail>,
+    /// The id of the work outside the pipeline (an object version, a build id).
+    #[serde(default)]
+    pub external_execution_id: Option<String>,
+    /// A line about what happened.
+    #[serde(default)]
+    pub external_execution_summary: Option<String>,
+    /// Output variables.
+    #[serde(default)]
+    pub output_variables: BTreeMap<String, String>,
+    /// For source actions: the revision they read (an S3 object version id).
+    #[serde(default)]
+    pub revision: Option<String>,
+}
+
+/// Why an action failed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorDetails {
+    /// A code: `JobFailed`, `ConfigurationError`, …
+    pub code: String,
+    /// The message.
+    pub message: String,
+}
+
+/// How an execution was started: the wire shape `ExecutionTrigger`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Trigger {
+    /// `CreatePipeline`, `StartPipelineExecution`, …
+    pub trigger_type: String,
+    /// Details (who or what).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger_detail: Option<String>,
+}
+
+/// Everything that happens to an execution.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ExecutionEvent {
+    /// The execution began with this declaration.
+    Started {
+        /// Execution id.
+        execution_id: String,
+        /// Pipeline name.
+        pipeline: String,
+        /// Pipeline version the execution runs.
+        pipeline_version: u64,
+        /// The declaration (snapshot).
+        declaration: Value,
+        /// How it was started.
+        trigger: Trigger,
+        /// Pipeline variables (V2), resolved.
+        variables: BTreeMap<String, String>,
+        /// Source revision overrides by action name.
+        source_revisions: BTreeMap<String, String>,
+        /// Idempotency token of StartPipelineExecution.
+        client_request_token: Option<String>,
+        /// The region the pipeline is in.
+        region: String,
+        /// When.
+        at: f64,
+    },
+    /// A stage was entered.
+    StageStarted {
+        /// Stage name.
+        stage: String,
+        /// When.
+        at: f64,
+    },
+    /// An action started; a configuration that could not be resolved fails it at once.
+    ActionStarted {
+        /// Stage name.
+        stage: String,
+        /// Action name.
+        action: String,
+        /// Action execution id.
+        action_execution_id: String,
+        /// What it runs with.
+        input: ActionInput,
+        /// Where its output artifacts go.
+        planned_outputs: Vec<ArtifactDetail>,
+        /// Set when a `#{…}` reference in the configuration could not be resolved.
+        unresolved: Option<String>,
+        /// When.
+        at: f64,
+    },
+    /// An action succeeded.
+    ActionSucceeded {
+        /// Action execution id.
+        action_execution_id: String,
+        /// What it produced.
+        output: ActionOutput,
+        /// When.
+        at: f64,
+    },
+    /// An action failed.
+    ActionFailed {
+        /// Action execution id.
+        action_execution_id: String,
+        /// Why.
+        error: ErrorDetails,
+        /// When.
+        at: f64,
+    },
+    /// A stage ended.
+    StageFinished {
+        /// Stage name.
+        stage: String,
+        /// `Succeeded` or `Failed`.
+        status: String,
+        /// When.
+        at: f64,
+    },
+    /// The execution ended.
+    Finished {
+        /// `Succeeded` or `Failed`.
+        status: String,
+        /// A summary for failures.
+        summary: Option<String>,
+        /// When.
+        at: f64,
+    },
+}
+
+impl ExecutionEvent {
+    /// The record to append.
+    pub fn to_new_event(&self) -> NewEvent {
+        NewEvent {
+            event_type: "ExecutionEvent".into(),
+            schema_version: 1,
+            data: serde_json::to_value(self).expect("execution events serialise"),
+        }
+    }
+
+    /// Reads a stored record back; `None` for other records.
+    pub fn from_record(record: &RecordedEvent) -> Option<ExecutionEvent> {
+        if record.event_type != "ExecutionEvent" {
+            return None;
+        }
+        ExecutionEvent::deserialize(&record.data)
+            .inspect_err(|e| log::error!("event {} is unreadable: {e}", record.position))
+            .ok()
+    }
+}
+
+/// One action's run in an execution.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActionRun {
+    /// Stage.
+    pub stage: String,
+    /// Action.
+    pub action: String,
+    /// Action execution id.
+    pub id: String,
+    /// `InProgress`, `Succeeded`, `Failed` or `Abandoned`.
+    pub status: String,
+    /// Input.
+    pub input: ActionInput,
+    /// Where outputs go.
+    pub planned_outputs: Vec<ArtifactDetail>,
+    /// Output, once succeeded.
+    pub output: Option<ActionOutput>,
+    /// Error, once failed.
+    pub error: Option<ErrorDetails>,
+    /// Start time.
+    pub started: f64,
+    /// Last change.
+    pub updated: f64,
+}
+
+/// The execution as its events built it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Execution {
+    /// Execution id (empty before it started).
+    pub id: String,
+    /// Pipeline name.
+    pub pipeline: String,
+    /// Pipeline version.
+    pub pipeline_version: u64,
+    /// The declaration it runs.
+    pub declaration: Value,
+    /// `InProgress`, `Succeeded`, `Failed`, …
+    pub status: String,
+    /// Failure summary.
+    pub summary: Option<String>,
+    /// Trigger.
+    pub trigger: Option<Trigger>,
+    /// Pipeline variables.
+    pub variables: BTreeMap<String, String>,
+    /// Source revision overrides.
+    pub source_revisions: BTreeMap<String, String>,
+    /// Idempotency token.
+    pub client_request_token: Option<String>,
+    /// Region.
+    pub region: String,
+    /// Start time.
+    pub started: f64,
+    /// Last change.
+    pub updated: f64,
+    /// Stages entered, in order, with their status.
+    pub stages: Vec<(String, String)>,
+    /// Action runs, in start order.
+    pub runs: Vec<ActionRun>,
+}
+
+/// What can be asked of an execution.
+#[derive(Debug, Clone)]
+pub enum ExecutionCommand {
+    /// Start it.
+    Start {
+        /// Execution id.
+        execution_id: String,
+        /// Pipeline name.
+        pipeline: String,
+        /// Pipeline version.
+        pipeline_version: u64,
+        /// Declaration snapshot.
+        declaration: Value,
+        /// Trigger.
+        trigger: Trigger,
+        /// Pipeline variables given at start.
+        variables: BTreeMap<String, String>,
+        /// Source revision overrides by action name.
+        source_revisions: BTreeMap<String, String>,
+        /// Idempotency token.
+        client_request_token: Option<String>,
+        /// Region.
+        region: String,
+    },
+    /// An action finished.
+    Complete {
+        /// Action execution id.
+        action_execution_id: String,
+        /// Its result.
+        result: Result<ActionOutput, ErrorDetails>,
+    },
+}
+
+/// Why a command was refused.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ExecutionRefusal {
+    /// Start of an execution that already started.
+    AlreadyStarted,
+    /// A command for an execution that has not started.
+    NotStarted,
+}
+
+/// Decides the events a command leads to. `now` is the time; `new_id` makes fresh ids (action
+/// execution ids, artifact key suffixes), so that this stays free of I/O.
+pub fn handle(
+    state: &Execution,
+    command: ExecutionCommand,
+    now: f64,
+    new_id: &mut dyn FnMut() -> String,
+) -> Result<Vec<ExecutionEvent>, ExecutionRefusal> {
+    let first = match command {
+        ExecutionCommand::Start {
+            execution_id,
+            pipeline,
+            pipeline_version,
+            declaration,
+            trigger,
+            variables,
+            source_revisions,
+            client_request_token,
+            region,
+        } => {
+            if !state.id.is_empty() {
+                return Err(ExecutionRefusal::AlreadyStarted);
+            }
+            let mut all_variables = declared_variables(&declaration);
+            all_variables.extend(variables);
+            ExecutionEvent::Started {
+                execution_id,
+                pipeline,
+                pipeline_version,
+                declaration,
+                trigger,
+                variables: all_variables,
+                source_revisions,
+                client_request_token,
+                region,
+                at: now,
+            }
+        }
+        ExecutionCommand::Complete {
+            action_execution_id,
+            result,
+        } => {
+            if state.id.is_empty() {
+                return Err(ExecutionRefusal::NotStarted);
+            }
+            // A late result for an action that is no longer running is ignored.
+            if !state
+                .runs
+                .iter()
+                .any(|r| r.id == action_execution_id && r.status == "InProgress")
+            {
+                return Ok(vec![]);
+            }
+            match result {
+                Ok(output) => ExecutionEvent::ActionSucceeded {
+                    action_execution_id,
+                    output,
+                    at: now,
+                },
+                Err(error) => ExecutionEvent::ActionFailed {
+                    action_execution_id,
+                    error,
+                    at: now,
+                },
+            }
+        }
+    };
+    let mut s = state.clone();
+    apply(&mut s, &first);
+    let mut events = vec![first];
+    while let Some(next) = next_event(&s, now, new_id) {
+        apply(&mut s, &next);
+        events.push(next);
+    }
+    Ok(events)
+}
+
+/// Default values of the declaration's pipeline variables.
+fn declared_variables(declaration: &Value) -> BTreeMap<String, String> {
+    declaration["variables"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| {
+            let name = v["name"].as_str()?;
+            Some((
+                name.to_string(),
+                v["defaultValue"].as_str().unwrap_or_default().to_string(),
+            ))
+        })
+        .collect()
+}
+
+fn stages(declaration: &Value) -> &[Value] {
+    declaration["stages"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+}
+
+fn run_order(action: &Value) -> i64 {
+    action["runOrder"].as_i64().unwrap_or(1)
+}
+
+/// The one event that moves the execution on from `s`, if any.
+fn next_event(
+    s: &Execution,
+    now: f64,
+    new_id: &mut dyn FnMut() -> String,
+) -> Option<ExecutionEvent> {
+    if s.status != "InProgress" {
+        return None;
+    }
+    let declared = stages(&s.declaration);
+    let Some((stage_name, stage_status)) = s.stages.last() else {
+        let first = declared.first()?["name"].as_str()?.to_string();
+        return Some(ExecutionEvent::StageStarted {
+            stage: first,
+            at: now,
+        });
+    };
+    let index = declared
+        .iter()
+        .position(|st| st["name"] == stage_name.as_str())?;
+    if stage_status == "Failed" {
+        let failed = s.runs.iter().find(|r| r.status == "Failed");
+        let summary = failed.map(|r| {
+            let message = r
+                .error
+                .as_ref()
+                .map(|e| e.message.as_str())
+                .unwrap_or_default();
+            format!("Action {} in stage {} failed: {message}", r.action, r.stage)
+        });
+        return Some(ExecutionEvent::Finished {
+            status: "Failed".into(),
+            summary,
+            at: now,
+        });
+    }
+    if stage_status == "Succeeded" {
+        return Some(match declared.get(index + 1) {
+            Some(next) => ExecutionEvent::StageStarted {
+                stage: next["name"].as_str().unwrap_or_default().to_string(),
+                at: now,
+            },
+            None => ExecutionEvent::Finished {
+                status: "Succeeded".into(),
+                summary: None,
+                at: now,
+            },
+        });
+    }
+    let stage = &declared[index];
+    let runs: Vec<&ActionRun> = s.runs.iter().filter(|r| &r.stage == stage_name).collect();
+    if runs.iter().any(|r| r.status == "Failed") {
+        return Some(ExecutionEvent::StageFinished {
+            stage: stage_name.clone(),
+            status: "Failed".into(),
+            at: now,
+        });
+    }
+    let actions = stage["actions"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let waiting: Vec<&Value> = actions
+        .iter()
+        .filter(|a| !runs.iter().any(|r| a["name"] == r.action.as_str()))
+        .collect();
+    let Some(next_order) = waiting.iter().map(|a| run_order(a)).min() else {
+        if runs.iter().all(|r| r.status == "Succeeded") {
+            return Some(ExecutionEvent::StageFinished {
+                stage: stage_name.clone(),
+                status: "Succeeded".into(),
+                at: now,
+            });
+        }
+        return None;
+    };
+    // A group starts when every earlier group has succeeded.
+    let earlier_running = actions.iter().any(|a| {
+        run_order(a) < next_order
+            && runs
+                .iter()
+                .any(|r| a["name"] == r.action.as_str() && r.status != "Succeeded")
+    });
+    if earlier_running {
+        return None;
+    }
+    let action = waiting.iter().find(|a| run_order(a) == next_order)?;
+    Some(start_action(s, stage_name, action, now, new_id))
+}
+
+fn start_action(
+    s: &Execution,
+    stage: &str,
+    action: &Value,
+    now: f64,
+    new_id: &mut dyn FnMut() -> String,
+) -> ExecutionEvent {
+    let configuration: BTreeMap<String, String> = action["configuration"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+        .collect();
+    let mut unresolved = None;
+    let resolved_configuration = configuration
+        .iter()
+        .map(|(k, v)| match resolve(s, v) {
+            Ok(value) => (k.clone(), value),
+            Err(reference) => {
+                unresolved.get_or_insert(format!(
+                    "The action configuration {k} refers to the variable {reference}, which could not be resolved"
+                ));
+                (k.clone(), v.clone())
+            }
+        })
+        .collect();
+    let artifacts = produced_artifacts(s);
+    let input_artifacts = action["inputArtifacts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|a| a["name"].as_str())
+        .filter_map(|name| artifacts.get(name).cloned())
+        .collect();
+    let store = artifact_bucket(&s.declaration, &s.region);
+    let planned_outputs = action["outputArtifacts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|a| a["name"].as_str())
+        .map(|name| ArtifactDetail {
+            name: name.to_string(),
+            s3location: S3Location {
+                bucket: store.clone(),
+                key: artifact_key(&s.pipeline, name, &new_id()),
+            },
+        })
+        .collect();
+    ExecutionEvent::ActionStarted {
+        stage: stage.to_string(),
+        action: action["name"].as_str().unwrap_or_default().to_string(),
+        action_execution_id: new_id(),
+        input: ActionInput {
+            action_type_id: action["actionTypeId"].clone(),
+            configuration,
+            resolved_configuration,
+            region: action["region"].as_str().unwrap_or(&s.region).to_string(),
+            input_artifacts,
+            namespace: action["namespace"].as_str().map(str::to_string),
+        },
+        planned_outputs,
+        unresolved,
+        at: now,
+    }
+}
+
+/// AWS's artifact key shape: `<pipeline name, first 20>/<artifact name, first 10>/<7 characters>`.
+pub fn artifact_key(pipeline: &str, artifact: &str, id: &str) -> String {
+    let suffix: String = id
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(7)
+        .collect();
+    format!(
+        "{}/{}/{suffix}",
+        pipeline.chars().take(20).collect::<String>(),
+        artifact.chars().take(10).collect::<String>()
+    )
+}
+
+/// The artifact store bucket for the pipeline's region.
+pub fn artifact_bucket(declaration: &Value, region: &str) -> String {
+    declaration["artifactStore"]["location"]
+        .as_str()
+        .or_else(|| declaration["artifactStores"][region]["location"].as_str())
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Artifacts produced so far, by name.
+fn produced_artifacts(s: &Execution) -> BTreeMap<String, ArtifactDetail> {
+    s.runs
+        .iter()
+        .filter_map(|r| r.output.as_ref())
+        .flat_map(|o| o.output_artifacts.iter())
+        .map(|a| (a.name.clone(), a.clone()))
+        .collect()
+}
+
+/// Resolves `#{namespace.variable}` references: `codepipeline.PipelineExecutionId`,
+/// `variables.NAME` (pipeline variables), and the output variables of actions with a namespace.
+/// The error is the first reference that could not be resolved.
+pub fn resolve(s: &Execution, text: &str) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("#{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let Some(end) = after.find('}') else {
+            out.push_str(&rest[start..]);
+            return Ok(out);
+        };
+        let reference = &after[..end];
+        let value = reference.split_once('.').and_then(|(ns, var)| match ns {
+            "codepipeline" if var == "PipelineExecutionId" => Some(s.id.clone()),
+            "variables" => s.variables.get(var).cloned(),
+            ns => s
+                .runs
+                .iter()
+                .filter(|r| r.input.namespace.as_deref() == Some(ns))
+                .find_map(|r| r.output.as_ref()?.output_variables.get(var).cloned()),
+        });
+        match value {
+            Some(v) => out.push_str(&v),
+            None => return Err(format!("#{{{reference}}}")),
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// Folds one event into the execution.
+pub fn apply(s: &mut Execution, event: &ExecutionEvent) {
+    match event {
+        ExecutionEvent::Started {
+            execution_id,
+            pipeline,
+            pipeline_version,
+            declaration,
+            trigger,
+            variables,
+            source_revisions,
+            client_request_token,
+            region,
+            at,
+        } => {
+            *s = Execution {
+                id: execution_id.clone(),
+                pipeline: pipeline.clone(),
+                pipeline_version: *pipeline_version,
+                declaration: declaration.clone(),
+                status: "InProgress".into(),
+                trigger: Some(trigger.clone()),
+                variables: variables.clone(),
+                source_revisions: source_revisions.clone(),
+                client_request_token: client_request_token.clone(),
+                region: region.clone(),
+                started: *at,
+                updated: *at,
+                ..Default::default()
+            };
+        }
+        ExecutionEvent::StageStarted { stage, at } => {
+            s.stages.push((stage.clone(), "InProgress".into()));
+            s.updated = *at;
+        }
+        ExecutionEvent::ActionStarted {
+            stage,
+            action,
+            action_execution_id,
+            input,
+            planned_outputs,
+            unresolved,
+            at,
+        } => {
+            let error = unresolved.as_ref().map(|m| ErrorDetails {
+                code: "ConfigurationError".into(),
+                message: m.clone(),
+            });
+            s.runs.push(ActionRun {
+                stage: stage.clone(),
+                action: action.clone(),
+                id: action_execution_id.clone(),
+                status: if error.is_some() {
+                    "Failed"
+                } else {
+                    "InProgress"
+                }
+                .into(),
+                input: input.clone(),
+                planned_outputs: planned_outputs.clone(),
+                output: None,
+                error,
+                started: *at,
+                updated: *at,
+            });
+            s.updated = *at;
+        }
+        ExecutionEvent::ActionSucceeded {
+            action_execution_id,
+            output,
+            at,
+        } => {
+            if let Some(run) = s.runs.iter_mut().find(|r| &r.id == action_execution_id) {
+                run.status = "Succeeded".into();
+                run.output = Some(output.clone());
+                run.updated = *at;
+            }
+            s.updated = *at;
+        }
+        ExecutionEvent::ActionFailed {
+            action_execution_id,
+            error,
+            at,
+        } => {
+            if let Some(run) = s.runs.iter_mut().find(|r| &r.id == action_execution_id) {
+                run.status = "Failed".into();
+                run.error = Some(error.clone());
+                run.updated = *at;
+            }
+            s.updated = *at;
+        }
+        ExecutionEvent::StageFinished { stage, status, at } => {
+            if let Some(entry) = s.stages.iter_mut().rev().find(|(name, _)| name == stage) {
+                entry.1 = status.clone();
+            }
+            s.updated = *at;
+        }
+        ExecutionEvent::Finished {
+            status,
+            summary,
+            at,
+        } => {
+            s.status = status.clone();
+            s.summary = summary.clone();
+            s.updated = *at;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// Fresh ids, unique across the calls of a test.
+    fn ids() -> impl FnMut() -> String {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        || format!("id{:07}", NEXT.fetch_add(1, Ordering::Relaxed))
+    }
+
+    fn declaration() -> Value {
+        json!({
+            "name": "p", "artifactStore": {"type": "S3", "location": "store"},
+            "stages": [
+                {"name": "source", "actions": [
+                    {"name": "src", "runOrder": 1, "namespace": "SourceVariables",
+                     "actionTypeId": {"category": "Source", "owner": "AWS", "provider": "S3", "version": "1"},
+                     "configuration": {"S3Bucket": "b", "S3ObjectKey": "k"},
+                     "outputArtifacts": [{"name": "out"}], "inputArtifacts": []}]},
+                {"name": "deploy", "actions": [
+                    {"name": "a", "runOrder": 1,
+                     "actionTypeId": {"category": "Deploy", "owner": "AWS", "provider": "S3", "version": "1"},
+                     "configuration": {"BucketName": "t", "ObjectKey": "#{SourceVariables.VersionId}/#{codepipeline.PipelineExecutionId}"},
+                     "outputArtifacts": [], "inputArtifacts": [{"name": "out"}]},
+                    {"name": "b", "runOrder": 1,
+                     "actionTypeId": {"category": "Deploy", "owner": "AWS", "provider": "S3", "version": "1"},
+                     "configuration": {"BucketName": "t", "ObjectKey": "b"},
+                     "outputArtifacts": [], "inputArtifacts": [{"name": "out"}]},
+                    {"name": "c", "runOrder": 2,
+                     "actionTypeId": {"category": "Deploy", "owner": "AWS", "provider": "S3", "version": "1"},
+                     "configuration": {"BucketName": "t", "ObjectKey": "#{variables.missing}"},
+                     "outputArtifacts": [], "inputArtifacts": [{"name": "out"}]}
+                ]}
+            ]
+        })
+    }
+
+    fn start() -> ExecutionCommand {
+        ExecutionCommand::Start {
+            execution_id: "exec".into(),
+            pipeline: "pipeline-with-a-very-long-name".into(),
+            pipeline_version: 1,
+            declaration: declaration(),
+            trigger: Trigger {
+                trigger_type: "StartPipelineExecution".into(),
+                trigger_detail: None,
+            },
+            variables: BTreeMap::new(),
+            source_revisions: BTreeMap::new(),
+            client_request_token: None,
+            region: "eu-central-1".into(),
+        }
+    }
+
+    /// Given these past events, when this command: the events.
+    fn given_when(
+        given: &[ExecutionEvent],
+        when: ExecutionCommand,
+    ) -> (Execution, Vec<ExecutionEvent>) {
+        let mut state = Execution::default();
+        given.iter().for_each(|e| apply(&mut state, e));
+        let events = handle(&state, when, 5.0, &mut ids()).unwrap();
+        events.iter().for_each(|e| apply(&mut state, e));
+        (state, events)
+    }
+
+    fn succeed(id: &str, output: ActionOutput) -> ExecutionCommand {
+        ExecutionCommand::Complete {
+            action_execution_id: id.into(),
+            result: Ok(output),
+        }
+    }
+
+    #[test]
+    fn start_enters_the_first_stage_and_starts_its_first_group() {
+        let (state, events) = given_when(&[], start());
+        assert!(
+            matches!(&events[1], ExecutionEvent::StageStarted { stage, .. } if stage == "source")
+        );
+        let ExecutionEvent::ActionStarted {
+            action,
+            planned_outputs,
+            ..
+        } = &events[2]
+        else {
+            panic!("{events:?}")
+        };
+        assert_eq!(action, "src");
+        assert_eq!(planned_outputs[0].s3location.bucket, "store");
+        let key = &planned_outputs[0].s3location.key;
+        assert!(key.starts_with("pipeline-with-a-very/out/id"), "{key}");
+        assert_eq!(key.rsplit('/').next().unwrap().len(), 7);
+        assert_eq!(events.len(), 3);
+        assert_eq!(state.status, "InProgress");
+    }
+
+    #[test]
+    fn equal_run_orders_start_together_and_later_ones_wait() {
+        let (state, started) = given_when(&[], start());
+        let src = state.runs[0].clone();
+        let output = ActionOutput {
+            output_artifacts: src.planned_outputs.clone(),
+            output_variables: [("VersionId".to_string(), "v7".to_string())].into(),
+            ..Default::default()
+        };
+        let (state, events) = given_when(&started, succeed(&src.id, output));
+        let names: Vec<&str> = events
+            .iter()
+            .filter_map(|e| match e {
+                ExecutionEvent::ActionStarted { action, .. } => Some(action.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(names, ["a", "b"]);
+        let a = state.runs.iter().find(|r| r.action == "a").unwrap();
+        assert_eq!(a.input.resolved_configuration["ObjectKey"], "v7/exec");
+        assert_eq!(
+            a.input.configuration["ObjectKey"],
+            "#{SourceVariables.VersionId}/#{codepipeline.PipelineExecutionId}"
+        );
+        assert_eq!(a.input.input_artifacts, src.planned_outputs);
+        // c (runOrder 2) waits for a and b.
+        assert!(state.runs.iter().all(|r| r.action != "c"));
+    }
+
+    #[test]
+    fn an_unresolvable_reference_fails_the_action_stage_and_execution() {
+        let (mut state, mut history) = given_when(&[], start());
+        let src = state.runs[0].clone();
+        let output = ActionOutput {
+            output_artifacts: src.planned_outputs.clone(),
+            output_variables: [("VersionId".to_string(), "v7".to_string())].into(),
+            ..Default::default()
+        };
+        let (s, events) = given_when(&history, succeed(&src.id, output));
+        history.extend(events);
+        state = s;
+        for name in ["a", "b"] {
+            let id = state
+                .runs
+                .iter()
+                .find(|r| r.action == name)
+                .unwrap()
+                .id
+                .clone();
+            let (s, events) = given_when(&history, succeed(&id, ActionOutput::default()));
+            history.extend(events);
+            state = s;
+        }
+        let c = state.runs.iter().find(|r| r.action == "c").unwrap();
+        assert_eq!(c.status, "Failed");
+        assert!(c
+            .error
+            .as_ref()
+            .unwrap()
+            .message
+            .contains("#{variables.missing}"));
+        assert_eq!(state.status, "Failed");
+        assert_eq!(state.stages.last().unwrap().1, "Failed");
+        assert!(state
+            .summary
+            .as_ref()
+            .unwrap()
+            .contains("Action c in stage deploy failed"));
+    }
+
+    #[test]
+    fn a_failed_action_fails_the_execution_and_late_results_are_ignored() {
+        let (state, started) = given_when(&[], start());
+        let id = state.runs[0].id.clone();
+        let failure = ExecutionCommand::Complete {
+            action_execution_id: id.clone(),
+            result: Err(ErrorDetails {
+                code: "JobFailed".into(),
+                message: "no such object".into(),
+            }),
+        };
+        let (state, events) = given_when(&started, failure);
+        assert_eq!(state.status, "Failed");
+        assert!(
+            matches!(events.last(), Some(ExecutionEvent::Finished { status, .. }) if status == "Failed")
+        );
+        let mut all = started.clone();
+        all.extend(events);
+        let (_, late) = given_when(&all, succeed(&id, ActionOutput::default()));
+        assert!(late.is_empty());
+    }
+
+    #[test]
+    fn the_last_stage_succeeding_ends_the_execution() {
+        let decl = json!({"name": "p", "artifactStore": {"location": "s"}, "stages": [
+            {"name": "one", "actions": [{"name": "x", "actionTypeId": {}, "configuration": {}, "outputArtifacts": [], "inputArtifacts": []}]}]});
+        let mut cmd = start();
+        if let ExecutionCommand::Start { declaration, .. } = &mut cmd {
+            *declaration = decl;
+        }
+        let (state, started) = given_when(&[], cmd);
+        let (state, events) = given_when(
+            &started,
+            succeed(&state.runs[0].id, ActionOutput::default()),
+        );
+        assert_eq!(state.status, "Succeeded");
+        assert!(
+            matches!(events.last(), Some(ExecutionEvent::Finished { status, .. }) if status == "Succeeded")
+        );
+        assert_eq!(
+            state.stages,
+            vec![("one".to_string(), "Succeeded".to_string())]
+        );
+    }
+
+    #[test]
+    fn starting_twice_is_refused() {
+        let (_, started) = given_when(&[], start());
+        let mut state = Execution::default();
+        started.iter().for_each(|e| apply(&mut state, e));
+        assert_eq!(
+            handle(&state, start(), 1.0, &mut ids()),
+            Err(ExecutionRefusal::AlreadyStarted)
+        );
+    }
+}

@@ -11,7 +11,10 @@ use futures_util::StreamExt;
 
 use crate::aws::scope::credential_scope;
 use crate::aws::{json, AwsError, RequestContext};
+use crate::codepipeline::actions::ActionContext;
+use crate::codepipeline::actors::execution::ExecutionRegistry;
 use crate::codepipeline::actors::PipelineRegistry;
+use crate::codepipeline::views::executions::ExecutionViews;
 use crate::codepipeline::views::PipelineViews;
 use crate::codepipeline::{self, CodePipelineService};
 use crate::config::Config;
@@ -57,8 +60,10 @@ pub async fn run(
             .map_err(|e| format!("cannot open the object store: {e:?}"))?,
     );
     let iam = Arc::new(Iam::new(store.clone()));
+    let execution_views = Arc::new(ExecutionViews::new());
     crate::eventstore::replay(store.as_ref(), |record| {
         views.apply(record);
+        execution_views.apply(record);
         objects.apply(record);
         iam.apply(record);
     })
@@ -105,6 +110,21 @@ pub async fn run(
             )
         };
     let enforce_roles = config.iam_enforce_roles;
+    let execution_arbiter = actix::Arbiter::new();
+    let executions = ExecutionRegistry::new(
+        execution_arbiter.handle(),
+        store.clone(),
+        execution_views.clone(),
+        ActionContext {
+            objects: pipeline_objects,
+        },
+    );
+    let resumed = executions
+        .resume_all()
+        .map_err(|e| format!("cannot resume executions: {e:?}"))?;
+    if resumed > 0 {
+        log::info!("resumed {resumed} executions that were running");
+    }
     let state = web::Data::new(AppState {
         iam: iam.clone(),
         s3,
@@ -116,7 +136,8 @@ pub async fn run(
             store,
             iam,
             enforce_roles,
-            objects: pipeline_objects,
+            executions,
+            execution_views,
         },
     });
     let app_state = state.clone();
@@ -147,6 +168,7 @@ pub async fn run(
     });
     on_ready(addr);
     server.await.map_err(|e| e.to_string())?;
+    execution_arbiter.stop();
     drop(state);
     Ok(())
 }

@@ -2,8 +2,10 @@
 //!
 //! # LIMITATIONS
 //! Where codepipeline-local differs from AWS CodePipeline today:
-//! - Pipelines are stored, versioned, tagged and listed, but not executed yet: the execution,
-//!   job-worker, webhook, approval, stage-transition, retry and rollback operations answer
+//! - Pipelines run (CreatePipeline and StartPipelineExecution start them) with the S3 source and
+//!   S3 deploy actions; other providers fail their action with a message naming them. Stop,
+//!   approvals, stage transitions, execution modes (every execution runs on its own), job
+//!   workers, webhooks, retries and rollbacks are not served yet: their operations answer
 //!   `NotImplementedException` (HTTP 501) naming the operation.
 //! - Custom action types cannot be registered yet, so declarations using `owner: Custom` are refused.
 //! - The IAM role in `roleArn` is checked for existence and trust only when `iam_enforce_roles`
@@ -12,6 +14,7 @@
 //! - ListActionTypes lists the AWS action types codepipeline-local runs, not all of AWS's.
 
 pub mod action_types;
+pub mod actions;
 pub mod actors;
 pub mod api;
 pub mod execution;
@@ -47,6 +50,8 @@ pub struct CodePipelineService {
     pub iam: Arc<crate::iam::Iam>,
     /// Whether a pipeline's role must exist and trust CodePipeline (`iam_enforce_roles`).
     pub enforce_roles: bool,
-    /// Where pipeline sources and artifacts are read and written: the embedded S3 or an external one.
-    pub objects: Arc<dyn crate::s3::objects::ObjectStore>,
+    /// Starts and resumes executions.
+    pub executions: actors::execution::ExecutionRegistry,
+    /// Executions as their events built them.
+    pub execution_views: Arc<views::executions::ExecutionViews>,
 }

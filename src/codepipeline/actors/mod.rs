@@ -6,6 +6,8 @@
 //! pipelines' actors run meanwhile, and their flushes are shared (group commit). Idle actors stop
 //! and are started again from the log when next needed.
 
+pub mod execution;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

@@ -5,6 +5,7 @@
 //! errors are mapped here.
 
 mod action_types;
+mod executions;
 mod pipelines;
 mod tags;
 
@@ -160,6 +161,13 @@ async fn serve(
         UntagResource => tags::handle_untag_resource(svc, input).await,
         ListTagsForResource => tags::handle_list_tags_for_resource(svc, input),
         ListActionTypes => action_types::handle_list_action_types(input),
+        StartPipelineExecution => {
+            executions::handle_start_pipeline_execution(svc, ctx, input).await
+        }
+        GetPipelineExecution => executions::handle_get_pipeline_execution(svc, ctx, input),
+        ListPipelineExecutions => executions::handle_list_pipeline_executions(svc, ctx, input),
+        ListActionExecutions => executions::handle_list_action_executions(svc, ctx, input),
+        GetPipelineState => executions::handle_get_pipeline_state(svc, ctx, input),
         AcknowledgeJob
         | AcknowledgeThirdPartyJob
         | CreateCustomActionType
@@ -170,12 +178,8 @@ async fn serve(
         | EnableStageTransition
         | GetActionType
         | GetJobDetails
-        | GetPipelineExecution
-        | GetPipelineState
         | GetThirdPartyJobDetails
-        | ListActionExecutions
         | ListDeployActionExecutionTargets
-        | ListPipelineExecutions
         | ListRuleExecutions
         | ListRuleTypes
         | ListWebhooks
@@ -192,7 +196,6 @@ async fn serve(
         | RegisterWebhookWithThirdParty
         | RetryStageExecution
         | RollbackStage
-        | StartPipelineExecution
         | StopPipelineExecution
         | UpdateActionType => Err(AwsError::not_supported("CodePipeline", op.name())),
     }
@@ -214,6 +217,11 @@ impl Operation {
                 | UntagResource
                 | ListTagsForResource
                 | ListActionTypes
+                | StartPipelineExecution
+                | GetPipelineExecution
+                | ListPipelineExecutions
+                | ListActionExecutions
+                | GetPipelineState
         )
     }
 }

@@ -72,6 +72,27 @@ pub(super) async fn handle_create_pipeline(
         .map_err(|e| command_error(e, &name, &ctx.account_id, "PipelineNotFoundException"))?;
     match events.first() {
         Some(PipelineEvent::Created(c)) => {
+            // As on AWS, a new pipeline starts running at once.
+            let trigger = crate::codepipeline::execution::Trigger {
+                trigger_type: "CreatePipeline".into(),
+                trigger_detail: Some(format!(
+                    "arn:aws:sts::{}:assumed-role/codepipeline-local",
+                    ctx.account_id
+                )),
+            };
+            if let Err(e) = super::executions::start(
+                svc,
+                ctx,
+                &name,
+                trigger,
+                Default::default(),
+                Default::default(),
+                None,
+            )
+            .await
+            {
+                log::error!("the first execution of {name} did not start: {e}");
+            }
             #[derive(Serialize)]
             struct Output<'a> {
                 pipeline: &'a Value,

@@ -4,6 +4,8 @@
 //! through the same [`PipelineViews::apply`], so the views can always be rebuilt from the log.
 //! Reads take a read lock and never wait behind an actor's mailbox.
 
+pub mod executions;
+
 use std::collections::BTreeMap;
 use std::sync::RwLock;
 

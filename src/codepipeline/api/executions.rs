@@ -1,0 +1,478 @@
+//! StartPipelineExecution, GetPipelineExecution, ListPipelineExecutions, ListActionExecutions,
+//! GetPipelineState.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{not_found_error, reply, token, Reply};
+use crate::aws::{json::from_value, AwsError, RequestContext};
+use crate::codepipeline::actors::execution::StartRequest;
+use crate::codepipeline::execution::{ActionRun, Execution, Trigger};
+use crate::codepipeline::views::executions::pipeline_key;
+use crate::codepipeline::views::pipeline_stream;
+use crate::codepipeline::CodePipelineService;
+
+/// The current declaration and version of a pipeline, or `PipelineNotFoundException`.
+fn current(
+    svc: &CodePipelineService,
+    ctx: &RequestContext,
+    name: &str,
+) -> Result<(Value, u64, f64, f64), AwsError> {
+    let stream = pipeline_stream(&ctx.account_id, &ctx.region, name);
+    let (bytes, version, created, updated) = svc
+        .views
+        .with(&stream, |v| {
+            (v.get_output.clone(), v.version, v.created, v.updated)
+        })
+        .ok_or_else(|| not_found_error("PipelineNotFoundException", name, &ctx.account_id))?;
+    let mut output: Value =
+        serde_json::from_slice(&bytes).map_err(|e| AwsError::internal(e.to_string()))?;
+    Ok((output["pipeline"].take(), version, created, updated))
+}
+
+/// Starts an execution of the pipeline's current version.
+pub(super) async fn start(
+    svc: &CodePipelineService,
+    ctx: &RequestContext,
+    name: &str,
+    trigger: Trigger,
+    variables: BTreeMap<String, String>,
+    source_revisions: BTreeMap<String, String>,
+    client_request_token: Option<String>,
+) -> Result<String, AwsError> {
+    let (declaration, version, _, _) = current(svc, ctx, name)?;
+    svc.executions
+        .start(StartRequest {
+            account: ctx.account_id.clone(),
+            region: ctx.region.clone(),
+            pipeline: name.to_string(),
+            pipeline_version: version,
+            declaration,
+            trigger,
+            variables,
+            source_revisions,
+            client_request_token,
+        })
+        .await
+        .map_err(|e| AwsError::internal(format!("the execution could not be started: {e:?}")))
+}
+
+#[derive(Deserialize)]
+struct NameValue {
+    name: String,
+    value: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RevisionOverride {
+    action_name: String,
+    revision_type: String,
+    revision_value: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StartInput {
+    name: String,
+    client_request_token: Option<String>,
+    #[serde(default)]
+    variables: Vec<NameValue>,
+    #[serde(default)]
+    source_revisions: Vec<RevisionOverride>,
+}
+
+pub(super) async fn handle_start_pipeline_execution(
+    svc: &CodePipelineService,
+    ctx: &RequestContext,
+    input: Value,
+) -> Reply {
+    let input: StartInput = from_value(input)?;
+    let (declaration, _, _, _) = current(svc, ctx, &input.name)?;
+    let key = pipeline_key(&ctx.account_id, &ctx.region, &input.name);
+    if let Some(token) = &input.client_request_token {
+        if let Some(id) = svc.execution_views.by_token(&key, token) {
+            return reply(&json!({ "pipelineExecutionId": id }));
+        }
+    }
+    let declared: Vec<&str> = declaration["variables"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v["name"].as_str())
+        .collect();
+    if !input.variables.is_empty() && declaration["pipelineType"] != "V2" {
+        return Err(AwsError::validation(
+            "Pipeline variables can only be given to pipelines of type V2",
+        ));
+    }
+    for v in &input.variables {
+        if !declared.contains(&v.name.as_str()) {
+            return Err(AwsError::validation(format!(
+                "Pipeline variable {} is not declared in pipeline {}",
+                v.name, input.name
+            )));
+        }
+    }
+    let mut revisions = BTreeMap::new();
+    for r in input.source_revisions {
+        if r.revision_type != "S3_OBJECT_VERSION_ID" {
+            return Err(AwsError::validation(format!(
+                "Source revision type {} is not supported by codepipeline-local yet; S3_OBJECT_VERSION_ID is",
+                r.revision_type
+            )));
+        }
+        revisions.insert(r.action_name, r.revision_value);
+    }
+    let variables = input
+        .variables
+        .into_iter()
+        .map(|v| (v.name, v.value))
+        .collect();
+    let trigger = Trigger {
+        trigger_type: "StartPipelineExecution".into(),
+        trigger_detail: Some(format!(
+            "arn:aws:sts::{}:assumed-role/codepipeline-local",
+            ctx.account_id
+        )),
+    };
+    let id = start(
+        svc,
+        ctx,
+        &input.name,
+        trigger,
+        variables,
+        revisions,
+        input.client_request_token,
+    )
+    .await?;
+    reply(&json!({ "pipelineExecutionId": id }))
+}
+
+fn execution_not_found(id: &str, pipeline: &str) -> AwsError {
+    AwsError::new(
+        "PipelineExecutionNotFoundException",
+        format!("Pipeline execution {id} does not exist in pipeline {pipeline}"),
+    )
+}
+
+/// The execution `id` of `pipeline`, or the errors AWS gives.
+fn execution_of(
+    svc: &CodePipelineService,
+    ctx: &RequestContext,
+    pipeline: &str,
+    id: &str,
+) -> Result<Execution, AwsError> {
+    current(svc, ctx, pipeline)?;
+    svc.execution_views
+        .get(id)
+        .filter(|e| e.pipeline == pipeline)
+        .ok_or_else(|| execution_not_found(id, pipeline))
+}
+
+fn artifact_revisions(e: &Execution) -> Vec<Value> {
+    e.runs
+        .iter()
+        .filter_map(|r| {
+            let revision = r.output.as_ref()?.revision.clone()?;
+            let artifacts = &r.output.as_ref()?.output_artifacts;
+            Some(artifacts.iter().map(move |a| json!({"name": a.name, "revisionId": revision, "created": r.updated})).collect::<Vec<_>>())
+        })
+        .flatten()
+        .collect()
+}
+
+fn source_revisions(e: &Execution) -> Vec<Value> {
+    e.runs
+        .iter()
+        .filter_map(|r| {
+            let revision = r.output.as_ref()?.revision.clone()?;
+            Some(json!({"actionName": r.action, "revisionId": revision, "revisionSummary": format!("Amazon S3 version id: {revision}")}))
+        })
+        .collect()
+}
+
+fn execution_mode(e: &Execution) -> &str {
+    e.declaration["executionMode"]
+        .as_str()
+        .unwrap_or("SUPERSEDED")
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct GetExecutionInput {
+    pipeline_name: String,
+    pipeline_execution_id: String,
+}
+
+pub(super) fn handle_get_pipeline_execution(
+    svc: &CodePipelineService,
+    ctx: &RequestContext,
+    input: Value,
+) -> Reply {
+    let input: GetExecutionInput = from_value(input)?;
+    let e = execution_of(svc, ctx, &input.pipeline_name, &input.pipeline_execution_id)?;
+    let mut out = json!({
+        "pipelineName": e.pipeline,
+        "pipelineVersion": e.pipeline_version,
+        "pipelineExecutionId": e.id,
+        "status": e.status,
+        "artifactRevisions": artifact_revisions(&e),
+        "variables": e.variables.iter().map(|(k, v)| json!({"name": k, "resolvedValue": v})).collect::<Vec<_>>(),
+        "trigger": e.trigger,
+        "executionMode": execution_mode(&e),
+        "executionType": "STANDARD",
+    });
+    if let Some(summary) = &e.summary {
+        out["statusSummary"] = summary.clone().into();
+    }
+    reply(&json!({ "pipelineExecution": out }))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ListExecutionsInput {
+    pipeline_name: String,
+    max_results: Option<usize>,
+    next_token: Option<String>,
+    filter: Option<Value>,
+}
+
+/// A page of `items` after the one a token names, and the token for the next page.
+fn page<T>(
+    items: Vec<T>,
+    id_of: impl Fn(&T) -> String,
+    token: Option<&str>,
+    max: usize,
+) -> Result<(Vec<T>, Option<String>), AwsError> {
+    let start = match token {
+        Some(t) => {
+            let after = token::decode(t)?;
+            items
+                .iter()
+                .position(|i| id_of(i) == after)
+                .map(|p| p + 1)
+                .ok_or_else(|| token::decode("").unwrap_err())?
+        }
+        None => 0,
+    };
+    let total = items.len();
+    let page: Vec<T> = items.into_iter().skip(start).take(max).collect();
+    let next = (start + page.len() < total)
+        .then(|| page.last().map(|i| token::encode(&id_of(i))))
+        .flatten();
+    Ok((page, next))
+}
+
+pub(super) fn handle_list_pipeline_executions(
+    svc: &CodePipelineService,
+    ctx: &RequestContext,
+    input: Value,
+) -> Reply {
+    let input: ListExecutionsInput = from_value(input)?;
+    current(svc, ctx, &input.pipeline_name)?;
+    let key = pipeline_key(&ctx.account_id, &ctx.region, &input.pipeline_name);
+    let mut executions = svc.execution_views.of_pipeline(&key);
+    if let Some(stage) = input
+        .filter
+        .as_ref()
+        .and_then(|f| f["succeededInStage"]["stageName"].as_str())
+    {
+        executions.retain(|e| {
+            e.stages
+                .iter()
+                .any(|(s, status)| s == stage && status == "Succeeded")
+        });
+    }
+    let (executions, next) = page(
+        executions,
+        |e| e.id.clone(),
+        input.next_token.as_deref(),
+        input.max_results.unwrap_or(100),
+    )?;
+    let summaries: Vec<Value> = executions
+        .iter()
+        .map(|e| {
+            let mut s = json!({
+                "pipelineExecutionId": e.id,
+                "status": e.status,
+                "startTime": e.started,
+                "lastUpdateTime": e.updated,
+                "sourceRevisions": source_revisions(e),
+                "trigger": e.trigger,
+                "executionMode": execution_mode(e),
+                "executionType": "STANDARD",
+            });
+            if let Some(summary) = &e.summary {
+                s["statusSummary"] = summary.clone().into();
+            }
+            s
+        })
+        .collect();
+    let mut out = json!({ "pipelineExecutionSummaries": summaries });
+    if let Some(next) = next {
+        out["nextToken"] = next.into();
+    }
+    reply(&out)
+}
+
+fn action_detail(e: &Execution, r: &ActionRun) -> Value {
+    let mut detail = json!({
+        "pipelineExecutionId": e.id,
+        "actionExecutionId": r.id,
+        "pipelineVersion": e.pipeline_version,
+        "stageName": r.stage,
+        "actionName": r.action,
+        "startTime": r.started,
+        "lastUpdateTime": r.updated,
+        "status": r.status,
+        "input": r.input,
+    });
+    let mut result = json!({});
+    let mut output = json!({"outputArtifacts": [], "outputVariables": {}});
+    if let Some(o) = &r.output {
+        output["outputArtifacts"] = json!(o.output_artifacts);
+        output["outputVariables"] = json!(o.output_variables);
+        if let Some(id) = &o.external_execution_id {
+            result["externalExecutionId"] = id.clone().into();
+        }
+        if let Some(summary) = &o.external_execution_summary {
+            result["externalExecutionSummary"] = summary.clone().into();
+        }
+    }
+    if let Some(error) = &r.error {
+        result["errorDetails"] = json!({"code": error.code, "message": error.message});
+    }
+    if r.status != "InProgress" {
+        output["executionResult"] = result;
+        detail["output"] = output;
+    }
+    detail
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ListActionsInput {
+    pipeline_name: String,
+    filter: Option<Value>,
+    max_results: Option<usize>,
+    next_token: Option<String>,
+}
+
+pub(super) fn handle_list_action_executions(
+    svc: &CodePipelineService,
+    ctx: &RequestContext,
+    input: Value,
+) -> Reply {
+    let input: ListActionsInput = from_value(input)?;
+    current(svc, ctx, &input.pipeline_name)?;
+    let key = pipeline_key(&ctx.account_id, &ctx.region, &input.pipeline_name);
+    let mut executions = svc.execution_views.of_pipeline(&key);
+    if let Some(id) = input
+        .filter
+        .as_ref()
+        .and_then(|f| f["pipelineExecutionId"].as_str())
+    {
+        executions.retain(|e| e.id == id);
+        if executions.is_empty() {
+            return Err(execution_not_found(id, &input.pipeline_name));
+        }
+    }
+    let mut details: Vec<(f64, Value)> = executions
+        .iter()
+        .flat_map(|e| e.runs.iter().map(move |r| (r.started, action_detail(e, r))))
+        .collect();
+    details.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let details: Vec<Value> = details.into_iter().map(|(_, d)| d).collect();
+    let id_of = |d: &Value| {
+        d["actionExecutionId"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let (details, next) = page(
+        details,
+        id_of,
+        input.next_token.as_deref(),
+        input.max_results.unwrap_or(100),
+    )?;
+    let mut out = json!({ "actionExecutionDetails": details });
+    if let Some(next) = next {
+        out["nextToken"] = next.into();
+    }
+    reply(&out)
+}
+
+#[derive(Deserialize)]
+struct NameInput {
+    name: String,
+}
+
+pub(super) fn handle_get_pipeline_state(
+    svc: &CodePipelineService,
+    ctx: &RequestContext,
+    input: Value,
+) -> Reply {
+    let input: NameInput = from_value(input)?;
+    let (declaration, version, created, updated) = current(svc, ctx, &input.name)?;
+    let key = pipeline_key(&ctx.account_id, &ctx.region, &input.name);
+    let executions = svc.execution_views.of_pipeline(&key);
+    let stages: Vec<Value> = declaration["stages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|stage| {
+            let name = stage["name"].as_str().unwrap_or_default();
+            let latest = executions.iter().find_map(|e| {
+                let (_, status) = e.stages.iter().rev().find(|(s, _)| s == name)?;
+                Some(json!({"pipelineExecutionId": e.id, "status": status, "type": "STANDARD"}))
+            });
+            let actions: Vec<Value> = stage["actions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|action| {
+                    let action_name = action["name"].as_str().unwrap_or_default();
+                    let mut state = json!({"actionName": action_name});
+                    let run = executions
+                        .iter()
+                        .find_map(|e| e.runs.iter().rev().find(|r| r.stage == name && r.action == action_name));
+                    if let Some(r) = run {
+                        let mut latest = json!({"actionExecutionId": r.id, "status": r.status, "lastStatusChange": r.updated});
+                        if let Some(o) = &r.output {
+                            if let Some(id) = &o.external_execution_id {
+                                latest["externalExecutionId"] = id.clone().into();
+                            }
+                            if let Some(summary) = &o.external_execution_summary {
+                                latest["summary"] = summary.clone().into();
+                            }
+                        }
+                        if let Some(error) = &r.error {
+                            latest["errorDetails"] = json!({"code": error.code, "message": error.message});
+                        }
+                        state["latestExecution"] = latest;
+                    }
+                    state
+                })
+                .collect();
+            let mut state = json!({
+                "stageName": name,
+                "inboundTransitionState": {"enabled": true},
+                "actionStates": actions,
+            });
+            if let Some(latest) = latest {
+                state["latestExecution"] = latest;
+            }
+            state
+        })
+        .collect();
+    reply(&json!({
+        "pipelineName": input.name,
+        "pipelineVersion": version,
+        "stageStates": stages,
+        "created": created,
+        "updated": updated,
+    }))
+}

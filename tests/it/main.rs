@@ -2,6 +2,7 @@
 
 mod common;
 mod declarations;
+mod engine;
 mod external_s3;
 mod fixtures;
 mod iam;

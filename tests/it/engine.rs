@@ -1,0 +1,531 @@
+//! Pipelines really run: the tutorial end to end, runOrder groups, failures, variables, and
+//! executions resumed after SIGKILL.
+
+use std::time::{Duration, Instant};
+
+use aws_sdk_codepipeline::types::{
+    ActionExecutionStatus, PipelineExecutionStatus, SourceRevisionOverride, SourceRevisionType,
+};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
+use serde_json::json;
+
+use crate::common::{tutorial_declaration, Server};
+
+/// Makes the tutorial's buckets and source file.
+async fn tutorial_buckets(s3: &aws_sdk_s3::Client) {
+    for bucket in ["source-bucket", "target-bucket", "artifact-store-bucket"] {
+        s3.create_bucket().bucket(bucket).send().await.unwrap();
+    }
+    s3.put_bucket_versioning()
+        .bucket("source-bucket")
+        .versioning_configuration(
+            VersioningConfiguration::builder()
+                .status(BucketVersioningStatus::Enabled)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    s3.put_object()
+        .bucket("source-bucket")
+        .key("file")
+        .body(ByteStream::from_static(b"Hello LocalStack!\n"))
+        .send()
+        .await
+        .unwrap();
+}
+
+/// Waits (at most 30 s) until the execution is no longer in progress; returns its status.
+async fn finished(
+    cp: &aws_sdk_codepipeline::Client,
+    pipeline: &str,
+    id: &str,
+) -> PipelineExecutionStatus {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let e = cp
+            .get_pipeline_execution()
+            .pipeline_name(pipeline)
+            .pipeline_execution_id(id)
+            .send()
+            .await
+            .unwrap();
+        let status = e.pipeline_execution().unwrap().status().unwrap().clone();
+        if status != PipelineExecutionStatus::InProgress {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "execution {id} still running after 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn latest_execution(cp: &aws_sdk_codepipeline::Client, pipeline: &str) -> String {
+    let list = cp
+        .list_pipeline_executions()
+        .pipeline_name(pipeline)
+        .send()
+        .await
+        .unwrap();
+    list.pipeline_execution_summaries()[0]
+        .pipeline_execution_id()
+        .unwrap()
+        .to_string()
+}
+
+async fn body(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Vec<u8> {
+    let out = s3
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .unwrap();
+    out.body.collect().await.unwrap().into_bytes().to_vec()
+}
+
+fn create(server: &Server, declaration: serde_json::Value) {
+    let r = server.call("CreatePipeline", json!({ "pipeline": declaration }));
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
+#[tokio::test]
+async fn the_tutorial_runs_end_to_end() {
+    let server = Server::start();
+    let (cp, s3) = (server.codepipeline(), server.s3());
+    tutorial_buckets(&s3).await;
+    create(&server, tutorial_declaration("pipeline"));
+    let id = latest_execution(&cp, "pipeline").await;
+    assert_eq!(
+        finished(&cp, "pipeline", &id).await,
+        PipelineExecutionStatus::Succeeded
+    );
+    assert_eq!(
+        body(&s3, "target-bucket", "output-file").await,
+        b"Hello LocalStack!\n"
+    );
+
+    let list = cp
+        .list_pipeline_executions()
+        .pipeline_name("pipeline")
+        .send()
+        .await
+        .unwrap();
+    let summary = &list.pipeline_execution_summaries()[0];
+    assert_eq!(
+        summary.trigger().unwrap().trigger_type().unwrap().as_str(),
+        "CreatePipeline"
+    );
+    assert!(
+        summary.last_update_time().unwrap().as_secs_f64()
+            >= summary.start_time().unwrap().as_secs_f64()
+    );
+
+    let actions = cp
+        .list_action_executions()
+        .pipeline_name("pipeline")
+        .send()
+        .await
+        .unwrap();
+    let details = actions.action_execution_details();
+    assert_eq!(details.len(), 2);
+    let (deploy, source) = (&details[0], &details[1]);
+    assert_eq!(
+        (deploy.stage_name(), source.stage_name()),
+        (Some("stage2"), Some("stage1"))
+    );
+    assert_eq!(deploy.status(), Some(&ActionExecutionStatus::Succeeded));
+    let input = deploy.input().unwrap();
+    assert_eq!(input.region(), Some("eu-central-1"));
+    assert_eq!(
+        input.resolved_configuration().unwrap()["ObjectKey"],
+        "output-file"
+    );
+    let artifact = &input.input_artifacts()[0];
+    let location = artifact.s3_location().unwrap();
+    assert_eq!(location.bucket(), Some("artifact-store-bucket"));
+    let key = location.key().unwrap();
+    assert!(
+        key.starts_with("pipeline/intermedia/") && key.len() == "pipeline/intermedia/".len() + 7,
+        "{key}"
+    );
+    assert_eq!(
+        body(&s3, "artifact-store-bucket", key).await,
+        b"Hello LocalStack!\n"
+    );
+    let result = deploy.output().unwrap().execution_result().unwrap();
+    assert_eq!(
+        result.external_execution_summary(),
+        Some("Deployment Succeeded")
+    );
+    let source_output = source.output().unwrap();
+    assert_eq!(
+        source_output.output_artifacts()[0].name(),
+        Some("intermediate-file")
+    );
+    assert!(source_output
+        .output_variables()
+        .unwrap()
+        .contains_key("VersionId"));
+
+    let state = cp
+        .get_pipeline_state()
+        .name("pipeline")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(state.stage_states().len(), 2);
+    let stage2 = &state.stage_states()[1];
+    assert_eq!(
+        stage2.latest_execution().unwrap().pipeline_execution_id(),
+        id.as_str()
+    );
+    assert_eq!(
+        stage2.action_states()[0]
+            .latest_execution()
+            .unwrap()
+            .status(),
+        Some(&ActionExecutionStatus::Succeeded)
+    );
+}
+
+#[tokio::test]
+async fn start_pipeline_execution_reads_the_new_version_or_the_one_asked_for() {
+    let server = Server::start();
+    let (cp, s3) = (server.codepipeline(), server.s3());
+    tutorial_buckets(&s3).await;
+    create(&server, tutorial_declaration("pipeline"));
+    let first = latest_execution(&cp, "pipeline").await;
+    finished(&cp, "pipeline", &first).await;
+    let old_version = s3
+        .head_object()
+        .bucket("source-bucket")
+        .key("file")
+        .send()
+        .await
+        .unwrap()
+        .version_id()
+        .unwrap()
+        .to_string();
+    s3.put_object()
+        .bucket("source-bucket")
+        .key("file")
+        .body(ByteStream::from_static(b"second"))
+        .send()
+        .await
+        .unwrap();
+
+    let started = cp
+        .start_pipeline_execution()
+        .name("pipeline")
+        .client_request_token("token-1")
+        .send()
+        .await
+        .unwrap();
+    let id = started.pipeline_execution_id().unwrap().to_string();
+    let again = cp
+        .start_pipeline_execution()
+        .name("pipeline")
+        .client_request_token("token-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.pipeline_execution_id(), Some(id.as_str()));
+    assert_eq!(
+        finished(&cp, "pipeline", &id).await,
+        PipelineExecutionStatus::Succeeded
+    );
+    assert_eq!(body(&s3, "target-bucket", "output-file").await, b"second");
+
+    let pinned = cp
+        .start_pipeline_execution()
+        .name("pipeline")
+        .source_revisions(
+            SourceRevisionOverride::builder()
+                .action_name("action1")
+                .revision_type(SourceRevisionType::S3ObjectVersionId)
+                .revision_value(&old_version)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let pinned = pinned.pipeline_execution_id().unwrap();
+    assert_eq!(
+        finished(&cp, "pipeline", pinned).await,
+        PipelineExecutionStatus::Succeeded
+    );
+    assert_eq!(
+        body(&s3, "target-bucket", "output-file").await,
+        b"Hello LocalStack!\n"
+    );
+    let execution = cp
+        .get_pipeline_execution()
+        .pipeline_name("pipeline")
+        .pipeline_execution_id(pinned)
+        .send()
+        .await
+        .unwrap();
+    let revisions = execution.pipeline_execution().unwrap().artifact_revisions();
+    assert_eq!(revisions[0].revision_id(), Some(old_version.as_str()));
+    assert_eq!(
+        cp.list_pipeline_executions()
+            .pipeline_name("pipeline")
+            .send()
+            .await
+            .unwrap()
+            .pipeline_execution_summaries()
+            .len(),
+        3
+    );
+
+    let err = cp
+        .start_pipeline_execution()
+        .name("missing")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        aws_sdk_codepipeline::error::ProvideErrorMetadata::code(&err),
+        Some("PipelineNotFoundException")
+    );
+    let err = cp
+        .get_pipeline_execution()
+        .pipeline_name("pipeline")
+        .pipeline_execution_id("00000000-0000-0000-0000-000000000000")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        aws_sdk_codepipeline::error::ProvideErrorMetadata::code(&err),
+        Some("PipelineExecutionNotFoundException")
+    );
+}
+
+#[tokio::test]
+async fn a_failing_source_fails_the_execution_with_its_reason() {
+    let server = Server::start();
+    let (cp, s3) = (server.codepipeline(), server.s3());
+    s3.create_bucket()
+        .bucket("artifact-store-bucket")
+        .send()
+        .await
+        .unwrap();
+    s3.create_bucket()
+        .bucket("source-bucket")
+        .send()
+        .await
+        .unwrap();
+    s3.put_object()
+        .bucket("source-bucket")
+        .key("file")
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await
+        .unwrap();
+    create(&server, tutorial_declaration("unversioned"));
+    let id = latest_execution(&cp, "unversioned").await;
+    assert_eq!(
+        finished(&cp, "unversioned", &id).await,
+        PipelineExecutionStatus::Failed
+    );
+    let execution = cp
+        .get_pipeline_execution()
+        .pipeline_name("unversioned")
+        .pipeline_execution_id(&id)
+        .send()
+        .await
+        .unwrap();
+    let summary = execution
+        .pipeline_execution()
+        .unwrap()
+        .status_summary()
+        .unwrap()
+        .to_string();
+    assert!(summary.contains("versioning"), "{summary}");
+
+    let mut missing = tutorial_declaration("missing-object");
+    missing["stages"][0]["actions"][0]["configuration"]["S3Bucket"] =
+        "artifact-store-bucket".into();
+    s3.put_bucket_versioning()
+        .bucket("artifact-store-bucket")
+        .versioning_configuration(
+            VersioningConfiguration::builder()
+                .status(BucketVersioningStatus::Enabled)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    create(&server, missing);
+    let id = latest_execution(&cp, "missing-object").await;
+    assert_eq!(
+        finished(&cp, "missing-object", &id).await,
+        PipelineExecutionStatus::Failed
+    );
+    let actions = cp
+        .list_action_executions()
+        .pipeline_name("missing-object")
+        .send()
+        .await
+        .unwrap();
+    let source = &actions.action_execution_details()[0];
+    assert_eq!(source.status(), Some(&ActionExecutionStatus::Failed));
+    let error = source
+        .output()
+        .unwrap()
+        .execution_result()
+        .unwrap()
+        .error_details()
+        .unwrap();
+    assert!(
+        error
+            .message()
+            .unwrap()
+            .contains("The object file does not exist"),
+        "{:?}",
+        error.message()
+    );
+    // The deploy stage never started.
+    assert_eq!(actions.action_execution_details().len(), 1);
+}
+
+#[tokio::test]
+async fn equal_run_orders_run_together_and_variables_resolve() {
+    let server = Server::start();
+    let (cp, s3) = (server.codepipeline(), server.s3());
+    tutorial_buckets(&s3).await;
+    let mut decl = tutorial_declaration("parallel");
+    decl["stages"][0]["actions"][0]["namespace"] = "SourceVariables".into();
+    let deploy = |name: &str, order: i64, key: &str| {
+        json!({"name": name, "runOrder": order,
+               "actionTypeId": {"category": "Deploy", "owner": "AWS", "provider": "S3", "version": "1"},
+               "configuration": {"BucketName": "target-bucket", "Extract": "false", "ObjectKey": key},
+               "inputArtifacts": [{"name": "intermediate-file"}]})
+    };
+    decl["stages"][1]["actions"] = json!([
+        deploy("a", 1, "a/#{SourceVariables.VersionId}"),
+        deploy("b", 1, "b/#{codepipeline.PipelineExecutionId}"),
+        deploy("c", 2, "c"),
+    ]);
+    create(&server, decl);
+    let id = latest_execution(&cp, "parallel").await;
+    assert_eq!(
+        finished(&cp, "parallel", &id).await,
+        PipelineExecutionStatus::Succeeded
+    );
+    let details = cp
+        .list_action_executions()
+        .pipeline_name("parallel")
+        .send()
+        .await
+        .unwrap();
+    let by_name = |n: &str| {
+        details
+            .action_execution_details()
+            .iter()
+            .find(|d| d.action_name() == Some(n))
+            .unwrap()
+            .clone()
+    };
+    let (a, b, c) = (by_name("a"), by_name("b"), by_name("c"));
+    // a and b start together, before either finishes; c starts after both.
+    assert!(a.start_time().unwrap().as_secs_f64() <= b.last_update_time().unwrap().as_secs_f64());
+    assert!(b.start_time().unwrap().as_secs_f64() <= a.last_update_time().unwrap().as_secs_f64());
+    assert!(c.start_time().unwrap().as_secs_f64() >= a.last_update_time().unwrap().as_secs_f64());
+    assert!(c.start_time().unwrap().as_secs_f64() >= b.last_update_time().unwrap().as_secs_f64());
+    let version = s3
+        .head_object()
+        .bucket("source-bucket")
+        .key("file")
+        .send()
+        .await
+        .unwrap()
+        .version_id()
+        .unwrap()
+        .to_string();
+    let resolved = a.input().unwrap().resolved_configuration().unwrap()["ObjectKey"].clone();
+    assert_eq!(resolved, format!("a/{version}"));
+    assert_eq!(
+        b.input().unwrap().resolved_configuration().unwrap()["ObjectKey"],
+        format!("b/{id}")
+    );
+    assert_eq!(
+        body(&s3, "target-bucket", &format!("b/{id}")).await,
+        b"Hello LocalStack!\n"
+    );
+}
+
+#[tokio::test]
+async fn an_unresolvable_variable_fails_the_action_naming_it() {
+    let server = Server::start();
+    let (cp, s3) = (server.codepipeline(), server.s3());
+    tutorial_buckets(&s3).await;
+    let mut decl = tutorial_declaration("unresolved");
+    decl["stages"][1]["actions"][0]["configuration"]["ObjectKey"] = "#{Nowhere.Nothing}".into();
+    create(&server, decl);
+    let id = latest_execution(&cp, "unresolved").await;
+    assert_eq!(
+        finished(&cp, "unresolved", &id).await,
+        PipelineExecutionStatus::Failed
+    );
+    let details = cp
+        .list_action_executions()
+        .pipeline_name("unresolved")
+        .send()
+        .await
+        .unwrap();
+    let deploy = &details.action_execution_details()[0];
+    let message = deploy
+        .output()
+        .unwrap()
+        .execution_result()
+        .unwrap()
+        .error_details()
+        .unwrap()
+        .message()
+        .unwrap()
+        .to_string();
+    assert!(message.contains("#{Nowhere.Nothing}"), "{message}");
+}
+
+#[tokio::test]
+async fn finished_executions_survive_kill_9() {
+    let server = Server::start();
+    let (cp, s3) = (server.codepipeline(), server.s3());
+    tutorial_buckets(&s3).await;
+    create(&server, tutorial_declaration("pipeline"));
+    let id = latest_execution(&cp, "pipeline").await;
+    finished(&cp, "pipeline", &id).await;
+    let before = server
+        .call("ListActionExecutions", json!({"pipelineName": "pipeline"}))
+        .text();
+    let state_before = server
+        .call(
+            "ListPipelineExecutions",
+            json!({"pipelineName": "pipeline"}),
+        )
+        .text();
+    let dir = server.data_dir.clone();
+    let _tmp = server.kill9();
+    let restarted = Server::start_in(&dir);
+    assert_eq!(
+        restarted
+            .call("ListActionExecutions", json!({"pipelineName": "pipeline"}))
+            .text(),
+        before
+    );
+    assert_eq!(
+        restarted
+            .call(
+                "ListPipelineExecutions",
+                json!({"pipelineName": "pipeline"})
+            )
+            .text(),
+        state_before
+    );
+}

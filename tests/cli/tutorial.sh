@@ -29,10 +29,10 @@ awslocal iam put-role-policy --role-name role --policy-name policy --policy-docu
 cp "$here/declaration.json" declaration.json
 awslocal codepipeline create-pipeline --pipeline file://./declaration.json > /dev/null
 
-# The execution CreatePipeline started; wait (at most 30 s) for it to end.
+# The execution CreatePipeline started (just after it answered); wait (at most 30 s) for it to end.
 for _ in $(seq 1 300); do
   status=$(awslocal codepipeline list-pipeline-executions --pipeline-name pipeline | jq -r '.pipelineExecutionSummaries[0].status')
-  [ "$status" != "InProgress" ] && break
+  [ "$status" != "InProgress" ] && [ "$status" != "null" ] && break
   sleep 0.1
 done
 check "execution status" "$status" Succeeded

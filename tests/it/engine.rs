@@ -63,17 +63,26 @@ async fn finished(
     }
 }
 
+/// The newest execution of a pipeline, waiting (at most 30 s) for the first one to appear: the
+/// execution CreatePipeline starts begins just after it answers, as on AWS.
 async fn latest_execution(cp: &aws_sdk_codepipeline::Client, pipeline: &str) -> String {
-    let list = cp
-        .list_pipeline_executions()
-        .pipeline_name(pipeline)
-        .send()
-        .await
-        .unwrap();
-    list.pipeline_execution_summaries()[0]
-        .pipeline_execution_id()
-        .unwrap()
-        .to_string()
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let list = cp
+            .list_pipeline_executions()
+            .pipeline_name(pipeline)
+            .send()
+            .await
+            .unwrap();
+        if let Some(first) = list.pipeline_execution_summaries().first() {
+            return first.pipeline_execution_id().unwrap().to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no execution of {pipeline} after 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 async fn body(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Vec<u8> {

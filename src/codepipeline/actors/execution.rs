@@ -234,6 +234,20 @@ impl ExecutionRegistry {
 
     /// Starts a new execution; returns its id once `Started` (and the first actions) are durable.
     pub async fn start(&self, request: StartRequest) -> Result<String, CommandError> {
+        let (id, addr, command) = self.prepare(request);
+        addr.send(Command(command))
+            .await
+            .map_err(|e| CommandError::Unavailable(e.to_string()))??;
+        Ok(id)
+    }
+
+    /// Starts a new execution without waiting for it to be recorded (CreatePipeline's first run).
+    pub fn start_detached(&self, request: StartRequest) {
+        let (_, addr, command) = self.prepare(request);
+        addr.do_send(Command(command));
+    }
+
+    fn prepare(&self, request: StartRequest) -> (String, Addr<ExecutionActor>, ExecutionCommand) {
         let id = uuid::Uuid::new_v4().to_string();
         let stream = execution_stream(&request.account, &request.region, &request.pipeline, &id);
         let addr = self.spawn(stream, Execution::default(), 0);
@@ -248,10 +262,7 @@ impl ExecutionRegistry {
             client_request_token: request.client_request_token,
             region: request.region,
         };
-        addr.send(Command(command))
-            .await
-            .map_err(|e| CommandError::Unavailable(e.to_string()))??;
-        Ok(id)
+        (id, addr, command)
     }
 
     /// Resumes every execution the views say is running (at startup).

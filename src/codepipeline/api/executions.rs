@@ -32,8 +32,8 @@ fn current(
     Ok((output["pipeline"].take(), version, created, updated))
 }
 
-/// Starts an execution of the pipeline's current version.
-pub(super) async fn start(
+/// What starting an execution of the pipeline's current version needs.
+pub(super) fn start_request(
     svc: &CodePipelineService,
     ctx: &RequestContext,
     name: &str,
@@ -41,22 +41,19 @@ pub(super) async fn start(
     variables: BTreeMap<String, String>,
     source_revisions: BTreeMap<String, String>,
     client_request_token: Option<String>,
-) -> Result<String, AwsError> {
+) -> Result<StartRequest, AwsError> {
     let (declaration, version, _, _) = current(svc, ctx, name)?;
-    svc.executions
-        .start(StartRequest {
-            account: ctx.account_id.clone(),
-            region: ctx.region.clone(),
-            pipeline: name.to_string(),
-            pipeline_version: version,
-            declaration,
-            trigger,
-            variables,
-            source_revisions,
-            client_request_token,
-        })
-        .await
-        .map_err(|e| AwsError::internal(format!("the execution could not be started: {e:?}")))
+    Ok(StartRequest {
+        account: ctx.account_id.clone(),
+        region: ctx.region.clone(),
+        pipeline: name.to_string(),
+        pipeline_version: version,
+        declaration,
+        trigger,
+        variables,
+        source_revisions,
+        client_request_token,
+    })
 }
 
 #[derive(Deserialize)]
@@ -138,7 +135,7 @@ pub(super) async fn handle_start_pipeline_execution(
             ctx.account_id
         )),
     };
-    let id = start(
+    let request = start_request(
         svc,
         ctx,
         &input.name,
@@ -146,8 +143,11 @@ pub(super) async fn handle_start_pipeline_execution(
         variables,
         revisions,
         input.client_request_token,
-    )
-    .await?;
+    )?;
+    let id =
+        svc.executions.start(request).await.map_err(|e| {
+            AwsError::internal(format!("the execution could not be started: {e:?}"))
+        })?;
     reply(&json!({ "pipelineExecutionId": id }))
 }
 

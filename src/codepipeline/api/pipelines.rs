@@ -72,7 +72,8 @@ pub(super) async fn handle_create_pipeline(
         .map_err(|e| command_error(e, &name, &ctx.account_id, "PipelineNotFoundException"))?;
     match events.first() {
         Some(PipelineEvent::Created(c)) => {
-            // As on AWS, a new pipeline starts running at once.
+            // As on AWS, a new pipeline starts running: its first execution begins just after
+            // CreatePipeline answers.
             let trigger = crate::codepipeline::execution::Trigger {
                 trigger_type: "CreatePipeline".into(),
                 trigger_detail: Some(format!(
@@ -80,7 +81,7 @@ pub(super) async fn handle_create_pipeline(
                     ctx.account_id
                 )),
             };
-            if let Err(e) = super::executions::start(
+            let request = super::executions::start_request(
                 svc,
                 ctx,
                 &name,
@@ -88,11 +89,8 @@ pub(super) async fn handle_create_pipeline(
                 Default::default(),
                 Default::default(),
                 None,
-            )
-            .await
-            {
-                log::error!("the first execution of {name} did not start: {e}");
-            }
+            )?;
+            svc.executions.start_detached(request);
             #[derive(Serialize)]
             struct Output<'a> {
                 pipeline: &'a Value,

@@ -61,6 +61,18 @@ impl ExecutionViews {
         }
         let state = inner.executions.entry(id.to_string()).or_default();
         execution::apply(state, &event);
+        if matches!(event, ExecutionEvent::Started { .. }) {
+            // Reads need only the execution mode of the declaration the execution ran; the
+            // stages come from the runs. Keeping less keeps many executions cheap.
+            let mode = state.declaration["executionMode"].clone();
+            state.declaration = serde_json::json!({ "executionMode": mode });
+        }
+        if matches!(event, ExecutionEvent::Started { .. }) {
+            // Reads need only the execution mode of the declaration the execution ran; the
+            // stages come from the runs. Keeping less keeps many executions cheap.
+            let mode = state.declaration["executionMode"].clone();
+            state.declaration = serde_json::json!({ "executionMode": mode });
+        }
     }
 
     /// One execution.

@@ -93,7 +93,8 @@ pub struct Trigger {
 /// Everything that happens to an execution.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum ExecutionEvent {
-    /// The execution began with this declaration.
+    /// The execution began, running a version of the pipeline (whose declaration is in the
+    /// pipeline's stream, so it is not copied here).
     Started {
         /// Execution id.
         execution_id: String,
@@ -101,8 +102,8 @@ pub enum ExecutionEvent {
         pipeline: String,
         /// Pipeline version the execution runs.
         pipeline_version: u64,
-        /// The declaration (snapshot).
-        declaration: Value,
+        /// The version's execution mode.
+        execution_mode: String,
         /// How it was started.
         trigger: Trigger,
         /// Pipeline variables (V2), resolved.
@@ -233,8 +234,11 @@ pub struct Execution {
     pub pipeline: String,
     /// Pipeline version.
     pub pipeline_version: u64,
-    /// The declaration it runs.
+    /// The declaration it runs: given with the Start command or loaded from the pipeline's
+    /// stream by version, never stored in the execution's own events.
     pub declaration: Value,
+    /// `SUPERSEDED`, `QUEUED` or `PARALLEL`.
+    pub execution_mode: String,
     /// `InProgress`, `Succeeded`, `Failed`, …
     pub status: String,
     /// Failure summary.
@@ -326,18 +330,27 @@ pub fn handle(
             }
             let mut all_variables = declared_variables(&declaration);
             all_variables.extend(variables);
-            ExecutionEvent::Started {
+            let started = ExecutionEvent::Started {
                 execution_id,
                 pipeline,
                 pipeline_version,
-                declaration,
+                execution_mode: declaration["executionMode"]
+                    .as_str()
+                    .unwrap_or("SUPERSEDED")
+                    .to_string(),
                 trigger,
                 variables: all_variables,
                 source_revisions,
                 client_request_token,
                 region,
                 at: now,
-            }
+            };
+            let mut s = Execution {
+                declaration,
+                ..Execution::default()
+            };
+            apply(&mut s, &started);
+            return Ok(advance(s, started, now, new_id));
         }
         ExecutionCommand::Complete {
             action_execution_id,
@@ -370,12 +383,22 @@ pub fn handle(
     };
     let mut s = state.clone();
     apply(&mut s, &first);
+    Ok(advance(s, first, now, new_id))
+}
+
+/// `first` (already applied to `s`) and every event that follows from it.
+fn advance(
+    mut s: Execution,
+    first: ExecutionEvent,
+    now: f64,
+    new_id: &mut dyn FnMut() -> String,
+) -> Vec<ExecutionEvent> {
     let mut events = vec![first];
     while let Some(next) = next_event(&s, now, new_id) {
         apply(&mut s, &next);
         events.push(next);
     }
-    Ok(events)
+    events
 }
 
 /// Default values of the declaration's pipeline variables.
@@ -634,7 +657,7 @@ pub fn apply(s: &mut Execution, event: &ExecutionEvent) {
             execution_id,
             pipeline,
             pipeline_version,
-            declaration,
+            execution_mode,
             trigger,
             variables,
             source_revisions,
@@ -646,7 +669,8 @@ pub fn apply(s: &mut Execution, event: &ExecutionEvent) {
                 id: execution_id.clone(),
                 pipeline: pipeline.clone(),
                 pipeline_version: *pipeline_version,
-                declaration: declaration.clone(),
+                declaration: std::mem::take(&mut s.declaration),
+                execution_mode: execution_mode.clone(),
                 status: "InProgress".into(),
                 trigger: Some(trigger.clone()),
                 variables: variables.clone(),
@@ -792,12 +816,24 @@ mod tests {
         }
     }
 
-    /// Given these past events, when this command: the events.
+    /// Given these past events, when this command: the events. The state knows its declaration
+    /// as the actor's does (from the Start command, or loaded by version).
     fn given_when(
         given: &[ExecutionEvent],
         when: ExecutionCommand,
     ) -> (Execution, Vec<ExecutionEvent>) {
-        let mut state = Execution::default();
+        given_when_with(declaration(), given, when)
+    }
+
+    fn given_when_with(
+        decl: Value,
+        given: &[ExecutionEvent],
+        when: ExecutionCommand,
+    ) -> (Execution, Vec<ExecutionEvent>) {
+        let mut state = Execution {
+            declaration: decl,
+            ..Execution::default()
+        };
         given.iter().for_each(|e| apply(&mut state, e));
         let events = handle(&state, when, 5.0, &mut ids()).unwrap();
         events.iter().for_each(|e| apply(&mut state, e));
@@ -932,10 +968,11 @@ mod tests {
             {"name": "one", "actions": [{"name": "x", "actionTypeId": {}, "configuration": {}, "outputArtifacts": [], "inputArtifacts": []}]}]});
         let mut cmd = start();
         if let ExecutionCommand::Start { declaration, .. } = &mut cmd {
-            *declaration = decl;
+            *declaration = decl.clone();
         }
-        let (state, started) = given_when(&[], cmd);
-        let (state, events) = given_when(
+        let (state, started) = given_when_with(decl.clone(), &[], cmd);
+        let (state, events) = given_when_with(
+            decl,
             &started,
             succeed(&state.runs[0].id, ActionOutput::default()),
         );

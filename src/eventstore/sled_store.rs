@@ -70,19 +70,29 @@ impl SledStore {
     ///
     /// Refuses a data dir written in a newer format, and one that another process has open.
     pub fn open(dir: &Path, cache_bytes: u64) -> Result<Self, StoreError> {
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(cache_bytes)
-            .open()
-            .map_err(|e| match e {
-                sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => {
-                    StoreError::Storage(format!(
-                        "the data dir {} is in use by another process",
-                        dir.display()
-                    ))
+        // A store closed a moment ago (in this process or one that just exited) may still be
+        // releasing its lock: wait for it a little before calling the dir taken.
+        let mut attempts = 0;
+        let db = loop {
+            match sled::Config::new()
+                .path(dir)
+                .cache_capacity(cache_bytes)
+                .open()
+            {
+                Ok(db) => break db,
+                Err(sled::Error::Io(io)) if io.kind() == std::io::ErrorKind::WouldBlock => {
+                    attempts += 1;
+                    if attempts >= 30 {
+                        return Err(StoreError::Storage(format!(
+                            "the data dir {} is in use by another process",
+                            dir.display()
+                        )));
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(100));
                 }
-                other => storage(other),
-            })?;
+                Err(other) => return Err(storage(other)),
+            }
+        };
         let meta = db.open_tree("meta").map_err(storage)?;
         match meta.get(FORMAT_KEY).map_err(storage)? {
             Some(v) => {

@@ -89,6 +89,10 @@ impl ExecutionActor {
     ) -> ResponseActFuture<Self, Result<(), CommandError>> {
         let ready =
             |r| -> ResponseActFuture<Self, Result<(), CommandError>> { Box::pin(fut::ready(r)) };
+        let declaration = match &command {
+            ExecutionCommand::Start { declaration, .. } => Some(declaration.clone()),
+            ExecutionCommand::Complete { .. } => None,
+        };
         let mut new_id = || uuid::Uuid::new_v4().to_string();
         let events =
             match execution::handle(&self.state, command, crate::aws::now_epoch(), &mut new_id) {
@@ -108,6 +112,9 @@ impl ExecutionActor {
             }
         };
         self.sequence += recorded.len() as u64;
+        if let Some(declaration) = declaration {
+            self.state.declaration = declaration;
+        }
         events
             .iter()
             .for_each(|e| execution::apply(&mut self.state, e));
@@ -268,11 +275,31 @@ impl ExecutionRegistry {
     /// Resumes every execution the views say is running (at startup).
     pub fn resume_all(&self) -> Result<usize, CommandError> {
         let running = self.views.running();
+        let mut resumed = 0;
         for (key, execution) in &running {
             let (account, rest) = key.split_once(':').unwrap_or_default();
             let (region, pipeline) = rest.split_once(':').unwrap_or_default();
             let stream = execution_stream(account, region, pipeline, &execution.id);
-            let mut state = Execution::default();
+            // The declaration the execution runs is the pipeline version's, from its stream.
+            let version = crate::codepipeline::views::pipeline_version(
+                self.store.as_ref(),
+                &crate::codepipeline::views::pipeline_stream(account, region, pipeline),
+                execution.pipeline_version,
+            )?;
+            let Some(declaration) = version
+                .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+                .map(|mut output| output["pipeline"].take())
+            else {
+                log::warn!(
+                    "execution {} of {pipeline} is not resumed: its pipeline version is gone",
+                    execution.id
+                );
+                continue;
+            };
+            let mut state = Execution {
+                declaration,
+                ..Execution::default()
+            };
             let mut sequence = 0;
             for record in self.store.read_stream(&stream, 1)? {
                 sequence = record.sequence;
@@ -282,7 +309,8 @@ impl ExecutionRegistry {
             }
             log::info!("resuming execution {} of pipeline {pipeline}", execution.id);
             self.spawn(stream, state, sequence);
+            resumed += 1;
         }
-        Ok(running.len())
+        Ok(resumed)
     }
 }

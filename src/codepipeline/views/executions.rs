@@ -67,12 +67,6 @@ impl ExecutionViews {
             let mode = state.declaration["executionMode"].clone();
             state.declaration = serde_json::json!({ "executionMode": mode });
         }
-        if matches!(event, ExecutionEvent::Started { .. }) {
-            // Reads need only the execution mode of the declaration the execution ran; the
-            // stages come from the runs. Keeping less keeps many executions cheap.
-            let mode = state.declaration["executionMode"].clone();
-            state.declaration = serde_json::json!({ "executionMode": mode });
-        }
     }
 
     /// One execution.

@@ -201,7 +201,7 @@ impl ExecutionEvent {
 }
 
 /// One action's run in an execution.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ActionRun {
     /// Stage.
     pub stage: String,
@@ -226,7 +226,7 @@ pub struct ActionRun {
 }
 
 /// The execution as its events built it.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Execution {
     /// Execution id (empty before it started).
     pub id: String,

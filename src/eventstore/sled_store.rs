@@ -80,7 +80,11 @@ impl SledStore {
                 .open()
             {
                 Ok(db) => break db,
-                Err(sled::Error::Io(io)) if io.kind() == std::io::ErrorKind::WouldBlock => {
+                // sled reports a held lock as an I/O error naming it.
+                Err(sled::Error::Io(io))
+                    if io.kind() == std::io::ErrorKind::WouldBlock
+                        || io.to_string().contains("could not acquire lock") =>
+                {
                     attempts += 1;
                     if attempts >= 30 {
                         return Err(StoreError::Storage(format!(

@@ -248,12 +248,6 @@ impl ExecutionRegistry {
         Ok(id)
     }
 
-    /// Starts a new execution without waiting for it to be recorded (CreatePipeline's first run).
-    pub fn start_detached(&self, request: StartRequest) {
-        let (_, addr, command) = self.prepare(request);
-        addr.do_send(Command(command));
-    }
-
     fn prepare(&self, request: StartRequest) -> (String, Addr<ExecutionActor>, ExecutionCommand) {
         let id = uuid::Uuid::new_v4().to_string();
         let stream = execution_stream(&request.account, &request.region, &request.pipeline, &id);

@@ -26,10 +26,28 @@ pub struct ExecutionViews {
     inner: RwLock<Inner>,
 }
 
+/// An execution as the views keep it: whole while it runs; once finished, serialised into one
+/// buffer (read back on the rare query), so that thousands of past executions cost little memory.
+enum Stored {
+    Running(Box<Execution>),
+    Finished(bytes::Bytes),
+}
+
+impl Stored {
+    fn execution(&self) -> Option<Execution> {
+        match self {
+            Stored::Running(e) => Some((**e).clone()),
+            Stored::Finished(bytes) => serde_json::from_slice(bytes)
+                .inspect_err(|e| log::error!("a stored execution is unreadable: {e}"))
+                .ok(),
+        }
+    }
+}
+
 #[derive(Default)]
 struct Inner {
     /// By execution id.
-    executions: HashMap<String, Execution>,
+    executions: HashMap<String, Stored>,
     /// Execution ids by pipeline key, oldest first.
     by_pipeline: HashMap<String, Vec<String>>,
 }
@@ -59,13 +77,21 @@ impl ExecutionViews {
                 .or_default()
                 .push(id.to_string());
         }
-        let state = inner.executions.entry(id.to_string()).or_default();
+        let stored = inner
+            .executions
+            .entry(id.to_string())
+            .or_insert_with(|| Stored::Running(Box::default()));
+        let Stored::Running(state) = stored else {
+            // A finished execution takes no more events.
+            return;
+        };
         execution::apply(state, &event);
-        if matches!(event, ExecutionEvent::Started { .. }) {
-            // Reads need only the execution mode of the declaration the execution ran; the
-            // stages come from the runs. Keeping less keeps many executions cheap.
-            let mode = state.declaration["executionMode"].clone();
-            state.declaration = serde_json::json!({ "executionMode": mode });
+        let compacted = (state.status != "InProgress").then(|| serde_json::to_vec(&**state));
+        if let Some(compacted) = compacted {
+            match compacted {
+                Ok(bytes) => *stored = Stored::Finished(bytes.into()),
+                Err(e) => log::error!("execution {id} could not be compacted: {e}"),
+            }
         }
     }
 
@@ -76,7 +102,7 @@ impl ExecutionViews {
             .expect("execution views lock")
             .executions
             .get(id)
-            .cloned()
+            .and_then(Stored::execution)
     }
 
     /// A pipeline's executions, newest first.
@@ -88,7 +114,7 @@ impl ExecutionViews {
             .into_iter()
             .flatten()
             .rev()
-            .filter_map(|id| inner.executions.get(id).cloned())
+            .filter_map(|id| inner.executions.get(id).and_then(Stored::execution))
             .collect()
     }
 
@@ -99,9 +125,9 @@ impl ExecutionViews {
             .by_pipeline
             .iter()
             .flat_map(|(key, ids)| ids.iter().map(move |id| (key, id)))
-            .filter_map(|(key, id)| {
-                let e = inner.executions.get(id)?;
-                (e.status == "InProgress").then(|| (key.clone(), e.clone()))
+            .filter_map(|(key, id)| match inner.executions.get(id)? {
+                Stored::Running(e) => Some((key.clone(), (**e).clone())),
+                Stored::Finished(_) => None,
             })
             .collect()
     }
@@ -110,7 +136,7 @@ impl ExecutionViews {
     pub fn by_token(&self, key: &str, token: &str) -> Option<String> {
         let inner = self.inner.read().expect("execution views lock");
         inner.by_pipeline.get(key)?.iter().find_map(|id| {
-            let e = inner.executions.get(id)?;
+            let e = inner.executions.get(id)?.execution()?;
             (e.client_request_token.as_deref() == Some(token)).then(|| id.clone())
         })
     }

@@ -110,9 +110,13 @@ pub async fn run(
             )
         };
     let enforce_roles = config.iam_enforce_roles;
-    let execution_arbiter = actix::Arbiter::new();
+    let execution_arbiters: Vec<actix::Arbiter> =
+        (0..workers).map(|_| actix::Arbiter::new()).collect();
     let executions = ExecutionRegistry::new(
-        execution_arbiter.handle(),
+        execution_arbiters
+            .iter()
+            .map(actix::Arbiter::handle)
+            .collect(),
         store.clone(),
         execution_views.clone(),
         ActionContext {
@@ -168,7 +172,9 @@ pub async fn run(
     });
     on_ready(addr);
     server.await.map_err(|e| e.to_string())?;
-    execution_arbiter.stop();
+    for arbiter in execution_arbiters {
+        arbiter.stop();
+    }
     drop(state);
     Ok(())
 }

@@ -197,9 +197,10 @@ pub struct StartRequest {
     pub client_request_token: Option<String>,
 }
 
-/// Starts and resumes execution actors, all on one arbiter of their own.
+/// Starts and resumes execution actors, spread over arbiters of their own (one per core).
 pub struct ExecutionRegistry {
-    arbiter: ArbiterHandle,
+    arbiters: Vec<ArbiterHandle>,
+    next: std::sync::atomic::AtomicUsize,
     actors: Mutex<HashMap<String, Addr<ExecutionActor>>>,
     store: Arc<dyn EventStore>,
     views: Arc<ExecutionViews>,
@@ -207,15 +208,17 @@ pub struct ExecutionRegistry {
 }
 
 impl ExecutionRegistry {
-    /// A registry whose actors run on `arbiter`.
+    /// A registry whose actors run on `arbiters`, taken in turn.
     pub fn new(
-        arbiter: ArbiterHandle,
+        arbiters: Vec<ArbiterHandle>,
         store: Arc<dyn EventStore>,
         views: Arc<ExecutionViews>,
         context: ActionContext,
     ) -> Self {
+        assert!(!arbiters.is_empty(), "executions need an arbiter");
         ExecutionRegistry {
-            arbiter,
+            arbiters,
+            next: std::sync::atomic::AtomicUsize::new(0),
             actors: Mutex::new(HashMap::new()),
             store,
             views,
@@ -232,7 +235,9 @@ impl ExecutionRegistry {
             views: self.views.clone(),
             context: self.context.clone(),
         };
-        let addr = ExecutionActor::start_in_arbiter(&self.arbiter, move |_| actor);
+        let turn = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let arbiter = &self.arbiters[turn % self.arbiters.len()];
+        let addr = ExecutionActor::start_in_arbiter(arbiter, move |_| actor);
         let mut actors = self.actors.lock().expect("execution registry");
         actors.retain(|_, a| a.connected());
         actors.insert(stream, addr.clone());

@@ -114,6 +114,22 @@ impl Conn {
         self.send("POST", "/", &head, body.as_bytes())
     }
 
+    /// Calls a CodePipeline operation and returns the status and the JSON answer.
+    pub fn call_json(&mut self, op: &str, body: &str) -> (u16, serde_json::Value) {
+        let head = format!(
+            "POST / HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-amz-json-1.1\r\nX-Amz-Target: CodePipeline_20150709.{op}\r\nAuthorization: {AUTH}\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        self.writer.write_all(head.as_bytes()).unwrap();
+        let (status, length) = self.head();
+        let mut bytes = vec![0; length];
+        self.reader.read_exact(&mut bytes).unwrap();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+        )
+    }
+
     /// Sends one request (`headers` are whole lines) and reads the whole answer.
     pub fn send(&mut self, method: &str, path: &str, headers: &str, body: &[u8]) -> (u16, usize) {
         let head = format!(
@@ -147,6 +163,17 @@ impl Conn {
     }
 
     fn answer(&mut self) -> (u16, usize) {
+        let (status, length) = self.head();
+        std::io::copy(
+            &mut (&mut self.reader).take(length as u64),
+            &mut std::io::sink(),
+        )
+        .unwrap();
+        (status, length)
+    }
+
+    /// Reads a status line and headers; returns the status and the body's length.
+    fn head(&mut self) -> (u16, usize) {
         let mut line = String::new();
         self.reader.read_line(&mut line).unwrap();
         let status: u16 = line
@@ -167,11 +194,6 @@ impl Conn {
                 }
             }
         }
-        std::io::copy(
-            &mut (&mut self.reader).take(length as u64),
-            &mut std::io::sink(),
-        )
-        .unwrap();
         (status, length)
     }
 }

@@ -138,6 +138,12 @@ pub enum ExecutionEvent {
         planned_outputs: Vec<ArtifactDetail>,
         /// Set when a `#{…}` reference in the configuration could not be resolved.
         unresolved: Option<String>,
+        /// The token a manual approval is answered with.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token: Option<String>,
+        /// The action's `timeoutInMinutes`, when declared.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        timeout_minutes: Option<u64>,
         /// When.
         at: f64,
     },
@@ -215,6 +221,12 @@ pub struct ActionRun {
     pub input: ActionInput,
     /// Where outputs go.
     pub planned_outputs: Vec<ArtifactDetail>,
+    /// The approval token, for manual approvals.
+    #[serde(default)]
+    pub token: Option<String>,
+    /// The declared `timeoutInMinutes`.
+    #[serde(default)]
+    pub timeout_minutes: Option<u64>,
     /// Output, once succeeded.
     pub output: Option<ActionOutput>,
     /// Error, once failed.
@@ -566,10 +578,13 @@ fn start_action(
             },
         })
         .collect();
+    let token = (action["actionTypeId"]["category"] == "Approval").then(&mut *new_id);
     ExecutionEvent::ActionStarted {
         stage: stage.to_string(),
         action: action["name"].as_str().unwrap_or_default().to_string(),
         action_execution_id: new_id(),
+        token,
+        timeout_minutes: action["timeoutInMinutes"].as_u64(),
         input: ActionInput {
             action_type_id: action["actionTypeId"].clone(),
             configuration,
@@ -693,6 +708,8 @@ pub fn apply(s: &mut Execution, event: &ExecutionEvent) {
             input,
             planned_outputs,
             unresolved,
+            token,
+            timeout_minutes,
             at,
         } => {
             let error = unresolved.as_ref().map(|m| ErrorDetails {
@@ -711,6 +728,8 @@ pub fn apply(s: &mut Execution, event: &ExecutionEvent) {
                 .into(),
                 input: input.clone(),
                 planned_outputs: planned_outputs.clone(),
+                token: token.clone(),
+                timeout_minutes: *timeout_minutes,
                 output: None,
                 error,
                 started: *at,

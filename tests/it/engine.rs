@@ -538,3 +538,194 @@ async fn finished_executions_survive_kill_9() {
         state_before
     );
 }
+
+/// The tutorial with a manual approval stage between source and deploy.
+fn approval_declaration(name: &str) -> serde_json::Value {
+    let mut decl = tutorial_declaration(name);
+    let approval = json!({"name": "approve", "actionTypeId": {"category": "Approval", "owner": "AWS", "provider": "Manual", "version": "1"},
+                          "configuration": {"CustomData": "please look"}});
+    decl["stages"]
+        .as_array_mut()
+        .unwrap()
+        .insert(1, json!({"name": "gate", "actions": [approval]}));
+    decl
+}
+
+/// Waits (at most 30 s) until the approval of `pipeline` waits; returns its token.
+async fn approval_token(cp: &aws_sdk_codepipeline::Client, pipeline: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let state = cp.get_pipeline_state().name(pipeline).send().await.unwrap();
+        let token = state.stage_states()[1].action_states()[0]
+            .latest_execution()
+            .and_then(|e| e.token())
+            .map(str::to_string);
+        if let Some(token) = token {
+            return token;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the approval of {pipeline} never waited"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn approval(
+    cp: &aws_sdk_codepipeline::Client,
+    pipeline: &str,
+    token: &str,
+    status: aws_sdk_codepipeline::types::ApprovalStatus,
+) -> aws_sdk_codepipeline::operation::put_approval_result::builders::PutApprovalResultFluentBuilder
+{
+    cp.put_approval_result()
+        .pipeline_name(pipeline)
+        .stage_name("gate")
+        .action_name("approve")
+        .token(token)
+        .result(
+            aws_sdk_codepipeline::types::ApprovalResult::builder()
+                .summary("looks good")
+                .status(status)
+                .build()
+                .unwrap(),
+        )
+}
+
+fn code<E: aws_sdk_codepipeline::error::ProvideErrorMetadata>(e: &E) -> String {
+    e.code().unwrap_or_default().to_string()
+}
+
+#[tokio::test]
+async fn a_manual_approval_waits_for_its_token() {
+    use aws_sdk_codepipeline::types::ApprovalStatus;
+    let server = Server::start();
+    let (cp, s3) = (server.codepipeline(), server.s3());
+    tutorial_buckets(&s3).await;
+    create(&server, approval_declaration("gated"));
+    let token = approval_token(&cp, "gated").await;
+    let id = latest_execution(&cp, "gated").await;
+    // Still waiting: nothing deployed.
+    let status = cp
+        .get_pipeline_execution()
+        .pipeline_name("gated")
+        .pipeline_execution_id(&id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        status.pipeline_execution().unwrap().status(),
+        Some(&PipelineExecutionStatus::InProgress)
+    );
+    assert!(s3
+        .head_object()
+        .bucket("target-bucket")
+        .key("output-file")
+        .send()
+        .await
+        .is_err());
+
+    let wrong = approval(
+        &cp,
+        "gated",
+        "00000000-0000-0000-0000-000000000000",
+        ApprovalStatus::Approved,
+    )
+    .send()
+    .await
+    .unwrap_err();
+    assert_eq!(code(&wrong), "InvalidApprovalTokenException");
+    let no_stage = approval(&cp, "gated", &token, ApprovalStatus::Approved)
+        .stage_name("nowhere")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&no_stage), "StageNotFoundException");
+    let no_action = approval(&cp, "gated", &token, ApprovalStatus::Approved)
+        .action_name("nobody")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&no_action), "ActionNotFoundException");
+
+    let approved = approval(&cp, "gated", &token, ApprovalStatus::Approved)
+        .send()
+        .await
+        .unwrap();
+    assert!(approved.approved_at().is_some());
+    assert_eq!(
+        finished(&cp, "gated", &id).await,
+        PipelineExecutionStatus::Succeeded
+    );
+    assert_eq!(
+        body(&s3, "target-bucket", "output-file").await,
+        b"Hello LocalStack!\n"
+    );
+    let again = approval(&cp, "gated", &token, ApprovalStatus::Approved)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&again), "ApprovalAlreadyCompletedException");
+}
+
+#[tokio::test]
+async fn a_rejected_approval_fails_the_execution() {
+    use aws_sdk_codepipeline::types::ApprovalStatus;
+    let server = Server::start();
+    let (cp, s3) = (server.codepipeline(), server.s3());
+    tutorial_buckets(&s3).await;
+    create(&server, approval_declaration("rejected"));
+    let token = approval_token(&cp, "rejected").await;
+    let id = latest_execution(&cp, "rejected").await;
+    approval(&cp, "rejected", &token, ApprovalStatus::Rejected)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        finished(&cp, "rejected", &id).await,
+        PipelineExecutionStatus::Failed
+    );
+    let e = cp
+        .get_pipeline_execution()
+        .pipeline_name("rejected")
+        .pipeline_execution_id(&id)
+        .send()
+        .await
+        .unwrap();
+    let summary = e
+        .pipeline_execution()
+        .unwrap()
+        .status_summary()
+        .unwrap()
+        .to_string();
+    assert!(summary.contains("Rejected: looks good"), "{summary}");
+}
+
+#[tokio::test]
+async fn a_waiting_approval_survives_kill_9_with_its_token() {
+    use aws_sdk_codepipeline::types::ApprovalStatus;
+    let server = Server::start();
+    let (cp, s3) = (server.codepipeline(), server.s3());
+    tutorial_buckets(&s3).await;
+    create(&server, approval_declaration("gated"));
+    let token = approval_token(&cp, "gated").await;
+    let id = latest_execution(&cp, "gated").await;
+    let dir = server.data_dir.clone();
+    let _tmp = server.kill9();
+
+    let restarted = Server::start_in(&dir);
+    let cp = restarted.codepipeline();
+    assert_eq!(approval_token(&cp, "gated").await, token);
+    approval(&cp, "gated", &token, ApprovalStatus::Approved)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        finished(&cp, "gated", &id).await,
+        PipelineExecutionStatus::Succeeded
+    );
+    assert_eq!(
+        body(&restarted.s3(), "target-bucket", "output-file").await,
+        b"Hello LocalStack!\n"
+    );
+}

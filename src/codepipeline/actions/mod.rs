@@ -4,10 +4,11 @@
 //! again.
 //!
 //! # LIMITATIONS
-//! - Run: S3 source, S3 deploy (`Extract` false). Every other provider fails its action with a
-//!   message naming it (manual approval, CodeBuild and S3 deploy with `Extract` true among them,
-//!   for now).
+//! - Run: S3 source, S3 deploy (`Extract` false), manual approval (no notifications are sent).
+//!   Every other provider fails its action with a message naming it (CodeBuild and S3 deploy with
+//!   `Extract` true among them, for now).
 
+mod manual_approval;
 mod s3_deploy;
 mod s3_source;
 
@@ -75,6 +76,7 @@ pub async fn run(
     match kind {
         ("Source", "AWS", "S3") => s3_source::run(ctx, run, source_revision).await,
         ("Deploy", "AWS", "S3") => s3_deploy::run(ctx, run).await,
+        ("Approval", "AWS", "Manual") => manual_approval::run(run).await,
         (category, owner, provider) => Err(failed(format!(
             "codepipeline-local does not run actions of type {category}/{owner}/{provider} yet"
         ))),

@@ -271,6 +271,32 @@ impl ExecutionRegistry {
         (id, addr, command)
     }
 
+    /// Reports the result of an action of a running execution from outside (PutApprovalResult).
+    pub async fn complete(
+        &self,
+        stream: &str,
+        action_execution_id: &str,
+        result: Result<ActionOutput, ErrorDetails>,
+    ) -> Result<(), CommandError> {
+        let addr = self
+            .actors
+            .lock()
+            .expect("execution registry")
+            .get(stream)
+            .filter(|a| a.connected())
+            .cloned()
+            .ok_or_else(|| {
+                CommandError::Unavailable(format!("execution {stream} is not running"))
+            })?;
+        let command = ExecutionCommand::Complete {
+            action_execution_id: action_execution_id.to_string(),
+            result,
+        };
+        addr.send(Command(command))
+            .await
+            .map_err(|e| CommandError::Unavailable(e.to_string()))?
+    }
+
     /// Resumes every execution the views say is running (at startup).
     pub fn resume_all(&self) -> Result<usize, CommandError> {
         let running = self.views.running();

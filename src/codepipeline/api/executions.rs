@@ -452,6 +452,9 @@ pub(super) fn handle_get_pipeline_state(
                         if let Some(error) = &r.error {
                             latest["errorDetails"] = json!({"code": error.code, "message": error.message});
                         }
+                        if let (Some(token), "InProgress") = (&r.token, r.status.as_str()) {
+                            latest["token"] = token.clone().into();
+                        }
                         state["latestExecution"] = latest;
                     }
                     state
@@ -475,4 +478,109 @@ pub(super) fn handle_get_pipeline_state(
         "created": created,
         "updated": updated,
     }))
+}
+
+#[derive(Deserialize)]
+struct ApprovalResult {
+    summary: String,
+    status: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PutApprovalInput {
+    pipeline_name: String,
+    stage_name: String,
+    action_name: String,
+    result: ApprovalResult,
+    token: String,
+}
+
+pub(super) async fn handle_put_approval_result(
+    svc: &CodePipelineService,
+    ctx: &RequestContext,
+    input: Value,
+) -> Reply {
+    let input: PutApprovalInput = from_value(input)?;
+    let (declaration, _, _, _) = current(svc, ctx, &input.pipeline_name)?;
+    let stage = declaration["stages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|s| s["name"] == input.stage_name.as_str())
+        .ok_or_else(|| {
+            AwsError::new(
+                "StageNotFoundException",
+                format!(
+                    "Stage {} does not exist in pipeline {}",
+                    input.stage_name, input.pipeline_name
+                ),
+            )
+        })?;
+    let declared = stage["actions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|a| a["name"] == input.action_name.as_str());
+    if !declared {
+        return Err(AwsError::new(
+            "ActionNotFoundException",
+            format!(
+                "Action {} does not exist in stage {}",
+                input.action_name, input.stage_name
+            ),
+        ));
+    }
+    let key = pipeline_key(&ctx.account_id, &ctx.region, &input.pipeline_name);
+    let found = svc
+        .execution_views
+        .of_pipeline(&key)
+        .into_iter()
+        .find_map(|e| {
+            let run = e.runs.iter().find(|r| {
+                r.stage == input.stage_name
+                    && r.action == input.action_name
+                    && r.token.as_deref() == Some(input.token.as_str())
+            })?;
+            Some((e.id.clone(), run.id.clone(), run.status.clone()))
+        });
+    let Some((execution_id, action_execution_id, status)) = found else {
+        return Err(AwsError::new(
+            "InvalidApprovalTokenException",
+            format!(
+                "The approval token {} is not valid for action {}",
+                input.token, input.action_name
+            ),
+        ));
+    };
+    if status != "InProgress" {
+        return Err(AwsError::new(
+            "ApprovalAlreadyCompletedException",
+            format!(
+                "The approval of action {} has already been answered or has ended",
+                input.action_name
+            ),
+        ));
+    }
+    let result = match input.result.status.as_str() {
+        "Approved" => Ok(crate::codepipeline::execution::ActionOutput {
+            external_execution_summary: Some(format!("Approved: {}", input.result.summary)),
+            ..Default::default()
+        }),
+        _ => Err(crate::codepipeline::execution::ErrorDetails {
+            code: "JobFailed".into(),
+            message: format!("Rejected: {}", input.result.summary),
+        }),
+    };
+    let stream = crate::codepipeline::views::executions::execution_stream(
+        &ctx.account_id,
+        &ctx.region,
+        &input.pipeline_name,
+        &execution_id,
+    );
+    svc.executions
+        .complete(&stream, &action_execution_id, result)
+        .await
+        .map_err(|e| AwsError::internal(format!("the approval could not be recorded: {e:?}")))?;
+    reply(&json!({ "approvedAt": crate::aws::now_epoch() }))
 }

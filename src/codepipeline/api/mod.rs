@@ -168,6 +168,7 @@ async fn serve(
         ListPipelineExecutions => executions::handle_list_pipeline_executions(svc, ctx, input),
         ListActionExecutions => executions::handle_list_action_executions(svc, ctx, input),
         GetPipelineState => executions::handle_get_pipeline_state(svc, ctx, input),
+        PutApprovalResult => executions::handle_put_approval_result(svc, ctx, input).await,
         AcknowledgeJob
         | AcknowledgeThirdPartyJob
         | CreateCustomActionType
@@ -187,7 +188,6 @@ async fn serve(
         | PollForJobs
         | PollForThirdPartyJobs
         | PutActionRevision
-        | PutApprovalResult
         | PutJobFailureResult
         | PutJobSuccessResult
         | PutThirdPartyJobFailureResult
@@ -222,6 +222,7 @@ impl Operation {
                 | ListPipelineExecutions
                 | ListActionExecutions
                 | GetPipelineState
+                | PutApprovalResult
         )
     }
 }

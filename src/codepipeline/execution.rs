@@ -174,6 +174,22 @@ pub enum ExecutionEvent {
         /// When.
         at: f64,
     },
+    /// StopPipelineExecution: nothing new starts; with `abandon`, running actions are abandoned.
+    StopRequested {
+        /// Whether running actions are abandoned rather than waited for.
+        abandon: bool,
+        /// The reason given.
+        reason: Option<String>,
+        /// When.
+        at: f64,
+    },
+    /// A running action was abandoned by a stop; a late result of it is ignored.
+    ActionAbandoned {
+        /// Action execution id.
+        action_execution_id: String,
+        /// When.
+        at: f64,
+    },
     /// The execution ended.
     Finished {
         /// `Succeeded` or `Failed`.
@@ -255,6 +271,9 @@ pub struct Execution {
     pub status: String,
     /// Failure summary.
     pub summary: Option<String>,
+    /// The reason given to StopPipelineExecution.
+    #[serde(default)]
+    pub stop_reason: Option<String>,
     /// Trigger.
     pub trigger: Option<Trigger>,
     /// Pipeline variables.
@@ -299,6 +318,13 @@ pub enum ExecutionCommand {
         /// Region.
         region: String,
     },
+    /// StopPipelineExecution.
+    Stop {
+        /// Abandon running actions instead of waiting for them.
+        abandon: bool,
+        /// The reason given.
+        reason: Option<String>,
+    },
     /// An action finished.
     Complete {
         /// Action execution id.
@@ -315,6 +341,10 @@ pub enum ExecutionRefusal {
     AlreadyStarted,
     /// A command for an execution that has not started.
     NotStarted,
+    /// Stop of an execution that is not running.
+    NotStoppable,
+    /// Stop (and wait) of an execution already stopping.
+    DuplicatedStop,
 }
 
 /// Decides the events a command leads to. `now` is the time; `new_id` makes fresh ids (action
@@ -363,6 +393,46 @@ pub fn handle(
             };
             apply(&mut s, &started);
             return Ok(advance(s, started, now, new_id));
+        }
+        ExecutionCommand::Stop { abandon, reason } => {
+            if state.id.is_empty() {
+                return Err(ExecutionRefusal::NotStarted);
+            }
+            match state.status.as_str() {
+                "InProgress" => {}
+                "Stopping" if abandon => {}
+                "Stopping" => return Err(ExecutionRefusal::DuplicatedStop),
+                _ => return Err(ExecutionRefusal::NotStoppable),
+            }
+            let mut s = state.clone();
+            let first = ExecutionEvent::StopRequested {
+                abandon,
+                reason,
+                at: now,
+            };
+            apply(&mut s, &first);
+            let mut events = vec![first];
+            if abandon {
+                let running: Vec<String> = s
+                    .runs
+                    .iter()
+                    .filter(|r| r.status == "InProgress")
+                    .map(|r| r.id.clone())
+                    .collect();
+                for id in running {
+                    let e = ExecutionEvent::ActionAbandoned {
+                        action_execution_id: id,
+                        at: now,
+                    };
+                    apply(&mut s, &e);
+                    events.push(e);
+                }
+            }
+            while let Some(next) = next_event(&s, now, new_id) {
+                apply(&mut s, &next);
+                events.push(next);
+            }
+            return Ok(events);
         }
         ExecutionCommand::Complete {
             action_execution_id,
@@ -446,6 +516,24 @@ fn next_event(
     now: f64,
     new_id: &mut dyn FnMut() -> String,
 ) -> Option<ExecutionEvent> {
+    if s.status == "Stopping" {
+        // Nothing new starts; once nothing runs, the stage and the execution are stopped.
+        if s.runs.iter().any(|r| r.status == "InProgress") {
+            return None;
+        }
+        if let Some((stage, "InProgress")) = s.stages.last().map(|(n, st)| (n, st.as_str())) {
+            return Some(ExecutionEvent::StageFinished {
+                stage: stage.clone(),
+                status: "Stopped".into(),
+                at: now,
+            });
+        }
+        return Some(ExecutionEvent::Finished {
+            status: "Stopped".into(),
+            summary: s.stop_reason.clone(),
+            at: now,
+        });
+    }
     if s.status != "InProgress" {
         return None;
     }
@@ -767,6 +855,23 @@ pub fn apply(s: &mut Execution, event: &ExecutionEvent) {
             }
             s.updated = *at;
         }
+        ExecutionEvent::StopRequested { reason, at, .. } => {
+            s.status = "Stopping".into();
+            if reason.is_some() {
+                s.stop_reason = reason.clone();
+            }
+            s.updated = *at;
+        }
+        ExecutionEvent::ActionAbandoned {
+            action_execution_id,
+            at,
+        } => {
+            if let Some(run) = s.runs.iter_mut().find(|r| &r.id == action_execution_id) {
+                run.status = "Abandoned".into();
+                run.updated = *at;
+            }
+            s.updated = *at;
+        }
         ExecutionEvent::Finished {
             status,
             summary,
@@ -1002,6 +1107,55 @@ mod tests {
         assert_eq!(
             state.stages,
             vec![("one".to_string(), "Succeeded".to_string())]
+        );
+    }
+
+    #[test]
+    fn stop_and_wait_waits_for_running_actions_then_stops() {
+        let (state, started) = given_when(&[], start());
+        let stop = |abandon| ExecutionCommand::Stop {
+            abandon,
+            reason: Some("why".into()),
+        };
+        let (stopping, events) = given_when(&started, stop(false));
+        assert_eq!(stopping.status, "Stopping");
+        assert_eq!(events.len(), 1);
+        let mut history = started.clone();
+        history.extend(events);
+        let mut s = Execution {
+            declaration: declaration(),
+            ..Execution::default()
+        };
+        history.iter().for_each(|e| apply(&mut s, e));
+        assert_eq!(
+            handle(&s, stop(false), 1.0, &mut ids()),
+            Err(ExecutionRefusal::DuplicatedStop)
+        );
+        let (done, events) = given_when(
+            &history,
+            succeed(&state.runs[0].id, ActionOutput::default()),
+        );
+        assert_eq!(done.status, "Stopped");
+        assert_eq!(done.stop_reason.as_deref(), Some("why"));
+        assert!(!events
+            .iter()
+            .any(|e| matches!(e, ExecutionEvent::ActionStarted { .. })));
+        assert_eq!(done.stages.last().unwrap().1, "Stopped");
+    }
+
+    #[test]
+    fn stop_and_abandon_ends_at_once_and_finished_executions_cannot_stop() {
+        let (_, started) = given_when(&[], start());
+        let abandon = ExecutionCommand::Stop {
+            abandon: true,
+            reason: None,
+        };
+        let (stopped, _) = given_when(&started, abandon.clone());
+        assert_eq!(stopped.status, "Stopped");
+        assert_eq!(stopped.runs[0].status, "Abandoned");
+        assert_eq!(
+            handle(&stopped, abandon, 1.0, &mut ids()),
+            Err(ExecutionRefusal::NotStoppable)
         );
     }
 

@@ -729,3 +729,123 @@ async fn a_waiting_approval_survives_kill_9_with_its_token() {
         b"Hello LocalStack!\n"
     );
 }
+
+#[tokio::test]
+async fn stop_and_wait_lets_the_running_action_finish_and_starts_nothing_new() {
+    use aws_sdk_codepipeline::types::ApprovalStatus;
+    let server = Server::start();
+    let (cp, s3) = (server.codepipeline(), server.s3());
+    tutorial_buckets(&s3).await;
+    create(&server, approval_declaration("stopping"));
+    let token = approval_token(&cp, "stopping").await;
+    let id = latest_execution(&cp, "stopping").await;
+    cp.stop_pipeline_execution()
+        .pipeline_name("stopping")
+        .pipeline_execution_id(&id)
+        .reason("not today")
+        .send()
+        .await
+        .unwrap();
+    let e = cp
+        .get_pipeline_execution()
+        .pipeline_name("stopping")
+        .pipeline_execution_id(&id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        e.pipeline_execution().unwrap().status(),
+        Some(&PipelineExecutionStatus::Stopping)
+    );
+    let again = cp
+        .stop_pipeline_execution()
+        .pipeline_name("stopping")
+        .pipeline_execution_id(&id)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&again), "DuplicatedStopRequestException");
+    // The running approval still takes its answer; then the execution stops before deploying.
+    approval(&cp, "stopping", &token, ApprovalStatus::Approved)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        finished(&cp, "stopping", &id).await,
+        PipelineExecutionStatus::Stopped
+    );
+    assert!(s3
+        .head_object()
+        .bucket("target-bucket")
+        .key("output-file")
+        .send()
+        .await
+        .is_err());
+    let list = cp
+        .list_pipeline_executions()
+        .pipeline_name("stopping")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        list.pipeline_execution_summaries()[0]
+            .stop_trigger()
+            .unwrap()
+            .reason(),
+        Some("not today")
+    );
+    let late = cp
+        .stop_pipeline_execution()
+        .pipeline_name("stopping")
+        .pipeline_execution_id(&id)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&late), "PipelineExecutionNotStoppableException");
+}
+
+#[tokio::test]
+async fn stop_and_abandon_ends_running_actions_at_once() {
+    use aws_sdk_codepipeline::types::ApprovalStatus;
+    let server = Server::start();
+    let (cp, s3) = (server.codepipeline(), server.s3());
+    tutorial_buckets(&s3).await;
+    create(&server, approval_declaration("abandoning"));
+    let token = approval_token(&cp, "abandoning").await;
+    let id = latest_execution(&cp, "abandoning").await;
+    // Stop and wait first, then abandon: allowed while stopping.
+    cp.stop_pipeline_execution()
+        .pipeline_name("abandoning")
+        .pipeline_execution_id(&id)
+        .send()
+        .await
+        .unwrap();
+    cp.stop_pipeline_execution()
+        .pipeline_name("abandoning")
+        .pipeline_execution_id(&id)
+        .abandon(true)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        finished(&cp, "abandoning", &id).await,
+        PipelineExecutionStatus::Stopped
+    );
+    let actions = cp
+        .list_action_executions()
+        .pipeline_name("abandoning")
+        .send()
+        .await
+        .unwrap();
+    let gate = actions
+        .action_execution_details()
+        .iter()
+        .find(|d| d.stage_name() == Some("gate"))
+        .unwrap();
+    assert_eq!(gate.status(), Some(&ActionExecutionStatus::Abandoned));
+    let answered = approval(&cp, "abandoning", &token, ApprovalStatus::Approved)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&answered), "ApprovalAlreadyCompletedException");
+}

@@ -91,16 +91,14 @@ impl ExecutionActor {
             |r| -> ResponseActFuture<Self, Result<(), CommandError>> { Box::pin(fut::ready(r)) };
         let declaration = match &command {
             ExecutionCommand::Start { declaration, .. } => Some(declaration.clone()),
-            ExecutionCommand::Complete { .. } => None,
+            ExecutionCommand::Stop { .. } | ExecutionCommand::Complete { .. } => None,
         };
         let mut new_id = || uuid::Uuid::new_v4().to_string();
         let events =
             match execution::handle(&self.state, command, crate::aws::now_epoch(), &mut new_id) {
                 Ok(events) if events.is_empty() => return ready(Ok(())),
                 Ok(events) => events,
-                Err(refusal) => {
-                    return ready(Err(CommandError::Unavailable(format!("{refusal:?}"))))
-                }
+                Err(refusal) => return ready(Err(CommandError::ExecutionRefused(refusal))),
             };
         let new = events.iter().map(ExecutionEvent::to_new_event).collect();
         let recorded = match self.store.append(&self.stream, self.sequence, new) {
@@ -136,7 +134,7 @@ impl ExecutionActor {
                                 act.launch(action_execution_id, ctx);
                             }
                         }
-                        if act.state.status != "InProgress" {
+                        if !matches!(act.state.status.as_str(), "InProgress" | "Stopping") {
                             ctx.stop();
                         }
                         Ok(())
@@ -278,6 +276,19 @@ impl ExecutionRegistry {
         action_execution_id: &str,
         result: Result<ActionOutput, ErrorDetails>,
     ) -> Result<(), CommandError> {
+        let command = ExecutionCommand::Complete {
+            action_execution_id: action_execution_id.to_string(),
+            result,
+        };
+        self.command(stream, command).await
+    }
+
+    /// Runs a command on a running execution.
+    pub async fn command(
+        &self,
+        stream: &str,
+        command: ExecutionCommand,
+    ) -> Result<(), CommandError> {
         let addr = self
             .actors
             .lock()
@@ -288,10 +299,6 @@ impl ExecutionRegistry {
             .ok_or_else(|| {
                 CommandError::Unavailable(format!("execution {stream} is not running"))
             })?;
-        let command = ExecutionCommand::Complete {
-            action_execution_id: action_execution_id.to_string(),
-            result,
-        };
         addr.send(Command(command))
             .await
             .map_err(|e| CommandError::Unavailable(e.to_string()))?

@@ -27,6 +27,8 @@ pub enum CommandError {
     Store(StoreError),
     /// The actor could not be reached.
     Unavailable(String),
+    /// The execution aggregate refused it.
+    ExecutionRefused(crate::codepipeline::execution::ExecutionRefusal),
 }
 
 impl From<StoreError> for CommandError {

@@ -308,6 +308,9 @@ pub(super) fn handle_list_pipeline_executions(
             if let Some(summary) = &e.summary {
                 s["statusSummary"] = summary.clone().into();
             }
+            if e.status == "Stopped" || e.status == "Stopping" {
+                s["stopTrigger"] = json!({ "reason": e.stop_reason.clone().unwrap_or_default() });
+            }
             s
         })
         .collect();
@@ -583,4 +586,63 @@ pub(super) async fn handle_put_approval_result(
         .await
         .map_err(|e| AwsError::internal(format!("the approval could not be recorded: {e:?}")))?;
     reply(&json!({ "approvedAt": crate::aws::now_epoch() }))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StopInput {
+    pipeline_name: String,
+    pipeline_execution_id: String,
+    #[serde(default)]
+    abandon: bool,
+    reason: Option<String>,
+}
+
+pub(super) async fn handle_stop_pipeline_execution(
+    svc: &CodePipelineService,
+    ctx: &RequestContext,
+    input: Value,
+) -> Reply {
+    use crate::codepipeline::actors::CommandError;
+    use crate::codepipeline::execution::{ExecutionCommand, ExecutionRefusal};
+    let input: StopInput = from_value(input)?;
+    let execution = execution_of(svc, ctx, &input.pipeline_name, &input.pipeline_execution_id)?;
+    let not_stoppable = || {
+        AwsError::new(
+            "PipelineExecutionNotStoppableException",
+            format!(
+                "Pipeline execution {} is {} and cannot be stopped",
+                execution.id, execution.status
+            ),
+        )
+    };
+    if execution.status != "InProgress" && execution.status != "Stopping" {
+        return Err(not_stoppable());
+    }
+    let stream = crate::codepipeline::views::executions::execution_stream(
+        &ctx.account_id,
+        &ctx.region,
+        &input.pipeline_name,
+        &input.pipeline_execution_id,
+    );
+    let command = ExecutionCommand::Stop {
+        abandon: input.abandon,
+        reason: input.reason,
+    };
+    match svc.executions.command(&stream, command).await {
+        Ok(()) => reply(&json!({ "pipelineExecutionId": input.pipeline_execution_id })),
+        Err(CommandError::ExecutionRefused(ExecutionRefusal::DuplicatedStop)) => {
+            Err(AwsError::new(
+                "DuplicatedStopRequestException",
+                format!(
+                    "Pipeline execution {} is already being stopped",
+                    input.pipeline_execution_id
+                ),
+            ))
+        }
+        Err(CommandError::ExecutionRefused(_)) => Err(not_stoppable()),
+        Err(e) => Err(AwsError::internal(format!(
+            "the stop could not be recorded: {e:?}"
+        ))),
+    }
 }

@@ -169,6 +169,7 @@ async fn serve(
         ListActionExecutions => executions::handle_list_action_executions(svc, ctx, input),
         GetPipelineState => executions::handle_get_pipeline_state(svc, ctx, input),
         PutApprovalResult => executions::handle_put_approval_result(svc, ctx, input).await,
+        StopPipelineExecution => executions::handle_stop_pipeline_execution(svc, ctx, input).await,
         AcknowledgeJob
         | AcknowledgeThirdPartyJob
         | CreateCustomActionType
@@ -196,7 +197,6 @@ async fn serve(
         | RegisterWebhookWithThirdParty
         | RetryStageExecution
         | RollbackStage
-        | StopPipelineExecution
         | UpdateActionType => Err(AwsError::not_supported("CodePipeline", op.name())),
     }
 }
@@ -223,6 +223,7 @@ impl Operation {
                 | ListActionExecutions
                 | GetPipelineState
                 | PutApprovalResult
+                | StopPipelineExecution
         )
     }
 }
@@ -255,6 +256,9 @@ fn command_error(err: CommandError, name: &str, account: &str, not_found: &str) 
         CommandError::Store(e) => AwsError::internal(e.to_string()),
         CommandError::Unavailable(e) => {
             AwsError::internal(format!("pipeline actor unavailable: {e}"))
+        }
+        CommandError::ExecutionRefused(refusal) => {
+            AwsError::internal(format!("the execution refused the command: {refusal:?}"))
         }
     }
 }

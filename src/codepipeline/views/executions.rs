@@ -86,7 +86,8 @@ impl ExecutionViews {
             return;
         };
         execution::apply(state, &event);
-        let compacted = (state.status != "InProgress").then(|| serde_json::to_vec(&**state));
+        let ended = !matches!(state.status.as_str(), "InProgress" | "Stopping");
+        let compacted = ended.then(|| serde_json::to_vec(&**state));
         if let Some(compacted) = compacted {
             match compacted {
                 Ok(bytes) => *stored = Stored::Finished(bytes.into()),

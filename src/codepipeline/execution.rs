@@ -318,6 +318,12 @@ pub enum ExecutionCommand {
         /// Region.
         region: String,
     },
+    /// The pipeline was updated: a running execution ends as `Cancelled`, its running actions
+    /// abandoned.
+    Cancel {
+        /// Why, for `statusSummary`.
+        reason: String,
+    },
     /// StopPipelineExecution.
     Stop {
         /// Abandon running actions instead of waiting for them.
@@ -393,6 +399,34 @@ pub fn handle(
             };
             apply(&mut s, &started);
             return Ok(advance(s, started, now, new_id));
+        }
+        ExecutionCommand::Cancel { reason } => {
+            if !matches!(state.status.as_str(), "InProgress" | "Stopping") {
+                return Ok(vec![]);
+            }
+            let mut events: Vec<ExecutionEvent> = state
+                .runs
+                .iter()
+                .filter(|r| r.status == "InProgress")
+                .map(|r| ExecutionEvent::ActionAbandoned {
+                    action_execution_id: r.id.clone(),
+                    at: now,
+                })
+                .collect();
+            if let Some((stage, "InProgress")) = state.stages.last().map(|(n, st)| (n, st.as_str()))
+            {
+                events.push(ExecutionEvent::StageFinished {
+                    stage: stage.clone(),
+                    status: "Cancelled".into(),
+                    at: now,
+                });
+            }
+            events.push(ExecutionEvent::Finished {
+                status: "Cancelled".into(),
+                summary: Some(reason),
+                at: now,
+            });
+            return Ok(events);
         }
         ExecutionCommand::Stop { abandon, reason } => {
             if state.id.is_empty() {

@@ -849,3 +849,48 @@ async fn stop_and_abandon_ends_running_actions_at_once() {
         .unwrap_err();
     assert_eq!(code(&answered), "ApprovalAlreadyCompletedException");
 }
+
+#[tokio::test]
+async fn updating_a_pipeline_cancels_its_running_execution() {
+    let server = Server::start();
+    let (cp, s3) = (server.codepipeline(), server.s3());
+    tutorial_buckets(&s3).await;
+    create(&server, approval_declaration("updated"));
+    approval_token(&cp, "updated").await;
+    let id = latest_execution(&cp, "updated").await;
+    let r = server.call(
+        "UpdatePipeline",
+        json!({"pipeline": tutorial_declaration("updated")}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        finished(&cp, "updated", &id).await,
+        PipelineExecutionStatus::Cancelled
+    );
+    let e = cp
+        .get_pipeline_execution()
+        .pipeline_name("updated")
+        .pipeline_execution_id(&id)
+        .send()
+        .await
+        .unwrap();
+    let summary = e
+        .pipeline_execution()
+        .unwrap()
+        .status_summary()
+        .unwrap()
+        .to_string();
+    assert!(summary.contains("updated to version 2"), "{summary}");
+    let actions = cp
+        .list_action_executions()
+        .pipeline_name("updated")
+        .send()
+        .await
+        .unwrap();
+    let gate = actions
+        .action_execution_details()
+        .iter()
+        .find(|d| d.stage_name() == Some("gate"))
+        .unwrap();
+    assert_eq!(gate.status(), Some(&ActionExecutionStatus::Abandoned));
+}

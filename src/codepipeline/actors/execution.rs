@@ -91,7 +91,9 @@ impl ExecutionActor {
             |r| -> ResponseActFuture<Self, Result<(), CommandError>> { Box::pin(fut::ready(r)) };
         let declaration = match &command {
             ExecutionCommand::Start { declaration, .. } => Some(declaration.clone()),
-            ExecutionCommand::Stop { .. } | ExecutionCommand::Complete { .. } => None,
+            ExecutionCommand::Stop { .. }
+            | ExecutionCommand::Cancel { .. }
+            | ExecutionCommand::Complete { .. } => None,
         };
         let mut new_id = || uuid::Uuid::new_v4().to_string();
         let events =

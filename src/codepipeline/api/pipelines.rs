@@ -176,6 +176,31 @@ pub(super) async fn handle_update_pipeline(
         .map_err(|e| command_error(e, &name, &ctx.account_id, "ResourceNotFoundException"))?;
     match events.first() {
         Some(PipelineEvent::Updated(u)) => {
+            // As on AWS, executions running the old structure are cancelled.
+            let key = crate::codepipeline::views::executions::pipeline_key(
+                &ctx.account_id,
+                &ctx.region,
+                &name,
+            );
+            for running in svc.execution_views.of_pipeline(&key) {
+                if !matches!(running.status.as_str(), "InProgress" | "Stopping") {
+                    continue;
+                }
+                let stream = crate::codepipeline::views::executions::execution_stream(
+                    &ctx.account_id,
+                    &ctx.region,
+                    &name,
+                    &running.id,
+                );
+                let reason = format!(
+                    "The execution was cancelled because the pipeline was updated to version {}",
+                    u.version
+                );
+                let cancel = crate::codepipeline::execution::ExecutionCommand::Cancel { reason };
+                if let Err(e) = svc.executions.command(&stream, cancel).await {
+                    log::error!("execution {} was not cancelled: {e:?}", running.id);
+                }
+            }
             #[derive(Serialize)]
             struct Output<'a> {
                 pipeline: &'a Value,

@@ -21,6 +21,15 @@ pub struct ObjectInfo {
     pub size: u64,
 }
 
+/// Attributes a pipeline action gives an object it writes.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PutAttributes {
+    /// Content-Type.
+    pub content_type: Option<String>,
+    /// Cache-Control.
+    pub cache_control: Option<String>,
+}
+
 /// Object storage for pipeline sources and artifacts.
 #[async_trait]
 pub trait ObjectStore: Send + Sync {
@@ -48,7 +57,7 @@ pub trait ObjectStore: Send + Sync {
         &self,
         bucket: &str,
         key: &str,
-        content_type: Option<&str>,
+        attributes: &PutAttributes,
         body: BodyStream,
     ) -> Result<ObjectInfo, S3StoreError>;
 }
@@ -105,11 +114,12 @@ impl ObjectStore for Arc<LocalStore> {
         &self,
         bucket: &str,
         key: &str,
-        content_type: Option<&str>,
+        attributes: &PutAttributes,
         body: BodyStream,
     ) -> Result<ObjectInfo, S3StoreError> {
         let attributes = super::events::Version {
-            content_type: content_type.map(str::to_string),
+            content_type: attributes.content_type.clone(),
+            cache_control: attributes.cache_control.clone(),
             ..super::events::Version::blank()
         };
         let v = self.put_object(bucket, key, attributes, body).await?;

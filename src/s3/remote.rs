@@ -7,7 +7,7 @@ use aws_sdk_s3::types::BucketVersioningStatus;
 use futures_util::StreamExt;
 
 use super::events::Versioning;
-use super::objects::{ObjectInfo, ObjectStore};
+use super::objects::{ObjectInfo, ObjectStore, PutAttributes};
 use super::store::{BodyStream, S3StoreError};
 
 /// Where the external S3 is and how to sign for it.
@@ -161,7 +161,7 @@ impl ObjectStore for RemoteStore {
         &self,
         bucket: &str,
         key: &str,
-        content_type: Option<&str>,
+        attributes: &PutAttributes,
         mut body: BodyStream,
     ) -> Result<ObjectInfo, S3StoreError> {
         let io = |e: std::io::Error| S3StoreError::Io(e.to_string());
@@ -186,7 +186,8 @@ impl ObjectStore for RemoteStore {
                 .put_object()
                 .bucket(bucket)
                 .key(key)
-                .set_content_type(content_type.map(str::to_string))
+                .set_content_type(attributes.content_type.clone())
+                .set_cache_control(attributes.cache_control.clone())
                 .body(stream)
                 .send()
                 .await

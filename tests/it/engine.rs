@@ -894,3 +894,101 @@ async fn updating_a_pipeline_cancels_its_running_execution() {
         .unwrap();
     assert_eq!(gate.status(), Some(&ActionExecutionStatus::Abandoned));
 }
+
+/// A zip archive of `(path, content)` files.
+fn zip_of(files: &[(&str, &str)]) -> Vec<u8> {
+    use std::io::Write;
+    let mut writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for (name, content) in files {
+        writer
+            .start_file(*name, zip::write::SimpleFileOptions::default())
+            .unwrap();
+        writer.write_all(content.as_bytes()).unwrap();
+    }
+    writer.finish().unwrap().into_inner()
+}
+
+#[tokio::test]
+async fn s3_deploy_extracts_a_zip_artifact_under_its_prefix() {
+    let server = Server::start();
+    let (cp, s3) = (server.codepipeline(), server.s3());
+    tutorial_buckets(&s3).await;
+    let site = zip_of(&[("index.html", "<h1>hi</h1>"), ("assets/app.js", "go()")]);
+    s3.put_object()
+        .bucket("source-bucket")
+        .key("site.zip")
+        .body(ByteStream::from(site))
+        .send()
+        .await
+        .unwrap();
+    let mut decl = tutorial_declaration("site");
+    decl["stages"][0]["actions"][0]["configuration"]["S3ObjectKey"] = "site.zip".into();
+    decl["stages"][1]["actions"][0]["configuration"] = json!({"BucketName": "target-bucket", "Extract": "true", "ObjectKey": "web", "CacheControl": "max-age=60", "CannedACL": "public-read"});
+    create(&server, decl);
+    let id = latest_execution(&cp, "site").await;
+    assert_eq!(
+        finished(&cp, "site", &id).await,
+        PipelineExecutionStatus::Succeeded
+    );
+    let index = s3
+        .get_object()
+        .bucket("target-bucket")
+        .key("web/index.html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(index.content_type(), Some("text/html"));
+    assert_eq!(index.cache_control(), Some("max-age=60"));
+    assert_eq!(
+        index.body.collect().await.unwrap().into_bytes().as_ref(),
+        b"<h1>hi</h1>"
+    );
+    assert_eq!(
+        body(&s3, "target-bucket", "web/assets/app.js").await,
+        b"go()"
+    );
+
+    // An entry that would leave the prefix fails the action, naming it, and nothing escapes.
+    let evil = zip_of(&[("../escaped.txt", "x")]);
+    s3.put_object()
+        .bucket("source-bucket")
+        .key("site.zip")
+        .body(ByteStream::from(evil))
+        .send()
+        .await
+        .unwrap();
+    let id = cp
+        .start_pipeline_execution()
+        .name("site")
+        .send()
+        .await
+        .unwrap()
+        .pipeline_execution_id()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        finished(&cp, "site", &id).await,
+        PipelineExecutionStatus::Failed
+    );
+    let e = cp
+        .get_pipeline_execution()
+        .pipeline_name("site")
+        .pipeline_execution_id(&id)
+        .send()
+        .await
+        .unwrap();
+    let summary = e
+        .pipeline_execution()
+        .unwrap()
+        .status_summary()
+        .unwrap()
+        .to_string();
+    assert!(summary.contains("../escaped.txt"), "{summary}");
+    assert!(s3
+        .head_object()
+        .bucket("target-bucket")
+        .key("escaped.txt")
+        .send()
+        .await
+        .is_err());
+}

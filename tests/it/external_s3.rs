@@ -9,7 +9,7 @@ use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
 use bytes::Bytes;
 use codepipeline_local::eventstore::memory::MemoryStore;
 use codepipeline_local::s3::events::Versioning;
-use codepipeline_local::s3::objects::ObjectStore;
+use codepipeline_local::s3::objects::{ObjectStore, PutAttributes};
 use codepipeline_local::s3::remote::{RemoteConfig, RemoteStore};
 use codepipeline_local::s3::store::{BodyStream, LocalStore, S3StoreError};
 use futures_util::StreamExt;
@@ -98,11 +98,19 @@ async fn exercise(store: &dyn ObjectStore) {
     );
 
     let first = store
-        .put("versioned", "file", Some("text/plain"), body(b"one"))
+        .put(
+            "versioned",
+            "file",
+            &PutAttributes {
+                content_type: Some("text/plain".into()),
+                ..Default::default()
+            },
+            body(b"one"),
+        )
         .await
         .unwrap();
     let second = store
-        .put("versioned", "file", None, body(b"two"))
+        .put("versioned", "file", &PutAttributes::default(), body(b"two"))
         .await
         .unwrap();
     assert!(first.version_id.is_some());
@@ -128,7 +136,12 @@ async fn exercise(store: &dyn ObjectStore) {
     );
 
     let plain = store
-        .put("plain", "artifact.zip", None, body(b"zip"))
+        .put(
+            "plain",
+            "artifact.zip",
+            &PutAttributes::default(),
+            body(b"zip"),
+        )
         .await
         .unwrap();
     assert_eq!(plain.version_id, None);

@@ -4,9 +4,9 @@
 //! again.
 //!
 //! # LIMITATIONS
-//! - Run: S3 source, S3 deploy (`Extract` false), manual approval (no notifications are sent).
-//!   Every other provider fails its action with a message naming it (CodeBuild and S3 deploy with
-//!   `Extract` true among them, for now).
+//! - Run: S3 source, S3 deploy (with `Extract` true or false), manual approval (no notifications
+//!   are sent). Every other provider fails its action with a message naming it (CodeBuild among
+//!   them, for now).
 
 mod manual_approval;
 mod s3_deploy;

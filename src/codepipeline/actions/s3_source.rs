@@ -38,7 +38,7 @@ pub(super) async fn run(
             .put(
                 &location.bucket,
                 &location.key,
-                None,
+                &Default::default(),
                 body_of(bytes.clone()),
             )
             .await

@@ -2,10 +2,10 @@
 //!
 //! # LIMITATIONS
 //! Where codepipeline-local differs from AWS CodePipeline today:
-//! - Pipelines run (CreatePipeline and StartPipelineExecution start them) with the S3 source and
-//!   S3 deploy actions; other providers fail their action with a message naming them. Stop,
-//!   approvals, stage transitions, execution modes (every execution runs on its own), job
-//!   workers, webhooks, retries and rollbacks are not served yet: their operations answer
+//! - Pipelines run with the S3 source, S3 deploy and manual approval actions; other providers fail
+//!   their action with a message naming them. Stop, approvals and UpdatePipeline's cancelling of
+//!   running executions work. Execution modes are not applied yet (every execution runs on its own,
+//!   as in PARALLEL); stage transitions, job workers, webhooks, retries and rollbacks answer
 //!   `NotImplementedException` (HTTP 501) naming the operation.
 //! - Custom action types cannot be registered yet, so declarations using `owner: Custom` are refused.
 //! - The IAM role in `roleArn` is checked for existence and trust only when `iam_enforce_roles`

@@ -1,7 +1,12 @@
 //! Execution engine benchmark: the tutorial pipeline from StartPipelineExecution to Succeeded,
 //! measured by the execution's own startTime → lastUpdateTime, over many runs.
 //!
-//! Run: `cargo bench --bench engine` (BENCH_RUNS, default 200). Results go in docs/benchmarks.md.
+//! Also: 1,000 executions over 100 pipelines started at once (all must succeed, none lost), and
+//! the server's RSS after 10,000 finished executions.
+//!
+//! Run: `cargo bench --bench engine` (BENCH_RUNS, default 200; BENCH_BURST_PIPELINES, default 100;
+//! BENCH_BURST_EXECUTIONS, default 1000; BENCH_FINISHED, default 10000). Results go in
+//! docs/benchmarks.md.
 
 mod common;
 
@@ -97,4 +102,131 @@ fn main() {
         started.elapsed().as_secs_f64()
     );
     println!("  server {}", server.rss());
+
+    // A burst: executions of many pipelines started at once, from 32 clients.
+    let pipelines: usize = env_or("BENCH_BURST_PIPELINES", 100);
+    let executions: usize = env_or("BENCH_BURST_EXECUTIONS", 1000);
+    for p in 0..pipelines {
+        let decl = DECLARATION.replacen(
+            "\"name\": \"pipeline\"",
+            &format!("\"name\": \"burst-{p}\""),
+            1,
+        );
+        call(
+            &server.addr,
+            "CreatePipeline",
+            &format!("{{\"pipeline\":{decl}}}"),
+        );
+    }
+    let burst = std::time::Instant::now();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let ids: Vec<(usize, String)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..32)
+            .map(|_| {
+                let next = &next;
+                let addr = server.addr.clone();
+                scope.spawn(move || {
+                    let mut mine = Vec::new();
+                    loop {
+                        let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if n >= executions {
+                            return mine;
+                        }
+                        let p = n % pipelines;
+                        let id = call(
+                            &addr,
+                            "StartPipelineExecution",
+                            &format!(r#"{{"name":"burst-{p}"}}"#),
+                        )["pipelineExecutionId"]
+                            .as_str()
+                            .unwrap()
+                            .to_string();
+                        mine.push((p, id));
+                    }
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
+    let mut succeeded = 0;
+    for (p, id) in &ids {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let body = format!(r#"{{"pipelineName":"burst-{p}","pipelineExecutionId":"{id}"}}"#);
+        loop {
+            let status = call(&server.addr, "GetPipelineExecution", &body)["pipelineExecution"]
+                ["status"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            if status == "Succeeded" {
+                succeeded += 1;
+                break;
+            }
+            assert_eq!(status, "InProgress", "execution {id} of burst-{p}");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "execution {id} did not finish"
+            );
+        }
+    }
+    println!(
+        "{executions} executions over {pipelines} pipelines started at once: {succeeded} succeeded, {} lost; all done in {:.2} s",
+        executions - succeeded,
+        burst.elapsed().as_secs_f64()
+    );
+
+    // Many finished executions: what they cost the server in memory.
+    let finished: usize = env_or("BENCH_FINISHED", 10_000);
+    let already = runs + executions;
+    let more = finished.saturating_sub(already);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..32 {
+            let next = &next;
+            let addr = server.addr.clone();
+            scope.spawn(move || loop {
+                let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if n >= more {
+                    return;
+                }
+                call(
+                    &addr,
+                    "StartPipelineExecution",
+                    &format!(r#"{{"name":"burst-{}"}}"#, n % pipelines),
+                );
+            });
+        }
+    });
+    // Wait (at most 5 min) until none runs any more.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    'wait: loop {
+        for p in 0..pipelines {
+            let list = call(
+                &server.addr,
+                "ListPipelineExecutions",
+                &format!(r#"{{"pipelineName":"burst-{p}","maxResults":5}}"#),
+            );
+            let running = list["pipelineExecutionSummaries"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["status"] == "InProgress");
+            if running {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "executions still running after 5 min"
+                );
+                continue 'wait;
+            }
+        }
+        break;
+    }
+    println!(
+        "after {} finished executions: server {}",
+        already + more + pipelines,
+        server.rss()
+    );
 }

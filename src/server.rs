@@ -76,7 +76,7 @@ pub async fn run(
     );
     let registry = PipelineRegistry::new(
         store.clone(),
-        views.clone(),
+        vec![views.clone(), execution_views.clone()],
         Duration::from_secs(config.actor_idle_seconds.max(1)),
     );
     let workers = if config.workers == 0 {

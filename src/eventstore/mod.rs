@@ -132,6 +132,13 @@ pub(crate) fn stamp(
         .collect())
 }
 
+/// A read view folded from the log: every durable event is offered to it, at startup (replay)
+/// and as writers make events durable, so that the same code builds it both ways.
+pub trait Projection: Send + Sync {
+    /// Folds one durable event; events of other streams are ignored.
+    fn apply(&self, record: &RecordedEvent);
+}
+
 /// Feeds every event of the log, in order, to `apply`: how projections are rebuilt at startup.
 /// Reads in small batches, so a large log never sits in memory whole.
 pub fn replay(

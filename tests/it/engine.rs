@@ -992,3 +992,58 @@ async fn s3_deploy_extracts_a_zip_artifact_under_its_prefix() {
         .await
         .is_err());
 }
+
+#[tokio::test]
+async fn a_pipeline_created_again_starts_without_the_old_history() {
+    let server = Server::start();
+    let (cp, s3) = (server.codepipeline(), server.s3());
+    tutorial_buckets(&s3).await;
+    create(&server, approval_declaration("again"));
+    approval_token(&cp, "again").await;
+    let old = latest_execution(&cp, "again").await;
+    assert_eq!(
+        server
+            .call("DeletePipeline", json!({"name": "again"}))
+            .status,
+        200
+    );
+    create(&server, tutorial_declaration("again"));
+    let new = latest_execution(&cp, "again").await;
+    assert_ne!(old, new);
+    assert_eq!(
+        finished(&cp, "again", &new).await,
+        PipelineExecutionStatus::Succeeded
+    );
+    let list = cp
+        .list_pipeline_executions()
+        .pipeline_name("again")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(list.pipeline_execution_summaries().len(), 1);
+    let err = cp
+        .get_pipeline_execution()
+        .pipeline_name("again")
+        .pipeline_execution_id(&old)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&err), "PipelineExecutionNotFoundException");
+
+    // The log says the same after a restart.
+    let dir = server.data_dir.clone();
+    let _tmp = server.kill9();
+    let restarted = Server::start_in(&dir);
+    let list = restarted
+        .codepipeline()
+        .list_pipeline_executions()
+        .pipeline_name("again")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(list.pipeline_execution_summaries().len(), 1);
+    assert_eq!(
+        list.pipeline_execution_summaries()[0].pipeline_execution_id(),
+        Some(new.as_str())
+    );
+}

@@ -15,8 +15,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 
 use super::pipeline::{self, PipelineCommand, PipelineEvent, PipelineState, Refusal};
-use super::views::PipelineViews;
-use crate::eventstore::{EventStore, StoreError};
+use crate::eventstore::{EventStore, Projection, StoreError};
 
 /// Why a command did not happen.
 #[derive(Debug, Clone, PartialEq)]
@@ -51,7 +50,7 @@ pub struct PipelineActor {
     state: PipelineState,
     sequence: u64,
     store: Arc<dyn EventStore>,
-    views: Arc<PipelineViews>,
+    views: Arc<[Arc<dyn Projection>]>,
     last_used: Instant,
     idle: Duration,
 }
@@ -99,7 +98,9 @@ impl Handler<Execute> for PipelineActor {
         AtomicResponse::new(Box::pin(durable.into_actor(self).map(
             move |result, act, ctx| match result {
                 Ok(()) => {
-                    recorded.iter().for_each(|r| views.apply(r));
+                    for record in &recorded {
+                        views.iter().for_each(|v| v.apply(record));
+                    }
                     Ok(events)
                 }
                 Err(e) => {
@@ -116,7 +117,7 @@ impl Handler<Execute> for PipelineActor {
 pub struct PipelineRegistry {
     actors: Mutex<HashMap<String, Addr<PipelineActor>>>,
     store: Arc<dyn EventStore>,
-    views: Arc<PipelineViews>,
+    views: Arc<[Arc<dyn Projection>]>,
     idle: Duration,
 }
 
@@ -125,11 +126,16 @@ impl PipelineRegistry {
     ///
     /// An actor runs on the thread (an HTTP worker) that first needed it, so the commands of
     /// that worker reach it without crossing threads; the others reach it through its mailbox.
-    pub fn new(store: Arc<dyn EventStore>, views: Arc<PipelineViews>, idle: Duration) -> Self {
+    /// The events its actors make durable are offered to `views`.
+    pub fn new(
+        store: Arc<dyn EventStore>,
+        views: Vec<Arc<dyn Projection>>,
+        idle: Duration,
+    ) -> Self {
         PipelineRegistry {
             actors: Mutex::new(HashMap::new()),
             store,
-            views,
+            views: views.into(),
             idle,
         }
     }

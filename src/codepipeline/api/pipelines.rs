@@ -177,30 +177,11 @@ pub(super) async fn handle_update_pipeline(
     match events.first() {
         Some(PipelineEvent::Updated(u)) => {
             // As on AWS, executions running the old structure are cancelled.
-            let key = crate::codepipeline::views::executions::pipeline_key(
-                &ctx.account_id,
-                &ctx.region,
-                &name,
+            let reason = format!(
+                "The execution was cancelled because the pipeline was updated to version {}",
+                u.version
             );
-            for running in svc.execution_views.of_pipeline(&key) {
-                if !matches!(running.status.as_str(), "InProgress" | "Stopping") {
-                    continue;
-                }
-                let stream = crate::codepipeline::views::executions::execution_stream(
-                    &ctx.account_id,
-                    &ctx.region,
-                    &name,
-                    &running.id,
-                );
-                let reason = format!(
-                    "The execution was cancelled because the pipeline was updated to version {}",
-                    u.version
-                );
-                let cancel = crate::codepipeline::execution::ExecutionCommand::Cancel { reason };
-                if let Err(e) = svc.executions.command(&stream, cancel).await {
-                    log::error!("execution {} was not cancelled: {e:?}", running.id);
-                }
-            }
+            cancel_running(svc, ctx, &name, &reason).await;
             #[derive(Serialize)]
             struct Output<'a> {
                 pipeline: &'a Value,
@@ -218,6 +199,29 @@ struct NameInput {
     name: String,
 }
 
+/// Cancels every running execution of a pipeline (it was updated or deleted).
+async fn cancel_running(svc: &CodePipelineService, ctx: &RequestContext, name: &str, reason: &str) {
+    let key =
+        crate::codepipeline::views::executions::pipeline_key(&ctx.account_id, &ctx.region, name);
+    for running in svc.execution_views.of_pipeline(&key) {
+        if !matches!(running.status.as_str(), "InProgress" | "Stopping") {
+            continue;
+        }
+        let stream = crate::codepipeline::views::executions::execution_stream(
+            &ctx.account_id,
+            &ctx.region,
+            name,
+            &running.id,
+        );
+        let cancel = crate::codepipeline::execution::ExecutionCommand::Cancel {
+            reason: reason.to_string(),
+        };
+        if let Err(e) = svc.executions.command(&stream, cancel).await {
+            log::error!("execution {} was not cancelled: {e:?}", running.id);
+        }
+    }
+}
+
 pub(super) async fn handle_delete_pipeline(
     svc: &CodePipelineService,
     ctx: &RequestContext,
@@ -225,6 +229,13 @@ pub(super) async fn handle_delete_pipeline(
 ) -> Reply {
     let input: NameInput = from_value(input)?;
     let stream = pipeline_stream(&ctx.account_id, &ctx.region, &input.name);
+    cancel_running(
+        svc,
+        ctx,
+        &input.name,
+        "The execution was cancelled because the pipeline was deleted",
+    )
+    .await;
     svc.registry
         .execute(&stream, PipelineCommand::Delete { at: now_epoch() })
         .await

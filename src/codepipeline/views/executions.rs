@@ -60,6 +60,17 @@ impl ExecutionViews {
 
     /// Applies one durable event.
     pub fn apply(&self, record: &RecordedEvent) {
+        // A deleted pipeline takes its execution history with it, as on AWS: a pipeline created
+        // again under the same name starts with none.
+        if record.event_type == "PipelineDeleted" {
+            if let Some(key) = record.stream.strip_prefix(super::PIPELINE_STREAM_PREFIX) {
+                let mut inner = self.inner.write().expect("execution views lock");
+                for id in inner.by_pipeline.remove(key).unwrap_or_default() {
+                    inner.executions.remove(&id);
+                }
+            }
+            return;
+        }
         let Some(rest) = record.stream.strip_prefix(EXECUTION_STREAM_PREFIX) else {
             return;
         };

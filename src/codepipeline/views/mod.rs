@@ -242,6 +242,18 @@ impl PipelineViews {
     }
 }
 
+impl crate::eventstore::Projection for PipelineViews {
+    fn apply(&self, record: &RecordedEvent) {
+        PipelineViews::apply(self, record);
+    }
+}
+
+impl crate::eventstore::Projection for executions::ExecutionViews {
+    fn apply(&self, record: &RecordedEvent) {
+        executions::ExecutionViews::apply(self, record);
+    }
+}
+
 /// The declaration of an older version, read from the pipeline's stream (not kept in the views).
 /// Returns the GetPipeline answer, or `None` when that version does not exist.
 pub fn pipeline_version(

@@ -10,7 +10,9 @@
 //! gateway.rs         which service a request belongs to (SigV4 scope, X-Amz-Target)
 //! aws/               AWS JSON 1.1 envelope and errors, SigV4 scope, model-driven input validation
 //! eventstore/        EventStore trait; sled (default) and memory implementations
-//! codepipeline/      api/ (one handle_* per operation), pipeline aggregate, actors/, views/,
+//! codepipeline/      api/ (one handle_* per operation), pipeline and execution aggregates,
+//!                    actors/ (PipelineActor, ExecutionActor and their registries), views/
+//!                    (pipelines, executions), actions/ (one executor per provider),
 //!                    validate (declaration rules), action_types (catalogue of providers)
 //! s3/                embedded S3: s3s bridge into actix-web, api (the S3 trait over the store),
 //!                    store (files + bucket events), objects (ObjectStore for pipeline actions),
@@ -18,15 +20,17 @@
 //! iam/               IAM roles and STS GetCallerIdentity (query protocol), role events
 //! ```
 //! Dependencies point one way: `main → server → {gateway, codepipeline, s3, iam} → {aws, eventstore}`.
-//! Inside the service, `api → {actors, views}`, `actors → {pipeline aggregate, eventstore}`,
-//! `views → events`. The aggregate knows no I/O, no actix and no HTTP; only `api` knows AWS
-//! error codes.
+//! Inside the service, `api → {actors, views}`, `actors → {aggregates, actions, eventstore}`,
+//! `actions → s3::objects`, `views → events`. The aggregates know no I/O, no actix and no HTTP;
+//! only `api` knows AWS error codes.
 //!
 //! # Data flow
 //! A write goes to the pipeline's actor, which asks the pure aggregate for events, appends them
 //! to the event log, waits until they are durable (one flush shared by concurrent writers),
-//! updates the read views and answers. A read goes straight to the views. At startup the views
-//! are rebuilt by folding the whole log.
+//! offers them to the read views (every `Projection`) and answers. A read goes straight to the
+//! views. An execution is an `ExecutionActor` doing the same with the execution aggregate; the
+//! actions its events start run as tasks that report back with a command. At startup the views
+//! are rebuilt by folding the whole log, and running executions are resumed.
 
 pub mod aws;
 pub mod codepipeline;

@@ -117,6 +117,14 @@ pub enum ExecutionEvent {
         /// When.
         at: f64,
     },
+    /// The execution wants to enter a stage and waits until the pipeline lets it (a stage runs one
+    /// execution at a time in SUPERSEDED and QUEUED modes).
+    StageWaiting {
+        /// Stage name.
+        stage: String,
+        /// When.
+        at: f64,
+    },
     /// A stage was entered.
     StageStarted {
         /// Stage name.
@@ -274,6 +282,9 @@ pub struct Execution {
     /// The reason given to StopPipelineExecution.
     #[serde(default)]
     pub stop_reason: Option<String>,
+    /// The stage the execution waits to enter.
+    #[serde(default)]
+    pub waiting: Option<String>,
     /// Trigger.
     pub trigger: Option<Trigger>,
     /// Pipeline variables.
@@ -317,6 +328,16 @@ pub enum ExecutionCommand {
         client_request_token: Option<String>,
         /// Region.
         region: String,
+    },
+    /// The pipeline lets the execution into the stage it waits for.
+    EnterStage {
+        /// Stage name.
+        stage: String,
+    },
+    /// A newer execution took the waiting place: this one ends as `Superseded`.
+    Supersede {
+        /// The newer execution.
+        by: String,
     },
     /// The pipeline was updated: a running execution ends as `Cancelled`, its running actions
     /// abandoned.
@@ -399,6 +420,22 @@ pub fn handle(
             };
             apply(&mut s, &started);
             return Ok(advance(s, started, now, new_id));
+        }
+        ExecutionCommand::EnterStage { stage } => {
+            if state.status != "InProgress" || state.waiting.as_deref() != Some(stage.as_str()) {
+                return Ok(vec![]);
+            }
+            ExecutionEvent::StageStarted { stage, at: now }
+        }
+        ExecutionCommand::Supersede { by } => {
+            if state.status != "InProgress" || state.waiting.is_none() {
+                return Ok(vec![]);
+            }
+            return Ok(vec![ExecutionEvent::Finished {
+                status: "Superseded".into(),
+                summary: Some(format!("Superseded by a newer execution, {by}")),
+                at: now,
+            }]);
         }
         ExecutionCommand::Cancel { reason } => {
             if !matches!(state.status.as_str(), "InProgress" | "Stopping") {
@@ -572,12 +609,15 @@ fn next_event(
         return None;
     }
     let declared = stages(&s.declaration);
-    let Some((stage_name, stage_status)) = s.stages.last() else {
-        let first = declared.first()?["name"].as_str()?.to_string();
-        return Some(ExecutionEvent::StageStarted {
-            stage: first,
+    // Entering a stage is asked for, then granted by the pipeline (EnterStage).
+    let enter = |stage: &str| {
+        (s.waiting.as_deref() != Some(stage)).then(|| ExecutionEvent::StageWaiting {
+            stage: stage.to_string(),
             at: now,
-        });
+        })
+    };
+    let Some((stage_name, stage_status)) = s.stages.last() else {
+        return enter(declared.first()?["name"].as_str()?);
     };
     let index = declared
         .iter()
@@ -599,17 +639,14 @@ fn next_event(
         });
     }
     if stage_status == "Succeeded" {
-        return Some(match declared.get(index + 1) {
-            Some(next) => ExecutionEvent::StageStarted {
-                stage: next["name"].as_str().unwrap_or_default().to_string(),
-                at: now,
-            },
-            None => ExecutionEvent::Finished {
+        return match declared.get(index + 1) {
+            Some(next) => enter(next["name"].as_str().unwrap_or_default()),
+            None => Some(ExecutionEvent::Finished {
                 status: "Succeeded".into(),
                 summary: None,
                 at: now,
-            },
-        });
+            }),
+        };
     }
     let stage = &declared[index];
     let runs: Vec<&ActionRun> = s.runs.iter().filter(|r| &r.stage == stage_name).collect();
@@ -819,7 +856,12 @@ pub fn apply(s: &mut Execution, event: &ExecutionEvent) {
                 ..Default::default()
             };
         }
+        ExecutionEvent::StageWaiting { stage, at } => {
+            s.waiting = Some(stage.clone());
+            s.updated = *at;
+        }
         ExecutionEvent::StageStarted { stage, at } => {
+            s.waiting = None;
             s.stages.push((stage.clone(), "InProgress".into()));
             s.updated = *at;
         }
@@ -993,8 +1035,20 @@ mod tests {
             ..Execution::default()
         };
         given.iter().for_each(|e| apply(&mut state, e));
-        let events = handle(&state, when, 5.0, &mut ids()).unwrap();
+        let mut events = handle(&state, when, 5.0, &mut ids()).unwrap();
         events.iter().for_each(|e| apply(&mut state, e));
+        // The pipeline lets it into every stage it asks for at once (as in PARALLEL mode).
+        while let (Some(stage), "InProgress") = (state.waiting.clone(), state.status.as_str()) {
+            let entered = handle(
+                &state,
+                ExecutionCommand::EnterStage { stage },
+                5.0,
+                &mut ids(),
+            )
+            .unwrap();
+            entered.iter().for_each(|e| apply(&mut state, e));
+            events.extend(entered);
+        }
         (state, events)
     }
 
@@ -1009,13 +1063,13 @@ mod tests {
     fn start_enters_the_first_stage_and_starts_its_first_group() {
         let (state, events) = given_when(&[], start());
         assert!(
-            matches!(&events[1], ExecutionEvent::StageStarted { stage, .. } if stage == "source")
+            matches!(&events[1], ExecutionEvent::StageWaiting { stage, .. } if stage == "source")
         );
         let ExecutionEvent::ActionStarted {
             action,
             planned_outputs,
             ..
-        } = &events[2]
+        } = &events[3]
         else {
             panic!("{events:?}")
         };
@@ -1024,7 +1078,7 @@ mod tests {
         let key = &planned_outputs[0].s3location.key;
         assert!(key.starts_with("pipeline-with-a-very/out/id"), "{key}");
         assert_eq!(key.rsplit('/').next().unwrap().len(), 7);
-        assert_eq!(events.len(), 3);
+        assert_eq!(events.len(), 4);
         assert_eq!(state.status, "InProgress");
     }
 
@@ -1191,6 +1245,33 @@ mod tests {
             handle(&stopped, abandon, 1.0, &mut ids()),
             Err(ExecutionRefusal::NotStoppable)
         );
+    }
+
+    #[test]
+    fn an_execution_waits_for_each_stage_and_a_waiting_one_can_be_superseded() {
+        let mut state = Execution {
+            declaration: declaration(),
+            ..Execution::default()
+        };
+        let events = handle(&state, start(), 1.0, &mut ids()).unwrap();
+        events.iter().for_each(|e| apply(&mut state, e));
+        assert_eq!(state.waiting.as_deref(), Some("source"));
+        assert!(state.runs.is_empty());
+        // Entering another stage than the one it waits for does nothing.
+        let wrong = ExecutionCommand::EnterStage {
+            stage: "deploy".into(),
+        };
+        assert_eq!(handle(&state, wrong, 1.0, &mut ids()), Ok(vec![]));
+        let superseded = handle(
+            &state,
+            ExecutionCommand::Supersede { by: "newer".into() },
+            1.0,
+            &mut ids(),
+        )
+        .unwrap();
+        superseded.iter().for_each(|e| apply(&mut state, e));
+        assert_eq!(state.status, "Superseded");
+        assert!(state.summary.as_ref().unwrap().contains("newer"));
     }
 
     #[test]

@@ -3,10 +3,11 @@
 //! # LIMITATIONS
 //! Where codepipeline-local differs from AWS CodePipeline today:
 //! - Pipelines run with the S3 source, S3 deploy and manual approval actions; other providers fail
-//!   their action with a message naming them. Stop, approvals and UpdatePipeline's cancelling of
-//!   running executions work. Execution modes are not applied yet (every execution runs on its own,
-//!   as in PARALLEL); stage transitions, job workers, webhooks, retries and rollbacks answer
-//!   `NotImplementedException` (HTTP 501) naming the operation.
+//!   their action with a message naming them. Stop, approvals, execution modes and UpdatePipeline's
+//!   cancelling of running executions work; stage transitions, job workers, webhooks, retries and
+//!   rollbacks answer `NotImplementedException` (HTTP 501) naming the operation.
+//! - The stage locks of SUPERSEDED and QUEUED modes are kept in memory and rebuilt from the log at
+//!   startup; waiting executions ask again in the order they started.
 //! - Custom action types cannot be registered yet, so declarations using `owner: Custom` are refused.
 //! - The IAM role in `roleArn` is checked for existence and trust only when `iam_enforce_roles`
 //!   is on (off by default, as in LocalStack).

@@ -1047,3 +1047,257 @@ async fn a_pipeline_created_again_starts_without_the_old_history() {
         Some(new.as_str())
     );
 }
+
+/// The status of every execution of `pipeline`, oldest first.
+async fn statuses(
+    cp: &aws_sdk_codepipeline::Client,
+    pipeline: &str,
+) -> Vec<(String, PipelineExecutionStatus)> {
+    let list = cp
+        .list_pipeline_executions()
+        .pipeline_name(pipeline)
+        .send()
+        .await
+        .unwrap();
+    let mut out: Vec<_> = list
+        .pipeline_execution_summaries()
+        .iter()
+        .map(|s| {
+            (
+                s.pipeline_execution_id().unwrap().to_string(),
+                s.status().unwrap().clone(),
+            )
+        })
+        .collect();
+    out.reverse();
+    out
+}
+
+/// Waits (at most 30 s) until `check` holds for the pipeline's action executions.
+async fn until_actions(
+    cp: &aws_sdk_codepipeline::Client,
+    pipeline: &str,
+    check: impl Fn(&[aws_sdk_codepipeline::types::ActionExecutionDetail]) -> bool,
+) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let list = cp
+            .list_action_executions()
+            .pipeline_name(pipeline)
+            .send()
+            .await
+            .unwrap();
+        if check(list.action_execution_details()) {
+            return;
+        }
+        if Instant::now() >= deadline {
+            let seen: Vec<_> = list
+                .action_execution_details()
+                .iter()
+                .map(|d| {
+                    (
+                        d.pipeline_execution_id().unwrap_or_default().to_string(),
+                        d.stage_name().unwrap_or_default().to_string(),
+                        d.status().cloned(),
+                    )
+                })
+                .collect();
+            panic!("the actions of {pipeline} never got there: {seen:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// How many runs of the approval are waiting.
+fn waiting_approvals(details: &[aws_sdk_codepipeline::types::ActionExecutionDetail]) -> usize {
+    details
+        .iter()
+        .filter(|d| {
+            d.stage_name() == Some("gate") && d.status() == Some(&ActionExecutionStatus::InProgress)
+        })
+        .count()
+}
+
+/// How many source runs succeeded.
+fn sources_done(details: &[aws_sdk_codepipeline::types::ActionExecutionDetail]) -> usize {
+    details
+        .iter()
+        .filter(|d| {
+            d.stage_name() == Some("stage1")
+                && d.status() == Some(&ActionExecutionStatus::Succeeded)
+        })
+        .count()
+}
+
+async fn start(cp: &aws_sdk_codepipeline::Client, pipeline: &str) -> String {
+    cp.start_pipeline_execution()
+        .name(pipeline)
+        .send()
+        .await
+        .unwrap()
+        .pipeline_execution_id()
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test]
+async fn superseded_mode_lets_a_newer_execution_take_the_waiting_place() {
+    use aws_sdk_codepipeline::types::ApprovalStatus;
+    let server = Server::start();
+    let (cp, s3) = (server.codepipeline(), server.s3());
+    tutorial_buckets(&s3).await;
+    create(&server, approval_declaration("superseded"));
+    let first_token = approval_token(&cp, "superseded").await;
+    let first = latest_execution(&cp, "superseded").await;
+    let second = start(&cp, "superseded").await;
+    until_actions(&cp, "superseded", |d| sources_done(d) == 2).await;
+    let third = start(&cp, "superseded").await;
+    until_actions(&cp, "superseded", |d| sources_done(d) == 3).await;
+    assert_eq!(
+        finished(&cp, "superseded", &second).await,
+        PipelineExecutionStatus::Superseded
+    );
+    // Only the first is in the gate stage.
+    until_actions(&cp, "superseded", |d| waiting_approvals(d) == 1).await;
+    approval(&cp, "superseded", &first_token, ApprovalStatus::Approved)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        finished(&cp, "superseded", &first).await,
+        PipelineExecutionStatus::Succeeded
+    );
+    // The third entered the gate when the first left it.
+    let third_token = approval_token(&cp, "superseded").await;
+    assert_ne!(third_token, first_token);
+    approval(&cp, "superseded", &third_token, ApprovalStatus::Approved)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        finished(&cp, "superseded", &third).await,
+        PipelineExecutionStatus::Succeeded
+    );
+    let all: Vec<PipelineExecutionStatus> = statuses(&cp, "superseded")
+        .await
+        .into_iter()
+        .map(|(_, s)| s)
+        .collect();
+    assert_eq!(
+        all,
+        [
+            PipelineExecutionStatus::Succeeded,
+            PipelineExecutionStatus::Superseded,
+            PipelineExecutionStatus::Succeeded
+        ]
+    );
+}
+
+#[tokio::test]
+async fn queued_mode_runs_waiting_executions_in_turn() {
+    use aws_sdk_codepipeline::types::ApprovalStatus;
+    let server = Server::start();
+    let (cp, s3) = (server.codepipeline(), server.s3());
+    tutorial_buckets(&s3).await;
+    let mut decl = approval_declaration("queued");
+    decl["pipelineType"] = "V2".into();
+    decl["executionMode"] = "QUEUED".into();
+    create(&server, decl);
+    approval_token(&cp, "queued").await;
+    start(&cp, "queued").await;
+    start(&cp, "queued").await;
+    until_actions(&cp, "queued", |d| sources_done(d) == 3).await;
+    for _ in 0..3 {
+        until_actions(&cp, "queued", |d| waiting_approvals(d) == 1).await;
+        let token = approval_token(&cp, "queued").await;
+        approval(&cp, "queued", &token, ApprovalStatus::Approved)
+            .send()
+            .await
+            .unwrap();
+        // Wait until this approval is recorded before answering the next one.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while approval_token_now(&cp, "queued").await.as_deref() == Some(token.as_str()) {
+            assert!(Instant::now() < deadline, "the approval was not recorded");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    for (id, _) in statuses(&cp, "queued").await {
+        assert_eq!(
+            finished(&cp, "queued", &id).await,
+            PipelineExecutionStatus::Succeeded
+        );
+    }
+}
+
+/// The token of the approval waiting now, if one waits.
+async fn approval_token_now(cp: &aws_sdk_codepipeline::Client, pipeline: &str) -> Option<String> {
+    let state = cp.get_pipeline_state().name(pipeline).send().await.unwrap();
+    state.stage_states()[1].action_states()[0]
+        .latest_execution()
+        .and_then(|e| e.token())
+        .map(str::to_string)
+}
+
+#[tokio::test]
+async fn parallel_mode_runs_executions_side_by_side() {
+    let server = Server::start();
+    let (cp, s3) = (server.codepipeline(), server.s3());
+    tutorial_buckets(&s3).await;
+    let mut decl = approval_declaration("parallel-mode");
+    decl["pipelineType"] = "V2".into();
+    decl["executionMode"] = "PARALLEL".into();
+    create(&server, decl);
+    start(&cp, "parallel-mode").await;
+    start(&cp, "parallel-mode").await;
+    until_actions(&cp, "parallel-mode", |d| waiting_approvals(d) == 3).await;
+}
+
+#[tokio::test]
+async fn stage_locks_and_waiting_executions_survive_kill_9() {
+    use aws_sdk_codepipeline::types::ApprovalStatus;
+    let server = Server::start();
+    let (cp, s3) = (server.codepipeline(), server.s3());
+    tutorial_buckets(&s3).await;
+    create(&server, approval_declaration("locked"));
+    let first_token = approval_token(&cp, "locked").await;
+    let first = latest_execution(&cp, "locked").await;
+    let second = start(&cp, "locked").await;
+    until_actions(&cp, "locked", |d| sources_done(d) == 2).await;
+    let dir = server.data_dir.clone();
+    let _tmp = server.kill9();
+
+    let restarted = Server::start_in(&dir);
+    let cp = restarted.codepipeline();
+    // The first still holds the gate; the second still waits for it.
+    assert_eq!(approval_token(&cp, "locked").await, first_token);
+    until_actions(&cp, "locked", |d| waiting_approvals(d) == 1).await;
+    approval(&cp, "locked", &first_token, ApprovalStatus::Approved)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        finished(&cp, "locked", &first).await,
+        PipelineExecutionStatus::Succeeded
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let second_token = loop {
+        match approval_token_now(&cp, "locked").await {
+            Some(t) if t != first_token => break t,
+            _ => {
+                assert!(
+                    Instant::now() < deadline,
+                    "the second execution never entered the gate"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    approval(&cp, "locked", &second_token, ApprovalStatus::Approved)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        finished(&cp, "locked", &second).await,
+        PipelineExecutionStatus::Succeeded
+    );
+}

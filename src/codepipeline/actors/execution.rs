@@ -32,11 +32,14 @@ struct ActionDone {
 /// Drives one execution.
 pub struct ExecutionActor {
     stream: String,
+    /// `<account>:<region>:<pipeline>`: the pipeline whose stage gates this execution passes.
+    pipeline_key: String,
     state: Execution,
     sequence: u64,
     store: Arc<dyn EventStore>,
     views: Arc<ExecutionViews>,
     context: ActionContext,
+    gates: Arc<StageGates>,
 }
 
 impl Actor for ExecutionActor {
@@ -54,10 +57,26 @@ impl Actor for ExecutionActor {
         for id in running {
             self.launch(&id, ctx);
         }
+        if let Some(stage) = self.state.waiting.clone() {
+            if self.state.status == "InProgress" {
+                self.want(&stage, ctx);
+            }
+        }
     }
 }
 
 impl ExecutionActor {
+    /// Asks the pipeline's gates to let this execution into `stage`.
+    fn want(&self, stage: &str, ctx: &mut Context<Self>) {
+        self.gates.want(
+            &self.pipeline_key,
+            &self.state.execution_mode,
+            stage,
+            &self.state.id,
+            ctx.address(),
+        );
+    }
+
     /// Starts the executor of an action run as a task that reports back to this actor.
     fn launch(&self, action_execution_id: &str, ctx: &mut Context<Self>) {
         let Some(run) = self
@@ -91,9 +110,7 @@ impl ExecutionActor {
             |r| -> ResponseActFuture<Self, Result<(), CommandError>> { Box::pin(fut::ready(r)) };
         let declaration = match &command {
             ExecutionCommand::Start { declaration, .. } => Some(declaration.clone()),
-            ExecutionCommand::Stop { .. }
-            | ExecutionCommand::Cancel { .. }
-            | ExecutionCommand::Complete { .. } => None,
+            _ => None,
         };
         let mut new_id = || uuid::Uuid::new_v4().to_string();
         let events =
@@ -135,8 +152,14 @@ impl ExecutionActor {
                             {
                                 act.launch(action_execution_id, ctx);
                             }
+                            if let ExecutionEvent::StageWaiting { stage, .. } = event {
+                                if act.state.status == "InProgress" {
+                                    act.want(stage, ctx);
+                                }
+                            }
                         }
                         if !matches!(act.state.status.as_str(), "InProgress" | "Stopping") {
+                            act.gates.left(&act.pipeline_key, &act.state.id);
                             ctx.stop();
                         }
                         Ok(())
@@ -199,6 +222,7 @@ pub struct StartRequest {
 
 /// Starts and resumes execution actors, spread over arbiters of their own (one per core).
 pub struct ExecutionRegistry {
+    gates: Arc<StageGates>,
     arbiters: Vec<ArbiterHandle>,
     next: std::sync::atomic::AtomicUsize,
     actors: Mutex<HashMap<String, Addr<ExecutionActor>>>,
@@ -217,6 +241,7 @@ impl ExecutionRegistry {
     ) -> Self {
         assert!(!arbiters.is_empty(), "executions need an arbiter");
         ExecutionRegistry {
+            gates: Arc::new(StageGates::default()),
             arbiters,
             next: std::sync::atomic::AtomicUsize::new(0),
             actors: Mutex::new(HashMap::new()),
@@ -226,9 +251,17 @@ impl ExecutionRegistry {
         }
     }
 
-    fn spawn(&self, stream: String, state: Execution, sequence: u64) -> Addr<ExecutionActor> {
+    fn spawn(
+        &self,
+        pipeline_key: String,
+        stream: String,
+        state: Execution,
+        sequence: u64,
+    ) -> Addr<ExecutionActor> {
         let actor = ExecutionActor {
             stream: stream.clone(),
+            pipeline_key,
+            gates: self.gates.clone(),
             state,
             sequence,
             store: self.store.clone(),
@@ -256,7 +289,12 @@ impl ExecutionRegistry {
     fn prepare(&self, request: StartRequest) -> (String, Addr<ExecutionActor>, ExecutionCommand) {
         let id = uuid::Uuid::new_v4().to_string();
         let stream = execution_stream(&request.account, &request.region, &request.pipeline, &id);
-        let addr = self.spawn(stream, Execution::default(), 0);
+        let key = crate::codepipeline::views::executions::pipeline_key(
+            &request.account,
+            &request.region,
+            &request.pipeline,
+        );
+        let addr = self.spawn(key, stream, Execution::default(), 0);
         let command = ExecutionCommand::Start {
             execution_id: id.clone(),
             pipeline: request.pipeline,
@@ -308,7 +346,9 @@ impl ExecutionRegistry {
 
     /// Resumes every execution the views say is running (at startup).
     pub fn resume_all(&self) -> Result<usize, CommandError> {
-        let running = self.views.running();
+        let mut running = self.views.running();
+        // Waiting executions ask for their stage in the order they started.
+        running.sort_by(|a, b| a.1.started.total_cmp(&b.1.started));
         let mut resumed = 0;
         for (key, execution) in &running {
             let (account, rest) = key.split_once(':').unwrap_or_default();
@@ -342,9 +382,155 @@ impl ExecutionRegistry {
                 }
             }
             log::info!("resuming execution {} of pipeline {pipeline}", execution.id);
-            self.spawn(stream, state, sequence);
+            // It is in the stage it entered last, unless that is done and it waits for the next.
+            if let Some((stage, "InProgress")) = state.stages.last().map(|(s, st)| (s, st.as_str()))
+            {
+                self.gates.hold(key, stage, &state.id);
+            }
+            self.spawn(key.clone(), stream, state, sequence);
             resumed += 1;
         }
         Ok(resumed)
+    }
+}
+
+/// Which execution is in each stage of each pipeline, and which wait to enter: a stage runs one
+/// execution at a time in SUPERSEDED and QUEUED modes. In SUPERSEDED mode a newer execution
+/// takes the place of one waiting (which ends as Superseded); in QUEUED mode they wait in turn;
+/// in PARALLEL mode every execution enters at once. Kept in memory and rebuilt from the views at
+/// startup.
+#[derive(Default)]
+pub struct StageGates {
+    pipelines: Mutex<HashMap<String, Gate>>,
+}
+
+#[derive(Default)]
+struct Gate {
+    /// Stage → the execution in it.
+    holders: HashMap<String, String>,
+    /// Stage → executions waiting to enter, first first.
+    waiting: HashMap<String, std::collections::VecDeque<(String, Addr<ExecutionActor>)>>,
+}
+
+/// Commands to send once the gates' lock is released.
+type Sends = Vec<(Addr<ExecutionActor>, ExecutionCommand)>;
+
+impl Gate {
+    /// Takes `stage` for `execution` (which left its previous stage when it began to wait).
+    fn grant(
+        &mut self,
+        stage: &str,
+        execution: &str,
+        addr: Addr<ExecutionActor>,
+        sends: &mut Sends,
+    ) {
+        self.holders
+            .insert(stage.to_string(), execution.to_string());
+        sends.push((
+            addr,
+            ExecutionCommand::EnterStage {
+                stage: stage.to_string(),
+            },
+        ));
+    }
+
+    /// `execution` leaves the stage it is in, if any.
+    fn release(&mut self, execution: &str, sends: &mut Sends) {
+        let held: Vec<String> = self
+            .holders
+            .iter()
+            .filter(|(_, e)| e.as_str() == execution)
+            .map(|(s, _)| s.clone())
+            .collect();
+        for stage in held {
+            self.holders.remove(&stage);
+            self.promote(&stage, sends);
+        }
+    }
+
+    /// Lets the first waiter into a free stage.
+    fn promote(&mut self, stage: &str, sends: &mut Sends) {
+        if self.holders.contains_key(stage) {
+            return;
+        }
+        let next = self.waiting.get_mut(stage).and_then(|q| q.pop_front());
+        if let Some((execution, addr)) = next {
+            self.grant(stage, &execution, addr, sends);
+        }
+    }
+}
+
+impl StageGates {
+    /// Records that `execution` is in `stage` (resuming at startup).
+    pub fn hold(&self, pipeline: &str, stage: &str, execution: &str) {
+        let mut pipelines = self.pipelines.lock().expect("stage gates");
+        let gate = pipelines.entry(pipeline.to_string()).or_default();
+        gate.holders
+            .insert(stage.to_string(), execution.to_string());
+    }
+
+    /// `execution` asks to enter `stage`; it is let in now or when its turn comes.
+    pub fn want(
+        &self,
+        pipeline: &str,
+        mode: &str,
+        stage: &str,
+        execution: &str,
+        addr: Addr<ExecutionActor>,
+    ) {
+        let mut sends = Sends::new();
+        if mode == "PARALLEL" {
+            sends.push((
+                addr,
+                ExecutionCommand::EnterStage {
+                    stage: stage.to_string(),
+                },
+            ));
+        } else {
+            let mut pipelines = self.pipelines.lock().expect("stage gates");
+            let gate = pipelines.entry(pipeline.to_string()).or_default();
+            // A waiting execution leaves the stage it finished: others may run it meanwhile.
+            gate.release(execution, &mut sends);
+            let free = !gate.holders.contains_key(stage)
+                && gate.waiting.get(stage).is_none_or(|q| q.is_empty());
+            if free {
+                gate.grant(stage, execution, addr, &mut sends);
+            } else {
+                let queue = gate.waiting.entry(stage.to_string()).or_default();
+                if mode != "QUEUED" {
+                    for (older, older_addr) in queue.drain(..) {
+                        log::debug!("execution {older} is superseded by {execution}");
+                        sends.push((
+                            older_addr,
+                            ExecutionCommand::Supersede {
+                                by: execution.to_string(),
+                            },
+                        ));
+                    }
+                }
+                queue.push_back((execution.to_string(), addr));
+            }
+        }
+        for (addr, command) in sends {
+            addr.do_send(Command(command));
+        }
+    }
+
+    /// `execution` ended: it leaves its stage and every queue.
+    pub fn left(&self, pipeline: &str, execution: &str) {
+        let mut sends = Sends::new();
+        {
+            let mut pipelines = self.pipelines.lock().expect("stage gates");
+            let Some(gate) = pipelines.get_mut(pipeline) else {
+                return;
+            };
+            for queue in gate.waiting.values_mut() {
+                queue.retain(|(e, _)| e != execution);
+            }
+            gate.release(execution, &mut sends);
+        }
+        for (addr, command) in sends {
+            addr.do_send(Command(command));
+        }
     }
 }

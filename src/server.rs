@@ -123,6 +123,9 @@ pub async fn run(
             objects: pipeline_objects,
         },
     );
+    for (pipeline, stage) in views.disabled_transitions() {
+        executions.gates.set_transition(&pipeline, &stage, false);
+    }
     let resumed = executions
         .resume_all()
         .map_err(|e| format!("cannot resume executions: {e:?}"))?;

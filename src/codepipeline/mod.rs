@@ -3,9 +3,10 @@
 //! # LIMITATIONS
 //! Where codepipeline-local differs from AWS CodePipeline today:
 //! - Pipelines run with the S3 source, S3 deploy and manual approval actions; other providers fail
-//!   their action with a message naming them. Stop, approvals, execution modes and UpdatePipeline's
-//!   cancelling of running executions work; stage transitions, job workers, webhooks, retries and
-//!   rollbacks answer `NotImplementedException` (HTTP 501) naming the operation.
+//!   their action with a message naming them. Stop, approvals, execution modes, inbound stage
+//!   transitions and UpdatePipeline's cancelling of running executions work; job workers,
+//!   webhooks, retries and rollbacks answer `NotImplementedException` (HTTP 501) naming the
+//!   operation. Only inbound transitions can be disabled.
 //! - The stage locks of SUPERSEDED and QUEUED modes are kept in memory and rebuilt from the log at
 //!   startup; waiting executions ask again in the order they started.
 //! - Custom action types cannot be registered yet, so declarations using `owner: Custom` are refused.

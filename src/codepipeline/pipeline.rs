@@ -34,6 +34,21 @@ pub enum PipelineEvent {
     Untagged(Untagged),
     /// The pipeline was deleted.
     Deleted(Deleted),
+    /// A stage's inbound transition was disabled or enabled.
+    Transition(Transition),
+}
+
+/// Payload of `PipelineTransitionChanged`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Transition {
+    /// The stage whose inbound transition changed.
+    pub stage: String,
+    /// Whether executions may now enter it.
+    pub enabled: bool,
+    /// The reason given when disabling.
+    pub reason: Option<String>,
+    /// When.
+    pub at: f64,
 }
 
 /// Payload of `PipelineCreated`.
@@ -90,6 +105,7 @@ impl PipelineEvent {
             PipelineEvent::Tagged(_) => "PipelineTagged",
             PipelineEvent::Untagged(_) => "PipelineUntagged",
             PipelineEvent::Deleted(_) => "PipelineDeleted",
+            PipelineEvent::Transition(_) => "PipelineTransitionChanged",
         }
     }
 
@@ -112,6 +128,9 @@ impl PipelineEvent {
             "PipelineTagged" => Tagged::deserialize(data).map(PipelineEvent::Tagged),
             "PipelineUntagged" => Untagged::deserialize(data).map(PipelineEvent::Untagged),
             "PipelineDeleted" => Deleted::deserialize(data).map(PipelineEvent::Deleted),
+            "PipelineTransitionChanged" => {
+                Transition::deserialize(data).map(PipelineEvent::Transition)
+            }
             _ => return None,
         };
         match parsed {
@@ -175,6 +194,17 @@ pub enum PipelineCommand {
     Tag(Vec<Tag>),
     /// UntagResource.
     Untag(Vec<String>),
+    /// Disable/EnableStageTransition (inbound).
+    SetTransition {
+        /// Stage.
+        stage: String,
+        /// Enable or disable.
+        enabled: bool,
+        /// Reason (disabling).
+        reason: Option<String>,
+        /// Now.
+        at: f64,
+    },
 }
 
 /// Why a command was refused.
@@ -244,6 +274,20 @@ pub fn handle(
         (PipelineCommand::Untag(keys), Some(_)) => {
             Ok(vec![PipelineEvent::Untagged(Untagged { keys })])
         }
+        (
+            PipelineCommand::SetTransition {
+                stage,
+                enabled,
+                reason,
+                at,
+            },
+            Some(_),
+        ) => Ok(vec![PipelineEvent::Transition(Transition {
+            stage,
+            enabled,
+            reason,
+            at,
+        })]),
     }
 }
 
@@ -272,6 +316,7 @@ pub fn apply(state: &mut PipelineState, event: &PipelineEvent) {
                 live.tags.retain(|t| !u.keys.contains(&t.key));
             }
         }
+        PipelineEvent::Transition(_) => {}
     }
 }
 

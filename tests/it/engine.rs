@@ -1301,3 +1301,103 @@ async fn stage_locks_and_waiting_executions_survive_kill_9() {
         PipelineExecutionStatus::Succeeded
     );
 }
+
+#[tokio::test]
+async fn a_disabled_transition_holds_executions_until_it_is_enabled() {
+    use aws_sdk_codepipeline::types::StageTransitionType;
+    let server = Server::start();
+    let (cp, s3) = (server.codepipeline(), server.s3());
+    tutorial_buckets(&s3).await;
+    create(&server, tutorial_declaration("held"));
+    let first = latest_execution(&cp, "held").await;
+    finished(&cp, "held", &first).await;
+    cp.disable_stage_transition()
+        .pipeline_name("held")
+        .stage_name("stage2")
+        .transition_type(StageTransitionType::Inbound)
+        .reason("release freeze")
+        .send()
+        .await
+        .unwrap();
+    let state = cp.get_pipeline_state().name("held").send().await.unwrap();
+    let transition = state.stage_states()[1].inbound_transition_state().unwrap();
+    assert!(!transition.enabled());
+    assert_eq!(transition.disabled_reason(), Some("release freeze"));
+    s3.delete_object()
+        .bucket("target-bucket")
+        .key("output-file")
+        .send()
+        .await
+        .unwrap();
+
+    let id = start(&cp, "held").await;
+    until_actions(&cp, "held", |d| sources_done(d) == 2).await;
+    // Held before stage2: still running, nothing deployed.
+    let e = cp
+        .get_pipeline_execution()
+        .pipeline_name("held")
+        .pipeline_execution_id(&id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        e.pipeline_execution().unwrap().status(),
+        Some(&PipelineExecutionStatus::InProgress)
+    );
+    assert!(s3
+        .head_object()
+        .bucket("target-bucket")
+        .key("output-file")
+        .send()
+        .await
+        .is_err());
+
+    // The hold survives a restart.
+    let dir = server.data_dir.clone();
+    let _tmp = server.kill9();
+    let restarted = Server::start_in(&dir);
+    let cp = restarted.codepipeline();
+    let state = cp.get_pipeline_state().name("held").send().await.unwrap();
+    assert!(!state.stage_states()[1]
+        .inbound_transition_state()
+        .unwrap()
+        .enabled());
+    let e = cp
+        .get_pipeline_execution()
+        .pipeline_name("held")
+        .pipeline_execution_id(&id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        e.pipeline_execution().unwrap().status(),
+        Some(&PipelineExecutionStatus::InProgress)
+    );
+
+    cp.enable_stage_transition()
+        .pipeline_name("held")
+        .stage_name("stage2")
+        .transition_type(StageTransitionType::Inbound)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        finished(&cp, "held", &id).await,
+        PipelineExecutionStatus::Succeeded
+    );
+    assert_eq!(
+        body(&restarted.s3(), "target-bucket", "output-file").await,
+        b"Hello LocalStack!\n"
+    );
+
+    let missing = cp
+        .disable_stage_transition()
+        .pipeline_name("held")
+        .stage_name("nowhere")
+        .transition_type(StageTransitionType::Inbound)
+        .reason("r")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&missing), "StageNotFoundException");
+}

@@ -222,7 +222,8 @@ pub struct StartRequest {
 
 /// Starts and resumes execution actors, spread over arbiters of their own (one per core).
 pub struct ExecutionRegistry {
-    gates: Arc<StageGates>,
+    /// The stage gates of every pipeline.
+    pub gates: Arc<StageGates>,
     arbiters: Vec<ArbiterHandle>,
     next: std::sync::atomic::AtomicUsize,
     actors: Mutex<HashMap<String, Addr<ExecutionActor>>>,
@@ -406,10 +407,25 @@ pub struct StageGates {
 
 #[derive(Default)]
 struct Gate {
-    /// Stage → the execution in it.
+    /// Stage → the execution in it (SUPERSEDED and QUEUED modes).
     holders: HashMap<String, String>,
-    /// Stage → executions waiting to enter, first first.
-    waiting: HashMap<String, std::collections::VecDeque<(String, Addr<ExecutionActor>)>>,
+    /// Stage → executions waiting to enter, first first, with their mode.
+    waiting: HashMap<String, std::collections::VecDeque<Waiter>>,
+    /// Stages whose inbound transition is disabled: nobody enters them.
+    disabled: std::collections::HashSet<String>,
+}
+
+/// An execution waiting before a stage.
+struct Waiter {
+    execution: String,
+    addr: Addr<ExecutionActor>,
+    mode: String,
+}
+
+fn enter(stage: &str) -> ExecutionCommand {
+    ExecutionCommand::EnterStage {
+        stage: stage.to_string(),
+    }
 }
 
 /// Commands to send once the gates' lock is released.
@@ -450,17 +466,52 @@ impl Gate {
 
     /// Lets the first waiter into a free stage.
     fn promote(&mut self, stage: &str, sends: &mut Sends) {
-        if self.holders.contains_key(stage) {
+        if self.disabled.contains(stage) {
             return;
         }
-        let next = self.waiting.get_mut(stage).and_then(|q| q.pop_front());
-        if let Some((execution, addr)) = next {
-            self.grant(stage, &execution, addr, sends);
+        loop {
+            let Some(queue) = self.waiting.get_mut(stage) else {
+                return;
+            };
+            let parallel = queue.front().is_some_and(|w| w.mode == "PARALLEL");
+            if parallel {
+                let waiter = queue.pop_front().expect("a front waiter");
+                sends.push((waiter.addr, enter(stage)));
+                continue;
+            }
+            if self.holders.contains_key(stage) {
+                return;
+            }
+            match queue.pop_front() {
+                Some(waiter) => {
+                    self.grant(stage, &waiter.execution, waiter.addr, sends);
+                    return;
+                }
+                None => return,
+            }
         }
     }
 }
 
 impl StageGates {
+    /// Opens or closes a stage's inbound transition; opening lets waiting executions in.
+    pub fn set_transition(&self, pipeline: &str, stage: &str, enabled: bool) {
+        let mut sends = Sends::new();
+        {
+            let mut pipelines = self.pipelines.lock().expect("stage gates");
+            let gate = pipelines.entry(pipeline.to_string()).or_default();
+            if enabled {
+                gate.disabled.remove(stage);
+                gate.promote(stage, &mut sends);
+            } else {
+                gate.disabled.insert(stage.to_string());
+            }
+        }
+        for (addr, command) in sends {
+            addr.do_send(Command(command));
+        }
+    }
+
     /// Records that `execution` is in `stage` (resuming at startup).
     pub fn hold(&self, pipeline: &str, stage: &str, execution: &str) {
         let mut pipelines = self.pipelines.lock().expect("stage gates");
@@ -479,36 +530,35 @@ impl StageGates {
         addr: Addr<ExecutionActor>,
     ) {
         let mut sends = Sends::new();
-        if mode == "PARALLEL" {
-            sends.push((
-                addr,
-                ExecutionCommand::EnterStage {
-                    stage: stage.to_string(),
-                },
-            ));
-        } else {
+        {
             let mut pipelines = self.pipelines.lock().expect("stage gates");
             let gate = pipelines.entry(pipeline.to_string()).or_default();
             // A waiting execution leaves the stage it finished: others may run it meanwhile.
             gate.release(execution, &mut sends);
-            let free = !gate.holders.contains_key(stage)
-                && gate.waiting.get(stage).is_none_or(|q| q.is_empty());
-            if free {
+            let open = !gate.disabled.contains(stage);
+            let queue_empty = gate.waiting.get(stage).is_none_or(|q| q.is_empty());
+            if open && mode == "PARALLEL" {
+                sends.push((addr, enter(stage)));
+            } else if open && !gate.holders.contains_key(stage) && queue_empty {
                 gate.grant(stage, execution, addr, &mut sends);
             } else {
                 let queue = gate.waiting.entry(stage.to_string()).or_default();
-                if mode != "QUEUED" {
-                    for (older, older_addr) in queue.drain(..) {
-                        log::debug!("execution {older} is superseded by {execution}");
+                if mode == "SUPERSEDED" {
+                    for older in queue.drain(..) {
+                        log::debug!("execution {} is superseded by {execution}", older.execution);
                         sends.push((
-                            older_addr,
+                            older.addr,
                             ExecutionCommand::Supersede {
                                 by: execution.to_string(),
                             },
                         ));
                     }
                 }
-                queue.push_back((execution.to_string(), addr));
+                queue.push_back(Waiter {
+                    execution: execution.to_string(),
+                    addr,
+                    mode: mode.to_string(),
+                });
             }
         }
         for (addr, command) in sends {
@@ -525,7 +575,7 @@ impl StageGates {
                 return;
             };
             for queue in gate.waiting.values_mut() {
-                queue.retain(|(e, _)| e != execution);
+                queue.retain(|w| w.execution != execution);
             }
             gate.release(execution, &mut sends);
         }

@@ -422,6 +422,13 @@ pub(super) fn handle_get_pipeline_state(
     let (declaration, version, created, updated) = current(svc, ctx, &input.name)?;
     let key = pipeline_key(&ctx.account_id, &ctx.region, &input.name);
     let executions = svc.execution_views.of_pipeline(&key);
+    let transitions = svc
+        .views
+        .with(
+            &pipeline_stream(&ctx.account_id, &ctx.region, &input.name),
+            |v| v.transitions.clone(),
+        )
+        .unwrap_or_default();
     let stages: Vec<Value> = declaration["stages"]
         .as_array()
         .into_iter()
@@ -463,9 +470,20 @@ pub(super) fn handle_get_pipeline_state(
                     state
                 })
                 .collect();
+            let changed_by = format!("arn:aws:iam::{}:root", ctx.account_id);
+            let transition = match transitions.get(name) {
+                Some(t) if !t.enabled => json!({
+                    "enabled": false,
+                    "disabledReason": t.reason.clone().unwrap_or_default(),
+                    "lastChangedAt": t.at,
+                    "lastChangedBy": changed_by,
+                }),
+                Some(t) => json!({"enabled": true, "lastChangedAt": t.at, "lastChangedBy": changed_by}),
+                None => json!({"enabled": true}),
+            };
             let mut state = json!({
                 "stageName": name,
-                "inboundTransitionState": {"enabled": true},
+                "inboundTransitionState": transition,
                 "actionStates": actions,
             });
             if let Some(latest) = latest {
@@ -645,4 +663,64 @@ pub(super) async fn handle_stop_pipeline_execution(
             "the stop could not be recorded: {e:?}"
         ))),
     }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TransitionInput {
+    pipeline_name: String,
+    stage_name: String,
+    transition_type: String,
+    reason: Option<String>,
+}
+
+/// DisableStageTransition and EnableStageTransition.
+pub(super) async fn handle_set_stage_transition(
+    svc: &CodePipelineService,
+    ctx: &RequestContext,
+    input: Value,
+    enabled: bool,
+) -> Reply {
+    let input: TransitionInput = from_value(input)?;
+    let (declaration, _, _, _) = current(svc, ctx, &input.pipeline_name)?;
+    let exists = declaration["stages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|s| s["name"] == input.stage_name.as_str());
+    if !exists {
+        return Err(AwsError::new(
+            "StageNotFoundException",
+            format!(
+                "Stage {} does not exist in pipeline {}",
+                input.stage_name, input.pipeline_name
+            ),
+        ));
+    }
+    if input.transition_type != "Inbound" {
+        return Err(AwsError::validation(format!(
+            "Transition type {} is not supported by codepipeline-local yet; Inbound is",
+            input.transition_type
+        )));
+    }
+    let stream = pipeline_stream(&ctx.account_id, &ctx.region, &input.pipeline_name);
+    let command = crate::codepipeline::pipeline::PipelineCommand::SetTransition {
+        stage: input.stage_name.clone(),
+        enabled,
+        reason: input.reason,
+        at: crate::aws::now_epoch(),
+    };
+    svc.registry.execute(&stream, command).await.map_err(|e| {
+        super::command_error(
+            e,
+            &input.pipeline_name,
+            &ctx.account_id,
+            "PipelineNotFoundException",
+        )
+    })?;
+    let key = pipeline_key(&ctx.account_id, &ctx.region, &input.pipeline_name);
+    svc.executions
+        .gates
+        .set_transition(&key, &input.stage_name, enabled);
+    reply(&json!({}))
 }

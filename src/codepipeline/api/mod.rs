@@ -170,14 +170,18 @@ async fn serve(
         GetPipelineState => executions::handle_get_pipeline_state(svc, ctx, input),
         PutApprovalResult => executions::handle_put_approval_result(svc, ctx, input).await,
         StopPipelineExecution => executions::handle_stop_pipeline_execution(svc, ctx, input).await,
+        DisableStageTransition => {
+            executions::handle_set_stage_transition(svc, ctx, input, false).await
+        }
+        EnableStageTransition => {
+            executions::handle_set_stage_transition(svc, ctx, input, true).await
+        }
         AcknowledgeJob
         | AcknowledgeThirdPartyJob
         | CreateCustomActionType
         | DeleteCustomActionType
         | DeleteWebhook
         | DeregisterWebhookWithThirdParty
-        | DisableStageTransition
-        | EnableStageTransition
         | GetActionType
         | GetJobDetails
         | GetThirdPartyJobDetails
@@ -224,6 +228,8 @@ impl Operation {
                 | GetPipelineState
                 | PutApprovalResult
                 | StopPipelineExecution
+                | DisableStageTransition
+                | EnableStageTransition
         )
     }
 }

@@ -45,6 +45,8 @@ pub struct PipelineView {
     pub tags: Vec<Tag>,
     /// The GetPipeline answer for the current version, serialised once per version.
     pub get_output: Bytes,
+    /// Stages whose inbound transition was changed, with the last change.
+    pub transitions: BTreeMap<String, super::pipeline::Transition>,
 }
 
 impl PipelineView {
@@ -147,6 +149,7 @@ impl PipelineViews {
                     updated: c.at,
                     tags: super::pipeline::merged(&[], &c.tags),
                     get_output,
+                    transitions: BTreeMap::new(),
                 };
                 map.insert(record.stream.clone(), view);
             }
@@ -178,6 +181,11 @@ impl PipelineViews {
             }
             PipelineEvent::Deleted(_) => {
                 map.remove(&record.stream);
+            }
+            PipelineEvent::Transition(t) => {
+                if let Some(view) = map.get_mut(&record.stream) {
+                    view.transitions.insert(t.stage.clone(), t);
+                }
             }
         }
     }
@@ -229,6 +237,23 @@ impl PipelineViews {
         let summaries: Vec<_> = page.iter().map(|v| v.summary()).collect();
         let json = serde_json::to_vec(&summaries).expect("summaries serialise");
         (json, next)
+    }
+
+    /// Every disabled inbound transition: (`<account>:<region>:<pipeline>`, stage).
+    pub fn disabled_transitions(&self) -> Vec<(String, String)> {
+        let map = self.pipelines.read().expect("views lock");
+        map.iter()
+            .flat_map(|(stream, view)| {
+                let key = stream
+                    .strip_prefix(PIPELINE_STREAM_PREFIX)
+                    .unwrap_or(stream)
+                    .to_string();
+                view.transitions
+                    .values()
+                    .filter(|t| !t.enabled)
+                    .map(move |t| (key.clone(), t.stage.clone()))
+            })
+            .collect()
     }
 
     /// How many pipelines there are in all.

@@ -107,11 +107,20 @@ fn main() {
     let pipelines: usize = env_or("BENCH_BURST_PIPELINES", 100);
     let executions: usize = env_or("BENCH_BURST_EXECUTIONS", 1000);
     for p in 0..pipelines {
-        let decl = DECLARATION.replacen(
-            "\"name\": \"pipeline\"",
-            &format!("\"name\": \"burst-{p}\""),
-            1,
-        );
+        // PARALLEL (V2): every execution of the burst runs; in SUPERSEDED mode most would be
+        // superseded, as on AWS.
+        let decl = DECLARATION
+            .replacen(
+                "\"name\": \"pipeline\"",
+                &format!("\"name\": \"burst-{p}\""),
+                1,
+            )
+            .replacen(
+                "\"executionMode\": \"SUPERSEDED\"",
+                "\"executionMode\": \"PARALLEL\"",
+                1,
+            )
+            .replacen("\"pipelineType\": \"V1\"", "\"pipelineType\": \"V2\"", 1);
         call(
             &server.addr,
             "CreatePipeline",

@@ -1332,7 +1332,10 @@ async fn a_disabled_transition_holds_executions_until_it_is_enabled() {
 
     let id = start(&cp, "held").await;
     until_actions(&cp, "held", |d| sources_done(d) == 2).await;
-    // Held before stage2: still running, nothing deployed.
+    // Held before stage2: still running, nothing deployed, shown as stage2's inbound execution.
+    let state = cp.get_pipeline_state().name("held").send().await.unwrap();
+    let inbound = state.stage_states()[1].inbound_execution().unwrap();
+    assert_eq!(inbound.pipeline_execution_id(), id.as_str());
     let e = cp
         .get_pipeline_execution()
         .pipeline_name("held")

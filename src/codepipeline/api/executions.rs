@@ -489,6 +489,17 @@ pub(super) fn handle_get_pipeline_state(
             if let Some(latest) = latest {
                 state["latestExecution"] = latest;
             }
+            // Executions waiting before the stage (its lock, or a disabled transition), oldest first.
+            let inbound: Vec<Value> = executions
+                .iter()
+                .rev()
+                .filter(|e| e.status == "InProgress" && e.waiting.as_deref() == Some(name))
+                .map(|e| json!({"pipelineExecutionId": e.id, "status": "InProgress", "type": "STANDARD"}))
+                .collect();
+            if let Some(first) = inbound.first() {
+                state["inboundExecution"] = first.clone();
+                state["inboundExecutions"] = inbound.clone().into();
+            }
             state
         })
         .collect();

@@ -208,6 +208,24 @@ fn list_keys(
     page
 }
 
+impl EmbeddedS3 {
+    /// A listing page of a bucket; see [`list_keys`].
+    fn page(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        delimiter: Option<&str>,
+        after: Option<&str>,
+        max: usize,
+    ) -> S3Result<Page> {
+        self.store
+            .with_bucket(bucket, |b| {
+                list_keys(&b.objects, prefix, delimiter, after, max)
+            })
+            .map_err(error)
+    }
+}
+
 fn object_entry(key: String, v: &Version) -> Object {
     Object {
         key: Some(key),
@@ -571,18 +589,13 @@ impl s3s::S3 for EmbeddedS3 {
         let input = req.input;
         let prefix = input.prefix.clone().unwrap_or_default();
         let max = max_keys(input.max_keys);
-        let page = self
-            .store
-            .with_bucket(&input.bucket, |b| {
-                list_keys(
-                    &b.objects,
-                    &prefix,
-                    input.delimiter.as_deref(),
-                    input.marker.as_deref(),
-                    max,
-                )
-            })
-            .map_err(error)?;
+        let page = self.page(
+            &input.bucket,
+            &prefix,
+            input.delimiter.as_deref(),
+            input.marker.as_deref(),
+            max,
+        )?;
         let next_marker = (page.truncated && input.delimiter.is_some())
             .then(|| page.next.clone())
             .flatten();
@@ -617,18 +630,13 @@ impl s3s::S3 for EmbeddedS3 {
             Some(token) => Some(decode_token(token)?),
             None => input.start_after.clone(),
         };
-        let page = self
-            .store
-            .with_bucket(&input.bucket, |b| {
-                list_keys(
-                    &b.objects,
-                    &prefix,
-                    input.delimiter.as_deref(),
-                    after.as_deref(),
-                    max,
-                )
-            })
-            .map_err(error)?;
+        let page = self.page(
+            &input.bucket,
+            &prefix,
+            input.delimiter.as_deref(),
+            after.as_deref(),
+            max,
+        )?;
         let count = page.keys.len() + page.prefixes.len();
         let next = page
             .truncated

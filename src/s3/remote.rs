@@ -68,6 +68,15 @@ fn unquote(etag: Option<&str>) -> String {
     etag.unwrap_or_default().trim_matches('"').to_string()
 }
 
+/// What an answer's headers say of the object.
+fn object_info(version_id: Option<&str>, etag: Option<&str>, length: Option<i64>) -> ObjectInfo {
+    ObjectInfo {
+        version_id: version_id.filter(|v| *v != "null").map(str::to_string),
+        etag: unquote(etag),
+        size: length.unwrap_or(0).max(0) as u64,
+    }
+}
+
 #[async_trait]
 impl ObjectStore for RemoteStore {
     async fn versioning(&self, bucket: &str) -> Result<Versioning, S3StoreError> {
@@ -115,14 +124,11 @@ impl ObjectStore for RemoteStore {
             .send()
             .await
             .map_err(remote_error)?;
-        Ok(ObjectInfo {
-            version_id: out
-                .version_id()
-                .filter(|v| *v != "null")
-                .map(str::to_string),
-            etag: unquote(out.e_tag()),
-            size: out.content_length().unwrap_or(0).max(0) as u64,
-        })
+        Ok(object_info(
+            out.version_id(),
+            out.e_tag(),
+            out.content_length(),
+        ))
     }
 
     async fn get(
@@ -140,14 +146,7 @@ impl ObjectStore for RemoteStore {
             .send()
             .await
             .map_err(remote_error)?;
-        let info = ObjectInfo {
-            version_id: out
-                .version_id()
-                .filter(|v| *v != "null")
-                .map(str::to_string),
-            etag: unquote(out.e_tag()),
-            size: out.content_length().unwrap_or(0).max(0) as u64,
-        };
+        let info = object_info(out.version_id(), out.e_tag(), out.content_length());
         let body = futures_util::stream::unfold(out.body, |mut body| async move {
             body.next()
                 .await

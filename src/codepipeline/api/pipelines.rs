@@ -203,10 +203,7 @@ struct NameInput {
 async fn cancel_running(svc: &CodePipelineService, ctx: &RequestContext, name: &str, reason: &str) {
     let key =
         crate::codepipeline::views::executions::pipeline_key(&ctx.account_id, &ctx.region, name);
-    for running in svc.execution_views.of_pipeline(&key) {
-        if !matches!(running.status.as_str(), "InProgress" | "Stopping") {
-            continue;
-        }
+    for running in svc.execution_views.running_of(&key) {
         let stream = crate::codepipeline::views::executions::execution_stream(
             &ctx.account_id,
             &ctx.region,

@@ -50,6 +50,8 @@ struct Inner {
     executions: HashMap<String, Stored>,
     /// Execution ids by pipeline key, oldest first.
     by_pipeline: HashMap<String, Vec<String>>,
+    /// (pipeline key, StartPipelineExecution's client request token) → execution id.
+    by_token: HashMap<(String, String), String>,
 }
 
 impl ExecutionViews {
@@ -68,6 +70,7 @@ impl ExecutionViews {
                 for id in inner.by_pipeline.remove(key).unwrap_or_default() {
                     inner.executions.remove(&id);
                 }
+                inner.by_token.retain(|(pipeline, _), _| pipeline != key);
             }
             return;
         }
@@ -81,12 +84,21 @@ impl ExecutionViews {
             return;
         };
         let mut inner = self.inner.write().expect("execution views lock");
-        if matches!(event, ExecutionEvent::Started { .. }) {
+        if let ExecutionEvent::Started {
+            client_request_token,
+            ..
+        } = &event
+        {
             inner
                 .by_pipeline
                 .entry(key.to_string())
                 .or_default()
                 .push(id.to_string());
+            if let Some(token) = client_request_token {
+                inner
+                    .by_token
+                    .insert((key.to_string(), token.clone()), id.to_string());
+            }
         }
         let stored = inner
             .executions
@@ -147,9 +159,25 @@ impl ExecutionViews {
     /// The execution a StartPipelineExecution with this token already started, if any.
     pub fn by_token(&self, key: &str, token: &str) -> Option<String> {
         let inner = self.inner.read().expect("execution views lock");
-        inner.by_pipeline.get(key)?.iter().find_map(|id| {
-            let e = inner.executions.get(id)?.execution()?;
-            (e.client_request_token.as_deref() == Some(token)).then(|| id.clone())
-        })
+        inner
+            .by_token
+            .get(&(key.to_string(), token.to_string()))
+            .cloned()
+    }
+
+    /// A pipeline's executions that have not ended, newest first (finished ones are not read).
+    pub fn running_of(&self, key: &str) -> Vec<Execution> {
+        let inner = self.inner.read().expect("execution views lock");
+        inner
+            .by_pipeline
+            .get(key)
+            .into_iter()
+            .flatten()
+            .rev()
+            .filter_map(|id| match inner.executions.get(id)? {
+                Stored::Running(e) => Some((**e).clone()),
+                Stored::Finished(_) => None,
+            })
+            .collect()
     }
 }

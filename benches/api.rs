@@ -3,7 +3,8 @@
 //! with 10,000 pipelines in the data dir.
 //!
 //! Run: `cargo bench --bench api` (BENCH_SECONDS sets the length of each load phase, default 5;
-//! BENCH_PIPELINES the size of the startup data set, default 10000). Results go in docs/benchmarks.md.
+//! BENCH_PIPELINES the size of the startup data set, default 10000; BENCH_DATA_DIR keeps that data
+//! set in a directory between runs). Results go in docs/benchmarks.md.
 
 mod common;
 
@@ -132,9 +133,12 @@ fn write_phases(phase: Duration) {
 
 /// Startup time and memory with a large data dir.
 fn startup_phase(startup_pipelines: usize) {
-    let big = tempfile::tempdir().unwrap();
-    {
-        let server = Proc::server(big.path());
+    // BENCH_DATA_DIR keeps the data set between runs: it is filled only when it does not exist.
+    let kept = std::env::var_os("BENCH_DATA_DIR").map(std::path::PathBuf::from);
+    let temp = tempfile::tempdir().unwrap();
+    let big = kept.clone().unwrap_or_else(|| temp.path().to_path_buf());
+    if kept.as_ref().is_none_or(|d| !d.exists()) {
+        let server = Proc::server(&big);
         let made = Arc::new(AtomicUsize::new(0));
         let start = Instant::now();
         let threads: Vec<_> = (0..CLIENTS)
@@ -166,7 +170,7 @@ fn startup_phase(startup_pipelines: usize) {
     let mut rss = String::new();
     for _ in 0..3 {
         let t = Instant::now();
-        let server = Proc::server(big.path());
+        let server = Proc::server(&big);
         startups.push(t.elapsed().as_secs_f64() * 1000.0);
         let (status, _) = Conn::open(&server.addr).call("ListPipelines", r#"{"maxResults":1000}"#);
         assert_eq!(status, 200);

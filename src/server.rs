@@ -60,7 +60,7 @@ pub async fn run(
             .map_err(|e| format!("cannot open the object store: {e:?}"))?,
     );
     let iam = Arc::new(Iam::new(store.clone()));
-    let execution_views = Arc::new(ExecutionViews::new());
+    let execution_views = Arc::new(ExecutionViews::new(store.clone()));
     crate::eventstore::replay(store.as_ref(), |record| {
         views.apply(record);
         execution_views.apply(record);
@@ -68,6 +68,7 @@ pub async fn run(
         iam.apply(record);
     })
     .map_err(|e| e.to_string())?;
+    store.release_memory().map_err(|e| e.to_string())?;
     log::info!(
         "loaded {} pipelines from {} events in {:.1} ms",
         views.len(),

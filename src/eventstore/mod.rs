@@ -181,6 +181,12 @@ pub trait EventStore: Send + Sync + 'static {
 
     /// The position of the last event of the log (0 when empty).
     fn last_position(&self) -> Result<u64, StoreError>;
+
+    /// Gives back memory the engine holds for data read so far (called after the replay at
+    /// startup). Nothing to do for most engines.
+    fn release_memory(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 #[cfg(test)]

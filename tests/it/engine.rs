@@ -510,33 +510,66 @@ async fn finished_executions_survive_kill_9() {
     create(&server, tutorial_declaration("pipeline"));
     let id = latest_execution(&cp, "pipeline").await;
     finished(&cp, "pipeline", &id).await;
-    let before = server
-        .call("ListActionExecutions", json!({"pipelineName": "pipeline"}))
-        .text();
-    let state_before = server
-        .call(
-            "ListPipelineExecutions",
-            json!({"pipelineName": "pipeline"}),
-        )
-        .text();
+    for _ in 0..2 {
+        let id = start(&cp, "pipeline").await;
+        finished(&cp, "pipeline", &id).await;
+    }
+    // Every answer that reads finished executions, before and after the restart.
+    let answers = |server: &Server| {
+        let mut pages = Vec::new();
+        let mut token = None;
+        loop {
+            let mut input = json!({"pipelineName": "pipeline", "maxResults": 1});
+            if let Some(t) = &token {
+                input["nextToken"] = json!(t);
+            }
+            let page = server.call("ListActionExecutions", input).json();
+            pages.push(page["actionExecutionDetails"][0].clone());
+            token = page["nextToken"].as_str().map(str::to_string);
+            if token.is_none() {
+                break;
+            }
+            assert!(pages.len() <= 6, "more pages than action executions");
+        }
+        [
+            server
+                .call("ListActionExecutions", json!({"pipelineName": "pipeline"}))
+                .text(),
+            server
+                .call("ListPipelineExecutions", json!({"pipelineName": "pipeline"}))
+                .text(),
+            server
+                .call(
+                    "GetPipelineExecution",
+                    json!({"pipelineName": "pipeline", "pipelineExecutionId": id}),
+                )
+                .text(),
+            server
+                .call("GetPipelineState", json!({"name": "pipeline"}))
+                .text(),
+            serde_json::to_string(&pages).unwrap(),
+        ]
+    };
+    let before = answers(&server);
+    // One page a run: all six runs, newest first, as in the unpaginated answer.
+    let all: serde_json::Value = serde_json::from_str(&before[0]).unwrap();
+    let paged: serde_json::Value = serde_json::from_str(&before[4]).unwrap();
+    assert_eq!(all["actionExecutionDetails"].as_array().unwrap().len(), 6);
+    assert_eq!(paged, all["actionExecutionDetails"]);
+    let state: serde_json::Value = serde_json::from_str(&before[3]).unwrap();
+    let newest = latest_execution(&cp, "pipeline").await;
+    assert_eq!(
+        state["stageStates"][1]["latestExecution"]["pipelineExecutionId"],
+        newest.as_str()
+    );
+    assert_eq!(
+        state["stageStates"][1]["actionStates"][0]["latestExecution"]["actionExecutionId"],
+        all["actionExecutionDetails"][0]["actionExecutionId"]
+    );
     let dir = server.data_dir.clone();
     let _tmp = server.kill9();
     let restarted = Server::start_in(&dir);
-    assert_eq!(
-        restarted
-            .call("ListActionExecutions", json!({"pipelineName": "pipeline"}))
-            .text(),
-        before
-    );
-    assert_eq!(
-        restarted
-            .call(
-                "ListPipelineExecutions",
-                json!({"pipelineName": "pipeline"})
-            )
-            .text(),
-        state_before
-    );
+    assert_eq!(answers(&restarted), before);
 }
 
 /// The tutorial with a manual approval stage between source and deploy.
@@ -1226,6 +1259,12 @@ async fn queued_mode_runs_waiting_executions_in_turn() {
             finished(&cp, "queued", &id).await,
             PipelineExecutionStatus::Succeeded
         );
+    }
+    let list = server
+        .call("ListPipelineExecutions", json!({"pipelineName": "queued"}))
+        .json();
+    for summary in list["pipelineExecutionSummaries"].as_array().unwrap() {
+        assert_eq!(summary["executionMode"], "QUEUED");
     }
 }
 

@@ -10,7 +10,7 @@ use super::{not_found_error, reply, token, Reply};
 use crate::aws::{json::from_value, AwsError, RequestContext};
 use crate::codepipeline::actors::execution::StartRequest;
 use crate::codepipeline::execution::{ActionRun, Execution, Trigger};
-use crate::codepipeline::views::executions::pipeline_key;
+use crate::codepipeline::views::executions::{pipeline_key, ExecutionSummary};
 use crate::codepipeline::views::pipeline_stream;
 use crate::codepipeline::CodePipelineService;
 
@@ -166,10 +166,18 @@ fn execution_of(
     id: &str,
 ) -> Result<Execution, AwsError> {
     current(svc, ctx, pipeline)?;
+    let key = pipeline_key(&ctx.account_id, &ctx.region, pipeline);
+    if svc.execution_views.pipeline_of(id).as_deref() != Some(key.as_str()) {
+        return Err(execution_not_found(id, pipeline));
+    }
+    load(svc, id)?.ok_or_else(|| execution_not_found(id, pipeline))
+}
+
+/// An execution, whole (a finished one is read back from the event log).
+fn load(svc: &CodePipelineService, id: &str) -> Result<Option<Execution>, AwsError> {
     svc.execution_views
         .get(id)
-        .filter(|e| e.pipeline == pipeline)
-        .ok_or_else(|| execution_not_found(id, pipeline))
+        .map_err(|e| AwsError::internal(format!("the execution could not be read: {e:?}")))
 }
 
 fn artifact_revisions(e: &Execution) -> Vec<Value> {
@@ -184,20 +192,20 @@ fn artifact_revisions(e: &Execution) -> Vec<Value> {
         .collect()
 }
 
-fn source_revisions(e: &Execution) -> Vec<Value> {
-    e.runs
+fn source_revisions(e: &ExecutionSummary) -> Vec<Value> {
+    e.source_revisions
         .iter()
-        .filter_map(|r| {
-            let revision = r.output.as_ref()?.revision.clone()?;
-            Some(json!({"actionName": r.action, "revisionId": revision, "revisionSummary": format!("Amazon S3 version id: {revision}")}))
-        })
+        .map(|(action, revision)| json!({"actionName": action, "revisionId": revision, "revisionSummary": format!("Amazon S3 version id: {revision}")}))
         .collect()
 }
 
-fn execution_mode(e: &Execution) -> &str {
-    e.declaration["executionMode"]
-        .as_str()
-        .unwrap_or("SUPERSEDED")
+/// The execution mode an execution runs in (`SUPERSEDED` for those recorded without one).
+fn execution_mode(mode: &str) -> &str {
+    if mode.is_empty() {
+        "SUPERSEDED"
+    } else {
+        mode
+    }
 }
 
 #[derive(Deserialize)]
@@ -222,7 +230,7 @@ pub(super) fn handle_get_pipeline_execution(
         "artifactRevisions": artifact_revisions(&e),
         "variables": e.variables.iter().map(|(k, v)| json!({"name": k, "resolvedValue": v})).collect::<Vec<_>>(),
         "trigger": e.trigger,
-        "executionMode": execution_mode(&e),
+        "executionMode": execution_mode(&e.execution_mode),
         "executionType": "STANDARD",
     });
     if let Some(summary) = &e.summary {
@@ -274,7 +282,7 @@ pub(super) fn handle_list_pipeline_executions(
     let input: ListExecutionsInput = from_value(input)?;
     current(svc, ctx, &input.pipeline_name)?;
     let key = pipeline_key(&ctx.account_id, &ctx.region, &input.pipeline_name);
-    let mut executions = svc.execution_views.of_pipeline(&key);
+    let mut executions = svc.execution_views.summaries(&key);
     if let Some(stage) = input
         .filter
         .as_ref()
@@ -302,7 +310,7 @@ pub(super) fn handle_list_pipeline_executions(
                 "lastUpdateTime": e.updated,
                 "sourceRevisions": source_revisions(e),
                 "trigger": e.trigger,
-                "executionMode": execution_mode(e),
+                "executionMode": execution_mode(&e.execution_mode),
                 "executionType": "STANDARD",
             });
             if let Some(summary) = &e.summary {
@@ -372,38 +380,66 @@ pub(super) fn handle_list_action_executions(
     let input: ListActionsInput = from_value(input)?;
     current(svc, ctx, &input.pipeline_name)?;
     let key = pipeline_key(&ctx.account_id, &ctx.region, &input.pipeline_name);
-    let mut executions = svc.execution_views.of_pipeline(&key);
+    let max = input.max_results.unwrap_or(100);
+    let after = input.next_token.as_deref().map(token::decode).transpose()?;
+    let mut summaries = svc.execution_views.summaries(&key);
     if let Some(id) = input
         .filter
         .as_ref()
         .and_then(|f| f["pipelineExecutionId"].as_str())
     {
-        executions.retain(|e| e.id == id);
-        if executions.is_empty() {
+        summaries.retain(|e| e.id == id);
+        if summaries.is_empty() {
             return Err(execution_not_found(id, &input.pipeline_name));
         }
     }
-    let mut details: Vec<(f64, Value)> = executions
-        .iter()
-        .flat_map(|e| e.runs.iter().map(move |r| (r.started, action_detail(e, r))))
-        .collect();
-    details.sort_by(|a, b| b.0.total_cmp(&a.0));
-    let details: Vec<Value> = details.into_iter().map(|(_, d)| d).collect();
-    let id_of = |d: &Value| {
-        d["actionExecutionId"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string()
+    // Runs are listed newest first across executions. Executions are read (finished ones from
+    // the log) newest first until the page is certain: an execution can add no run newer than
+    // its last update, so once the run after the page is newer than every unread execution's
+    // last update, the rest cannot change the page.
+    let mut unread_newest = vec![f64::MIN; summaries.len() + 1];
+    for i in (0..summaries.len()).rev() {
+        unread_newest[i] = unread_newest[i + 1].max(summaries[i].updated);
+    }
+    let mut runs: Vec<(f64, Value)> = Vec::new();
+    let mut start = after.is_none().then_some(0);
+    for (i, summary) in summaries.iter().enumerate() {
+        if let Some(first) = start {
+            if runs
+                .get(first + max)
+                .is_some_and(|(t, _)| *t > unread_newest[i])
+            {
+                break;
+            }
+        }
+        let Some(e) = load(svc, &summary.id)? else {
+            continue;
+        };
+        runs.extend(e.runs.iter().map(|r| (r.started, action_detail(&e, r))));
+        runs.sort_by(|a, b| b.0.total_cmp(&a.0));
+        start = match &after {
+            None => Some(0),
+            Some(after) => runs
+                .iter()
+                .position(|(_, d)| d["actionExecutionId"] == after.as_str())
+                .map(|p| p + 1),
+        };
+    }
+    let Some(start) = start else {
+        return Err(token::decode("").unwrap_err());
     };
-    let (details, next) = page(
-        details,
-        id_of,
-        input.next_token.as_deref(),
-        input.max_results.unwrap_or(100),
-    )?;
-    let mut out = json!({ "actionExecutionDetails": details });
-    if let Some(next) = next {
-        out["nextToken"] = next.into();
+    let more = runs.len() > start + max;
+    let page: Vec<Value> = runs
+        .into_iter()
+        .skip(start)
+        .take(max)
+        .map(|(_, d)| d)
+        .collect();
+    let mut out = json!({ "actionExecutionDetails": page });
+    if more {
+        if let Some(last) = page.last().and_then(|d| d["actionExecutionId"].as_str()) {
+            out["nextToken"] = token::encode(last).into();
+        }
     }
     reply(&out)
 }
@@ -421,7 +457,11 @@ pub(super) fn handle_get_pipeline_state(
     let input: NameInput = from_value(input)?;
     let (declaration, version, created, updated) = current(svc, ctx, &input.name)?;
     let key = pipeline_key(&ctx.account_id, &ctx.region, &input.name);
-    let executions = svc.execution_views.of_pipeline(&key);
+    let latest_runs = svc
+        .execution_views
+        .latest(&key)
+        .map_err(|e| AwsError::internal(format!("the executions could not be read: {e:?}")))?;
+    let running = svc.execution_views.running_of(&key);
     let transitions = svc
         .views
         .with(
@@ -435,9 +475,8 @@ pub(super) fn handle_get_pipeline_state(
         .flatten()
         .map(|stage| {
             let name = stage["name"].as_str().unwrap_or_default();
-            let latest = executions.iter().find_map(|e| {
-                let (_, status) = e.stages.iter().rev().find(|(s, _)| s == name)?;
-                Some(json!({"pipelineExecutionId": e.id, "status": status, "type": "STANDARD"}))
+            let latest = latest_runs.stages.get(name).map(|(id, status)| {
+                json!({"pipelineExecutionId": id, "status": status, "type": "STANDARD"})
             });
             let actions: Vec<Value> = stage["actions"]
                 .as_array()
@@ -446,18 +485,16 @@ pub(super) fn handle_get_pipeline_state(
                 .map(|action| {
                     let action_name = action["name"].as_str().unwrap_or_default();
                     let mut state = json!({"actionName": action_name});
-                    let run = executions
-                        .iter()
-                        .find_map(|e| e.runs.iter().rev().find(|r| r.stage == name && r.action == action_name));
+                    let run = latest_runs
+                        .actions
+                        .get(&(name.to_string(), action_name.to_string()));
                     if let Some(r) = run {
                         let mut latest = json!({"actionExecutionId": r.id, "status": r.status, "lastStatusChange": r.updated});
-                        if let Some(o) = &r.output {
-                            if let Some(id) = &o.external_execution_id {
-                                latest["externalExecutionId"] = id.clone().into();
-                            }
-                            if let Some(summary) = &o.external_execution_summary {
-                                latest["summary"] = summary.clone().into();
-                            }
+                        if let Some(id) = &r.external_execution_id {
+                            latest["externalExecutionId"] = id.clone().into();
+                        }
+                        if let Some(summary) = &r.summary {
+                            latest["summary"] = summary.clone().into();
                         }
                         if let Some(error) = &r.error {
                             latest["errorDetails"] = json!({"code": error.code, "message": error.message});
@@ -490,7 +527,7 @@ pub(super) fn handle_get_pipeline_state(
                 state["latestExecution"] = latest;
             }
             // Executions waiting before the stage (its lock, or a disabled transition), oldest first.
-            let inbound: Vec<Value> = executions
+            let inbound: Vec<Value> = running
                 .iter()
                 .rev()
                 .filter(|e| e.status == "InProgress" && e.waiting.as_deref() == Some(name))
@@ -564,17 +601,28 @@ pub(super) async fn handle_put_approval_result(
         ));
     }
     let key = pipeline_key(&ctx.account_id, &ctx.region, &input.pipeline_name);
+    // A waiting approval belongs to a running execution; a token of one already answered is
+    // still the latest run of its action.
+    let is_it = |r: &ActionRun| {
+        r.stage == input.stage_name
+            && r.action == input.action_name
+            && r.token.as_deref() == Some(input.token.as_str())
+    };
     let found = svc
         .execution_views
-        .of_pipeline(&key)
+        .running_of(&key)
         .into_iter()
         .find_map(|e| {
-            let run = e.runs.iter().find(|r| {
-                r.stage == input.stage_name
-                    && r.action == input.action_name
-                    && r.token.as_deref() == Some(input.token.as_str())
-            })?;
+            let run = e.runs.iter().find(|r| is_it(r))?;
             Some((e.id.clone(), run.id.clone(), run.status.clone()))
+        })
+        .or_else(|| {
+            let latest = svc.execution_views.latest(&key).ok()?;
+            let run = latest
+                .actions
+                .get(&(input.stage_name.clone(), input.action_name.clone()))
+                .filter(|r| r.token.as_deref() == Some(input.token.as_str()))?;
+            Some((run.execution_id.clone(), run.id.clone(), run.status.clone()))
         });
     let Some((execution_id, action_execution_id, status)) = found else {
         return Err(AwsError::new(

@@ -1,11 +1,18 @@
 //! Execution views, folded from the execution streams with the aggregate's own `apply`: what
 //! ListPipelineExecutions, GetPipelineExecution, ListActionExecutions and GetPipelineState read.
+//!
+//! Memory stays small however long the history grows: a running execution is kept whole, a
+//! finished one only as the summary ListPipelineExecutions shows, and each pipeline keeps the
+//! latest run of every stage and action (what GetPipelineState shows). The whole of a finished
+//! execution is folded again from its own stream in the event log when a query asks for it.
 
 use std::collections::HashMap;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
-use crate::codepipeline::execution::{self, Execution, ExecutionEvent};
-use crate::eventstore::RecordedEvent;
+use crate::codepipeline::execution::{
+    self, ActionRun, ErrorDetails, Execution, ExecutionEvent, Trigger,
+};
+use crate::eventstore::{EventStore, RecordedEvent, StoreError};
 
 /// The prefix of every execution stream.
 pub const EXECUTION_STREAM_PREFIX: &str = "execution:";
@@ -20,44 +27,167 @@ pub fn pipeline_key(account: &str, region: &str, pipeline: &str) -> String {
     format!("{account}:{region}:{pipeline}")
 }
 
-/// Every execution, and each pipeline's executions in start order.
-#[derive(Default)]
-pub struct ExecutionViews {
-    inner: RwLock<Inner>,
+/// An execution as ListPipelineExecutions shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExecutionSummary {
+    /// Execution id.
+    pub id: String,
+    /// `InProgress`, `Succeeded`, `Failed`, …
+    pub status: String,
+    /// Failure summary.
+    pub summary: Option<String>,
+    /// The reason given to StopPipelineExecution.
+    pub stop_reason: Option<String>,
+    /// How it was started.
+    pub trigger: Option<Trigger>,
+    /// `SUPERSEDED`, `QUEUED` or `PARALLEL`.
+    pub execution_mode: String,
+    /// Start time.
+    pub started: f64,
+    /// Last change.
+    pub updated: f64,
+    /// (action, revision) of every source action that produced a revision.
+    pub source_revisions: Vec<(String, String)>,
+    /// Stages entered, in order, with their status.
+    pub stages: Vec<(String, String)>,
 }
 
-/// An execution as the views keep it: whole while it runs; once finished, serialised into one
-/// buffer (read back on the rare query), so that thousands of past executions cost little memory.
-enum Stored {
-    Running(Box<Execution>),
-    Finished(bytes::Bytes),
-}
-
-impl Stored {
-    fn execution(&self) -> Option<Execution> {
-        match self {
-            Stored::Running(e) => Some((**e).clone()),
-            Stored::Finished(bytes) => serde_json::from_slice(bytes)
-                .inspect_err(|e| log::error!("a stored execution is unreadable: {e}"))
-                .ok(),
+impl ExecutionSummary {
+    /// The summary of an execution.
+    pub fn of(e: &Execution) -> Self {
+        ExecutionSummary {
+            id: e.id.clone(),
+            status: e.status.clone(),
+            summary: e.summary.clone(),
+            stop_reason: e.stop_reason.clone(),
+            trigger: e.trigger.clone(),
+            execution_mode: e.execution_mode.clone(),
+            started: e.started,
+            updated: e.updated,
+            source_revisions: e
+                .runs
+                .iter()
+                .filter_map(|r| Some((r.action.clone(), r.output.as_ref()?.revision.clone()?)))
+                .collect(),
+            stages: e.stages.clone(),
         }
     }
 }
 
+/// The latest run of an action, as GetPipelineState shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LatestAction {
+    /// The execution it ran in.
+    pub execution_id: String,
+    /// Action execution id.
+    pub id: String,
+    /// `InProgress`, `Succeeded`, `Failed` or `Abandoned`.
+    pub status: String,
+    /// Last change.
+    pub updated: f64,
+    /// The id of the work outside the pipeline.
+    pub external_execution_id: Option<String>,
+    /// A line about what happened.
+    pub summary: Option<String>,
+    /// Why it failed.
+    pub error: Option<ErrorDetails>,
+    /// The approval token, for manual approvals.
+    pub token: Option<String>,
+}
+
+impl LatestAction {
+    fn of(e: &Execution, run: &ActionRun) -> Self {
+        let output = run.output.as_ref();
+        LatestAction {
+            execution_id: e.id.clone(),
+            id: run.id.clone(),
+            status: run.status.clone(),
+            updated: run.updated,
+            external_execution_id: output.and_then(|o| o.external_execution_id.clone()),
+            summary: output.and_then(|o| o.external_execution_summary.clone()),
+            error: run.error.clone(),
+            token: run.token.clone(),
+        }
+    }
+}
+
+/// The latest run of each stage and action of a pipeline, as GetPipelineState shows them.
+#[derive(Debug, Clone, Default)]
+pub struct PipelineLatest {
+    /// Stage → (execution id, stage status).
+    pub stages: HashMap<String, (String, String)>,
+    /// (stage, action) → its latest run.
+    pub actions: HashMap<(String, String), LatestAction>,
+}
+
+/// Which execution last ran each stage and action of a pipeline, by the execution's place in
+/// the pipeline's start order: a few bytes a stage, whatever the executions hold.
+#[derive(Debug, Default)]
+struct LatestIndex {
+    stages: Vec<(Box<str>, u32)>,
+    actions: Vec<(Box<str>, Box<str>, u32)>,
+}
+
+impl LatestIndex {
+    /// Takes what the execution at `ordinal` did, where no later execution did the same.
+    fn record(&mut self, e: &Execution, ordinal: u32) {
+        for (stage, _) in &e.stages {
+            match self.stages.iter_mut().find(|(s, _)| **s == **stage) {
+                Some((_, o)) => *o = (*o).max(ordinal),
+                None => self.stages.push((stage.as_str().into(), ordinal)),
+            }
+        }
+        for run in &e.runs {
+            let found = self
+                .actions
+                .iter_mut()
+                .find(|(s, a, _)| **s == *run.stage && **a == *run.action);
+            match found {
+                Some((_, _, o)) => *o = (*o).max(ordinal),
+                None => self.actions.push((
+                    run.stage.as_str().into(),
+                    run.action.as_str().into(),
+                    ordinal,
+                )),
+            }
+        }
+    }
+}
+
+/// An execution as the views keep it.
+enum Stored {
+    /// Whole, while it runs.
+    Running(Box<Execution>),
+    /// Only its summary once it ended; the rest is read back from its stream.
+    Finished(Box<ExecutionSummary>),
+}
+
 #[derive(Default)]
 struct Inner {
-    /// By execution id.
-    executions: HashMap<String, Stored>,
+    /// By execution id, with the key of its pipeline.
+    executions: HashMap<String, (Arc<str>, Stored)>,
     /// Execution ids by pipeline key, oldest first.
-    by_pipeline: HashMap<String, Vec<String>>,
+    by_pipeline: HashMap<Arc<str>, Vec<String>>,
     /// (pipeline key, StartPipelineExecution's client request token) → execution id.
     by_token: HashMap<(String, String), String>,
+    /// Which execution last ran each stage and action, by pipeline key.
+    latest: HashMap<Arc<str>, LatestIndex>,
+}
+
+/// Every execution, and each pipeline's executions in start order.
+pub struct ExecutionViews {
+    inner: RwLock<Inner>,
+    /// Where finished executions are read back from.
+    store: Arc<dyn EventStore>,
 }
 
 impl ExecutionViews {
-    /// Empty views.
-    pub fn new() -> Self {
-        Self::default()
+    /// Empty views over the log in `store`.
+    pub fn new(store: Arc<dyn EventStore>) -> Self {
+        ExecutionViews {
+            inner: RwLock::default(),
+            store,
+        }
     }
 
     /// Applies one durable event.
@@ -70,6 +200,7 @@ impl ExecutionViews {
                 for id in inner.by_pipeline.remove(key).unwrap_or_default() {
                     inner.executions.remove(&id);
                 }
+                inner.latest.remove(key);
                 inner.by_token.retain(|(pipeline, _), _| pipeline != key);
             }
             return;
@@ -83,7 +214,12 @@ impl ExecutionViews {
         let Some((key, id)) = rest.rsplit_once(':') else {
             return;
         };
-        let mut inner = self.inner.write().expect("execution views lock");
+        let mut guard = self.inner.write().expect("execution views lock");
+        let inner = &mut *guard;
+        let key: Arc<str> = match inner.by_pipeline.get_key_value(key) {
+            Some((k, _)) => k.clone(),
+            None => key.into(),
+        };
         if let ExecutionEvent::Started {
             client_request_token,
             ..
@@ -91,7 +227,7 @@ impl ExecutionViews {
         {
             inner
                 .by_pipeline
-                .entry(key.to_string())
+                .entry(key.clone())
                 .or_default()
                 .push(id.to_string());
             if let Some(token) = client_request_token {
@@ -100,37 +236,56 @@ impl ExecutionViews {
                     .insert((key.to_string(), token.clone()), id.to_string());
             }
         }
-        let stored = inner
+        let (_, stored) = inner
             .executions
             .entry(id.to_string())
-            .or_insert_with(|| Stored::Running(Box::default()));
+            .or_insert_with(|| (key.clone(), Stored::Running(Box::default())));
         let Stored::Running(state) = stored else {
             // A finished execution takes no more events.
             return;
         };
         execution::apply(state, &event);
-        let ended = !matches!(state.status.as_str(), "InProgress" | "Stopping");
-        let compacted = ended.then(|| serde_json::to_vec(&**state));
-        if let Some(compacted) = compacted {
-            match compacted {
-                Ok(bytes) => *stored = Stored::Finished(bytes.into()),
-                Err(e) => log::error!("execution {id} could not be compacted: {e}"),
-            }
+        if matches!(
+            event,
+            ExecutionEvent::StageStarted { .. } | ExecutionEvent::ActionStarted { .. }
+        ) {
+            let ordinal = inner.by_pipeline.get(&key).map_or(0, |ids| {
+                ids.iter().rposition(|i| i == id).unwrap_or(0) as u32
+            });
+            inner.latest.entry(key).or_default().record(state, ordinal);
+        }
+        if !matches!(state.status.as_str(), "InProgress" | "Stopping") {
+            *stored = Stored::Finished(Box::new(ExecutionSummary::of(state)));
         }
     }
 
-    /// One execution.
-    pub fn get(&self, id: &str) -> Option<Execution> {
-        self.inner
-            .read()
-            .expect("execution views lock")
-            .executions
-            .get(id)
-            .and_then(Stored::execution)
+    /// One execution, whole: from memory while it runs, from its stream once it ended.
+    pub fn get(&self, id: &str) -> Result<Option<Execution>, StoreError> {
+        let stream = {
+            let inner = self.inner.read().expect("execution views lock");
+            match inner.executions.get(id) {
+                None => return Ok(None),
+                Some((_, Stored::Running(e))) => return Ok(Some((**e).clone())),
+                Some((key, Stored::Finished(_))) => format!("{EXECUTION_STREAM_PREFIX}{key}:{id}"),
+            }
+        };
+        let mut execution = Execution::default();
+        for record in self.store.read_stream(&stream, 0)? {
+            if let Some(event) = ExecutionEvent::from_record(&record) {
+                execution::apply(&mut execution, &event);
+            }
+        }
+        Ok(Some(execution))
     }
 
-    /// A pipeline's executions, newest first.
-    pub fn of_pipeline(&self, key: &str) -> Vec<Execution> {
+    /// The pipeline an execution belongs to (its key), if the execution exists.
+    pub fn pipeline_of(&self, id: &str) -> Option<String> {
+        let inner = self.inner.read().expect("execution views lock");
+        inner.executions.get(id).map(|(key, _)| key.to_string())
+    }
+
+    /// A pipeline's executions as summaries, newest first.
+    pub fn summaries(&self, key: &str) -> Vec<ExecutionSummary> {
         let inner = self.inner.read().expect("execution views lock");
         inner
             .by_pipeline
@@ -138,19 +293,75 @@ impl ExecutionViews {
             .into_iter()
             .flatten()
             .rev()
-            .filter_map(|id| inner.executions.get(id).and_then(Stored::execution))
+            .filter_map(|id| match &inner.executions.get(id)?.1 {
+                Stored::Running(e) => Some(ExecutionSummary::of(e)),
+                Stored::Finished(s) => Some((**s).clone()),
+            })
             .collect()
+    }
+
+    /// The latest run of each stage and action of a pipeline; the executions they ran in are
+    /// read back (from the log once finished).
+    pub fn latest(&self, key: &str) -> Result<PipelineLatest, StoreError> {
+        let (stages, actions) = {
+            let inner = self.inner.read().expect("execution views lock");
+            let (Some(index), Some(ids)) = (inner.latest.get(key), inner.by_pipeline.get(key))
+            else {
+                return Ok(PipelineLatest::default());
+            };
+            let id = |o: &u32| ids.get(*o as usize).cloned().unwrap_or_default();
+            let stages: Vec<(String, String)> = index
+                .stages
+                .iter()
+                .map(|(s, o)| (s.to_string(), id(o)))
+                .collect();
+            let actions: Vec<(String, String, String)> = index
+                .actions
+                .iter()
+                .map(|(s, a, o)| (s.to_string(), a.to_string(), id(o)))
+                .collect();
+            (stages, actions)
+        };
+        let mut loaded: HashMap<String, Option<Execution>> = HashMap::new();
+        let mut latest = PipelineLatest::default();
+        for (stage, id) in stages {
+            if !loaded.contains_key(&id) {
+                loaded.insert(id.clone(), self.get(&id)?);
+            }
+            if let Some(e) = &loaded[&id] {
+                if let Some((_, status)) = e.stages.iter().rev().find(|(s, _)| *s == stage) {
+                    latest.stages.insert(stage, (id, status.clone()));
+                }
+            }
+        }
+        for (stage, action, id) in actions {
+            if !loaded.contains_key(&id) {
+                loaded.insert(id.clone(), self.get(&id)?);
+            }
+            if let Some(e) = &loaded[&id] {
+                let run = e
+                    .runs
+                    .iter()
+                    .rev()
+                    .find(|r| r.stage == stage && r.action == action);
+                if let Some(run) = run {
+                    latest
+                        .actions
+                        .insert((stage, action), LatestAction::of(e, run));
+                }
+            }
+        }
+        Ok(latest)
     }
 
     /// Executions still running, for resuming them at startup: (pipeline key, execution).
     pub fn running(&self) -> Vec<(String, Execution)> {
         let inner = self.inner.read().expect("execution views lock");
         inner
-            .by_pipeline
-            .iter()
-            .flat_map(|(key, ids)| ids.iter().map(move |id| (key, id)))
-            .filter_map(|(key, id)| match inner.executions.get(id)? {
-                Stored::Running(e) => Some((key.clone(), (**e).clone())),
+            .executions
+            .values()
+            .filter_map(|(key, stored)| match stored {
+                Stored::Running(e) => Some((key.to_string(), (**e).clone())),
                 Stored::Finished(_) => None,
             })
             .collect()
@@ -174,7 +385,7 @@ impl ExecutionViews {
             .into_iter()
             .flatten()
             .rev()
-            .filter_map(|id| match inner.executions.get(id)? {
+            .filter_map(|id| match &inner.executions.get(id)?.1 {
                 Stored::Running(e) => Some((**e).clone()),
                 Stored::Finished(_) => None,
             })

@@ -69,7 +69,12 @@ impl Proc {
                 .map(|l| l[name.len()..].trim().to_string())
                 .unwrap_or_default()
         };
-        format!("VmRSS {}, peak VmHWM {}", field("VmRSS:"), field("VmHWM:"))
+        format!(
+            "VmRSS {}, peak VmHWM {}, threads {}",
+            field("VmRSS:"),
+            field("VmHWM:"),
+            field("Threads:")
+        )
     }
 
     /// SIGTERM, then wait: a graceful stop.

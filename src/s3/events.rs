@@ -257,6 +257,10 @@ pub fn apply(
                         !replaced
                     });
                 }
+                // Most keys have one version: grow by one slot at first rather than four.
+                if versions.len() < 4 {
+                    versions.reserve_exact(1);
+                }
                 versions.push(version);
             }
         }

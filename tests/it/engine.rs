@@ -536,7 +536,10 @@ async fn finished_executions_survive_kill_9() {
                 .call("ListActionExecutions", json!({"pipelineName": "pipeline"}))
                 .text(),
             server
-                .call("ListPipelineExecutions", json!({"pipelineName": "pipeline"}))
+                .call(
+                    "ListPipelineExecutions",
+                    json!({"pipelineName": "pipeline"}),
+                )
                 .text(),
             server
                 .call(

@@ -133,6 +133,7 @@ pub async fn run(
     if resumed > 0 {
         log::info!("resumed {resumed} executions that were running");
     }
+    executions.start_missing_first(&views);
     let state = web::Data::new(AppState {
         iam: iam.clone(),
         s3,

@@ -99,6 +99,10 @@ mod tests {
         conformance::optimistic_concurrency(&MemoryStore::new());
     }
     #[test]
+    fn append_durable_records() {
+        conformance::append_durable_records(&MemoryStore::new());
+    }
+    #[test]
     fn durability_resolves() {
         conformance::durability_resolves(&MemoryStore::new());
     }

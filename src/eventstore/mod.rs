@@ -159,6 +159,10 @@ pub fn replay(
 /// A future that resolves when everything appended before it was created is on disk.
 pub type Durable = Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send>>;
 
+/// A future that resolves to the recorded events once they are on disk.
+pub type DurableAppend =
+    Pin<Box<dyn Future<Output = Result<Vec<RecordedEvent>, StoreError>> + Send>>;
+
 /// An append-only store of event streams.
 pub trait EventStore: Send + Sync + 'static {
     /// Appends `events` to `stream` if the stream is at sequence `expected` (0 for a new stream).
@@ -172,6 +176,18 @@ pub trait EventStore: Send + Sync + 'static {
 
     /// Resolves when every append made before this call is durable.
     fn durable(&self) -> Durable;
+
+    /// Appends like [`EventStore::append`] and resolves once the events are durable. An engine
+    /// may do the append on its writer thread, batched with others (the default appends here).
+    fn append_durable(&self, stream: &str, expected: u64, events: Vec<NewEvent>) -> DurableAppend {
+        let appended = self.append(stream, expected, events);
+        let durable = self.durable();
+        Box::pin(async move {
+            let records = appended?;
+            durable.await?;
+            Ok(records)
+        })
+    }
 
     /// The events of one stream with sequence ≥ `from`, in order.
     fn read_stream(&self, stream: &str, from: u64) -> Result<Vec<RecordedEvent>, StoreError>;
@@ -256,6 +272,33 @@ pub(crate) mod conformance {
         );
         assert_eq!(store.read_stream("s", 1).unwrap().len(), 1);
         assert_eq!(store.last_position().unwrap(), 1);
+    }
+
+    /// `append_durable` records like `append`, refuses the same conflicts, and resolves durable.
+    pub fn append_durable_records(store: &dyn EventStore) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let first = rt
+            .block_on(store.append_durable("p", 0, vec![ev(1), ev(2)]))
+            .unwrap();
+        assert_eq!(
+            first.iter().map(|r| r.sequence).collect::<Vec<_>>(),
+            vec![1, 2]
+        );
+        match rt.block_on(store.append_durable("p", 1, vec![ev(3)])) {
+            Err(StoreError::Conflict { .. }) => {}
+            other => panic!("expected a conflict, got {other:?}"),
+        }
+        let next = rt
+            .block_on(store.append_durable("p", 2, vec![ev(3)]))
+            .unwrap();
+        assert_eq!(
+            (next[0].sequence, next[0].position),
+            (3, first[1].position + 1)
+        );
+        assert_eq!(store.read_stream("p", 1).unwrap().len(), 3);
     }
 
     /// `durable` resolves after appends, also for many writers at once.

@@ -10,8 +10,10 @@
 //!
 //! # Durability
 //! An append is acknowledged only after [`EventStore::durable`] resolves, which waits for
-//! `Db::flush`. One flusher thread serves every waiter: all writers that asked while a flush was
+//! `Db::flush`. One writer thread serves every waiter: all writers that asked while a flush was
 //! under way share the next one (group commit), so many concurrent writers cost few flushes.
+//! [`EventStore::append_durable`] hands the append itself to that thread, which applies every
+//! queued append and then flushes once: the caller's thread never blocks on the engine's I/O.
 //! Note that sled 0.34's flush writes with `sync_file_range`, not `fsync`: an acknowledged write
 //! survives the process being killed (`kill -9`), while surviving a power loss rests on sled's
 //! background fsync of its log.
@@ -29,25 +31,41 @@ const FORMAT_KEY: &[u8] = b"format_version";
 /// A writer waiting for the next flush.
 type FlushWaiter = oneshot::Sender<Result<(), StoreError>>;
 
+/// What the writer thread is asked for.
+enum Request {
+    /// Answer once everything appended so far is flushed.
+    Flush(FlushWaiter),
+    /// Append, then answer once flushed.
+    Append {
+        stream: String,
+        expected: u64,
+        events: Vec<NewEvent>,
+        reply: oneshot::Sender<Result<Vec<RecordedEvent>, StoreError>>,
+    },
+}
+
 /// The open database and its log tree.
 struct Engine {
     db: sled::Db,
     log: sled::Tree,
 }
 
-/// The engine, shared with the flusher thread; `None` only while it is being reopened.
-type SharedEngine = Arc<RwLock<Option<Engine>>>;
+/// What the store's callers and its writer thread share.
+struct Shared {
+    /// The engine; `None` only while it is being reopened.
+    engine: RwLock<Option<Engine>>,
+    /// Serialises appends: the last global position, and the lock that keeps positions dense.
+    head: Mutex<u64>,
+}
 
 /// An event store in a sled database under a directory.
 pub struct SledStore {
     dir: PathBuf,
     cache_bytes: u64,
-    engine: SharedEngine,
-    /// Serialises appends: the last global position, and the lock that keeps positions dense.
-    head: Mutex<u64>,
-    /// Requests to the flusher thread; taken at drop so the thread ends and releases the db.
-    flush_requests: Mutex<Option<mpsc::Sender<FlushWaiter>>>,
-    flusher: Option<std::thread::JoinHandle<()>>,
+    shared: Arc<Shared>,
+    /// Requests to the writer thread; taken at drop so the thread ends and releases the db.
+    requests: Mutex<Option<mpsc::Sender<Request>>>,
+    writer: Option<std::thread::JoinHandle<()>>,
 }
 
 fn storage(e: impl std::fmt::Display) -> StoreError {
@@ -130,29 +148,38 @@ impl SledStore {
             Some(entry) => be_u64(&entry.map_err(storage)?.0),
             None => 0,
         };
-        let engine: SharedEngine = Arc::new(RwLock::new(Some(Engine { db, log })));
-        let (tx, rx) = mpsc::channel::<FlushWaiter>();
-        let flusher_engine = engine.clone();
-        let flusher = std::thread::Builder::new()
-            .name("eventstore-flush".into())
-            .spawn(move || group_commit(flusher_engine, rx))
+        let shared = Arc::new(Shared {
+            engine: RwLock::new(Some(Engine { db, log })),
+            head: Mutex::new(head),
+        });
+        let (tx, rx) = mpsc::channel::<Request>();
+        let writer_shared = shared.clone();
+        let writer = std::thread::Builder::new()
+            .name("eventstore-writer".into())
+            .spawn(move || group_commit(&writer_shared, rx))
             .map_err(storage)?;
         Ok(SledStore {
             dir: dir.to_path_buf(),
             cache_bytes,
-            engine,
-            head: Mutex::new(head),
-            flush_requests: Mutex::new(Some(tx)),
-            flusher: Some(flusher),
+            shared,
+            requests: Mutex::new(Some(tx)),
+            writer: Some(writer),
         })
     }
 
     /// Runs `f` on the open engine.
     fn with<T>(&self, f: impl FnOnce(&Engine) -> Result<T, StoreError>) -> Result<T, StoreError> {
-        let guard = self.engine.read().map_err(storage)?;
-        f(guard
-            .as_ref()
-            .ok_or_else(|| storage("the event store could not be reopened"))?)
+        self.shared.with(f)
+    }
+
+    /// Queues a request for the writer thread.
+    fn send(&self, request: Request) -> Result<(), StoreError> {
+        self.requests.lock().map_err(storage).and_then(|s| {
+            s.as_ref()
+                .ok_or_else(|| storage("the store is closing"))?
+                .send(request)
+                .map_err(storage)
+        })
     }
 
     /// Writes a format version into a data dir; for tests of the newer-format refusal.
@@ -166,40 +193,20 @@ impl SledStore {
         Ok(())
     }
 
-    fn stream_head(log: &sled::Tree, stream: &str) -> Result<u64, StoreError> {
-        match log.scan_prefix(stream_prefix(stream)).next_back() {
-            Some(entry) => Ok(be_u64(&entry.map_err(storage)?.0)),
-            None => Ok(0),
-        }
-    }
-
     fn decode(bytes: &[u8]) -> Result<RecordedEvent, StoreError> {
         serde_json::from_slice(bytes).map_err(|e| storage(format!("unreadable event: {e}")))
     }
 }
 
-/// The flusher thread: takes every waiter queued so far, flushes once, answers them all.
-fn group_commit(engine: SharedEngine, rx: mpsc::Receiver<FlushWaiter>) {
-    while let Ok(first) = rx.recv() {
-        let mut waiters = vec![first];
-        waiters.extend(rx.try_iter());
-        let result = engine
-            .read()
-            .map_err(storage)
-            .and_then(|guard| match guard.as_ref() {
-                Some(e) => e.db.flush().map(|_| ()).map_err(storage),
-                None => Err(storage("the event store could not be reopened")),
-            });
-        if let Err(e) = &result {
-            log::error!("event store flush failed: {e}");
-        }
-        for w in waiters {
-            let _ = w.send(result.clone());
-        }
+impl Shared {
+    /// Runs `f` on the open engine.
+    fn with<T>(&self, f: impl FnOnce(&Engine) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let guard = self.engine.read().map_err(storage)?;
+        f(guard
+            .as_ref()
+            .ok_or_else(|| storage("the event store could not be reopened"))?)
     }
-}
 
-impl EventStore for SledStore {
     fn append(
         &self,
         stream: &str,
@@ -208,9 +215,12 @@ impl EventStore for SledStore {
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         let mut head = self.head.lock().map_err(storage)?;
         let records = self.with(|engine| {
-            let actual = Self::stream_head(&engine.log, stream)?;
-            let records = super::stamp(stream, expected, actual, *head, events)?;
             let prefix = stream_prefix(stream);
+            let actual = match engine.log.scan_prefix(&prefix).next_back() {
+                Some(entry) => be_u64(&entry.map_err(storage)?.0),
+                None => 0,
+            };
+            let records = super::stamp(stream, expected, actual, *head, events)?;
             let mut batch = sled::Batch::default();
             for record in &records {
                 let bytes = serde_json::to_vec(record).map_err(storage)?;
@@ -226,18 +236,77 @@ impl EventStore for SledStore {
         Ok(records)
     }
 
+    fn flush(&self) -> Result<(), StoreError> {
+        self.with(|engine| engine.db.flush().map(|_| ()).map_err(storage))
+    }
+}
+
+/// The writer thread: applies every append queued so far, flushes once, answers them all.
+fn group_commit(shared: &Shared, rx: mpsc::Receiver<Request>) {
+    while let Ok(first) = rx.recv() {
+        let mut waiters = Vec::new();
+        let mut appended = Vec::new();
+        for request in std::iter::once(first).chain(rx.try_iter()) {
+            match request {
+                Request::Flush(waiter) => waiters.push(waiter),
+                Request::Append {
+                    stream,
+                    expected,
+                    events,
+                    reply,
+                } => appended.push((reply, shared.append(&stream, expected, events))),
+            }
+        }
+        let result = shared.flush();
+        if let Err(e) = &result {
+            log::error!("event store flush failed: {e}");
+        }
+        for w in waiters {
+            let _ = w.send(result.clone());
+        }
+        for (reply, records) in appended {
+            let _ = reply.send(records.and_then(|r| result.clone().map(|()| r)));
+        }
+    }
+}
+
+impl EventStore for SledStore {
+    fn append(
+        &self,
+        stream: &str,
+        expected: u64,
+        events: Vec<NewEvent>,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.shared.append(stream, expected, events)
+    }
+
     fn durable(&self) -> Durable {
         let (tx, rx) = oneshot::channel();
-        let queued = self.flush_requests.lock().map_err(storage).and_then(|s| {
-            s.as_ref()
-                .ok_or_else(|| storage("the store is closing"))?
-                .send(tx)
-                .map_err(storage)
+        let queued = self.send(Request::Flush(tx));
+        Box::pin(async move {
+            queued?;
+            rx.await
+                .map_err(|_| StoreError::Storage("the writer thread stopped".into()))?
+        })
+    }
+
+    fn append_durable(
+        &self,
+        stream: &str,
+        expected: u64,
+        events: Vec<NewEvent>,
+    ) -> super::DurableAppend {
+        let (reply, rx) = oneshot::channel();
+        let queued = self.send(Request::Append {
+            stream: stream.to_string(),
+            expected,
+            events,
+            reply,
         });
         Box::pin(async move {
             queued?;
             rx.await
-                .map_err(|_| StoreError::Storage("the flusher thread stopped".into()))?
+                .map_err(|_| StoreError::Storage("the writer thread stopped".into()))?
         })
     }
 
@@ -277,7 +346,7 @@ impl EventStore for SledStore {
     }
 
     fn last_position(&self) -> Result<u64, StoreError> {
-        Ok(*self.head.lock().map_err(storage)?)
+        Ok(*self.shared.head.lock().map_err(storage)?)
     }
 
     /// sled 0.34 keeps every node it has read in memory, whatever its cache capacity (a replay
@@ -285,8 +354,8 @@ impl EventStore for SledStore {
     /// what gives that memory back. Appends, reads and flushes wait for the few milliseconds
     /// it takes.
     fn release_memory(&self) -> Result<(), StoreError> {
-        let _appends = self.head.lock().map_err(storage)?;
-        let mut guard = self.engine.write().map_err(storage)?;
+        let _appends = self.shared.head.lock().map_err(storage)?;
+        let mut guard = self.shared.engine.write().map_err(storage)?;
         if let Some(old) = guard.take() {
             old.db.flush().map_err(storage)?;
         }
@@ -299,11 +368,11 @@ impl EventStore for SledStore {
 
 impl Drop for SledStore {
     fn drop(&mut self) {
-        if let Ok(mut requests) = self.flush_requests.lock() {
+        if let Ok(mut requests) = self.requests.lock() {
             requests.take();
         }
-        if let Some(flusher) = self.flusher.take() {
-            let _ = flusher.join();
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
         }
         if let Err(e) = self.with(|engine| engine.db.flush().map_err(storage)) {
             log::error!("event store flush at close failed: {e}");
@@ -333,6 +402,10 @@ mod tests {
     #[test]
     fn optimistic_concurrency() {
         conformance::optimistic_concurrency(&store().1);
+    }
+    #[test]
+    fn append_durable_records() {
+        conformance::append_durable_records(&store().1);
     }
     #[test]
     fn durability_resolves() {

@@ -58,23 +58,24 @@ impl Actor for ExecutionActor {
             self.launch(&id, ctx);
         }
         if let Some(stage) = self.state.waiting.clone() {
-            if self.state.status == "InProgress" {
-                self.want(&stage, ctx);
+            if self.state.status == "InProgress" && self.want(&stage, ctx) {
+                ctx.address().do_send(Command(enter(&stage)));
             }
         }
     }
 }
 
 impl ExecutionActor {
-    /// Asks the pipeline's gates to let this execution into `stage`.
-    fn want(&self, stage: &str, ctx: &mut Context<Self>) {
+    /// Asks the pipeline's gates to let this execution into `stage`: `true` when it may enter
+    /// at once, otherwise it is sent `EnterStage` when its turn comes.
+    fn want(&self, stage: &str, ctx: &mut Context<Self>) -> bool {
         self.gates.want(
             &self.pipeline_key,
             &self.state.execution_mode,
             stage,
             &self.state.id,
             ctx.address(),
-        );
+        )
     }
 
     /// Starts the executor of an action run as a task that reports back to this actor.
@@ -113,35 +114,44 @@ impl ExecutionActor {
             _ => None,
         };
         let mut new_id = || uuid::Uuid::new_v4().to_string();
-        let events =
-            match execution::handle(&self.state, command, crate::aws::now_epoch(), &mut new_id) {
-                Ok(events) if events.is_empty() => return ready(Ok(())),
-                Ok(events) => events,
-                Err(refusal) => return ready(Err(CommandError::ExecutionRefused(refusal))),
-            };
-        let new = events.iter().map(ExecutionEvent::to_new_event).collect();
-        let recorded = match self.store.append(&self.stream, self.sequence, new) {
-            Ok(recorded) => recorded,
-            Err(e) => {
-                log::error!("append to {} failed: {e}", self.stream);
-                ctx.stop();
-                return ready(Err(e.into()));
-            }
+        let now = crate::aws::now_epoch();
+        let mut events = match execution::handle(&self.state, command, now, &mut new_id) {
+            Ok(events) if events.is_empty() => return ready(Ok(())),
+            Ok(events) => events,
+            Err(refusal) => return ready(Err(CommandError::ExecutionRefused(refusal))),
         };
-        self.sequence += recorded.len() as u64;
+        // Fold the decision in at once; when it ends waiting before a stage that is free, enter
+        // it in the same write: one flush instead of two.
         if let Some(declaration) = declaration {
             self.state.declaration = declaration;
         }
-        events
-            .iter()
-            .for_each(|e| execution::apply(&mut self.state, e));
-        let durable = self.store.durable();
+        let mut folded = 0;
+        loop {
+            events[folded..]
+                .iter()
+                .for_each(|e| execution::apply(&mut self.state, e));
+            folded = events.len();
+            let Some(ExecutionEvent::StageWaiting { stage, .. }) = events.last() else {
+                break;
+            };
+            let stage = stage.clone();
+            if self.state.status != "InProgress" || !self.want(&stage, ctx) {
+                break;
+            }
+            match execution::handle(&self.state, enter(&stage), now, &mut new_id) {
+                Ok(more) if !more.is_empty() => events.extend(more),
+                _ => break,
+            }
+        }
+        let new = events.iter().map(ExecutionEvent::to_new_event).collect();
+        let appended = self.store.append_durable(&self.stream, self.sequence, new);
         let views = self.views.clone();
         Box::pin(
-            durable
+            appended
                 .into_actor(self)
                 .map(move |result, act, ctx| match result {
-                    Ok(()) => {
+                    Ok(recorded) => {
+                        act.sequence += recorded.len() as u64;
                         recorded.iter().for_each(|r| views.apply(r));
                         for event in &events {
                             if let ExecutionEvent::ActionStarted {
@@ -152,11 +162,6 @@ impl ExecutionActor {
                             {
                                 act.launch(action_execution_id, ctx);
                             }
-                            if let ExecutionEvent::StageWaiting { stage, .. } = event {
-                                if act.state.status == "InProgress" {
-                                    act.want(stage, ctx);
-                                }
-                            }
                         }
                         if !matches!(act.state.status.as_str(), "InProgress" | "Stopping") {
                             act.gates.left(&act.pipeline_key, &act.state.id);
@@ -165,7 +170,8 @@ impl ExecutionActor {
                         Ok(())
                     }
                     Err(e) => {
-                        log::error!("events of {} were not made durable: {e}", act.stream);
+                        log::error!("events of {} were not recorded: {e}", act.stream);
+                        act.gates.left(&act.pipeline_key, &act.state.id);
                         ctx.stop();
                         Err(e.into())
                     }
@@ -285,6 +291,59 @@ impl ExecutionRegistry {
             .await
             .map_err(|e| CommandError::Unavailable(e.to_string()))??;
         Ok(id)
+    }
+
+    /// Starts an execution without waiting for its start to be recorded; returns its id.
+    pub fn start_detached(&self, request: StartRequest) -> String {
+        let (id, addr, command) = self.prepare(request);
+        addr.do_send(Command(command));
+        id
+    }
+
+    /// Starts the first execution of every pipeline that has none: CreatePipeline answers once
+    /// the pipeline is recorded and starts its first execution just after, so a process that
+    /// died in between owes it one.
+    pub fn start_missing_first(
+        &self,
+        pipelines: &crate::codepipeline::views::PipelineViews,
+    ) -> usize {
+        let mut started = 0;
+        for (key, version, output) in pipelines.current_versions() {
+            if !self.views.summaries(&key).is_empty() {
+                continue;
+            }
+            let mut parts = key.splitn(3, ':');
+            let (Some(account), Some(region), Some(pipeline)) =
+                (parts.next(), parts.next(), parts.next())
+            else {
+                continue;
+            };
+            let Some(declaration) = serde_json::from_slice::<serde_json::Value>(&output)
+                .ok()
+                .map(|mut o| o["pipeline"].take())
+            else {
+                continue;
+            };
+            log::info!("starting the first execution of pipeline {pipeline}");
+            self.start_detached(StartRequest {
+                account: account.to_string(),
+                region: region.to_string(),
+                pipeline: pipeline.to_string(),
+                pipeline_version: version,
+                declaration,
+                trigger: execution::Trigger {
+                    trigger_type: "CreatePipeline".into(),
+                    trigger_detail: Some(format!(
+                        "arn:aws:sts::{account}:assumed-role/codepipeline-local"
+                    )),
+                },
+                variables: BTreeMap::new(),
+                source_revisions: BTreeMap::new(),
+                client_request_token: None,
+            });
+            started += 1;
+        }
+        started
     }
 
     fn prepare(&self, request: StartRequest) -> (String, Addr<ExecutionActor>, ExecutionCommand) {
@@ -520,7 +579,8 @@ impl StageGates {
             .insert(stage.to_string(), execution.to_string());
     }
 
-    /// `execution` asks to enter `stage`; it is let in now or when its turn comes.
+    /// `execution` asks to enter `stage`: `true` when it is let in at once (it may enter in the
+    /// same write), otherwise it is sent `EnterStage` when its turn comes.
     pub fn want(
         &self,
         pipeline: &str,
@@ -528,8 +588,9 @@ impl StageGates {
         stage: &str,
         execution: &str,
         addr: Addr<ExecutionActor>,
-    ) {
+    ) -> bool {
         let mut sends = Sends::new();
+        let mut granted = false;
         {
             let mut pipelines = self.pipelines.lock().expect("stage gates");
             let gate = pipelines.entry(pipeline.to_string()).or_default();
@@ -538,9 +599,11 @@ impl StageGates {
             let open = !gate.disabled.contains(stage);
             let queue_empty = gate.waiting.get(stage).is_none_or(|q| q.is_empty());
             if open && mode == "PARALLEL" {
-                sends.push((addr, enter(stage)));
+                granted = true;
             } else if open && !gate.holders.contains_key(stage) && queue_empty {
-                gate.grant(stage, execution, addr, &mut sends);
+                gate.holders
+                    .insert(stage.to_string(), execution.to_string());
+                granted = true;
             } else {
                 let queue = gate.waiting.entry(stage.to_string()).or_default();
                 if mode == "SUPERSEDED" {
@@ -564,6 +627,7 @@ impl StageGates {
         for (addr, command) in sends {
             addr.do_send(Command(command));
         }
+        granted
     }
 
     /// `execution` ended: it leaves its stage and every queue.

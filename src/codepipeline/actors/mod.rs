@@ -71,7 +71,7 @@ impl Actor for PipelineActor {
 impl Handler<Execute> for PipelineActor {
     type Result = AtomicResponse<Self, CommandResult>;
 
-    fn handle(&mut self, msg: Execute, ctx: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: Execute, _ctx: &mut Self::Context) -> Self::Result {
         self.last_used = Instant::now();
         let ready = |r: CommandResult| AtomicResponse::new(Box::pin(fut::ready(r)));
         let events = match pipeline::handle(&self.state, msg.0) {
@@ -80,31 +80,24 @@ impl Handler<Execute> for PipelineActor {
             Err(refusal) => return ready(Err(CommandError::Refused(refusal))),
         };
         let new = events.iter().map(PipelineEvent::to_new_event).collect();
-        let recorded = match self.store.append(&self.stream, self.sequence, new) {
-            Ok(recorded) => recorded,
-            Err(e) => {
-                // The stream moved under us: start again from the log next time.
-                log::error!("append to {} failed: {e}", self.stream);
-                ctx.stop();
-                return ready(Err(e.into()));
-            }
-        };
-        self.sequence += recorded.len() as u64;
+        // The actor handles nothing else until the append is durable, so its state may take
+        // the events now; a failed append stops the actor and the next one starts from the log.
         events
             .iter()
             .for_each(|e| pipeline::apply(&mut self.state, e));
-        let durable = self.store.durable();
+        let appended = self.store.append_durable(&self.stream, self.sequence, new);
         let views = self.views.clone();
-        AtomicResponse::new(Box::pin(durable.into_actor(self).map(
+        AtomicResponse::new(Box::pin(appended.into_actor(self).map(
             move |result, act, ctx| match result {
-                Ok(()) => {
+                Ok(recorded) => {
+                    act.sequence += recorded.len() as u64;
                     for record in &recorded {
                         views.iter().for_each(|v| v.apply(record));
                     }
                     Ok(events)
                 }
                 Err(e) => {
-                    log::error!("events of {} were not made durable: {e}", act.stream);
+                    log::error!("events of {} were not recorded: {e}", act.stream);
                     ctx.stop();
                     Err(e.into())
                 }

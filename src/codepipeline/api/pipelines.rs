@@ -72,9 +72,9 @@ pub(super) async fn handle_create_pipeline(
         .map_err(|e| command_error(e, &name, &ctx.account_id, "PipelineNotFoundException"))?;
     match events.first() {
         Some(PipelineEvent::Created(c)) => {
-            // As on AWS, a new pipeline starts running. Its first execution is recorded before
-            // CreatePipeline answers, which also holds back a client creating pipelines faster
-            // than their executions can start.
+            // As on AWS, a new pipeline starts running: its first execution starts as
+            // CreatePipeline answers (and at the next start, should the process die before it
+            // is recorded).
             let trigger = crate::codepipeline::execution::Trigger {
                 trigger_type: "CreatePipeline".into(),
                 trigger_detail: Some(format!(
@@ -91,9 +91,7 @@ pub(super) async fn handle_create_pipeline(
                 Default::default(),
                 None,
             )?;
-            if let Err(e) = svc.executions.start(request).await {
-                log::error!("the first execution of {name} did not start: {e:?}");
-            }
+            svc.executions.start_detached(request);
             #[derive(Serialize)]
             struct Output<'a> {
                 pipeline: &'a Value,

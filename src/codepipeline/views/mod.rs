@@ -256,6 +256,20 @@ impl PipelineViews {
             .collect()
     }
 
+    /// Every pipeline's key (`<account>:<region>:<name>`) with its current version and GetPipeline
+    /// answer.
+    pub fn current_versions(&self) -> Vec<(String, u64, Bytes)> {
+        let map = self.pipelines.read().expect("views lock");
+        map.iter()
+            .map(|(stream, view)| {
+                let key = stream
+                    .strip_prefix(PIPELINE_STREAM_PREFIX)
+                    .unwrap_or(stream);
+                (key.to_string(), view.version, view.get_output.clone())
+            })
+            .collect()
+    }
+
     /// How many pipelines there are in all.
     pub fn len(&self) -> usize {
         self.pipelines.read().expect("views lock").len()

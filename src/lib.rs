@@ -18,6 +18,8 @@
 //!                    store (files + bucket events), objects (ObjectStore for pipeline actions),
 //!                    remote (an external S3 through aws-sdk-s3)
 //! iam/               IAM roles and STS GetCallerIdentity (query protocol), role events
+//! history/           the history of executions from the log (HistoryReader), its read-only
+//!                    admin API, and the history/replay/rerun/diff/export commands
 //! ```
 //! Dependencies point one way: `main → server → {gateway, codepipeline, s3, iam} → {aws, eventstore}`.
 //! Inside the service, `api → {actors, views}`, `actors → {aggregates, actions, eventstore}`,
@@ -37,6 +39,7 @@ pub mod codepipeline;
 pub mod config;
 pub mod eventstore;
 pub mod gateway;
+pub mod history;
 pub mod iam;
 pub mod s3;
 pub mod server;

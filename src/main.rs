@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 use codepipeline_local::config::{Config, Overrides};
+use codepipeline_local::history::cli as history;
 
 /// mimalloc: measurably faster than the system allocator on the JSON-heavy request path (see
 /// docs/benchmarks.md).
@@ -48,6 +49,46 @@ struct Cli {
 enum Command {
     /// Serve the AWS endpoint (the default when no command is given).
     Serve(ServeArgs),
+    /// Look back at pipelines, executions and action executions.
+    History {
+        #[command(subcommand)]
+        what: history::HistoryCommand,
+        #[command(flatten)]
+        common: history::Common,
+    },
+    /// An execution's events as a timeline, or (--at) its state after one of them.
+    Replay {
+        /// Execution id.
+        execution: String,
+        /// An event number (from the timeline) or a time (RFC 3339).
+        #[arg(long)]
+        at: Option<String>,
+        #[command(flatten)]
+        common: history::Common,
+    },
+    /// Start an execution again on the same source revisions and variables.
+    Rerun {
+        /// Execution id.
+        execution: String,
+        #[command(flatten)]
+        common: history::Common,
+    },
+    /// What differed between two executions: revisions, resolved configuration, outcomes.
+    Diff {
+        /// First execution id.
+        a: String,
+        /// Second execution id.
+        b: String,
+        #[command(flatten)]
+        common: history::Common,
+    },
+    /// An execution's events as JSON lines (the first line: its pipeline declaration).
+    Export {
+        /// Execution id.
+        execution: String,
+        #[command(flatten)]
+        common: history::Common,
+    },
 }
 
 #[derive(clap::Args, Clone, Default)]
@@ -72,10 +113,37 @@ fn main() {
     )
     .init();
     let cli = Cli::parse();
-    let args = match cli.command {
-        Some(Command::Serve(args)) => args,
-        None => cli.serve,
+    let (common, request) = match cli.command {
+        Some(Command::Serve(args)) => return serve_or_exit(args),
+        None => return serve_or_exit(cli.serve),
+        Some(Command::History { what, common }) => (common, history::Request::History(what)),
+        Some(Command::Replay {
+            execution,
+            at,
+            common,
+        }) => (common, history::Request::Replay { execution, at }),
+        Some(Command::Rerun { execution, common }) => {
+            (common, history::Request::Rerun { execution })
+        }
+        Some(Command::Diff { a, b, common }) => (common, history::Request::Diff { a, b }),
+        Some(Command::Export { execution, common }) => {
+            (common, history::Request::Export { execution })
+        }
     };
+    match history::run(&common, &request) {
+        Ok(out) => {
+            let mut stdout = std::io::stdout().lock();
+            // A closed pipe (`| head`) is not an error.
+            let _ = stdout.write_all(out.as_bytes());
+        }
+        Err(e) => {
+            eprintln!("codepipeline-local: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+fn serve_or_exit(args: ServeArgs) {
     if let Err(e) = serve(args) {
         eprintln!("codepipeline-local: {e}");
         std::process::exit(1);

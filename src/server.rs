@@ -30,12 +30,17 @@ use crate::s3::S3Service;
 /// Path of the health check, for scripts that wait for the server.
 pub const HEALTH_PATH: &str = "/_codepipeline_local/health";
 
+/// The header `codepipeline-local rerun` names the execution it runs again with.
+pub const RERUN_HEADER: &str = "x-codepipeline-local-rerun-of";
+
 struct AppState {
     config: Config,
     codepipeline: CodePipelineService,
     /// The embedded S3; `None` when an external S3 is configured.
     s3: Option<S3Service>,
     iam: Arc<Iam>,
+    /// The read-only history API.
+    history: crate::history::HistoryReader,
 }
 
 /// Serves until `shutdown` resolves, then stops gracefully (in-flight requests finish).
@@ -134,7 +139,10 @@ pub async fn run(
         log::info!("resumed {resumed} executions that were running");
     }
     executions.start_missing_first(&views);
+    let history =
+        crate::history::HistoryReader::new(store.clone(), views.clone(), execution_views.clone());
     let state = web::Data::new(AppState {
+        history,
         iam: iam.clone(),
         s3,
         config,
@@ -155,6 +163,10 @@ pub async fn run(
         App::new()
             .app_data(app_state.clone())
             .route(HEALTH_PATH, web::get().to(health))
+            .route(
+                &format!("{}/{{resource}}", crate::history::ADMIN_PREFIX),
+                web::get().to(history_api),
+            )
             .default_service(web::to(entry))
     })
     // Answers are often written as a head and a streamed body; without TCP_NODELAY the second
@@ -184,6 +196,29 @@ pub async fn run(
     Ok(())
 }
 
+/// The read-only history API (what the `history`, `replay`, `diff` and `export` commands ask).
+async fn history_api(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let resource = req
+        .path()
+        .strip_prefix(crate::history::ADMIN_PREFIX)
+        .unwrap_or_default()
+        .to_string();
+    let query = req.query_string().to_string();
+    // Reading finished executions folds them from the log: off the HTTP worker.
+    let answered =
+        web::block(move || crate::history::cli::answer(&state.history, &resource, &query)).await;
+    match answered {
+        Ok((status, body)) => HttpResponse::build(
+            actix_web::http::StatusCode::from_u16(status)
+                .unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR),
+        )
+        .json(body),
+        Err(e) => {
+            HttpResponse::InternalServerError().json(serde_json::json!({"message": e.to_string()}))
+        }
+    }
+}
+
 async fn health() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/json")
@@ -196,7 +231,12 @@ async fn entry(
     state: web::Data<AppState>,
 ) -> HttpResponse {
     let scope = credential_scope(req.headers());
-    let ctx = RequestContext::new(scope.as_ref(), &state.config.region);
+    let mut ctx = RequestContext::new(scope.as_ref(), &state.config.region);
+    ctx.rerun_of = req
+        .headers()
+        .get(RERUN_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let service = gateway::route(req.path(), req.headers(), scope.as_ref());
     let target = match service {
         // S3 bodies stream (uploads may be gigabytes); they are not bound by max_body_bytes.

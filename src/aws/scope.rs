@@ -47,6 +47,9 @@ pub struct RequestContext {
     pub account_id: String,
     /// The id returned in `x-amzn-RequestId`, for matching logs with client errors.
     pub request_id: String,
+    /// The execution a StartPipelineExecution runs again (`codepipeline-local rerun`), from the
+    /// `x-codepipeline-local-rerun-of` header.
+    pub rerun_of: Option<String>,
 }
 
 impl RequestContext {
@@ -65,6 +68,7 @@ impl RequestContext {
             region,
             account_id,
             request_id: request_id(),
+            rerun_of: None,
         }
     }
 }

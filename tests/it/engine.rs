@@ -13,7 +13,7 @@ use serde_json::json;
 use crate::common::{tutorial_declaration, Server};
 
 /// Makes the tutorial's buckets and source file.
-async fn tutorial_buckets(s3: &aws_sdk_s3::Client) {
+pub(crate) async fn tutorial_buckets(s3: &aws_sdk_s3::Client) {
     for bucket in ["source-bucket", "target-bucket", "artifact-store-bucket"] {
         s3.create_bucket().bucket(bucket).send().await.unwrap();
     }
@@ -37,7 +37,7 @@ async fn tutorial_buckets(s3: &aws_sdk_s3::Client) {
 }
 
 /// Waits (at most 30 s) until the execution is no longer in progress; returns its status.
-async fn finished(
+pub(crate) async fn finished(
     cp: &aws_sdk_codepipeline::Client,
     pipeline: &str,
     id: &str,
@@ -65,7 +65,7 @@ async fn finished(
 
 /// The newest execution of a pipeline, waiting (at most 30 s) for the first one to appear: the
 /// execution CreatePipeline starts begins just after it answers, as on AWS.
-async fn latest_execution(cp: &aws_sdk_codepipeline::Client, pipeline: &str) -> String {
+pub(crate) async fn latest_execution(cp: &aws_sdk_codepipeline::Client, pipeline: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let list = cp
@@ -85,7 +85,7 @@ async fn latest_execution(cp: &aws_sdk_codepipeline::Client, pipeline: &str) -> 
     }
 }
 
-async fn body(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Vec<u8> {
+pub(crate) async fn body(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Vec<u8> {
     let out = s3
         .get_object()
         .bucket(bucket)
@@ -96,7 +96,7 @@ async fn body(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Vec<u8> {
     out.body.collect().await.unwrap().into_bytes().to_vec()
 }
 
-fn create(server: &Server, declaration: serde_json::Value) {
+pub(crate) fn create(server: &Server, declaration: serde_json::Value) {
     let r = server.call("CreatePipeline", json!({ "pipeline": declaration }));
     assert_eq!(r.status, 200, "{}", r.text());
 }
@@ -576,7 +576,7 @@ async fn finished_executions_survive_kill_9() {
 }
 
 /// The tutorial with a manual approval stage between source and deploy.
-fn approval_declaration(name: &str) -> serde_json::Value {
+pub(crate) fn approval_declaration(name: &str) -> serde_json::Value {
     let mut decl = tutorial_declaration(name);
     let approval = json!({"name": "approve", "actionTypeId": {"category": "Approval", "owner": "AWS", "provider": "Manual", "version": "1"},
                           "configuration": {"CustomData": "please look"}});
@@ -588,7 +588,7 @@ fn approval_declaration(name: &str) -> serde_json::Value {
 }
 
 /// Waits (at most 30 s) until the approval of `pipeline` waits; returns its token.
-async fn approval_token(cp: &aws_sdk_codepipeline::Client, pipeline: &str) -> String {
+pub(crate) async fn approval_token(cp: &aws_sdk_codepipeline::Client, pipeline: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let state = cp.get_pipeline_state().name(pipeline).send().await.unwrap();
@@ -607,7 +607,7 @@ async fn approval_token(cp: &aws_sdk_codepipeline::Client, pipeline: &str) -> St
     }
 }
 
-fn approval(
+pub(crate) fn approval(
     cp: &aws_sdk_codepipeline::Client,
     pipeline: &str,
     token: &str,
@@ -1165,7 +1165,7 @@ fn sources_done(details: &[aws_sdk_codepipeline::types::ActionExecutionDetail]) 
         .count()
 }
 
-async fn start(cp: &aws_sdk_codepipeline::Client, pipeline: &str) -> String {
+pub(crate) async fn start(cp: &aws_sdk_codepipeline::Client, pipeline: &str) -> String {
     cp.start_pipeline_execution()
         .name(pipeline)
         .send()

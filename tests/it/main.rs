@@ -5,6 +5,7 @@ mod declarations;
 mod engine;
 mod external_s3;
 mod fixtures;
+mod history;
 mod iam;
 mod pipelines;
 mod restart;

@@ -128,12 +128,22 @@ pub(super) async fn handle_start_pipeline_execution(
         .into_iter()
         .map(|v| (v.name, v.value))
         .collect();
+    let caller = format!(
+        "arn:aws:sts::{}:assumed-role/codepipeline-local",
+        ctx.account_id
+    );
+    let trigger_detail = match &ctx.rerun_of {
+        Some(original) => {
+            if svc.execution_views.pipeline_of(original).as_deref() != Some(key.as_str()) {
+                return Err(execution_not_found(original, &input.name));
+            }
+            format!("{caller} (rerun of execution {original})")
+        }
+        None => caller,
+    };
     let trigger = Trigger {
         trigger_type: "StartPipelineExecution".into(),
-        trigger_detail: Some(format!(
-            "arn:aws:sts::{}:assumed-role/codepipeline-local",
-            ctx.account_id
-        )),
+        trigger_detail: Some(trigger_detail),
     };
     let request = start_request(
         svc,

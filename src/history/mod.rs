@@ -1,0 +1,532 @@
+//! The history of pipelines, read from the event log: what the `history`, `replay`, `diff` and
+//! `export` commands show.
+//!
+//! [`HistoryReader`] answers every question from the same views the server keeps (summaries and
+//! indexes in memory, whole executions folded from their streams), so the two ways in give the
+//! same answers: the server serves it read-only under [`ADMIN_PREFIX`], and the commands build
+//! one over the data dir themselves when no server holds it ([`HistoryReader::open`]).
+//!
+//! # LIMITATIONS
+//! `replay --at` shows the stages and actions of the replayed execution as GetPipelineState
+//! showed them at that point; stages it had not reached then are shown without a latest
+//! execution, where GetPipelineState would have shown an older execution's.
+
+pub mod cli;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
+use crate::codepipeline::execution::{self, ActionRun, Execution, ExecutionEvent};
+use crate::codepipeline::views::executions::{
+    pipeline_key, ExecutionSummary, ExecutionViews, EXECUTION_STREAM_PREFIX,
+};
+use crate::codepipeline::views::{pipeline_stream, pipeline_version, PipelineViews};
+use crate::eventstore::{EventStore, StoreError};
+
+/// Where the server serves the history, read-only, as JSON.
+pub const ADMIN_PREFIX: &str = "/_codepipeline_local/history";
+
+/// The account every resource belongs to.
+pub const ACCOUNT: &str = "000000000000";
+
+/// Why a history question has no answer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HistoryError {
+    /// No such pipeline or execution (the message names it).
+    NotFound(String),
+    /// The log could not be read.
+    Storage(String),
+}
+
+impl std::fmt::Display for HistoryError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HistoryError::NotFound(m) | HistoryError::Storage(m) => f.write_str(m),
+        }
+    }
+}
+
+impl From<StoreError> for HistoryError {
+    fn from(e: StoreError) -> Self {
+        HistoryError::Storage(e.to_string())
+    }
+}
+
+/// Which action runs `actions` lists.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ActionFilter {
+    /// Only runs of this execution.
+    pub execution: Option<String>,
+    /// Only runs in this stage.
+    pub stage: Option<String>,
+    /// Only runs of this action.
+    pub action: Option<String>,
+    /// Only runs with this status (`Succeeded`, `Failed`, …).
+    pub status: Option<String>,
+    /// Only runs started at or after this time (epoch seconds).
+    pub since: Option<f64>,
+}
+
+/// Answers history questions from the views and the log.
+pub struct HistoryReader {
+    store: Arc<dyn EventStore>,
+    pipelines: Arc<PipelineViews>,
+    executions: Arc<ExecutionViews>,
+}
+
+impl HistoryReader {
+    /// A reader over a running server's views.
+    pub fn new(
+        store: Arc<dyn EventStore>,
+        pipelines: Arc<PipelineViews>,
+        executions: Arc<ExecutionViews>,
+    ) -> Self {
+        HistoryReader {
+            store,
+            pipelines,
+            executions,
+        }
+    }
+
+    /// A reader over a data dir that no server holds: the views are folded from its log, and
+    /// nothing is written or run.
+    pub fn open(data_dir: &Path, cache_mb: u64) -> Result<Self, String> {
+        let events = data_dir.join("events");
+        if !events.exists() {
+            return Err(format!("no data in {}", data_dir.display()));
+        }
+        let store: Arc<dyn EventStore> = Arc::new(
+            crate::eventstore::sled_store::SledStore::open(&events, cache_mb << 20)
+                .map_err(|e| e.to_string())?,
+        );
+        let pipelines = Arc::new(PipelineViews::new());
+        let executions = Arc::new(ExecutionViews::new(store.clone()));
+        crate::eventstore::replay(store.as_ref(), |record| {
+            pipelines.apply(record);
+            executions.apply(record);
+        })
+        .map_err(|e| e.to_string())?;
+        Ok(HistoryReader::new(store, pipelines, executions))
+    }
+
+    fn summaries(
+        &self,
+        region: &str,
+        pipeline: &str,
+    ) -> Result<Vec<ExecutionSummary>, HistoryError> {
+        let stream = pipeline_stream(ACCOUNT, region, pipeline);
+        if self.pipelines.with(&stream, |_| ()).is_none() {
+            return Err(HistoryError::NotFound(format!(
+                "pipeline {pipeline} does not exist in {region}"
+            )));
+        }
+        Ok(self
+            .executions
+            .summaries(&pipeline_key(ACCOUNT, region, pipeline)))
+    }
+
+    /// Every pipeline, with its number of executions and its latest one.
+    pub fn pipelines(&self) -> Value {
+        let mut out = Vec::new();
+        for (key, version, _) in self.pipelines.current_versions() {
+            let mut parts = key.splitn(3, ':');
+            let (Some(_), Some(region), Some(name)) = (parts.next(), parts.next(), parts.next())
+            else {
+                continue;
+            };
+            let summaries = self.executions.summaries(&key);
+            let mut p = json!({
+                "name": name,
+                "region": region,
+                "version": version,
+                "executions": summaries.len(),
+            });
+            if let Some(latest) = summaries.first() {
+                p["latestExecution"] = summary_json(latest);
+            }
+            out.push(p);
+        }
+        Value::Array(out)
+    }
+
+    /// A pipeline's executions, newest first, optionally of one status, at most `limit`.
+    pub fn executions(
+        &self,
+        region: &str,
+        pipeline: &str,
+        status: Option<&str>,
+        limit: usize,
+    ) -> Result<Value, HistoryError> {
+        let out: Vec<Value> = self
+            .summaries(region, pipeline)?
+            .iter()
+            .filter(|s| status.is_none_or(|st| s.status.eq_ignore_ascii_case(st)))
+            .take(limit)
+            .map(summary_json)
+            .collect();
+        Ok(Value::Array(out))
+    }
+
+    /// A pipeline's action runs, newest first, at most `limit`. Executions are read newest
+    /// first and reading stops as soon as the page is full and no older execution can add a
+    /// newer run, so a first page costs a few executions whatever the history holds.
+    pub fn actions(
+        &self,
+        region: &str,
+        pipeline: &str,
+        filter: &ActionFilter,
+        limit: usize,
+    ) -> Result<Value, HistoryError> {
+        let mut summaries = self.summaries(region, pipeline)?;
+        if let Some(id) = &filter.execution {
+            summaries.retain(|s| &s.id == id);
+            if summaries.is_empty() {
+                return Err(HistoryError::NotFound(format!(
+                    "execution {id} does not exist in pipeline {pipeline}"
+                )));
+            }
+        }
+        // The newest last update among executions not read yet.
+        let mut unread_newest = vec![f64::MIN; summaries.len() + 1];
+        for i in (0..summaries.len()).rev() {
+            unread_newest[i] = unread_newest[i + 1].max(summaries[i].updated);
+        }
+        let mut runs: Vec<(f64, Value)> = Vec::new();
+        for (i, summary) in summaries.iter().enumerate() {
+            if runs.len() >= limit && runs[limit - 1].0 > unread_newest[i] {
+                break;
+            }
+            if filter.since.is_some_and(|since| summary.updated < since) {
+                continue;
+            }
+            let Some(e) = self.executions.get(&summary.id)? else {
+                continue;
+            };
+            runs.extend(
+                e.runs
+                    .iter()
+                    .filter(|r| filter.stage.as_ref().is_none_or(|s| &r.stage == s))
+                    .filter(|r| filter.action.as_ref().is_none_or(|a| &r.action == a))
+                    .filter(|r| {
+                        filter
+                            .status
+                            .as_ref()
+                            .is_none_or(|s| r.status.eq_ignore_ascii_case(s))
+                    })
+                    .filter(|r| filter.since.is_none_or(|since| r.started >= since))
+                    .map(|r| (r.started, run_json(&e, r))),
+            );
+            runs.sort_by(|a, b| b.0.total_cmp(&a.0));
+        }
+        Ok(Value::Array(
+            runs.into_iter().take(limit).map(|(_, v)| v).collect(),
+        ))
+    }
+
+    /// An execution's own events, with the declaration of the pipeline version it ran.
+    pub fn execution(&self, id: &str) -> Result<Value, HistoryError> {
+        let not_found = || HistoryError::NotFound(format!("execution {id} does not exist"));
+        let key = self.executions.pipeline_of(id).ok_or_else(not_found)?;
+        let stream = format!("{EXECUTION_STREAM_PREFIX}{key}:{id}");
+        let events = self.store.read_stream(&stream, 1)?;
+        let mut parts = key.splitn(3, ':');
+        let (Some(account), Some(region), Some(pipeline)) =
+            (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(not_found());
+        };
+        let version = events
+            .iter()
+            .find_map(|r| match ExecutionEvent::from_record(r)? {
+                ExecutionEvent::Started {
+                    pipeline_version, ..
+                } => Some(pipeline_version),
+                _ => None,
+            })
+            .ok_or_else(not_found)?;
+        let declaration = pipeline_version(
+            self.store.as_ref(),
+            &pipeline_stream(account, region, pipeline),
+            version,
+        )?
+        .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
+        .map(|mut o| o["pipeline"].take())
+        .unwrap_or(Value::Null);
+        Ok(json!({
+            "pipelineExecutionId": id,
+            "pipeline": pipeline,
+            "region": region,
+            "pipelineVersion": version,
+            "declaration": declaration,
+            "events": events,
+        }))
+    }
+}
+
+/// An execution summary as the history shows it.
+fn summary_json(s: &ExecutionSummary) -> Value {
+    let mut v = json!({
+        "pipelineExecutionId": s.id,
+        "status": s.status,
+        "startTime": s.started,
+        "lastUpdateTime": s.updated,
+        "trigger": s.trigger,
+        "executionMode": s.execution_mode,
+        "sourceRevisions": s.source_revisions.iter().map(|(a, r)| json!({"actionName": a, "revisionId": r})).collect::<Vec<_>>(),
+    });
+    if let Some(summary) = &s.summary {
+        v["statusSummary"] = summary.clone().into();
+    }
+    v
+}
+
+/// An action run as the history shows it.
+fn run_json(e: &Execution, r: &ActionRun) -> Value {
+    let mut v = json!({
+        "pipelineExecutionId": e.id,
+        "actionExecutionId": r.id,
+        "stageName": r.stage,
+        "actionName": r.action,
+        "status": r.status,
+        "startTime": r.started,
+        "lastUpdateTime": r.updated,
+        "provider": r.input.action_type_id["provider"],
+    });
+    if let Some(o) = &r.output {
+        if let Some(summary) = &o.external_execution_summary {
+            v["summary"] = summary.clone().into();
+        }
+    }
+    if let Some(error) = &r.error {
+        v["errorDetails"] = json!({"code": error.code, "message": error.message});
+    }
+    v
+}
+
+/// One event of an execution as `replay` lists it: its offset from the first event, where it
+/// happened, the status it changed to, and its details.
+pub fn describe(events: &[crate::eventstore::RecordedEvent]) -> Vec<Value> {
+    let first = events.first().map_or(0.0, |r| r.recorded_at);
+    // Action names by action execution id, for the events that name only the id.
+    let mut actions: BTreeMap<String, (String, String)> = BTreeMap::new();
+    let mut out = Vec::new();
+    for record in events {
+        let Some(event) = ExecutionEvent::from_record(record) else {
+            continue;
+        };
+        let mut line = json!({
+            "sequence": record.sequence,
+            "offsetSeconds": record.recorded_at - first,
+            "recordedAt": record.recorded_at,
+        });
+        let (kind, stage, action, status, details) = match &event {
+            ExecutionEvent::Started {
+                trigger,
+                variables,
+                source_revisions,
+                pipeline_version,
+                ..
+            } => (
+                "ExecutionStarted",
+                None,
+                None,
+                Some("InProgress".to_string()),
+                json!({"trigger": trigger, "pipelineVersion": pipeline_version, "variables": variables, "sourceRevisions": source_revisions}),
+            ),
+            ExecutionEvent::StageWaiting { stage, .. } => {
+                ("StageWaiting", Some(stage.clone()), None, None, json!({}))
+            }
+            ExecutionEvent::StageStarted { stage, .. } => (
+                "StageStarted",
+                Some(stage.clone()),
+                None,
+                Some("InProgress".to_string()),
+                json!({}),
+            ),
+            ExecutionEvent::ActionStarted {
+                stage,
+                action,
+                action_execution_id,
+                input,
+                unresolved,
+                token,
+                ..
+            } => {
+                actions.insert(action_execution_id.clone(), (stage.clone(), action.clone()));
+                let mut d = json!({
+                    "actionExecutionId": action_execution_id,
+                    "provider": input.action_type_id["provider"],
+                    "resolvedConfiguration": input.resolved_configuration,
+                    "inputArtifacts": input.input_artifacts,
+                });
+                if let Some(u) = unresolved {
+                    d["unresolved"] = u.clone().into();
+                }
+                if let Some(t) = token {
+                    d["token"] = t.clone().into();
+                }
+                (
+                    "ActionStarted",
+                    Some(stage.clone()),
+                    Some(action.clone()),
+                    Some("InProgress".to_string()),
+                    d,
+                )
+            }
+            ExecutionEvent::ActionSucceeded {
+                action_execution_id,
+                output,
+                ..
+            } => {
+                let (stage, action) = actions.get(action_execution_id).cloned().unzip();
+                (
+                    "ActionSucceeded",
+                    stage,
+                    action,
+                    Some("Succeeded".to_string()),
+                    json!({"actionExecutionId": action_execution_id, "outputArtifacts": output.output_artifacts, "outputVariables": output.output_variables, "externalExecutionId": output.external_execution_id, "summary": output.external_execution_summary}),
+                )
+            }
+            ExecutionEvent::ActionFailed {
+                action_execution_id,
+                error,
+                ..
+            } => {
+                let (stage, action) = actions.get(action_execution_id).cloned().unzip();
+                (
+                    "ActionFailed",
+                    stage,
+                    action,
+                    Some("Failed".to_string()),
+                    json!({"actionExecutionId": action_execution_id, "errorDetails": {"code": error.code, "message": error.message}}),
+                )
+            }
+            ExecutionEvent::ActionAbandoned {
+                action_execution_id,
+                ..
+            } => {
+                let (stage, action) = actions.get(action_execution_id).cloned().unzip();
+                (
+                    "ActionAbandoned",
+                    stage,
+                    action,
+                    Some("Abandoned".to_string()),
+                    json!({"actionExecutionId": action_execution_id}),
+                )
+            }
+            ExecutionEvent::StageFinished { stage, status, .. } => (
+                "StageFinished",
+                Some(stage.clone()),
+                None,
+                Some(status.clone()),
+                json!({}),
+            ),
+            ExecutionEvent::StopRequested {
+                abandon, reason, ..
+            } => (
+                "StopRequested",
+                None,
+                None,
+                Some("Stopping".to_string()),
+                json!({"abandon": abandon, "reason": reason}),
+            ),
+            ExecutionEvent::Finished {
+                status, summary, ..
+            } => (
+                "ExecutionFinished",
+                None,
+                None,
+                Some(status.clone()),
+                json!({"summary": summary}),
+            ),
+        };
+        line["event"] = kind.into();
+        if let Some(s) = stage {
+            line["stageName"] = s.into();
+        }
+        if let Some(a) = action {
+            line["actionName"] = a.into();
+        }
+        if let Some(s) = status {
+            line["status"] = s.into();
+        }
+        line["details"] = details;
+        out.push(line);
+    }
+    out
+}
+
+/// The execution as its first `upto` events built it (all when `None`), folded with the same
+/// aggregate code the server uses.
+pub fn fold(
+    declaration: &Value,
+    events: &[crate::eventstore::RecordedEvent],
+    upto: Option<u64>,
+) -> Execution {
+    let mut e = Execution {
+        declaration: declaration.clone(),
+        ..Execution::default()
+    };
+    for record in events {
+        if upto.is_some_and(|n| record.sequence > n) {
+            break;
+        }
+        if let Some(event) = ExecutionEvent::from_record(record) {
+            execution::apply(&mut e, &event);
+        }
+    }
+    e
+}
+
+/// The stage states of a pipeline as GetPipelineState shows them, for one execution's state.
+pub fn stage_states(declaration: &Value, e: &Execution) -> Value {
+    let stages: Vec<Value> = declaration["stages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|stage| {
+            let name = stage["name"].as_str().unwrap_or_default();
+            let actions: Vec<Value> = stage["actions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|action| {
+                    let action_name = action["name"].as_str().unwrap_or_default();
+                    let mut state = json!({"actionName": action_name});
+                    let run = e
+                        .runs
+                        .iter()
+                        .rev()
+                        .find(|r| r.stage == name && r.action == action_name);
+                    if let Some(r) = run {
+                        let mut latest = json!({"actionExecutionId": r.id, "status": r.status, "lastStatusChange": r.updated});
+                        if let Some(id) = r.output.as_ref().and_then(|o| o.external_execution_id.clone()) {
+                            latest["externalExecutionId"] = id.into();
+                        }
+                        if let Some(summary) = r.output.as_ref().and_then(|o| o.external_execution_summary.clone()) {
+                            latest["summary"] = summary.into();
+                        }
+                        if let Some(error) = &r.error {
+                            latest["errorDetails"] = json!({"code": error.code, "message": error.message});
+                        }
+                        if let (Some(token), "InProgress") = (&r.token, r.status.as_str()) {
+                            latest["token"] = token.clone().into();
+                        }
+                        state["latestExecution"] = latest;
+                    }
+                    state
+                })
+                .collect();
+            let mut state = json!({"stageName": name, "actionStates": actions});
+            if let Some((_, status)) = e.stages.iter().rev().find(|(s, _)| s == name) {
+                state["latestExecution"] =
+                    json!({"pipelineExecutionId": e.id, "status": status, "type": "STANDARD"});
+            }
+            state
+        })
+        .collect();
+    json!({"pipelineExecutionId": e.id, "status": e.status, "stageStates": stages})
+}

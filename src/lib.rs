@@ -27,12 +27,15 @@
 //! only `api` knows AWS error codes.
 //!
 //! # Data flow
-//! A write goes to the pipeline's actor, which asks the pure aggregate for events, appends them
-//! to the event log, waits until they are durable (one flush shared by concurrent writers),
-//! offers them to the read views (every `Projection`) and answers. A read goes straight to the
+//! A write goes to the pipeline's actor, which asks the pure aggregate for events and hands them
+//! to the event log's writer thread, which appends whatever is queued and flushes once for all
+//! (group commit); once durable, they are offered to the read views (every `Projection`) and the
+//! actor answers. A read goes straight to the
 //! views. An execution is an `ExecutionActor` doing the same with the execution aggregate; the
-//! actions its events start run as tasks that report back with a command. At startup the views
-//! are rebuilt by folding the whole log, and running executions are resumed.
+//! actions its events start run as tasks that report back with a command. The views keep what
+//! reads need often (pipelines, running executions, summaries of finished ones); a finished
+//! execution is folded again from its stream when asked for. At startup the views are rebuilt by
+//! folding the whole log, and running executions are resumed.
 
 pub mod aws;
 pub mod codepipeline;

@@ -191,6 +191,15 @@ pub async fn run(
     server.await.map_err(|e| e.to_string())?;
     for arbiter in execution_arbiters {
         arbiter.stop();
+        arbiter.join().ok();
+    }
+    // Bring the views snapshot up to date, so that the history can be read quickly without a
+    // server; it is folded from the log, not copied from the live views.
+    let snapshot_file = codepipeline::views::snapshot::file(&state.config.data_dir);
+    if let Err(e) =
+        codepipeline::views::snapshot::refresh(&state.codepipeline.store, &snapshot_file)
+    {
+        log::warn!("{e}");
     }
     drop(state);
     Ok(())

@@ -141,11 +141,16 @@ pub trait Projection: Send + Sync {
 
 /// Feeds every event of the log, in order, to `apply`: how projections are rebuilt at startup.
 /// Reads in small batches, so a large log never sits in memory whole.
-pub fn replay(
+pub fn replay(store: &dyn EventStore, apply: impl FnMut(&RecordedEvent)) -> Result<(), StoreError> {
+    replay_from(store, 1, apply)
+}
+
+/// Feeds the events of the log from position `from` on, in order, to `apply`.
+pub fn replay_from(
     store: &dyn EventStore,
+    mut from: u64,
     mut apply: impl FnMut(&RecordedEvent),
 ) -> Result<(), StoreError> {
-    let mut from = 1;
     loop {
         let batch = store.read_all(from, 256)?;
         let Some(last) = batch.last() else {

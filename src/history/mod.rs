@@ -91,9 +91,11 @@ impl HistoryReader {
         }
     }
 
-    /// A reader over a data dir that no server holds: the views are folded from its log, and
-    /// nothing is written or run.
+    /// A reader over a data dir that no server holds: the views come from the data dir's
+    /// snapshot with the events recorded since folded in (the snapshot is then brought up to
+    /// date); nothing else is written and nothing runs.
     pub fn open(data_dir: &Path, cache_mb: u64) -> Result<Self, String> {
+        use crate::codepipeline::views::snapshot;
         let events = data_dir.join("events");
         if !events.exists() {
             return Err(format!("no data in {}", data_dir.display()));
@@ -102,14 +104,24 @@ impl HistoryReader {
             crate::eventstore::sled_store::SledStore::open(&events, cache_mb << 20)
                 .map_err(|e| e.to_string())?,
         );
-        let pipelines = Arc::new(PipelineViews::new());
-        let executions = Arc::new(ExecutionViews::new(store.clone()));
-        crate::eventstore::replay(store.as_ref(), |record| {
-            pipelines.apply(record);
-            executions.apply(record);
-        })
-        .map_err(|e| e.to_string())?;
-        Ok(HistoryReader::new(store, pipelines, executions))
+        let file = snapshot::file(data_dir);
+        let loaded = snapshot::load(&store, &file).map_err(|e| e.to_string())?;
+        if loaded.folded > 0 {
+            if let Err(e) = snapshot::save(
+                store.as_ref(),
+                &file,
+                &loaded.pipelines,
+                &loaded.executions,
+                loaded.position,
+            ) {
+                log::warn!("{e}");
+            }
+        }
+        Ok(HistoryReader::new(
+            store,
+            Arc::new(loaded.pipelines),
+            Arc::new(loaded.executions),
+        ))
     }
 
     fn summaries(

@@ -375,3 +375,94 @@ fn errors_are_one_line_and_a_non_zero_exit() {
     assert_eq!(code, 1);
     assert!(err.contains("no data in"), "{err}");
 }
+
+#[tokio::test]
+async fn a_stopped_execution_shows_its_stop_in_the_history() {
+    let server = Server::start();
+    let (cp, s3) = (server.codepipeline(), server.s3());
+    tutorial_buckets(&s3).await;
+    create(&server, approval_declaration("gated"));
+    let id = latest_execution(&cp, "gated").await;
+    approval_token(&cp, "gated").await;
+    cp.stop_pipeline_execution()
+        .pipeline_name("gated")
+        .pipeline_execution_id(&id)
+        .abandon(true)
+        .reason("not today")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        finished(&cp, "gated", &id).await,
+        PipelineExecutionStatus::Stopped
+    );
+    let stopped = online(
+        &server,
+        &["history", "executions", "gated", "--status", "Stopped"],
+    );
+    assert_eq!(ids(&stopped, "pipelineExecutionId"), vec![id.clone()]);
+    let abandoned = online(
+        &server,
+        &["history", "actions", "gated", "--status", "Abandoned"],
+    );
+    assert_eq!(ids(&abandoned, "actionName"), vec!["approve".to_string()]);
+    let timeline = online(&server, &["replay", &id]);
+    let events: Vec<&str> = timeline
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    let stop = events.iter().position(|e| *e == "StopRequested").unwrap();
+    assert_eq!(timeline[stop]["details"]["reason"], "not today");
+    assert_eq!(
+        events[stop + 1..],
+        ["ActionAbandoned", "StageFinished", "ExecutionFinished"][..]
+    );
+    assert_eq!(
+        timeline.as_array().unwrap().last().unwrap()["status"],
+        "Stopped"
+    );
+}
+
+/// Offline reads start from the snapshot a stopping server writes, fold what came after it, and
+/// ignore a snapshot they cannot use: the answers stay those of the server.
+#[tokio::test]
+async fn offline_reads_use_the_snapshot_and_what_came_after_it() {
+    let server = Server::start();
+    let (cp, s3) = (server.codepipeline(), server.s3());
+    tutorial_buckets(&s3).await;
+    create(&server, tutorial_declaration("pipeline"));
+    let first = latest_execution(&cp, "pipeline").await;
+    finished(&cp, "pipeline", &first).await;
+    let dir = server.data_dir.clone();
+    let tmp = server.terminate();
+    let snapshot = dir.join("views-snapshot.json");
+    assert!(snapshot.exists(), "a stopping server writes the snapshot");
+    let before = offline(&dir, &["history", "executions", "pipeline"]);
+    assert_eq!(ids(&before, "pipelineExecutionId"), vec![first.clone()]);
+
+    // More history after the snapshot, and no graceful stop this time.
+    let server = Server::start_in(&dir);
+    let cp = server.codepipeline();
+    let second = start(&cp, "pipeline").await;
+    finished(&cp, "pipeline", &second).await;
+    let online_actions = online(&server, &["history", "actions", "pipeline"]);
+    let online_executions = online(&server, &["history", "executions", "pipeline"]);
+    drop(server.kill9());
+    assert_eq!(
+        offline(&dir, &["history", "actions", "pipeline"]),
+        online_actions
+    );
+    assert_eq!(
+        offline(&dir, &["history", "executions", "pipeline"]),
+        online_executions
+    );
+    // A snapshot that is not one is ignored.
+    std::fs::write(&snapshot, b"{not a snapshot").unwrap();
+    assert_eq!(
+        offline(&dir, &["history", "actions", "pipeline"]),
+        online_actions
+    );
+    drop(tmp);
+}

@@ -9,6 +9,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
+use serde::{Deserialize, Serialize};
+
 use crate::codepipeline::execution::{
     self, ActionRun, ErrorDetails, Execution, ExecutionEvent, Trigger,
 };
@@ -28,7 +30,7 @@ pub fn pipeline_key(account: &str, region: &str, pipeline: &str) -> String {
 }
 
 /// An execution as ListPipelineExecutions shows it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExecutionSummary {
     /// Execution id.
     pub id: String,
@@ -122,7 +124,7 @@ pub struct PipelineLatest {
 
 /// Which execution last ran each stage and action of a pipeline, by the execution's place in
 /// the pipeline's start order: a few bytes a stage, whatever the executions hold.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 struct LatestIndex {
     stages: Vec<(Box<str>, u32)>,
     actions: Vec<(Box<str>, Box<str>, u32)>,
@@ -155,6 +157,7 @@ impl LatestIndex {
 }
 
 /// An execution as the views keep it.
+#[derive(Serialize, Deserialize)]
 enum Stored {
     /// Whole, while it runs.
     Running(Box<Execution>),
@@ -162,16 +165,36 @@ enum Stored {
     Finished(Box<ExecutionSummary>),
 }
 
-#[derive(Default)]
+#[derive(Default, Serialize, Deserialize)]
 struct Inner {
     /// By execution id, with the key of its pipeline.
     executions: HashMap<String, (Arc<str>, Stored)>,
     /// Execution ids by pipeline key, oldest first.
     by_pipeline: HashMap<Arc<str>, Vec<String>>,
     /// (pipeline key, StartPipelineExecution's client request token) → execution id.
+    #[serde(with = "pairs")]
     by_token: HashMap<(String, String), String>,
     /// Which execution last ran each stage and action, by pipeline key.
     latest: HashMap<Arc<str>, LatestIndex>,
+}
+
+/// A map with tuple keys, written into snapshots as a list of entries.
+mod pairs {
+    use std::collections::HashMap;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    type Map = HashMap<(String, String), String>;
+
+    pub fn serialize<S: Serializer>(map: &Map, s: S) -> Result<S::Ok, S::Error> {
+        map.iter().collect::<Vec<_>>().serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Map, D::Error> {
+        Ok(Vec::<((String, String), String)>::deserialize(d)?
+            .into_iter()
+            .collect())
+    }
 }
 
 /// Every execution, and each pipeline's executions in start order.
@@ -188,6 +211,21 @@ impl ExecutionViews {
             inner: RwLock::default(),
             store,
         }
+    }
+
+    /// Everything the views hold, as JSON, for a snapshot.
+    pub fn export(&self) -> Result<Box<serde_json::value::RawValue>, String> {
+        let inner = self.inner.read().expect("execution views lock");
+        serde_json::value::to_raw_value(&*inner).map_err(|e| e.to_string())
+    }
+
+    /// Views holding what a snapshot exported, over the log in `store`.
+    pub fn import(store: Arc<dyn EventStore>, json: &str) -> Result<Self, String> {
+        let inner: Inner = serde_json::from_str(json).map_err(|e| e.to_string())?;
+        Ok(ExecutionViews {
+            inner: RwLock::new(inner),
+            store,
+        })
     }
 
     /// Applies one durable event.

@@ -5,12 +5,13 @@
 //! Reads take a read lock and never wait behind an actor's mailbox.
 
 pub mod executions;
+pub mod snapshot;
 
 use std::collections::BTreeMap;
 use std::sync::RwLock;
 
 use actix_web::web::Bytes;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::pipeline::{PipelineEvent, Tag};
@@ -25,7 +26,7 @@ pub fn pipeline_stream(account: &str, region: &str, name: &str) -> String {
 pub const PIPELINE_STREAM_PREFIX: &str = "pipeline:";
 
 /// What reads need of one pipeline.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PipelineView {
     /// Pipeline name.
     pub name: String,
@@ -44,6 +45,7 @@ pub struct PipelineView {
     /// Tags, in the order they were added.
     pub tags: Vec<Tag>,
     /// The GetPipeline answer for the current version, serialised once per version.
+    #[serde(with = "json_text")]
     pub get_output: Bytes,
     /// Stages whose inbound transition was changed, with the last change.
     pub transitions: BTreeMap<String, super::pipeline::Transition>,
@@ -70,6 +72,20 @@ impl PipelineView {
             created: self.created,
             updated: self.updated,
         }
+    }
+}
+
+/// A JSON document kept as bytes, written into snapshots as text.
+mod json_text {
+    use actix_web::web::Bytes;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &Bytes, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(std::str::from_utf8(bytes).map_err(serde::ser::Error::custom)?)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Bytes, D::Error> {
+        Ok(Bytes::from(String::deserialize(d)?))
     }
 }
 
@@ -268,6 +284,18 @@ impl PipelineViews {
                 (key.to_string(), view.version, view.get_output.clone())
             })
             .collect()
+    }
+
+    /// Every pipeline view, by stream, for a snapshot.
+    pub fn export(&self) -> BTreeMap<String, PipelineView> {
+        self.pipelines.read().expect("views lock").clone()
+    }
+
+    /// Views holding what a snapshot exported.
+    pub fn import(pipelines: BTreeMap<String, PipelineView>) -> Self {
+        PipelineViews {
+            pipelines: RwLock::new(pipelines),
+        }
     }
 
     /// How many pipelines there are in all.

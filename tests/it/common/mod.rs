@@ -96,6 +96,27 @@ impl Server {
         }
     }
 
+    /// Stops the process with SIGTERM (a graceful stop) and waits (at most 60 s) for its exit.
+    pub fn terminate(mut self) -> Option<tempfile::TempDir> {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill -TERM");
+        assert!(status.success());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                assert!(status.success(), "the server exited with {status}");
+                return self._tmp.take();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the server did not stop within 60 s of SIGTERM"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
     /// Kills the process with SIGKILL and waits for it to be gone.
     pub fn kill9(mut self) -> Option<tempfile::TempDir> {
         self.child.kill().expect("kill -9");

@@ -208,7 +208,7 @@ fn main() {
     };
     let (p50, max, _) = offline(&["history", "actions", "wide"]);
     println!(
-        "history actions wide, offline (the log folded first): p50 {p50:.1} ms, max {max:.1} ms"
+        "history actions wide (first page), offline (views snapshot + events after it): p50 {p50:.1} ms, max {max:.1} ms"
     );
     let (p50, max, _) = offline(&["replay", &long]);
     println!("replay of the {events}-event execution, offline: p50 {p50:.1} ms, max {max:.1} ms");

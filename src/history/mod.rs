@@ -21,7 +21,7 @@ use serde_json::{json, Value};
 
 use crate::codepipeline::execution::{self, ActionRun, Execution, ExecutionEvent};
 use crate::codepipeline::views::executions::{
-    pipeline_key, ExecutionSummary, ExecutionViews, EXECUTION_STREAM_PREFIX,
+    pipeline_key, ExecutionSummary, ExecutionViews, LatestAction, EXECUTION_STREAM_PREFIX,
 };
 use crate::codepipeline::views::{pipeline_stream, pipeline_version, PipelineViews};
 use crate::eventstore::{EventStore, StoreError};
@@ -514,19 +514,7 @@ pub fn stage_states(declaration: &Value, e: &Execution) -> Value {
                         .rev()
                         .find(|r| r.stage == name && r.action == action_name);
                     if let Some(r) = run {
-                        let mut latest = json!({"actionExecutionId": r.id, "status": r.status, "lastStatusChange": r.updated});
-                        if let Some(id) = r.output.as_ref().and_then(|o| o.external_execution_id.clone()) {
-                            latest["externalExecutionId"] = id.into();
-                        }
-                        if let Some(summary) = r.output.as_ref().and_then(|o| o.external_execution_summary.clone()) {
-                            latest["summary"] = summary.into();
-                        }
-                        if let Some(error) = &r.error {
-                            latest["errorDetails"] = json!({"code": error.code, "message": error.message});
-                        }
-                        if let (Some(token), "InProgress") = (&r.token, r.status.as_str()) {
-                            latest["token"] = token.clone().into();
-                        }
+                        let latest = LatestAction::of(e, r).to_json();
                         state["latestExecution"] = latest;
                     }
                     state

@@ -499,19 +499,7 @@ pub(super) fn handle_get_pipeline_state(
                         .actions
                         .get(&(name.to_string(), action_name.to_string()));
                     if let Some(r) = run {
-                        let mut latest = json!({"actionExecutionId": r.id, "status": r.status, "lastStatusChange": r.updated});
-                        if let Some(id) = &r.external_execution_id {
-                            latest["externalExecutionId"] = id.clone().into();
-                        }
-                        if let Some(summary) = &r.summary {
-                            latest["summary"] = summary.clone().into();
-                        }
-                        if let Some(error) = &r.error {
-                            latest["errorDetails"] = json!({"code": error.code, "message": error.message});
-                        }
-                        if let (Some(token), "InProgress") = (&r.token, r.status.as_str()) {
-                            latest["token"] = token.clone().into();
-                        }
+                        let latest = r.to_json();
                         state["latestExecution"] = latest;
                     }
                     state

@@ -98,7 +98,27 @@ pub struct LatestAction {
 }
 
 impl LatestAction {
-    fn of(e: &Execution, run: &ActionRun) -> Self {
+    /// The wire shape `ActionExecution` of GetPipelineState (the token while it waits).
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut latest = serde_json::json!({"actionExecutionId": self.id, "status": self.status, "lastStatusChange": self.updated});
+        if let Some(id) = &self.external_execution_id {
+            latest["externalExecutionId"] = id.clone().into();
+        }
+        if let Some(summary) = &self.summary {
+            latest["summary"] = summary.clone().into();
+        }
+        if let Some(error) = &self.error {
+            latest["errorDetails"] =
+                serde_json::json!({"code": error.code, "message": error.message});
+        }
+        if let (Some(token), "InProgress") = (&self.token, self.status.as_str()) {
+            latest["token"] = token.clone().into();
+        }
+        latest
+    }
+
+    /// The latest run `run` of execution `e`.
+    pub fn of(e: &Execution, run: &ActionRun) -> Self {
         let output = run.output.as_ref();
         LatestAction {
             execution_id: e.id.clone(),

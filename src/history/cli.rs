@@ -494,7 +494,7 @@ fn unchunk(mut data: &[u8]) -> Vec<u8> {
 /// `--since`: a duration back from now, or an RFC 3339 time; epoch seconds.
 fn parse_since(s: &str) -> Result<f64, String> {
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
-        return Ok(t.timestamp_millis() as f64 / 1000.0);
+        return Ok(t.timestamp_micros() as f64 / 1e6);
     }
     let (number, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
     let n: f64 = number.parse().map_err(|_| {
@@ -521,13 +521,14 @@ fn sequence_at(events: &[crate::eventstore::RecordedEvent], at: &str) -> Result<
         return Ok(n);
     }
     let time = chrono::DateTime::parse_from_rfc3339(at)
-        .map(|t| t.timestamp_millis() as f64 / 1000.0)
+        .map(|t| t.timestamp_micros() as f64 / 1e6)
         .or_else(|_| at.parse::<f64>())
         .map_err(|_| format!("--at {at}: give an event number or a time (RFC 3339)"))?;
     events
         .iter()
         .rev()
-        .find(|e| e.recorded_at <= time)
+        // Half a microsecond of slack: the time may be written from the recorded one.
+        .find(|e| e.recorded_at <= time + 5e-7)
         .map(|e| e.sequence)
         .ok_or_else(|| format!("--at {at}: the execution had not started then"))
 }

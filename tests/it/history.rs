@@ -200,6 +200,12 @@ async fn replay_at_an_event_shows_the_state_seen_then() {
     let n = started["sequence"].as_u64().unwrap().to_string();
     let then = online(&server, &["replay", &id, "--at", &n]);
     assert_eq!(then["status"], "InProgress");
+    // The same point named by its time (RFC 3339, to the microsecond).
+    let at = started["recordedAt"].as_f64().unwrap();
+    let time = chrono::DateTime::from_timestamp_micros((at * 1e6).round() as i64)
+        .unwrap()
+        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    assert_eq!(online(&server, &["replay", &id, "--at", &time]), then);
     // Every stage and action the execution had reached, as GetPipelineState showed it then.
     for (stage, observed) in then["stageStates"]
         .as_array()

@@ -15,6 +15,11 @@ pub enum Service {
         /// The `X-Amz-Target` value, e.g. `CodePipeline_20150709.GetPipeline`.
         target: String,
     },
+    /// AWS CodeBuild (JSON 1.1); carries the `X-Amz-Target` header.
+    CodeBuild {
+        /// The `X-Amz-Target` value, e.g. `CodeBuild_20161006.CreateProject`.
+        target: String,
+    },
     /// Amazon S3 (REST, XML): path-style or virtual-host style.
     S3,
     /// IAM (query protocol).
@@ -35,6 +40,9 @@ pub fn route(path: &str, headers: &HeaderMap, scope: Option<&CredentialScope>) -
     let service = scope.map(|s| s.service.as_str()).unwrap_or_default();
     if service == "codepipeline" || (service.is_empty() && target.starts_with("CodePipeline_")) {
         return Service::CodePipeline { target };
+    }
+    if service == "codebuild" || (service.is_empty() && target.starts_with("CodeBuild_")) {
+        return Service::CodeBuild { target };
     }
     match service {
         "s3" => return Service::S3,
@@ -98,6 +106,16 @@ mod tests {
             route("/", &h, Some(&scope("sqs"))),
             Service::Unknown("sqs".into())
         );
+    }
+
+    #[test]
+    fn codebuild_is_named_by_the_scope_or_its_target() {
+        let h = headers(&[("x-amz-target", "CodeBuild_20161006.ListProjects")]);
+        let expected = Service::CodeBuild {
+            target: "CodeBuild_20161006.ListProjects".into(),
+        };
+        assert_eq!(route("/", &h, Some(&scope("codebuild"))), expected);
+        assert_eq!(route("/", &h, None), expected);
     }
 
     #[test]

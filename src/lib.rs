@@ -18,6 +18,7 @@
 //!                    store (files + bucket events), objects (ObjectStore for pipeline actions),
 //!                    remote (an external S3 through aws-sdk-s3)
 //! iam/               IAM roles and STS GetCallerIdentity (query protocol), role events
+//! codebuild/         CodeBuild (JSON 1.1): projects, event-sourced
 //! history/           the history of executions from the log (HistoryReader), its read-only
 //!                    admin API, and the history/replay/rerun/diff/export commands
 //! ```
@@ -38,6 +39,7 @@
 //! folding the whole log, and running executions are resumed.
 
 pub mod aws;
+pub mod codebuild;
 pub mod codepipeline;
 pub mod config;
 pub mod eventstore;

@@ -39,6 +39,7 @@ struct AppState {
     /// The embedded S3; `None` when an external S3 is configured.
     s3: Option<S3Service>,
     iam: Arc<Iam>,
+    codebuild: Arc<crate::codebuild::CodeBuild>,
     /// The read-only history API.
     history: crate::history::HistoryReader,
 }
@@ -65,12 +66,14 @@ pub async fn run(
             .map_err(|e| format!("cannot open the object store: {e:?}"))?,
     );
     let iam = Arc::new(Iam::new(store.clone()));
+    let codebuild = Arc::new(crate::codebuild::CodeBuild::new(store.clone()));
     let execution_views = Arc::new(ExecutionViews::new(store.clone()));
     crate::eventstore::replay(store.as_ref(), |record| {
         views.apply(record);
         execution_views.apply(record);
         objects.apply(record);
         iam.apply(record);
+        codebuild.apply(record);
     })
     .map_err(|e| e.to_string())?;
     store.release_memory().map_err(|e| e.to_string())?;
@@ -142,6 +145,7 @@ pub async fn run(
     let history =
         crate::history::HistoryReader::new(store.clone(), views.clone(), execution_views.clone());
     let state = web::Data::new(AppState {
+        codebuild,
         history,
         iam: iam.clone(),
         s3,
@@ -277,6 +281,13 @@ async fn entry(
             };
         }
         Service::CodePipeline { target } => target,
+        Service::CodeBuild { target } => {
+            let body = match read_body(&req, payload, state.config.max_body_bytes).await {
+                Ok(body) => body,
+                Err(err) => return json::error(&ctx, &err),
+            };
+            return state.codebuild.handle(&ctx, &target, &body).await;
+        }
         Service::Unknown(name) => {
             return json::error(
                 &ctx,

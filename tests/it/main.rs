@@ -1,5 +1,6 @@
 //! Integration tests: the real server, real clients.
 
+mod codebuild;
 mod common;
 mod declarations;
 mod engine;

@@ -281,7 +281,7 @@ fn not_found_error(code: &str, name: &str, account: &str) -> AwsError {
 }
 
 /// Pagination tokens: opaque to clients, checked when they come back.
-mod token {
+pub mod token {
     use crate::aws::AwsError;
 
     const PREFIX: &str = "cpl1:";

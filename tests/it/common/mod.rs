@@ -135,6 +135,19 @@ impl Server {
         aws_sdk_codepipeline::Client::from_conf(config)
     }
 
+    /// A CodeBuild client for this server, region eu-central-1.
+    pub fn codebuild(&self) -> aws_sdk_codebuild::Client {
+        let config = aws_sdk_codebuild::Config::builder()
+            .behavior_version(aws_sdk_codebuild::config::BehaviorVersion::latest())
+            .region(aws_sdk_codebuild::config::Region::new("eu-central-1"))
+            .credentials_provider(aws_sdk_codebuild::config::Credentials::new(
+                "test", "test", None, None, "tests",
+            ))
+            .endpoint_url(&self.endpoint)
+            .build();
+        aws_sdk_codebuild::Client::from_conf(config)
+    }
+
     /// An S3 client for this server, path-style, region eu-central-1.
     pub fn s3(&self) -> aws_sdk_s3::Client {
         s3_client(&self.endpoint, "eu-central-1")
@@ -155,6 +168,15 @@ impl Server {
     /// Calls a CodePipeline operation with a raw JSON body.
     pub fn call(&self, operation: &str, body: serde_json::Value) -> RawResponse {
         self.client().call(operation, body)
+    }
+
+    /// Calls a CodeBuild operation with a raw JSON body.
+    pub fn raw_codebuild(&self, operation: &str, body: serde_json::Value) -> RawResponse {
+        self.client().raw_for(
+            "codebuild",
+            Some(&format!("CodeBuild_20161006.{operation}")),
+            body.to_string().as_bytes(),
+        )
     }
 
     /// Sends a query-protocol request; see [`RawClient::query`].
@@ -209,9 +231,14 @@ impl RawClient {
 
     /// Sends one raw HTTP request and returns the answer, the answer.
     pub fn raw(&self, target: Option<&str>, body: &[u8]) -> RawResponse {
+        self.raw_for("codepipeline", target, body)
+    }
+
+    /// A JSON request signed for `service` (the credential scope's service name).
+    pub fn raw_for(&self, service: &str, target: Option<&str>, body: &[u8]) -> RawResponse {
         let mut head = String::from("POST / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
         head.push_str("Content-Type: application/x-amz-json-1.1\r\n");
-        head.push_str("Authorization: AWS4-HMAC-SHA256 Credential=test/20261126/eu-central-1/codepipeline/aws4_request, SignedHeaders=host, Signature=0\r\n");
+        head.push_str(&format!("Authorization: AWS4-HMAC-SHA256 Credential=test/20261126/eu-central-1/{service}/aws4_request, SignedHeaders=host, Signature=0\r\n"));
         if let Some(t) = target {
             head.push_str(&format!("X-Amz-Target: {t}\r\n"));
         }

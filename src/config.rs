@@ -33,6 +33,10 @@ pub struct Config {
     pub actor_idle_seconds: u64,
     /// Whether CreatePipeline and UpdatePipeline check the pipeline's IAM role.
     pub iam_enforce_roles: bool,
+    /// Whether CodeBuild builds run.
+    pub run_builds: bool,
+    /// Whether builds may run while the server listens beyond loopback.
+    pub allow_builds_on_non_loopback: bool,
     /// An external S3 for pipeline objects; empty for the embedded one.
     pub s3_endpoint: String,
     /// Region to sign for on the external S3.

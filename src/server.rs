@@ -54,6 +54,14 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + 'static,
 ) -> Result<(), String> {
     let started = Instant::now();
+    let ip = listener.local_addr().map_err(|e| e.to_string())?.ip();
+    if config.run_builds && !ip.is_loopback() && !config.allow_builds_on_non_loopback {
+        return Err(format!(
+            "refusing to listen on {ip} with CodeBuild builds on: a build runs commands on this \
+             machine, and anyone who reaches {ip} could start one. Listen on 127.0.0.1, or set \
+             run_builds = false, or allow_builds_on_non_loopback = true if that is intended"
+        ));
+    }
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| format!("cannot create data dir {}: {e}", config.data_dir.display()))?;
     let store: Arc<dyn EventStore> = Arc::new(
@@ -66,7 +74,11 @@ pub async fn run(
             .map_err(|e| format!("cannot open the object store: {e:?}"))?,
     );
     let iam = Arc::new(Iam::new(store.clone()));
-    let codebuild = Arc::new(crate::codebuild::CodeBuild::new(store.clone()));
+    let codebuild = Arc::new(crate::codebuild::CodeBuild::new(
+        store.clone(),
+        config.data_dir.join("codebuild"),
+        config.run_builds,
+    ));
     let execution_views = Arc::new(ExecutionViews::new(store.clone()));
     crate::eventstore::replay(store.as_ref(), |record| {
         views.apply(record);
@@ -77,6 +89,14 @@ pub async fn run(
     })
     .map_err(|e| e.to_string())?;
     store.release_memory().map_err(|e| e.to_string())?;
+    let interrupted = codebuild
+        .recover()
+        .map_err(|e| format!("cannot end interrupted builds: {e}"))?;
+    if interrupted > 0 {
+        log::info!(
+            "{interrupted} builds were interrupted by the last stop: they are marked FAILED"
+        );
+    }
     log::info!(
         "loaded {} pipelines from {} events in {:.1} ms",
         views.len(),

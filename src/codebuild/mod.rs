@@ -2,20 +2,35 @@
 //! CodeBuild action of pipelines will need them. Requests are checked against AWS's own model
 //! (`models/codebuild-2016-10-06.json`); projects are event-sourced like pipelines.
 //!
+//! Builds run their buildspec on this machine with `bash` (see [`runner`]), each in a work dir of
+//! its own under the data dir, with its output kept in a log file; builds are event-sourced too,
+//! and a build that was running when the process died ends as FAILED at the next start.
+//!
 //! # LIMITATIONS
-//! - Served: CreateProject, UpdateProject, BatchGetProjects, ListProjects, DeleteProject. Every
-//!   other CodeBuild operation (builds among them, for now) answers `NotImplementedException`
-//!   naming it.
-//! - Project settings are stored and returned as given; none is evaluated yet (no builds run).
+//! - Served: CreateProject, UpdateProject, BatchGetProjects, ListProjects, DeleteProject,
+//!   StartBuild, BatchGetBuilds, ListBuilds, ListBuildsForProject, StopBuild. Every other
+//!   CodeBuild operation answers `NotImplementedException` naming it.
+//! - There is no container runtime: the environment's image is recorded, not used; commands run
+//!   with the server's user, PATH and tools. Only `bash` runs buildspecs.
+//! - A build started outside a pipeline gets no source: its buildspec must be inline (the
+//!   project's `source.buildspec` or `buildspecOverride`). Artifacts are not uploaded yet.
+//! - Environment variables of type PARAMETER_STORE and SECRETS_MANAGER are refused until those
+//!   services exist.
 
+pub mod build;
+pub mod buildspec;
 pub mod project;
+pub mod runner;
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, LazyLock, RwLock};
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, LazyLock, Mutex, RwLock};
 
 use actix_web::HttpResponse;
 use serde_json::{json, Value};
 
+use self::build::{build_stream, BuildEvent, BUILD_STREAM_PREFIX};
 use self::project::{project_stream, ProjectCommand, ProjectEvent, Refusal, PROJECT_STREAM_PREFIX};
 use crate::aws::model::ServiceModel;
 use crate::aws::{json, AwsError, RequestContext};
@@ -36,7 +51,19 @@ const SERVED: &[&str] = &[
     "BatchGetProjects",
     "ListProjects",
     "DeleteProject",
+    "StartBuild",
+    "BatchGetBuilds",
+    "ListBuilds",
+    "ListBuildsForProject",
+    "StopBuild",
 ];
+
+/// Builds by stream, and their streams in start order.
+#[derive(Default)]
+struct Builds {
+    by_stream: HashMap<String, Value>,
+    order: Vec<String>,
+}
 
 /// CodeBuild projects, event-sourced.
 pub struct CodeBuild {
@@ -45,20 +72,100 @@ pub struct CodeBuild {
     projects: RwLock<BTreeMap<String, Value>>,
     /// Serialises writes, so each append names the stream's current sequence.
     writes: tokio::sync::Mutex<()>,
+    builds: RwLock<Builds>,
+    /// Where builds run and keep their logs (`<data dir>/codebuild`).
+    dir: PathBuf,
+    /// Whether StartBuild runs builds.
+    run_builds: bool,
+    /// The stop flags of running builds, by build id.
+    running: Mutex<HashMap<String, Arc<AtomicBool>>>,
 }
 
 impl CodeBuild {
-    /// Projects from `log` (fed by [`CodeBuild::apply`] at startup).
-    pub fn new(log: Arc<dyn EventStore>) -> Self {
+    /// Projects and builds from `log` (fed by [`CodeBuild::apply`] at startup); builds run in
+    /// `dir` when `run_builds`.
+    pub fn new(log: Arc<dyn EventStore>, dir: PathBuf, run_builds: bool) -> Self {
         CodeBuild {
             log,
             projects: RwLock::new(BTreeMap::new()),
             writes: tokio::sync::Mutex::new(()),
+            builds: RwLock::new(Builds::default()),
+            dir,
+            run_builds,
+            running: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Ends the builds the log says were running when the process stopped: their processes are
+    /// gone, so they fail, saying why.
+    pub fn recover(&self) -> Result<usize, crate::eventstore::StoreError> {
+        let interrupted: Vec<String> = self
+            .builds
+            .read()
+            .expect("codebuild lock")
+            .by_stream
+            .iter()
+            .filter(|(_, b)| b["buildComplete"] != true)
+            .map(|(s, _)| s.clone())
+            .collect();
+        for stream in &interrupted {
+            // Whatever the build's last phase left running goes too.
+            let uuid = stream.rsplit(':').next().unwrap_or_default();
+            let pgid_file = self.dir.join("work").join(uuid).join("state").join("pgid");
+            if let Some(pgid) = std::fs::read_to_string(pgid_file)
+                .ok()
+                .and_then(|p| p.trim().parse::<u32>().ok())
+            {
+                runner::kill_group(pgid);
+            }
+            let head = self
+                .log
+                .read_stream(stream, 1)?
+                .last()
+                .map_or(0, |r| r.sequence);
+            let at = crate::aws::now_epoch();
+            let events = [
+                BuildEvent::PhaseEnded {
+                    phase_type: self.builds.read().expect("codebuild lock").by_stream[stream]
+                        ["currentPhase"]
+                        .as_str()
+                        .unwrap_or("BUILD")
+                        .to_string(),
+                    status: "FAILED".into(),
+                    message: Some(
+                        "The build was interrupted: codepipeline-local stopped while it ran".into(),
+                    ),
+                    at,
+                },
+                BuildEvent::Finished {
+                    status: "FAILED".into(),
+                    exported: vec![],
+                    at,
+                },
+            ];
+            let recorded = self.log.append(
+                stream,
+                head,
+                events.iter().map(BuildEvent::to_new_event).collect(),
+            )?;
+            recorded.iter().for_each(|r| self.apply(r));
+        }
+        Ok(interrupted.len())
     }
 
     /// Folds one event of the log.
     pub fn apply(&self, record: &RecordedEvent) {
+        if record.stream.starts_with(BUILD_STREAM_PREFIX) {
+            if let Some(event) = BuildEvent::from_record(record) {
+                let mut builds = self.builds.write().expect("codebuild lock");
+                if matches!(event, BuildEvent::Started { .. }) {
+                    builds.order.push(record.stream.clone());
+                }
+                let b = builds.by_stream.entry(record.stream.clone()).or_default();
+                build::apply(b, &event);
+            }
+            return;
+        }
         if !record.stream.starts_with(PROJECT_STREAM_PREFIX) {
             return;
         }
@@ -83,7 +190,12 @@ impl CodeBuild {
     }
 
     /// Serves one CodeBuild request: `target` is the `X-Amz-Target` header, `body` the JSON.
-    pub async fn handle(&self, ctx: &RequestContext, target: &str, body: &[u8]) -> HttpResponse {
+    pub async fn handle(
+        self: &Arc<Self>,
+        ctx: &RequestContext,
+        target: &str,
+        body: &[u8],
+    ) -> HttpResponse {
         match self.serve(ctx, target, body).await {
             Ok(value) => match serde_json::to_vec(&value) {
                 Ok(bytes) => json::ok(ctx, actix_web::web::Bytes::from(bytes)),
@@ -99,7 +211,7 @@ impl CodeBuild {
     }
 
     async fn serve(
-        &self,
+        self: &Arc<Self>,
         ctx: &RequestContext,
         target: &str,
         body: &[u8],
@@ -133,6 +245,20 @@ impl CodeBuild {
             "DeleteProject" => self.delete_project(ctx, input).await,
             "BatchGetProjects" => Ok(self.batch_get_projects(ctx, &input)),
             "ListProjects" => self.list_projects(ctx, &input),
+            "StartBuild" => self.start_build(ctx, &input).await,
+            "BatchGetBuilds" => Ok(self.batch_get_builds(ctx, &input)),
+            "ListBuilds" => self.list_builds(ctx, &input, None),
+            "ListBuildsForProject" => {
+                let name = input["projectName"].as_str().unwrap_or_default();
+                if self.project(ctx, name).is_none() {
+                    return Err(AwsError::new(
+                        "ResourceNotFoundException",
+                        format!("Project cannot be found: {}", Self::arn(ctx, name)),
+                    ));
+                }
+                self.list_builds(ctx, &input, Some(name))
+            }
+            "StopBuild" => self.stop_build(ctx, &input).await,
             other => Err(AwsError::not_supported("CodeBuild", other)),
         }
     }
@@ -288,5 +414,339 @@ impl CodeBuild {
             }
         }
         Ok(out)
+    }
+
+    /// A build by id (`project:uuid`) or ARN.
+    pub fn build(&self, ctx: &RequestContext, id_or_arn: &str) -> Option<Value> {
+        let id = id_or_arn.rsplit("build/").next().unwrap_or(id_or_arn);
+        self.builds
+            .read()
+            .expect("codebuild lock")
+            .by_stream
+            .get(&build_stream(&ctx.account_id, &ctx.region, id))
+            .cloned()
+    }
+
+    /// The log file of a build (by its id).
+    pub fn log_file(&self, id: &str) -> PathBuf {
+        let uuid = id.rsplit(':').next().unwrap_or(id);
+        self.dir.join("logs").join(format!("{uuid}.log"))
+    }
+
+    async fn start_build(
+        self: &Arc<Self>,
+        ctx: &RequestContext,
+        input: &Value,
+    ) -> Result<Value, AwsError> {
+        let name = input["projectName"].as_str().unwrap_or_default();
+        let project = self.project(ctx, name).ok_or_else(|| {
+            AwsError::new(
+                "ResourceNotFoundException",
+                format!("Project cannot be found: {}", Self::arn(ctx, name)),
+            )
+        })?;
+        if !self.run_builds {
+            return Err(AwsError::new(
+                "AccountLimitExceededException",
+                "Builds are turned off on this codepipeline-local (run_builds = false)",
+            ));
+        }
+        let name = project["name"].as_str().unwrap_or_default().to_string();
+        // The buildspec: the override, else the project's inline one.
+        let text = input["buildspecOverride"]
+            .as_str()
+            .or(project["source"]["buildspec"].as_str())
+            .unwrap_or_default()
+            .to_string();
+        if text.trim().is_empty() {
+            return Err(AwsError::new(
+                "InvalidInputException",
+                "The build has no buildspec: give the project an inline source.buildspec or StartBuild a buildspecOverride (a build outside a pipeline gets no source to read buildspec.yml from)",
+            ));
+        }
+        let spec =
+            buildspec::parse(&text).map_err(|e| AwsError::new("InvalidInputException", e))?;
+        if spec.shell.as_deref().is_some_and(|s| s != "bash") {
+            return Err(AwsError::new(
+                "InvalidInputException",
+                format!(
+                    "env.shell {} is not supported by codepipeline-local: builds run with bash",
+                    spec.shell.as_deref().unwrap_or_default()
+                ),
+            ));
+        }
+        let mut environment = project["environment"].clone();
+        let mut variables: Vec<Value> = environment["environmentVariables"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        for v in input["environmentVariablesOverride"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            variables.retain(|old| old["name"] != v["name"]);
+            variables.push(v.clone());
+        }
+        for v in &variables {
+            let kind = v["type"].as_str().unwrap_or("PLAINTEXT");
+            if kind != "PLAINTEXT" {
+                return Err(AwsError::new(
+                    "InvalidInputException",
+                    format!(
+                        "Environment variable {} is of type {kind}, which codepipeline-local does not resolve yet (PLAINTEXT only)",
+                        v["name"].as_str().unwrap_or_default()
+                    ),
+                ));
+            }
+        }
+        environment["environmentVariables"] = Value::Array(variables.clone());
+        let timeout = input["timeoutInMinutesOverride"]
+            .as_u64()
+            .or(project["timeoutInMinutes"].as_u64())
+            .unwrap_or(60);
+        let uuid = uuid::Uuid::new_v4().to_string();
+        let id = format!("{name}:{uuid}");
+        let at = crate::aws::now_epoch();
+        let number = {
+            let builds = self.builds.read().expect("codebuild lock");
+            builds
+                .by_stream
+                .values()
+                .filter(|b| b["projectName"] == name.as_str())
+                .count()
+                + 1
+        };
+        let arn = format!(
+            "arn:aws:codebuild:{}:{}:build/{id}",
+            ctx.region, ctx.account_id
+        );
+        let record = json!({
+            "id": id,
+            "arn": arn,
+            "buildNumber": number,
+            "startTime": at,
+            "currentPhase": "INSTALL",
+            "buildStatus": "IN_PROGRESS",
+            "projectName": name,
+            "phases": build::first_phases(at),
+            "source": project["source"],
+            "secondarySources": [],
+            "secondarySourceVersions": [],
+            "artifacts": {"location": ""},
+            "secondaryArtifacts": [],
+            "environment": environment,
+            "serviceRole": project["serviceRole"],
+            "logs": {"groupName": format!("/aws/codebuild/{name}"), "streamName": uuid, "deepLink": format!("file://{}", self.log_file(&id).display())},
+            "timeoutInMinutes": timeout,
+            "queuedTimeoutInMinutes": project["queuedTimeoutInMinutes"],
+            "buildComplete": false,
+            "initiator": input["initiator"].as_str().unwrap_or("codepipeline-local"),
+            "encryptionKey": project["encryptionKey"],
+        });
+        let stream = build_stream(&ctx.account_id, &ctx.region, &id);
+        let recorded = self
+            .log
+            .append_durable(
+                &stream,
+                0,
+                vec![BuildEvent::Started { build: record }.to_new_event()],
+            )
+            .await
+            .map_err(|e| AwsError::internal(e.to_string()))?;
+        recorded.iter().for_each(|r| self.apply(r));
+        // The environment of the commands: CodeBuild's own variables, then the buildspec's, the
+        // project's and the overrides (later ones win).
+        let work = self.dir.join("work").join(&uuid);
+        let src_dir = work.join("src");
+        std::fs::create_dir_all(&src_dir).map_err(|e| AwsError::internal(e.to_string()))?;
+        std::fs::create_dir_all(self.dir.join("logs"))
+            .map_err(|e| AwsError::internal(e.to_string()))?;
+        let mut env = vec![
+            ("CODEBUILD_BUILD_ID".to_string(), id.clone()),
+            ("CODEBUILD_BUILD_ARN".to_string(), arn.clone()),
+            ("CODEBUILD_BUILD_NUMBER".to_string(), number.to_string()),
+            (
+                "CODEBUILD_BUILD_IMAGE".to_string(),
+                environment["image"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            ),
+            ("CODEBUILD_BUILD_SUCCEEDING".to_string(), "1".to_string()),
+            (
+                "CODEBUILD_INITIATOR".to_string(),
+                input["initiator"]
+                    .as_str()
+                    .unwrap_or("codepipeline-local")
+                    .to_string(),
+            ),
+            ("CODEBUILD_PROJECT_NAME".to_string(), name.clone()),
+            (
+                "CODEBUILD_SRC_DIR".to_string(),
+                src_dir.to_string_lossy().to_string(),
+            ),
+            (
+                "CODEBUILD_START_TIME".to_string(),
+                ((at * 1000.0) as u64).to_string(),
+            ),
+            ("AWS_REGION".to_string(), ctx.region.clone()),
+            ("AWS_DEFAULT_REGION".to_string(), ctx.region.clone()),
+        ];
+        env.extend(spec.variables.iter().cloned());
+        for v in &variables {
+            env.push((
+                v["name"].as_str().unwrap_or_default().to_string(),
+                v["value"].as_str().unwrap_or_default().to_string(),
+            ));
+        }
+        let run = runner::Run {
+            src_dir,
+            state_dir: work.join("state"),
+            log: self.log_file(&id),
+            env,
+            spec,
+            deadline: std::time::Instant::now() + std::time::Duration::from_secs(timeout * 60),
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        self.running
+            .lock()
+            .expect("codebuild running")
+            .insert(id.clone(), stop.clone());
+        let me = self.clone();
+        std::thread::Builder::new()
+            .name(format!("build-{uuid}"))
+            .spawn(move || me.run_build(&stream, &id, &run, &stop))
+            .map_err(|e| AwsError::internal(e.to_string()))?;
+        Ok(json!({ "build": self.build(ctx, &format!("{name}:{uuid}")) }))
+    }
+
+    /// Runs a build to its end, recording each phase as it ends (on the build's own thread).
+    fn run_build(&self, stream: &str, id: &str, run: &runner::Run, stop: &AtomicBool) {
+        let rt = match tokio::runtime::Builder::new_current_thread().build() {
+            Ok(rt) => rt,
+            Err(e) => {
+                log::error!("build {id} could not run: {e}");
+                return;
+            }
+        };
+        let mut sequence = 1;
+        let mut record = |event: BuildEvent| match rt.block_on(self.log.append_durable(
+            stream,
+            sequence,
+            vec![event.to_new_event()],
+        )) {
+            Ok(recorded) => {
+                sequence += recorded.len() as u64;
+                recorded.iter().for_each(|r| self.apply(r));
+            }
+            Err(e) => log::error!("build {id}: an event was not recorded: {e}"),
+        };
+        let outcome = runner::run(run, stop, |phase_type, (status, message)| {
+            record(BuildEvent::PhaseEnded {
+                phase_type: phase_type.to_string(),
+                status: status.to_string(),
+                message,
+                at: crate::aws::now_epoch(),
+            })
+        });
+        let exported =
+            if outcome == runner::Outcome::Succeeded || outcome == runner::Outcome::Failed {
+                runner::exported(run, &run.spec.exported)
+            } else {
+                Vec::new()
+            };
+        record(BuildEvent::Finished {
+            status: outcome.status().to_string(),
+            exported,
+            at: crate::aws::now_epoch(),
+        });
+        self.running.lock().expect("codebuild running").remove(id);
+    }
+
+    fn batch_get_builds(&self, ctx: &RequestContext, input: &Value) -> Value {
+        let mut found = Vec::new();
+        let mut not_found = Vec::new();
+        for id in input["ids"].as_array().into_iter().flatten() {
+            let id = id.as_str().unwrap_or_default();
+            match self.build(ctx, id) {
+                Some(b) => found.push(b),
+                None => not_found.push(Value::from(id)),
+            }
+        }
+        json!({"builds": found, "buildsNotFound": not_found})
+    }
+
+    fn list_builds(
+        &self,
+        ctx: &RequestContext,
+        input: &Value,
+        project: Option<&str>,
+    ) -> Result<Value, AwsError> {
+        let prefix = build_stream(&ctx.account_id, &ctx.region, "");
+        let builds = self.builds.read().expect("codebuild lock");
+        let mut ids: Vec<String> = builds
+            .order
+            .iter()
+            .filter(|s| s.starts_with(&prefix))
+            .filter_map(|s| builds.by_stream.get(s))
+            .filter(|b| project.is_none_or(|p| b["projectName"] == p))
+            .map(|b| b["id"].as_str().unwrap_or_default().to_string())
+            .collect();
+        drop(builds);
+        // Newest first unless asked otherwise, as CodeBuild lists them.
+        if input["sortOrder"] != "ASCENDING" {
+            ids.reverse();
+        }
+        let start = match input["nextToken"].as_str() {
+            Some(token) => {
+                let after = crate::codepipeline::api::token::decode(token)
+                    .map_err(|_| AwsError::new("InvalidInputException", "Invalid next token"))?;
+                ids.iter()
+                    .position(|i| *i == after)
+                    .map(|p| p + 1)
+                    .ok_or_else(|| AwsError::new("InvalidInputException", "Invalid next token"))?
+            }
+            None => 0,
+        };
+        let page: Vec<&String> = ids.iter().skip(start).take(100).collect();
+        let mut out = json!({ "ids": page });
+        if start + page.len() < ids.len() {
+            if let Some(last) = page.last() {
+                out["nextToken"] = crate::codepipeline::api::token::encode(last).into();
+            }
+        }
+        Ok(out)
+    }
+
+    async fn stop_build(&self, ctx: &RequestContext, input: &Value) -> Result<Value, AwsError> {
+        let id = input["id"].as_str().unwrap_or_default();
+        let build = self.build(ctx, id).ok_or_else(|| {
+            AwsError::new(
+                "ResourceNotFoundException",
+                format!("Build {id} cannot be found"),
+            )
+        })?;
+        let id = build["id"].as_str().unwrap_or_default().to_string();
+        let flag = self
+            .running
+            .lock()
+            .expect("codebuild running")
+            .get(&id)
+            .cloned();
+        if let Some(flag) = flag {
+            flag.store(true, std::sync::atomic::Ordering::Relaxed);
+            // The build's processes are killed within a few milliseconds; wait (at most 10 s)
+            // for its end to be recorded.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while self
+                .build(ctx, &id)
+                .is_some_and(|b| b["buildComplete"] != true)
+                && std::time::Instant::now() < deadline
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        }
+        Ok(json!({ "build": self.build(ctx, &id) }))
     }
 }

@@ -153,11 +153,328 @@ async fn bad_input_and_operations_not_served_get_aws_errors() {
         .unwrap()
         .projects()
         .is_empty());
-    let r = server.raw_codebuild("StartBuild", json!({"projectName": "app-build"}));
+    let r = server.raw_codebuild("CreateWebhook", json!({"projectName": "app-build"}));
     assert_eq!(r.status, 501);
     assert_eq!(r.error_code(), "NotImplementedException");
-    assert!(r.text().contains("StartBuild"), "{}", r.text());
+    assert!(r.text().contains("CreateWebhook"), "{}", r.text());
+    // A build of a project that does not exist.
+    let r = server.raw_codebuild("StartBuild", json!({"projectName": "nope"}));
+    assert_eq!(r.error_code(), "ResourceNotFoundException");
     let r = server.raw_codebuild("NoSuchOperation", json!({}));
     assert_eq!(r.status, 400);
     assert_eq!(r.error_code(), "UnknownOperationException");
+}
+
+/// A project whose inline buildspec is `buildspec`.
+async fn project_with(cb: &aws_sdk_codebuild::Client, name: &str, buildspec: &str) {
+    cb.create_project()
+        .name(name)
+        .source(
+            ProjectSource::builder()
+                .r#type(SourceType::NoSource)
+                .buildspec(buildspec)
+                .build()
+                .unwrap(),
+        )
+        .artifacts(
+            ProjectArtifacts::builder()
+                .r#type(ArtifactsType::NoArtifacts)
+                .build()
+                .unwrap(),
+        )
+        .environment(
+            ProjectEnvironment::builder()
+                .r#type(EnvironmentType::LinuxContainer)
+                .image("aws/codebuild/standard:7.0")
+                .compute_type(ComputeType::BuildGeneral1Small)
+                .environment_variables(
+                    EnvironmentVariable::builder()
+                        .name("STAGE")
+                        .value("from-project")
+                        .build()
+                        .unwrap(),
+                )
+                .build()
+                .unwrap(),
+        )
+        .service_role("arn:aws:iam::000000000000:role/role")
+        .send()
+        .await
+        .unwrap();
+}
+
+/// Waits (at most 60 s) until the build is complete; returns it.
+async fn completed(cb: &aws_sdk_codebuild::Client, id: &str) -> aws_sdk_codebuild::types::Build {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let out = cb.batch_get_builds().ids(id).send().await.unwrap();
+        let b = out.builds()[0].clone();
+        if b.build_complete() {
+            return b;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "build {id} still running after 60 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+fn phase_status(b: &aws_sdk_codebuild::types::Build, phase: &str) -> Option<String> {
+    b.phases()
+        .iter()
+        .find(|p| p.phase_type().map(|t| t.as_str()) == Some(phase))
+        .and_then(|p| p.phase_status())
+        .map(|s| s.as_str().to_string())
+}
+
+#[tokio::test]
+async fn a_build_runs_its_buildspec_here_and_exports_its_variables() {
+    use aws_sdk_codebuild::types::StatusType;
+    let server = Server::start();
+    let cb = server.codebuild();
+    project_with(
+        &cb,
+        "app-build",
+        "version: 0.2\nenv:\n  variables:\n    GREETING: hello\n  exported-variables:\n    - VERSION\nphases:\n  install:\n    commands:\n      - cd \"$CODEBUILD_SRC_DIR\" && mkdir -p out\n  build:\n    commands:\n      - echo \"$GREETING from $STAGE in $CODEBUILD_BUILD_ID\" > out/greeting.txt\n      - cat out/greeting.txt\n      - export VERSION=1.2.$CODEBUILD_BUILD_NUMBER\n",
+    )
+    .await;
+    let started = cb
+        .start_build()
+        .project_name("app-build")
+        .environment_variables_override(
+            EnvironmentVariable::builder()
+                .name("STAGE")
+                .value("from-override")
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let id = started.build_value().unwrap().id().unwrap().to_string();
+    assert!(id.starts_with("app-build:"));
+    let b = completed(&cb, &id).await;
+    assert_eq!(b.build_status(), Some(&StatusType::Succeeded));
+    assert_eq!(b.build_number(), Some(1));
+    for phase in ["SUBMITTED", "INSTALL", "BUILD", "FINALIZING"] {
+        assert_eq!(
+            phase_status(&b, phase).as_deref(),
+            Some("SUCCEEDED"),
+            "{phase}"
+        );
+    }
+    let exported: Vec<_> = b
+        .exported_environment_variables()
+        .iter()
+        .map(|v| (v.name().unwrap(), v.value().unwrap()))
+        .collect();
+    assert_eq!(exported, [("VERSION", "1.2.1")]);
+    // The output is kept, the override won over the project's value.
+    let log = std::fs::read_to_string(
+        b.logs()
+            .unwrap()
+            .deep_link()
+            .unwrap()
+            .trim_start_matches("file://"),
+    )
+    .unwrap();
+    assert!(
+        log.contains(&format!("hello from from-override in {id}")),
+        "{log}"
+    );
+    let listed = cb
+        .list_builds_for_project()
+        .project_name("app-build")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.ids(), std::slice::from_ref(&id));
+    let all = cb.list_builds().send().await.unwrap();
+    assert_eq!(all.ids(), std::slice::from_ref(&id));
+}
+
+#[tokio::test]
+async fn a_failing_build_names_its_phase_and_still_runs_finally_and_post_build() {
+    use aws_sdk_codebuild::types::StatusType;
+    let server = Server::start();
+    let cb = server.codebuild();
+    project_with(
+        &cb,
+        "failing",
+        "version: 0.2\nphases:\n  build:\n    commands:\n      - echo before\n      - false\n      - echo never\n    finally:\n      - echo finally-ran\n  post_build:\n    commands:\n      - echo post-build-ran\n",
+    )
+    .await;
+    let id = cb
+        .start_build()
+        .project_name("failing")
+        .send()
+        .await
+        .unwrap()
+        .build_value()
+        .unwrap()
+        .id()
+        .unwrap()
+        .to_string();
+    let b = completed(&cb, &id).await;
+    assert_eq!(b.build_status(), Some(&StatusType::Failed));
+    assert_eq!(phase_status(&b, "BUILD").as_deref(), Some("FAILED"));
+    assert_eq!(phase_status(&b, "POST_BUILD").as_deref(), Some("SUCCEEDED"));
+    let build_phase = b
+        .phases()
+        .iter()
+        .find(|p| p.phase_type().map(|t| t.as_str()) == Some("BUILD"))
+        .unwrap();
+    assert!(build_phase.contexts()[0]
+        .message()
+        .unwrap()
+        .contains("exit status 1"));
+    let log = std::fs::read_to_string(
+        b.logs()
+            .unwrap()
+            .deep_link()
+            .unwrap()
+            .trim_start_matches("file://"),
+    )
+    .unwrap();
+    assert!(
+        log.contains("finally-ran") && log.contains("post-build-ran"),
+        "{log}"
+    );
+    assert!(!log.contains("\nnever"), "{log}");
+}
+
+/// The process ids a build wrote into `pidfile`, once it exists (at most 30 s).
+fn pid_in(path: &std::path::Path) -> u32 {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if let Some(pid) = std::fs::read_to_string(path)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+        {
+            return pid;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the build wrote no pid"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Waits (at most 10 s) until the process is gone.
+fn gone(pid: u32) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        // A killed child of an exited parent may linger as a zombie until reaped by init.
+        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        if state.split_whitespace().nth(2) == Some("Z") {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    true
+}
+
+#[tokio::test]
+async fn a_stopped_build_leaves_no_process_behind() {
+    use aws_sdk_codebuild::types::StatusType;
+    let server = Server::start();
+    let cb = server.codebuild();
+    let pidfile = server.data_dir.join("sleep.pid");
+    project_with(
+        &cb,
+        "long",
+        &format!(
+            "version: 0.2\nphases:\n  build:\n    commands:\n      - sleep 300 & echo $! > {} ; wait\n",
+            pidfile.display()
+        ),
+    )
+    .await;
+    let id = cb
+        .start_build()
+        .project_name("long")
+        .send()
+        .await
+        .unwrap()
+        .build_value()
+        .unwrap()
+        .id()
+        .unwrap()
+        .to_string();
+    let pid = pid_in(&pidfile);
+    let stopped = cb.stop_build().id(&id).send().await.unwrap();
+    assert_eq!(
+        stopped.build_value().unwrap().build_status(),
+        Some(&StatusType::Stopped)
+    );
+    assert!(gone(pid), "the build's sleep is still running");
+    assert_eq!(
+        phase_status(&completed(&cb, &id).await, "BUILD").as_deref(),
+        Some("STOPPED")
+    );
+}
+
+#[tokio::test]
+async fn a_build_running_when_the_server_dies_fails_at_the_next_start() {
+    use aws_sdk_codebuild::types::StatusType;
+    let server = Server::start();
+    let cb = server.codebuild();
+    let pidfile = server.data_dir.join("sleep.pid");
+    project_with(
+        &cb,
+        "long",
+        &format!(
+            "version: 0.2\nphases:\n  build:\n    commands:\n      - sleep 300 & echo $! > {} ; wait\n",
+            pidfile.display()
+        ),
+    )
+    .await;
+    let id = cb
+        .start_build()
+        .project_name("long")
+        .send()
+        .await
+        .unwrap()
+        .build_value()
+        .unwrap()
+        .id()
+        .unwrap()
+        .to_string();
+    let pid = pid_in(&pidfile);
+    let dir = server.data_dir.clone();
+    let _tmp = server.kill9();
+    let restarted = Server::start_in(&dir);
+    let cb = restarted.codebuild();
+    let b = completed(&cb, &id).await;
+    assert_eq!(b.build_status(), Some(&StatusType::Failed));
+    let build_phase = b
+        .phases()
+        .iter()
+        .find(|p| p.phase_type().map(|t| t.as_str()) == Some("BUILD"))
+        .unwrap();
+    assert!(build_phase.contexts()[0]
+        .message()
+        .unwrap()
+        .contains("interrupted"));
+    assert!(gone(pid), "the interrupted build's sleep is still running");
+}
+
+#[test]
+fn builds_on_a_non_loopback_address_need_the_operator_to_say_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let refused = Server::try_start_with(tmp.path(), &[("CODEPIPELINE_LOCAL_HOST", "0.0.0.0")]);
+    let err = refused.err().expect("the server refused to start");
+    assert!(err.contains("refusing to listen on 0.0.0.0"), "{err}");
+    let allowed = Server::try_start_with(
+        tmp.path(),
+        &[
+            ("CODEPIPELINE_LOCAL_HOST", "0.0.0.0"),
+            ("CODEPIPELINE_LOCAL_ALLOW_BUILDS_ON_NON_LOOPBACK", "true"),
+        ],
+    );
+    assert!(allowed.is_ok());
 }

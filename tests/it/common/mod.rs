@@ -56,6 +56,11 @@ impl Server {
         Server::try_start(data_dir, &[])
     }
 
+    /// Starts a server on `data_dir` with extra environment; the error is what it printed.
+    pub fn try_start_with(data_dir: &Path, env: &[(&str, &str)]) -> Result<Server, String> {
+        Server::try_start(data_dir, env)
+    }
+
     fn try_start(data_dir: &Path, env: &[(&str, &str)]) -> Result<Server, String> {
         let mut child = Command::new(env!("CARGO_BIN_EXE_codepipeline-local"))
             .args(["serve", "--port", "0", "--data-dir"])

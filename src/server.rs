@@ -150,6 +150,7 @@ pub async fn run(
         execution_views.clone(),
         ActionContext {
             objects: pipeline_objects,
+            codebuild: codebuild.clone(),
         },
     );
     for (pipeline, stage) in views.disabled_transitions() {

@@ -58,6 +58,44 @@ const SERVED: &[&str] = &[
     "StopBuild",
 ];
 
+/// What a build is started with.
+pub struct StartOptions {
+    /// Account of the project.
+    pub account: String,
+    /// Region of the project.
+    pub region: String,
+    /// Project name (or ARN).
+    pub project: String,
+    /// `buildspecOverride`.
+    pub buildspec_override: Option<String>,
+    /// `environmentVariablesOverride` (`EnvironmentVariable` wire shapes).
+    pub env_overrides: Vec<Value>,
+    /// `timeoutInMinutesOverride`.
+    pub timeout_override: Option<u64>,
+    /// Who started it.
+    pub initiator: String,
+    /// Input files by artifact name: the first is the primary source (`CODEBUILD_SRC_DIR`), the
+    /// others go in `CODEBUILD_SRC_DIR_<name>`.
+    pub sources: Vec<(String, Files)>,
+}
+
+/// Files by their path in a source dir.
+pub type Files = Vec<(String, Vec<u8>)>;
+
+/// A build that was started.
+pub struct Started {
+    /// The build as BatchGetBuilds shows it now.
+    pub build: Value,
+    /// Its id.
+    pub id: String,
+    /// The buildspec it runs.
+    pub spec: buildspec::Buildspec,
+    /// Its primary source dir (`CODEBUILD_SRC_DIR`).
+    pub src_dir: PathBuf,
+    /// Resolves when it has ended (and its end is recorded).
+    pub done: tokio::sync::oneshot::Receiver<()>,
+}
+
 /// Builds by stream, and their streams in start order.
 #[derive(Default)]
 struct Builds {
@@ -427,6 +465,20 @@ impl CodeBuild {
             .cloned()
     }
 
+    /// A build by region and id, in the default account (for the CodeBuild action).
+    pub fn build_in(&self, region: &str, id: &str) -> Option<Value> {
+        self.builds
+            .read()
+            .expect("codebuild lock")
+            .by_stream
+            .get(&build_stream(
+                crate::aws::scope::DEFAULT_ACCOUNT,
+                region,
+                id,
+            ))
+            .cloned()
+    }
+
     /// The log file of a build (by its id).
     pub fn log_file(&self, id: &str) -> PathBuf {
         let uuid = id.rsplit(':').next().unwrap_or(id);
@@ -438,11 +490,44 @@ impl CodeBuild {
         ctx: &RequestContext,
         input: &Value,
     ) -> Result<Value, AwsError> {
-        let name = input["projectName"].as_str().unwrap_or_default();
-        let project = self.project(ctx, name).ok_or_else(|| {
+        let started = self
+            .start(StartOptions {
+                account: ctx.account_id.clone(),
+                region: ctx.region.clone(),
+                project: input["projectName"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                buildspec_override: input["buildspecOverride"].as_str().map(str::to_string),
+                env_overrides: input["environmentVariablesOverride"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default(),
+                timeout_override: input["timeoutInMinutesOverride"].as_u64(),
+                initiator: input["initiator"]
+                    .as_str()
+                    .unwrap_or("codepipeline-local")
+                    .to_string(),
+                sources: Vec::new(),
+            })
+            .await?;
+        Ok(json!({ "build": started.build }))
+    }
+
+    /// Starts a build: records it, prepares its work dir with `sources`, and runs it on a thread
+    /// of its own. The answer says when it ends.
+    pub async fn start(self: &Arc<Self>, o: StartOptions) -> Result<Started, AwsError> {
+        let ctx = RequestContext {
+            region: o.region.clone(),
+            account_id: o.account.clone(),
+            request_id: String::new(),
+            rerun_of: None,
+        };
+        let name = o.project.clone();
+        let project = self.project(&ctx, &name).ok_or_else(|| {
             AwsError::new(
                 "ResourceNotFoundException",
-                format!("Project cannot be found: {}", Self::arn(ctx, name)),
+                format!("Project cannot be found: {}", Self::arn(&ctx, &name)),
             )
         })?;
         if !self.run_builds {
@@ -452,18 +537,54 @@ impl CodeBuild {
             ));
         }
         let name = project["name"].as_str().unwrap_or_default().to_string();
-        // The buildspec: the override, else the project's inline one.
-        let text = input["buildspecOverride"]
-            .as_str()
-            .or(project["source"]["buildspec"].as_str())
-            .unwrap_or_default()
-            .to_string();
-        if text.trim().is_empty() {
-            return Err(AwsError::new(
-                "InvalidInputException",
-                "The build has no buildspec: give the project an inline source.buildspec or StartBuild a buildspecOverride (a build outside a pipeline gets no source to read buildspec.yml from)",
-            ));
+        let uuid = uuid::Uuid::new_v4().to_string();
+        let work = self.dir.join("work").join(&uuid);
+        let src_dir = work.join("src");
+        let internal = |e: std::io::Error| AwsError::internal(e.to_string());
+        std::fs::create_dir_all(&src_dir).map_err(internal)?;
+        std::fs::create_dir_all(self.dir.join("logs")).map_err(internal)?;
+        // The input artifacts: the first in CODEBUILD_SRC_DIR, the others beside it.
+        let mut source_dirs = Vec::new();
+        for (i, (artifact, files)) in o.sources.iter().enumerate() {
+            let dir = if i == 0 {
+                src_dir.clone()
+            } else {
+                work.join(format!("src-{artifact}"))
+            };
+            std::fs::create_dir_all(&dir).map_err(internal)?;
+            for (path, content) in files {
+                let target = dir.join(path);
+                if let Some(parent) = target.parent() {
+                    std::fs::create_dir_all(parent).map_err(internal)?;
+                }
+                std::fs::write(&target, content).map_err(internal)?;
+            }
+            source_dirs.push((artifact.clone(), dir));
         }
+        // The buildspec: the override, else the project's: inline, or a file of the source.
+        let declared = o
+            .buildspec_override
+            .clone()
+            .or(project["source"]["buildspec"].as_str().map(str::to_string))
+            .filter(|t| !t.trim().is_empty());
+        let text = match declared {
+            Some(t) if t.contains('\n') || t.trim_start().starts_with("version") => t,
+            named => {
+                let file = named.unwrap_or_else(|| "buildspec.yml".to_string());
+                if o.sources.is_empty() {
+                    return Err(AwsError::new(
+                        "InvalidInputException",
+                        "The build has no buildspec: give the project an inline source.buildspec or StartBuild a buildspecOverride (a build outside a pipeline gets no source to read buildspec.yml from)",
+                    ));
+                }
+                std::fs::read_to_string(src_dir.join(&file)).map_err(|_| {
+                    AwsError::new(
+                        "InvalidInputException",
+                        format!("YAML_FILE_ERROR: the buildspec file {file} is not in the primary source"),
+                    )
+                })?
+            }
+        };
         let spec =
             buildspec::parse(&text).map_err(|e| AwsError::new("InvalidInputException", e))?;
         if spec.shell.as_deref().is_some_and(|s| s != "bash") {
@@ -480,11 +601,7 @@ impl CodeBuild {
             .as_array()
             .cloned()
             .unwrap_or_default();
-        for v in input["environmentVariablesOverride"]
-            .as_array()
-            .into_iter()
-            .flatten()
-        {
+        for v in &o.env_overrides {
             variables.retain(|old| old["name"] != v["name"]);
             variables.push(v.clone());
         }
@@ -501,11 +618,10 @@ impl CodeBuild {
             }
         }
         environment["environmentVariables"] = Value::Array(variables.clone());
-        let timeout = input["timeoutInMinutesOverride"]
-            .as_u64()
+        let timeout = o
+            .timeout_override
             .or(project["timeoutInMinutes"].as_u64())
             .unwrap_or(60);
-        let uuid = uuid::Uuid::new_v4().to_string();
         let id = format!("{name}:{uuid}");
         let at = crate::aws::now_epoch();
         let number = {
@@ -541,7 +657,7 @@ impl CodeBuild {
             "timeoutInMinutes": timeout,
             "queuedTimeoutInMinutes": project["queuedTimeoutInMinutes"],
             "buildComplete": false,
-            "initiator": input["initiator"].as_str().unwrap_or("codepipeline-local"),
+            "initiator": o.initiator,
             "encryptionKey": project["encryptionKey"],
         });
         let stream = build_stream(&ctx.account_id, &ctx.region, &id);
@@ -557,11 +673,6 @@ impl CodeBuild {
         recorded.iter().for_each(|r| self.apply(r));
         // The environment of the commands: CodeBuild's own variables, then the buildspec's, the
         // project's and the overrides (later ones win).
-        let work = self.dir.join("work").join(&uuid);
-        let src_dir = work.join("src");
-        std::fs::create_dir_all(&src_dir).map_err(|e| AwsError::internal(e.to_string()))?;
-        std::fs::create_dir_all(self.dir.join("logs"))
-            .map_err(|e| AwsError::internal(e.to_string()))?;
         let mut env = vec![
             ("CODEBUILD_BUILD_ID".to_string(), id.clone()),
             ("CODEBUILD_BUILD_ARN".to_string(), arn.clone()),
@@ -574,13 +685,7 @@ impl CodeBuild {
                     .to_string(),
             ),
             ("CODEBUILD_BUILD_SUCCEEDING".to_string(), "1".to_string()),
-            (
-                "CODEBUILD_INITIATOR".to_string(),
-                input["initiator"]
-                    .as_str()
-                    .unwrap_or("codepipeline-local")
-                    .to_string(),
-            ),
+            ("CODEBUILD_INITIATOR".to_string(), o.initiator.clone()),
             ("CODEBUILD_PROJECT_NAME".to_string(), name.clone()),
             (
                 "CODEBUILD_SRC_DIR".to_string(),
@@ -593,6 +698,12 @@ impl CodeBuild {
             ("AWS_REGION".to_string(), ctx.region.clone()),
             ("AWS_DEFAULT_REGION".to_string(), ctx.region.clone()),
         ];
+        for (artifact, dir) in source_dirs.iter().skip(1) {
+            env.push((
+                format!("CODEBUILD_SRC_DIR_{artifact}"),
+                dir.to_string_lossy().to_string(),
+            ));
+        }
         env.extend(spec.variables.iter().cloned());
         for v in &variables {
             env.push((
@@ -601,11 +712,11 @@ impl CodeBuild {
             ));
         }
         let run = runner::Run {
-            src_dir,
+            src_dir: src_dir.clone(),
             state_dir: work.join("state"),
             log: self.log_file(&id),
             env,
-            spec,
+            spec: spec.clone(),
             deadline: std::time::Instant::now() + std::time::Duration::from_secs(timeout * 60),
         };
         let stop = Arc::new(AtomicBool::new(false));
@@ -613,12 +724,23 @@ impl CodeBuild {
             .lock()
             .expect("codebuild running")
             .insert(id.clone(), stop.clone());
+        let (done_tx, done) = tokio::sync::oneshot::channel();
         let me = self.clone();
+        let thread_id = id.clone();
         std::thread::Builder::new()
             .name(format!("build-{uuid}"))
-            .spawn(move || me.run_build(&stream, &id, &run, &stop))
+            .spawn(move || {
+                me.run_build(&stream, &thread_id, &run, &stop);
+                let _ = done_tx.send(());
+            })
             .map_err(|e| AwsError::internal(e.to_string()))?;
-        Ok(json!({ "build": self.build(ctx, &format!("{name}:{uuid}")) }))
+        Ok(Started {
+            build: self.build(&ctx, &id).unwrap_or(Value::Null),
+            id,
+            spec,
+            src_dir,
+            done,
+        })
     }
 
     /// Runs a build to its end, recording each phase as it ends (on the build's own thread).

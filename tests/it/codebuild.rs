@@ -478,3 +478,114 @@ fn builds_on_a_non_loopback_address_need_the_operator_to_say_so() {
     );
     assert!(allowed.is_ok());
 }
+
+/// S3 source (a zip) → CodeBuild (namespace BuildVariables) → S3 deploy of the build's output
+/// under a key made of the build's exported VERSION.
+fn build_pipeline(name: &str, project: &str) -> serde_json::Value {
+    json!({
+        "name": name, "roleArn": "arn:aws:iam::000000000000:role/role",
+        "artifactStore": {"type": "S3", "location": "artifact-store-bucket"},
+        "stages": [
+            {"name": "Source", "actions": [{"name": "source",
+                "actionTypeId": {"category": "Source", "owner": "AWS", "provider": "S3", "version": "1"},
+                "configuration": {"S3Bucket": "source-bucket", "S3ObjectKey": "app.zip", "PollForSourceChanges": "false"},
+                "outputArtifacts": [{"name": "src"}]}]},
+            {"name": "Build", "actions": [{"name": "build", "namespace": "BuildVariables",
+                "actionTypeId": {"category": "Build", "owner": "AWS", "provider": "CodeBuild", "version": "1"},
+                "configuration": {"ProjectName": project,
+                    "EnvironmentVariables": "[{\"name\":\"EXTRA\",\"value\":\"#{codepipeline.PipelineExecutionId}\",\"type\":\"PLAINTEXT\"}]"},
+                "inputArtifacts": [{"name": "src"}], "outputArtifacts": [{"name": "built"}]}]},
+            {"name": "Deploy", "actions": [{"name": "deploy",
+                "actionTypeId": {"category": "Deploy", "owner": "AWS", "provider": "S3", "version": "1"},
+                "configuration": {"BucketName": "target-bucket", "Extract": "true", "ObjectKey": "release-#{BuildVariables.VERSION}"},
+                "inputArtifacts": [{"name": "built"}]}]}
+        ]
+    })
+}
+
+#[tokio::test]
+async fn a_pipeline_builds_with_codebuild_and_deploys_what_it_built() {
+    use crate::engine::{body, create, finished, latest_execution, tutorial_buckets, zip_of};
+    let server = Server::start();
+    let (cp, s3, cb) = (server.codepipeline(), server.s3(), server.codebuild());
+    tutorial_buckets(&s3).await;
+    s3.put_object()
+        .bucket("source-bucket")
+        .key("app.zip")
+        .body(zip_of(&[("app.txt", "the app\n")]).into())
+        .send()
+        .await
+        .unwrap();
+    project_with(
+        &cb,
+        "app-build",
+        "version: 0.2\nenv:\n  exported-variables:\n    - VERSION\nphases:\n  build:\n    commands:\n      - mkdir -p out\n      - cp app.txt out/app.txt\n      - echo \"$EXTRA\" > out/execution.txt\n      - export VERSION=2.0.$CODEBUILD_BUILD_NUMBER\nartifacts:\n  files:\n    - '**/*'\n  base-directory: out\n",
+    )
+    .await;
+    project_with(
+        &cb,
+        "broken-build",
+        "version: 0.2\nphases:\n  build:\n    commands:\n      - echo about to fail\n      - exit 3\n",
+    )
+    .await;
+    create(&server, build_pipeline("built", "app-build"));
+    let id = latest_execution(&cp, "built").await;
+    assert_eq!(
+        finished(&cp, "built", &id).await,
+        aws_sdk_codepipeline::types::PipelineExecutionStatus::Succeeded
+    );
+    assert_eq!(
+        body(&s3, "target-bucket", "release-2.0.1/app.txt").await,
+        b"the app\n"
+    );
+    assert_eq!(
+        body(&s3, "target-bucket", "release-2.0.1/execution.txt").await,
+        format!("{id}\n").as_bytes()
+    );
+    let actions = server
+        .call("ListActionExecutions", json!({"pipelineName": "built"}))
+        .json();
+    let build = actions["actionExecutionDetails"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["actionName"] == "build")
+        .unwrap()
+        .clone();
+    assert_eq!(build["output"]["outputVariables"]["VERSION"], "2.0.1");
+    let build_id = build["output"]["executionResult"]["externalExecutionId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(build_id.starts_with("app-build:"), "{build_id}");
+    let listed = cb
+        .list_builds_for_project()
+        .project_name("app-build")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.ids(), std::slice::from_ref(&build_id));
+
+    // A failing build fails its action with the phase and the last lines of output.
+    create(&server, build_pipeline("broken", "broken-build"));
+    let id = latest_execution(&cp, "broken").await;
+    assert_eq!(
+        finished(&cp, "broken", &id).await,
+        aws_sdk_codepipeline::types::PipelineExecutionStatus::Failed
+    );
+    let actions = server
+        .call("ListActionExecutions", json!({"pipelineName": "broken"}))
+        .json();
+    let failed = actions["actionExecutionDetails"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["actionName"] == "build")
+        .unwrap()
+        .clone();
+    let message = failed["output"]["executionResult"]["errorDetails"]["message"]
+        .as_str()
+        .unwrap();
+    assert!(message.contains("in phase BUILD"), "{message}");
+    assert!(message.contains("about to fail"), "{message}");
+}

@@ -932,7 +932,7 @@ async fn updating_a_pipeline_cancels_its_running_execution() {
 }
 
 /// A zip archive of `(path, content)` files.
-fn zip_of(files: &[(&str, &str)]) -> Vec<u8> {
+pub(crate) fn zip_of(files: &[(&str, &str)]) -> Vec<u8> {
     use std::io::Write;
     let mut writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
     for (name, content) in files {

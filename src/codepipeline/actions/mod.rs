@@ -5,9 +5,11 @@
 //!
 //! # LIMITATIONS
 //! - Run: S3 source, S3 deploy (with `Extract` true or false), manual approval (no notifications
-//!   are sent). Every other provider fails its action with a message naming it (CodeBuild among
-//!   them, for now).
+//!   are sent), CodeBuild (builds run here, see `crate::codebuild`). Every other provider fails
+//!   its action with a message naming it.
+//! - The CodeBuild action finds its project in the default account (000000000000).
 
+mod codebuild;
 mod manual_approval;
 mod s3_deploy;
 mod s3_source;
@@ -26,6 +28,8 @@ use crate::s3::store::{BodyStream, S3StoreError};
 pub struct ActionContext {
     /// Sources and artifacts.
     pub objects: Arc<dyn ObjectStore>,
+    /// Projects and builds, for the CodeBuild action.
+    pub codebuild: Arc<crate::codebuild::CodeBuild>,
 }
 
 /// A failed action's error.
@@ -77,6 +81,7 @@ pub async fn run(
         ("Source", "AWS", "S3") => s3_source::run(ctx, run, source_revision).await,
         ("Deploy", "AWS", "S3") => s3_deploy::run(ctx, run).await,
         ("Approval", "AWS", "Manual") => manual_approval::run(run).await,
+        ("Build" | "Test", "AWS", "CodeBuild") => codebuild::run(ctx, run).await,
         (category, owner, provider) => Err(failed(format!(
             "codepipeline-local does not run actions of type {category}/{owner}/{provider} yet"
         ))),

@@ -81,7 +81,7 @@ pub(super) async fn run(
 
 /// The files of a zip artifact, by their path inside it. An entry whose path would leave the
 /// deployment prefix (`../`, an absolute path) fails the action.
-fn unzip(bytes: &[u8], artifact: &str) -> Result<Vec<(String, Vec<u8>)>, ErrorDetails> {
+pub(super) fn unzip(bytes: &[u8], artifact: &str) -> Result<Vec<(String, Vec<u8>)>, ErrorDetails> {
     let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|e| {
         failed(format!(
             "The input artifact {artifact} is not a zip file: {e}"

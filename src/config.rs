@@ -37,6 +37,8 @@ pub struct Config {
     pub run_builds: bool,
     /// Whether builds may run while the server listens beyond loopback.
     pub allow_builds_on_non_loopback: bool,
+    /// Output kept per build, in bytes.
+    pub build_log_max_bytes: u64,
     /// An external S3 for pipeline objects; empty for the embedded one.
     pub s3_endpoint: String,
     /// Region to sign for on the external S3.

@@ -82,6 +82,16 @@ enum Command {
         #[command(flatten)]
         common: history::Common,
     },
+    /// A CodeBuild build's output (with --follow, until the build ends).
+    Logs {
+        /// Build id (`project:uuid`).
+        build: String,
+        /// Keep printing the output as the build runs, until it ends.
+        #[arg(long, short)]
+        follow: bool,
+        #[command(flatten)]
+        common: history::Common,
+    },
     /// An execution's events as JSON lines (the first line: its pipeline declaration).
     Export {
         /// Execution id.
@@ -128,6 +138,18 @@ fn main() {
         Some(Command::Diff { a, b, common }) => (common, history::Request::Diff { a, b }),
         Some(Command::Export { execution, common }) => {
             (common, history::Request::Export { execution })
+        }
+        Some(Command::Logs {
+            build,
+            follow,
+            common,
+        }) => {
+            let mut stdout = std::io::stdout().lock();
+            if let Err(e) = history::logs(&common, &build, follow, &mut stdout) {
+                eprintln!("codepipeline-local: {e}");
+                std::process::exit(1);
+            }
+            return;
         }
     };
     match history::run(&common, &request) {

@@ -30,6 +30,9 @@ use crate::s3::S3Service;
 /// Path of the health check, for scripts that wait for the server.
 pub const HEALTH_PATH: &str = "/_codepipeline_local/health";
 
+/// Where a build's output is read (`?id=BUILD_ID&offset=N`), for `codepipeline-local logs`.
+pub const BUILD_LOG_PATH: &str = "/_codepipeline_local/builds/log";
+
 /// The header `codepipeline-local rerun` names the execution it runs again with.
 pub const RERUN_HEADER: &str = "x-codepipeline-local-rerun-of";
 
@@ -78,6 +81,7 @@ pub async fn run(
         store.clone(),
         config.data_dir.join("codebuild"),
         config.run_builds,
+        config.build_log_max_bytes,
     ));
     let execution_views = Arc::new(ExecutionViews::new(store.clone()));
     crate::eventstore::replay(store.as_ref(), |record| {
@@ -192,6 +196,7 @@ pub async fn run(
                 &format!("{}/{{resource}}", crate::history::ADMIN_PREFIX),
                 web::get().to(history_api),
             )
+            .route(BUILD_LOG_PATH, web::get().to(build_log))
             .default_service(web::to(entry))
     })
     // Answers are often written as a head and a streamed body; without TCP_NODELAY the second
@@ -250,6 +255,22 @@ async fn history_api(req: HttpRequest, state: web::Data<AppState>) -> HttpRespon
         Err(e) => {
             HttpResponse::InternalServerError().json(serde_json::json!({"message": e.to_string()}))
         }
+    }
+}
+
+/// A build's output from an offset: `{"text", "nextOffset", "complete"}`.
+async fn build_log(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let params = iam::query::parse_form(req.query_string());
+    let id = params.get("id").cloned().unwrap_or_default();
+    let offset = params
+        .get("offset")
+        .and_then(|o| o.parse().ok())
+        .unwrap_or(0);
+    match state.codebuild.log_from(&id, offset) {
+        Some((text, next, complete)) => HttpResponse::Ok()
+            .json(serde_json::json!({"text": text, "nextOffset": next, "complete": complete})),
+        None => HttpResponse::NotFound()
+            .json(serde_json::json!({"message": format!("build {id} does not exist")})),
     }
 }
 

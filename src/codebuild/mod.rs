@@ -115,6 +115,8 @@ pub struct CodeBuild {
     dir: PathBuf,
     /// Whether StartBuild runs builds.
     run_builds: bool,
+    /// Output kept per build.
+    log_max_bytes: u64,
     /// The stop flags of running builds, by build id.
     running: Mutex<HashMap<String, Arc<AtomicBool>>>,
 }
@@ -122,7 +124,12 @@ pub struct CodeBuild {
 impl CodeBuild {
     /// Projects and builds from `log` (fed by [`CodeBuild::apply`] at startup); builds run in
     /// `dir` when `run_builds`.
-    pub fn new(log: Arc<dyn EventStore>, dir: PathBuf, run_builds: bool) -> Self {
+    pub fn new(
+        log: Arc<dyn EventStore>,
+        dir: PathBuf,
+        run_builds: bool,
+        log_max_bytes: u64,
+    ) -> Self {
         CodeBuild {
             log,
             projects: RwLock::new(BTreeMap::new()),
@@ -130,6 +137,7 @@ impl CodeBuild {
             builds: RwLock::new(Builds::default()),
             dir,
             run_builds,
+            log_max_bytes,
             running: Mutex::new(HashMap::new()),
         }
     }
@@ -479,6 +487,29 @@ impl CodeBuild {
             .cloned()
     }
 
+    /// A build by id alone, in any account and region.
+    pub fn build_any(&self, id: &str) -> Option<Value> {
+        let id = id.rsplit("build/").next().unwrap_or(id);
+        let builds = self.builds.read().expect("codebuild lock");
+        builds.by_stream.values().find(|b| b["id"] == id).cloned()
+    }
+
+    /// Up to 1 MiB of a build's output from byte `offset`, the offset after it, and whether the
+    /// build has ended; `None` for a build that does not exist.
+    pub fn log_from(&self, id: &str, offset: u64) -> Option<(String, u64, bool)> {
+        use std::io::{Read, Seek};
+        let build = self.build_any(id)?;
+        let complete = build["buildComplete"] == true;
+        let mut text = Vec::new();
+        if let Ok(mut f) = std::fs::File::open(self.log_file(build["id"].as_str().unwrap_or(id))) {
+            if f.seek(std::io::SeekFrom::Start(offset)).is_ok() {
+                let _ = f.take(1 << 20).read_to_end(&mut text);
+            }
+        }
+        let next = offset + text.len() as u64;
+        Some((String::from_utf8_lossy(&text).to_string(), next, complete))
+    }
+
     /// The log file of a build (by its id).
     pub fn log_file(&self, id: &str) -> PathBuf {
         let uuid = id.rsplit(':').next().unwrap_or(id);
@@ -715,6 +746,7 @@ impl CodeBuild {
             src_dir: src_dir.clone(),
             state_dir: work.join("state"),
             log: self.log_file(&id),
+            log_max_bytes: self.log_max_bytes,
             env,
             spec: spec.clone(),
             deadline: std::time::Instant::now() + std::time::Duration::from_secs(timeout * 60),

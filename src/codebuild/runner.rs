@@ -20,6 +20,8 @@ pub struct Run {
     pub state_dir: PathBuf,
     /// The log file (appended to).
     pub log: PathBuf,
+    /// How much output the log keeps.
+    pub log_max_bytes: u64,
     /// Environment variables, in order (later ones win).
     pub env: Vec<(String, String)>,
     /// The buildspec.
@@ -114,30 +116,46 @@ fn phase(
     finally: &[String],
     stop: &AtomicBool,
 ) -> Result<i32, Outcome> {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&run.log)
-        .map_err(|_| Outcome::Failed)?;
     let mut cmd = Command::new("bash");
     cmd.arg("-c")
         .arg(script(&run.state_dir, commands, finally))
         .current_dir(&run.src_dir)
         .stdin(Stdio::null())
-        .stdout(log.try_clone().map_err(|_| Outcome::Failed)?)
-        .stderr(log);
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     for (k, v) in &run.env {
         cmd.env(k, v);
     }
     std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
     let mut child = cmd.spawn().map_err(|_| Outcome::Failed)?;
     let pgid = child.id();
+    // Output and errors go to the log, as long as it has room.
+    let copiers: Vec<_> = [
+        child
+            .stdout
+            .take()
+            .map(|o| Box::new(o) as Box<dyn std::io::Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|e| Box::new(e) as Box<dyn std::io::Read + Send>),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|from| {
+        let (log, max) = (run.log.clone(), run.log_max_bytes);
+        std::thread::spawn(move || copy_bounded(from, &log, max))
+    })
+    .collect();
     // Should the server die, its next start ends what this phase left running.
     let _ = std::fs::write(run.state_dir.join("pgid"), pgid.to_string());
     loop {
         if let Some(status) = child.try_wait().map_err(|_| Outcome::Failed)? {
             // What the phase left running in the background ends with it.
             kill_group(pgid);
+            copiers.into_iter().for_each(|c| {
+                let _ = c.join();
+            });
             return Ok(status.code().unwrap_or(1));
         }
         let ended = if stop.load(Ordering::Relaxed) {
@@ -150,9 +168,40 @@ fn phase(
         if let Some(outcome) = ended {
             kill_group(pgid);
             let _ = child.wait();
+            copiers.into_iter().for_each(|c| {
+                let _ = c.join();
+            });
             return Err(outcome);
         }
         std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Appends what `from` gives to the log while the log is under `max` bytes; the rest is read
+/// and dropped (the log says so once).
+fn copy_bounded(mut from: impl std::io::Read, log: &Path, max: u64) {
+    let mut buf = [0u8; 8192];
+    let mut noted = false;
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+        else {
+            continue;
+        };
+        let size = f.metadata().map_or(0, |m| m.len());
+        if size < max {
+            let room = (max - size).min(n as u64) as usize;
+            let _ = f.write_all(&buf[..room]);
+        } else if !noted {
+            noted = true;
+            let _ = writeln!(f, "\n[Container] The build's output went over {max} bytes (build_log_max_bytes): the rest is not kept");
+        }
     }
 }
 

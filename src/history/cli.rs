@@ -1053,3 +1053,68 @@ pub fn answer(reader: &HistoryReader, path: &str, query_string: &str) -> (u16, V
         Err(HistoryError::Storage(m)) => (500, json!({"message": m})),
     }
 }
+
+/// `codepipeline-local logs BUILD_ID [--follow]`: a build's output, written to `out` as it comes.
+/// From the server when one answers; else from the data dir's copy of the output.
+pub fn logs(common: &Common, build: &str, follow: bool, out: &mut dyn Write) -> Result<(), String> {
+    let config = Config::load(
+        common.config.as_deref(),
+        std::env::vars(),
+        &Default::default(),
+    )?;
+    let endpoint = endpoint(common, &config);
+    let remote = if common.data_dir.is_some() && common.endpoint.is_none() {
+        None
+    } else {
+        let addr = host_port(&endpoint)?;
+        match http(&addr, "GET", crate::server::HEALTH_PATH, &[], b"") {
+            Ok((200, _)) => Some(addr),
+            _ if common.endpoint.is_some() => {
+                return Err(format!(
+                    "no codepipeline-local server answers at {endpoint}"
+                ))
+            }
+            _ => None,
+        }
+    };
+    let Some(addr) = remote else {
+        // Offline: the file the server kept (no build runs without a server).
+        let dir = common.data_dir.clone().unwrap_or(config.data_dir.clone());
+        let uuid = build.rsplit(':').next().unwrap_or(build);
+        let file = dir
+            .join("codebuild")
+            .join("logs")
+            .join(format!("{uuid}.log"));
+        let text = std::fs::read(&file)
+            .map_err(|_| format!("build {build} has no output in {}", dir.display()))?;
+        return out.write_all(&text).map_err(|e| e.to_string());
+    };
+    let mut offset = 0u64;
+    loop {
+        let path = format!(
+            "{}?{}",
+            crate::server::BUILD_LOG_PATH,
+            query(&[("id", Some(build)), ("offset", Some(&offset.to_string()))])
+        );
+        let (status, body) = http(&addr, "GET", &path, &[], b"")?;
+        let answer: Value = serde_json::from_slice(&body)
+            .map_err(|_| format!("the server answered {status} with no JSON"))?;
+        if status != 200 {
+            return Err(answer["message"]
+                .as_str()
+                .unwrap_or("the server refused the request")
+                .to_string());
+        }
+        let text = answer["text"].as_str().unwrap_or_default();
+        out.write_all(text.as_bytes()).map_err(|e| e.to_string())?;
+        out.flush().map_err(|e| e.to_string())?;
+        offset = answer["nextOffset"].as_u64().unwrap_or(offset);
+        // Done when not following, or when the build ended and everything was read.
+        if !follow || (answer["complete"] == true && text.is_empty()) {
+            return Ok(());
+        }
+        if text.is_empty() {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}

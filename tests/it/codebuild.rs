@@ -589,3 +589,137 @@ async fn a_pipeline_builds_with_codebuild_and_deploys_what_it_built() {
     assert!(message.contains("in phase BUILD"), "{message}");
     assert!(message.contains("about to fail"), "{message}");
 }
+
+/// Runs `codepipeline-local logs` with `args`: (exit code, stdout, stderr).
+fn logs_cli(args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_codepipeline-local"))
+        .arg("logs")
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run the binary");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+async fn start(cb: &aws_sdk_codebuild::Client, project: &str) -> String {
+    cb.start_build()
+        .project_name(project)
+        .send()
+        .await
+        .unwrap()
+        .build_value()
+        .unwrap()
+        .id()
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test]
+async fn logs_show_a_build_s_output_while_it_runs_and_after() {
+    use std::io::BufRead;
+    let server = Server::start();
+    let cb = server.codebuild();
+    let gate = server.data_dir.join("gate");
+    project_with(
+        &cb,
+        "gated",
+        &format!(
+            "version: 0.2\nphases:\n  build:\n    commands:\n      - echo first line\n      - while [ ! -f {} ]; do sleep 0.02; done\n      - echo second line\n",
+            gate.display()
+        ),
+    )
+    .await;
+    let id = start(&cb, "gated").await;
+    // Following: the first line arrives while the build waits.
+    let mut follower = std::process::Command::new(env!("CARGO_BIN_EXE_codepipeline-local"))
+        .args(["logs", &id, "--follow", "--endpoint", &server.endpoint])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = follower.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let mut seen = Vec::new();
+    while !seen.iter().any(|l: &String| l == "first line") {
+        seen.push(
+            rx.recv_timeout(std::time::Duration::from_secs(30))
+                .expect("the first line within 30 s"),
+        );
+    }
+    assert!(!seen.iter().any(|l| l == "second line"));
+    std::fs::write(&gate, b"").unwrap();
+    // Then the rest, and the follower ends with the build.
+    while !seen.iter().any(|l: &String| l == "second line") {
+        seen.push(
+            rx.recv_timeout(std::time::Duration::from_secs(30))
+                .expect("the second line within 30 s"),
+        );
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if let Some(status) = follower.try_wait().unwrap() {
+            assert!(status.success());
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "logs --follow did not end with the build"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    completed(&cb, &id).await;
+    // After the build, online and offline: the same output.
+    let (code, online, _) = logs_cli(&[&id, "--endpoint", &server.endpoint]);
+    assert_eq!(code, 0);
+    assert!(
+        online.contains("first line\n") && online.contains("second line\n"),
+        "{online}"
+    );
+    let dir = server.data_dir.clone();
+    let _tmp = server.kill9();
+    let (code, offline, _) = logs_cli(&[&id, "--data-dir", &dir.to_string_lossy()]);
+    assert_eq!(code, 0);
+    assert_eq!(offline, online);
+    let (code, _, err) = logs_cli(&["gated:nope", "--data-dir", &dir.to_string_lossy()]);
+    assert_eq!(code, 1);
+    assert!(err.contains("has no output"), "{err}");
+}
+
+#[tokio::test]
+async fn a_build_s_kept_output_is_bounded() {
+    let server = Server::start_with(&[("CODEPIPELINE_LOCAL_BUILD_LOG_MAX_BYTES", "2000")]);
+    let cb = server.codebuild();
+    project_with(
+        &cb,
+        "chatty",
+        "version: 0.2\nphases:\n  build:\n    commands:\n      - head -c 100000 /dev/zero | tr '\\\\0' x\n      - echo done\n",
+    )
+    .await;
+    let id = start(&cb, "chatty").await;
+    let b = completed(&cb, &id).await;
+    assert_eq!(
+        b.build_status(),
+        Some(&aws_sdk_codebuild::types::StatusType::Succeeded)
+    );
+    let log = std::fs::read_to_string(
+        b.logs()
+            .unwrap()
+            .deep_link()
+            .unwrap()
+            .trim_start_matches("file://"),
+    )
+    .unwrap();
+    assert!(log.len() < 2400, "{} bytes kept", log.len());
+    assert!(log.contains("the rest is not kept"), "{log}");
+}

@@ -119,6 +119,8 @@ pub struct CodeBuild {
     log_max_bytes: u64,
     /// The stop flags of running builds, by build id.
     running: Mutex<HashMap<String, Arc<AtomicBool>>>,
+    /// The build each running CodeBuild action of a pipeline waits for, by action execution id.
+    for_actions: Mutex<HashMap<String, String>>,
 }
 
 impl CodeBuild {
@@ -139,6 +141,7 @@ impl CodeBuild {
             run_builds,
             log_max_bytes,
             running: Mutex::new(HashMap::new()),
+            for_actions: Mutex::new(HashMap::new()),
         }
     }
 
@@ -485,6 +488,33 @@ impl CodeBuild {
                 id,
             ))
             .cloned()
+    }
+
+    /// Notes that the pipeline action `action_execution_id` waits for build `id`, until it ends.
+    pub fn serve_action(&self, action_execution_id: &str, id: Option<&str>) {
+        let mut map = self.for_actions.lock().expect("codebuild actions");
+        match id {
+            Some(id) => map.insert(action_execution_id.to_string(), id.to_string()),
+            None => map.remove(action_execution_id),
+        };
+    }
+
+    /// Stops the build a pipeline action waits for (the action was abandoned).
+    pub fn stop_for_action(&self, action_execution_id: &str) {
+        let id = self
+            .for_actions
+            .lock()
+            .expect("codebuild actions")
+            .remove(action_execution_id);
+        if let Some(flag) = id.and_then(|id| {
+            self.running
+                .lock()
+                .expect("codebuild running")
+                .get(&id)
+                .cloned()
+        }) {
+            flag.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 
     /// A build by id alone, in any account and region.

@@ -723,3 +723,105 @@ async fn a_build_s_kept_output_is_bounded() {
     assert!(log.len() < 2400, "{} bytes kept", log.len());
     assert!(log.contains("the rest is not kept"), "{log}");
 }
+
+/// S3 source → CodeBuild (project `project`) → nothing after; for stop and restart checks.
+fn build_only_pipeline(name: &str, project: &str) -> serde_json::Value {
+    let mut decl = build_pipeline(name, project);
+    decl["stages"].as_array_mut().unwrap().truncate(2);
+    decl["stages"][1]["actions"][0]["outputArtifacts"] = json!([]);
+    decl
+}
+
+#[tokio::test]
+async fn abandoning_a_pipeline_build_stops_it_and_a_restart_runs_it_again() {
+    use crate::engine::{create, finished, latest_execution, tutorial_buckets, zip_of};
+    use aws_sdk_codepipeline::types::PipelineExecutionStatus;
+    let server = Server::start();
+    let (cp, s3, cb) = (server.codepipeline(), server.s3(), server.codebuild());
+    tutorial_buckets(&s3).await;
+    s3.put_object()
+        .bucket("source-bucket")
+        .key("app.zip")
+        .body(zip_of(&[("app.txt", "the app\n")]).into())
+        .send()
+        .await
+        .unwrap();
+    let pidfile = server.data_dir.join("sleep.pid");
+    let gate = server.data_dir.join("gate");
+    project_with(
+        &cb,
+        "waits",
+        &format!(
+            "version: 0.2\nphases:\n  build:\n    commands:\n      - sleep 300 & echo $! > {} ; while [ ! -f {} ]; do sleep 0.02; done\n",
+            pidfile.display(),
+            gate.display()
+        ),
+    )
+    .await;
+
+    // Stop and abandon: the build is stopped, its processes gone.
+    create(&server, build_only_pipeline("abandoned", "waits"));
+    let id = latest_execution(&cp, "abandoned").await;
+    let pid = pid_in(&pidfile);
+    std::fs::remove_file(&pidfile).unwrap();
+    cp.stop_pipeline_execution()
+        .pipeline_name("abandoned")
+        .pipeline_execution_id(&id)
+        .abandon(true)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        finished(&cp, "abandoned", &id).await,
+        PipelineExecutionStatus::Stopped
+    );
+    assert!(gone(pid), "the abandoned build's sleep is still running");
+    let builds = cb
+        .list_builds_for_project()
+        .project_name("waits")
+        .send()
+        .await
+        .unwrap();
+    let stopped = completed(&cb, &builds.ids()[0]).await;
+    assert_eq!(
+        stopped.build_status(),
+        Some(&aws_sdk_codebuild::types::StatusType::Stopped)
+    );
+
+    // SIGKILL during a pipeline's build: the build fails as interrupted, the execution runs the
+    // action again and completes.
+    create(&server, build_only_pipeline("resumed", "waits"));
+    let id = latest_execution(&cp, "resumed").await;
+    let pid = pid_in(&pidfile);
+    let dir = server.data_dir.clone();
+    let _tmp = server.kill9();
+    let restarted = Server::start_in(&dir);
+    let (cp, cb) = (restarted.codepipeline(), restarted.codebuild());
+    assert!(gone(pid), "the interrupted build's sleep is still running");
+    std::fs::write(&gate, b"").unwrap();
+    assert_eq!(
+        finished(&cp, "resumed", &id).await,
+        PipelineExecutionStatus::Succeeded
+    );
+    let builds = cb
+        .list_builds_for_project()
+        .project_name("waits")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        builds.ids().len(),
+        3,
+        "the abandoned one, the interrupted one, the re-run"
+    );
+    let interrupted = completed(&cb, &builds.ids()[1]).await;
+    assert_eq!(
+        interrupted.build_status(),
+        Some(&aws_sdk_codebuild::types::StatusType::Failed)
+    );
+    let rerun = completed(&cb, &builds.ids()[0]).await;
+    assert_eq!(
+        rerun.build_status(),
+        Some(&aws_sdk_codebuild::types::StatusType::Succeeded)
+    );
+}

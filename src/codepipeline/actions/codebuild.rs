@@ -79,7 +79,9 @@ pub(super) async fn run(
             ))
         })?;
     let id = started.id.clone();
+    ctx.codebuild.serve_action(&run.id, Some(&id));
     let _ = started.done.await;
+    ctx.codebuild.serve_action(&run.id, None);
     let build = ctx
         .codebuild
         .build_in(&run.input.region, &id)

@@ -162,6 +162,14 @@ impl ExecutionActor {
                             {
                                 act.launch(action_execution_id, ctx);
                             }
+                            // An abandoned action's work stops too (a build is stopped).
+                            if let ExecutionEvent::ActionAbandoned {
+                                action_execution_id,
+                                ..
+                            } = event
+                            {
+                                act.context.codebuild.stop_for_action(action_execution_id);
+                            }
                         }
                         if !matches!(act.state.status.as_str(), "InProgress" | "Stopping") {
                             act.gates.left(&act.pipeline_key, &act.state.id);

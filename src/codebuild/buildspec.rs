@@ -49,6 +49,8 @@ pub struct Buildspec {
     pub phases: Vec<Phase>,
     /// The `artifacts` section.
     pub artifacts: Option<Artifacts>,
+    /// `artifacts.secondary-artifacts`, by identifier.
+    pub secondary_artifacts: Vec<(String, Artifacts)>,
 }
 
 fn scalar(y: &Yaml) -> Option<String> {
@@ -107,14 +109,22 @@ pub fn parse(text: &str) -> Result<Buildspec, String> {
             on_failure: scalar(&p["on-failure"]).unwrap_or_else(|| "ABORT".into()),
         });
     }
+    let read = |a: &Yaml| Artifacts {
+        files: strings(&a["files"]),
+        base_directory: scalar(&a["base-directory"]),
+        discard_paths: matches!(scalar(&a["discard-paths"]).as_deref(), Some("yes" | "true")),
+        name: scalar(&a["name"]),
+    };
     let a = &doc["artifacts"];
     if a.as_hash().is_some() {
-        spec.artifacts = Some(Artifacts {
-            files: strings(&a["files"]),
-            base_directory: scalar(&a["base-directory"]),
-            discard_paths: matches!(scalar(&a["discard-paths"]).as_deref(), Some("yes" | "true")),
-            name: scalar(&a["name"]),
-        });
+        if !a["files"].is_badvalue() {
+            spec.artifacts = Some(read(a));
+        }
+        for (id, section) in a["secondary-artifacts"].as_hash().into_iter().flatten() {
+            if let Some(id) = scalar(id) {
+                spec.secondary_artifacts.push((id, read(section)));
+            }
+        }
     }
     Ok(spec)
 }
@@ -170,6 +180,18 @@ artifacts:
         assert_eq!(a.files, vec!["**/*".to_string()]);
         assert_eq!(a.base_directory.as_deref(), Some("out"));
         assert!(a.discard_paths);
+    }
+
+    #[test]
+    fn secondary_artifacts_are_read_by_identifier() {
+        let spec = parse(
+            "version: 0.2\nartifacts:\n  files: ['a.txt']\n  secondary-artifacts:\n    docs:\n      files: ['docs/**/*']\n      base-directory: site\n",
+        )
+        .unwrap();
+        assert_eq!(spec.artifacts.unwrap().files, vec!["a.txt".to_string()]);
+        let (id, docs) = &spec.secondary_artifacts[0];
+        assert_eq!(id, "docs");
+        assert_eq!(docs.base_directory.as_deref(), Some("site"));
     }
 
     #[test]

@@ -494,11 +494,15 @@ fn build_pipeline(name: &str, project: &str) -> serde_json::Value {
                 "actionTypeId": {"category": "Build", "owner": "AWS", "provider": "CodeBuild", "version": "1"},
                 "configuration": {"ProjectName": project,
                     "EnvironmentVariables": "[{\"name\":\"EXTRA\",\"value\":\"#{codepipeline.PipelineExecutionId}\",\"type\":\"PLAINTEXT\"}]"},
-                "inputArtifacts": [{"name": "src"}], "outputArtifacts": [{"name": "built"}]}]},
+                "inputArtifacts": [{"name": "src"}], "outputArtifacts": [{"name": "built"}, {"name": "docs"}]}]},
             {"name": "Deploy", "actions": [{"name": "deploy",
                 "actionTypeId": {"category": "Deploy", "owner": "AWS", "provider": "S3", "version": "1"},
                 "configuration": {"BucketName": "target-bucket", "Extract": "true", "ObjectKey": "release-#{BuildVariables.VERSION}"},
-                "inputArtifacts": [{"name": "built"}]}]}
+                "inputArtifacts": [{"name": "built"}]},
+              {"name": "deploy-docs",
+                "actionTypeId": {"category": "Deploy", "owner": "AWS", "provider": "S3", "version": "1"},
+                "configuration": {"BucketName": "target-bucket", "Extract": "true", "ObjectKey": "docs"},
+                "inputArtifacts": [{"name": "docs"}]}]}
         ]
     })
 }
@@ -519,7 +523,7 @@ async fn a_pipeline_builds_with_codebuild_and_deploys_what_it_built() {
     project_with(
         &cb,
         "app-build",
-        "version: 0.2\nenv:\n  exported-variables:\n    - VERSION\nphases:\n  build:\n    commands:\n      - mkdir -p out\n      - cp app.txt out/app.txt\n      - echo \"$EXTRA\" > out/execution.txt\n      - export VERSION=2.0.$CODEBUILD_BUILD_NUMBER\nartifacts:\n  files:\n    - '**/*'\n  base-directory: out\n",
+        "version: 0.2\nenv:\n  exported-variables:\n    - VERSION\nphases:\n  build:\n    commands:\n      - mkdir -p out\n      - cp app.txt out/app.txt\n      - echo \"$EXTRA\" > out/execution.txt\n      - export VERSION=2.0.$CODEBUILD_BUILD_NUMBER\n      - mkdir -p site/guide && echo read me > site/guide/index.txt\nartifacts:\n  files:\n    - '**/*'\n  base-directory: out\n  secondary-artifacts:\n    docs:\n      files:\n        - guide/*\n      base-directory: site\n",
     )
     .await;
     project_with(
@@ -541,6 +545,11 @@ async fn a_pipeline_builds_with_codebuild_and_deploys_what_it_built() {
     assert_eq!(
         body(&s3, "target-bucket", "release-2.0.1/execution.txt").await,
         format!("{id}\n").as_bytes()
+    );
+    // The secondary artifact went its own way.
+    assert_eq!(
+        body(&s3, "target-bucket", "docs/guide/index.txt").await,
+        b"read me\n"
     );
     let actions = server
         .call("ListActionExecutions", json!({"pipelineName": "built"}))

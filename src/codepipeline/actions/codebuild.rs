@@ -8,7 +8,7 @@ use std::io::Write;
 use std::path::Path;
 
 use super::{body_of, failed, read_all, store_failure, ActionContext};
-use crate::codebuild::buildspec::Buildspec;
+use crate::codebuild::buildspec::Artifacts;
 use crate::codebuild::StartOptions;
 use crate::codepipeline::execution::{ActionOutput, ActionRun, ErrorDetails};
 use crate::s3::objects::PutAttributes;
@@ -113,9 +113,17 @@ pub(super) async fn run(
             ),
         });
     }
-    // Output artifacts: the buildspec's `artifacts`, packed as a zip.
-    if let Some(output) = run.planned_outputs.first() {
-        let zip = pack(&started.src_dir, &started.spec)
+    // Output artifacts, each a zip: one named like a secondary artifact's identifier gets that
+    // one's files; the others (the only one, usually) the buildspec's `artifacts`.
+    for output in &run.planned_outputs {
+        let section = started
+            .spec
+            .secondary_artifacts
+            .iter()
+            .find(|(id, _)| *id == output.name)
+            .map(|(_, a)| a)
+            .or(started.spec.artifacts.as_ref());
+        let zip = pack(&started.src_dir, section)
             .map_err(|e| failed(format!("UPLOAD_ARTIFACTS: {e}")))?;
         let location = &output.s3location;
         ctx.objects
@@ -194,12 +202,12 @@ fn walk(dir: &Path, base: &Path, out: &mut Vec<String>) {
     }
 }
 
-/// The build's output artifact: the files the buildspec names, zipped.
-fn pack(src_dir: &Path, spec: &Buildspec) -> Result<Vec<u8>, String> {
+/// An output artifact: the files an `artifacts` section names, zipped.
+fn pack(src_dir: &Path, section: Option<&Artifacts>) -> Result<Vec<u8>, String> {
     let mut buffer = std::io::Cursor::new(Vec::new());
     {
         let mut zip = zip::ZipWriter::new(&mut buffer);
-        if let Some(artifacts) = &spec.artifacts {
+        if let Some(artifacts) = section {
             let base = match &artifacts.base_directory {
                 Some(b) => src_dir.join(b),
                 None => src_dir.to_path_buf(),

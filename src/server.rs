@@ -142,6 +142,7 @@ pub async fn run(
                 None,
             )
         };
+    codebuild.set_objects(pipeline_objects.clone());
     let enforce_roles = config.iam_enforce_roles;
     let execution_arbiters: Vec<actix::Arbiter> =
         (0..workers).map(|_| actix::Arbiter::new()).collect();

@@ -157,7 +157,12 @@ pub fn apply(build: &mut Value, event: &BuildEvent) {
         } => {
             let start = last_end(build);
             if let Some(phases) = build["phases"].as_array_mut() {
-                for p in AFTER {
+                // UPLOAD_ARTIFACTS may have ended already (a failed upload).
+                let uploaded = phases.iter().any(|p| p["phaseType"] == "UPLOAD_ARTIFACTS");
+                for p in AFTER
+                    .into_iter()
+                    .filter(|p| !(uploaded && *p == "UPLOAD_ARTIFACTS"))
+                {
                     let done = p != "COMPLETED";
                     phases.push(phase(
                         p,

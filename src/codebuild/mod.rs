@@ -13,10 +13,13 @@
 //! - There is no container runtime: the environment's image is recorded, not used; commands run
 //!   with the server's user, PATH and tools. Only `bash` runs buildspecs.
 //! - A build started outside a pipeline gets no source: its buildspec must be inline (the
-//!   project's `source.buildspec` or `buildspecOverride`). Artifacts are not uploaded yet.
+//!   project's `source.buildspec` or `buildspecOverride`); its artifacts are uploaded when the
+//!   project's artifacts are of type S3 (its secondary artifacts are not).
+//! - Batch builds and the operations on reports, webhooks, fleets and sandboxes are not served.
 //! - Environment variables of type PARAMETER_STORE and SECRETS_MANAGER are refused until those
 //!   services exist.
 
+pub mod artifacts;
 pub mod build;
 pub mod buildspec;
 pub mod project;
@@ -121,6 +124,16 @@ pub struct CodeBuild {
     running: Mutex<HashMap<String, Arc<AtomicBool>>>,
     /// The build each running CodeBuild action of a pipeline waits for, by action execution id.
     for_actions: Mutex<HashMap<String, String>>,
+    /// Where builds outside pipelines upload their artifacts (set once the S3 is chosen).
+    objects: std::sync::OnceLock<Arc<dyn crate::s3::objects::ObjectStore>>,
+}
+
+/// Where a build outside a pipeline puts its artifacts (project artifacts of type S3).
+struct Upload {
+    bucket: String,
+    key: String,
+    zip: bool,
+    section: buildspec::Artifacts,
 }
 
 impl CodeBuild {
@@ -142,6 +155,7 @@ impl CodeBuild {
             log_max_bytes,
             running: Mutex::new(HashMap::new()),
             for_actions: Mutex::new(HashMap::new()),
+            objects: std::sync::OnceLock::new(),
         }
     }
 
@@ -490,6 +504,11 @@ impl CodeBuild {
             .cloned()
     }
 
+    /// The S3 builds outside pipelines upload their artifacts to.
+    pub fn set_objects(&self, objects: Arc<dyn crate::s3::objects::ObjectStore>) {
+        let _ = self.objects.set(objects);
+    }
+
     /// Notes that the pipeline action `action_execution_id` waits for build `id`, until it ends.
     pub fn serve_action(&self, action_execution_id: &str, id: Option<&str>) {
         let mut map = self.for_actions.lock().expect("codebuild actions");
@@ -698,6 +717,39 @@ impl CodeBuild {
             "arn:aws:codebuild:{}:{}:build/{id}",
             ctx.region, ctx.account_id
         );
+        // A build outside a pipeline with S3 artifacts uploads them: to
+        // <location>/<path>/<build id, with namespaceType BUILD_ID>/<name>, zipped or not.
+        let declared = &project["artifacts"];
+        let upload = (o.sources.is_empty() && declared["type"] == "S3")
+            .then(|| {
+                let section = spec.artifacts.clone()?;
+                let name = match (&section.name, declared["overrideArtifactName"].as_bool()) {
+                    (Some(n), Some(true)) => n.clone(),
+                    _ => declared["name"].as_str().unwrap_or(&name).to_string(),
+                };
+                let mut key: Vec<String> = Vec::new();
+                if let Some(path) = declared["path"].as_str().filter(|p| !p.is_empty()) {
+                    key.push(path.trim_matches('/').to_string());
+                }
+                if declared["namespaceType"] == "BUILD_ID" {
+                    key.push(uuid.clone());
+                }
+                key.push(name);
+                Some(Upload {
+                    bucket: declared["location"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                    key: key.join("/"),
+                    zip: declared["packaging"] == "ZIP",
+                    section,
+                })
+            })
+            .flatten();
+        let artifacts_location = upload
+            .as_ref()
+            .map(|u| format!("arn:aws:s3:::{}/{}", u.bucket, u.key))
+            .unwrap_or_default();
         let record = json!({
             "id": id,
             "arn": arn,
@@ -710,7 +762,7 @@ impl CodeBuild {
             "source": project["source"],
             "secondarySources": [],
             "secondarySourceVersions": [],
-            "artifacts": {"location": ""},
+            "artifacts": {"location": artifacts_location},
             "secondaryArtifacts": [],
             "environment": environment,
             "serviceRole": project["serviceRole"],
@@ -792,7 +844,7 @@ impl CodeBuild {
         std::thread::Builder::new()
             .name(format!("build-{uuid}"))
             .spawn(move || {
-                me.run_build(&stream, &thread_id, &run, &stop);
+                me.run_build(&stream, &thread_id, &run, &stop, upload.as_ref());
                 let _ = done_tx.send(());
             })
             .map_err(|e| AwsError::internal(e.to_string()))?;
@@ -806,8 +858,18 @@ impl CodeBuild {
     }
 
     /// Runs a build to its end, recording each phase as it ends (on the build's own thread).
-    fn run_build(&self, stream: &str, id: &str, run: &runner::Run, stop: &AtomicBool) {
-        let rt = match tokio::runtime::Builder::new_current_thread().build() {
+    fn run_build(
+        &self,
+        stream: &str,
+        id: &str,
+        run: &runner::Run,
+        stop: &AtomicBool,
+        upload: Option<&Upload>,
+    ) {
+        let rt = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
             Ok(rt) => rt,
             Err(e) => {
                 log::error!("build {id} could not run: {e}");
@@ -834,6 +896,18 @@ impl CodeBuild {
                 at: crate::aws::now_epoch(),
             })
         });
+        let mut outcome = outcome;
+        if let (runner::Outcome::Succeeded, Some(upload)) = (outcome, upload) {
+            if let Err(message) = rt.block_on(self.upload(run, upload)) {
+                record(BuildEvent::PhaseEnded {
+                    phase_type: "UPLOAD_ARTIFACTS".into(),
+                    status: "FAILED".into(),
+                    message: Some(message),
+                    at: crate::aws::now_epoch(),
+                });
+                outcome = runner::Outcome::Failed;
+            }
+        }
         let exported =
             if outcome == runner::Outcome::Succeeded || outcome == runner::Outcome::Failed {
                 runner::exported(run, &run.spec.exported)
@@ -846,6 +920,52 @@ impl CodeBuild {
             at: crate::aws::now_epoch(),
         });
         self.running.lock().expect("codebuild running").remove(id);
+    }
+
+    /// Uploads a build's artifacts to S3.
+    async fn upload(&self, run: &runner::Run, upload: &Upload) -> Result<(), String> {
+        use crate::s3::objects::PutAttributes;
+        let objects = self
+            .objects
+            .get()
+            .ok_or("no S3 to upload the artifacts to")?;
+        let body = |bytes: Vec<u8>| -> crate::s3::store::BodyStream {
+            use futures_util::StreamExt;
+            futures_util::stream::iter([Ok(bytes::Bytes::from(bytes))]).boxed()
+        };
+        let failed = |e: crate::s3::store::S3StoreError| {
+            format!(
+                "CLIENT_ERROR: the artifacts could not be uploaded to s3://{}/{}: {e:?}",
+                upload.bucket, upload.key
+            )
+        };
+        if upload.zip {
+            let zip = artifacts::pack(&run.src_dir, Some(&upload.section))?;
+            objects
+                .put(
+                    &upload.bucket,
+                    &upload.key,
+                    &PutAttributes::default(),
+                    body(zip),
+                )
+                .await
+                .map_err(failed)?;
+            return Ok(());
+        }
+        for (name, path) in artifacts::files(&run.src_dir, &upload.section)? {
+            let content = std::fs::read(&path).map_err(|e| e.to_string())?;
+            let key = format!("{}/{name}", upload.key);
+            objects
+                .put(
+                    &upload.bucket,
+                    &key,
+                    &PutAttributes::default(),
+                    body(content),
+                )
+                .await
+                .map_err(failed)?;
+        }
+        Ok(())
     }
 
     fn batch_get_builds(&self, ctx: &RequestContext, input: &Value) -> Value {

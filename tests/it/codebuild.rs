@@ -834,3 +834,82 @@ async fn abandoning_a_pipeline_build_stops_it_and_a_restart_runs_it_again() {
         Some(&aws_sdk_codebuild::types::StatusType::Succeeded)
     );
 }
+
+#[tokio::test]
+async fn a_build_outside_a_pipeline_uploads_its_artifacts_to_s3() {
+    use aws_sdk_codebuild::types::{ArtifactNamespace, ArtifactPackaging};
+    let server = Server::start();
+    let (cb, s3) = (server.codebuild(), server.s3());
+    s3.create_bucket()
+        .bucket("build-output")
+        .send()
+        .await
+        .unwrap();
+    let buildspec = "version: 0.2\nphases:\n  build:\n    commands:\n      - mkdir -p dist/js && echo app > dist/js/app.js && echo page > dist/index.html\nartifacts:\n  files:\n    - '**/*'\n  base-directory: dist\n";
+    for (name, packaging, namespace) in [
+        ("zipped", ArtifactPackaging::Zip, ArtifactNamespace::None),
+        ("files", ArtifactPackaging::None, ArtifactNamespace::BuildId),
+    ] {
+        cb.create_project()
+            .name(name)
+            .source(
+                ProjectSource::builder()
+                    .r#type(SourceType::NoSource)
+                    .buildspec(buildspec)
+                    .build()
+                    .unwrap(),
+            )
+            .artifacts(
+                ProjectArtifacts::builder()
+                    .r#type(ArtifactsType::S3)
+                    .location("build-output")
+                    .path("out")
+                    .name(format!("{name}-artifact"))
+                    .packaging(packaging)
+                    .namespace_type(namespace)
+                    .build()
+                    .unwrap(),
+            )
+            .environment(
+                ProjectEnvironment::builder()
+                    .r#type(EnvironmentType::LinuxContainer)
+                    .image("aws/codebuild/standard:7.0")
+                    .compute_type(ComputeType::BuildGeneral1Small)
+                    .build()
+                    .unwrap(),
+            )
+            .service_role("arn:aws:iam::000000000000:role/role")
+            .send()
+            .await
+            .unwrap();
+    }
+    let zipped = completed(&cb, &start(&cb, "zipped").await).await;
+    assert_eq!(
+        zipped.artifacts().unwrap().location(),
+        Some("arn:aws:s3:::build-output/out/zipped-artifact")
+    );
+    let zip = crate::engine::body(&s3, "build-output", "out/zipped-artifact").await;
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(zip)).unwrap();
+    let mut names: Vec<String> = (0..archive.len())
+        .map(|i| archive.by_index(i).unwrap().name().unwrap().to_string())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["index.html", "js/app.js"]);
+
+    let id = start(&cb, "files").await;
+    let files = completed(&cb, &id).await;
+    let uuid = id.rsplit(':').next().unwrap();
+    assert_eq!(
+        files.artifacts().unwrap().location(),
+        Some(format!("arn:aws:s3:::build-output/out/{uuid}/files-artifact").as_str())
+    );
+    assert_eq!(
+        crate::engine::body(
+            &s3,
+            "build-output",
+            &format!("out/{uuid}/files-artifact/js/app.js")
+        )
+        .await,
+        b"app\n"
+    );
+}

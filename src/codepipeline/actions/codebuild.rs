@@ -4,11 +4,10 @@
 //! packs the buildspec's `artifacts` into the output artifact as a zip, and gives the build's
 //! exported variables as the action's output variables. `externalExecutionId` is the build id.
 
-use std::io::Write;
 use std::path::Path;
 
 use super::{body_of, failed, read_all, store_failure, ActionContext};
-use crate::codebuild::buildspec::Artifacts;
+use crate::codebuild::artifacts::pack;
 use crate::codebuild::StartOptions;
 use crate::codepipeline::execution::{ActionOutput, ActionRun, ErrorDetails};
 use crate::s3::objects::PutAttributes;
@@ -161,101 +160,4 @@ fn last_lines(path: &Path, n: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
-}
-
-/// A buildspec `files` pattern as a regular expression over paths relative to the base dir.
-fn pattern(glob: &str) -> Result<regex::Regex, String> {
-    let glob = glob.trim_start_matches("./");
-    let mut re = String::from("^");
-    let mut chars = glob.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '*' if chars.peek() == Some(&'*') => {
-                chars.next();
-                if chars.peek() == Some(&'/') {
-                    chars.next();
-                    re.push_str("(?:.*/)?");
-                } else {
-                    re.push_str(".*");
-                }
-            }
-            '*' => re.push_str("[^/]*"),
-            '?' => re.push_str("[^/]"),
-            other => re.push_str(&regex::escape(&other.to_string())),
-        }
-    }
-    re.push('$');
-    regex::Regex::new(&re).map_err(|e| format!("the files pattern {glob} is not valid: {e}"))
-}
-
-fn walk(dir: &Path, base: &Path, out: &mut Vec<String>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            walk(&path, base, out);
-        } else if let Ok(rel) = path.strip_prefix(base) {
-            out.push(rel.to_string_lossy().replace('\\', "/"));
-        }
-    }
-}
-
-/// An output artifact: the files an `artifacts` section names, zipped.
-fn pack(src_dir: &Path, section: Option<&Artifacts>) -> Result<Vec<u8>, String> {
-    let mut buffer = std::io::Cursor::new(Vec::new());
-    {
-        let mut zip = zip::ZipWriter::new(&mut buffer);
-        if let Some(artifacts) = section {
-            let base = match &artifacts.base_directory {
-                Some(b) => src_dir.join(b),
-                None => src_dir.to_path_buf(),
-            };
-            let patterns = artifacts
-                .files
-                .iter()
-                .map(|f| pattern(f))
-                .collect::<Result<Vec<_>, _>>()?;
-            let mut files = Vec::new();
-            walk(&base, &base, &mut files);
-            files.sort();
-            let mut written = std::collections::BTreeSet::new();
-            for rel in files
-                .iter()
-                .filter(|f| patterns.iter().any(|p| p.is_match(f)))
-            {
-                let name = if artifacts.discard_paths {
-                    rel.rsplit('/').next().unwrap_or(rel).to_string()
-                } else {
-                    rel.clone()
-                };
-                if !written.insert(name.clone()) {
-                    continue;
-                }
-                let content = std::fs::read(base.join(rel)).map_err(|e| e.to_string())?;
-                zip.start_file(name, zip::write::SimpleFileOptions::default())
-                    .map_err(|e| e.to_string())?;
-                zip.write_all(&content).map_err(|e| e.to_string())?;
-            }
-        }
-        zip.finish().map_err(|e| e.to_string())?;
-    }
-    Ok(buffer.into_inner())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::pattern;
-
-    #[test]
-    fn files_patterns_match_as_codebuild_reads_them() {
-        assert!(pattern("**/*").unwrap().is_match("a/b/c.txt"));
-        assert!(pattern("**/*").unwrap().is_match("c.txt"));
-        assert!(pattern("out/*").unwrap().is_match("out/a.txt"));
-        assert!(!pattern("out/*").unwrap().is_match("out/x/a.txt"));
-        assert!(pattern("*.txt").unwrap().is_match("a.txt"));
-        assert!(!pattern("*.txt").unwrap().is_match("dir/a.txt"));
-        assert!(pattern("dist/**/*.js").unwrap().is_match("dist/x/y/app.js"));
-    }
 }

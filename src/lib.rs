@@ -18,14 +18,16 @@
 //!                    store (files + bucket events), objects (ObjectStore for pipeline actions),
 //!                    remote (an external S3 through aws-sdk-s3)
 //! iam/               IAM roles and STS GetCallerIdentity (query protocol), role events
-//! codebuild/         CodeBuild (JSON 1.1): projects, event-sourced
+//! codebuild/         CodeBuild (JSON 1.1): projects and builds, event-sourced; buildspec,
+//!                    runner (bash, one process group a phase), artifacts
 //! history/           the history of executions from the log (HistoryReader), its read-only
 //!                    admin API, and the history/replay/rerun/diff/export commands
 //! ```
-//! Dependencies point one way: `main → server → {gateway, codepipeline, s3, iam} → {aws, eventstore}`.
-//! Inside the service, `api → {actors, views}`, `actors → {aggregates, actions, eventstore}`,
-//! `actions → s3::objects`, `views → events`. The aggregates know no I/O, no actix and no HTTP;
-//! only `api` knows AWS error codes.
+//! Dependencies point one way: `main → server → {gateway, codepipeline, codebuild, s3, iam,
+//! history} → {aws, eventstore}`. Inside the service, `api → {actors, views}`,
+//! `actors → {aggregates, actions, eventstore}`, `actions → {s3::objects, codebuild}`,
+//! `views → events`. The aggregates know no I/O, no actix and no HTTP; only the `api` layers know
+//! AWS error codes.
 //!
 //! # Data flow
 //! A write goes to the pipeline's actor, which asks the pure aggregate for events and hands them

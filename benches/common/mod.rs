@@ -120,26 +120,25 @@ impl Conn {
     }
 
     /// Calls a CodePipeline operation and returns the status and the JSON answer.
-    /// A CodeBuild call: (status, JSON body).
-    pub fn call_codebuild(&mut self, op: &str, body: &str) -> (u16, serde_json::Value) {
-        let head = format!(
-            "POST / HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-amz-json-1.1\r\nX-Amz-Target: CodeBuild_20161006.{op}\r\nAuthorization: {}\r\nContent-Length: {}\r\n\r\n{body}",
-            AUTH.replace("/codepipeline/", "/codebuild/"),
-            body.len()
-        );
-        self.writer.write_all(head.as_bytes()).unwrap();
-        let (status, length) = self.head();
-        let mut bytes = vec![0; length];
-        self.reader.read_exact(&mut bytes).unwrap();
-        (
-            status,
-            serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
-        )
+    pub fn call_json(&mut self, op: &str, body: &str) -> (u16, serde_json::Value) {
+        self.call_service("CodePipeline_20150709", AUTH, op, body)
     }
 
-    pub fn call_json(&mut self, op: &str, body: &str) -> (u16, serde_json::Value) {
+    /// Calls a CodeBuild operation and returns the status and the JSON answer.
+    pub fn call_codebuild(&mut self, op: &str, body: &str) -> (u16, serde_json::Value) {
+        let auth = AUTH.replace("/codepipeline/", "/codebuild/");
+        self.call_service("CodeBuild_20161006", &auth, op, body)
+    }
+
+    fn call_service(
+        &mut self,
+        prefix: &str,
+        auth: &str,
+        op: &str,
+        body: &str,
+    ) -> (u16, serde_json::Value) {
         let head = format!(
-            "POST / HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-amz-json-1.1\r\nX-Amz-Target: CodePipeline_20150709.{op}\r\nAuthorization: {AUTH}\r\nContent-Length: {}\r\n\r\n{body}",
+            "POST / HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-amz-json-1.1\r\nX-Amz-Target: {prefix}.{op}\r\nAuthorization: {auth}\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
         );
         self.writer.write_all(head.as_bytes()).unwrap();

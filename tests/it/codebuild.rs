@@ -379,14 +379,11 @@ fn gone(pid: u32) -> bool {
     true
 }
 
-#[tokio::test]
-async fn a_stopped_build_leaves_no_process_behind() {
-    use aws_sdk_codebuild::types::StatusType;
-    let server = Server::start();
-    let cb = server.codebuild();
+/// A build that sleeps in the background and waits for it: (build id, the sleep's pid).
+async fn sleeping_build(server: &Server, cb: &aws_sdk_codebuild::Client) -> (String, u32) {
     let pidfile = server.data_dir.join("sleep.pid");
     project_with(
-        &cb,
+        cb,
         "long",
         &format!(
             "version: 0.2\nphases:\n  build:\n    commands:\n      - sleep 300 & echo $! > {} ; wait\n",
@@ -394,18 +391,16 @@ async fn a_stopped_build_leaves_no_process_behind() {
         ),
     )
     .await;
-    let id = cb
-        .start_build()
-        .project_name("long")
-        .send()
-        .await
-        .unwrap()
-        .build_value()
-        .unwrap()
-        .id()
-        .unwrap()
-        .to_string();
-    let pid = pid_in(&pidfile);
+    let id = start(cb, "long").await;
+    (id, pid_in(&pidfile))
+}
+
+#[tokio::test]
+async fn a_stopped_build_leaves_no_process_behind() {
+    use aws_sdk_codebuild::types::StatusType;
+    let server = Server::start();
+    let cb = server.codebuild();
+    let (id, pid) = sleeping_build(&server, &cb).await;
     let stopped = cb.stop_build().id(&id).send().await.unwrap();
     assert_eq!(
         stopped.build_value().unwrap().build_status(),
@@ -423,28 +418,7 @@ async fn a_build_running_when_the_server_dies_fails_at_the_next_start() {
     use aws_sdk_codebuild::types::StatusType;
     let server = Server::start();
     let cb = server.codebuild();
-    let pidfile = server.data_dir.join("sleep.pid");
-    project_with(
-        &cb,
-        "long",
-        &format!(
-            "version: 0.2\nphases:\n  build:\n    commands:\n      - sleep 300 & echo $! > {} ; wait\n",
-            pidfile.display()
-        ),
-    )
-    .await;
-    let id = cb
-        .start_build()
-        .project_name("long")
-        .send()
-        .await
-        .unwrap()
-        .build_value()
-        .unwrap()
-        .id()
-        .unwrap()
-        .to_string();
-    let pid = pid_in(&pidfile);
+    let (id, pid) = sleeping_build(&server, &cb).await;
     let dir = server.data_dir.clone();
     let _tmp = server.kill9();
     let restarted = Server::start_in(&dir);

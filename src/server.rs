@@ -246,7 +246,7 @@ async fn history_api(req: HttpRequest, state: web::Data<AppState>) -> HttpRespon
     let query = req.query_string().to_string();
     // Reading finished executions folds them from the log: off the HTTP worker.
     let answered =
-        web::block(move || crate::history::cli::answer(&state.history, &resource, &query)).await;
+        web::block(move || crate::history::answer(&state.history, &resource, &query)).await;
     match answered {
         Ok((status, body)) => HttpResponse::build(
             actix_web::http::StatusCode::from_u16(status)

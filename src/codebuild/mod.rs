@@ -47,6 +47,11 @@ pub fn model() -> &'static ServiceModel {
     &MODEL
 }
 
+/// A project's name, given as a name or an ARN.
+fn project_name(name_or_arn: &str) -> &str {
+    name_or_arn.rsplit("project/").next().unwrap_or(name_or_arn)
+}
+
 /// The operations served; the model's others answer `NotImplementedException`.
 const SERVED: &[&str] = &[
     "CreateProject",
@@ -244,7 +249,7 @@ impl CodeBuild {
 
     /// A project by account, region and name (or ARN).
     pub fn project(&self, ctx: &RequestContext, name_or_arn: &str) -> Option<Value> {
-        let name = name_or_arn.rsplit("project/").next().unwrap_or(name_or_arn);
+        let name = project_name(name_or_arn);
         self.projects
             .read()
             .expect("codebuild lock")
@@ -395,8 +400,7 @@ impl CodeBuild {
     }
 
     async fn update_project(&self, ctx: &RequestContext, input: Value) -> Result<Value, AwsError> {
-        let name = input["name"].as_str().unwrap_or_default();
-        let name = name.rsplit("project/").next().unwrap_or(name).to_string();
+        let name = project_name(input["name"].as_str().unwrap_or_default()).to_string();
         let command = ProjectCommand::Update {
             input,
             at: crate::aws::now_epoch(),
@@ -406,8 +410,7 @@ impl CodeBuild {
     }
 
     async fn delete_project(&self, ctx: &RequestContext, input: Value) -> Result<Value, AwsError> {
-        let name = input["name"].as_str().unwrap_or_default();
-        let name = name.rsplit("project/").next().unwrap_or(name).to_string();
+        let name = project_name(input["name"].as_str().unwrap_or_default()).to_string();
         let command = ProjectCommand::Delete {
             at: crate::aws::now_epoch(),
         };

@@ -278,6 +278,42 @@ impl HistoryReader {
     }
 }
 
+/// The admin API's answer to a history question, for the server: (status, JSON body).
+pub fn answer(reader: &HistoryReader, path: &str, query_string: &str) -> (u16, Value) {
+    let params: std::collections::HashMap<String, String> =
+        crate::iam::query::parse_form(query_string)
+            .into_iter()
+            .collect();
+    let get = |k: &str| params.get(k).map(String::as_str);
+    let region = get("region").unwrap_or("");
+    let limit = get("limit").and_then(|l| l.parse().ok()).unwrap_or(20);
+    let result = match path {
+        "/pipelines" => Ok(reader.pipelines()),
+        "/executions" => {
+            reader.executions(region, get("pipeline").unwrap_or(""), get("status"), limit)
+        }
+        "/actions" => {
+            let filter = ActionFilter {
+                execution: get("execution").map(str::to_string),
+                stage: get("stage").map(str::to_string),
+                action: get("action").map(str::to_string),
+                status: get("status").map(str::to_string),
+                since: get("since").and_then(|s| s.parse().ok()),
+            };
+            reader.actions(region, get("pipeline").unwrap_or(""), &filter, limit)
+        }
+        "/execution" => reader.execution(get("id").unwrap_or("")),
+        other => Err(HistoryError::NotFound(format!(
+            "no history resource {other}"
+        ))),
+    };
+    match result {
+        Ok(v) => (200, v),
+        Err(HistoryError::NotFound(m)) => (404, json!({"message": m})),
+        Err(HistoryError::Storage(m)) => (500, json!({"message": m})),
+    }
+}
+
 /// An execution summary as the history shows it.
 fn summary_json(s: &ExecutionSummary) -> Value {
     let mut v = json!({

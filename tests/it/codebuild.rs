@@ -481,19 +481,24 @@ fn build_pipeline(name: &str, project: &str) -> serde_json::Value {
     })
 }
 
-#[tokio::test]
-async fn a_pipeline_builds_with_codebuild_and_deploys_what_it_built() {
-    use crate::engine::{body, create, finished, latest_execution, tutorial_buckets, zip_of};
-    let server = Server::start();
-    let (cp, s3, cb) = (server.codepipeline(), server.s3(), server.codebuild());
-    tutorial_buckets(&s3).await;
+/// The tutorial's buckets, with a zip of one file as the source object `app.zip`.
+async fn source_zip(s3: &aws_sdk_s3::Client) {
+    crate::engine::tutorial_buckets(s3).await;
     s3.put_object()
         .bucket("source-bucket")
         .key("app.zip")
-        .body(zip_of(&[("app.txt", "the app\n")]).into())
+        .body(crate::engine::zip_of(&[("app.txt", "the app\n")]).into())
         .send()
         .await
         .unwrap();
+}
+
+#[tokio::test]
+async fn a_pipeline_builds_with_codebuild_and_deploys_what_it_built() {
+    use crate::engine::{body, create, finished, latest_execution};
+    let server = Server::start();
+    let (cp, s3, cb) = (server.codepipeline(), server.s3(), server.codebuild());
+    source_zip(&s3).await;
     project_with(
         &cb,
         "app-build",
@@ -717,18 +722,11 @@ fn build_only_pipeline(name: &str, project: &str) -> serde_json::Value {
 
 #[tokio::test]
 async fn abandoning_a_pipeline_build_stops_it_and_a_restart_runs_it_again() {
-    use crate::engine::{create, finished, latest_execution, tutorial_buckets, zip_of};
+    use crate::engine::{create, finished, latest_execution};
     use aws_sdk_codepipeline::types::PipelineExecutionStatus;
     let server = Server::start();
     let (cp, s3, cb) = (server.codepipeline(), server.s3(), server.codebuild());
-    tutorial_buckets(&s3).await;
-    s3.put_object()
-        .bucket("source-bucket")
-        .key("app.zip")
-        .body(zip_of(&[("app.txt", "the app\n")]).into())
-        .send()
-        .await
-        .unwrap();
+    source_zip(&s3).await;
     let pidfile = server.data_dir.join("sleep.pid");
     let gate = server.data_dir.join("gate");
     project_with(

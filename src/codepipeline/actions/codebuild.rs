@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use super::{body_of, failed, read_all, store_failure, ActionContext};
+use super::{body_of, failed, read_artifact, store_failure, ActionContext};
 use crate::codebuild::artifacts::pack;
 use crate::codebuild::StartOptions;
 use crate::codepipeline::execution::{ActionOutput, ActionRun, ErrorDetails};
@@ -46,13 +46,7 @@ pub(super) async fn run(
     }
     let mut sources = Vec::new();
     for artifact in &inputs {
-        let location = &artifact.s3location;
-        let (_, body) = ctx
-            .objects
-            .get(&location.bucket, &location.key, None)
-            .await
-            .map_err(|e| store_failure(e, &location.bucket, &location.key))?;
-        let bytes = read_all(body).await?;
+        let bytes = read_artifact(ctx, artifact).await?;
         // CodeBuild reads its input artifacts as zip archives.
         let files = super::s3_deploy::unzip(&bytes, &artifact.name)
             .map_err(|e| failed(format!("CLIENT_ERROR in DOWNLOAD_SOURCE: {}", e.message)))?;

@@ -61,6 +61,20 @@ async fn read_all(mut body: BodyStream) -> Result<Bytes, ErrorDetails> {
     Ok(Bytes::from(out))
 }
 
+/// The bytes of an input artifact, from the artifact store.
+async fn read_artifact(
+    ctx: &ActionContext,
+    artifact: &super::execution::ArtifactDetail,
+) -> Result<Bytes, ErrorDetails> {
+    let location = &artifact.s3location;
+    let (_, body) = ctx
+        .objects
+        .get(&location.bucket, &location.key, None)
+        .await
+        .map_err(|e| store_failure(e, &location.bucket, &location.key))?;
+    read_all(body).await
+}
+
 fn body_of(bytes: Bytes) -> BodyStream {
     futures_util::stream::iter([Ok(bytes)]).boxed()
 }

@@ -5,7 +5,7 @@
 
 use std::io::Read;
 
-use super::{body_of, failed, read_all, store_failure, ActionContext};
+use super::{body_of, failed, read_artifact, store_failure, ActionContext};
 use crate::codepipeline::execution::{ActionOutput, ActionRun, ErrorDetails};
 use crate::s3::objects::PutAttributes;
 
@@ -25,13 +25,7 @@ pub(super) async fn run(
         .input_artifacts
         .first()
         .ok_or_else(|| failed("The S3 deploy action has no input artifact"))?;
-    let location = &input.s3location;
-    let (_, body) = ctx
-        .objects
-        .get(&location.bucket, &location.key, None)
-        .await
-        .map_err(|e| store_failure(e, &location.bucket, &location.key))?;
-    let bytes = read_all(body).await?;
+    let bytes = read_artifact(ctx, input).await?;
     let cache_control = config.get("CacheControl").cloned();
     if !extract {
         let key = config

@@ -1,26 +1,43 @@
 //! The default [`EventStore`], on sled. This is the only file that names sled: another engine
 //! (redb, say) goes beside it behind the same trait.
 //!
-//! # Layout
-//! One tree, `log`, holds two key spaces written together in one atomic batch per append:
-//! - `a` + position (u64, big endian) → the [`RecordedEvent`] as JSON;
-//! - `s` + stream + `0x00` + sequence (u64, big endian) → position, the per-stream index.
+//! # Layout (format 2)
+//! One tree, `log`, holds two key spaces:
+//! - `a` + position of the first event (u64, big endian) → one append as JSON:
+//!   `{"position", "stream", "sequence", "recorded_at", "events": [{"event_type",
+//!   "schema_version", "data"}]}`, the events taking consecutive positions and sequences;
+//! - `s` + stream + `0x00` + sequence of the first event (u64, big endian) → position of the
+//!   append (u64, big endian) and its number of events (u32, big endian), the per-stream index.
 //!
+//! Format 1 stored one event per key (the [`RecordedEvent`] as JSON, and an index value of the
+//! position alone); such entries read as appends of one event, so a format-1 log needs no rewrite.
 //! A tree `meta` holds `format_version` (see `migrations/`).
+//!
+//! # Atomic appends
+//! An append is one insert, then its index entry: sled applies an insert whole, and recovers a
+//! prefix of its log after a crash. Opening the store restores the index entry of the last append
+//! if the crash came between the two. Readers see an append only once both are in. (sled's own
+//! atomic batches cost two log-buffer writes each, which at a few thousand appends a second
+//! dominated the whole server; one key per append instead of two per event also divides the
+//! engine's work.)
 //!
 //! # Durability
 //! An append is acknowledged only after [`EventStore::durable`] resolves, which waits for
-//! `Db::flush`. One writer thread serves every waiter: all writers that asked while a flush was
-//! under way share the next one (group commit), so many concurrent writers cost few flushes.
-//! [`EventStore::append_durable`] hands the append itself to that thread, which applies every
-//! queued append and then flushes once: the caller's thread never blocks on the engine's I/O.
-//! Note that sled 0.34's flush writes with `sync_file_range`, not `fsync`: an acknowledged write
+//! `Db::flush`. Two threads serve every writer. [`EventStore::append_durable`] hands the append
+//! to the writer thread, which applies every queued append and passes their replies to the
+//! flusher thread; that one flushes once for everything handed over while its previous flush ran
+//! (group commit) and answers. The writer applies the next appends while a flush is under way,
+//! and the caller's thread never blocks on the engine's I/O. Note that sled 0.34's flush writes with `sync_file_range`, not `fsync`: an acknowledged write
 //! survives the process being killed (`kill -9`), while surviving a power loss rests on sled's
 //! background fsync of its log.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, RwLock};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use tokio::sync::oneshot;
 
@@ -56,6 +73,105 @@ struct Shared {
     engine: RwLock<Option<Engine>>,
     /// Serialises appends: the last global position, and the lock that keeps positions dense.
     head: Mutex<u64>,
+    /// The last position of the last whole append: what readers may see.
+    visible: AtomicU64,
+}
+
+/// An append as written.
+#[derive(Serialize)]
+struct AppendOut<'a> {
+    position: u64,
+    stream: &'a str,
+    sequence: u64,
+    recorded_at: f64,
+    events: Vec<EventOut<'a>>,
+}
+
+#[derive(Serialize)]
+struct EventOut<'a> {
+    event_type: &'a str,
+    schema_version: u32,
+    data: &'a Value,
+}
+
+/// An append as read: format 2 (`events`), or a format-1 record (one event, its fields at the
+/// top level).
+#[derive(Deserialize)]
+struct AppendIn {
+    position: u64,
+    stream: String,
+    sequence: u64,
+    recorded_at: f64,
+    #[serde(default)]
+    events: Option<Vec<EventIn>>,
+    #[serde(default)]
+    event_type: Option<String>,
+    #[serde(default)]
+    schema_version: u32,
+    #[serde(default)]
+    data: Value,
+}
+
+#[derive(Deserialize)]
+struct EventIn {
+    event_type: String,
+    schema_version: u32,
+    data: Value,
+}
+
+impl AppendIn {
+    fn decode(bytes: &[u8]) -> Result<Self, StoreError> {
+        serde_json::from_slice(bytes).map_err(|e| storage(format!("unreadable event: {e}")))
+    }
+
+    fn into_records(self) -> Result<Vec<RecordedEvent>, StoreError> {
+        let events = match (self.events, self.event_type) {
+            (Some(events), _) => events,
+            (None, Some(event_type)) => vec![EventIn {
+                event_type,
+                schema_version: self.schema_version,
+                data: self.data,
+            }],
+            (None, None) => {
+                return Err(storage(format!(
+                    "unreadable event at position {}: no events",
+                    self.position
+                )))
+            }
+        };
+        Ok(events
+            .into_iter()
+            .enumerate()
+            .map(|(i, e)| RecordedEvent {
+                position: self.position + i as u64,
+                stream: self.stream.clone(),
+                sequence: self.sequence + i as u64,
+                event_type: e.event_type,
+                schema_version: e.schema_version,
+                recorded_at: self.recorded_at,
+                data: e.data,
+            })
+            .collect())
+    }
+}
+
+/// An index entry: the append's position and number of events.
+fn index_value(position: u64, count: usize) -> [u8; 12] {
+    let mut v = [0u8; 12];
+    v[..8].copy_from_slice(&position.to_be_bytes());
+    v[8..].copy_from_slice(&(count as u32).to_be_bytes());
+    v
+}
+
+/// Reads an index entry; a format-1 entry is the position of one event.
+fn parse_index(v: &[u8]) -> (u64, u64) {
+    let mut p = [0u8; 8];
+    p.copy_from_slice(&v[..8]);
+    let count = match v.get(8..12) {
+        Some(c) => u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as u64,
+        None => 1,
+    };
+    (u64::from_be_bytes(p), count)
 }
 
 /// An event store in a sled database under a directory.
@@ -63,9 +179,10 @@ pub struct SledStore {
     dir: PathBuf,
     cache_bytes: u64,
     shared: Arc<Shared>,
-    /// Requests to the writer thread; taken at drop so the thread ends and releases the db.
+    /// Requests to the writer thread; taken at drop so the threads end and release the db.
     requests: Mutex<Option<mpsc::Sender<Request>>>,
-    writer: Option<std::thread::JoinHandle<()>>,
+    /// The writer and flusher threads.
+    threads: Vec<std::thread::JoinHandle<()>>,
 }
 
 fn storage(e: impl std::fmt::Display) -> StoreError {
@@ -85,6 +202,29 @@ fn stream_prefix(stream: &str) -> Vec<u8> {
     k.extend_from_slice(stream.as_bytes());
     k.push(0);
     k
+}
+
+fn index_key(stream: &str, sequence: u64) -> Vec<u8> {
+    let mut k = stream_prefix(stream);
+    k.extend_from_slice(&sequence.to_be_bytes());
+    k
+}
+
+/// Restores the index entry of the last append if a crash came between its two inserts.
+fn repair_tail(log: &sled::Tree) -> Result<bool, StoreError> {
+    let Some(entry) = log.scan_prefix([b'a']).next_back() else {
+        return Ok(false);
+    };
+    let (_, value) = entry.map_err(storage)?;
+    let records = AppendIn::decode(&value)?.into_records()?;
+    let first = &records[0];
+    let index = index_key(&first.stream, first.sequence);
+    if log.get(&index).map_err(storage)?.is_some() {
+        return Ok(false);
+    }
+    log.insert(index, &index_value(first.position, records.len()))
+        .map_err(storage)?;
+    Ok(true)
 }
 
 /// Opens the database in `dir`. A store closed a moment ago (in this process or one that just
@@ -130,40 +270,50 @@ impl SledStore {
     pub fn open(dir: &Path, cache_bytes: u64) -> Result<Self, StoreError> {
         let db = open_db(dir, cache_bytes)?;
         let meta = db.open_tree("meta").map_err(storage)?;
-        match meta.get(FORMAT_KEY).map_err(storage)? {
-            Some(v) => {
-                let found = be_u64(&v);
-                if found > FORMAT_VERSION {
-                    return Err(StoreError::UnsupportedFormat { found });
-                }
-            }
-            None => {
-                meta.insert(FORMAT_KEY, &FORMAT_VERSION.to_be_bytes())
-                    .map_err(storage)?;
-                db.flush().map_err(storage)?;
-            }
+        let found = meta.get(FORMAT_KEY).map_err(storage)?.map(|v| be_u64(&v));
+        if let Some(found) = found.filter(|f| *f > FORMAT_VERSION) {
+            return Err(StoreError::UnsupportedFormat { found });
         }
         let log = db.open_tree("log").map_err(storage)?;
+        // Format 1 needs no rewrite: its records read as appends of one event.
+        if repair_tail(&log)? {
+            log::warn!("restored the index entry of the last append, which a crash interrupted");
+        }
+        if found != Some(FORMAT_VERSION) {
+            meta.insert(FORMAT_KEY, &FORMAT_VERSION.to_be_bytes())
+                .map_err(storage)?;
+        }
+        db.flush().map_err(storage)?;
         let head = match log.scan_prefix([b'a']).next_back() {
-            Some(entry) => be_u64(&entry.map_err(storage)?.0),
+            Some(entry) => {
+                let records = AppendIn::decode(&entry.map_err(storage)?.1)?.into_records()?;
+                records.last().map_or(0, |r| r.position)
+            }
             None => 0,
         };
         let shared = Arc::new(Shared {
             engine: RwLock::new(Some(Engine { db, log })),
             head: Mutex::new(head),
+            visible: AtomicU64::new(head),
         });
         let (tx, rx) = mpsc::channel::<Request>();
+        let (to_flusher, flusher_rx) = mpsc::channel::<Vec<Waiter>>();
+        let flusher_shared = shared.clone();
+        let flusher = std::thread::Builder::new()
+            .name("eventstore-flush".into())
+            .spawn(move || flush_loop(&flusher_shared, flusher_rx))
+            .map_err(storage)?;
         let writer_shared = shared.clone();
         let writer = std::thread::Builder::new()
             .name("eventstore-writer".into())
-            .spawn(move || group_commit(&writer_shared, rx))
+            .spawn(move || write_loop(&writer_shared, rx, to_flusher))
             .map_err(storage)?;
         Ok(SledStore {
             dir: dir.to_path_buf(),
             cache_bytes,
             shared,
             requests: Mutex::new(Some(tx)),
-            writer: Some(writer),
+            threads: vec![writer, flusher],
         })
     }
 
@@ -185,16 +335,12 @@ impl SledStore {
     /// Writes a format version into a data dir; for tests of the newer-format refusal.
     #[doc(hidden)]
     pub fn stamp_format_version(dir: &Path, version: u64) -> Result<(), StoreError> {
-        let db = sled::open(dir).map_err(storage)?;
+        let db = open_db(dir, 1 << 20)?;
         let meta = db.open_tree("meta").map_err(storage)?;
         meta.insert(FORMAT_KEY, &version.to_be_bytes())
             .map_err(storage)?;
         db.flush().map_err(storage)?;
         Ok(())
-    }
-
-    fn decode(bytes: &[u8]) -> Result<RecordedEvent, StoreError> {
-        serde_json::from_slice(bytes).map_err(|e| storage(format!("unreadable event: {e}")))
     }
 }
 
@@ -215,25 +361,53 @@ impl Shared {
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         let mut head = self.head.lock().map_err(storage)?;
         let records = self.with(|engine| {
-            let prefix = stream_prefix(stream);
-            let actual = match engine.log.scan_prefix(&prefix).next_back() {
-                Some(entry) => be_u64(&entry.map_err(storage)?.0),
+            let actual = match engine.log.scan_prefix(stream_prefix(stream)).next_back() {
+                Some(entry) => {
+                    let (key, value) = entry.map_err(storage)?;
+                    be_u64(&key) + parse_index(&value).1 - 1
+                }
                 None => 0,
             };
             let records = super::stamp(stream, expected, actual, *head, events)?;
-            let mut batch = sled::Batch::default();
-            for record in &records {
-                let bytes = serde_json::to_vec(record).map_err(storage)?;
-                batch.insert(&record_key(record.position), bytes);
-                let mut index_key = prefix.clone();
-                index_key.extend_from_slice(&record.sequence.to_be_bytes());
-                batch.insert(index_key, &record.position.to_be_bytes());
+            let Some(first) = records.first() else {
+                return Ok(records);
+            };
+            let bytes = serde_json::to_vec(&AppendOut {
+                position: first.position,
+                stream,
+                sequence: first.sequence,
+                recorded_at: first.recorded_at,
+                events: records
+                    .iter()
+                    .map(|r| EventOut {
+                        event_type: &r.event_type,
+                        schema_version: r.schema_version,
+                        data: &r.data,
+                    })
+                    .collect(),
+            })
+            .map_err(storage)?;
+            let key = record_key(first.position);
+            engine.log.insert(key, bytes).map_err(storage)?;
+            let index = index_key(stream, first.sequence);
+            if let Err(e) = engine
+                .log
+                .insert(index, &index_value(first.position, records.len()))
+            {
+                // Leave no half of a refused append behind (the engine is failing; best effort).
+                let _ = engine.log.remove(key);
+                return Err(storage(e));
             }
-            engine.log.apply_batch(batch).map_err(storage)?;
             Ok(records)
         })?;
         *head += records.len() as u64;
+        self.visible.store(*head, Ordering::Release);
         Ok(records)
+    }
+
+    /// The last position readers may see: appends in progress are not visible.
+    fn visible(&self) -> u64 {
+        self.visible.load(Ordering::Acquire)
     }
 
     fn flush(&self) -> Result<(), StoreError> {
@@ -241,31 +415,62 @@ impl Shared {
     }
 }
 
-/// The writer thread: applies every append queued so far, flushes once, answers them all.
-fn group_commit(shared: &Shared, rx: mpsc::Receiver<Request>) {
+/// Someone to answer after the next flush.
+enum Waiter {
+    Flush(FlushWaiter),
+    Append(AppendReply, Vec<RecordedEvent>),
+}
+
+type AppendReply = oneshot::Sender<Result<Vec<RecordedEvent>, StoreError>>;
+
+/// The writer thread: applies every append queued so far and hands their replies to the flusher,
+/// then goes on with the next ones while that flush runs. A refused append is answered at once.
+fn write_loop(shared: &Shared, rx: mpsc::Receiver<Request>, to_flusher: mpsc::Sender<Vec<Waiter>>) {
     while let Ok(first) = rx.recv() {
-        let mut waiters = Vec::new();
-        let mut appended = Vec::new();
+        let mut waiting = Vec::new();
         for request in std::iter::once(first).chain(rx.try_iter()) {
             match request {
-                Request::Flush(waiter) => waiters.push(waiter),
+                Request::Flush(waiter) => waiting.push(Waiter::Flush(waiter)),
                 Request::Append {
                     stream,
                     expected,
                     events,
                     reply,
-                } => appended.push((reply, shared.append(&stream, expected, events))),
+                } => match shared.append(&stream, expected, events) {
+                    Ok(records) => waiting.push(Waiter::Append(reply, records)),
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                    }
+                },
             }
         }
+        if to_flusher.send(waiting).is_err() {
+            return;
+        }
+    }
+}
+
+/// The flusher thread: one flush for everything the writer handed over meanwhile (group commit),
+/// then the answers.
+fn flush_loop(shared: &Shared, rx: mpsc::Receiver<Vec<Waiter>>) {
+    while let Ok(first) = rx.recv() {
+        let waiting: Vec<Waiter> = std::iter::once(first)
+            .chain(rx.try_iter())
+            .flatten()
+            .collect();
         let result = shared.flush();
         if let Err(e) = &result {
             log::error!("event store flush failed: {e}");
         }
-        for w in waiters {
-            let _ = w.send(result.clone());
-        }
-        for (reply, records) in appended {
-            let _ = reply.send(records.and_then(|r| result.clone().map(|()| r)));
+        for waiter in waiting {
+            match waiter {
+                Waiter::Flush(w) => {
+                    let _ = w.send(result.clone());
+                }
+                Waiter::Append(reply, records) => {
+                    let _ = reply.send(result.clone().map(|()| records));
+                }
+            }
         }
     }
 }
@@ -312,41 +517,75 @@ impl EventStore for SledStore {
 
     fn read_stream(&self, stream: &str, from: u64) -> Result<Vec<RecordedEvent>, StoreError> {
         let prefix = stream_prefix(stream);
-        let mut start = prefix.clone();
-        start.extend_from_slice(&from.max(1).to_be_bytes());
+        let from = from.max(1);
+        let visible = self.shared.visible();
         self.with(|engine| {
+            // The append holding `from` is indexed at or before it.
+            let start = match engine
+                .log
+                .range(index_key(stream, 0)..=index_key(stream, from))
+                .next_back()
+            {
+                Some(entry) => entry.map_err(storage)?.0.to_vec(),
+                None => index_key(stream, from),
+            };
             let mut out = Vec::new();
             for entry in engine.log.range(start..) {
                 let (k, v) = entry.map_err(storage)?;
                 if !k.starts_with(&prefix) || k.len() != prefix.len() + 8 {
                     break;
                 }
-                let position = be_u64(&v);
+                let (position, _) = parse_index(&v);
+                if position > visible {
+                    break;
+                }
                 let bytes = engine
                     .log
                     .get(record_key(position))
                     .map_err(storage)?
                     .ok_or_else(|| storage(format!("event {position} of {stream} is missing")))?;
-                out.push(Self::decode(&bytes)?);
+                let records = AppendIn::decode(&bytes)?.into_records()?;
+                out.extend(records.into_iter().filter(|r| r.sequence >= from));
             }
             Ok(out)
         })
     }
 
     fn read_all(&self, from: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
-        let end = record_key(u64::MAX);
+        let from = from.max(1);
+        let visible = self.shared.visible();
+        if from > visible || limit == 0 {
+            return Ok(Vec::new());
+        }
         self.with(|engine| {
-            engine
+            // The append holding `from` starts at or before it.
+            let start = match engine
                 .log
-                .range(record_key(from.max(1))..=end)
-                .take(limit)
-                .map(|entry| Self::decode(&entry.map_err(storage)?.1))
-                .collect()
+                .range(record_key(1)..=record_key(from))
+                .next_back()
+            {
+                Some(entry) => entry.map_err(storage)?.0.to_vec(),
+                None => record_key(from).to_vec(),
+            };
+            let mut out = Vec::new();
+            for entry in engine.log.range(start..=record_key(visible).to_vec()) {
+                let records = AppendIn::decode(&entry.map_err(storage)?.1)?.into_records()?;
+                for record in records {
+                    if record.position < from || record.position > visible {
+                        continue;
+                    }
+                    out.push(record);
+                    if out.len() == limit {
+                        return Ok(out);
+                    }
+                }
+            }
+            Ok(out)
         })
     }
 
     fn last_position(&self) -> Result<u64, StoreError> {
-        Ok(*self.shared.head.lock().map_err(storage)?)
+        Ok(self.shared.visible())
     }
 
     /// sled 0.34 keeps every node it has read in memory, whatever its cache capacity (a replay
@@ -371,8 +610,9 @@ impl Drop for SledStore {
         if let Ok(mut requests) = self.requests.lock() {
             requests.take();
         }
-        if let Some(writer) = self.writer.take() {
-            let _ = writer.join();
+        // The writer ends first; the flusher then ends once it has answered what was left.
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
         }
         if let Err(e) = self.with(|engine| engine.db.flush().map_err(storage)) {
             log::error!("event store flush at close failed: {e}");
@@ -460,6 +700,181 @@ mod tests {
             .block_on(s.durable())
             .unwrap();
         assert_eq!(s.read_stream("a", 4).unwrap()[0].position, 5);
+    }
+
+    fn ev(n: i64) -> NewEvent {
+        NewEvent {
+            event_type: "T".into(),
+            schema_version: 1,
+            data: serde_json::json!({ "n": n }),
+        }
+    }
+
+    /// Writes an append of stream `b` at `position` the way the writer does, without making it
+    /// visible: an append in progress.
+    fn write_unfinished_append(s: &SledStore, position: u64) {
+        let data = serde_json::json!({ "n": 9 });
+        let bytes = serde_json::to_vec(&super::AppendOut {
+            position,
+            stream: "b",
+            sequence: 1,
+            recorded_at: 0.0,
+            events: vec![super::EventOut {
+                event_type: "T",
+                schema_version: 1,
+                data: &data,
+            }],
+        })
+        .unwrap();
+        s.with(|engine| {
+            engine
+                .log
+                .insert(super::record_key(position), bytes)
+                .map_err(super::storage)?;
+            engine
+                .log
+                .insert(super::index_key("b", 1), &super::index_value(position, 1))
+                .map_err(super::storage)?;
+            Ok(())
+        })
+        .unwrap();
+    }
+
+    /// Format 1 stored one record per key, its index value the position alone.
+    #[test]
+    fn format_1_records_read_as_appends_of_one_event() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = sled::open(dir.path()).unwrap();
+            db.open_tree("meta")
+                .unwrap()
+                .insert(super::FORMAT_KEY, &1u64.to_be_bytes())
+                .unwrap();
+            let log = db.open_tree("log").unwrap();
+            for (position, stream, sequence) in [(1u64, "a", 1u64), (2, "b", 1), (3, "a", 2)] {
+                let record = super::RecordedEvent {
+                    position,
+                    stream: stream.into(),
+                    sequence,
+                    event_type: "T".into(),
+                    schema_version: 1,
+                    recorded_at: 1.5,
+                    data: serde_json::json!({ "n": position }),
+                };
+                log.insert(
+                    super::record_key(position),
+                    serde_json::to_vec(&record).unwrap(),
+                )
+                .unwrap();
+                log.insert(super::index_key(stream, sequence), &position.to_be_bytes())
+                    .unwrap();
+            }
+            db.flush().unwrap();
+        }
+        let s = SledStore::open(dir.path(), 8 << 20).unwrap();
+        assert_eq!(s.last_position().unwrap(), 3);
+        let a = s.read_stream("a", 1).unwrap();
+        assert_eq!(
+            a.iter()
+                .map(|r| (r.position, r.sequence))
+                .collect::<Vec<_>>(),
+            vec![(1, 1), (3, 2)]
+        );
+        assert_eq!(a[1].data["n"], 3);
+        assert_eq!(s.read_stream("a", 2).unwrap().len(), 1);
+        assert_eq!(s.read_all(2, 1).unwrap()[0].stream, "b");
+        assert!(matches!(
+            s.append("a", 1, vec![ev(4)]),
+            Err(StoreError::Conflict { actual: 2, .. })
+        ));
+        let next = s.append("a", 2, vec![ev(4), ev(5)]).unwrap();
+        assert_eq!(
+            next.iter()
+                .map(|r| (r.position, r.sequence))
+                .collect::<Vec<_>>(),
+            vec![(4, 3), (5, 4)]
+        );
+        assert_eq!(s.read_stream("a", 1).unwrap().len(), 4);
+        assert_eq!(s.read_all(1, 10).unwrap().len(), 5);
+    }
+
+    /// Reads that start inside an append of several events get the rest of it.
+    #[test]
+    fn reads_start_inside_an_append() {
+        let (_dir, s) = store();
+        s.append("a", 0, vec![ev(1), ev(2), ev(3)]).unwrap();
+        s.append("b", 0, vec![ev(4), ev(5)]).unwrap();
+        let n = |records: Vec<super::RecordedEvent>| {
+            records
+                .iter()
+                .map(|r| r.data["n"].as_i64().unwrap())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(n(s.read_all(2, 2).unwrap()), vec![2, 3]);
+        assert_eq!(n(s.read_all(3, 10).unwrap()), vec![3, 4, 5]);
+        assert_eq!(n(s.read_all(5, 10).unwrap()), vec![5]);
+        assert!(s.read_all(6, 10).unwrap().is_empty());
+        assert_eq!(n(s.read_stream("a", 2).unwrap()), vec![2, 3]);
+        assert_eq!(n(s.read_stream("b", 2).unwrap()), vec![5]);
+        assert!(s.read_stream("b", 3).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_missing_last_index_entry_is_restored_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = SledStore::open(dir.path(), 8 << 20).unwrap();
+            s.append("a", 0, vec![ev(1), ev(2)]).unwrap();
+            s.with(|engine| {
+                engine
+                    .log
+                    .remove(super::index_key("a", 1))
+                    .map_err(super::storage)?;
+                engine.db.flush().map_err(super::storage)?;
+                Ok(())
+            })
+            .unwrap();
+        }
+        let s = SledStore::open(dir.path(), 8 << 20).unwrap();
+        assert_eq!(s.read_stream("a", 1).unwrap().len(), 2);
+        assert!(matches!(
+            s.append("a", 1, vec![ev(3)]),
+            Err(StoreError::Conflict { actual: 2, .. })
+        ));
+    }
+
+    #[test]
+    fn readers_do_not_see_an_append_in_progress() {
+        let (_dir, s) = store();
+        s.append("a", 0, vec![ev(1)]).unwrap();
+        // What the writer has inserted but not finished is past the visible position.
+        write_unfinished_append(&s, 2);
+        assert_eq!(s.read_all(1, 10).unwrap().len(), 1);
+        assert!(s.read_stream("b", 1).unwrap().is_empty());
+        assert!(s.read_all(2, 10).unwrap().is_empty());
+        assert_eq!(s.last_position().unwrap(), 1);
+    }
+
+    #[test]
+    fn a_format_1_dir_opens_and_is_upgraded() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = SledStore::open(dir.path(), 8 << 20).unwrap();
+            s.append("a", 0, vec![ev(1)]).unwrap();
+        }
+        SledStore::stamp_format_version(dir.path(), 1).unwrap();
+        {
+            let s = SledStore::open(dir.path(), 8 << 20).unwrap();
+            assert_eq!(s.read_stream("a", 1).unwrap().len(), 1);
+        }
+        let db = super::open_db(dir.path(), 1 << 20).unwrap();
+        let version = db
+            .open_tree("meta")
+            .unwrap()
+            .get(super::FORMAT_KEY)
+            .unwrap()
+            .unwrap();
+        assert_eq!(super::be_u64(&version), super::FORMAT_VERSION);
     }
 
     #[test]

@@ -71,11 +71,24 @@ struct Engine {
 struct Shared {
     /// The engine; `None` only while it is being reopened.
     engine: RwLock<Option<Engine>>,
-    /// Serialises appends: the last global position, and the lock that keeps positions dense.
-    head: Mutex<u64>,
+    /// Serialises appends: the last global position and recent stream sequences, under the lock
+    /// that keeps positions dense.
+    head: Mutex<Head>,
     /// The last position of the last whole append: what readers may see.
     visible: AtomicU64,
 }
+
+/// What appends share.
+struct Head {
+    /// The last position of the log.
+    position: u64,
+    /// The last sequence of streams appended to lately, so that an append need not look its
+    /// stream up in the index (a reverse scan). Emptied when it reaches [`RECENT_STREAMS`].
+    recent: std::collections::HashMap<String, u64>,
+}
+
+/// How many streams [`Head::recent`] remembers at most.
+const RECENT_STREAMS: usize = 4096;
 
 /// An append as written.
 #[derive(Serialize)]
@@ -293,7 +306,10 @@ impl SledStore {
         };
         let shared = Arc::new(Shared {
             engine: RwLock::new(Some(Engine { db, log })),
-            head: Mutex::new(head),
+            head: Mutex::new(Head {
+                position: head,
+                recent: Default::default(),
+            }),
             visible: AtomicU64::new(head),
         });
         let (tx, rx) = mpsc::channel::<Request>();
@@ -360,15 +376,19 @@ impl Shared {
         events: Vec<NewEvent>,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         let mut head = self.head.lock().map_err(storage)?;
+        let head = &mut *head;
         let records = self.with(|engine| {
-            let actual = match engine.log.scan_prefix(stream_prefix(stream)).next_back() {
-                Some(entry) => {
-                    let (key, value) = entry.map_err(storage)?;
-                    be_u64(&key) + parse_index(&value).1 - 1
-                }
-                None => 0,
+            let actual = match head.recent.get(stream) {
+                Some(sequence) => *sequence,
+                None => match engine.log.scan_prefix(stream_prefix(stream)).next_back() {
+                    Some(entry) => {
+                        let (key, value) = entry.map_err(storage)?;
+                        be_u64(&key) + parse_index(&value).1 - 1
+                    }
+                    None => 0,
+                },
             };
-            let records = super::stamp(stream, expected, actual, *head, events)?;
+            let records = super::stamp(stream, expected, actual, head.position, events)?;
             let Some(first) = records.first() else {
                 return Ok(records);
             };
@@ -400,8 +420,19 @@ impl Shared {
             }
             Ok(records)
         })?;
-        *head += records.len() as u64;
-        self.visible.store(*head, Ordering::Release);
+        if let Some(last) = records.last() {
+            if head.recent.len() >= RECENT_STREAMS {
+                head.recent.clear();
+            }
+            match head.recent.get_mut(stream) {
+                Some(sequence) => *sequence = last.sequence,
+                None => {
+                    head.recent.insert(stream.to_string(), last.sequence);
+                }
+            }
+        }
+        head.position += records.len() as u64;
+        self.visible.store(head.position, Ordering::Release);
         Ok(records)
     }
 
@@ -875,6 +906,25 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(super::be_u64(&version), super::FORMAT_VERSION);
+    }
+
+    /// The sequences remembered for appends agree with the index, also once they were forgotten.
+    #[test]
+    fn stream_sequences_hold_past_the_recent_streams() {
+        let (_dir, s) = store();
+        s.append("s0", 0, vec![ev(1)]).unwrap();
+        for i in 1..=super::RECENT_STREAMS {
+            s.append(&format!("s{i}"), 0, vec![ev(1)]).unwrap();
+        }
+        assert!(matches!(
+            s.append("s0", 0, vec![ev(2)]),
+            Err(StoreError::Conflict { actual: 1, .. })
+        ));
+        assert_eq!(s.append("s0", 1, vec![ev(2)]).unwrap()[0].sequence, 2);
+        assert!(matches!(
+            s.append("s0", 1, vec![ev(3)]),
+            Err(StoreError::Conflict { actual: 2, .. })
+        ));
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! fail. The actor runs the actions these events start and reports their results back.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -271,8 +272,9 @@ pub struct Execution {
     /// Pipeline version.
     pub pipeline_version: u64,
     /// The declaration it runs: given with the Start command or loaded from the pipeline's
-    /// stream by version, never stored in the execution's own events.
-    pub declaration: Value,
+    /// stream by version, never stored in the execution's own events. Shared, since deciding a
+    /// command works on a clone of the state.
+    pub declaration: Arc<Value>,
     /// `SUPERSEDED`, `QUEUED` or `PARALLEL`.
     pub execution_mode: String,
     /// `InProgress`, `Succeeded`, `Failed`, …
@@ -316,8 +318,8 @@ pub enum ExecutionCommand {
         pipeline: String,
         /// Pipeline version.
         pipeline_version: u64,
-        /// Declaration snapshot.
-        declaration: Value,
+        /// Declaration snapshot (shared: the execution's state keeps it, and states are cloned).
+        declaration: Arc<Value>,
         /// Trigger.
         trigger: Trigger,
         /// Pipeline variables given at start.
@@ -1004,7 +1006,7 @@ mod tests {
             execution_id: "exec".into(),
             pipeline: "pipeline-with-a-very-long-name".into(),
             pipeline_version: 1,
-            declaration: declaration(),
+            declaration: declaration().into(),
             trigger: Trigger {
                 trigger_type: "StartPipelineExecution".into(),
                 trigger_detail: None,
@@ -1031,7 +1033,7 @@ mod tests {
         when: ExecutionCommand,
     ) -> (Execution, Vec<ExecutionEvent>) {
         let mut state = Execution {
-            declaration: decl,
+            declaration: decl.into(),
             ..Execution::default()
         };
         given.iter().for_each(|e| apply(&mut state, e));
@@ -1180,7 +1182,7 @@ mod tests {
             {"name": "one", "actions": [{"name": "x", "actionTypeId": {}, "configuration": {}, "outputArtifacts": [], "inputArtifacts": []}]}]});
         let mut cmd = start();
         if let ExecutionCommand::Start { declaration, .. } = &mut cmd {
-            *declaration = decl.clone();
+            *declaration = decl.clone().into();
         }
         let (state, started) = given_when_with(decl.clone(), &[], cmd);
         let (state, events) = given_when_with(
@@ -1211,7 +1213,7 @@ mod tests {
         let mut history = started.clone();
         history.extend(events);
         let mut s = Execution {
-            declaration: declaration(),
+            declaration: declaration().into(),
             ..Execution::default()
         };
         history.iter().for_each(|e| apply(&mut s, e));
@@ -1250,7 +1252,7 @@ mod tests {
     #[test]
     fn an_execution_waits_for_each_stage_and_a_waiting_one_can_be_superseded() {
         let mut state = Execution {
-            declaration: declaration(),
+            declaration: declaration().into(),
             ..Execution::default()
         };
         let events = handle(&state, start(), 1.0, &mut ids()).unwrap();

@@ -515,7 +515,7 @@ pub fn fold(
     upto: Option<u64>,
 ) -> Execution {
     let mut e = Execution {
-        declaration: declaration.clone(),
+        declaration: Arc::new(declaration.clone()),
         ..Execution::default()
     };
     for record in events {

@@ -223,7 +223,7 @@ pub struct StartRequest {
     /// Pipeline version.
     pub pipeline_version: u64,
     /// Declaration snapshot.
-    pub declaration: serde_json::Value,
+    pub declaration: Arc<serde_json::Value>,
     /// Trigger.
     pub trigger: execution::Trigger,
     /// Pipeline variables given.
@@ -338,7 +338,7 @@ impl ExecutionRegistry {
                 region: region.to_string(),
                 pipeline: pipeline.to_string(),
                 pipeline_version: version,
-                declaration,
+                declaration: declaration.into(),
                 trigger: execution::Trigger {
                     trigger_type: "CreatePipeline".into(),
                     trigger_detail: Some(format!(
@@ -439,7 +439,7 @@ impl ExecutionRegistry {
                 continue;
             };
             let mut state = Execution {
-                declaration,
+                declaration: declaration.into(),
                 ..Execution::default()
             };
             let mut sequence = 0;

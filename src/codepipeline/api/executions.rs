@@ -48,7 +48,7 @@ pub(super) fn start_request(
         region: ctx.region.clone(),
         pipeline: name.to_string(),
         pipeline_version: version,
-        declaration,
+        declaration: declaration.into(),
         trigger,
         variables,
         source_revisions,

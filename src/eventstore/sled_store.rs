@@ -223,6 +223,23 @@ fn index_key(stream: &str, sequence: u64) -> Vec<u8> {
     k
 }
 
+/// The last sequence of a stream, from the index (0 for a stream never written).
+fn last_sequence(log: &sled::Tree, stream: &str) -> Result<u64, StoreError> {
+    let prefix = stream_prefix(stream);
+    // A forward probe first: most streams looked up here are new, and sled's reverse
+    // iteration costs far more than its forward one.
+    if log.scan_prefix(&prefix).next().is_none() {
+        return Ok(0);
+    }
+    match log.scan_prefix(&prefix).next_back() {
+        Some(entry) => {
+            let (key, value) = entry.map_err(storage)?;
+            Ok(be_u64(&key) + parse_index(&value).1 - 1)
+        }
+        None => Ok(0),
+    }
+}
+
 /// Restores the index entry of the last append if a crash came between its two inserts.
 fn repair_tail(log: &sled::Tree) -> Result<bool, StoreError> {
     let Some(entry) = log.scan_prefix([b'a']).next_back() else {
@@ -380,13 +397,7 @@ impl Shared {
         let records = self.with(|engine| {
             let actual = match head.recent.get(stream) {
                 Some(sequence) => *sequence,
-                None => match engine.log.scan_prefix(stream_prefix(stream)).next_back() {
-                    Some(entry) => {
-                        let (key, value) = entry.map_err(storage)?;
-                        be_u64(&key) + parse_index(&value).1 - 1
-                    }
-                    None => 0,
-                },
+                None => last_sequence(&engine.log, stream)?,
             };
             let records = super::stamp(stream, expected, actual, head.position, events)?;
             let Some(first) = records.first() else {
@@ -551,14 +562,19 @@ impl EventStore for SledStore {
         let from = from.max(1);
         let visible = self.shared.visible();
         self.with(|engine| {
-            // The append holding `from` is indexed at or before it.
-            let start = match engine
-                .log
-                .range(index_key(stream, 0)..=index_key(stream, from))
-                .next_back()
-            {
-                Some(entry) => entry.map_err(storage)?.0.to_vec(),
-                None => index_key(stream, from),
+            // The append holding `from` is indexed at or before it: at 1 when reading from the
+            // start, otherwise found backwards (sled's reverse iteration is the slow one).
+            let start = if from == 1 {
+                index_key(stream, 1)
+            } else {
+                match engine
+                    .log
+                    .range(index_key(stream, 0)..=index_key(stream, from))
+                    .next_back()
+                {
+                    Some(entry) => entry.map_err(storage)?.0.to_vec(),
+                    None => index_key(stream, from),
+                }
             };
             let mut out = Vec::new();
             for entry in engine.log.range(start..) {
@@ -589,14 +605,19 @@ impl EventStore for SledStore {
             return Ok(Vec::new());
         }
         self.with(|engine| {
-            // The append holding `from` starts at or before it.
-            let start = match engine
-                .log
-                .range(record_key(1)..=record_key(from))
-                .next_back()
-            {
-                Some(entry) => entry.map_err(storage)?.0.to_vec(),
-                None => record_key(from).to_vec(),
+            // The append holding `from` starts at it (reads mostly go from one append to the
+            // next) or before it, found backwards (sled's reverse iteration is the slow one).
+            let start = if engine.log.contains_key(record_key(from)).map_err(storage)? {
+                record_key(from).to_vec()
+            } else {
+                match engine
+                    .log
+                    .range(record_key(1)..=record_key(from))
+                    .next_back()
+                {
+                    Some(entry) => entry.map_err(storage)?.0.to_vec(),
+                    None => record_key(from).to_vec(),
+                }
             };
             let mut out = Vec::new();
             for entry in engine.log.range(start..=record_key(visible).to_vec()) {

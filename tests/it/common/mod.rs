@@ -241,6 +241,17 @@ impl RawClient {
 
     /// A JSON request signed for `service` (the credential scope's service name).
     pub fn raw_for(&self, service: &str, target: Option<&str>, body: &[u8]) -> RawResponse {
+        self.try_raw_for(service, target, body)
+            .expect("an HTTP answer")
+    }
+
+    /// Like [`RawClient::raw_for`], but `None` when no answer came (the server is gone).
+    pub fn try_raw_for(
+        &self,
+        service: &str,
+        target: Option<&str>,
+        body: &[u8],
+    ) -> Option<RawResponse> {
         let mut head = String::from("POST / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
         head.push_str("Content-Type: application/x-amz-json-1.1\r\n");
         head.push_str(&format!("Authorization: AWS4-HMAC-SHA256 Credential=test/20261126/eu-central-1/{service}/aws4_request, SignedHeaders=host, Signature=0\r\n"));
@@ -248,16 +259,27 @@ impl RawClient {
             head.push_str(&format!("X-Amz-Target: {t}\r\n"));
         }
         head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
-        let mut stream = TcpStream::connect(&self.addr).expect("connect");
+        let mut stream = TcpStream::connect(&self.addr).ok()?;
         stream
             .set_read_timeout(Some(Duration::from_secs(30)))
             .unwrap();
-        stream.write_all(head.as_bytes()).unwrap();
+        stream.write_all(head.as_bytes()).ok()?;
         // A server that refuses a large body may close before reading it all.
         let _ = stream.write_all(body);
         let mut raw = Vec::new();
         let _ = stream.read_to_end(&mut raw);
-        RawResponse::parse(&raw)
+        raw.windows(4)
+            .any(|w| w == b"\r\n\r\n")
+            .then(|| RawResponse::parse(&raw))
+    }
+
+    /// Calls a CodePipeline operation; `None` when no answer came (the server is gone).
+    pub fn try_call(&self, operation: &str, body: serde_json::Value) -> Option<RawResponse> {
+        self.try_raw_for(
+            "codepipeline",
+            Some(&format!("CodePipeline_20150709.{operation}")),
+            body.to_string().as_bytes(),
+        )
     }
 
     /// Calls a CodePipeline operation with a raw JSON body.

@@ -7,6 +7,7 @@
 //! main.rs            command line (clap): `serve` (default)
 //! config.rs          Config: config/default.toml < --config FILE < CODEPIPELINE_LOCAL_* env < flags
 //! server.rs          composition root: opens the store, rebuilds views, serves HTTP until shutdown
+//! allocator.rs       mimalloc tuning: at load, and once the data is loaded
 //! gateway.rs         which service a request belongs to (SigV4 scope, X-Amz-Target)
 //! aws/               AWS JSON 1.1 envelope and errors, SigV4 scope, model-driven input validation
 //! eventstore/        EventStore trait; sled (default) and memory implementations
@@ -31,8 +32,8 @@
 //!
 //! # Data flow
 //! A write goes to the pipeline's actor, which asks the pure aggregate for events and hands them
-//! to the event log's writer thread, which appends whatever is queued and flushes once for all
-//! (group commit); once durable, they are offered to the read views (every `Projection`) and the
+//! to the event log's writer thread, which appends whatever is queued and hands it to the flusher
+//! thread, which flushes once for all (group commit) while the writer goes on; once durable, they are offered to the read views (every `Projection`) and the
 //! actor answers. A read goes straight to the
 //! views. An execution is an `ExecutionActor` doing the same with the execution aggregate; the
 //! actions its events start run as tasks that report back with a command. The views keep what
@@ -40,6 +41,7 @@
 //! execution is folded again from its stream when asked for. At startup the views are rebuilt by
 //! folding the whole log, and running executions are resumed.
 
+pub mod allocator;
 pub mod aws;
 pub mod codebuild;
 pub mod codepipeline;

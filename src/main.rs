@@ -12,30 +12,16 @@ use codepipeline_local::history::cli as history;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// By default mimalloc commits its arenas eagerly; a server that runs for weeks on a laptop should
-/// commit on demand and give freed memory back soon. Not at once, though: giving pages back the
-/// moment they empty (purge delay 0) made every burst of requests pay for `madvise`, TLB
-/// shootdowns and fresh page faults, about an eighth of the server's time under load. 50 ms keeps
-/// the pages a busy server reuses and still returns what a finished burst freed (the server also
-/// collects once after its startup replay). The arena option is read when the first arena is
-/// made, before `main`, so this runs as a static constructor, before the Rust runtime's first
-/// allocation.
+/// The allocator's tuning for the load (see `codepipeline_local::allocator`). The arena option is
+/// read when the first arena is made, before `main`, so this runs as a static constructor, before
+/// the Rust runtime's first allocation.
 #[used]
 #[cfg_attr(target_os = "linux", link_section = ".init_array")]
 #[cfg_attr(target_os = "macos", link_section = "__DATA,__mod_init_func")]
 static TUNE_ALLOCATOR: extern "C" fn() = tune_allocator;
 
 extern "C" fn tune_allocator() {
-    // Positions in mimalloc's `mi_option_e`: libmimalloc-sys builds mimalloc v3 (no `v2`
-    // feature), and both options sit at the same positions in v2. The crate is pinned in
-    // Cargo.toml.
-    const MI_OPTION_ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
-    const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
-    // SAFETY: setting an option is a plain store into mimalloc's option table, valid at any time.
-    unsafe {
-        libmimalloc_sys::mi_option_set(MI_OPTION_ARENA_EAGER_COMMIT, 0);
-        libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 50);
-    }
+    codepipeline_local::allocator::at_load();
 }
 
 #[derive(Parser)]

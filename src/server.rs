@@ -93,9 +93,6 @@ pub async fn run(
     })
     .map_err(|e| e.to_string())?;
     store.release_memory().map_err(|e| e.to_string())?;
-    // The replay's garbage goes back to the system now, not after the allocator's purge delay.
-    // SAFETY: mi_collect only walks the allocator's own structures; it is valid at any time.
-    unsafe { libmimalloc_sys::mi_collect(true) };
     let interrupted = codebuild
         .recover()
         .map_err(|e| format!("cannot end interrupted builds: {e}"))?;
@@ -221,6 +218,7 @@ pub async fn run(
         log::info!("shutting down");
         handle.stop(true).await;
     });
+    crate::allocator::after_startup();
     on_ready(addr);
     server.await.map_err(|e| e.to_string())?;
     for arbiter in execution_arbiters {

@@ -27,9 +27,9 @@
 //! to the writer thread, which applies every queued append and passes their replies to the
 //! flusher thread; that one flushes once for everything handed over while its previous flush ran
 //! (group commit) and answers. The writer applies the next appends while a flush is under way,
-//! and the caller's thread never blocks on the engine's I/O. Note that sled 0.34's flush writes with `sync_file_range`, not `fsync`: an acknowledged write
-//! survives the process being killed (`kill -9`), while surviving a power loss rests on sled's
-//! background fsync of its log.
+//! and the caller's thread never blocks on the engine's I/O. Note that sled 0.34's flush writes
+//! with `sync_file_range`, not `fsync`: an acknowledged write survives the process being killed
+//! (`kill -9`), while surviving a power loss rests on sled's background fsync of its log.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -240,21 +240,25 @@ fn last_sequence(log: &sled::Tree, stream: &str) -> Result<u64, StoreError> {
     }
 }
 
-/// Restores the index entry of the last append if a crash came between its two inserts.
-fn repair_tail(log: &sled::Tree) -> Result<bool, StoreError> {
+/// Reads the last append of the log: returns the log's last position, after restoring that
+/// append's index entry if a crash came between its two inserts (logged).
+fn open_tail(log: &sled::Tree) -> Result<u64, StoreError> {
     let Some(entry) = log.scan_prefix([b'a']).next_back() else {
-        return Ok(false);
+        return Ok(0);
     };
     let (_, value) = entry.map_err(storage)?;
     let records = AppendIn::decode(&value)?.into_records()?;
-    let first = &records[0];
+    let (first, last) = match (records.first(), records.last()) {
+        (Some(first), Some(last)) => (first, last.position),
+        _ => return Ok(0),
+    };
     let index = index_key(&first.stream, first.sequence);
-    if log.get(&index).map_err(storage)?.is_some() {
-        return Ok(false);
+    if log.get(&index).map_err(storage)?.is_none() {
+        log.insert(index, &index_value(first.position, records.len()))
+            .map_err(storage)?;
+        log::warn!("restored the index entry of the last append, which a crash interrupted");
     }
-    log.insert(index, &index_value(first.position, records.len()))
-        .map_err(storage)?;
-    Ok(true)
+    Ok(last)
 }
 
 /// Opens the database in `dir`. A store closed a moment ago (in this process or one that just
@@ -306,21 +310,12 @@ impl SledStore {
         }
         let log = db.open_tree("log").map_err(storage)?;
         // Format 1 needs no rewrite: its records read as appends of one event.
-        if repair_tail(&log)? {
-            log::warn!("restored the index entry of the last append, which a crash interrupted");
-        }
+        let head = open_tail(&log)?;
         if found != Some(FORMAT_VERSION) {
             meta.insert(FORMAT_KEY, &FORMAT_VERSION.to_be_bytes())
                 .map_err(storage)?;
         }
         db.flush().map_err(storage)?;
-        let head = match log.scan_prefix([b'a']).next_back() {
-            Some(entry) => {
-                let records = AppendIn::decode(&entry.map_err(storage)?.1)?.into_records()?;
-                records.last().map_or(0, |r| r.position)
-            }
-            None => 0,
-        };
         let shared = Arc::new(Shared {
             engine: RwLock::new(Some(Engine { db, log })),
             head: Mutex::new(Head {

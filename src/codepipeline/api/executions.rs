@@ -43,17 +43,33 @@ pub(super) fn start_request(
     client_request_token: Option<String>,
 ) -> Result<StartRequest, AwsError> {
     let (declaration, version, _, _) = current(svc, ctx, name)?;
-    Ok(StartRequest {
+    let mut request = start_request_of(ctx, name, version, declaration, trigger);
+    request.variables = variables;
+    request.source_revisions = source_revisions;
+    request.client_request_token = client_request_token;
+    Ok(request)
+}
+
+/// What starting an execution of a given version of the pipeline needs, with no variables,
+/// revision overrides or token.
+pub(super) fn start_request_of(
+    ctx: &RequestContext,
+    name: &str,
+    version: u64,
+    declaration: Value,
+    trigger: Trigger,
+) -> StartRequest {
+    StartRequest {
         account: ctx.account_id.clone(),
         region: ctx.region.clone(),
         pipeline: name.to_string(),
         pipeline_version: version,
         declaration: declaration.into(),
         trigger,
-        variables,
-        source_revisions,
-        client_request_token,
-    })
+        variables: BTreeMap::new(),
+        source_revisions: BTreeMap::new(),
+        client_request_token: None,
+    }
 }
 
 #[derive(Deserialize)]

@@ -83,17 +83,8 @@ pub(super) async fn handle_create_pipeline(
                 )),
             };
             // The declaration just recorded is version 1: no need to read it back.
-            let request = crate::codepipeline::actors::execution::StartRequest {
-                account: ctx.account_id.clone(),
-                region: ctx.region.clone(),
-                pipeline: name.clone(),
-                pipeline_version: 1,
-                declaration: std::sync::Arc::new(c.declaration.clone()),
-                trigger,
-                variables: Default::default(),
-                source_revisions: Default::default(),
-                client_request_token: None,
-            };
+            let request =
+                super::executions::start_request_of(ctx, &name, 1, c.declaration.clone(), trigger);
             svc.executions.start_detached(request);
             #[derive(Serialize)]
             struct Output<'a> {

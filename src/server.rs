@@ -107,11 +107,6 @@ pub async fn run(
         store.last_position().unwrap_or(0),
         started.elapsed().as_secs_f64() * 1000.0
     );
-    let registry = PipelineRegistry::new(
-        store.clone(),
-        vec![views.clone(), execution_views.clone()],
-        Duration::from_secs(config.actor_idle_seconds.max(1)),
-    );
     let workers = if config.workers == 0 {
         std::thread::available_parallelism().map_or(2, |n| n.get())
     } else {
@@ -146,7 +141,7 @@ pub async fn run(
     let enforce_roles = config.iam_enforce_roles;
     let execution_arbiters: Vec<actix::Arbiter> =
         (0..workers).map(|_| actix::Arbiter::new()).collect();
-    let executions = ExecutionRegistry::new(
+    let executions = Arc::new(ExecutionRegistry::new(
         execution_arbiters
             .iter()
             .map(actix::Arbiter::handle)
@@ -157,6 +152,12 @@ pub async fn run(
             objects: pipeline_objects,
             codebuild: codebuild.clone(),
         },
+    ));
+    let registry = PipelineRegistry::new(
+        store.clone(),
+        vec![views.clone(), execution_views.clone()],
+        executions.clone(),
+        Duration::from_secs(config.actor_idle_seconds.max(1)),
     );
     for (pipeline, stage) in views.disabled_transitions() {
         executions.gates.set_transition(&pipeline, &stage, false);

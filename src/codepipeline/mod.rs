@@ -20,6 +20,7 @@ pub mod actions;
 pub mod actors;
 pub mod api;
 pub mod execution;
+pub mod ids;
 pub mod pipeline;
 pub mod validate;
 pub mod views;
@@ -53,7 +54,7 @@ pub struct CodePipelineService {
     /// Whether a pipeline's role must exist and trust CodePipeline (`iam_enforce_roles`).
     pub enforce_roles: bool,
     /// Starts and resumes executions.
-    pub executions: actors::execution::ExecutionRegistry,
+    pub executions: Arc<actors::execution::ExecutionRegistry>,
     /// Executions as their events built them.
     pub execution_views: Arc<views::executions::ExecutionViews>,
 }

@@ -3,6 +3,8 @@
 //! [`handle`] turns a command into events or a refusal; [`apply`] folds an event into the state
 //! and cannot fail. The actor owns the I/O; the views fold the same events for reads.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -56,8 +58,9 @@ pub struct Transition {
 pub struct Created {
     /// The pipeline ARN.
     pub arn: String,
-    /// The declaration as accepted, defaults filled in, `version` 1.
-    pub declaration: Value,
+    /// The declaration as accepted, defaults filled in, `version` 1 (shared with the actor's
+    /// state and the executions that run it).
+    pub declaration: Arc<Value>,
     /// Tags given at creation.
     pub tags: Vec<Tag>,
     /// Creation time, epoch seconds.
@@ -68,7 +71,7 @@ pub struct Created {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Updated {
     /// The new declaration, with its new `version`.
-    pub declaration: Value,
+    pub declaration: Arc<Value>,
     /// The new version.
     pub version: u64,
     /// Update time, epoch seconds.
@@ -160,6 +163,8 @@ pub struct PipelineState {
 pub struct Live {
     /// Current declaration version.
     pub version: u64,
+    /// The current declaration: what a new execution runs.
+    pub declaration: Arc<Value>,
     /// Tags.
     pub tags: Vec<Tag>,
 }
@@ -216,6 +221,47 @@ pub enum Refusal {
     NotFound,
     /// More than [`MAX_TAGS`] tags would result.
     TooManyTags,
+    /// The stage named is not in the pipeline.
+    StageNotFound(String),
+    /// Pipeline variables were given to a V1 pipeline.
+    VariablesOnV1,
+    /// A pipeline variable given at start is not declared.
+    UndeclaredVariable(String),
+}
+
+/// Checks the pipeline variables given to StartPipelineExecution against the declaration: only
+/// V2 pipelines take them, and only those they declare.
+pub fn check_start_variables<'a>(
+    declaration: &Value,
+    given: impl IntoIterator<Item = &'a str>,
+) -> Result<(), Refusal> {
+    let mut given = given.into_iter().peekable();
+    if given.peek().is_none() {
+        return Ok(());
+    }
+    if declaration["pipelineType"] != "V2" {
+        return Err(Refusal::VariablesOnV1);
+    }
+    let declared = declaration["variables"].as_array();
+    for name in given {
+        let found = declared
+            .into_iter()
+            .flatten()
+            .any(|v| v["name"].as_str() == Some(name));
+        if !found {
+            return Err(Refusal::UndeclaredVariable(name.to_string()));
+        }
+    }
+    Ok(())
+}
+
+/// Whether the declaration has a stage of that name.
+pub fn has_stage(declaration: &Value, stage: &str) -> bool {
+    declaration["stages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|s| s["name"].as_str() == Some(stage))
 }
 
 /// Decides what a command does to the state.
@@ -240,7 +286,7 @@ pub fn handle(
             declaration["version"] = 1.into();
             Ok(vec![PipelineEvent::Created(Created {
                 arn,
-                declaration,
+                declaration: Arc::new(declaration),
                 tags,
                 at,
             })])
@@ -257,7 +303,7 @@ pub fn handle(
             let version = live.version + 1;
             declaration["version"] = version.into();
             Ok(vec![PipelineEvent::Updated(Updated {
-                declaration,
+                declaration: Arc::new(declaration),
                 version,
                 at,
             })])
@@ -281,13 +327,18 @@ pub fn handle(
                 reason,
                 at,
             },
-            Some(_),
-        ) => Ok(vec![PipelineEvent::Transition(Transition {
-            stage,
-            enabled,
-            reason,
-            at,
-        })]),
+            Some(live),
+        ) => {
+            if !has_stage(&live.declaration, &stage) {
+                return Err(Refusal::StageNotFound(stage));
+            }
+            Ok(vec![PipelineEvent::Transition(Transition {
+                stage,
+                enabled,
+                reason,
+                at,
+            })])
+        }
     }
 }
 
@@ -297,6 +348,7 @@ pub fn apply(state: &mut PipelineState, event: &PipelineEvent) {
         PipelineEvent::Created(c) => {
             state.live = Some(Live {
                 version: 1,
+                declaration: c.declaration.clone(),
                 tags: merged(&[], &c.tags),
             })
         }
@@ -304,6 +356,7 @@ pub fn apply(state: &mut PipelineState, event: &PipelineEvent) {
         PipelineEvent::Updated(u) => {
             if let Some(live) = &mut state.live {
                 live.version = u.version;
+                live.declaration = u.declaration.clone();
             }
         }
         PipelineEvent::Tagged(t) => {
@@ -426,6 +479,43 @@ mod tests {
         assert_eq!(
             given_when(&[], PipelineCommand::Delete { at: 1.0 }),
             Ok(vec![])
+        );
+    }
+
+    #[test]
+    fn transitions_name_a_declared_stage() {
+        let created = PipelineEvent::Created(Created {
+            arn: "a".into(),
+            declaration: Arc::new(json!({"name": "p", "stages": [{"name": "Source"}]})),
+            tags: vec![],
+            at: 1.0,
+        });
+        let set = |stage: &str| PipelineCommand::SetTransition {
+            stage: stage.into(),
+            enabled: false,
+            reason: None,
+            at: 2.0,
+        };
+        assert!(given_when(std::slice::from_ref(&created), set("Source")).is_ok());
+        assert_eq!(
+            given_when(&[created], set("Deploy")),
+            Err(Refusal::StageNotFound("Deploy".into()))
+        );
+    }
+
+    #[test]
+    fn start_variables_need_v2_and_a_declaration() {
+        let v1 = json!({"name": "p"});
+        let v2 = json!({"name": "p", "pipelineType": "V2", "variables": [{"name": "x"}]});
+        assert_eq!(check_start_variables(&v1, []), Ok(()));
+        assert_eq!(
+            check_start_variables(&v1, ["x"]),
+            Err(Refusal::VariablesOnV1)
+        );
+        assert_eq!(check_start_variables(&v2, ["x"]), Ok(()));
+        assert_eq!(
+            check_start_variables(&v2, ["x", "y"]),
+            Err(Refusal::UndeclaredVariable("y".into()))
         );
     }
 

@@ -20,10 +20,9 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 
 use crate::codepipeline::execution::{self, ActionRun, Execution, ExecutionEvent};
-use crate::codepipeline::views::executions::{
-    pipeline_key, ExecutionSummary, ExecutionViews, LatestAction, EXECUTION_STREAM_PREFIX,
-};
-use crate::codepipeline::views::{pipeline_stream, pipeline_version, PipelineViews};
+use crate::codepipeline::ids::{pipeline_key, pipeline_stream, EXECUTION_STREAM_PREFIX};
+use crate::codepipeline::views::executions::{ExecutionSummary, ExecutionViews, LatestAction};
+use crate::codepipeline::views::{pipeline_version, PipelineViews};
 use crate::eventstore::{EventStore, StoreError};
 
 /// Where the server serves the history, read-only, as JSON.

@@ -13,7 +13,8 @@ use crate::codepipeline::actions::{self, ActionContext};
 use crate::codepipeline::execution::{
     self, ActionOutput, ErrorDetails, Execution, ExecutionCommand, ExecutionEvent,
 };
-use crate::codepipeline::views::executions::{execution_stream, ExecutionViews};
+use crate::codepipeline::ids::{execution_stream, PipelineKey};
+use crate::codepipeline::views::executions::ExecutionViews;
 use crate::eventstore::EventStore;
 
 /// Runs one command on the execution; answers once its events are durable.
@@ -294,11 +295,28 @@ impl ExecutionRegistry {
 
     /// Starts a new execution; returns its id once `Started` (and the first actions) are durable.
     pub async fn start(&self, request: StartRequest) -> Result<String, CommandError> {
-        let (id, addr, command) = self.prepare(request);
-        addr.send(Command(command))
-            .await
-            .map_err(|e| CommandError::Unavailable(e.to_string()))??;
+        let (id, started) = self.begin(request);
+        started.await?;
         Ok(id)
+    }
+
+    /// Starts a new execution: its id, and what resolves once `Started` (and the first actions)
+    /// are durable. The start is handed to the execution's actor before this returns, so its
+    /// events are appended after whatever the caller appended before calling.
+    pub fn begin(
+        &self,
+        request: StartRequest,
+    ) -> (
+        String,
+        impl std::future::Future<Output = Result<(), CommandError>> + 'static,
+    ) {
+        let (id, addr, command) = self.prepare(request);
+        let sent = addr.send(Command(command));
+        let started = async move {
+            sent.await
+                .map_err(|e| CommandError::Unavailable(e.to_string()))?
+        };
+        (id, started)
     }
 
     /// Starts an execution without waiting for its start to be recorded; returns its id.
@@ -306,6 +324,45 @@ impl ExecutionRegistry {
         let (id, addr, command) = self.prepare(request);
         addr.do_send(Command(command));
         id
+    }
+
+    /// The views executions are folded into.
+    pub fn views(&self) -> &ExecutionViews {
+        &self.views
+    }
+
+    /// Cancels every running execution of a pipeline (it was updated or deleted): what resolves
+    /// once each has recorded its cancellation. The commands are sent before this returns.
+    pub fn cancel_all(
+        &self,
+        pipeline: &PipelineKey,
+        reason: String,
+    ) -> impl std::future::Future<Output = ()> + 'static {
+        let sent: Vec<_> = {
+            let running = self.views.running_of(&pipeline.key());
+            let actors = self.actors.lock().expect("execution registry");
+            running
+                .iter()
+                .filter_map(|e| {
+                    let addr = actors
+                        .get(&pipeline.execution_stream(&e.id))
+                        .filter(|a| a.connected())?;
+                    let cancel = ExecutionCommand::Cancel {
+                        reason: reason.clone(),
+                    };
+                    Some((e.id.clone(), addr.send(Command(cancel))))
+                })
+                .collect()
+        };
+        async move {
+            for (id, cancelled) in sent {
+                match cancelled.await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => log::error!("execution {id} was not cancelled: {e:?}"),
+                    Err(e) => log::error!("execution {id} was not cancelled: {e}"),
+                }
+            }
+        }
     }
 
     /// Starts the first execution of every pipeline that has none: CreatePipeline answers once
@@ -339,12 +396,7 @@ impl ExecutionRegistry {
                 pipeline: pipeline.to_string(),
                 pipeline_version: version,
                 declaration: declaration.into(),
-                trigger: execution::Trigger {
-                    trigger_type: "CreatePipeline".into(),
-                    trigger_detail: Some(format!(
-                        "arn:aws:sts::{account}:assumed-role/codepipeline-local"
-                    )),
-                },
+                trigger: super::creation_trigger(account),
                 variables: BTreeMap::new(),
                 source_revisions: BTreeMap::new(),
                 client_request_token: None,
@@ -357,7 +409,7 @@ impl ExecutionRegistry {
     fn prepare(&self, request: StartRequest) -> (String, Addr<ExecutionActor>, ExecutionCommand) {
         let id = uuid::Uuid::new_v4().to_string();
         let stream = execution_stream(&request.account, &request.region, &request.pipeline, &id);
-        let key = crate::codepipeline::views::executions::pipeline_key(
+        let key = crate::codepipeline::ids::pipeline_key(
             &request.account,
             &request.region,
             &request.pipeline,
@@ -425,7 +477,7 @@ impl ExecutionRegistry {
             // The declaration the execution runs is the pipeline version's, from its stream.
             let version = crate::codepipeline::views::pipeline_version(
                 self.store.as_ref(),
-                &crate::codepipeline::views::pipeline_stream(account, region, pipeline),
+                &crate::codepipeline::ids::pipeline_stream(account, region, pipeline),
                 execution.pipeline_version,
             )?;
             let Some(declaration) = version

@@ -8,10 +8,10 @@ use serde_json::{json, Value};
 
 use super::{not_found_error, reply, token, Reply};
 use crate::aws::{json::from_value, AwsError, RequestContext};
-use crate::codepipeline::actors::execution::StartRequest;
+use crate::codepipeline::actors::StartExecution;
 use crate::codepipeline::execution::{ActionRun, Execution, Trigger};
-use crate::codepipeline::views::executions::{pipeline_key, ExecutionSummary};
-use crate::codepipeline::views::pipeline_stream;
+use crate::codepipeline::ids::{pipeline_key, pipeline_stream, PipelineKey};
+use crate::codepipeline::views::executions::ExecutionSummary;
 use crate::codepipeline::CodePipelineService;
 
 /// The current declaration and version of a pipeline, or `PipelineNotFoundException`.
@@ -30,46 +30,6 @@ fn current(
     let mut output: Value =
         serde_json::from_slice(&bytes).map_err(|e| AwsError::internal(e.to_string()))?;
     Ok((output["pipeline"].take(), version, created, updated))
-}
-
-/// What starting an execution of the pipeline's current version needs.
-pub(super) fn start_request(
-    svc: &CodePipelineService,
-    ctx: &RequestContext,
-    name: &str,
-    trigger: Trigger,
-    variables: BTreeMap<String, String>,
-    source_revisions: BTreeMap<String, String>,
-    client_request_token: Option<String>,
-) -> Result<StartRequest, AwsError> {
-    let (declaration, version, _, _) = current(svc, ctx, name)?;
-    let mut request = start_request_of(ctx, name, version, declaration, trigger);
-    request.variables = variables;
-    request.source_revisions = source_revisions;
-    request.client_request_token = client_request_token;
-    Ok(request)
-}
-
-/// What starting an execution of a given version of the pipeline needs, with no variables,
-/// revision overrides or token.
-pub(super) fn start_request_of(
-    ctx: &RequestContext,
-    name: &str,
-    version: u64,
-    declaration: Value,
-    trigger: Trigger,
-) -> StartRequest {
-    StartRequest {
-        account: ctx.account_id.clone(),
-        region: ctx.region.clone(),
-        pipeline: name.to_string(),
-        pipeline_version: version,
-        declaration: declaration.into(),
-        trigger,
-        variables: BTreeMap::new(),
-        source_revisions: BTreeMap::new(),
-        client_request_token: None,
-    }
 }
 
 #[derive(Deserialize)]
@@ -103,32 +63,7 @@ pub(super) async fn handle_start_pipeline_execution(
     input: Value,
 ) -> Reply {
     let input: StartInput = from_value(input)?;
-    let (declaration, _, _, _) = current(svc, ctx, &input.name)?;
-    let key = pipeline_key(&ctx.account_id, &ctx.region, &input.name);
-    if let Some(token) = &input.client_request_token {
-        if let Some(id) = svc.execution_views.by_token(&key, token) {
-            return reply(&json!({ "pipelineExecutionId": id }));
-        }
-    }
-    let declared: Vec<&str> = declaration["variables"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|v| v["name"].as_str())
-        .collect();
-    if !input.variables.is_empty() && declaration["pipelineType"] != "V2" {
-        return Err(AwsError::validation(
-            "Pipeline variables can only be given to pipelines of type V2",
-        ));
-    }
-    for v in &input.variables {
-        if !declared.contains(&v.name.as_str()) {
-            return Err(AwsError::validation(format!(
-                "Pipeline variable {} is not declared in pipeline {}",
-                v.name, input.name
-            )));
-        }
-    }
+    let key = PipelineKey::new(&ctx.account_id, &ctx.region, &input.name);
     let mut revisions = BTreeMap::new();
     for r in input.source_revisions {
         if r.revision_type != "S3_OBJECT_VERSION_ID" {
@@ -139,41 +74,37 @@ pub(super) async fn handle_start_pipeline_execution(
         }
         revisions.insert(r.action_name, r.revision_value);
     }
-    let variables = input
-        .variables
-        .into_iter()
-        .map(|v| (v.name, v.value))
-        .collect();
     let caller = format!(
         "arn:aws:sts::{}:assumed-role/codepipeline-local",
         ctx.account_id
     );
     let trigger_detail = match &ctx.rerun_of {
         Some(original) => {
-            if svc.execution_views.pipeline_of(original).as_deref() != Some(key.as_str()) {
+            if svc.execution_views.pipeline_of(original).as_deref() != Some(key.key().as_str()) {
                 return Err(execution_not_found(original, &input.name));
             }
             format!("{caller} (rerun of execution {original})")
         }
         None => caller,
     };
-    let trigger = Trigger {
-        trigger_type: "StartPipelineExecution".into(),
-        trigger_detail: Some(trigger_detail),
+    // The pipeline's actor checks the token and the variables against its current version and
+    // starts the execution, one start at a time.
+    let start = StartExecution {
+        trigger: Trigger {
+            trigger_type: "StartPipelineExecution".into(),
+            trigger_detail: Some(trigger_detail),
+        },
+        variables: input
+            .variables
+            .into_iter()
+            .map(|v| (v.name, v.value))
+            .collect(),
+        source_revisions: revisions,
+        client_request_token: input.client_request_token,
     };
-    let request = start_request(
-        svc,
-        ctx,
-        &input.name,
-        trigger,
-        variables,
-        revisions,
-        input.client_request_token,
-    )?;
-    let id =
-        svc.executions.start(request).await.map_err(|e| {
-            AwsError::internal(format!("the execution could not be started: {e:?}"))
-        })?;
+    let id = svc.registry.start(&key, start).await.map_err(|e| {
+        super::command_error(e, &input.name, &ctx.account_id, "PipelineNotFoundException")
+    })?;
     reply(&json!({ "pipelineExecutionId": id }))
 }
 
@@ -666,14 +597,13 @@ pub(super) async fn handle_put_approval_result(
             message: format!("Rejected: {}", input.result.summary),
         }),
     };
-    let stream = crate::codepipeline::views::executions::execution_stream(
-        &ctx.account_id,
-        &ctx.region,
-        &input.pipeline_name,
-        &execution_id,
-    );
-    svc.executions
-        .complete(&stream, &action_execution_id, result)
+    let command = crate::codepipeline::execution::ExecutionCommand::Complete {
+        action_execution_id,
+        result,
+    };
+    let key = PipelineKey::new(&ctx.account_id, &ctx.region, &input.pipeline_name);
+    svc.registry
+        .to_execution(&key, &execution_id, command)
         .await
         .map_err(|e| AwsError::internal(format!("the approval could not be recorded: {e:?}")))?;
     reply(&json!({ "approvedAt": crate::aws::now_epoch() }))
@@ -710,17 +640,16 @@ pub(super) async fn handle_stop_pipeline_execution(
     if execution.status != "InProgress" && execution.status != "Stopping" {
         return Err(not_stoppable());
     }
-    let stream = crate::codepipeline::views::executions::execution_stream(
-        &ctx.account_id,
-        &ctx.region,
-        &input.pipeline_name,
-        &input.pipeline_execution_id,
-    );
     let command = ExecutionCommand::Stop {
         abandon: input.abandon,
         reason: input.reason,
     };
-    match svc.executions.command(&stream, command).await {
+    let key = PipelineKey::new(&ctx.account_id, &ctx.region, &input.pipeline_name);
+    let stopped = svc
+        .registry
+        .to_execution(&key, &input.pipeline_execution_id, command)
+        .await;
+    match stopped {
         Ok(()) => reply(&json!({ "pipelineExecutionId": input.pipeline_execution_id })),
         Err(CommandError::ExecutionRefused(ExecutionRefusal::DuplicatedStop)) => {
             Err(AwsError::new(
@@ -755,35 +684,22 @@ pub(super) async fn handle_set_stage_transition(
     enabled: bool,
 ) -> Reply {
     let input: TransitionInput = from_value(input)?;
-    let (declaration, _, _, _) = current(svc, ctx, &input.pipeline_name)?;
-    let exists = declaration["stages"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .any(|s| s["name"] == input.stage_name.as_str());
-    if !exists {
-        return Err(AwsError::new(
-            "StageNotFoundException",
-            format!(
-                "Stage {} does not exist in pipeline {}",
-                input.stage_name, input.pipeline_name
-            ),
-        ));
-    }
     if input.transition_type != "Inbound" {
         return Err(AwsError::validation(format!(
             "Transition type {} is not supported by codepipeline-local yet; Inbound is",
             input.transition_type
         )));
     }
-    let stream = pipeline_stream(&ctx.account_id, &ctx.region, &input.pipeline_name);
+    // The actor checks the stage against the current declaration and, once the change is
+    // durable, opens or closes the stage's gate.
+    let key = PipelineKey::new(&ctx.account_id, &ctx.region, &input.pipeline_name);
     let command = crate::codepipeline::pipeline::PipelineCommand::SetTransition {
         stage: input.stage_name.clone(),
         enabled,
         reason: input.reason,
         at: crate::aws::now_epoch(),
     };
-    svc.registry.execute(&stream, command).await.map_err(|e| {
+    svc.registry.execute(&key, command).await.map_err(|e| {
         super::command_error(
             e,
             &input.pipeline_name,
@@ -791,9 +707,5 @@ pub(super) async fn handle_set_stage_transition(
             "PipelineNotFoundException",
         )
     })?;
-    let key = pipeline_key(&ctx.account_id, &ctx.region, &input.pipeline_name);
-    svc.executions
-        .gates
-        .set_transition(&key, &input.stage_name, enabled);
     reply(&json!({}))
 }

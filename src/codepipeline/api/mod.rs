@@ -259,6 +259,16 @@ fn command_error(err: CommandError, name: &str, account: &str, not_found: &str) 
                 super::pipeline::MAX_TAGS
             ),
         ),
+        CommandError::Refused(Refusal::StageNotFound(stage)) => AwsError::new(
+            "StageNotFoundException",
+            format!("Stage {stage} does not exist in pipeline {name}"),
+        ),
+        CommandError::Refused(Refusal::VariablesOnV1) => {
+            AwsError::validation("Pipeline variables can only be given to pipelines of type V2")
+        }
+        CommandError::Refused(Refusal::UndeclaredVariable(variable)) => AwsError::validation(
+            format!("Pipeline variable {variable} is not declared in pipeline {name}"),
+        ),
         CommandError::Store(e) => AwsError::internal(e.to_string()),
         CommandError::Unavailable(e) => {
             AwsError::internal(format!("pipeline actor unavailable: {e}"))

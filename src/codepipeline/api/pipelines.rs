@@ -5,8 +5,9 @@ use serde_json::{json, Value};
 
 use super::{command_error, invalid, not_found_error, reply, reply_with, token, Reply};
 use crate::aws::{json::from_value, now_epoch, AwsError, RequestContext};
+use crate::codepipeline::ids::{pipeline_stream, PipelineKey};
 use crate::codepipeline::pipeline::{PipelineCommand, PipelineEvent, Tag};
-use crate::codepipeline::views::{pipeline_stream, pipeline_version};
+use crate::codepipeline::views::pipeline_version;
 use crate::codepipeline::{validate, CodePipelineService};
 
 #[derive(Deserialize)]
@@ -58,34 +59,21 @@ pub(super) async fn handle_create_pipeline(
     let declaration = validate::check_and_normalize(input.pipeline).map_err(invalid)?;
     check_role(svc, &declaration)?;
     let name = pipeline_name(&declaration);
-    let stream = pipeline_stream(&ctx.account_id, &ctx.region, &name);
+    let key = PipelineKey::new(&ctx.account_id, &ctx.region, &name);
     let command = PipelineCommand::Create {
         arn: pipeline_arn(ctx, &name),
         declaration,
         tags: input.tags,
         at: now_epoch(),
     };
+    // As on AWS, a new pipeline starts running: the actor starts its first execution with it.
     let events = svc
         .registry
-        .execute(&stream, command)
+        .execute(&key, command)
         .await
         .map_err(|e| command_error(e, &name, &ctx.account_id, "PipelineNotFoundException"))?;
     match events.first() {
         Some(PipelineEvent::Created(c)) => {
-            // As on AWS, a new pipeline starts running: its first execution starts as
-            // CreatePipeline answers (and at the next start, should the process die before it
-            // is recorded).
-            let trigger = crate::codepipeline::execution::Trigger {
-                trigger_type: "CreatePipeline".into(),
-                trigger_detail: Some(format!(
-                    "arn:aws:sts::{}:assumed-role/codepipeline-local",
-                    ctx.account_id
-                )),
-            };
-            // The declaration just recorded is version 1: no need to read it back.
-            let request =
-                super::executions::start_request_of(ctx, &name, 1, c.declaration.clone(), trigger);
-            svc.executions.start_detached(request);
             #[derive(Serialize)]
             struct Output<'a> {
                 pipeline: &'a Value,
@@ -161,19 +149,15 @@ pub(super) async fn handle_update_pipeline(
         declaration,
         at: now_epoch(),
     };
+    // The actor cancels the executions running the old structure before it answers.
+    let key = PipelineKey::new(&ctx.account_id, &ctx.region, &name);
     let events = svc
         .registry
-        .execute(&stream, command)
+        .execute(&key, command)
         .await
         .map_err(|e| command_error(e, &name, &ctx.account_id, "ResourceNotFoundException"))?;
     match events.first() {
         Some(PipelineEvent::Updated(u)) => {
-            // As on AWS, executions running the old structure are cancelled.
-            let reason = format!(
-                "The execution was cancelled because the pipeline was updated to version {}",
-                u.version
-            );
-            cancel_running(svc, ctx, &name, &reason).await;
             #[derive(Serialize)]
             struct Output<'a> {
                 pipeline: &'a Value,
@@ -191,42 +175,16 @@ struct NameInput {
     name: String,
 }
 
-/// Cancels every running execution of a pipeline (it was updated or deleted).
-async fn cancel_running(svc: &CodePipelineService, ctx: &RequestContext, name: &str, reason: &str) {
-    let key =
-        crate::codepipeline::views::executions::pipeline_key(&ctx.account_id, &ctx.region, name);
-    for running in svc.execution_views.running_of(&key) {
-        let stream = crate::codepipeline::views::executions::execution_stream(
-            &ctx.account_id,
-            &ctx.region,
-            name,
-            &running.id,
-        );
-        let cancel = crate::codepipeline::execution::ExecutionCommand::Cancel {
-            reason: reason.to_string(),
-        };
-        if let Err(e) = svc.executions.command(&stream, cancel).await {
-            log::error!("execution {} was not cancelled: {e:?}", running.id);
-        }
-    }
-}
-
 pub(super) async fn handle_delete_pipeline(
     svc: &CodePipelineService,
     ctx: &RequestContext,
     input: Value,
 ) -> Reply {
     let input: NameInput = from_value(input)?;
-    let stream = pipeline_stream(&ctx.account_id, &ctx.region, &input.name);
-    cancel_running(
-        svc,
-        ctx,
-        &input.name,
-        "The execution was cancelled because the pipeline was deleted",
-    )
-    .await;
+    // The actor cancels the running executions before it records the deletion.
+    let key = PipelineKey::new(&ctx.account_id, &ctx.region, &input.name);
     svc.registry
-        .execute(&stream, PipelineCommand::Delete { at: now_epoch() })
+        .execute(&key, PipelineCommand::Delete { at: now_epoch() })
         .await
         .map_err(|e| command_error(e, &input.name, &ctx.account_id, "PipelineNotFoundException"))?;
     reply(&json!({}))

@@ -5,8 +5,8 @@ use serde_json::{json, Value};
 
 use super::{command_error, not_found_error, reply, token, Reply};
 use crate::aws::{json::from_value, AwsError};
+use crate::codepipeline::ids::PipelineKey;
 use crate::codepipeline::pipeline::{PipelineCommand, Tag};
-use crate::codepipeline::views::pipeline_stream;
 use crate::codepipeline::CodePipelineService;
 
 /// A pipeline named by its ARN.
@@ -66,17 +66,17 @@ pub(super) fn check_tag_keys<'a>(keys: impl IntoIterator<Item = &'a str>) -> Res
     Ok(())
 }
 
-fn stream_of(svc: &CodePipelineService, arn: &str) -> Result<(PipelineArn, String), AwsError> {
+fn key_of(svc: &CodePipelineService, arn: &str) -> Result<(PipelineArn, PipelineKey), AwsError> {
     let parsed = parse_arn(arn)?;
-    let stream = pipeline_stream(&parsed.account, &parsed.region, &parsed.name);
-    if svc.views.with(&stream, |_| ()).is_none() {
+    let key = PipelineKey::new(&parsed.account, &parsed.region, &parsed.name);
+    if svc.views.with(&key.stream(), |_| ()).is_none() {
         return Err(not_found_error(
             "ResourceNotFoundException",
             &parsed.name,
             &parsed.account,
         ));
     }
-    Ok((parsed, stream))
+    Ok((parsed, key))
 }
 
 #[derive(Deserialize)]
@@ -89,9 +89,9 @@ struct TagInput {
 pub(super) async fn handle_tag_resource(svc: &CodePipelineService, input: Value) -> Reply {
     let input: TagInput = from_value(input)?;
     check_tag_keys(input.tags.iter().map(|t| t.key.as_str()))?;
-    let (arn, stream) = stream_of(svc, &input.resource_arn)?;
+    let (arn, key) = key_of(svc, &input.resource_arn)?;
     svc.registry
-        .execute(&stream, PipelineCommand::Tag(input.tags))
+        .execute(&key, PipelineCommand::Tag(input.tags))
         .await
         .map_err(|e| command_error(e, &arn.name, &arn.account, "ResourceNotFoundException"))?;
     reply(&json!({}))
@@ -107,9 +107,9 @@ struct UntagInput {
 pub(super) async fn handle_untag_resource(svc: &CodePipelineService, input: Value) -> Reply {
     let input: UntagInput = from_value(input)?;
     check_tag_keys(input.tag_keys.iter().map(String::as_str))?;
-    let (arn, stream) = stream_of(svc, &input.resource_arn)?;
+    let (arn, key) = key_of(svc, &input.resource_arn)?;
     svc.registry
-        .execute(&stream, PipelineCommand::Untag(input.tag_keys))
+        .execute(&key, PipelineCommand::Untag(input.tag_keys))
         .await
         .map_err(|e| command_error(e, &arn.name, &arn.account, "ResourceNotFoundException"))?;
     reply(&json!({}))
@@ -125,10 +125,10 @@ struct ListTagsInput {
 
 pub(super) fn handle_list_tags_for_resource(svc: &CodePipelineService, input: Value) -> Reply {
     let input: ListTagsInput = from_value(input)?;
-    let (_, stream) = stream_of(svc, &input.resource_arn)?;
+    let (_, key) = key_of(svc, &input.resource_arn)?;
     let tags = svc
         .views
-        .with(&stream, |v| v.tags.clone())
+        .with(&key.stream(), |v| v.tags.clone())
         .unwrap_or_default();
     let start = match input.next_token.as_deref().map(token::decode).transpose()? {
         Some(after) => tags

@@ -16,18 +16,7 @@ use crate::codepipeline::execution::{
 };
 use crate::eventstore::{EventStore, RecordedEvent, StoreError};
 
-/// The prefix of every execution stream.
-pub const EXECUTION_STREAM_PREFIX: &str = "execution:";
-
-/// The stream of an execution.
-pub fn execution_stream(account: &str, region: &str, pipeline: &str, id: &str) -> String {
-    format!("{EXECUTION_STREAM_PREFIX}{account}:{region}:{pipeline}:{id}")
-}
-
-/// The key of a pipeline's executions: `<account>:<region>:<name>`.
-pub fn pipeline_key(account: &str, region: &str, pipeline: &str) -> String {
-    format!("{account}:{region}:{pipeline}")
-}
+use crate::codepipeline::ids::{EXECUTION_STREAM_PREFIX, PIPELINE_STREAM_PREFIX};
 
 /// An execution as ListPipelineExecutions shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -253,7 +242,7 @@ impl ExecutionViews {
         // A deleted pipeline takes its execution history with it, as on AWS: a pipeline created
         // again under the same name starts with none.
         if record.event_type == "PipelineDeleted" {
-            if let Some(key) = record.stream.strip_prefix(super::PIPELINE_STREAM_PREFIX) {
+            if let Some(key) = record.stream.strip_prefix(PIPELINE_STREAM_PREFIX) {
                 let mut inner = self.inner.write().expect("execution views lock");
                 for id in inner.by_pipeline.remove(key).unwrap_or_default() {
                     inner.executions.remove(&id);

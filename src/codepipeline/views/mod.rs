@@ -17,13 +17,7 @@ use serde_json::Value;
 use super::pipeline::{PipelineEvent, Tag};
 use crate::eventstore::{EventStore, RecordedEvent, StoreError};
 
-/// The stream of the pipeline `name` in an account and region.
-pub fn pipeline_stream(account: &str, region: &str, name: &str) -> String {
-    format!("{}{account}:{region}:{name}", PIPELINE_STREAM_PREFIX)
-}
-
-/// The prefix of every pipeline stream.
-pub const PIPELINE_STREAM_PREFIX: &str = "pipeline:";
+use super::ids::{pipeline_stream, PIPELINE_STREAM_PREFIX};
 
 /// What reads need of one pipeline.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -653,6 +653,11 @@ fn next_event(
     let stage = &declared[index];
     let runs: Vec<&ActionRun> = s.runs.iter().filter(|r| &r.stage == stage_name).collect();
     if runs.iter().any(|r| r.status == "Failed") {
+        // As on AWS, actions already running in the failed stage finish and their results are
+        // recorded; nothing new starts, and the stage fails once nothing runs.
+        if runs.iter().any(|r| r.status == "InProgress") {
+            return None;
+        }
         return Some(ExecutionEvent::StageFinished {
             stage: stage_name.clone(),
             status: "Failed".into(),
@@ -1174,6 +1179,52 @@ mod tests {
         all.extend(events);
         let (_, late) = given_when(&all, succeed(&id, ActionOutput::default()));
         assert!(late.is_empty());
+    }
+
+    #[test]
+    fn a_failed_action_lets_its_running_siblings_finish_and_starts_nothing_new() {
+        let (state, mut history) = given_when(&[], start());
+        let src = state.runs[0].clone();
+        let output = ActionOutput {
+            output_artifacts: src.planned_outputs.clone(),
+            output_variables: [("VersionId".to_string(), "v7".to_string())].into(),
+            ..Default::default()
+        };
+        let (state, events) = given_when(&history, succeed(&src.id, output));
+        history.extend(events);
+        let id_of = |s: &Execution, name: &str| {
+            s.runs.iter().find(|r| r.action == name).unwrap().id.clone()
+        };
+        let failure = ExecutionCommand::Complete {
+            action_execution_id: id_of(&state, "a"),
+            result: Err(ErrorDetails {
+                code: "JobFailed".into(),
+                message: "no such bucket".into(),
+            }),
+        };
+        let (state, events) = given_when(&history, failure);
+        history.extend(events.clone());
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert_eq!(state.status, "InProgress");
+        assert_eq!(state.stages.last().unwrap().1, "InProgress");
+        let (state, events) = given_when(
+            &history,
+            succeed(&id_of(&state, "b"), ActionOutput::default()),
+        );
+        let b = state.runs.iter().find(|r| r.action == "b").unwrap();
+        assert_eq!(b.status, "Succeeded");
+        assert!(state.runs.iter().all(|r| r.action != "c"));
+        assert_eq!(state.stages.last().unwrap().1, "Failed");
+        assert_eq!(state.status, "Failed");
+        assert!(state
+            .summary
+            .as_ref()
+            .unwrap()
+            .contains("Action a in stage deploy failed"));
+        assert!(matches!(&events[0], ExecutionEvent::ActionSucceeded { .. }));
+        assert!(!events
+            .iter()
+            .any(|e| matches!(e, ExecutionEvent::ActionStarted { .. })));
     }
 
     #[test]

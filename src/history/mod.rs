@@ -542,17 +542,15 @@ pub fn stage_states(declaration: &Value, e: &Execution) -> Value {
                 .flatten()
                 .map(|action| {
                     let action_name = action["name"].as_str().unwrap_or_default();
-                    let mut state = json!({"actionName": action_name});
                     let run = e
                         .runs
                         .iter()
                         .rev()
                         .find(|r| r.stage == name && r.action == action_name);
-                    if let Some(r) = run {
-                        let latest = LatestAction::of(e, r).to_json();
-                        state["latestExecution"] = latest;
+                    match run {
+                        Some(r) => LatestAction::of(e, r).action_state(action_name),
+                        None => json!({"actionName": action_name}),
                     }
-                    state
                 })
                 .collect();
             let mut state = json!({"stageName": name, "actionStates": actions});

@@ -1446,3 +1446,159 @@ async fn a_disabled_transition_holds_executions_until_it_is_enabled() {
         .unwrap_err();
     assert_eq!(code(&missing), "StageNotFoundException");
 }
+
+#[tokio::test]
+async fn a_failed_action_lets_its_running_sibling_finish_and_starts_nothing_new() {
+    use aws_sdk_codepipeline::types::{ApprovalStatus, StageExecutionStatus};
+    let server = Server::start();
+    let (cp, s3) = (server.codepipeline(), server.s3());
+    tutorial_buckets(&s3).await;
+    // In one stage: a (deploys to a bucket that does not exist: fails at once) and approve
+    // (waits for its answer) at runOrder 1, c at runOrder 2.
+    let mut decl = tutorial_declaration("siblings");
+    let deploy = decl["stages"][1]["actions"][0].clone();
+    let mut a = deploy.clone();
+    a["name"] = "a".into();
+    a["configuration"]["BucketName"] = "no-such-bucket".into();
+    let mut c = deploy;
+    c["name"] = "c".into();
+    c["runOrder"] = 2.into();
+    let approve = json!({"name": "approve", "runOrder": 1,
+        "actionTypeId": {"category": "Approval", "owner": "AWS", "provider": "Manual", "version": "1"}});
+    decl["stages"][1] = json!({"name": "gate", "actions": [a, approve, c]});
+    create(&server, decl);
+    let id = latest_execution(&cp, "siblings").await;
+    until_actions(&cp, "siblings", |d| {
+        d.iter().any(|d| {
+            d.action_name() == Some("a") && d.status() == Some(&ActionExecutionStatus::Failed)
+        })
+    })
+    .await;
+    // a failed while approve still waits: the stage and the execution wait with it.
+    let e = cp
+        .get_pipeline_execution()
+        .pipeline_name("siblings")
+        .pipeline_execution_id(&id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        e.pipeline_execution().unwrap().status(),
+        Some(&PipelineExecutionStatus::InProgress)
+    );
+    let state = cp
+        .get_pipeline_state()
+        .name("siblings")
+        .send()
+        .await
+        .unwrap();
+    let token = state.stage_states()[1].action_states()[1]
+        .latest_execution()
+        .and_then(|e| e.token())
+        .expect("the approval waits")
+        .to_string();
+    approval(&cp, "siblings", &token, ApprovalStatus::Approved)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        finished(&cp, "siblings", &id).await,
+        PipelineExecutionStatus::Failed
+    );
+    let actions = cp
+        .list_action_executions()
+        .pipeline_name("siblings")
+        .send()
+        .await
+        .unwrap();
+    let status_of = |name: &str| {
+        actions
+            .action_execution_details()
+            .iter()
+            .find(|d| d.action_name() == Some(name))
+            .map(|d| d.status().unwrap().clone())
+    };
+    assert_eq!(status_of("approve"), Some(ActionExecutionStatus::Succeeded));
+    assert_eq!(status_of("a"), Some(ActionExecutionStatus::Failed));
+    assert_eq!(status_of("c"), None, "c started after its stage failed");
+    let state = cp
+        .get_pipeline_state()
+        .name("siblings")
+        .send()
+        .await
+        .unwrap();
+    let gate = &state.stage_states()[1];
+    assert_eq!(
+        gate.latest_execution().unwrap().status(),
+        &StageExecutionStatus::Failed
+    );
+    assert_eq!(
+        gate.action_states()[1].latest_execution().unwrap().status(),
+        Some(&ActionExecutionStatus::Succeeded)
+    );
+}
+
+#[tokio::test]
+async fn get_pipeline_state_shows_the_revision_each_source_read() {
+    let server = Server::start();
+    let (cp, s3) = (server.codepipeline(), server.s3());
+    tutorial_buckets(&s3).await;
+    let first = s3
+        .head_object()
+        .bucket("source-bucket")
+        .key("file")
+        .send()
+        .await
+        .unwrap();
+    create(&server, tutorial_declaration("revisions"));
+    let id = latest_execution(&cp, "revisions").await;
+    finished(&cp, "revisions", &id).await;
+    let revision =
+        |state: &aws_sdk_codepipeline::operation::get_pipeline_state::GetPipelineStateOutput| {
+            let r = state.stage_states()[0].action_states()[0]
+                .current_revision()
+                .expect("the source shows its revision")
+                .clone();
+            (
+                r.revision_id().to_string(),
+                r.revision_change_id().to_string(),
+                r.created().secs(),
+            )
+        };
+    let unquoted = |etag: Option<&str>| etag.unwrap().trim_matches('"').to_string();
+    let state = cp
+        .get_pipeline_state()
+        .name("revisions")
+        .send()
+        .await
+        .unwrap();
+    let (id1, change1, created1) = revision(&state);
+    assert_eq!(Some(id1.as_str()), first.version_id());
+    assert_eq!(change1.trim_matches('"'), unquoted(first.e_tag()));
+    assert!(created1 > 0);
+    // The deploy action read no revision.
+    assert!(state.stage_states()[1].action_states()[0]
+        .current_revision()
+        .is_none());
+
+    let second = s3
+        .put_object()
+        .bucket("source-bucket")
+        .key("file")
+        .body(ByteStream::from_static(b"second\n"))
+        .send()
+        .await
+        .unwrap();
+    let id = start(&cp, "revisions").await;
+    finished(&cp, "revisions", &id).await;
+    let state = cp
+        .get_pipeline_state()
+        .name("revisions")
+        .send()
+        .await
+        .unwrap();
+    let (id2, change2, _) = revision(&state);
+    assert_eq!(Some(id2.as_str()), second.version_id());
+    assert_ne!(id2, id1);
+    assert_eq!(change2.trim_matches('"'), unquoted(second.e_tag()));
+}

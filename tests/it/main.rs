@@ -8,6 +8,7 @@ mod external_s3;
 mod fixtures;
 mod history;
 mod iam;
+mod one_door;
 mod pipelines;
 mod restart;
 mod s3;

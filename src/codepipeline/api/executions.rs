@@ -441,15 +441,13 @@ pub(super) fn handle_get_pipeline_state(
                 .flatten()
                 .map(|action| {
                     let action_name = action["name"].as_str().unwrap_or_default();
-                    let mut state = json!({"actionName": action_name});
                     let run = latest_runs
                         .actions
                         .get(&(name.to_string(), action_name.to_string()));
-                    if let Some(r) = run {
-                        let latest = r.to_json();
-                        state["latestExecution"] = latest;
+                    match run {
+                        Some(r) => r.action_state(action_name),
+                        None => json!({"actionName": action_name}),
                     }
-                    state
                 })
                 .collect();
             let changed_by = format!("arn:aws:iam::{}:root", ctx.account_id);

@@ -84,9 +84,21 @@ pub struct LatestAction {
     pub error: Option<ErrorDetails>,
     /// The approval token, for manual approvals.
     pub token: Option<String>,
+    /// For a source action that read one: (revision id, revision change id, when it was read).
+    pub revision: Option<(String, String, f64)>,
 }
 
 impl LatestAction {
+    /// The wire shape `ActionState` of GetPipelineState for the action `name` whose latest run
+    /// this is: the run, and for source actions the revision it read (`currentRevision`).
+    pub fn action_state(&self, name: &str) -> serde_json::Value {
+        let mut state = serde_json::json!({"actionName": name, "latestExecution": self.to_json()});
+        if let Some((id, change, created)) = &self.revision {
+            state["currentRevision"] = serde_json::json!({"revisionId": id, "revisionChangeId": change, "created": created});
+        }
+        state
+    }
+
     /// The wire shape `ActionExecution` of GetPipelineState (the token while it waits).
     pub fn to_json(&self) -> serde_json::Value {
         let mut latest = serde_json::json!({"actionExecutionId": self.id, "status": self.status, "lastStatusChange": self.updated});
@@ -118,6 +130,16 @@ impl LatestAction {
             summary: output.and_then(|o| o.external_execution_summary.clone()),
             error: run.error.clone(),
             token: run.token.clone(),
+            // For S3 sources the revision is the object's version id and its change the ETag.
+            revision: output.and_then(|o| {
+                let id = o.revision.clone()?;
+                let change = o
+                    .output_variables
+                    .get("ETag")
+                    .cloned()
+                    .unwrap_or(id.clone());
+                Some((id, change, run.updated))
+            }),
         }
     }
 }

@@ -5,6 +5,7 @@
 pub mod error;
 pub mod json;
 pub mod model;
+pub mod pagination;
 pub mod scope;
 
 pub use error::AwsError;

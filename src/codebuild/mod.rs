@@ -36,7 +36,7 @@ use serde_json::{json, Value};
 use self::build::{build_stream, BuildEvent, BUILD_STREAM_PREFIX};
 use self::project::{project_stream, ProjectCommand, ProjectEvent, Refusal, PROJECT_STREAM_PREFIX};
 use crate::aws::model::ServiceModel;
-use crate::aws::{json, AwsError, RequestContext};
+use crate::aws::{json, pagination, AwsError, RequestContext};
 use crate::eventstore::{EventStore, RecordedEvent};
 
 static MODEL: LazyLock<ServiceModel> =
@@ -460,23 +460,16 @@ impl CodeBuild {
             .iter()
             .map(|p| p["name"].as_str().unwrap_or_default().to_string())
             .collect();
-        let start = match input["nextToken"].as_str() {
-            Some(token) => {
-                let after = crate::codepipeline::api::token::decode(token)
-                    .map_err(|_| AwsError::new("InvalidInputException", "Invalid next token"))?;
-                names
-                    .iter()
-                    .position(|n| *n == after)
-                    .map(|p| p + 1)
-                    .ok_or_else(|| AwsError::new("InvalidInputException", "Invalid next token"))?
-            }
-            None => 0,
-        };
+        let start = pagination::start_after(
+            names.iter().map(String::as_str),
+            input["nextToken"].as_str(),
+        )
+        .ok_or_else(|| AwsError::new("InvalidInputException", "Invalid next token"))?;
         let page: Vec<&String> = names.iter().skip(start).take(100).collect();
         let mut out = json!({ "projects": page });
         if start + page.len() < names.len() {
             if let Some(last) = page.last() {
-                out["nextToken"] = crate::codepipeline::api::token::encode(last).into();
+                out["nextToken"] = pagination::encode(last).into();
             }
         }
         Ok(out)
@@ -1005,22 +998,14 @@ impl CodeBuild {
         if input["sortOrder"] != "ASCENDING" {
             ids.reverse();
         }
-        let start = match input["nextToken"].as_str() {
-            Some(token) => {
-                let after = crate::codepipeline::api::token::decode(token)
-                    .map_err(|_| AwsError::new("InvalidInputException", "Invalid next token"))?;
-                ids.iter()
-                    .position(|i| *i == after)
-                    .map(|p| p + 1)
-                    .ok_or_else(|| AwsError::new("InvalidInputException", "Invalid next token"))?
-            }
-            None => 0,
-        };
+        let start =
+            pagination::start_after(ids.iter().map(String::as_str), input["nextToken"].as_str())
+                .ok_or_else(|| AwsError::new("InvalidInputException", "Invalid next token"))?;
         let page: Vec<&String> = ids.iter().skip(start).take(100).collect();
         let mut out = json!({ "ids": page });
         if start + page.len() < ids.len() {
             if let Some(last) = page.last() {
-                out["nextToken"] = crate::codepipeline::api::token::encode(last).into();
+                out["nextToken"] = pagination::encode(last).into();
             }
         }
         Ok(out)

@@ -863,23 +863,16 @@ impl s3s::S3 for EmbeddedS3 {
 }
 
 fn encode_token(key: &str) -> String {
-    super::store::hex(key.as_bytes())
+    crate::aws::pagination::hex(key.as_bytes())
 }
 
 fn decode_token(token: &str) -> S3Result<String> {
-    let invalid = || {
-        s3_error!(
-            InvalidArgument,
-            "The continuation token provided is incorrect"
-        )
-    };
-    if !token.len().is_multiple_of(2) {
-        return Err(invalid());
-    }
-    let bytes = (0..token.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(token.get(i..i + 2).unwrap_or("zz"), 16))
-        .collect::<Result<Vec<u8>, _>>()
-        .map_err(|_| invalid())?;
-    String::from_utf8(bytes).map_err(|_| invalid())
+    crate::aws::pagination::unhex(token)
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .ok_or_else(|| {
+            s3_error!(
+                InvalidArgument,
+                "The continuation token provided is incorrect"
+            )
+        })
 }

@@ -20,6 +20,7 @@ use md5::{Digest, Md5};
 use tokio::io::AsyncWriteExt;
 
 use super::events::{self, bucket_stream, BucketState, S3Event, Upload, Version, Versioning};
+use crate::aws::pagination::hex;
 use crate::eventstore::{EventStore, RecordedEvent, StoreError};
 
 /// A request body: chunks of bytes, or the error that cut it short.
@@ -686,9 +687,4 @@ fn new_version_id(versioning: Versioning) -> String {
         Versioning::Enabled => uuid::Uuid::new_v4().simple().to_string(),
         Versioning::Unversioned | Versioning::Suspended => "null".to_string(),
     }
-}
-
-/// Lower-case hex.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

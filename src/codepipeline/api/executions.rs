@@ -219,7 +219,7 @@ fn page<T>(
                 .iter()
                 .position(|i| id_of(i) == after)
                 .map(|p| p + 1)
-                .ok_or_else(|| token::decode("").unwrap_err())?
+                .ok_or_else(|| token::invalid())?
         }
         None => 0,
     };
@@ -383,7 +383,7 @@ pub(super) fn handle_list_action_executions(
         };
     }
     let Some(start) = start else {
-        return Err(token::decode("").unwrap_err());
+        return Err(token::invalid());
     };
     let more = runs.len() > start + max;
     let page: Vec<Value> = runs

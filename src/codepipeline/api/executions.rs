@@ -219,7 +219,7 @@ fn page<T>(
                 .iter()
                 .position(|i| id_of(i) == after)
                 .map(|p| p + 1)
-                .ok_or_else(|| token::invalid())?
+                .ok_or_else(token::invalid)?
         }
         None => 0,
     };

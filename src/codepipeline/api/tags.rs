@@ -135,7 +135,7 @@ pub(super) fn handle_list_tags_for_resource(svc: &CodePipelineService, input: Va
             .iter()
             .position(|t| t.key == after)
             .map(|i| i + 1)
-            .ok_or_else(|| token::invalid())?,
+            .ok_or_else(token::invalid)?,
         None => 0,
     };
     let limit = input.max_results.unwrap_or(usize::MAX);

@@ -41,8 +41,10 @@
 //! execution is folded again from its stream when asked for. At startup the views are rebuilt by
 //! folding the whole log, and running executions are resumed.
 
+pub mod admin;
 pub mod allocator;
 pub mod aws;
+pub mod cli;
 pub mod codebuild;
 pub mod codepipeline;
 pub mod config;

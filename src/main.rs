@@ -4,8 +4,8 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+use codepipeline_local::cli as history;
 use codepipeline_local::config::{Config, Overrides};
-use codepipeline_local::history::cli as history;
 
 /// mimalloc: measurably faster than the system allocator on the JSON-heavy request path (see
 /// docs/benchmarks.md).

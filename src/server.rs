@@ -27,15 +27,6 @@ use crate::s3::remote::{RemoteConfig, RemoteStore};
 use crate::s3::store::LocalStore;
 use crate::s3::S3Service;
 
-/// Path of the health check, for scripts that wait for the server.
-pub const HEALTH_PATH: &str = "/_codepipeline_local/health";
-
-/// Where a build's output is read (`?id=BUILD_ID&offset=N`), for `codepipeline-local logs`.
-pub const BUILD_LOG_PATH: &str = "/_codepipeline_local/builds/log";
-
-/// The header `codepipeline-local rerun` names the execution it runs again with.
-pub const RERUN_HEADER: &str = "x-codepipeline-local-rerun-of";
-
 struct AppState {
     config: Config,
     codepipeline: CodePipelineService,
@@ -43,8 +34,6 @@ struct AppState {
     s3: Option<S3Service>,
     iam: Arc<Iam>,
     codebuild: Arc<crate::codebuild::CodeBuild>,
-    /// The read-only history API.
-    history: crate::history::HistoryReader,
 }
 
 /// Serves until `shutdown` resolves, then stops gracefully (in-flight requests finish).
@@ -169,11 +158,16 @@ pub async fn run(
         log::info!("resumed {resumed} executions that were running");
     }
     executions.start_missing_first(&views);
-    let history =
-        crate::history::HistoryReader::new(store.clone(), views.clone(), execution_views.clone());
+    let admin = web::Data::new(crate::admin::AdminState {
+        history: crate::history::HistoryReader::new(
+            store.clone(),
+            views.clone(),
+            execution_views.clone(),
+        ),
+        codebuild: codebuild.clone(),
+    });
     let state = web::Data::new(AppState {
         codebuild,
-        history,
         iam: iam.clone(),
         s3,
         config,
@@ -193,12 +187,7 @@ pub async fn run(
     let server = HttpServer::new(move || {
         App::new()
             .app_data(app_state.clone())
-            .route(HEALTH_PATH, web::get().to(health))
-            .route(
-                &format!("{}/{{resource}}", crate::history::ADMIN_PREFIX),
-                web::get().to(history_api),
-            )
-            .route(BUILD_LOG_PATH, web::get().to(build_log))
+            .configure(|cfg| crate::admin::configure(cfg, admin.clone()))
             .default_service(web::to(entry))
     })
     // Answers are often written as a head and a streamed body; without TCP_NODELAY the second
@@ -238,51 +227,6 @@ pub async fn run(
     Ok(())
 }
 
-/// The read-only history API (what the `history`, `replay`, `diff` and `export` commands ask).
-async fn history_api(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    let resource = req
-        .path()
-        .strip_prefix(crate::history::ADMIN_PREFIX)
-        .unwrap_or_default()
-        .to_string();
-    let query = req.query_string().to_string();
-    // Reading finished executions folds them from the log: off the HTTP worker.
-    let answered =
-        web::block(move || crate::history::answer(&state.history, &resource, &query)).await;
-    match answered {
-        Ok((status, body)) => HttpResponse::build(
-            actix_web::http::StatusCode::from_u16(status)
-                .unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR),
-        )
-        .json(body),
-        Err(e) => {
-            HttpResponse::InternalServerError().json(serde_json::json!({"message": e.to_string()}))
-        }
-    }
-}
-
-/// A build's output from an offset: `{"text", "nextOffset", "complete"}`.
-async fn build_log(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    let params = iam::query::parse_form(req.query_string());
-    let id = params.get("id").cloned().unwrap_or_default();
-    let offset = params
-        .get("offset")
-        .and_then(|o| o.parse().ok())
-        .unwrap_or(0);
-    match state.codebuild.log_from(&id, offset) {
-        Some((text, next, complete)) => HttpResponse::Ok()
-            .json(serde_json::json!({"text": text, "nextOffset": next, "complete": complete})),
-        None => HttpResponse::NotFound()
-            .json(serde_json::json!({"message": format!("build {id} does not exist")})),
-    }
-}
-
-async fn health() -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("application/json")
-        .body(r#"{"status":"running","services":{"codepipeline":"running","s3":"running","iam":"running","sts":"running"}}"#)
-}
-
 async fn entry(
     req: HttpRequest,
     payload: web::Payload,
@@ -292,7 +236,7 @@ async fn entry(
     let mut ctx = RequestContext::new(scope.as_ref(), &state.config.region);
     ctx.rerun_of = req
         .headers()
-        .get(RERUN_HEADER)
+        .get(crate::admin::RERUN_HEADER)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     let service = gateway::route(req.path(), req.headers(), scope.as_ref());

@@ -3,15 +3,14 @@
 //!
 //! [`HistoryReader`] answers every question from the same views the server keeps (summaries and
 //! indexes in memory, whole executions folded from their streams), so the two ways in give the
-//! same answers: the server serves it read-only under [`ADMIN_PREFIX`], and the commands build
-//! one over the data dir themselves when no server holds it ([`HistoryReader::open`]).
+//! same answers: the server serves it read-only (the admin module's history routes), and the
+//! commands build one over the data dir themselves when no server holds it
+//! ([`HistoryReader::open`]).
 //!
 //! # LIMITATIONS
 //! `replay --at` shows the stages and actions of the replayed execution as GetPipelineState
 //! showed them at that point; stages it had not reached then are shown without a latest
 //! execution, where GetPipelineState would have shown an older execution's.
-
-pub mod cli;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -24,9 +23,6 @@ use crate::codepipeline::ids::{pipeline_key, pipeline_stream, EXECUTION_STREAM_P
 use crate::codepipeline::views::executions::{ExecutionSummary, ExecutionViews, LatestAction};
 use crate::codepipeline::views::{pipeline_version, PipelineViews};
 use crate::eventstore::{EventStore, StoreError};
-
-/// Where the server serves the history, read-only, as JSON.
-pub const ADMIN_PREFIX: &str = "/_codepipeline_local/history";
 
 /// The account every resource belongs to.
 pub const ACCOUNT: &str = "000000000000";
@@ -504,6 +500,131 @@ pub fn describe(events: &[crate::eventstore::RecordedEvent]) -> Vec<Value> {
         out.push(line);
     }
     out
+}
+
+/// The last event sequence `--at` names: a number, or the last event recorded at or before a
+/// time (RFC 3339 or epoch seconds).
+pub fn sequence_at(events: &[crate::eventstore::RecordedEvent], at: &str) -> Result<u64, String> {
+    let last = events.last().map_or(0, |e| e.sequence);
+    if let Ok(n) = at.parse::<u64>() {
+        if n == 0 || n > last {
+            return Err(format!("--at {n}: the execution has events 1 to {last}"));
+        }
+        return Ok(n);
+    }
+    let time = chrono::DateTime::parse_from_rfc3339(at)
+        .map(|t| t.timestamp_micros() as f64 / 1e6)
+        .or_else(|_| at.parse::<f64>())
+        .map_err(|_| format!("--at {at}: give an event number or a time (RFC 3339)"))?;
+    events
+        .iter()
+        .rev()
+        // Half a microsecond of slack: the time may be written from the recorded one.
+        .find(|e| e.recorded_at <= time + 5e-7)
+        .map(|e| e.sequence)
+        .ok_or_else(|| format!("--at {at}: the execution had not started then"))
+}
+
+/// The StartPipelineExecution input that runs an execution again: its recorded variables and
+/// the source revisions it read.
+pub fn rerun_input(record: &Value) -> Result<Value, String> {
+    let events: Vec<crate::eventstore::RecordedEvent> =
+        serde_json::from_value(record["events"].clone()).map_err(|e| e.to_string())?;
+    let e = fold(&record["declaration"], &events, None);
+    let mut input = json!({"name": record["pipeline"]});
+    let revisions: Vec<Value> = e
+        .runs
+        .iter()
+        .filter_map(|r| {
+            let revision = r.output.as_ref()?.revision.clone()?;
+            Some(json!({"actionName": r.action, "revisionType": "S3_OBJECT_VERSION_ID", "revisionValue": revision}))
+        })
+        .collect();
+    if !revisions.is_empty() {
+        input["sourceRevisions"] = revisions.into();
+    }
+    if !e.variables.is_empty() {
+        input["variables"] = e
+            .variables
+            .iter()
+            .map(|(k, v)| json!({"name": k, "value": v}))
+            .collect::<Vec<_>>()
+            .into();
+    }
+    Ok(input)
+}
+
+/// What differs between two executions, action by action.
+pub fn diff(a: &Value, b: &Value) -> Result<Value, String> {
+    let fold_of = |r: &Value| -> Result<crate::codepipeline::execution::Execution, String> {
+        let events: Vec<crate::eventstore::RecordedEvent> =
+            serde_json::from_value(r["events"].clone()).map_err(|e| e.to_string())?;
+        Ok(fold(&r["declaration"], &events, None))
+    };
+    let (ea, eb) = (fold_of(a)?, fold_of(b)?);
+    let mut rows = Vec::new();
+    let mut seen = Vec::new();
+    for e in [&ea, &eb] {
+        for r in &e.runs {
+            if !seen.contains(&(r.stage.clone(), r.action.clone())) {
+                seen.push((r.stage.clone(), r.action.clone()));
+            }
+        }
+    }
+    let side = |e: &crate::codepipeline::execution::Execution, stage: &str, action: &str| {
+        let r = e
+            .runs
+            .iter()
+            .rev()
+            .find(|r| r.stage == stage && r.action == action)?;
+        Some(json!({
+            "status": r.status,
+            "revision": r.output.as_ref().and_then(|o| o.revision.clone()),
+            "resolvedConfiguration": r.input.resolved_configuration,
+            "outputVariables": r.output.as_ref().map(|o| o.output_variables.clone()).unwrap_or_default(),
+            "error": r.error.as_ref().map(|e| format!("{}: {}", e.code, e.message)),
+        }))
+    };
+    for (stage, action) in seen {
+        let (sa, sb) = (side(&ea, &stage, &action), side(&eb, &stage, &action));
+        let mut differs = Vec::new();
+        match (&sa, &sb) {
+            (Some(x), Some(y)) => {
+                for field in [
+                    "status",
+                    "revision",
+                    "resolvedConfiguration",
+                    "outputVariables",
+                    "error",
+                ] {
+                    if x[field] != y[field] {
+                        differs.push(field);
+                    }
+                }
+            }
+            _ => differs.push("ran"),
+        }
+        rows.push(
+            json!({"stageName": stage, "actionName": action, "a": sa, "b": sb, "differs": differs}),
+        );
+    }
+    let execution = |e: &crate::codepipeline::execution::Execution| {
+        json!({
+            "pipelineExecutionId": e.id,
+            "status": e.status,
+            "pipelineVersion": e.pipeline_version,
+            "variables": e.variables,
+            "startTime": e.started,
+            "lastUpdateTime": e.updated,
+            "statusSummary": e.summary,
+        })
+    };
+    let (xa, xb) = (execution(&ea), execution(&eb));
+    let differs: Vec<&str> = ["status", "pipelineVersion", "variables", "statusSummary"]
+        .into_iter()
+        .filter(|f| xa[*f] != xb[*f])
+        .collect();
+    Ok(json!({"a": xa, "b": xb, "differs": differs, "actions": rows}))
 }
 
 /// The execution as its first `upto` events built it (all when `None`), folded with the same

@@ -132,5 +132,10 @@ fn health_answers() {
     let mut out = String::new();
     stream.read_to_string(&mut out).unwrap();
     assert!(out.starts_with("HTTP/1.1 200"), "{out}");
-    assert!(out.contains("\"running\""));
+    let body: serde_json::Value =
+        serde_json::from_str(out.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    assert_eq!(body["status"], "running");
+    for service in ["codepipeline", "codebuild", "s3", "iam", "sts"] {
+        assert_eq!(body["services"][service], "running", "{out}");
+    }
 }

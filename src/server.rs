@@ -11,7 +11,7 @@ use futures_util::StreamExt;
 
 use crate::aws::scope::credential_scope;
 use crate::aws::{json, AwsError, RequestContext};
-use crate::codepipeline::actions::ActionContext;
+use crate::codepipeline::actions::{ActionRegistry, Services};
 use crate::codepipeline::actors::execution::ExecutionRegistry;
 use crate::codepipeline::actors::PipelineRegistry;
 use crate::codepipeline::views::executions::ExecutionViews;
@@ -130,6 +130,10 @@ pub async fn run(
     let enforce_roles = config.iam_enforce_roles;
     let execution_arbiters: Vec<actix::Arbiter> =
         (0..workers).map(|_| actix::Arbiter::new()).collect();
+    let actions = Arc::new(ActionRegistry::new(&Services {
+        objects: pipeline_objects,
+        builds: Arc::new(crate::codebuild::port::LocalBuilds(codebuild.clone())),
+    }));
     let executions = Arc::new(ExecutionRegistry::new(
         execution_arbiters
             .iter()
@@ -137,10 +141,7 @@ pub async fn run(
             .collect(),
         store.clone(),
         execution_views.clone(),
-        ActionContext {
-            objects: pipeline_objects,
-            codebuild: codebuild.clone(),
-        },
+        actions.clone(),
     ));
     let registry = PipelineRegistry::new(
         store.clone(),
@@ -180,6 +181,7 @@ pub async fn run(
             enforce_roles,
             executions,
             execution_views,
+            actions,
         },
     });
     let app_state = state.clone();

@@ -22,6 +22,7 @@
 pub mod artifacts;
 pub mod build;
 pub mod buildspec;
+pub mod port;
 pub mod project;
 pub mod runner;
 
@@ -127,8 +128,6 @@ pub struct CodeBuild {
     log_max_bytes: u64,
     /// The stop flags of running builds, by build id.
     running: Mutex<HashMap<String, Arc<AtomicBool>>>,
-    /// The build each running CodeBuild action of a pipeline waits for, by action execution id.
-    for_actions: Mutex<HashMap<String, String>>,
     /// Where builds outside pipelines upload their artifacts (set once the S3 is chosen).
     objects: std::sync::OnceLock<Arc<dyn crate::s3::objects::ObjectStore>>,
 }
@@ -159,7 +158,6 @@ impl CodeBuild {
             run_builds,
             log_max_bytes,
             running: Mutex::new(HashMap::new()),
-            for_actions: Mutex::new(HashMap::new()),
             objects: std::sync::OnceLock::new(),
         }
     }
@@ -486,18 +484,54 @@ impl CodeBuild {
             .cloned()
     }
 
-    /// A build by region and id, in the default account (for the CodeBuild action).
-    pub fn build_in(&self, region: &str, id: &str) -> Option<Value> {
-        self.builds
+    /// How a build ended (or stands): its status, the phase that failed, its exported
+    /// variables and the last `tail_lines` lines of its output.
+    pub fn outcome(
+        &self,
+        account: &str,
+        region: &str,
+        id: &str,
+        tail_lines: usize,
+    ) -> port::BuildOutcome {
+        let build = self
+            .builds
             .read()
             .expect("codebuild lock")
             .by_stream
-            .get(&build_stream(
-                crate::aws::scope::DEFAULT_ACCOUNT,
-                region,
-                id,
-            ))
+            .get(&build_stream(account, region, id))
             .cloned()
+            .unwrap_or_default();
+        let failed_phase = build["phases"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|p| {
+                matches!(
+                    p["phaseStatus"].as_str(),
+                    Some("FAILED" | "STOPPED" | "TIMED_OUT" | "FAULT")
+                )
+            })
+            .and_then(|p| p["phaseType"].as_str())
+            .map(str::to_string);
+        let exported = build["exportedEnvironmentVariables"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| {
+                Some((
+                    v["name"].as_str()?.to_string(),
+                    v["value"].as_str()?.to_string(),
+                ))
+            })
+            .collect();
+        let text = std::fs::read_to_string(self.log_file(id)).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        port::BuildOutcome {
+            status: port::BuildStatus::parse(build["buildStatus"].as_str().unwrap_or("FAULT")),
+            failed_phase,
+            exported,
+            log_tail: lines[lines.len().saturating_sub(tail_lines)..].join("\n"),
+        }
     }
 
     /// The S3 builds outside pipelines upload their artifacts to.
@@ -505,29 +539,15 @@ impl CodeBuild {
         let _ = self.objects.set(objects);
     }
 
-    /// Notes that the pipeline action `action_execution_id` waits for build `id`, until it ends.
-    pub fn serve_action(&self, action_execution_id: &str, id: Option<&str>) {
-        let mut map = self.for_actions.lock().expect("codebuild actions");
-        match id {
-            Some(id) => map.insert(action_execution_id.to_string(), id.to_string()),
-            None => map.remove(action_execution_id),
-        };
-    }
-
-    /// Stops the build a pipeline action waits for (the action was abandoned).
-    pub fn stop_for_action(&self, action_execution_id: &str) {
-        let id = self
-            .for_actions
+    /// Stops a running build by id: its processes are ended and it ends `STOPPED`.
+    pub fn stop_running(&self, id: &str) {
+        let flag = self
+            .running
             .lock()
-            .expect("codebuild actions")
-            .remove(action_execution_id);
-        if let Some(flag) = id.and_then(|id| {
-            self.running
-                .lock()
-                .expect("codebuild running")
-                .get(&id)
-                .cloned()
-        }) {
+            .expect("codebuild running")
+            .get(id)
+            .cloned();
+        if let Some(flag) = flag {
             flag.store(true, std::sync::atomic::Ordering::Relaxed);
         }
     }

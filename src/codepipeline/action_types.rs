@@ -1,8 +1,6 @@
-//! The catalogue of AWS-owned action types: which providers AWS has in each category, how many
-//! input and output artifacts each takes, and which ones this emulator runs.
-//!
-//! Declarations are checked against it (a provider AWS does not have is refused, artifact counts
-//! must fit) and ListActionTypes answers from it.
+//! The catalogue of AWS-owned action types: which providers AWS has in each category, and how
+//! many input and output artifacts each takes. The action registry (`actions`) is built from it
+//! and says which of them run here.
 
 use serde_json::{json, Value};
 
@@ -21,12 +19,10 @@ pub struct ActionTypeSpec {
     pub outputs: (usize, usize),
     /// Configuration properties: name and whether it is required.
     pub properties: &'static [(&'static str, bool)],
-    /// Whether codepipeline-local runs actions of this type.
-    pub supported: bool,
 }
 
 macro_rules! spec {
-    ($cat:literal, $owner:literal, $prov:literal, $inputs:expr, $outputs:expr, $props:expr, $sup:literal) => {
+    ($cat:literal, $owner:literal, $prov:literal, $inputs:expr, $outputs:expr, $props:expr) => {
         ActionTypeSpec {
             category: $cat,
             owner: $owner,
@@ -34,7 +30,6 @@ macro_rules! spec {
             inputs: $inputs,
             outputs: $outputs,
             properties: $props,
-            supported: $sup,
         }
     };
 }
@@ -52,8 +47,7 @@ pub const CATALOG: &[ActionTypeSpec] = &[
             ("S3ObjectKey", true),
             ("PollForSourceChanges", false),
             ("AllowOverrideForS3ObjectKey", false)
-        ],
-        true
+        ]
     ),
     spec!(
         "Source",
@@ -66,8 +60,7 @@ pub const CATALOG: &[ActionTypeSpec] = &[
             ("BranchName", true),
             ("PollForSourceChanges", false),
             ("OutputArtifactFormat", false)
-        ],
-        false
+        ]
     ),
     spec!(
         "Source",
@@ -75,8 +68,7 @@ pub const CATALOG: &[ActionTypeSpec] = &[
         "ECR",
         (0, 0),
         (1, 1),
-        &[("RepositoryName", true), ("ImageTag", false)],
-        false
+        &[("RepositoryName", true), ("ImageTag", false)]
     ),
     spec!(
         "Source",
@@ -90,8 +82,7 @@ pub const CATALOG: &[ActionTypeSpec] = &[
             ("BranchName", true),
             ("OutputArtifactFormat", false),
             ("DetectChanges", false)
-        ],
-        false
+        ]
     ),
     spec!(
         "Source",
@@ -105,8 +96,7 @@ pub const CATALOG: &[ActionTypeSpec] = &[
             ("Branch", true),
             ("OAuthToken", true),
             ("PollForSourceChanges", false)
-        ],
-        false
+        ]
     ),
     spec!(
         "Build",
@@ -120,8 +110,7 @@ pub const CATALOG: &[ActionTypeSpec] = &[
             ("BatchEnabled", false),
             ("CombineArtifacts", false),
             ("EnvironmentVariables", false)
-        ],
-        true
+        ]
     ),
     spec!(
         "Build",
@@ -129,8 +118,7 @@ pub const CATALOG: &[ActionTypeSpec] = &[
         "ECRBuildAndPublish",
         (1, 1),
         (0, 0),
-        &[("ECRRepositoryName", true)],
-        false
+        &[("ECRRepositoryName", true)]
     ),
     spec!(
         "Test",
@@ -144,10 +132,9 @@ pub const CATALOG: &[ActionTypeSpec] = &[
             ("BatchEnabled", false),
             ("CombineArtifacts", false),
             ("EnvironmentVariables", false)
-        ],
-        true
+        ]
     ),
-    spec!("Test", "AWS", "DeviceFarm", (1, 1), (0, 0), &[], false),
+    spec!("Test", "AWS", "DeviceFarm", (1, 1), (0, 0), &[]),
     spec!(
         "Deploy",
         "AWS",
@@ -161,8 +148,7 @@ pub const CATALOG: &[ActionTypeSpec] = &[
             ("KMSEncryptionKeyARN", false),
             ("CannedACL", false),
             ("CacheControl", false)
-        ],
-        true
+        ]
     ),
     spec!(
         "Deploy",
@@ -170,8 +156,7 @@ pub const CATALOG: &[ActionTypeSpec] = &[
         "CloudFormation",
         (0, 10),
         (0, 1),
-        &[("ActionMode", true)],
-        false
+        &[("ActionMode", true)]
     ),
     spec!(
         "Deploy",
@@ -179,8 +164,7 @@ pub const CATALOG: &[ActionTypeSpec] = &[
         "CloudFormationStackSet",
         (1, 10),
         (0, 0),
-        &[],
-        false
+        &[]
     ),
     spec!(
         "Deploy",
@@ -188,8 +172,7 @@ pub const CATALOG: &[ActionTypeSpec] = &[
         "CloudFormationStackInstances",
         (0, 10),
         (0, 0),
-        &[],
-        false
+        &[]
     ),
     spec!(
         "Deploy",
@@ -197,26 +180,16 @@ pub const CATALOG: &[ActionTypeSpec] = &[
         "CodeDeploy",
         (1, 1),
         (0, 0),
-        &[("ApplicationName", true), ("DeploymentGroupName", true)],
-        false
+        &[("ApplicationName", true), ("DeploymentGroupName", true)]
     ),
-    spec!(
-        "Deploy",
-        "AWS",
-        "CodeDeployToECS",
-        (1, 5),
-        (0, 0),
-        &[],
-        false
-    ),
+    spec!("Deploy", "AWS", "CodeDeployToECS", (1, 5), (0, 0), &[]),
     spec!(
         "Deploy",
         "AWS",
         "ECS",
         (1, 1),
         (0, 0),
-        &[("ClusterName", true), ("ServiceName", true)],
-        false
+        &[("ClusterName", true), ("ServiceName", true)]
     ),
     spec!(
         "Deploy",
@@ -224,39 +197,21 @@ pub const CATALOG: &[ActionTypeSpec] = &[
         "ElasticBeanstalk",
         (1, 1),
         (0, 0),
-        &[("ApplicationName", true), ("EnvironmentName", true)],
-        false
+        &[("ApplicationName", true), ("EnvironmentName", true)]
     ),
-    spec!("Deploy", "AWS", "OpsWorks", (1, 1), (0, 0), &[], false),
-    spec!(
-        "Deploy",
-        "AWS",
-        "ServiceCatalog",
-        (1, 1),
-        (0, 0),
-        &[],
-        false
-    ),
-    spec!("Deploy", "AWS", "AppConfig", (1, 1), (0, 0), &[], false),
-    spec!(
-        "Deploy",
-        "AWS",
-        "AlexaSkillsKit",
-        (1, 2),
-        (0, 0),
-        &[],
-        false
-    ),
-    spec!("Deploy", "AWS", "EC2", (1, 1), (0, 0), &[], false),
-    spec!("Deploy", "AWS", "EKS", (1, 1), (0, 0), &[], false),
+    spec!("Deploy", "AWS", "OpsWorks", (1, 1), (0, 0), &[]),
+    spec!("Deploy", "AWS", "ServiceCatalog", (1, 1), (0, 0), &[]),
+    spec!("Deploy", "AWS", "AppConfig", (1, 1), (0, 0), &[]),
+    spec!("Deploy", "AWS", "AlexaSkillsKit", (1, 2), (0, 0), &[]),
+    spec!("Deploy", "AWS", "EC2", (1, 1), (0, 0), &[]),
+    spec!("Deploy", "AWS", "EKS", (1, 1), (0, 0), &[]),
     spec!(
         "Invoke",
         "AWS",
         "Lambda",
         (0, 5),
         (0, 5),
-        &[("FunctionName", true), ("UserParameters", false)],
-        false
+        &[("FunctionName", true), ("UserParameters", false)]
     ),
     spec!(
         "Invoke",
@@ -264,10 +219,9 @@ pub const CATALOG: &[ActionTypeSpec] = &[
         "StepFunctions",
         (0, 1),
         (0, 1),
-        &[("StateMachineArn", true)],
-        false
+        &[("StateMachineArn", true)]
     ),
-    spec!("Invoke", "AWS", "InspectorScan", (0, 1), (0, 1), &[], false),
+    spec!("Invoke", "AWS", "InspectorScan", (0, 1), (0, 1), &[]),
     spec!(
         "Approval",
         "AWS",
@@ -278,20 +232,17 @@ pub const CATALOG: &[ActionTypeSpec] = &[
             ("NotificationArn", false),
             ("CustomData", false),
             ("ExternalEntityLink", false)
-        ],
-        true
+        ]
     ),
-    spec!("Compute", "AWS", "Commands", (1, 10), (0, 1), &[], false),
+    spec!("Compute", "AWS", "Commands", (1, 10), (0, 1), &[]),
 ];
 
-/// The catalogue entry for an action type id, if AWS has it. Custom actions are not listed here.
-pub fn find(category: &str, owner: &str, provider: &str) -> Option<&'static ActionTypeSpec> {
-    CATALOG
-        .iter()
-        .find(|s| s.category == category && s.owner == owner && s.provider == provider)
-}
-
 impl ActionTypeSpec {
+    /// Whether this is the type `category`/`owner`/`provider`.
+    pub fn is(&self, category: &str, owner: &str, provider: &str) -> bool {
+        self.category == category && self.owner == owner && self.provider == provider
+    }
+
     /// The `ActionType` wire shape ListActionTypes answers with.
     pub fn to_wire(&self) -> Value {
         let props: Vec<Value> = self

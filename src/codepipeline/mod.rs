@@ -57,4 +57,6 @@ pub struct CodePipelineService {
     pub executions: Arc<actors::execution::ExecutionRegistry>,
     /// Executions as their events built them.
     pub execution_views: Arc<views::executions::ExecutionViews>,
+    /// The action types: which exist (declarations are checked against it), which run here.
+    pub actions: Arc<actions::ActionRegistry>,
 }

@@ -10,7 +10,7 @@ use std::collections::{HashMap, HashSet};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::action_types;
+use super::actions::ActionRegistry;
 
 /// Why a declaration was refused; the API layer names the AWS error code for each kind.
 #[derive(Debug, Clone, PartialEq)]
@@ -81,15 +81,18 @@ struct Named {
 /// Checks a declaration (already valid against the model) and returns it with AWS's defaults
 /// filled in: `runOrder` 1, empty `configuration` and artifact lists, `pipelineType` V1,
 /// `executionMode` SUPERSEDED.
-pub fn check_and_normalize(mut declaration: Value) -> Result<Value, Invalid> {
+pub fn check_and_normalize(
+    mut declaration: Value,
+    actions: &ActionRegistry,
+) -> Result<Value, Invalid> {
     let decl = Declaration::deserialize(&declaration)
         .map_err(|e| Invalid::Field(format!("Invalid pipeline declaration: {e}")))?;
-    check(&decl)?;
+    check(&decl, actions)?;
     normalize(&mut declaration);
     Ok(declaration)
 }
 
-fn check(decl: &Declaration) -> Result<(), Invalid> {
+fn check(decl: &Declaration, actions: &ActionRegistry) -> Result<(), Invalid> {
     match (&decl.artifact_store, &decl.artifact_stores) {
         (Some(_), Some(_)) => {
             return Err(Invalid::Structure(
@@ -175,7 +178,7 @@ fn check(decl: &Declaration) -> Result<(), Invalid> {
                     action.name, stage.name
                 )));
             }
-            check_action_type(action)?;
+            check_action_type(action, actions)?;
             if let Some(ns) = &action.namespace {
                 if !namespaces.insert(ns.as_str()) {
                     return Err(Invalid::Structure(format!(
@@ -224,7 +227,7 @@ fn check(decl: &Declaration) -> Result<(), Invalid> {
     Ok(())
 }
 
-fn check_action_type(action: &Action) -> Result<(), Invalid> {
+fn check_action_type(action: &Action, actions: &ActionRegistry) -> Result<(), Invalid> {
     let id = &action.action_type_id;
     if id.owner == "Custom" {
         // Custom action types are registered with CreateCustomActionType, which is not served yet.
@@ -233,7 +236,7 @@ fn check_action_type(action: &Action) -> Result<(), Invalid> {
             action.name, id.category, id.provider
         )));
     }
-    let Some(spec) = action_types::find(&id.category, &id.owner, &id.provider) else {
+    let Some(spec) = actions.find(&id.category, &id.owner, &id.provider) else {
         return Err(Invalid::Action(format!(
             "ActionType (Category: '{}', Provider: '{}', Owner: '{}', Version: '1') in action '{}' is not available",
             id.category, id.provider, id.owner, action.name
@@ -325,12 +328,12 @@ mod tests {
     }
 
     fn refusal(decl: Value) -> Invalid {
-        check_and_normalize(decl).unwrap_err()
+        check_and_normalize(decl, &ActionRegistry::catalogue()).unwrap_err()
     }
 
     #[test]
     fn the_tutorial_is_accepted_with_defaults_filled_in() {
-        let out = check_and_normalize(tutorial()).unwrap();
+        let out = check_and_normalize(tutorial(), &ActionRegistry::catalogue()).unwrap();
         assert_eq!(out["pipelineType"], "V1");
         assert_eq!(out["executionMode"], "SUPERSEDED");
         let action = &out["stages"][0]["actions"][0];
@@ -388,7 +391,7 @@ mod tests {
         ]);
         assert!(matches!(refusal(d.clone()), Invalid::Structure(m) if m.contains("'built'")));
         d["stages"][1]["actions"][1]["runOrder"] = 2.into();
-        check_and_normalize(d.clone()).unwrap();
+        check_and_normalize(d.clone(), &ActionRegistry::catalogue()).unwrap();
     }
 
     #[test]
@@ -429,7 +432,7 @@ mod tests {
             "actionTypeId": {"category": "Deploy", "owner": "AWS", "provider": "CodeDeploy", "version": "1"},
             "configuration": {"ApplicationName": "a", "DeploymentGroupName": "g"},
             "inputArtifacts": [{"name": "intermediate-file"}]});
-        check_and_normalize(d.clone()).unwrap();
+        check_and_normalize(d.clone(), &ActionRegistry::catalogue()).unwrap();
     }
 
     #[test]
@@ -438,7 +441,7 @@ mod tests {
         d["artifactStores"] = json!({"eu-central-1": {"type": "S3", "location": "b"}});
         assert!(matches!(refusal(d.clone()), Invalid::Structure(m) if m.contains("not both")));
         d.as_object_mut().unwrap().remove("artifactStore");
-        check_and_normalize(d.clone()).unwrap();
+        check_and_normalize(d.clone(), &ActionRegistry::catalogue()).unwrap();
         d.as_object_mut().unwrap().remove("artifactStores");
         assert!(matches!(refusal(d), Invalid::Structure(_)));
     }
@@ -449,6 +452,6 @@ mod tests {
         d["executionMode"] = "QUEUED".into();
         assert!(matches!(refusal(d.clone()), Invalid::Field(_)));
         d["pipelineType"] = "V2".into();
-        check_and_normalize(d.clone()).unwrap();
+        check_and_normalize(d.clone(), &ActionRegistry::catalogue()).unwrap();
     }
 }

@@ -885,3 +885,49 @@ async fn a_build_outside_a_pipeline_uploads_its_artifacts_to_s3() {
         b"app\n"
     );
 }
+
+#[tokio::test]
+async fn a_pipeline_builds_with_the_project_of_its_own_account() {
+    use crate::engine::{finished, latest_execution};
+    let server = Server::start();
+    source_zip(&server.s3()).await;
+    // A 12-digit access key id names the account, as on LocalStack.
+    let account = "111111111111";
+    let cb = aws_sdk_codebuild::Client::from_conf(
+        aws_sdk_codebuild::Config::builder()
+            .behavior_version(aws_sdk_codebuild::config::BehaviorVersion::latest())
+            .region(aws_sdk_codebuild::config::Region::new("eu-central-1"))
+            .credentials_provider(aws_sdk_codebuild::config::Credentials::new(
+                account, "test", None, None, "tests",
+            ))
+            .endpoint_url(&server.endpoint)
+            .build(),
+    );
+    let cp = aws_sdk_codepipeline::Client::from_conf(
+        aws_sdk_codepipeline::Config::builder()
+            .behavior_version(aws_sdk_codepipeline::config::BehaviorVersion::latest())
+            .region(aws_sdk_codepipeline::config::Region::new("eu-central-1"))
+            .credentials_provider(aws_sdk_codepipeline::config::Credentials::new(
+                account, "test", None, None, "tests",
+            ))
+            .endpoint_url(&server.endpoint)
+            .build(),
+    );
+    project_with(
+        &cb,
+        "own-account",
+        "version: 0.2\nphases:\n  build:\n    commands:\n      - echo built\n",
+    )
+    .await;
+    let r = server.client().call_as(
+        account,
+        "CreatePipeline",
+        json!({"pipeline": build_only_pipeline("own-account", "own-account")}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let id = latest_execution(&cp, "own-account").await;
+    assert_eq!(
+        finished(&cp, "own-account", &id).await,
+        aws_sdk_codepipeline::types::PipelineExecutionStatus::Succeeded
+    );
+}

@@ -4,12 +4,24 @@
 
 use std::time::Duration;
 
-use crate::codepipeline::execution::{ActionOutput, ActionRun, ErrorDetails};
+use futures_util::future::BoxFuture;
+
+use super::{ActionExecutor, ActionJob};
+use crate::codepipeline::execution::{ActionOutput, ErrorDetails};
 
 /// AWS's default: an approval waits 7 days.
 const DEFAULT_TIMEOUT_MINUTES: u64 = 7 * 24 * 60;
 
-pub(super) async fn run(run: &ActionRun) -> Result<ActionOutput, ErrorDetails> {
+/// Waits for its answer (PutApprovalResult completes the action from outside).
+pub(super) struct ManualApproval;
+
+impl ActionExecutor for ManualApproval {
+    fn run<'a>(&'a self, job: &'a ActionJob) -> BoxFuture<'a, Result<ActionOutput, ErrorDetails>> {
+        Box::pin(run(job))
+    }
+}
+
+async fn run(run: &ActionJob) -> Result<ActionOutput, ErrorDetails> {
     let minutes = run.timeout_minutes.unwrap_or(DEFAULT_TIMEOUT_MINUTES);
     let deadline = run.started + minutes as f64 * 60.0;
     let left = (deadline - crate::aws::now_epoch()).max(0.0);

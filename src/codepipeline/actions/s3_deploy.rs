@@ -3,17 +3,35 @@
 //! prefix when one is given). `CacheControl` is stored on every object written; `CannedACL` is
 //! accepted and has no effect (the embedded S3 has no ACLs).
 
-use std::io::Read;
+use std::sync::Arc;
 
-use super::{body_of, failed, read_artifact, store_failure, ActionContext};
-use crate::codepipeline::execution::{ActionOutput, ActionRun, ErrorDetails};
-use crate::s3::objects::PutAttributes;
+use futures_util::future::BoxFuture;
 
-pub(super) async fn run(
-    ctx: &ActionContext,
-    run: &ActionRun,
-) -> Result<ActionOutput, ErrorDetails> {
-    let config = &run.input.resolved_configuration;
+use super::{
+    body_of, config, failed, read_artifact, store_failure, unzip, ActionExecutor, ActionJob,
+};
+use crate::codepipeline::execution::{ActionOutput, ErrorDetails};
+use crate::s3::objects::{ObjectStore, PutAttributes};
+
+/// Deploys to S3.
+pub(super) struct S3Deploy {
+    objects: Arc<dyn ObjectStore>,
+}
+
+impl S3Deploy {
+    pub(super) fn new(objects: Arc<dyn ObjectStore>) -> Self {
+        S3Deploy { objects }
+    }
+}
+
+impl ActionExecutor for S3Deploy {
+    fn run<'a>(&'a self, job: &'a ActionJob) -> BoxFuture<'a, Result<ActionOutput, ErrorDetails>> {
+        Box::pin(run(self, job))
+    }
+}
+
+async fn run(ctx: &S3Deploy, run: &ActionJob) -> Result<ActionOutput, ErrorDetails> {
+    let config = config(run);
     let bucket = config
         .get("BucketName")
         .ok_or_else(|| failed("BucketName is not configured"))?;
@@ -25,7 +43,7 @@ pub(super) async fn run(
         .input_artifacts
         .first()
         .ok_or_else(|| failed("The S3 deploy action has no input artifact"))?;
-    let bytes = read_artifact(ctx, input).await?;
+    let bytes = read_artifact(ctx.objects.as_ref(), input).await?;
     let cache_control = config.get("CacheControl").cloned();
     if !extract {
         let key = config
@@ -71,45 +89,6 @@ pub(super) async fn run(
         external_execution_summary: Some("Deployment Succeeded".into()),
         ..Default::default()
     })
-}
-
-/// The files of a zip artifact, by their path inside it. An entry whose path would leave the
-/// deployment prefix (`../`, an absolute path) fails the action.
-pub(super) fn unzip(bytes: &[u8], artifact: &str) -> Result<Vec<(String, Vec<u8>)>, ErrorDetails> {
-    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|e| {
-        failed(format!(
-            "The input artifact {artifact} is not a zip file: {e}"
-        ))
-    })?;
-    let mut files = Vec::new();
-    for i in 0..archive.len() {
-        let mut entry = archive.by_index(i).map_err(|e| {
-            failed(format!(
-                "The input artifact {artifact} is not readable: {e}"
-            ))
-        })?;
-        if entry.is_dir() {
-            continue;
-        }
-        let raw = entry.name().map(|n| n.to_string()).map_err(|e| {
-            failed(format!(
-                "An entry of {artifact} has an unreadable name: {e}"
-            ))
-        })?;
-        let safe = entry
-            .enclosed_name()
-            .filter(|p| !raw.starts_with('/') && !raw.contains("..") && p.components().count() > 0)
-            .map(|p| p.to_string_lossy().replace('\\', "/"))
-            .ok_or_else(|| failed(format!("The input artifact {artifact} has an entry {raw} that would be deployed outside its prefix")))?;
-        let mut content = Vec::with_capacity(entry.size() as usize);
-        entry.read_to_end(&mut content).map_err(|e| {
-            failed(format!(
-                "The entry {raw} of {artifact} is not readable: {e}"
-            ))
-        })?;
-        files.push((safe, content));
-    }
-    Ok(files)
 }
 
 /// The Content-Type S3 deploy gives a file, by its extension.

@@ -1,15 +1,34 @@
 //! The S3 source action: reads a versioned object and makes it the output artifact.
 
-use super::{body_of, failed, read_all, store_failure, ActionContext};
-use crate::codepipeline::execution::{ActionOutput, ActionRun, ErrorDetails};
-use crate::s3::events::Versioning;
+use std::sync::Arc;
 
-pub(super) async fn run(
-    ctx: &ActionContext,
-    run: &ActionRun,
-    revision: Option<&str>,
-) -> Result<ActionOutput, ErrorDetails> {
-    let config = &run.input.resolved_configuration;
+use futures_util::future::BoxFuture;
+
+use super::{body_of, config, failed, read_all, store_failure, ActionExecutor, ActionJob};
+use crate::codepipeline::execution::{ActionOutput, ErrorDetails};
+use crate::s3::events::Versioning;
+use crate::s3::objects::ObjectStore;
+
+/// Reads a source from S3.
+pub(super) struct S3Source {
+    objects: Arc<dyn ObjectStore>,
+}
+
+impl S3Source {
+    pub(super) fn new(objects: Arc<dyn ObjectStore>) -> Self {
+        S3Source { objects }
+    }
+}
+
+impl ActionExecutor for S3Source {
+    fn run<'a>(&'a self, job: &'a ActionJob) -> BoxFuture<'a, Result<ActionOutput, ErrorDetails>> {
+        Box::pin(run(self, job))
+    }
+}
+
+async fn run(ctx: &S3Source, run: &ActionJob) -> Result<ActionOutput, ErrorDetails> {
+    let revision = run.source_revision.as_deref();
+    let config = config(run);
     let bucket = config
         .get("S3Bucket")
         .ok_or_else(|| failed("S3Bucket is not configured"))?;

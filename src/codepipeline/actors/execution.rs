@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use actix::prelude::*;
 
 use super::CommandError;
-use crate::codepipeline::actions::{self, ActionContext};
+use crate::codepipeline::actions::{ActionJob, ActionRegistry};
 use crate::codepipeline::execution::{
     self, ActionOutput, ErrorDetails, Execution, ExecutionCommand, ExecutionEvent,
 };
@@ -39,7 +39,7 @@ pub struct ExecutionActor {
     sequence: u64,
     store: Arc<dyn EventStore>,
     views: Arc<ExecutionViews>,
-    context: ActionContext,
+    actions: Arc<ActionRegistry>,
     gates: Arc<StageGates>,
 }
 
@@ -79,24 +79,43 @@ impl ExecutionActor {
         )
     }
 
-    /// Starts the executor of an action run as a task that reports back to this actor.
-    fn launch(&self, action_execution_id: &str, ctx: &mut Context<Self>) {
-        let Some(run) = self
+    /// The job of an action run: what its executor is given.
+    fn job(&self, action_execution_id: &str) -> Option<ActionJob> {
+        let run = self
             .state
             .runs
             .iter()
-            .find(|r| r.id == action_execution_id)
-            .cloned()
-        else {
+            .find(|r| r.id == action_execution_id)?;
+        Some(ActionJob {
+            account: self
+                .pipeline_key
+                .split(':')
+                .next()
+                .unwrap_or_default()
+                .to_string(),
+            pipeline: self.state.pipeline.clone(),
+            stage: run.stage.clone(),
+            action: run.action.clone(),
+            action_execution_id: run.id.clone(),
+            input: run.input.clone(),
+            planned_outputs: run.planned_outputs.clone(),
+            source_revision: self.state.source_revisions.get(&run.action).cloned(),
+            started: run.started,
+            timeout_minutes: run.timeout_minutes,
+        })
+    }
+
+    /// Starts the executor of an action run as a task that reports back to this actor.
+    fn launch(&self, action_execution_id: &str, ctx: &mut Context<Self>) {
+        let Some(job) = self.job(action_execution_id) else {
             return;
         };
-        let revision = self.state.source_revisions.get(&run.action).cloned();
-        let context = self.context.clone();
+        let actions = self.actions.clone();
         let me = ctx.address();
         actix::spawn(async move {
-            let result = actions::run(&context, &run, revision.as_deref()).await;
+            let result = actions.run(&job).await;
             me.do_send(ActionDone {
-                action_execution_id: run.id.clone(),
+                action_execution_id: job.action_execution_id,
                 result,
             });
         });
@@ -169,7 +188,9 @@ impl ExecutionActor {
                                 ..
                             } = event
                             {
-                                act.context.codebuild.stop_for_action(action_execution_id);
+                                if let Some(job) = act.job(action_execution_id) {
+                                    act.actions.abandon(&job);
+                                }
                             }
                         }
                         if !matches!(act.state.status.as_str(), "InProgress" | "Stopping") {
@@ -244,7 +265,7 @@ pub struct ExecutionRegistry {
     actors: Mutex<HashMap<String, Addr<ExecutionActor>>>,
     store: Arc<dyn EventStore>,
     views: Arc<ExecutionViews>,
-    context: ActionContext,
+    actions: Arc<ActionRegistry>,
 }
 
 impl ExecutionRegistry {
@@ -253,7 +274,7 @@ impl ExecutionRegistry {
         arbiters: Vec<ArbiterHandle>,
         store: Arc<dyn EventStore>,
         views: Arc<ExecutionViews>,
-        context: ActionContext,
+        actions: Arc<ActionRegistry>,
     ) -> Self {
         assert!(!arbiters.is_empty(), "executions need an arbiter");
         ExecutionRegistry {
@@ -263,7 +284,7 @@ impl ExecutionRegistry {
             actors: Mutex::new(HashMap::new()),
             store,
             views,
-            context,
+            actions,
         }
     }
 
@@ -282,7 +303,7 @@ impl ExecutionRegistry {
             sequence,
             store: self.store.clone(),
             views: self.views.clone(),
-            context: self.context.clone(),
+            actions: self.actions.clone(),
         };
         let turn = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let arbiter = &self.arbiters[turn % self.arbiters.len()];

@@ -160,7 +160,7 @@ async fn serve(
         TagResource => tags::handle_tag_resource(svc, input).await,
         UntagResource => tags::handle_untag_resource(svc, input).await,
         ListTagsForResource => tags::handle_list_tags_for_resource(svc, input),
-        ListActionTypes => action_types::handle_list_action_types(input),
+        ListActionTypes => action_types::handle_list_action_types(&svc.actions, input),
         StartPipelineExecution => {
             executions::handle_start_pipeline_execution(svc, ctx, input).await
         }

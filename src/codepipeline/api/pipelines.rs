@@ -56,7 +56,8 @@ pub(super) async fn handle_create_pipeline(
 ) -> Reply {
     let input: DeclarationInput = from_value(input)?;
     super::tags::check_tag_keys(input.tags.iter().map(|t| t.key.as_str()))?;
-    let declaration = validate::check_and_normalize(input.pipeline).map_err(invalid)?;
+    let declaration =
+        validate::check_and_normalize(input.pipeline, &svc.actions).map_err(invalid)?;
     check_role(svc, &declaration)?;
     let name = pipeline_name(&declaration);
     let key = PipelineKey::new(&ctx.account_id, &ctx.region, &name);
@@ -143,7 +144,8 @@ pub(super) async fn handle_update_pipeline(
             &ctx.account_id,
         ));
     }
-    let declaration = validate::check_and_normalize(input.pipeline).map_err(invalid)?;
+    let declaration =
+        validate::check_and_normalize(input.pipeline, &svc.actions).map_err(invalid)?;
     check_role(svc, &declaration)?;
     let command = PipelineCommand::Update {
         declaration,

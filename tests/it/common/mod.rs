@@ -252,9 +252,36 @@ impl RawClient {
         target: Option<&str>,
         body: &[u8],
     ) -> Option<RawResponse> {
+        self.try_raw_as("test", service, target, body)
+    }
+
+    /// Calls a CodePipeline operation signed with `access_key` (a 12-digit one names the
+    /// account).
+    pub fn call_as(
+        &self,
+        access_key: &str,
+        operation: &str,
+        body: serde_json::Value,
+    ) -> RawResponse {
+        self.try_raw_as(
+            access_key,
+            "codepipeline",
+            Some(&format!("CodePipeline_20150709.{operation}")),
+            body.to_string().as_bytes(),
+        )
+        .expect("an HTTP answer")
+    }
+
+    fn try_raw_as(
+        &self,
+        access_key: &str,
+        service: &str,
+        target: Option<&str>,
+        body: &[u8],
+    ) -> Option<RawResponse> {
         let mut head = String::from("POST / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
         head.push_str("Content-Type: application/x-amz-json-1.1\r\n");
-        head.push_str(&format!("Authorization: AWS4-HMAC-SHA256 Credential=test/20261126/eu-central-1/{service}/aws4_request, SignedHeaders=host, Signature=0\r\n"));
+        head.push_str(&format!("Authorization: AWS4-HMAC-SHA256 Credential={access_key}/20261126/eu-central-1/{service}/aws4_request, SignedHeaders=host, Signature=0\r\n"));
         if let Some(t) = target {
             head.push_str(&format!("X-Amz-Target: {t}\r\n"));
         }

@@ -102,7 +102,7 @@ pub fn run(common: &Common, request: &Request) -> Result<String, String> {
                 Some(at) => {
                     let upto = sequence_at(&events, at)?;
                     let state = fold(&record["declaration"], &events, Some(upto));
-                    let mut states = stage_states(&record["declaration"], &state);
+                    let mut states = stage_states(&state);
                     states["afterEvent"] = upto.into();
                     Ok(if json_out {
                         pretty(&states)

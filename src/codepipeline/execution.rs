@@ -10,8 +10,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
+use super::model::{
+    Action, ActionStatus, ActionTypeId, Declaration, ExecutionMode, ExecutionStatus, StageStatus,
+};
 use crate::eventstore::{NewEvent, RecordedEvent};
 
 /// Where an artifact is, as the wire shape `ArtifactDetail` shows it.
@@ -37,7 +39,7 @@ pub struct S3Location {
 #[serde(rename_all = "camelCase")]
 pub struct ActionInput {
     /// The action type.
-    pub action_type_id: Value,
+    pub action_type_id: ActionTypeId,
     /// Configuration as declared.
     pub configuration: BTreeMap<String, String>,
     /// Configuration with variables resolved.
@@ -103,8 +105,9 @@ pub enum ExecutionEvent {
         pipeline: String,
         /// Pipeline version the execution runs.
         pipeline_version: u64,
-        /// The version's execution mode.
-        execution_mode: String,
+        /// The version's execution mode (SUPERSEDED for executions recorded without one).
+        #[serde(default)]
+        execution_mode: ExecutionMode,
         /// How it was started.
         trigger: Trigger,
         /// Pipeline variables (V2), resolved.
@@ -178,8 +181,8 @@ pub enum ExecutionEvent {
     StageFinished {
         /// Stage name.
         stage: String,
-        /// `Succeeded` or `Failed`.
-        status: String,
+        /// How it ended.
+        status: StageStatus,
         /// When.
         at: f64,
     },
@@ -201,8 +204,8 @@ pub enum ExecutionEvent {
     },
     /// The execution ended.
     Finished {
-        /// `Succeeded` or `Failed`.
-        status: String,
+        /// How it ended.
+        status: ExecutionStatus,
         /// A summary for failures.
         summary: Option<String>,
         /// When.
@@ -240,8 +243,11 @@ pub struct ActionRun {
     pub action: String,
     /// Action execution id.
     pub id: String,
-    /// `InProgress`, `Succeeded`, `Failed` or `Abandoned`.
-    pub status: String,
+    /// Its status.
+    pub status: ActionStatus,
+    /// The attempt of its stage it ran in (1 for the first).
+    #[serde(default = "first_attempt")]
+    pub stage_attempt: u32,
     /// Input.
     pub input: ActionInput,
     /// Where outputs go.
@@ -262,6 +268,21 @@ pub struct ActionRun {
     pub updated: f64,
 }
 
+fn first_attempt() -> u32 {
+    1
+}
+
+/// One attempt at a stage: entered, and how it stands.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StageRun {
+    /// The stage.
+    pub name: String,
+    /// How it stands.
+    pub status: StageStatus,
+    /// Which attempt this is (1 for the first).
+    pub attempt: u32,
+}
+
 /// The execution as its events built it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Execution {
@@ -273,12 +294,13 @@ pub struct Execution {
     pub pipeline_version: u64,
     /// The declaration it runs: given with the Start command or loaded from the pipeline's
     /// stream by version, never stored in the execution's own events. Shared, since deciding a
-    /// command works on a clone of the state.
-    pub declaration: Arc<Value>,
-    /// `SUPERSEDED`, `QUEUED` or `PARALLEL`.
-    pub execution_mode: String,
-    /// `InProgress`, `Succeeded`, `Failed`, …
-    pub status: String,
+    /// command works on a clone of the state. Not part of the views' snapshots.
+    #[serde(skip)]
+    pub declaration: Arc<Declaration>,
+    /// How it shares the stages with other executions.
+    pub execution_mode: ExecutionMode,
+    /// How it stands.
+    pub status: ExecutionStatus,
     /// Failure summary.
     pub summary: Option<String>,
     /// The reason given to StopPipelineExecution.
@@ -301,10 +323,33 @@ pub struct Execution {
     pub started: f64,
     /// Last change.
     pub updated: f64,
-    /// Stages entered, in order, with their status.
-    pub stages: Vec<(String, String)>,
+    /// Stage attempts, in the order they were entered.
+    pub stages: Vec<StageRun>,
     /// Action runs, in start order.
     pub runs: Vec<ActionRun>,
+}
+
+impl Execution {
+    /// The stage attempt entered last, if any.
+    pub fn current_stage(&self) -> Option<&StageRun> {
+        self.stages.last()
+    }
+
+    /// The last status of a stage, if it was entered.
+    pub fn stage_status(&self, stage: &str) -> Option<StageStatus> {
+        self.stages
+            .iter()
+            .rev()
+            .find(|s| s.name == stage)
+            .map(|s| s.status)
+    }
+
+    /// Whether an action of the execution is running.
+    pub fn has_running_actions(&self) -> bool {
+        self.runs
+            .iter()
+            .any(|r| r.status == ActionStatus::InProgress)
+    }
 }
 
 /// What can be asked of an execution.
@@ -319,7 +364,7 @@ pub enum ExecutionCommand {
         /// Pipeline version.
         pipeline_version: u64,
         /// Declaration snapshot (shared: the execution's state keeps it, and states are cloned).
-        declaration: Arc<Value>,
+        declaration: Arc<Declaration>,
         /// Trigger.
         trigger: Trigger,
         /// Pipeline variables given at start.
@@ -374,6 +419,9 @@ pub enum ExecutionRefusal {
     NotStoppable,
     /// Stop (and wait) of an execution already stopping.
     DuplicatedStop,
+    /// The result of an action that no longer runs (abandoned, or its execution ended): it is
+    /// not recorded.
+    LateResult,
 }
 
 /// Decides the events a command leads to. `now` is the time; `new_id` makes fresh ids (action
@@ -399,16 +447,13 @@ pub fn handle(
             if !state.id.is_empty() {
                 return Err(ExecutionRefusal::AlreadyStarted);
             }
-            let mut all_variables = declared_variables(&declaration);
+            let mut all_variables = declaration.variable_defaults();
             all_variables.extend(variables);
             let started = ExecutionEvent::Started {
                 execution_id,
                 pipeline,
                 pipeline_version,
-                execution_mode: declaration["executionMode"]
-                    .as_str()
-                    .unwrap_or("SUPERSEDED")
-                    .to_string(),
+                execution_mode: declaration.execution_mode(),
                 trigger,
                 variables: all_variables,
                 source_revisions,
@@ -424,44 +469,48 @@ pub fn handle(
             return Ok(advance(s, started, now, new_id));
         }
         ExecutionCommand::EnterStage { stage } => {
-            if state.status != "InProgress" || state.waiting.as_deref() != Some(stage.as_str()) {
+            if state.status != ExecutionStatus::InProgress
+                || state.waiting.as_deref() != Some(stage.as_str())
+            {
                 return Ok(vec![]);
             }
             ExecutionEvent::StageStarted { stage, at: now }
         }
         ExecutionCommand::Supersede { by } => {
-            if state.status != "InProgress" || state.waiting.is_none() {
+            if state.status != ExecutionStatus::InProgress || state.waiting.is_none() {
                 return Ok(vec![]);
             }
             return Ok(vec![ExecutionEvent::Finished {
-                status: "Superseded".into(),
+                status: ExecutionStatus::Superseded,
                 summary: Some(format!("Superseded by a newer execution, {by}")),
                 at: now,
             }]);
         }
         ExecutionCommand::Cancel { reason } => {
-            if !matches!(state.status.as_str(), "InProgress" | "Stopping") {
+            if !state.status.is_running() {
                 return Ok(vec![]);
             }
             let mut events: Vec<ExecutionEvent> = state
                 .runs
                 .iter()
-                .filter(|r| r.status == "InProgress")
+                .filter(|r| r.status == ActionStatus::InProgress)
                 .map(|r| ExecutionEvent::ActionAbandoned {
                     action_execution_id: r.id.clone(),
                     at: now,
                 })
                 .collect();
-            if let Some((stage, "InProgress")) = state.stages.last().map(|(n, st)| (n, st.as_str()))
+            if let Some(stage) = state
+                .current_stage()
+                .filter(|s| s.status == StageStatus::InProgress)
             {
                 events.push(ExecutionEvent::StageFinished {
-                    stage: stage.clone(),
-                    status: "Cancelled".into(),
+                    stage: stage.name.clone(),
+                    status: StageStatus::Cancelled,
                     at: now,
                 });
             }
             events.push(ExecutionEvent::Finished {
-                status: "Cancelled".into(),
+                status: ExecutionStatus::Cancelled,
                 summary: Some(reason),
                 at: now,
             });
@@ -471,10 +520,10 @@ pub fn handle(
             if state.id.is_empty() {
                 return Err(ExecutionRefusal::NotStarted);
             }
-            match state.status.as_str() {
-                "InProgress" => {}
-                "Stopping" if abandon => {}
-                "Stopping" => return Err(ExecutionRefusal::DuplicatedStop),
+            match state.status {
+                ExecutionStatus::InProgress => {}
+                ExecutionStatus::Stopping if abandon => {}
+                ExecutionStatus::Stopping => return Err(ExecutionRefusal::DuplicatedStop),
                 _ => return Err(ExecutionRefusal::NotStoppable),
             }
             let mut s = state.clone();
@@ -489,7 +538,7 @@ pub fn handle(
                 let running: Vec<String> = s
                     .runs
                     .iter()
-                    .filter(|r| r.status == "InProgress")
+                    .filter(|r| r.status == ActionStatus::InProgress)
                     .map(|r| r.id.clone())
                     .collect();
                 for id in running {
@@ -514,13 +563,14 @@ pub fn handle(
             if state.id.is_empty() {
                 return Err(ExecutionRefusal::NotStarted);
             }
-            // A late result for an action that is no longer running is ignored.
+            // A late result for an action that is no longer running is not recorded; the
+            // refusal lets the caller say so.
             if !state
                 .runs
                 .iter()
-                .any(|r| r.id == action_execution_id && r.status == "InProgress")
+                .any(|r| r.id == action_execution_id && r.status == ActionStatus::InProgress)
             {
-                return Ok(vec![]);
+                return Err(ExecutionRefusal::LateResult);
             }
             match result {
                 Ok(output) => ExecutionEvent::ActionSucceeded {
@@ -556,61 +606,37 @@ fn advance(
     events
 }
 
-/// Default values of the declaration's pipeline variables.
-fn declared_variables(declaration: &Value) -> BTreeMap<String, String> {
-    declaration["variables"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|v| {
-            let name = v["name"].as_str()?;
-            Some((
-                name.to_string(),
-                v["defaultValue"].as_str().unwrap_or_default().to_string(),
-            ))
-        })
-        .collect()
-}
-
-fn stages(declaration: &Value) -> &[Value] {
-    declaration["stages"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default()
-}
-
-fn run_order(action: &Value) -> i64 {
-    action["runOrder"].as_i64().unwrap_or(1)
-}
-
 /// The one event that moves the execution on from `s`, if any.
 fn next_event(
     s: &Execution,
     now: f64,
     new_id: &mut dyn FnMut() -> String,
 ) -> Option<ExecutionEvent> {
-    if s.status == "Stopping" {
+    if s.status == ExecutionStatus::Stopping {
         // Nothing new starts; once nothing runs, the stage and the execution are stopped.
-        if s.runs.iter().any(|r| r.status == "InProgress") {
+        if s.has_running_actions() {
             return None;
         }
-        if let Some((stage, "InProgress")) = s.stages.last().map(|(n, st)| (n, st.as_str())) {
+        if let Some(stage) = s
+            .current_stage()
+            .filter(|st| st.status == StageStatus::InProgress)
+        {
             return Some(ExecutionEvent::StageFinished {
-                stage: stage.clone(),
-                status: "Stopped".into(),
+                stage: stage.name.clone(),
+                status: StageStatus::Stopped,
                 at: now,
             });
         }
         return Some(ExecutionEvent::Finished {
-            status: "Stopped".into(),
+            status: ExecutionStatus::Stopped,
             summary: s.stop_reason.clone(),
             at: now,
         });
     }
-    if s.status != "InProgress" {
+    if s.status != ExecutionStatus::InProgress {
         return None;
     }
-    let declared = stages(&s.declaration);
+    let declared = &s.declaration.stages;
     // Entering a stage is asked for, then granted by the pipeline (EnterStage).
     let enter = |stage: &str| {
         (s.waiting.as_deref() != Some(stage)).then(|| ExecutionEvent::StageWaiting {
@@ -618,97 +644,90 @@ fn next_event(
             at: now,
         })
     };
-    let Some((stage_name, stage_status)) = s.stages.last() else {
-        return enter(declared.first()?["name"].as_str()?);
+    let Some(current) = s.current_stage() else {
+        return enter(&declared.first()?.name);
     };
-    let index = declared
-        .iter()
-        .position(|st| st["name"] == stage_name.as_str())?;
-    if stage_status == "Failed" {
-        let failed = s.runs.iter().find(|r| r.status == "Failed");
-        let summary = failed.map(|r| {
-            let message = r
-                .error
-                .as_ref()
-                .map(|e| e.message.as_str())
-                .unwrap_or_default();
-            format!("Action {} in stage {} failed: {message}", r.action, r.stage)
-        });
-        return Some(ExecutionEvent::Finished {
-            status: "Failed".into(),
-            summary,
-            at: now,
-        });
-    }
-    if stage_status == "Succeeded" {
-        return match declared.get(index + 1) {
-            Some(next) => enter(next["name"].as_str().unwrap_or_default()),
-            None => Some(ExecutionEvent::Finished {
-                status: "Succeeded".into(),
-                summary: None,
+    let index = declared.iter().position(|st| st.name == current.name)?;
+    match current.status {
+        StageStatus::Failed => {
+            let failed = s.runs.iter().find(|r| r.status == ActionStatus::Failed);
+            let summary = failed.map(|r| {
+                let message = r
+                    .error
+                    .as_ref()
+                    .map(|e| e.message.as_str())
+                    .unwrap_or_default();
+                format!("Action {} in stage {} failed: {message}", r.action, r.stage)
+            });
+            return Some(ExecutionEvent::Finished {
+                status: ExecutionStatus::Failed,
+                summary,
                 at: now,
-            }),
-        };
+            });
+        }
+        StageStatus::Succeeded => {
+            return match declared.get(index + 1) {
+                Some(next) => enter(&next.name),
+                None => Some(ExecutionEvent::Finished {
+                    status: ExecutionStatus::Succeeded,
+                    summary: None,
+                    at: now,
+                }),
+            };
+        }
+        StageStatus::InProgress => {}
+        _ => return None,
     }
     let stage = &declared[index];
-    let runs: Vec<&ActionRun> = s.runs.iter().filter(|r| &r.stage == stage_name).collect();
-    if runs.iter().any(|r| r.status == "Failed") {
+    // The runs of this attempt at the stage.
+    let runs: Vec<&ActionRun> = s
+        .runs
+        .iter()
+        .filter(|r| r.stage == current.name && r.stage_attempt == current.attempt)
+        .collect();
+    if runs.iter().any(|r| r.status == ActionStatus::Failed) {
         // As on AWS, actions already running in the failed stage finish and their results are
         // recorded; nothing new starts, and the stage fails once nothing runs.
-        if runs.iter().any(|r| r.status == "InProgress") {
+        if runs.iter().any(|r| r.status == ActionStatus::InProgress) {
             return None;
         }
         return Some(ExecutionEvent::StageFinished {
-            stage: stage_name.clone(),
-            status: "Failed".into(),
+            stage: current.name.clone(),
+            status: StageStatus::Failed,
             at: now,
         });
     }
-    let actions = stage["actions"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default();
-    let waiting: Vec<&Value> = actions
-        .iter()
-        .filter(|a| !runs.iter().any(|r| a["name"] == r.action.as_str()))
-        .collect();
-    let Some(next_order) = waiting.iter().map(|a| run_order(a)).min() else {
-        if runs.iter().all(|r| r.status == "Succeeded") {
+    let ran = |a: &Action| runs.iter().find(|r| r.action == a.name);
+    let waiting: Vec<&Action> = stage.actions.iter().filter(|a| ran(a).is_none()).collect();
+    let Some(next_order) = waiting.iter().map(|a| a.run_order()).min() else {
+        if runs.iter().all(|r| r.status == ActionStatus::Succeeded) {
             return Some(ExecutionEvent::StageFinished {
-                stage: stage_name.clone(),
-                status: "Succeeded".into(),
+                stage: current.name.clone(),
+                status: StageStatus::Succeeded,
                 at: now,
             });
         }
         return None;
     };
     // A group starts when every earlier group has succeeded.
-    let earlier_running = actions.iter().any(|a| {
-        run_order(a) < next_order
-            && runs
-                .iter()
-                .any(|r| a["name"] == r.action.as_str() && r.status != "Succeeded")
+    let earlier_running = stage.actions.iter().any(|a| {
+        a.run_order() < next_order && ran(a).is_some_and(|r| r.status != ActionStatus::Succeeded)
     });
     if earlier_running {
         return None;
     }
-    let action = waiting.iter().find(|a| run_order(a) == next_order)?;
-    Some(start_action(s, stage_name, action, now, new_id))
+    let action = waiting.iter().find(|a| a.run_order() == next_order)?;
+    Some(start_action(s, &current.name, action, now, new_id))
 }
 
 fn start_action(
     s: &Execution,
     stage: &str,
-    action: &Value,
+    action: &Action,
     now: f64,
     new_id: &mut dyn FnMut() -> String,
 ) -> ExecutionEvent {
-    let configuration: BTreeMap<String, String> = action["configuration"]
-        .as_object()
-        .into_iter()
-        .flatten()
-        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-        .collect();
+    let configuration = action.configuration();
     let mut unresolved = None;
     let resolved_configuration = configuration
         .iter()
@@ -723,19 +742,13 @@ fn start_action(
         })
         .collect();
     let artifacts = produced_artifacts(s);
-    let input_artifacts = action["inputArtifacts"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|a| a["name"].as_str())
+    let input_artifacts = action
+        .inputs()
         .filter_map(|name| artifacts.get(name).cloned())
         .collect();
-    let store = artifact_bucket(&s.declaration, &s.region);
-    let planned_outputs = action["outputArtifacts"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|a| a["name"].as_str())
+    let store = s.declaration.artifact_bucket(&s.region);
+    let planned_outputs = action
+        .outputs()
         .map(|name| ArtifactDetail {
             name: name.to_string(),
             s3location: S3Location {
@@ -744,20 +757,20 @@ fn start_action(
             },
         })
         .collect();
-    let token = (action["actionTypeId"]["category"] == "Approval").then(&mut *new_id);
+    let token = (action.action_type_id.category == "Approval").then(&mut *new_id);
     ExecutionEvent::ActionStarted {
         stage: stage.to_string(),
-        action: action["name"].as_str().unwrap_or_default().to_string(),
+        action: action.name.clone(),
         action_execution_id: new_id(),
         token,
-        timeout_minutes: action["timeoutInMinutes"].as_u64(),
+        timeout_minutes: action.timeout_in_minutes,
         input: ActionInput {
-            action_type_id: action["actionTypeId"].clone(),
+            action_type_id: action.action_type_id.clone(),
             configuration,
             resolved_configuration,
-            region: action["region"].as_str().unwrap_or(&s.region).to_string(),
+            region: action.region.clone().unwrap_or_else(|| s.region.clone()),
             input_artifacts,
-            namespace: action["namespace"].as_str().map(str::to_string),
+            namespace: action.namespace.clone(),
         },
         planned_outputs,
         unresolved,
@@ -777,15 +790,6 @@ pub fn artifact_key(pipeline: &str, artifact: &str, id: &str) -> String {
         pipeline.chars().take(20).collect::<String>(),
         artifact.chars().take(10).collect::<String>()
     )
-}
-
-/// The artifact store bucket for the pipeline's region.
-pub fn artifact_bucket(declaration: &Value, region: &str) -> String {
-    declaration["artifactStore"]["location"]
-        .as_str()
-        .or_else(|| declaration["artifactStores"][region]["location"].as_str())
-        .unwrap_or_default()
-        .to_string()
 }
 
 /// Artifacts produced so far, by name.
@@ -851,8 +855,8 @@ pub fn apply(s: &mut Execution, event: &ExecutionEvent) {
                 pipeline: pipeline.clone(),
                 pipeline_version: *pipeline_version,
                 declaration: std::mem::take(&mut s.declaration),
-                execution_mode: execution_mode.clone(),
-                status: "InProgress".into(),
+                execution_mode: *execution_mode,
+                status: ExecutionStatus::InProgress,
                 trigger: Some(trigger.clone()),
                 variables: variables.clone(),
                 source_revisions: source_revisions.clone(),
@@ -869,7 +873,12 @@ pub fn apply(s: &mut Execution, event: &ExecutionEvent) {
         }
         ExecutionEvent::StageStarted { stage, at } => {
             s.waiting = None;
-            s.stages.push((stage.clone(), "InProgress".into()));
+            let attempt = s.stages.iter().filter(|st| st.name == *stage).count() as u32 + 1;
+            s.stages.push(StageRun {
+                name: stage.clone(),
+                status: StageStatus::InProgress,
+                attempt,
+            });
             s.updated = *at;
         }
         ExecutionEvent::ActionStarted {
@@ -887,16 +896,22 @@ pub fn apply(s: &mut Execution, event: &ExecutionEvent) {
                 code: "ConfigurationError".into(),
                 message: m.clone(),
             });
+            let stage_attempt = s
+                .stages
+                .iter()
+                .rev()
+                .find(|st| st.name == *stage)
+                .map_or(1, |st| st.attempt);
             s.runs.push(ActionRun {
                 stage: stage.clone(),
                 action: action.clone(),
                 id: action_execution_id.clone(),
                 status: if error.is_some() {
-                    "Failed"
+                    ActionStatus::Failed
                 } else {
-                    "InProgress"
-                }
-                .into(),
+                    ActionStatus::InProgress
+                },
+                stage_attempt,
                 input: input.clone(),
                 planned_outputs: planned_outputs.clone(),
                 token: token.clone(),
@@ -914,7 +929,7 @@ pub fn apply(s: &mut Execution, event: &ExecutionEvent) {
             at,
         } => {
             if let Some(run) = s.runs.iter_mut().find(|r| &r.id == action_execution_id) {
-                run.status = "Succeeded".into();
+                run.status = ActionStatus::Succeeded;
                 run.output = Some(output.clone());
                 run.updated = *at;
             }
@@ -926,20 +941,20 @@ pub fn apply(s: &mut Execution, event: &ExecutionEvent) {
             at,
         } => {
             if let Some(run) = s.runs.iter_mut().find(|r| &r.id == action_execution_id) {
-                run.status = "Failed".into();
+                run.status = ActionStatus::Failed;
                 run.error = Some(error.clone());
                 run.updated = *at;
             }
             s.updated = *at;
         }
         ExecutionEvent::StageFinished { stage, status, at } => {
-            if let Some(entry) = s.stages.iter_mut().rev().find(|(name, _)| name == stage) {
-                entry.1 = status.clone();
+            if let Some(entry) = s.stages.iter_mut().rev().find(|st| st.name == *stage) {
+                entry.status = *status;
             }
             s.updated = *at;
         }
         ExecutionEvent::StopRequested { reason, at, .. } => {
-            s.status = "Stopping".into();
+            s.status = ExecutionStatus::Stopping;
             if reason.is_some() {
                 s.stop_reason = reason.clone();
             }
@@ -950,7 +965,7 @@ pub fn apply(s: &mut Execution, event: &ExecutionEvent) {
             at,
         } => {
             if let Some(run) = s.runs.iter_mut().find(|r| &r.id == action_execution_id) {
-                run.status = "Abandoned".into();
+                run.status = ActionStatus::Abandoned;
                 run.updated = *at;
             }
             s.updated = *at;
@@ -960,7 +975,7 @@ pub fn apply(s: &mut Execution, event: &ExecutionEvent) {
             summary,
             at,
         } => {
-            s.status = status.clone();
+            s.status = *status;
             s.summary = summary.clone();
             s.updated = *at;
         }
@@ -970,7 +985,11 @@ pub fn apply(s: &mut Execution, event: &ExecutionEvent) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
+
+    fn typed(value: Value) -> Declaration {
+        Declaration::from_value(&value).unwrap()
+    }
 
     /// Fresh ids, unique across the calls of a test.
     fn ids() -> impl FnMut() -> String {
@@ -979,8 +998,8 @@ mod tests {
         || format!("id{:07}", NEXT.fetch_add(1, Ordering::Relaxed))
     }
 
-    fn declaration() -> Value {
-        json!({
+    fn declaration() -> Declaration {
+        typed(json!({
             "name": "p", "artifactStore": {"type": "S3", "location": "store"},
             "stages": [
                 {"name": "source", "actions": [
@@ -1003,7 +1022,7 @@ mod tests {
                      "outputArtifacts": [], "inputArtifacts": [{"name": "out"}]}
                 ]}
             ]
-        })
+        }))
     }
 
     fn start() -> ExecutionCommand {
@@ -1033,7 +1052,7 @@ mod tests {
     }
 
     fn given_when_with(
-        decl: Value,
+        decl: Declaration,
         given: &[ExecutionEvent],
         when: ExecutionCommand,
     ) -> (Execution, Vec<ExecutionEvent>) {
@@ -1086,7 +1105,7 @@ mod tests {
         assert!(key.starts_with("pipeline-with-a-very/out/id"), "{key}");
         assert_eq!(key.rsplit('/').next().unwrap().len(), 7);
         assert_eq!(events.len(), 4);
-        assert_eq!(state.status, "InProgress");
+        assert_eq!(state.status, ExecutionStatus::InProgress);
     }
 
     #[test]
@@ -1143,15 +1162,15 @@ mod tests {
             state = s;
         }
         let c = state.runs.iter().find(|r| r.action == "c").unwrap();
-        assert_eq!(c.status, "Failed");
+        assert_eq!(c.status, ActionStatus::Failed);
         assert!(c
             .error
             .as_ref()
             .unwrap()
             .message
             .contains("#{variables.missing}"));
-        assert_eq!(state.status, "Failed");
-        assert_eq!(state.stages.last().unwrap().1, "Failed");
+        assert_eq!(state.status, ExecutionStatus::Failed);
+        assert_eq!(state.stages.last().unwrap().status, StageStatus::Failed);
         assert!(state
             .summary
             .as_ref()
@@ -1171,14 +1190,19 @@ mod tests {
             }),
         };
         let (state, events) = given_when(&started, failure);
-        assert_eq!(state.status, "Failed");
+        assert_eq!(state.status, ExecutionStatus::Failed);
         assert!(
-            matches!(events.last(), Some(ExecutionEvent::Finished { status, .. }) if status == "Failed")
+            matches!(events.last(), Some(ExecutionEvent::Finished { status, .. }) if *status == ExecutionStatus::Failed)
         );
-        let mut all = started.clone();
-        all.extend(events);
-        let (_, late) = given_when(&all, succeed(&id, ActionOutput::default()));
-        assert!(late.is_empty());
+        assert_eq!(
+            handle(
+                &state,
+                succeed(&id, ActionOutput::default()),
+                6.0,
+                &mut ids()
+            ),
+            Err(ExecutionRefusal::LateResult)
+        );
     }
 
     #[test]
@@ -1205,17 +1229,17 @@ mod tests {
         let (state, events) = given_when(&history, failure);
         history.extend(events.clone());
         assert_eq!(events.len(), 1, "{events:?}");
-        assert_eq!(state.status, "InProgress");
-        assert_eq!(state.stages.last().unwrap().1, "InProgress");
+        assert_eq!(state.status, ExecutionStatus::InProgress);
+        assert_eq!(state.stages.last().unwrap().status, StageStatus::InProgress);
         let (state, events) = given_when(
             &history,
             succeed(&id_of(&state, "b"), ActionOutput::default()),
         );
         let b = state.runs.iter().find(|r| r.action == "b").unwrap();
-        assert_eq!(b.status, "Succeeded");
+        assert_eq!(b.status, ActionStatus::Succeeded);
         assert!(state.runs.iter().all(|r| r.action != "c"));
-        assert_eq!(state.stages.last().unwrap().1, "Failed");
-        assert_eq!(state.status, "Failed");
+        assert_eq!(state.stages.last().unwrap().status, StageStatus::Failed);
+        assert_eq!(state.status, ExecutionStatus::Failed);
         assert!(state
             .summary
             .as_ref()
@@ -1229,8 +1253,12 @@ mod tests {
 
     #[test]
     fn the_last_stage_succeeding_ends_the_execution() {
-        let decl = json!({"name": "p", "artifactStore": {"location": "s"}, "stages": [
-            {"name": "one", "actions": [{"name": "x", "actionTypeId": {}, "configuration": {}, "outputArtifacts": [], "inputArtifacts": []}]}]});
+        let decl = typed(
+            json!({"name": "p", "artifactStore": {"type": "S3", "location": "s"}, "stages": [
+            {"name": "one", "actions": [{"name": "x",
+                "actionTypeId": {"category": "Build", "owner": "AWS", "provider": "CodeBuild", "version": "1"},
+                "configuration": {}, "outputArtifacts": [], "inputArtifacts": []}]}]}),
+        );
         let mut cmd = start();
         if let ExecutionCommand::Start { declaration, .. } = &mut cmd {
             *declaration = decl.clone().into();
@@ -1241,13 +1269,17 @@ mod tests {
             &started,
             succeed(&state.runs[0].id, ActionOutput::default()),
         );
-        assert_eq!(state.status, "Succeeded");
+        assert_eq!(state.status, ExecutionStatus::Succeeded);
         assert!(
-            matches!(events.last(), Some(ExecutionEvent::Finished { status, .. }) if status == "Succeeded")
+            matches!(events.last(), Some(ExecutionEvent::Finished { status, .. }) if *status == ExecutionStatus::Succeeded)
         );
         assert_eq!(
             state.stages,
-            vec![("one".to_string(), "Succeeded".to_string())]
+            vec![StageRun {
+                name: "one".into(),
+                status: StageStatus::Succeeded,
+                attempt: 1
+            }]
         );
     }
 
@@ -1259,7 +1291,7 @@ mod tests {
             reason: Some("why".into()),
         };
         let (stopping, events) = given_when(&started, stop(false));
-        assert_eq!(stopping.status, "Stopping");
+        assert_eq!(stopping.status, ExecutionStatus::Stopping);
         assert_eq!(events.len(), 1);
         let mut history = started.clone();
         history.extend(events);
@@ -1276,12 +1308,12 @@ mod tests {
             &history,
             succeed(&state.runs[0].id, ActionOutput::default()),
         );
-        assert_eq!(done.status, "Stopped");
+        assert_eq!(done.status, ExecutionStatus::Stopped);
         assert_eq!(done.stop_reason.as_deref(), Some("why"));
         assert!(!events
             .iter()
             .any(|e| matches!(e, ExecutionEvent::ActionStarted { .. })));
-        assert_eq!(done.stages.last().unwrap().1, "Stopped");
+        assert_eq!(done.stages.last().unwrap().status, StageStatus::Stopped);
     }
 
     #[test]
@@ -1292,8 +1324,8 @@ mod tests {
             reason: None,
         };
         let (stopped, _) = given_when(&started, abandon.clone());
-        assert_eq!(stopped.status, "Stopped");
-        assert_eq!(stopped.runs[0].status, "Abandoned");
+        assert_eq!(stopped.status, ExecutionStatus::Stopped);
+        assert_eq!(stopped.runs[0].status, ActionStatus::Abandoned);
         assert_eq!(
             handle(&stopped, abandon, 1.0, &mut ids()),
             Err(ExecutionRefusal::NotStoppable)
@@ -1323,7 +1355,7 @@ mod tests {
         )
         .unwrap();
         superseded.iter().for_each(|e| apply(&mut state, e));
-        assert_eq!(state.status, "Superseded");
+        assert_eq!(state.status, ExecutionStatus::Superseded);
         assert!(state.summary.as_ref().unwrap().contains("newer"));
     }
 

@@ -6,8 +6,8 @@
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
+use super::model::{Declaration, PipelineType};
 use crate::eventstore::{NewEvent, RecordedEvent};
 
 /// How many tags a pipeline may carry, as on AWS.
@@ -60,7 +60,7 @@ pub struct Created {
     pub arn: String,
     /// The declaration as accepted, defaults filled in, `version` 1 (shared with the actor's
     /// state and the executions that run it).
-    pub declaration: Arc<Value>,
+    pub declaration: Arc<Declaration>,
     /// Tags given at creation.
     pub tags: Vec<Tag>,
     /// Creation time, epoch seconds.
@@ -71,7 +71,7 @@ pub struct Created {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Updated {
     /// The new declaration, with its new `version`.
-    pub declaration: Arc<Value>,
+    pub declaration: Arc<Declaration>,
     /// The new version.
     pub version: u64,
     /// Update time, epoch seconds.
@@ -164,7 +164,7 @@ pub struct Live {
     /// Current declaration version.
     pub version: u64,
     /// The current declaration: what a new execution runs.
-    pub declaration: Arc<Value>,
+    pub declaration: Arc<Declaration>,
     /// Tags.
     pub tags: Vec<Tag>,
 }
@@ -177,7 +177,7 @@ pub enum PipelineCommand {
         /// The pipeline ARN.
         arn: String,
         /// The declaration.
-        declaration: Value,
+        declaration: Declaration,
         /// Tags.
         tags: Vec<Tag>,
         /// Now, epoch seconds.
@@ -186,7 +186,7 @@ pub enum PipelineCommand {
     /// UpdatePipeline with a checked, normalised declaration.
     Update {
         /// The declaration.
-        declaration: Value,
+        declaration: Declaration,
         /// Now, epoch seconds.
         at: f64,
     },
@@ -232,22 +232,22 @@ pub enum Refusal {
 /// Checks the pipeline variables given to StartPipelineExecution against the declaration: only
 /// V2 pipelines take them, and only those they declare.
 pub fn check_start_variables<'a>(
-    declaration: &Value,
+    declaration: &Declaration,
     given: impl IntoIterator<Item = &'a str>,
 ) -> Result<(), Refusal> {
     let mut given = given.into_iter().peekable();
     if given.peek().is_none() {
         return Ok(());
     }
-    if declaration["pipelineType"] != "V2" {
+    if declaration.pipeline_type() != PipelineType::V2 {
         return Err(Refusal::VariablesOnV1);
     }
-    let declared = declaration["variables"].as_array();
     for name in given {
-        let found = declared
-            .into_iter()
+        let found = declaration
+            .variables
+            .iter()
             .flatten()
-            .any(|v| v["name"].as_str() == Some(name));
+            .any(|v| v.name == name);
         if !found {
             return Err(Refusal::UndeclaredVariable(name.to_string()));
         }
@@ -256,12 +256,8 @@ pub fn check_start_variables<'a>(
 }
 
 /// Whether the declaration has a stage of that name.
-pub fn has_stage(declaration: &Value, stage: &str) -> bool {
-    declaration["stages"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .any(|s| s["name"].as_str() == Some(stage))
+pub fn has_stage(declaration: &Declaration, stage: &str) -> bool {
+    declaration.stage(stage).is_some()
 }
 
 /// Decides what a command does to the state.
@@ -283,7 +279,7 @@ pub fn handle(
             if merged(&[], &tags).len() > MAX_TAGS {
                 return Err(Refusal::TooManyTags);
             }
-            declaration["version"] = 1.into();
+            declaration.version = Some(1);
             Ok(vec![PipelineEvent::Created(Created {
                 arn,
                 declaration: Arc::new(declaration),
@@ -301,7 +297,7 @@ pub fn handle(
             Some(live),
         ) => {
             let version = live.version + 1;
-            declaration["version"] = version.into();
+            declaration.version = Some(version);
             Ok(vec![PipelineEvent::Updated(Updated {
                 declaration: Arc::new(declaration),
                 version,
@@ -390,6 +386,10 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn decl(value: serde_json::Value) -> Declaration {
+        Declaration::from_value(&value).unwrap()
+    }
+
     fn tag(k: &str, v: &str) -> Tag {
         Tag {
             key: k.into(),
@@ -400,7 +400,7 @@ mod tests {
     fn create(tags: Vec<Tag>) -> PipelineCommand {
         PipelineCommand::Create {
             arn: "arn:aws:codepipeline:eu-central-1:000000000000:p".into(),
-            declaration: json!({"name": "p", "version": 7}),
+            declaration: decl(json!({"name": "p", "version": 7, "stages": []})),
             tags,
             at: 10.0,
         }
@@ -425,7 +425,7 @@ mod tests {
     #[test]
     fn create_sets_version_1() {
         match created() {
-            PipelineEvent::Created(c) => assert_eq!(c.declaration["version"], 1),
+            PipelineEvent::Created(c) => assert_eq!(c.declaration.version, Some(1)),
             other => panic!("{other:?}"),
         }
     }
@@ -447,7 +447,7 @@ mod tests {
     #[test]
     fn update_counts_versions() {
         let update = || PipelineCommand::Update {
-            declaration: json!({"name": "p", "version": 1}),
+            declaration: decl(json!({"name": "p", "version": 1, "stages": []})),
             at: 12.0,
         };
         let first = given_when(&[created()], update()).unwrap().remove(0);
@@ -455,7 +455,7 @@ mod tests {
         match &second[0] {
             PipelineEvent::Updated(u) => {
                 assert_eq!(u.version, 3);
-                assert_eq!(u.declaration["version"], 3);
+                assert_eq!(u.declaration.version, Some(3));
             }
             other => panic!("{other:?}"),
         }
@@ -464,7 +464,7 @@ mod tests {
     #[test]
     fn commands_on_a_missing_pipeline_are_refused_but_delete_is_idempotent() {
         let update = PipelineCommand::Update {
-            declaration: json!({}),
+            declaration: Declaration::default(),
             at: 1.0,
         };
         assert_eq!(given_when(&[], update), Err(Refusal::NotFound));
@@ -486,7 +486,9 @@ mod tests {
     fn transitions_name_a_declared_stage() {
         let created = PipelineEvent::Created(Created {
             arn: "a".into(),
-            declaration: Arc::new(json!({"name": "p", "stages": [{"name": "Source"}]})),
+            declaration: Arc::new(decl(
+                json!({"name": "p", "stages": [{"name": "Source", "actions": []}]}),
+            )),
             tags: vec![],
             at: 1.0,
         });
@@ -505,8 +507,10 @@ mod tests {
 
     #[test]
     fn start_variables_need_v2_and_a_declaration() {
-        let v1 = json!({"name": "p"});
-        let v2 = json!({"name": "p", "pipelineType": "V2", "variables": [{"name": "x"}]});
+        let v1 = decl(json!({"name": "p", "stages": []}));
+        let v2 = decl(
+            json!({"name": "p", "stages": [], "pipelineType": "V2", "variables": [{"name": "x"}]}),
+        );
         assert_eq!(check_start_variables(&v1, []), Ok(()));
         assert_eq!(
             check_start_variables(&v1, ["x"]),

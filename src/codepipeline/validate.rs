@@ -5,12 +5,13 @@
 //! before this runs; here are the rules that need the whole declaration: stage and action
 //! placement, unique names, artifacts flowing from earlier actions, providers and artifact counts.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use serde::Deserialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::actions::ActionRegistry;
+use super::model::{Action, Declaration, ExecutionMode, PipelineType};
 
 /// Why a declaration was refused; the API layer names the AWS error code for each kind.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,71 +26,18 @@ pub enum Invalid {
     Field(String),
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Declaration {
-    #[serde(default)]
-    artifact_store: Option<Value>,
-    #[serde(default)]
-    artifact_stores: Option<Map<String, Value>>,
-    stages: Vec<Stage>,
-    #[serde(default)]
-    execution_mode: Option<String>,
-    #[serde(default)]
-    pipeline_type: Option<String>,
-    #[serde(default)]
-    variables: Option<Vec<Value>>,
-    #[serde(default)]
-    triggers: Option<Vec<Value>>,
-}
-
-#[derive(Deserialize)]
-struct Stage {
-    name: String,
-    actions: Vec<Action>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Action {
-    name: String,
-    action_type_id: ActionTypeId,
-    #[serde(default)]
-    run_order: Option<i64>,
-    #[serde(default)]
-    configuration: Option<HashMap<String, String>>,
-    #[serde(default)]
-    input_artifacts: Vec<Named>,
-    #[serde(default)]
-    output_artifacts: Vec<Named>,
-    #[serde(default)]
-    namespace: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct ActionTypeId {
-    category: String,
-    owner: String,
-    provider: String,
-}
-
-#[derive(Deserialize)]
-struct Named {
-    name: String,
-}
-
 /// Checks a declaration (already valid against the model) and returns it with AWS's defaults
 /// filled in: `runOrder` 1, empty `configuration` and artifact lists, `pipelineType` V1,
 /// `executionMode` SUPERSEDED.
 pub fn check_and_normalize(
-    mut declaration: Value,
+    declaration: Value,
     actions: &ActionRegistry,
-) -> Result<Value, Invalid> {
-    let decl = Declaration::deserialize(&declaration)
+) -> Result<Declaration, Invalid> {
+    let mut decl = Declaration::deserialize(declaration)
         .map_err(|e| Invalid::Field(format!("Invalid pipeline declaration: {e}")))?;
     check(&decl, actions)?;
-    normalize(&mut declaration);
-    Ok(declaration)
+    normalize(&mut decl);
+    Ok(decl)
 }
 
 fn check(decl: &Declaration, actions: &ActionRegistry) -> Result<(), Invalid> {
@@ -112,12 +60,10 @@ fn check(decl: &Declaration, actions: &ActionRegistry) -> Result<(), Invalid> {
         }
         _ => {}
     }
-    let v2 = decl.pipeline_type.as_deref() == Some("V2");
-    if !v2 {
+    if decl.pipeline_type() != PipelineType::V2 {
         if let Some(mode) = decl
             .execution_mode
-            .as_deref()
-            .filter(|m| *m != "SUPERSEDED")
+            .filter(|m| *m != ExecutionMode::Superseded)
         {
             return Err(Invalid::Field(format!(
                 "Execution mode {mode} is only supported for pipelines of type V2"
@@ -189,20 +135,13 @@ fn check(decl: &Declaration, actions: &ActionRegistry) -> Result<(), Invalid> {
         }
 
         // Artifacts flow from earlier stages, or from lower runOrders of this stage.
-        let mut orders: Vec<i64> = stage
-            .actions
-            .iter()
-            .map(|a| a.run_order.unwrap_or(1))
-            .collect();
+        let mut orders: Vec<u16> = stage.actions.iter().map(Action::run_order).collect();
         orders.sort_unstable();
         orders.dedup();
         for order in orders {
-            let group = stage
-                .actions
-                .iter()
-                .filter(|a| a.run_order.unwrap_or(1) == order);
+            let group = stage.actions.iter().filter(|a| a.run_order() == order);
             for action in group.clone() {
-                for input in &action.input_artifacts {
+                for input in action.input_artifacts.iter().flatten() {
                     if !outputs.contains(input.name.as_str()) {
                         return Err(Invalid::Structure(format!(
                             "Input artifact '{}' of action '{}' in stage '{}' is not the output of an earlier action; \
@@ -213,7 +152,7 @@ fn check(decl: &Declaration, actions: &ActionRegistry) -> Result<(), Invalid> {
                 }
             }
             for action in group {
-                for output in &action.output_artifacts {
+                for output in action.output_artifacts.iter().flatten() {
                     if !outputs.insert(output.name.as_str()) {
                         return Err(Invalid::Structure(format!(
                             "Output artifact name '{}' is used more than once; output artifact names must be unique in a pipeline",
@@ -252,8 +191,8 @@ fn check_action_type(action: &Action, actions: &ActionRegistry) -> Result<(), In
             Ok(())
         }
     };
-    count("input", action.input_artifacts.len(), spec.inputs)?;
-    count("output", action.output_artifacts.len(), spec.outputs)?;
+    count("input", action.inputs().count(), spec.inputs)?;
+    count("output", action.outputs().count(), spec.outputs)?;
     let config = action.configuration.clone().unwrap_or_default();
     for (name, required) in spec.properties {
         if *required && !config.contains_key(*name) {
@@ -277,31 +216,20 @@ fn check_action_type(action: &Action, actions: &ActionRegistry) -> Result<(), In
     Ok(())
 }
 
-fn normalize(declaration: &mut Value) {
-    let Some(obj) = declaration.as_object_mut() else {
-        return;
-    };
-    obj.entry("pipelineType").or_insert_with(|| "V1".into());
-    obj.entry("executionMode")
-        .or_insert_with(|| "SUPERSEDED".into());
-    if let Some(stages) = obj.get_mut("stages").and_then(Value::as_array_mut) {
-        for stage in stages {
-            let Some(actions) = stage.get_mut("actions").and_then(Value::as_array_mut) else {
-                continue;
-            };
-            for action in actions.iter_mut().filter_map(Value::as_object_mut) {
-                action.entry("runOrder").or_insert_with(|| 1.into());
-                action
-                    .entry("configuration")
-                    .or_insert_with(|| Value::Object(Map::new()));
-                action
-                    .entry("outputArtifacts")
-                    .or_insert_with(|| Value::Array(vec![]));
-                action
-                    .entry("inputArtifacts")
-                    .or_insert_with(|| Value::Array(vec![]));
-            }
-        }
+fn normalize(declaration: &mut Declaration) {
+    declaration.pipeline_type.get_or_insert(PipelineType::V1);
+    declaration
+        .execution_mode
+        .get_or_insert(ExecutionMode::Superseded);
+    for action in declaration
+        .stages
+        .iter_mut()
+        .flat_map(|s| s.actions.iter_mut())
+    {
+        action.run_order.get_or_insert(1);
+        action.configuration.get_or_insert_with(Default::default);
+        action.output_artifacts.get_or_insert_with(Vec::new);
+        action.input_artifacts.get_or_insert_with(Vec::new);
     }
 }
 
@@ -333,7 +261,9 @@ mod tests {
 
     #[test]
     fn the_tutorial_is_accepted_with_defaults_filled_in() {
-        let out = check_and_normalize(tutorial(), &ActionRegistry::catalogue()).unwrap();
+        let out = check_and_normalize(tutorial(), &ActionRegistry::catalogue())
+            .unwrap()
+            .to_value();
         assert_eq!(out["pipelineType"], "V1");
         assert_eq!(out["executionMode"], "SUPERSEDED");
         let action = &out["stages"][0]["actions"][0];

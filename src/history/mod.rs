@@ -20,7 +20,9 @@ use serde_json::{json, Value};
 
 use crate::codepipeline::execution::{self, ActionRun, Execution, ExecutionEvent};
 use crate::codepipeline::ids::{pipeline_key, pipeline_stream, EXECUTION_STREAM_PREFIX};
+use crate::codepipeline::model::Declaration;
 use crate::codepipeline::views::executions::{ExecutionSummary, ExecutionViews, LatestAction};
+use crate::codepipeline::views::state::stage_state;
 use crate::codepipeline::views::{pipeline_version, PipelineViews};
 use crate::eventstore::{EventStore, StoreError};
 
@@ -170,7 +172,7 @@ impl HistoryReader {
         let out: Vec<Value> = self
             .summaries(region, pipeline)?
             .iter()
-            .filter(|s| status.is_none_or(|st| s.status.eq_ignore_ascii_case(st)))
+            .filter(|s| status.is_none_or(|st| s.status.as_str().eq_ignore_ascii_case(st)))
             .take(limit)
             .map(summary_json)
             .collect();
@@ -221,7 +223,7 @@ impl HistoryReader {
                         filter
                             .status
                             .as_ref()
-                            .is_none_or(|s| r.status.eq_ignore_ascii_case(s))
+                            .is_none_or(|s| r.status.as_str().eq_ignore_ascii_case(s))
                     })
                     .filter(|r| filter.since.is_none_or(|since| r.started >= since))
                     .map(|r| (r.started, run_json(&e, r))),
@@ -336,7 +338,7 @@ fn run_json(e: &Execution, r: &ActionRun) -> Value {
         "status": r.status,
         "startTime": r.started,
         "lastUpdateTime": r.updated,
-        "provider": r.input.action_type_id["provider"],
+        "provider": r.input.action_type_id.provider,
     });
     if let Some(o) = &r.output {
         if let Some(summary) = &o.external_execution_summary {
@@ -401,7 +403,7 @@ pub fn describe(events: &[crate::eventstore::RecordedEvent]) -> Vec<Value> {
                 actions.insert(action_execution_id.clone(), (stage.clone(), action.clone()));
                 let mut d = json!({
                     "actionExecutionId": action_execution_id,
-                    "provider": input.action_type_id["provider"],
+                    "provider": input.action_type_id.provider,
                     "resolvedConfiguration": input.resolved_configuration,
                     "inputArtifacts": input.input_artifacts,
                 });
@@ -464,7 +466,7 @@ pub fn describe(events: &[crate::eventstore::RecordedEvent]) -> Vec<Value> {
                 "StageFinished",
                 Some(stage.clone()),
                 None,
-                Some(status.clone()),
+                Some(status.to_string()),
                 json!({}),
             ),
             ExecutionEvent::StopRequested {
@@ -482,7 +484,7 @@ pub fn describe(events: &[crate::eventstore::RecordedEvent]) -> Vec<Value> {
                 "ExecutionFinished",
                 None,
                 None,
-                Some(status.clone()),
+                Some(status.to_string()),
                 json!({"summary": summary}),
             ),
         };
@@ -627,6 +629,13 @@ pub fn diff(a: &Value, b: &Value) -> Result<Value, String> {
     Ok(json!({"a": xa, "b": xb, "differs": differs, "actions": rows}))
 }
 
+/// The declaration an execution record carries (an unreadable one reads as empty).
+fn declaration_of(record_declaration: &Value) -> Declaration {
+    Declaration::from_value(record_declaration)
+        .inspect_err(|e| log::warn!("a recorded declaration is unreadable: {e}"))
+        .unwrap_or_default()
+}
+
 /// The execution as its first `upto` events built it (all when `None`), folded with the same
 /// aggregate code the server uses.
 pub fn fold(
@@ -635,7 +644,7 @@ pub fn fold(
     upto: Option<u64>,
 ) -> Execution {
     let mut e = Execution {
-        declaration: Arc::new(declaration.clone()),
+        declaration: Arc::new(declaration_of(declaration)),
         ..Execution::default()
     };
     for record in events {
@@ -650,36 +659,28 @@ pub fn fold(
 }
 
 /// The stage states of a pipeline as GetPipelineState shows them, for one execution's state.
-pub fn stage_states(declaration: &Value, e: &Execution) -> Value {
-    let stages: Vec<Value> = declaration["stages"]
-        .as_array()
-        .into_iter()
-        .flatten()
+pub fn stage_states(e: &Execution) -> Value {
+    let stages: Vec<Value> = e
+        .declaration
+        .stages
+        .iter()
         .map(|stage| {
-            let name = stage["name"].as_str().unwrap_or_default();
-            let actions: Vec<Value> = stage["actions"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|action| {
-                    let action_name = action["name"].as_str().unwrap_or_default();
+            let latest: Vec<(&str, LatestAction)> = stage
+                .actions
+                .iter()
+                .filter_map(|a| {
                     let run = e
                         .runs
                         .iter()
                         .rev()
-                        .find(|r| r.stage == name && r.action == action_name);
-                    match run {
-                        Some(r) => LatestAction::of(e, r).action_state(action_name),
-                        None => json!({"actionName": action_name}),
-                    }
+                        .find(|r| r.stage == stage.name && r.action == a.name)?;
+                    Some((a.name.as_str(), LatestAction::of(e, run)))
                 })
                 .collect();
-            let mut state = json!({"stageName": name, "actionStates": actions});
-            if let Some((_, status)) = e.stages.iter().rev().find(|(s, _)| s == name) {
-                state["latestExecution"] =
-                    json!({"pipelineExecutionId": e.id, "status": status, "type": "STANDARD"});
-            }
-            state
+            let status = e.stage_status(&stage.name);
+            stage_state(stage, status.map(|s| (e.id.as_str(), s)), |action| {
+                latest.iter().find(|(a, _)| *a == action).map(|(_, l)| l)
+            })
         })
         .collect();
     json!({"pipelineExecutionId": e.id, "status": e.status, "stageStates": stages})

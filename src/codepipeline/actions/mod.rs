@@ -179,13 +179,7 @@ impl ActionRegistry {
         let id = &job.input.action_type_id;
         self.entries
             .iter()
-            .find(|e| {
-                e.spec.is(
-                    id["category"].as_str().unwrap_or_default(),
-                    id["owner"].as_str().unwrap_or_default(),
-                    id["provider"].as_str().unwrap_or_default(),
-                )
-            })?
+            .find(|e| e.spec.is(&id.category, &id.owner, &id.provider))?
             .executor
             .as_ref()
     }
@@ -195,15 +189,10 @@ impl ActionRegistry {
     pub async fn run(&self, job: &ActionJob) -> Result<ActionOutput, ErrorDetails> {
         match self.executor(job) {
             Some(executor) => executor.run(job).await,
-            None => {
-                let id = &job.input.action_type_id;
-                Err(failed(format!(
-                    "codepipeline-local does not run actions of type {}/{}/{} yet",
-                    id["category"].as_str().unwrap_or_default(),
-                    id["owner"].as_str().unwrap_or_default(),
-                    id["provider"].as_str().unwrap_or_default(),
-                )))
-            }
+            None => Err(failed(format!(
+                "codepipeline-local does not run actions of type {} yet",
+                job.input.action_type_id
+            ))),
         }
     }
 

@@ -11,9 +11,13 @@ use actix::prelude::*;
 use super::CommandError;
 use crate::codepipeline::actions::{ActionJob, ActionRegistry};
 use crate::codepipeline::execution::{
-    self, ActionOutput, ErrorDetails, Execution, ExecutionCommand, ExecutionEvent,
+    self, ActionOutput, ErrorDetails, Execution, ExecutionCommand, ExecutionEvent, ExecutionRefusal,
 };
+use crate::codepipeline::gates::{Gates, Send, Tell};
 use crate::codepipeline::ids::{execution_stream, PipelineKey};
+use crate::codepipeline::model::{
+    ActionStatus, Declaration, ExecutionMode, ExecutionStatus, StageStatus,
+};
 use crate::codepipeline::views::executions::ExecutionViews;
 use crate::eventstore::EventStore;
 
@@ -52,14 +56,14 @@ impl Actor for ExecutionActor {
             .state
             .runs
             .iter()
-            .filter(|r| r.status == "InProgress")
+            .filter(|r| r.status == ActionStatus::InProgress)
             .map(|r| r.id.clone())
             .collect();
         for id in running {
             self.launch(&id, ctx);
         }
         if let Some(stage) = self.state.waiting.clone() {
-            if self.state.status == "InProgress" && self.want(&stage, ctx) {
+            if self.state.status == ExecutionStatus::InProgress && self.want(&stage, ctx) {
                 ctx.address().do_send(Command(enter(&stage)));
             }
         }
@@ -72,7 +76,7 @@ impl ExecutionActor {
     fn want(&self, stage: &str, ctx: &mut Context<Self>) -> bool {
         self.gates.want(
             &self.pipeline_key,
-            &self.state.execution_mode,
+            self.state.execution_mode,
             stage,
             &self.state.id,
             ctx.address(),
@@ -155,7 +159,7 @@ impl ExecutionActor {
                 break;
             };
             let stage = stage.clone();
-            if self.state.status != "InProgress" || !self.want(&stage, ctx) {
+            if self.state.status != ExecutionStatus::InProgress || !self.want(&stage, ctx) {
                 break;
             }
             match execution::handle(&self.state, enter(&stage), now, &mut new_id) {
@@ -193,7 +197,7 @@ impl ExecutionActor {
                                 }
                             }
                         }
-                        if !matches!(act.state.status.as_str(), "InProgress" | "Stopping") {
+                        if !act.state.status.is_running() {
                             act.gates.left(&act.pipeline_key, &act.state.id);
                             ctx.stop();
                         }
@@ -222,15 +226,21 @@ impl Handler<ActionDone> for ExecutionActor {
     type Result = AtomicResponse<Self, ()>;
 
     fn handle(&mut self, msg: ActionDone, ctx: &mut Self::Context) -> Self::Result {
+        let id = msg.action_execution_id.clone();
         let command = ExecutionCommand::Complete {
             action_execution_id: msg.action_execution_id,
             result: msg.result,
         };
-        AtomicResponse::new(Box::pin(self.execute(command, ctx).map(|result, _, _| {
-            if let Err(e) = result {
-                log::error!("recording an action result failed: {e:?}");
-            }
-        })))
+        AtomicResponse::new(Box::pin(self.execute(command, ctx).map(
+            move |result, act, _| match result {
+                Ok(()) => {}
+                Err(CommandError::ExecutionRefused(ExecutionRefusal::LateResult)) => log::info!(
+                    "the result of action execution {id} of {} came after the action ended; it is not recorded",
+                    act.stream
+                ),
+                Err(e) => log::error!("recording the result of action execution {id} failed: {e:?}"),
+            },
+        )))
     }
 }
 
@@ -245,7 +255,7 @@ pub struct StartRequest {
     /// Pipeline version.
     pub pipeline_version: u64,
     /// Declaration snapshot.
-    pub declaration: Arc<serde_json::Value>,
+    pub declaration: Arc<Declaration>,
     /// Trigger.
     pub trigger: execution::Trigger,
     /// Pipeline variables given.
@@ -398,26 +408,26 @@ impl ExecutionRegistry {
             if !self.views.summaries(&key).is_empty() {
                 continue;
             }
-            let mut parts = key.splitn(3, ':');
-            let (Some(account), Some(region), Some(pipeline)) =
-                (parts.next(), parts.next(), parts.next())
+            let Some(PipelineKey {
+                account,
+                region,
+                name: pipeline,
+            }) = PipelineKey::parse(&key)
             else {
                 continue;
             };
-            let Some(declaration) = serde_json::from_slice::<serde_json::Value>(&output)
-                .ok()
-                .map(|mut o| o["pipeline"].take())
+            let Some(declaration) = crate::codepipeline::views::declaration_of_output(&output)
             else {
                 continue;
             };
             log::info!("starting the first execution of pipeline {pipeline}");
             self.start_detached(StartRequest {
-                account: account.to_string(),
-                region: region.to_string(),
-                pipeline: pipeline.to_string(),
+                trigger: super::creation_trigger(&account),
+                account,
+                region,
+                pipeline,
                 pipeline_version: version,
                 declaration: declaration.into(),
-                trigger: super::creation_trigger(account),
                 variables: BTreeMap::new(),
                 source_revisions: BTreeMap::new(),
                 client_request_token: None,
@@ -496,15 +506,12 @@ impl ExecutionRegistry {
             let (region, pipeline) = rest.split_once(':').unwrap_or_default();
             let stream = execution_stream(account, region, pipeline, &execution.id);
             // The declaration the execution runs is the pipeline version's, from its stream.
-            let version = crate::codepipeline::views::pipeline_version(
+            let version = crate::codepipeline::views::recorded_version(
                 self.store.as_ref(),
                 &crate::codepipeline::ids::pipeline_stream(account, region, pipeline),
                 execution.pipeline_version,
             )?;
-            let Some(declaration) = version
-                .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
-                .map(|mut output| output["pipeline"].take())
-            else {
+            let Some(declaration) = version.map(|v| v.declaration) else {
                 log::warn!(
                     "execution {} of {pipeline} is not resumed: its pipeline version is gone",
                     execution.id
@@ -512,7 +519,7 @@ impl ExecutionRegistry {
                 continue;
             };
             let mut state = Execution {
-                declaration: declaration.into(),
+                declaration,
                 ..Execution::default()
             };
             let mut sequence = 0;
@@ -524,9 +531,11 @@ impl ExecutionRegistry {
             }
             log::info!("resuming execution {} of pipeline {pipeline}", execution.id);
             // It is in the stage it entered last, unless that is done and it waits for the next.
-            if let Some((stage, "InProgress")) = state.stages.last().map(|(s, st)| (s, st.as_str()))
+            if let Some(stage) = state
+                .current_stage()
+                .filter(|s| s.status == StageStatus::InProgress)
             {
-                self.gates.hold(key, stage, &state.id);
+                self.gates.hold(key, &stage.name, &state.id);
             }
             self.spawn(key.clone(), stream, state, sequence);
             resumed += 1;
@@ -535,31 +544,12 @@ impl ExecutionRegistry {
     }
 }
 
-/// Which execution is in each stage of each pipeline, and which wait to enter: a stage runs one
-/// execution at a time in SUPERSEDED and QUEUED modes. In SUPERSEDED mode a newer execution
-/// takes the place of one waiting (which ends as Superseded); in QUEUED mode they wait in turn;
-/// in PARALLEL mode every execution enters at once. Kept in memory and rebuilt from the views at
-/// startup.
+/// The stage gates of every pipeline ([`crate::codepipeline::gates`]), shared by the execution
+/// actors: what they decide is delivered once the lock is let go. Kept in memory and rebuilt
+/// from the views at startup.
 #[derive(Default)]
 pub struct StageGates {
-    pipelines: Mutex<HashMap<String, Gate>>,
-}
-
-#[derive(Default)]
-struct Gate {
-    /// Stage → the execution in it (SUPERSEDED and QUEUED modes).
-    holders: HashMap<String, String>,
-    /// Stage → executions waiting to enter, first first, with their mode.
-    waiting: HashMap<String, std::collections::VecDeque<Waiter>>,
-    /// Stages whose inbound transition is disabled: nobody enters them.
-    disabled: std::collections::HashSet<String>,
-}
-
-/// An execution waiting before a stage.
-struct Waiter {
-    execution: String,
-    addr: Addr<ExecutionActor>,
-    mode: String,
+    gates: Mutex<Gates<Addr<ExecutionActor>>>,
 }
 
 fn enter(stage: &str) -> ExecutionCommand {
@@ -568,96 +558,30 @@ fn enter(stage: &str) -> ExecutionCommand {
     }
 }
 
-/// Commands to send once the gates' lock is released.
-type Sends = Vec<(Addr<ExecutionActor>, ExecutionCommand)>;
-
-impl Gate {
-    /// Takes `stage` for `execution` (which left its previous stage when it began to wait).
-    fn grant(
-        &mut self,
-        stage: &str,
-        execution: &str,
-        addr: Addr<ExecutionActor>,
-        sends: &mut Sends,
-    ) {
-        self.holders
-            .insert(stage.to_string(), execution.to_string());
-        sends.push((
-            addr,
-            ExecutionCommand::EnterStage {
-                stage: stage.to_string(),
-            },
-        ));
-    }
-
-    /// `execution` leaves the stage it is in, if any.
-    fn release(&mut self, execution: &str, sends: &mut Sends) {
-        let held: Vec<String> = self
-            .holders
-            .iter()
-            .filter(|(_, e)| e.as_str() == execution)
-            .map(|(s, _)| s.clone())
-            .collect();
-        for stage in held {
-            self.holders.remove(&stage);
-            self.promote(&stage, sends);
-        }
-    }
-
-    /// Lets the first waiter into a free stage.
-    fn promote(&mut self, stage: &str, sends: &mut Sends) {
-        if self.disabled.contains(stage) {
-            return;
-        }
-        loop {
-            let Some(queue) = self.waiting.get_mut(stage) else {
-                return;
-            };
-            let parallel = queue.front().is_some_and(|w| w.mode == "PARALLEL");
-            if parallel {
-                let waiter = queue.pop_front().expect("a front waiter");
-                sends.push((waiter.addr, enter(stage)));
-                continue;
-            }
-            if self.holders.contains_key(stage) {
-                return;
-            }
-            match queue.pop_front() {
-                Some(waiter) => {
-                    self.grant(stage, &waiter.execution, waiter.addr, sends);
-                    return;
-                }
-                None => return,
-            }
-        }
+fn deliver(sends: Vec<Send<Addr<ExecutionActor>>>) {
+    for (addr, tell) in sends {
+        let command = match tell {
+            Tell::Enter(stage) => ExecutionCommand::EnterStage { stage },
+            Tell::Supersede { by } => ExecutionCommand::Supersede { by },
+        };
+        addr.do_send(Command(command));
     }
 }
 
 impl StageGates {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Gates<Addr<ExecutionActor>>> {
+        self.gates.lock().expect("stage gates")
+    }
+
     /// Opens or closes a stage's inbound transition; opening lets waiting executions in.
     pub fn set_transition(&self, pipeline: &str, stage: &str, enabled: bool) {
-        let mut sends = Sends::new();
-        {
-            let mut pipelines = self.pipelines.lock().expect("stage gates");
-            let gate = pipelines.entry(pipeline.to_string()).or_default();
-            if enabled {
-                gate.disabled.remove(stage);
-                gate.promote(stage, &mut sends);
-            } else {
-                gate.disabled.insert(stage.to_string());
-            }
-        }
-        for (addr, command) in sends {
-            addr.do_send(Command(command));
-        }
+        let sends = self.lock().set_transition(pipeline, stage, enabled);
+        deliver(sends);
     }
 
     /// Records that `execution` is in `stage` (resuming at startup).
     pub fn hold(&self, pipeline: &str, stage: &str, execution: &str) {
-        let mut pipelines = self.pipelines.lock().expect("stage gates");
-        let gate = pipelines.entry(pipeline.to_string()).or_default();
-        gate.holders
-            .insert(stage.to_string(), execution.to_string());
+        self.lock().hold(pipeline, stage, execution);
     }
 
     /// `execution` asks to enter `stage`: `true` when it is let in at once (it may enter in the
@@ -665,67 +589,19 @@ impl StageGates {
     pub fn want(
         &self,
         pipeline: &str,
-        mode: &str,
+        mode: ExecutionMode,
         stage: &str,
         execution: &str,
         addr: Addr<ExecutionActor>,
     ) -> bool {
-        let mut sends = Sends::new();
-        let mut granted = false;
-        {
-            let mut pipelines = self.pipelines.lock().expect("stage gates");
-            let gate = pipelines.entry(pipeline.to_string()).or_default();
-            // A waiting execution leaves the stage it finished: others may run it meanwhile.
-            gate.release(execution, &mut sends);
-            let open = !gate.disabled.contains(stage);
-            let queue_empty = gate.waiting.get(stage).is_none_or(|q| q.is_empty());
-            if open && mode == "PARALLEL" {
-                granted = true;
-            } else if open && !gate.holders.contains_key(stage) && queue_empty {
-                gate.holders
-                    .insert(stage.to_string(), execution.to_string());
-                granted = true;
-            } else {
-                let queue = gate.waiting.entry(stage.to_string()).or_default();
-                if mode == "SUPERSEDED" {
-                    for older in queue.drain(..) {
-                        log::debug!("execution {} is superseded by {execution}", older.execution);
-                        sends.push((
-                            older.addr,
-                            ExecutionCommand::Supersede {
-                                by: execution.to_string(),
-                            },
-                        ));
-                    }
-                }
-                queue.push_back(Waiter {
-                    execution: execution.to_string(),
-                    addr,
-                    mode: mode.to_string(),
-                });
-            }
-        }
-        for (addr, command) in sends {
-            addr.do_send(Command(command));
-        }
+        let (granted, sends) = self.lock().want(pipeline, mode, stage, execution, addr);
+        deliver(sends);
         granted
     }
 
     /// `execution` ended: it leaves its stage and every queue.
     pub fn left(&self, pipeline: &str, execution: &str) {
-        let mut sends = Sends::new();
-        {
-            let mut pipelines = self.pipelines.lock().expect("stage gates");
-            let Some(gate) = pipelines.get_mut(pipeline) else {
-                return;
-            };
-            for queue in gate.waiting.values_mut() {
-                queue.retain(|w| w.execution != execution);
-            }
-            gate.release(execution, &mut sends);
-        }
-        for (addr, command) in sends {
-            addr.do_send(Command(command));
-        }
+        let sends = self.lock().left(pipeline, execution);
+        deliver(sends);
     }
 }

@@ -11,15 +11,27 @@ use crate::aws::{json::from_value, AwsError, RequestContext};
 use crate::codepipeline::actors::StartExecution;
 use crate::codepipeline::execution::{ActionRun, Execution, Trigger};
 use crate::codepipeline::ids::{pipeline_key, pipeline_stream, PipelineKey};
+use crate::codepipeline::model::{ActionStatus, Declaration, ExecutionStatus, StageStatus};
+use crate::codepipeline::views::declaration_of_output;
 use crate::codepipeline::views::executions::ExecutionSummary;
+use crate::codepipeline::views::state::stage_state;
 use crate::codepipeline::CodePipelineService;
 
-/// The current declaration and version of a pipeline, or `PipelineNotFoundException`.
+/// `PipelineNotFoundException` unless the pipeline exists.
+fn exists(svc: &CodePipelineService, ctx: &RequestContext, name: &str) -> Result<(), AwsError> {
+    let stream = pipeline_stream(&ctx.account_id, &ctx.region, name);
+    svc.views
+        .with(&stream, |_| ())
+        .ok_or_else(|| not_found_error("PipelineNotFoundException", name, &ctx.account_id))
+}
+
+/// The current declaration of a pipeline with its version, creation and update times, or
+/// `PipelineNotFoundException`.
 fn current(
     svc: &CodePipelineService,
     ctx: &RequestContext,
     name: &str,
-) -> Result<(Value, u64, f64, f64), AwsError> {
+) -> Result<(Declaration, u64, f64, f64), AwsError> {
     let stream = pipeline_stream(&ctx.account_id, &ctx.region, name);
     let (bytes, version, created, updated) = svc
         .views
@@ -27,9 +39,9 @@ fn current(
             (v.get_output.clone(), v.version, v.created, v.updated)
         })
         .ok_or_else(|| not_found_error("PipelineNotFoundException", name, &ctx.account_id))?;
-    let mut output: Value =
-        serde_json::from_slice(&bytes).map_err(|e| AwsError::internal(e.to_string()))?;
-    Ok((output["pipeline"].take(), version, created, updated))
+    let declaration = declaration_of_output(&bytes)
+        .ok_or_else(|| AwsError::internal("the stored declaration is unreadable"))?;
+    Ok((declaration, version, created, updated))
 }
 
 #[derive(Deserialize)]
@@ -122,7 +134,7 @@ fn execution_of(
     pipeline: &str,
     id: &str,
 ) -> Result<Execution, AwsError> {
-    current(svc, ctx, pipeline)?;
+    exists(svc, ctx, pipeline)?;
     let key = pipeline_key(&ctx.account_id, &ctx.region, pipeline);
     if svc.execution_views.pipeline_of(id).as_deref() != Some(key.as_str()) {
         return Err(execution_not_found(id, pipeline));
@@ -156,15 +168,6 @@ fn source_revisions(e: &ExecutionSummary) -> Vec<Value> {
         .collect()
 }
 
-/// The execution mode an execution runs in (`SUPERSEDED` for those recorded without one).
-fn execution_mode(mode: &str) -> &str {
-    if mode.is_empty() {
-        "SUPERSEDED"
-    } else {
-        mode
-    }
-}
-
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct GetExecutionInput {
@@ -187,7 +190,7 @@ pub(super) fn handle_get_pipeline_execution(
         "artifactRevisions": artifact_revisions(&e),
         "variables": e.variables.iter().map(|(k, v)| json!({"name": k, "resolvedValue": v})).collect::<Vec<_>>(),
         "trigger": e.trigger,
-        "executionMode": execution_mode(&e.execution_mode),
+        "executionMode": e.execution_mode,
         "executionType": "STANDARD",
     });
     if let Some(summary) = &e.summary {
@@ -237,7 +240,7 @@ pub(super) fn handle_list_pipeline_executions(
     input: Value,
 ) -> Reply {
     let input: ListExecutionsInput = from_value(input)?;
-    current(svc, ctx, &input.pipeline_name)?;
+    exists(svc, ctx, &input.pipeline_name)?;
     let key = pipeline_key(&ctx.account_id, &ctx.region, &input.pipeline_name);
     let mut executions = svc.execution_views.summaries(&key);
     if let Some(stage) = input
@@ -248,7 +251,7 @@ pub(super) fn handle_list_pipeline_executions(
         executions.retain(|e| {
             e.stages
                 .iter()
-                .any(|(s, status)| s == stage && status == "Succeeded")
+                .any(|s| s.name == stage && s.status == StageStatus::Succeeded)
         });
     }
     let (executions, next) = page(
@@ -267,13 +270,16 @@ pub(super) fn handle_list_pipeline_executions(
                 "lastUpdateTime": e.updated,
                 "sourceRevisions": source_revisions(e),
                 "trigger": e.trigger,
-                "executionMode": execution_mode(&e.execution_mode),
+                "executionMode": e.execution_mode,
                 "executionType": "STANDARD",
             });
             if let Some(summary) = &e.summary {
                 s["statusSummary"] = summary.clone().into();
             }
-            if e.status == "Stopped" || e.status == "Stopping" {
+            if matches!(
+                e.status,
+                ExecutionStatus::Stopped | ExecutionStatus::Stopping
+            ) {
                 s["stopTrigger"] = json!({ "reason": e.stop_reason.clone().unwrap_or_default() });
             }
             s
@@ -313,7 +319,7 @@ fn action_detail(e: &Execution, r: &ActionRun) -> Value {
     if let Some(error) = &r.error {
         result["errorDetails"] = json!({"code": error.code, "message": error.message});
     }
-    if r.status != "InProgress" {
+    if r.status != ActionStatus::InProgress {
         output["executionResult"] = result;
         detail["output"] = output;
     }
@@ -335,7 +341,7 @@ pub(super) fn handle_list_action_executions(
     input: Value,
 ) -> Reply {
     let input: ListActionsInput = from_value(input)?;
-    current(svc, ctx, &input.pipeline_name)?;
+    exists(svc, ctx, &input.pipeline_name)?;
     let key = pipeline_key(&ctx.account_id, &ctx.region, &input.pipeline_name);
     let max = input.max_results.unwrap_or(100);
     let after = input.next_token.as_deref().map(token::decode).transpose()?;
@@ -426,32 +432,22 @@ pub(super) fn handle_get_pipeline_state(
             |v| v.transitions.clone(),
         )
         .unwrap_or_default();
-    let stages: Vec<Value> = declaration["stages"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    let stages: Vec<Value> = declaration
+        .stages
+        .iter()
         .map(|stage| {
-            let name = stage["name"].as_str().unwrap_or_default();
-            let latest = latest_runs.stages.get(name).map(|(id, status)| {
-                json!({"pipelineExecutionId": id, "status": status, "type": "STANDARD"})
+            let name = stage.name.as_str();
+            let latest = latest_runs
+                .stages
+                .get(name)
+                .map(|(id, status)| (id.as_str(), *status));
+            let mut state = stage_state(stage, latest, |action| {
+                latest_runs
+                    .actions
+                    .get(&(name.to_string(), action.to_string()))
             });
-            let actions: Vec<Value> = stage["actions"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|action| {
-                    let action_name = action["name"].as_str().unwrap_or_default();
-                    let run = latest_runs
-                        .actions
-                        .get(&(name.to_string(), action_name.to_string()));
-                    match run {
-                        Some(r) => r.action_state(action_name),
-                        None => json!({"actionName": action_name}),
-                    }
-                })
-                .collect();
             let changed_by = format!("arn:aws:iam::{}:root", ctx.account_id);
-            let transition = match transitions.get(name) {
+            state["inboundTransitionState"] = match transitions.get(name) {
                 Some(t) if !t.enabled => json!({
                     "enabled": false,
                     "disabledReason": t.reason.clone().unwrap_or_default(),
@@ -461,19 +457,13 @@ pub(super) fn handle_get_pipeline_state(
                 Some(t) => json!({"enabled": true, "lastChangedAt": t.at, "lastChangedBy": changed_by}),
                 None => json!({"enabled": true}),
             };
-            let mut state = json!({
-                "stageName": name,
-                "inboundTransitionState": transition,
-                "actionStates": actions,
-            });
-            if let Some(latest) = latest {
-                state["latestExecution"] = latest;
-            }
             // Executions waiting before the stage (its lock, or a disabled transition), oldest first.
             let inbound: Vec<Value> = running
                 .iter()
                 .rev()
-                .filter(|e| e.status == "InProgress" && e.waiting.as_deref() == Some(name))
+                .filter(|e| {
+                    e.status == ExecutionStatus::InProgress && e.waiting.as_deref() == Some(name)
+                })
                 .map(|e| json!({"pipelineExecutionId": e.id, "status": "InProgress", "type": "STANDARD"}))
                 .collect();
             if let Some(first) = inbound.first() {
@@ -515,25 +505,16 @@ pub(super) async fn handle_put_approval_result(
 ) -> Reply {
     let input: PutApprovalInput = from_value(input)?;
     let (declaration, _, _, _) = current(svc, ctx, &input.pipeline_name)?;
-    let stage = declaration["stages"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|s| s["name"] == input.stage_name.as_str())
-        .ok_or_else(|| {
-            AwsError::new(
-                "StageNotFoundException",
-                format!(
-                    "Stage {} does not exist in pipeline {}",
-                    input.stage_name, input.pipeline_name
-                ),
-            )
-        })?;
-    let declared = stage["actions"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .any(|a| a["name"] == input.action_name.as_str());
+    let stage = declaration.stage(&input.stage_name).ok_or_else(|| {
+        AwsError::new(
+            "StageNotFoundException",
+            format!(
+                "Stage {} does not exist in pipeline {}",
+                input.stage_name, input.pipeline_name
+            ),
+        )
+    })?;
+    let declared = stage.actions.iter().any(|a| a.name == input.action_name);
     if !declared {
         return Err(AwsError::new(
             "ActionNotFoundException",
@@ -557,7 +538,7 @@ pub(super) async fn handle_put_approval_result(
         .into_iter()
         .find_map(|e| {
             let run = e.runs.iter().find(|r| is_it(r))?;
-            Some((e.id.clone(), run.id.clone(), run.status.clone()))
+            Some((e.id.clone(), run.id.clone(), run.status))
         })
         .or_else(|| {
             let latest = svc.execution_views.latest(&key).ok()?;
@@ -565,7 +546,7 @@ pub(super) async fn handle_put_approval_result(
                 .actions
                 .get(&(input.stage_name.clone(), input.action_name.clone()))
                 .filter(|r| r.token.as_deref() == Some(input.token.as_str()))?;
-            Some((run.execution_id.clone(), run.id.clone(), run.status.clone()))
+            Some((run.execution_id.clone(), run.id.clone(), run.status))
         });
     let Some((execution_id, action_execution_id, status)) = found else {
         return Err(AwsError::new(
@@ -576,7 +557,7 @@ pub(super) async fn handle_put_approval_result(
             ),
         ));
     };
-    if status != "InProgress" {
+    if status != ActionStatus::InProgress {
         return Err(AwsError::new(
             "ApprovalAlreadyCompletedException",
             format!(
@@ -600,10 +581,28 @@ pub(super) async fn handle_put_approval_result(
         result,
     };
     let key = PipelineKey::new(&ctx.account_id, &ctx.region, &input.pipeline_name);
-    svc.registry
+    let answered = svc
+        .registry
         .to_execution(&key, &execution_id, command)
-        .await
-        .map_err(|e| AwsError::internal(format!("the approval could not be recorded: {e:?}")))?;
+        .await;
+    match answered {
+        Ok(()) => {}
+        // It ended meanwhile (abandoned, or its execution was stopped).
+        Err(crate::codepipeline::actors::CommandError::ExecutionRefused(_)) => {
+            return Err(AwsError::new(
+                "ApprovalAlreadyCompletedException",
+                format!(
+                    "The approval of action {} has already been answered or has ended",
+                    input.action_name
+                ),
+            ))
+        }
+        Err(e) => {
+            return Err(AwsError::internal(format!(
+                "the approval could not be recorded: {e:?}"
+            )))
+        }
+    }
     reply(&json!({ "approvedAt": crate::aws::now_epoch() }))
 }
 
@@ -635,7 +634,7 @@ pub(super) async fn handle_stop_pipeline_execution(
             ),
         )
     };
-    if execution.status != "InProgress" && execution.status != "Stopping" {
+    if !execution.status.is_running() {
         return Err(not_stoppable());
     }
     let command = ExecutionCommand::Stop {

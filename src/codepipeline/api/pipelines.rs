@@ -6,6 +6,7 @@ use serde_json::{json, Value};
 use super::{command_error, invalid, not_found_error, reply, reply_with, token, Reply};
 use crate::aws::{json::from_value, now_epoch, AwsError, RequestContext};
 use crate::codepipeline::ids::{pipeline_stream, PipelineKey};
+use crate::codepipeline::model::Declaration;
 use crate::codepipeline::pipeline::{PipelineCommand, PipelineEvent, Tag};
 use crate::codepipeline::views::pipeline_version;
 use crate::codepipeline::{validate, CodePipelineService};
@@ -30,11 +31,11 @@ pub fn pipeline_arn(ctx: &RequestContext, name: &str) -> String {
 }
 
 /// With `iam_enforce_roles`, the role must exist and trust CodePipeline, as on AWS.
-fn check_role(svc: &CodePipelineService, declaration: &Value) -> Result<(), AwsError> {
+fn check_role(svc: &CodePipelineService, declaration: &Declaration) -> Result<(), AwsError> {
     if !svc.enforce_roles {
         return Ok(());
     }
-    let arn = declaration["roleArn"].as_str().unwrap_or_default();
+    let arn = declaration.role_arn.as_deref().unwrap_or_default();
     let trusted = svc
         .iam
         .role_by_arn(arn)
@@ -59,7 +60,7 @@ pub(super) async fn handle_create_pipeline(
     let declaration =
         validate::check_and_normalize(input.pipeline, &svc.actions).map_err(invalid)?;
     check_role(svc, &declaration)?;
-    let name = pipeline_name(&declaration);
+    let name = declaration.name.clone();
     let key = PipelineKey::new(&ctx.account_id, &ctx.region, &name);
     let command = PipelineCommand::Create {
         arn: pipeline_arn(ctx, &name),
@@ -77,7 +78,7 @@ pub(super) async fn handle_create_pipeline(
         Some(PipelineEvent::Created(c)) => {
             #[derive(Serialize)]
             struct Output<'a> {
-                pipeline: &'a Value,
+                pipeline: &'a Declaration,
                 #[serde(skip_serializing_if = "<[Tag]>::is_empty")]
                 tags: &'a [Tag],
             }
@@ -162,7 +163,7 @@ pub(super) async fn handle_update_pipeline(
         Some(PipelineEvent::Updated(u)) => {
             #[derive(Serialize)]
             struct Output<'a> {
-                pipeline: &'a Value,
+                pipeline: &'a Declaration,
             }
             reply_with(&Output {
                 pipeline: &u.declaration,

@@ -12,8 +12,9 @@ use std::sync::{Arc, RwLock};
 use serde::{Deserialize, Serialize};
 
 use crate::codepipeline::execution::{
-    self, ActionRun, ErrorDetails, Execution, ExecutionEvent, Trigger,
+    self, ActionRun, ErrorDetails, Execution, ExecutionEvent, StageRun, Trigger,
 };
+use crate::codepipeline::model::{ActionStatus, ExecutionMode, ExecutionStatus, StageStatus};
 use crate::eventstore::{EventStore, RecordedEvent, StoreError};
 
 use crate::codepipeline::ids::{EXECUTION_STREAM_PREFIX, PIPELINE_STREAM_PREFIX};
@@ -23,24 +24,24 @@ use crate::codepipeline::ids::{EXECUTION_STREAM_PREFIX, PIPELINE_STREAM_PREFIX};
 pub struct ExecutionSummary {
     /// Execution id.
     pub id: String,
-    /// `InProgress`, `Succeeded`, `Failed`, …
-    pub status: String,
+    /// How it stands.
+    pub status: ExecutionStatus,
     /// Failure summary.
     pub summary: Option<String>,
     /// The reason given to StopPipelineExecution.
     pub stop_reason: Option<String>,
     /// How it was started.
     pub trigger: Option<Trigger>,
-    /// `SUPERSEDED`, `QUEUED` or `PARALLEL`.
-    pub execution_mode: String,
+    /// How it shares the stages.
+    pub execution_mode: ExecutionMode,
     /// Start time.
     pub started: f64,
     /// Last change.
     pub updated: f64,
     /// (action, revision) of every source action that produced a revision.
     pub source_revisions: Vec<(String, String)>,
-    /// Stages entered, in order, with their status.
-    pub stages: Vec<(String, String)>,
+    /// Stage attempts, in the order they were entered.
+    pub stages: Vec<StageRun>,
 }
 
 impl ExecutionSummary {
@@ -48,11 +49,11 @@ impl ExecutionSummary {
     pub fn of(e: &Execution) -> Self {
         ExecutionSummary {
             id: e.id.clone(),
-            status: e.status.clone(),
+            status: e.status,
             summary: e.summary.clone(),
             stop_reason: e.stop_reason.clone(),
             trigger: e.trigger.clone(),
-            execution_mode: e.execution_mode.clone(),
+            execution_mode: e.execution_mode,
             started: e.started,
             updated: e.updated,
             source_revisions: e
@@ -72,8 +73,8 @@ pub struct LatestAction {
     pub execution_id: String,
     /// Action execution id.
     pub id: String,
-    /// `InProgress`, `Succeeded`, `Failed` or `Abandoned`.
-    pub status: String,
+    /// Its status.
+    pub status: ActionStatus,
     /// Last change.
     pub updated: f64,
     /// The id of the work outside the pipeline.
@@ -112,7 +113,7 @@ impl LatestAction {
             latest["errorDetails"] =
                 serde_json::json!({"code": error.code, "message": error.message});
         }
-        if let (Some(token), "InProgress") = (&self.token, self.status.as_str()) {
+        if let (Some(token), ActionStatus::InProgress) = (&self.token, self.status) {
             latest["token"] = token.clone().into();
         }
         latest
@@ -124,7 +125,7 @@ impl LatestAction {
         LatestAction {
             execution_id: e.id.clone(),
             id: run.id.clone(),
-            status: run.status.clone(),
+            status: run.status,
             updated: run.updated,
             external_execution_id: output.and_then(|o| o.external_execution_id.clone()),
             summary: output.and_then(|o| o.external_execution_summary.clone()),
@@ -148,7 +149,7 @@ impl LatestAction {
 #[derive(Debug, Clone, Default)]
 pub struct PipelineLatest {
     /// Stage → (execution id, stage status).
-    pub stages: HashMap<String, (String, String)>,
+    pub stages: HashMap<String, (String, StageStatus)>,
     /// (stage, action) → its latest run.
     pub actions: HashMap<(String, String), LatestAction>,
 }
@@ -164,10 +165,10 @@ struct LatestIndex {
 impl LatestIndex {
     /// Takes what the execution at `ordinal` did, where no later execution did the same.
     fn record(&mut self, e: &Execution, ordinal: u32) {
-        for (stage, _) in &e.stages {
-            match self.stages.iter_mut().find(|(s, _)| **s == **stage) {
+        for stage in &e.stages {
+            match self.stages.iter_mut().find(|(s, _)| **s == *stage.name) {
                 Some((_, o)) => *o = (*o).max(ordinal),
-                None => self.stages.push((stage.as_str().into(), ordinal)),
+                None => self.stages.push((stage.name.as_str().into(), ordinal)),
             }
         }
         for run in &e.runs {
@@ -323,7 +324,7 @@ impl ExecutionViews {
             });
             inner.latest.entry(key).or_default().record(state, ordinal);
         }
-        if !matches!(state.status.as_str(), "InProgress" | "Stopping") {
+        if !state.status.is_running() {
             *stored = Stored::Finished(Box::new(ExecutionSummary::of(state)));
         }
     }
@@ -398,8 +399,8 @@ impl ExecutionViews {
                 loaded.insert(id.clone(), self.get(&id)?);
             }
             if let Some(e) = &loaded[&id] {
-                if let Some((_, status)) = e.stages.iter().rev().find(|(s, _)| *s == stage) {
-                    latest.stages.insert(stage, (id, status.clone()));
+                if let Some(status) = e.stage_status(&stage) {
+                    latest.stages.insert(stage, (id, status));
                 }
             }
         }

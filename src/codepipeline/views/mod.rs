@@ -6,18 +6,18 @@
 
 pub mod executions;
 pub mod snapshot;
+pub mod state;
 
 use std::collections::BTreeMap;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
-use actix_web::web::Bytes;
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
-
-use super::pipeline::{PipelineEvent, Tag};
-use crate::eventstore::{EventStore, RecordedEvent, StoreError};
 
 use super::ids::{pipeline_stream, PIPELINE_STREAM_PREFIX};
+use super::model::{Declaration, ExecutionMode, PipelineType};
+use super::pipeline::{PipelineEvent, Tag};
+use crate::eventstore::{EventStore, RecordedEvent, StoreError};
 
 /// What reads need of one pipeline.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -29,9 +29,9 @@ pub struct PipelineView {
     /// Current version.
     pub version: u64,
     /// `V1` or `V2`.
-    pub pipeline_type: String,
+    pub pipeline_type: PipelineType,
     /// `SUPERSEDED`, `QUEUED` or `PARALLEL`.
-    pub execution_mode: String,
+    pub execution_mode: ExecutionMode,
     /// Creation time.
     pub created: f64,
     /// Last update time.
@@ -53,25 +53,38 @@ impl PipelineView {
         struct Summary<'a> {
             name: &'a str,
             version: u64,
-            pipeline_type: &'a str,
-            execution_mode: &'a str,
+            pipeline_type: PipelineType,
+            execution_mode: ExecutionMode,
             created: f64,
             updated: f64,
         }
         Summary {
             name: &self.name,
             version: self.version,
-            pipeline_type: &self.pipeline_type,
-            execution_mode: &self.execution_mode,
+            pipeline_type: self.pipeline_type,
+            execution_mode: self.execution_mode,
             created: self.created,
             updated: self.updated,
         }
     }
 }
 
+/// The declaration in a GetPipeline answer (the views keep the answer, not the typed
+/// declaration, so that ten thousand pipelines cost their bytes only).
+pub fn declaration_of_output(output: &[u8]) -> Option<Declaration> {
+    #[derive(Deserialize)]
+    struct Output {
+        pipeline: Declaration,
+    }
+    serde_json::from_slice::<Output>(output)
+        .inspect_err(|e| log::error!("a stored GetPipeline answer is unreadable: {e}"))
+        .ok()
+        .map(|o| o.pipeline)
+}
+
 /// A JSON document kept as bytes, written into snapshots as text.
 mod json_text {
-    use actix_web::web::Bytes;
+    use bytes::Bytes;
     use serde::{Deserialize, Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(bytes: &Bytes, s: S) -> Result<S::Ok, S::Error> {
@@ -84,7 +97,12 @@ mod json_text {
 }
 
 /// The GetPipeline answer for a declaration, serialised.
-pub fn get_pipeline_output(declaration: &Value, arn: &str, created: f64, updated: f64) -> Bytes {
+pub fn get_pipeline_output(
+    declaration: &Declaration,
+    arn: &str,
+    created: f64,
+    updated: f64,
+) -> Bytes {
     #[derive(Serialize)]
     #[serde(rename_all = "camelCase")]
     struct Metadata<'a> {
@@ -94,7 +112,7 @@ pub fn get_pipeline_output(declaration: &Value, arn: &str, created: f64, updated
     }
     #[derive(Serialize)]
     struct Output<'a> {
-        pipeline: &'a Value,
+        pipeline: &'a Declaration,
         metadata: Metadata<'a>,
     }
     let out = Output {
@@ -141,20 +159,11 @@ impl PipelineViews {
             PipelineEvent::Created(c) => {
                 let get_output = get_pipeline_output(&c.declaration, &c.arn, c.at, c.at);
                 let view = PipelineView {
-                    name: c.declaration["name"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_string(),
+                    name: c.declaration.name.clone(),
                     arn: c.arn,
                     version: 1,
-                    pipeline_type: c.declaration["pipelineType"]
-                        .as_str()
-                        .unwrap_or("V1")
-                        .to_string(),
-                    execution_mode: c.declaration["executionMode"]
-                        .as_str()
-                        .unwrap_or("SUPERSEDED")
-                        .to_string(),
+                    pipeline_type: c.declaration.pipeline_type(),
+                    execution_mode: c.declaration.execution_mode(),
                     created: c.at,
                     updated: c.at,
                     tags: super::pipeline::merged(&[], &c.tags),
@@ -167,14 +176,8 @@ impl PipelineViews {
                 if let Some(view) = map.get_mut(&record.stream) {
                     view.version = u.version;
                     view.updated = u.at;
-                    view.pipeline_type = u.declaration["pipelineType"]
-                        .as_str()
-                        .unwrap_or("V1")
-                        .to_string();
-                    view.execution_mode = u.declaration["executionMode"]
-                        .as_str()
-                        .unwrap_or("SUPERSEDED")
-                        .to_string();
+                    view.pipeline_type = u.declaration.pipeline_type();
+                    view.execution_mode = u.declaration.execution_mode();
                     view.get_output =
                         get_pipeline_output(&u.declaration, &view.arn, view.created, u.at);
                 }
@@ -315,13 +318,32 @@ impl crate::eventstore::Projection for executions::ExecutionViews {
     }
 }
 
-/// The declaration of an older version, read from the pipeline's stream (not kept in the views).
-/// Returns the GetPipeline answer, or `None` when that version does not exist.
-pub fn pipeline_version(
+/// A version of a pipeline as its stream recorded it.
+pub struct RecordedVersion {
+    /// The declaration.
+    pub declaration: Arc<Declaration>,
+    /// The pipeline ARN.
+    pub arn: String,
+    /// When the pipeline was created.
+    pub created: f64,
+    /// When this version was recorded.
+    pub updated: f64,
+}
+
+impl RecordedVersion {
+    /// The GetPipeline answer for this version.
+    pub fn get_output(&self) -> Bytes {
+        get_pipeline_output(&self.declaration, &self.arn, self.created, self.updated)
+    }
+}
+
+/// A version of the pipeline of `stream`, read from the stream (older versions are not kept in
+/// the views); `None` when that version does not exist.
+pub fn recorded_version(
     store: &dyn EventStore,
     stream: &str,
     version: u64,
-) -> Result<Option<Bytes>, StoreError> {
+) -> Result<Option<RecordedVersion>, StoreError> {
     let mut found = None;
     let mut arn = String::new();
     let mut created = 0.0;
@@ -330,15 +352,33 @@ pub fn pipeline_version(
             Some(PipelineEvent::Created(c)) => {
                 arn = c.arn.clone();
                 created = c.at;
-                found =
-                    (version == 1).then(|| get_pipeline_output(&c.declaration, &c.arn, c.at, c.at));
+                found = (version == 1).then(|| RecordedVersion {
+                    declaration: c.declaration,
+                    arn: c.arn,
+                    created,
+                    updated: created,
+                });
             }
             Some(PipelineEvent::Updated(u)) if u.version == version => {
-                found = Some(get_pipeline_output(&u.declaration, &arn, created, u.at));
+                found = Some(RecordedVersion {
+                    declaration: u.declaration,
+                    arn: arn.clone(),
+                    created,
+                    updated: u.at,
+                });
             }
             Some(PipelineEvent::Deleted(_)) => found = None,
             _ => {}
         }
     }
     Ok(found)
+}
+
+/// The GetPipeline answer for a version of the pipeline of `stream`, read from its stream.
+pub fn pipeline_version(
+    store: &dyn EventStore,
+    stream: &str,
+    version: u64,
+) -> Result<Option<Bytes>, StoreError> {
+    Ok(recorded_version(store, stream, version)?.map(|v| v.get_output()))
 }

@@ -22,7 +22,7 @@ use super::{PipelineView, PipelineViews};
 use crate::eventstore::{EventStore, StoreError};
 
 /// Bumped whenever what the views keep changes shape.
-pub const SNAPSHOT_VERSION: u64 = 1;
+pub const SNAPSHOT_VERSION: u64 = 2;
 
 /// The snapshot file of a data dir.
 pub fn file(data_dir: &Path) -> PathBuf {

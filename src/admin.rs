@@ -67,7 +67,7 @@ async fn history_api(req: HttpRequest, state: web::Data<AdminState>) -> HttpResp
 
 /// A build's output from an offset: `{"text", "nextOffset", "complete"}`.
 async fn build_log(req: HttpRequest, state: web::Data<AdminState>) -> HttpResponse {
-    let params = crate::iam::query::parse_form(req.query_string());
+    let params = crate::aws::query::parse_form(req.query_string());
     let id = params.get("id").cloned().unwrap_or_default();
     let offset = params
         .get("offset")

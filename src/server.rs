@@ -259,16 +259,16 @@ async fn entry(
                 Ok(body) => body,
                 Err(err) => return json::error(&ctx, &err),
             };
-            let mut params = iam::query::parse_form(req.query_string());
-            params.extend(iam::query::parse_form(&String::from_utf8_lossy(&body)));
+            let mut params = crate::aws::query::parse_form(req.query_string());
+            params.extend(crate::aws::query::parse_form(&String::from_utf8_lossy(&body)));
             let sts = service == Service::Sts
                 || params
                     .get("Action")
                     .is_some_and(|a| a == "GetCallerIdentity");
             return if sts {
-                state.iam.handle_sts(&ctx, &params).await
+                iam::api::handle_sts(&ctx, &params).await
             } else {
-                state.iam.handle_iam(&ctx, &params).await
+                iam::api::handle_iam(&state.iam, &ctx, &params).await
             };
         }
         Service::CodePipeline { target } => target,

@@ -6,6 +6,7 @@ pub mod error;
 pub mod json;
 pub mod model;
 pub mod pagination;
+pub mod query;
 pub mod scope;
 
 pub use error::AwsError;

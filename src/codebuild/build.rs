@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::eventstore::{NewEvent, RecordedEvent};
+use crate::eventstore::EventType;
 
 /// The prefix of every build stream.
 pub const BUILD_STREAM_PREFIX: &str = "codebuild-build:";
@@ -47,22 +47,17 @@ pub enum BuildEvent {
     },
 }
 
-impl BuildEvent {
-    /// The record to append.
-    pub fn to_new_event(&self) -> NewEvent {
-        NewEvent {
-            event_type: "CodeBuildBuildEvent".into(),
-            schema_version: 1,
-            data: serde_json::to_value(self).expect("build events serialise"),
-        }
+impl EventType for BuildEvent {
+    fn type_name(&self) -> &'static str {
+        "CodeBuildBuildEvent"
     }
 
-    /// Reads a stored record back; `None` for other records.
-    pub fn from_record(record: &RecordedEvent) -> Option<BuildEvent> {
-        if record.event_type != "CodeBuildBuildEvent" {
-            return None;
-        }
-        serde_json::from_value(record.data.clone()).ok()
+    fn owns(type_name: &str) -> bool {
+        type_name == "CodeBuildBuildEvent"
+    }
+
+    fn decode(_: &str, data: &Value) -> Result<Self, serde_json::Error> {
+        BuildEvent::deserialize(data)
     }
 }
 

@@ -38,6 +38,7 @@ use self::build::{build_stream, BuildEvent, BUILD_STREAM_PREFIX};
 use self::project::{project_stream, ProjectCommand, ProjectEvent, Refusal, PROJECT_STREAM_PREFIX};
 use crate::aws::model::ServiceModel;
 use crate::aws::{json, pagination, AwsError, RequestContext};
+use crate::eventstore::EventType;
 use crate::eventstore::{EventStore, RecordedEvent};
 
 static MODEL: LazyLock<ServiceModel> =

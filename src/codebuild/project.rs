@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-use crate::eventstore::{NewEvent, RecordedEvent};
+use crate::eventstore::EventType;
 
 /// The prefix of every project stream.
 pub const PROJECT_STREAM_PREFIX: &str = "codebuild-project:";
@@ -33,22 +33,17 @@ pub enum ProjectEvent {
     },
 }
 
-impl ProjectEvent {
-    /// The record to append.
-    pub fn to_new_event(&self) -> NewEvent {
-        NewEvent {
-            event_type: "CodeBuildProjectEvent".into(),
-            schema_version: 1,
-            data: serde_json::to_value(self).expect("project events serialise"),
-        }
+impl EventType for ProjectEvent {
+    fn type_name(&self) -> &'static str {
+        "CodeBuildProjectEvent"
     }
 
-    /// Reads a stored record back; `None` for other records.
-    pub fn from_record(record: &RecordedEvent) -> Option<ProjectEvent> {
-        if record.event_type != "CodeBuildProjectEvent" {
-            return None;
-        }
-        serde_json::from_value(record.data.clone()).ok()
+    fn owns(type_name: &str) -> bool {
+        type_name == "CodeBuildProjectEvent"
+    }
+
+    fn decode(_: &str, data: &Value) -> Result<Self, serde_json::Error> {
+        ProjectEvent::deserialize(data)
     }
 }
 

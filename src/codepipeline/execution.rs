@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::model::{
     Action, ActionStatus, ActionTypeId, Declaration, ExecutionMode, ExecutionStatus, StageStatus,
 };
-use crate::eventstore::{NewEvent, RecordedEvent};
+use crate::eventstore::EventType;
 
 /// Where an artifact is, as the wire shape `ArtifactDetail` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -213,24 +213,17 @@ pub enum ExecutionEvent {
     },
 }
 
-impl ExecutionEvent {
-    /// The record to append.
-    pub fn to_new_event(&self) -> NewEvent {
-        NewEvent {
-            event_type: "ExecutionEvent".into(),
-            schema_version: 1,
-            data: serde_json::to_value(self).expect("execution events serialise"),
-        }
+impl EventType for ExecutionEvent {
+    fn type_name(&self) -> &'static str {
+        "ExecutionEvent"
     }
 
-    /// Reads a stored record back; `None` for other records.
-    pub fn from_record(record: &RecordedEvent) -> Option<ExecutionEvent> {
-        if record.event_type != "ExecutionEvent" {
-            return None;
-        }
-        ExecutionEvent::deserialize(&record.data)
-            .inspect_err(|e| log::error!("event {} is unreadable: {e}", record.position))
-            .ok()
+    fn owns(type_name: &str) -> bool {
+        type_name == "ExecutionEvent"
+    }
+
+    fn decode(_: &str, data: &serde_json::Value) -> Result<Self, serde_json::Error> {
+        ExecutionEvent::deserialize(data)
     }
 }
 

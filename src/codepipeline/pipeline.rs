@@ -8,7 +8,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::model::{Declaration, PipelineType};
-use crate::eventstore::{NewEvent, RecordedEvent};
+use crate::eventstore::EventType;
 
 /// How many tags a pipeline may carry, as on AWS.
 pub const MAX_TAGS: usize = 50;
@@ -99,9 +99,8 @@ pub struct Deleted {
     pub at: f64,
 }
 
-impl PipelineEvent {
-    /// The event type name stored with the record.
-    pub fn type_name(&self) -> &'static str {
+impl EventType for PipelineEvent {
+    fn type_name(&self) -> &'static str {
         match self {
             PipelineEvent::Created(_) => "PipelineCreated",
             PipelineEvent::Updated(_) => "PipelineUpdated",
@@ -112,41 +111,26 @@ impl PipelineEvent {
         }
     }
 
-    /// The record to append.
-    pub fn to_new_event(&self) -> NewEvent {
-        NewEvent {
-            event_type: self.type_name().to_string(),
-            schema_version: 1,
-            data: serde_json::to_value(self).expect("pipeline events serialise"),
-        }
+    fn owns(type_name: &str) -> bool {
+        matches!(
+            type_name,
+            "PipelineCreated"
+                | "PipelineUpdated"
+                | "PipelineTagged"
+                | "PipelineUntagged"
+                | "PipelineDeleted"
+                | "PipelineTransitionChanged"
+        )
     }
 
-    /// Reads a stored record back, upgrading older schema versions (there are none yet: see
-    /// `migrations/`). `None` for a record that is not a pipeline event.
-    pub fn from_record(record: &RecordedEvent) -> Option<PipelineEvent> {
-        let data = &record.data;
-        let parsed = match record.event_type.as_str() {
+    fn decode(type_name: &str, data: &serde_json::Value) -> Result<Self, serde_json::Error> {
+        match type_name {
             "PipelineCreated" => Created::deserialize(data).map(PipelineEvent::Created),
             "PipelineUpdated" => Updated::deserialize(data).map(PipelineEvent::Updated),
             "PipelineTagged" => Tagged::deserialize(data).map(PipelineEvent::Tagged),
             "PipelineUntagged" => Untagged::deserialize(data).map(PipelineEvent::Untagged),
             "PipelineDeleted" => Deleted::deserialize(data).map(PipelineEvent::Deleted),
-            "PipelineTransitionChanged" => {
-                Transition::deserialize(data).map(PipelineEvent::Transition)
-            }
-            _ => return None,
-        };
-        match parsed {
-            Ok(e) => Some(e),
-            Err(e) => {
-                log::error!(
-                    "event {} ({}) of {} is unreadable: {e}",
-                    record.position,
-                    record.event_type,
-                    record.stream
-                );
-                None
-            }
+            _ => Transition::deserialize(data).map(PipelineEvent::Transition),
         }
     }
 }
@@ -384,6 +368,7 @@ pub fn merged(existing: &[Tag], added: &[Tag]) -> Vec<Tag> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::eventstore::RecordedEvent;
     use serde_json::json;
 
     fn decl(value: serde_json::Value) -> Declaration {

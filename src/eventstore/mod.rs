@@ -1,6 +1,6 @@
 //! The event log: the one source of truth for everything the emulator stores.
 //!
-//! Events live in streams (one per pipeline, later one per execution). Each stream has a dense
+//! Events live in streams (one per pipeline, execution, build, project, role, bucket). Each stream has a dense
 //! per-stream sequence starting at 1, used for optimistic concurrency: an append names the
 //! sequence it expects the stream to be at and is refused when another writer got there first.
 //! Each record also gets a global position, so projections can catch up from where they stopped.
@@ -12,8 +12,11 @@
 //! Storage engines are kept behind this trait: [`sled_store`] is the default and the only file
 //! that names sled; [`memory`] serves unit tests.
 
+pub mod event;
 pub mod memory;
 pub mod sled_store;
+
+pub use event::{fold_stream, EventType, StreamWriter};
 
 use std::fmt;
 use std::future::Future;

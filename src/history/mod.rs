@@ -24,6 +24,7 @@ use crate::codepipeline::model::Declaration;
 use crate::codepipeline::views::executions::{ExecutionSummary, ExecutionViews, LatestAction};
 use crate::codepipeline::views::state::stage_state;
 use crate::codepipeline::views::{pipeline_version, PipelineViews};
+use crate::eventstore::EventType;
 use crate::eventstore::{EventStore, StoreError};
 
 /// The account every resource belongs to.
@@ -278,7 +279,7 @@ impl HistoryReader {
 /// The admin API's answer to a history question, for the server: (status, JSON body).
 pub fn answer(reader: &HistoryReader, path: &str, query_string: &str) -> (u16, Value) {
     let params: std::collections::HashMap<String, String> =
-        crate::iam::query::parse_form(query_string)
+        crate::aws::query::parse_form(query_string)
             .into_iter()
             .collect();
     let get = |k: &str| params.get(k).map(String::as_str);

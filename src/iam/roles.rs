@@ -1,10 +1,11 @@
-//! IAM roles as events: what happened to each role, folded into the roles the API reads. Pure.
+//! IAM roles as events, decided and folded without I/O: [`handle`] turns a command on a role
+//! into events or a refusal, [`apply`] folds an event into the roles the API reads.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::eventstore::{NewEvent, RecordedEvent};
+use crate::eventstore::EventType;
 
 /// The prefix of role streams: `iam:<account>:role:<name>`.
 pub const ROLE_STREAM_PREFIX: &str = "iam:";
@@ -109,25 +110,90 @@ pub enum RoleEvent {
     Deleted,
 }
 
-impl RoleEvent {
-    /// The record to append.
-    pub fn to_new_event(&self) -> NewEvent {
-        NewEvent {
-            event_type: "IamRoleEvent".into(),
-            schema_version: 1,
-            data: serde_json::to_value(self).expect("role events serialise"),
-        }
+impl EventType for RoleEvent {
+    fn type_name(&self) -> &'static str {
+        "IamRoleEvent"
     }
 
-    /// Reads a stored record back; `None` for other records.
-    pub fn from_record(record: &RecordedEvent) -> Option<RoleEvent> {
-        if record.event_type != "IamRoleEvent" {
-            return None;
-        }
-        RoleEvent::deserialize(&record.data)
-            .inspect_err(|e| log::error!("event {} is unreadable: {e}", record.position))
-            .ok()
+    fn owns(type_name: &str) -> bool {
+        type_name == "IamRoleEvent"
     }
+
+    fn decode(_: &str, data: &serde_json::Value) -> Result<Self, serde_json::Error> {
+        RoleEvent::deserialize(data)
+    }
+}
+
+/// What can be asked of a role.
+#[derive(Debug, Clone)]
+pub enum RoleCommand {
+    /// CreateRole.
+    Create(Role),
+    /// UpdateAssumeRolePolicy.
+    UpdateTrust(String),
+    /// PutRolePolicy.
+    PutPolicy {
+        /// Policy name.
+        name: String,
+        /// Document.
+        document: String,
+    },
+    /// DeleteRolePolicy.
+    DeletePolicy(String),
+    /// AttachRolePolicy.
+    Attach(String),
+    /// DetachRolePolicy.
+    Detach(String),
+    /// DeleteRole.
+    Delete,
+}
+
+/// Why a command on a role was refused.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RoleRefusal {
+    /// CreateRole of a name in use.
+    Exists,
+    /// The role does not exist.
+    NotFound,
+    /// No inline policy of that name.
+    NoSuchPolicy(String),
+    /// No attached policy of that ARN.
+    NotAttached(String),
+    /// DeleteRole of a role that still has policies.
+    HasPolicies,
+}
+
+/// Decides what a command does to the role `role` (`None` when it does not exist).
+pub fn handle(role: Option<&Role>, command: RoleCommand) -> Result<Vec<RoleEvent>, RoleRefusal> {
+    let event = match (command, role) {
+        (RoleCommand::Create(_), Some(_)) => return Err(RoleRefusal::Exists),
+        (RoleCommand::Create(new), None) => RoleEvent::Created(new),
+        (_, None) => return Err(RoleRefusal::NotFound),
+        (RoleCommand::UpdateTrust(document), Some(_)) => RoleEvent::TrustUpdated(document),
+        (RoleCommand::PutPolicy { name, document }, Some(_)) => {
+            RoleEvent::PolicyPut { name, document }
+        }
+        (RoleCommand::DeletePolicy(name), Some(role)) => {
+            if !role.inline.contains_key(&name) {
+                return Err(RoleRefusal::NoSuchPolicy(name));
+            }
+            RoleEvent::PolicyDeleted(name)
+        }
+        (RoleCommand::Attach(arn), Some(_)) => RoleEvent::Attached(arn),
+        (RoleCommand::Detach(arn), Some(role)) => {
+            if !role.attached.contains(&arn) {
+                return Err(RoleRefusal::NotAttached(arn));
+            }
+            RoleEvent::Detached(arn)
+        }
+        (RoleCommand::Delete, Some(role)) => {
+            if !role.inline.is_empty() || !role.attached.is_empty() {
+                return Err(RoleRefusal::HasPolicies);
+            }
+            RoleEvent::Deleted
+        }
+    };
+    Ok(vec![event])
 }
 
 /// Folds one event into the roles (keyed by stream).
@@ -181,6 +247,39 @@ mod tests {
             inline: BTreeMap::new(),
             attached: vec![],
         }
+    }
+
+    #[test]
+    fn commands_are_decided_against_the_role() {
+        let r = role("{}");
+        assert_eq!(
+            handle(Some(&r), RoleCommand::Create(r.clone())),
+            Err(RoleRefusal::Exists)
+        );
+        assert_eq!(
+            handle(None, RoleCommand::Create(r.clone())),
+            Ok(vec![RoleEvent::Created(r.clone())])
+        );
+        assert_eq!(
+            handle(None, RoleCommand::Delete),
+            Err(RoleRefusal::NotFound)
+        );
+        assert_eq!(
+            handle(Some(&r), RoleCommand::DeletePolicy("p".into())),
+            Err(RoleRefusal::NoSuchPolicy("p".into()))
+        );
+        let mut with_policy = r.clone();
+        with_policy
+            .attached
+            .push("arn:aws:iam::aws:policy/x".into());
+        assert_eq!(
+            handle(Some(&with_policy), RoleCommand::Delete),
+            Err(RoleRefusal::HasPolicies)
+        );
+        assert_eq!(
+            handle(Some(&r), RoleCommand::Detach("a".into())),
+            Err(RoleRefusal::NotAttached("a".into()))
+        );
     }
 
     #[test]

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
-use crate::eventstore::{NewEvent, RecordedEvent};
+use crate::eventstore::EventType;
 
 /// The prefix of every bucket stream: `s3:<bucket>`.
 pub const BUCKET_STREAM_PREFIX: &str = "s3:";
@@ -140,7 +140,7 @@ pub enum S3Event {
     },
 }
 
-impl S3Event {
+impl EventType for S3Event {
     fn type_name(&self) -> &'static str {
         match self {
             S3Event::BucketCreated { .. } => "S3BucketCreated",
@@ -153,31 +153,19 @@ impl S3Event {
         }
     }
 
-    /// The record to append.
-    pub fn to_new_event(&self) -> NewEvent {
-        NewEvent {
-            event_type: self.type_name().to_string(),
-            schema_version: 1,
-            data: serde_json::to_value(self).expect("S3 events serialise"),
-        }
+    fn owns(type_name: &str) -> bool {
+        type_name.starts_with("S3")
     }
 
-    /// Reads a stored record back; `None` for records of other services.
-    pub fn from_record(record: &RecordedEvent) -> Option<S3Event> {
-        if !record.event_type.starts_with("S3") {
-            return None;
+    fn decode(type_name: &str, data: &serde_json::Value) -> Result<Self, serde_json::Error> {
+        let event = S3Event::deserialize(data)?;
+        if event.type_name() != type_name {
+            return Err(serde::de::Error::custom(format!(
+                "a {} payload is stored as {type_name}",
+                event.type_name()
+            )));
         }
-        match S3Event::deserialize(&record.data) {
-            Ok(e) if e.type_name() == record.event_type => Some(e),
-            Ok(_) | Err(_) => {
-                log::error!(
-                    "event {} ({}) is unreadable",
-                    record.position,
-                    record.event_type
-                );
-                None
-            }
-        }
+        Ok(event)
     }
 }
 
@@ -303,6 +291,7 @@ pub fn apply(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::eventstore::RecordedEvent;
 
     fn version(id: &str, blob: Option<&str>) -> Version {
         Version {

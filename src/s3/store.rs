@@ -21,7 +21,7 @@ use tokio::io::AsyncWriteExt;
 
 use super::events::{self, bucket_stream, BucketState, S3Event, Upload, Version, Versioning};
 use crate::aws::pagination::hex;
-use crate::eventstore::{EventStore, RecordedEvent, StoreError};
+use crate::eventstore::{EventStore, EventType, RecordedEvent, StoreError};
 
 /// A request body: chunks of bytes, or the error that cut it short.
 pub type BodyStream = BoxStream<'static, Result<Bytes, String>>;

@@ -20,6 +20,7 @@ use crate::codepipeline::model::{
 };
 use crate::codepipeline::views::executions::ExecutionViews;
 use crate::eventstore::EventStore;
+use crate::eventstore::EventType;
 
 /// Runs one command on the execution; answers once its events are durable.
 #[derive(Message)]

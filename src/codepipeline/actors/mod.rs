@@ -24,6 +24,7 @@ use self::execution::{ExecutionRegistry, StartRequest};
 use super::execution::{ExecutionCommand, Trigger};
 use super::ids::PipelineKey;
 use super::pipeline::{self, PipelineCommand, PipelineEvent, PipelineState, Refusal};
+use crate::eventstore::EventType;
 use crate::eventstore::{EventStore, Projection, StoreError};
 
 /// Why a command did not happen.

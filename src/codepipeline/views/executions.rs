@@ -15,6 +15,7 @@ use crate::codepipeline::execution::{
     self, ActionRun, ErrorDetails, Execution, ExecutionEvent, StageRun, Trigger,
 };
 use crate::codepipeline::model::{ActionStatus, ExecutionMode, ExecutionStatus, StageStatus};
+use crate::eventstore::EventType;
 use crate::eventstore::{EventStore, RecordedEvent, StoreError};
 
 use crate::codepipeline::ids::{EXECUTION_STREAM_PREFIX, PIPELINE_STREAM_PREFIX};

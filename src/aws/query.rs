@@ -1,6 +1,80 @@
-//! The AWS query protocol: form-encoded parameters in, XML out.
+//! The AWS query protocol (IAM, STS, and the services to come: CloudFormation, SNS): form-encoded
+//! parameters in, XML out, errors as `<ErrorResponse>`.
 
 use std::collections::BTreeMap;
+
+use actix_web::HttpResponse;
+
+use super::RequestContext;
+
+/// The parameters of a query request.
+pub type Params = BTreeMap<String, String>;
+
+/// An error of a query service: HTTP status, code and message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueryError {
+    /// HTTP status.
+    pub status: u16,
+    /// The error code, e.g. `NoSuchEntity`.
+    pub code: &'static str,
+    /// The message.
+    pub message: String,
+}
+
+impl QueryError {
+    /// An error with this status, code and message.
+    pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
+        QueryError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// The answer to `action`: `<ActionResponse xmlns=ns><ActionResult>result</ActionResult>…`.
+pub fn respond(ns: &str, action: &str, result: &str, ctx: &RequestContext) -> HttpResponse {
+    let result = if result.is_empty() {
+        String::new()
+    } else {
+        format!("<{action}Result>{result}</{action}Result>")
+    };
+    HttpResponse::Ok()
+        .content_type("text/xml")
+        .insert_header(("x-amzn-RequestId", ctx.request_id.as_str()))
+        .body(format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><{action}Response xmlns=\"{ns}\">{result}<ResponseMetadata><RequestId>{}</RequestId></ResponseMetadata></{action}Response>",
+            ctx.request_id
+        ))
+}
+
+/// An error as query services write it: `<ErrorResponse><Error><Type/><Code/><Message/>`.
+pub fn error(ns: &str, e: &QueryError, ctx: &RequestContext) -> HttpResponse {
+    let kind = if e.status >= 500 {
+        "Receiver"
+    } else {
+        "Sender"
+    };
+    HttpResponse::build(
+        actix_web::http::StatusCode::from_u16(e.status)
+            .unwrap_or(actix_web::http::StatusCode::BAD_REQUEST),
+    )
+    .content_type("text/xml")
+    .insert_header(("x-amzn-RequestId", ctx.request_id.as_str()))
+    .body(format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><ErrorResponse xmlns=\"{ns}\"><Error><Type>{kind}</Type><Code>{}</Code><Message>{}</Message></Error><RequestId>{}</RequestId></ErrorResponse>",
+        e.code,
+        xml(&e.message),
+        ctx.request_id
+    ))
+}
+
+/// A timestamp as query services write it (ISO 8601, UTC).
+pub fn iso8601(epoch: f64) -> String {
+    chrono::DateTime::from_timestamp(epoch as i64, 0)
+        .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .unwrap_or_default()
+}
 
 /// Decodes `application/x-www-form-urlencoded` text (also a URL's query string).
 pub fn parse_form(text: &str) -> BTreeMap<String, String> {

@@ -1,0 +1,376 @@
+//! The IAM and STS query APIs: each request's `Action` is parsed once into an operation, then
+//! dispatched once to its `handle_*` function. Only this layer knows AWS error codes and XML.
+
+use std::collections::BTreeMap;
+
+use actix_web::HttpResponse;
+
+use super::roles::{Role, RoleCommand, RoleRefusal};
+use super::{Iam, IamFailure};
+use crate::aws::query::{self, encode, members, xml, Params, QueryError};
+use crate::aws::RequestContext;
+
+const IAM_NS: &str = "https://iam.amazonaws.com/doc/2010-05-08/";
+const STS_NS: &str = "https://sts.amazonaws.com/doc/2011-06-15/";
+
+macro_rules! actions {
+    ($(#[$meta:meta])* $name:ident { $($op:ident),* $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum $name { $($op),* }
+
+        impl $name {
+            /// The operation named by a request's `Action`.
+            pub fn from_action(action: &str) -> Option<$name> {
+                match action { $(stringify!($op) => Some($name::$op),)* _ => None }
+            }
+
+            /// The action's name.
+            pub fn name(self) -> &'static str {
+                match self { $($name::$op => stringify!($op)),* }
+            }
+        }
+    };
+}
+
+actions!(
+    /// The IAM actions served.
+    IamOperation {
+        CreateRole,
+        GetRole,
+        ListRoles,
+        DeleteRole,
+        UpdateAssumeRolePolicy,
+        PutRolePolicy,
+        GetRolePolicy,
+        ListRolePolicies,
+        DeleteRolePolicy,
+        AttachRolePolicy,
+        DetachRolePolicy,
+        ListAttachedRolePolicies,
+    }
+);
+
+actions!(
+    /// The STS actions served.
+    StsOperation { GetCallerIdentity }
+);
+
+type Reply = Result<String, QueryError>;
+
+/// Serves one IAM query request.
+pub async fn handle_iam(iam: &Iam, ctx: &RequestContext, params: &Params) -> HttpResponse {
+    let action = params.get("Action").cloned().unwrap_or_default();
+    let Some(op) = IamOperation::from_action(&action) else {
+        let e = QueryError::new(
+            400,
+            "InvalidAction",
+            format!("The action {action} is not valid for this web service (codepipeline-local serves IAM roles only)."),
+        );
+        return query::error(IAM_NS, &e, ctx);
+    };
+    match serve_iam(iam, ctx, op, params).await {
+        Ok(body) => query::respond(IAM_NS, op.name(), &body, ctx),
+        Err(e) => {
+            if e.status >= 500 {
+                log::error!("IAM {}: {}", op.name(), e.message);
+            }
+            query::error(IAM_NS, &e, ctx)
+        }
+    }
+}
+
+/// Serves one STS query request.
+pub async fn handle_sts(ctx: &RequestContext, params: &Params) -> HttpResponse {
+    let action = params.get("Action").cloned().unwrap_or_default();
+    match StsOperation::from_action(&action) {
+        Some(StsOperation::GetCallerIdentity) => {
+            let body = format!(
+                "<UserId>AKIAIOSFODNN7EXAMPLE</UserId><Account>{0}</Account><Arn>arn:aws:iam::{0}:root</Arn>",
+                ctx.account_id
+            );
+            query::respond(STS_NS, &action, &body, ctx)
+        }
+        None => {
+            let e = QueryError::new(
+                400,
+                "InvalidAction",
+                format!("The action {action} is not valid for this web service (codepipeline-local serves GetCallerIdentity only)."),
+            );
+            query::error(STS_NS, &e, ctx)
+        }
+    }
+}
+
+async fn serve_iam(iam: &Iam, ctx: &RequestContext, op: IamOperation, p: &Params) -> Reply {
+    use IamOperation::*;
+    match op {
+        CreateRole => handle_create_role(iam, ctx, p).await,
+        GetRole => handle_get_role(iam, ctx, p),
+        ListRoles => handle_list_roles(iam, ctx, p),
+        DeleteRole => change(iam, ctx, p, |_| Ok(RoleCommand::Delete)).await,
+        UpdateAssumeRolePolicy => {
+            change(iam, ctx, p, |p| {
+                Ok(RoleCommand::UpdateTrust(policy(p, "PolicyDocument")?))
+            })
+            .await
+        }
+        PutRolePolicy => {
+            change(iam, ctx, p, |p| {
+                Ok(RoleCommand::PutPolicy {
+                    name: required(p, "PolicyName")?,
+                    document: policy(p, "PolicyDocument")?,
+                })
+            })
+            .await
+        }
+        GetRolePolicy => handle_get_role_policy(iam, ctx, p),
+        ListRolePolicies => {
+            let role = role(iam, ctx, p)?;
+            let names: String = role
+                .inline
+                .keys()
+                .map(|n| format!("<member>{}</member>", xml(n)))
+                .collect();
+            Ok(format!(
+                "<IsTruncated>false</IsTruncated><PolicyNames>{names}</PolicyNames>"
+            ))
+        }
+        DeleteRolePolicy => {
+            change(iam, ctx, p, |p| {
+                Ok(RoleCommand::DeletePolicy(required(p, "PolicyName")?))
+            })
+            .await
+        }
+        AttachRolePolicy => {
+            change(iam, ctx, p, |p| {
+                let arn = required(p, "PolicyArn")?;
+                if !arn.starts_with("arn:aws:iam::") || !arn.contains(":policy/") {
+                    return Err(QueryError::new(
+                        400,
+                        "InvalidInput",
+                        format!("ARN {arn} is not valid."),
+                    ));
+                }
+                Ok(RoleCommand::Attach(arn))
+            })
+            .await
+        }
+        DetachRolePolicy => {
+            change(iam, ctx, p, |p| {
+                Ok(RoleCommand::Detach(required(p, "PolicyArn")?))
+            })
+            .await
+        }
+        ListAttachedRolePolicies => {
+            let role = role(iam, ctx, p)?;
+            let listed: String = role
+                .attached
+                .iter()
+                .map(|arn| {
+                    let policy = arn.rsplit('/').next().unwrap_or(arn);
+                    format!(
+                        "<member><PolicyName>{}</PolicyName><PolicyArn>{}</PolicyArn></member>",
+                        xml(policy),
+                        xml(arn)
+                    )
+                })
+                .collect();
+            Ok(format!(
+                "<IsTruncated>false</IsTruncated><AttachedPolicies>{listed}</AttachedPolicies>"
+            ))
+        }
+    }
+}
+
+async fn handle_create_role(iam: &Iam, ctx: &RequestContext, p: &Params) -> Reply {
+    let name = required(p, "RoleName")?;
+    let document = policy(p, "AssumeRolePolicyDocument")?;
+    let role = Role {
+        account: ctx.account_id.clone(),
+        name: name.clone(),
+        path: p.get("Path").cloned().unwrap_or_else(|| "/".into()),
+        id: format!(
+            "AROA{}",
+            &uuid::Uuid::new_v4().simple().to_string().to_uppercase()[..17]
+        ),
+        assume_role_policy: document,
+        description: p.get("Description").cloned(),
+        max_session_duration: p
+            .get("MaxSessionDuration")
+            .and_then(|d| d.parse().ok())
+            .unwrap_or(3600),
+        created: crate::aws::now_epoch(),
+        tags: members(p, "Tags")
+            .into_iter()
+            .map(|t| {
+                (
+                    t.get("Key").cloned().unwrap_or_default(),
+                    t.get("Value").cloned().unwrap_or_default(),
+                )
+            })
+            .collect(),
+        inline: BTreeMap::new(),
+        attached: Vec::new(),
+    };
+    let created = iam
+        .execute(&ctx.account_id, &name, RoleCommand::Create(role))
+        .await
+        .map_err(|e| failure(e, &name))?;
+    Ok(format!(
+        "<Role>{}</Role>",
+        role_xml(created.as_ref().expect("a created role"))
+    ))
+}
+
+fn handle_get_role(iam: &Iam, ctx: &RequestContext, p: &Params) -> Reply {
+    Ok(format!("<Role>{}</Role>", role_xml(&role(iam, ctx, p)?)))
+}
+
+fn handle_list_roles(iam: &Iam, ctx: &RequestContext, p: &Params) -> Reply {
+    let prefix = p.get("PathPrefix").cloned().unwrap_or_else(|| "/".into());
+    let listed: String = iam
+        .roles_of(&ctx.account_id)
+        .iter()
+        .filter(|r| r.path.starts_with(&prefix))
+        .map(|r| format!("<member>{}</member>", role_xml(r)))
+        .collect();
+    Ok(format!(
+        "<IsTruncated>false</IsTruncated><Roles>{listed}</Roles>"
+    ))
+}
+
+fn handle_get_role_policy(iam: &Iam, ctx: &RequestContext, p: &Params) -> Reply {
+    let role = role(iam, ctx, p)?;
+    let policy_name = required(p, "PolicyName")?;
+    let document = role
+        .inline
+        .get(&policy_name)
+        .ok_or_else(|| refusal(RoleRefusal::NoSuchPolicy(policy_name.clone()), &role.name))?;
+    Ok(format!(
+        "<RoleName>{}</RoleName><PolicyName>{}</PolicyName><PolicyDocument>{}</PolicyDocument>",
+        xml(&role.name),
+        xml(&policy_name),
+        encode(document)
+    ))
+}
+
+/// Runs the command `command` builds from the parameters on the role `RoleName`; an empty
+/// answer, as IAM gives for changes.
+async fn change(
+    iam: &Iam,
+    ctx: &RequestContext,
+    p: &Params,
+    command: impl FnOnce(&Params) -> Result<RoleCommand, QueryError>,
+) -> Reply {
+    let name = required(p, "RoleName")?;
+    let command = command(p)?;
+    iam.execute(&ctx.account_id, &name, command)
+        .await
+        .map_err(|e| failure(e, &name))?;
+    Ok(String::new())
+}
+
+/// The role `RoleName` of the caller's account.
+fn role(iam: &Iam, ctx: &RequestContext, p: &Params) -> Result<Role, QueryError> {
+    let name = required(p, "RoleName")?;
+    iam.role(&ctx.account_id, &name)
+        .ok_or_else(|| refusal(RoleRefusal::NotFound, &name))
+}
+
+fn failure(e: IamFailure, role: &str) -> QueryError {
+    match e {
+        IamFailure::Refused(r) => refusal(r, role),
+        IamFailure::Store(e) => QueryError::new(500, "ServiceFailure", e.to_string()),
+    }
+}
+
+/// AWS's code and message for a refusal.
+fn refusal(r: RoleRefusal, role: &str) -> QueryError {
+    match r {
+        RoleRefusal::Exists => QueryError::new(
+            409,
+            "EntityAlreadyExists",
+            format!("Role with name {role} already exists."),
+        ),
+        RoleRefusal::NotFound => QueryError::new(
+            404,
+            "NoSuchEntity",
+            format!("The role with name {role} cannot be found."),
+        ),
+        RoleRefusal::NoSuchPolicy(policy) => QueryError::new(
+            404,
+            "NoSuchEntity",
+            format!("The role policy with name {policy} cannot be found."),
+        ),
+        RoleRefusal::NotAttached(arn) => {
+            QueryError::new(404, "NoSuchEntity", format!("Policy {arn} was not found."))
+        }
+        RoleRefusal::HasPolicies => QueryError::new(
+            409,
+            "DeleteConflict",
+            "Cannot delete entity, must delete policies first.",
+        ),
+    }
+}
+
+fn required(p: &Params, name: &str) -> Result<String, QueryError> {
+    p.get(name).filter(|v| !v.is_empty()).cloned().ok_or_else(|| {
+        QueryError::new(
+            400,
+            "ValidationError",
+            format!("1 validation error detected: Value null at '{}' failed to satisfy constraint: Member must not be null", lower_first(name)),
+        )
+    })
+}
+
+fn policy(p: &Params, name: &str) -> Result<String, QueryError> {
+    let document = required(p, name)?;
+    match serde_json::from_str::<serde_json::Value>(&document) {
+        Ok(serde_json::Value::Object(_)) => Ok(document),
+        _ => Err(QueryError::new(
+            400,
+            "MalformedPolicyDocument",
+            "This policy contains invalid Json",
+        )),
+    }
+}
+
+fn lower_first(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_lowercase().collect::<String>() + c.as_str())
+        .unwrap_or_default()
+}
+
+fn role_xml(r: &Role) -> String {
+    let mut out = format!(
+        "<Path>{}</Path><RoleName>{}</RoleName><RoleId>{}</RoleId><Arn>{}</Arn><CreateDate>{}</CreateDate>\
+         <AssumeRolePolicyDocument>{}</AssumeRolePolicyDocument><MaxSessionDuration>{}</MaxSessionDuration>",
+        xml(&r.path),
+        xml(&r.name),
+        r.id,
+        xml(&r.arn()),
+        query::iso8601(r.created),
+        encode(&r.assume_role_policy),
+        r.max_session_duration
+    );
+    if let Some(d) = &r.description {
+        out.push_str(&format!("<Description>{}</Description>", xml(d)));
+    }
+    if !r.tags.is_empty() {
+        let tags: String = r
+            .tags
+            .iter()
+            .map(|(k, v)| {
+                format!(
+                    "<member><Key>{}</Key><Value>{}</Value></member>",
+                    xml(k),
+                    xml(v)
+                )
+            })
+            .collect();
+        out.push_str(&format!("<Tags>{tags}</Tags>"));
+    }
+    out
+}

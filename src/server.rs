@@ -277,7 +277,7 @@ async fn entry(
                 Ok(body) => body,
                 Err(err) => return json::error(&ctx, &err),
             };
-            return state.codebuild.handle(&ctx, &target, &body).await;
+            return crate::codebuild::api::handle(&state.codebuild, &ctx, &target, &body).await;
         }
         Service::Unknown(name) => {
             return json::error(

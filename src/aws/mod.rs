@@ -8,6 +8,7 @@ pub mod model;
 pub mod pagination;
 pub mod query;
 pub mod scope;
+pub mod service;
 
 pub use error::AwsError;
 pub use scope::RequestContext;

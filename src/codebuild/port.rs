@@ -49,8 +49,10 @@ fn plaintext() -> String {
 pub enum BuildError {
     /// No such project.
     ProjectNotFound(String),
-    /// The build cannot run as asked (its buildspec, its variables, builds turned off).
+    /// The build cannot run as asked (its buildspec, its variables).
     Invalid(String),
+    /// Builds are turned off on this server (`run_builds = false`).
+    BuildsOff(String),
     /// The store or the file system failed.
     Failed(String),
 }
@@ -58,9 +60,10 @@ pub enum BuildError {
 impl std::fmt::Display for BuildError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            BuildError::ProjectNotFound(m) | BuildError::Invalid(m) | BuildError::Failed(m) => {
-                f.write_str(m)
-            }
+            BuildError::ProjectNotFound(m)
+            | BuildError::Invalid(m)
+            | BuildError::BuildsOff(m)
+            | BuildError::Failed(m) => f.write_str(m),
         }
     }
 }
@@ -186,14 +189,7 @@ impl Builds for LocalBuilds {
                     initiator: request.initiator,
                     sources: request.sources,
                 })
-                .await
-                .map_err(|e| match e.code.as_str() {
-                    "ResourceNotFoundException" => BuildError::ProjectNotFound(e.message),
-                    "InvalidInputException" | "AccountLimitExceededException" => {
-                        BuildError::Invalid(e.message)
-                    }
-                    _ => BuildError::Failed(e.message),
-                })?;
+                .await?;
             let id = started.id.clone();
             let done = started.done;
             let outcome = {

@@ -374,3 +374,21 @@ fn role_xml(r: &Role) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{IamOperation, StsOperation};
+
+    #[test]
+    fn actions_are_parsed_by_name() {
+        assert_eq!(
+            IamOperation::from_action("CreateRole"),
+            Some(IamOperation::CreateRole)
+        );
+        assert_eq!(IamOperation::from_action("CreateUser"), None);
+        assert_eq!(
+            StsOperation::from_action("GetCallerIdentity").map(StsOperation::name),
+            Some("GetCallerIdentity")
+        );
+    }
+}

@@ -17,6 +17,7 @@ use super::actors::CommandError;
 use super::pipeline::Refusal;
 use super::validate::Invalid;
 use super::CodePipelineService;
+use crate::aws::service::{self, operations};
 use crate::aws::{json, AwsError, RequestContext};
 
 /// What a handler answers: the JSON body, or an AWS error.
@@ -32,30 +33,9 @@ fn reply_with(value: &impl serde::Serialize) -> Reply {
         .map_err(|e| AwsError::internal(e.to_string()))
 }
 
-macro_rules! operations {
-    ($($op:ident),* $(,)?) => {
-        /// Every operation of the CodePipeline model, `2015-07-09`.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-        pub enum Operation { $($op),* }
-
-        impl Operation {
-            /// Every operation, in the model's order.
-            pub const ALL: &'static [Operation] = &[$(Operation::$op),*];
-
-            /// The operation named `name` (the part of `X-Amz-Target` after the dot).
-            pub fn from_name(name: &str) -> Option<Operation> {
-                match name { $(stringify!($op) => Some(Operation::$op),)* _ => None }
-            }
-
-            /// The operation's name as the model spells it.
-            pub fn name(self) -> &'static str {
-                match self { $(Operation::$op => stringify!($op)),* }
-            }
-        }
-    };
-}
-
 operations!(
+    /// Every operation of the CodePipeline model, `2015-07-09`.
+    Operation {
     AcknowledgeJob,
     AcknowledgeThirdPartyJob,
     CreateCustomActionType,
@@ -100,6 +80,7 @@ operations!(
     UntagResource,
     UpdateActionType,
     UpdatePipeline,
+    }
 );
 
 /// Serves one CodePipeline request: `target` is the `X-Amz-Target` header, `body` the JSON.
@@ -109,17 +90,7 @@ pub async fn handle(
     target: &str,
     body: &[u8],
 ) -> HttpResponse {
-    match serve(svc, ctx, target, body).await {
-        Ok(bytes) => json::ok(ctx, bytes),
-        Err(err) => {
-            if err.status >= 500 {
-                log::error!("{target}: {err}");
-            } else {
-                log::debug!("{target}: {err}");
-            }
-            json::error(ctx, &err)
-        }
-    }
+    service::respond(ctx, target, serve(svc, ctx, target, body).await)
 }
 
 async fn serve(
@@ -128,19 +99,8 @@ async fn serve(
     target: &str,
     body: &[u8],
 ) -> Reply {
-    let op = target
-        .strip_prefix(svc.model.target_prefix.as_str())
-        .and_then(|rest| rest.strip_prefix('.'))
-        .and_then(Operation::from_name)
-        .ok_or_else(|| {
-            AwsError::new(
-                "UnknownOperationException",
-                format!("Operation {target} is not known to CodePipeline"),
-            )
-        })?;
-    if !op.is_served() {
-        return Err(AwsError::not_supported("CodePipeline", op.name()));
-    }
+    let served = |name: &str| Operation::from_name(name).filter(|op| op.is_served());
+    let op = service::operation("CodePipeline", svc.model, target, served)?;
     let input = json::parse_body(body)?;
     // Tag operations name a malformed ARN with their own code, before the model's pattern check.
     if matches!(

@@ -12,7 +12,8 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::model::{
-    Action, ActionStatus, ActionTypeId, Declaration, ExecutionMode, ExecutionStatus, StageStatus,
+    Action, ActionStatus, ActionTypeId, Declaration, ExecutionMode, ExecutionStatus, RetryMode,
+    StageStatus,
 };
 use crate::eventstore::EventType;
 
@@ -202,6 +203,16 @@ pub enum ExecutionEvent {
         /// When.
         at: f64,
     },
+    /// RetryStageExecution: a finished execution whose stage failed runs that stage again, in
+    /// a new attempt that it waits to enter as it would a stage it reaches.
+    StageRetried {
+        /// The stage.
+        stage: String,
+        /// Which actions run again.
+        mode: RetryMode,
+        /// When.
+        at: f64,
+    },
     /// The execution ended.
     Finished {
         /// How it ended.
@@ -274,6 +285,9 @@ pub struct StageRun {
     pub status: StageStatus,
     /// Which attempt this is (1 for the first).
     pub attempt: u32,
+    /// For a retried attempt: which actions it runs again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RetryMode>,
 }
 
 /// The execution as its events built it.
@@ -302,6 +316,9 @@ pub struct Execution {
     /// The stage the execution waits to enter.
     #[serde(default)]
     pub waiting: Option<String>,
+    /// The retry the stage it waits for is entered with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retrying: Option<RetryMode>,
     /// Trigger.
     pub trigger: Option<Trigger>,
     /// Pipeline variables.
@@ -328,13 +345,9 @@ impl Execution {
         self.stages.last()
     }
 
-    /// The last status of a stage, if it was entered.
-    pub fn stage_status(&self, stage: &str) -> Option<StageStatus> {
-        self.stages
-            .iter()
-            .rev()
-            .find(|s| s.name == stage)
-            .map(|s| s.status)
+    /// The last attempt at a stage, if it was entered.
+    pub fn stage_run(&self, stage: &str) -> Option<&StageRun> {
+        self.stages.iter().rev().find(|s| s.name == stage)
     }
 
     /// Whether an action of the execution is running.
@@ -392,6 +405,13 @@ pub enum ExecutionCommand {
         /// The reason given.
         reason: Option<String>,
     },
+    /// RetryStageExecution.
+    Retry {
+        /// The stage that failed.
+        stage: String,
+        /// Which actions run again.
+        mode: RetryMode,
+    },
     /// An action finished.
     Complete {
         /// Action execution id.
@@ -415,6 +435,8 @@ pub enum ExecutionRefusal {
     /// The result of an action that no longer runs (abandoned, or its execution ended): it is
     /// not recorded.
     LateResult,
+    /// A retry of a stage that did not fail last, or of an execution that did not end failed.
+    NotRetryable(String),
 }
 
 /// Decides the events a command leads to. `now` is the time; `new_id` makes fresh ids (action
@@ -549,6 +571,34 @@ pub fn handle(
             }
             return Ok(events);
         }
+        ExecutionCommand::Retry { stage, mode } => {
+            if state.id.is_empty() {
+                return Err(ExecutionRefusal::NotStarted);
+            }
+            if state.status != ExecutionStatus::Failed {
+                return Err(ExecutionRefusal::NotRetryable(format!(
+                    "Pipeline execution {} is {}; only a failed one can be retried",
+                    state.id, state.status
+                )));
+            }
+            let failed_here = state
+                .current_stage()
+                .is_some_and(|s| s.name == stage && s.status == StageStatus::Failed);
+            if !failed_here {
+                return Err(ExecutionRefusal::NotRetryable(format!(
+                    "Stage {stage} is not the stage that failed in pipeline execution {}",
+                    state.id
+                )));
+            }
+            let mut s = state.clone();
+            let retried = ExecutionEvent::StageRetried {
+                stage: stage.clone(),
+                mode,
+                at: now,
+            };
+            apply(&mut s, &retried);
+            return Ok(advance(s, retried, now, new_id));
+        }
         ExecutionCommand::Complete {
             action_execution_id,
             result,
@@ -640,10 +690,16 @@ fn next_event(
     let Some(current) = s.current_stage() else {
         return enter(&declared.first()?.name);
     };
+    if s.retrying.is_some() {
+        // A retried stage is entered again, as a stage reached for the first time.
+        return enter(&current.name);
+    }
     let index = declared.iter().position(|st| st.name == current.name)?;
     match current.status {
         StageStatus::Failed => {
-            let failed = s.runs.iter().find(|r| r.status == ActionStatus::Failed);
+            let failed = attempt_runs(s, current)
+                .into_iter()
+                .find(|r| r.status == ActionStatus::Failed);
             let summary = failed.map(|r| {
                 let message = r
                     .error
@@ -672,12 +728,7 @@ fn next_event(
         _ => return None,
     }
     let stage = &declared[index];
-    // The runs of this attempt at the stage.
-    let runs: Vec<&ActionRun> = s
-        .runs
-        .iter()
-        .filter(|r| r.stage == current.name && r.stage_attempt == current.attempt)
-        .collect();
+    let runs = attempt_runs(s, current);
     if runs.iter().any(|r| r.status == ActionStatus::Failed) {
         // As on AWS, actions already running in the failed stage finish and their results are
         // recorded; nothing new starts, and the stage fails once nothing runs.
@@ -711,6 +762,29 @@ fn next_event(
     }
     let action = waiting.iter().find(|a| a.run_order() == next_order)?;
     Some(start_action(s, &current.name, action, now, new_id))
+}
+
+/// The runs that count for a stage attempt: its own, and for a retry of the failed actions only,
+/// the last successful run of every action it does not run again.
+fn attempt_runs<'a>(s: &'a Execution, attempt: &StageRun) -> Vec<&'a ActionRun> {
+    let of_stage = |r: &&ActionRun| r.stage == attempt.name;
+    let mut runs: Vec<&ActionRun> = s
+        .runs
+        .iter()
+        .filter(of_stage)
+        .filter(|r| r.stage_attempt == attempt.attempt)
+        .collect();
+    if attempt.retry == Some(RetryMode::FailedActions) {
+        let kept: Vec<&ActionRun> = s
+            .runs
+            .iter()
+            .filter(of_stage)
+            .filter(|r| r.stage_attempt < attempt.attempt && r.status == ActionStatus::Succeeded)
+            .filter(|r| !runs.iter().any(|n| n.action == r.action))
+            .collect();
+        runs.extend(kept);
+    }
+    runs
 }
 
 fn start_action(
@@ -812,9 +886,11 @@ pub fn resolve(s: &Execution, text: &str) -> Result<String, String> {
         let value = reference.split_once('.').and_then(|(ns, var)| match ns {
             "codepipeline" if var == "PipelineExecutionId" => Some(s.id.clone()),
             "variables" => s.variables.get(var).cloned(),
+            // The latest run of the action with that namespace (a retry runs it again).
             ns => s
                 .runs
                 .iter()
+                .rev()
                 .filter(|r| r.input.namespace.as_deref() == Some(ns))
                 .find_map(|r| r.output.as_ref()?.output_variables.get(var).cloned()),
         });
@@ -871,7 +947,14 @@ pub fn apply(s: &mut Execution, event: &ExecutionEvent) {
                 name: stage.clone(),
                 status: StageStatus::InProgress,
                 attempt,
+                retry: s.retrying.take(),
             });
+            s.updated = *at;
+        }
+        ExecutionEvent::StageRetried { mode, at, .. } => {
+            s.status = ExecutionStatus::InProgress;
+            s.summary = None;
+            s.retrying = Some(*mode);
             s.updated = *at;
         }
         ExecutionEvent::ActionStarted {
@@ -1244,6 +1327,104 @@ mod tests {
             .any(|e| matches!(e, ExecutionEvent::ActionStarted { .. })));
     }
 
+    /// The events of an execution whose deploy stage failed: a and b succeeded, c (runOrder 2)
+    /// failed on its unresolvable variable.
+    fn failed_in_deploy() -> Vec<ExecutionEvent> {
+        let (state, mut history) = given_when(&[], start());
+        let src = state.runs[0].clone();
+        let output = ActionOutput {
+            output_artifacts: src.planned_outputs.clone(),
+            output_variables: [("VersionId".to_string(), "v7".to_string())].into(),
+            ..Default::default()
+        };
+        let (mut state, events) = given_when(&history, succeed(&src.id, output));
+        history.extend(events);
+        for name in ["a", "b"] {
+            let id = state
+                .runs
+                .iter()
+                .find(|r| r.action == name)
+                .unwrap()
+                .id
+                .clone();
+            let (s, events) = given_when(&history, succeed(&id, ActionOutput::default()));
+            history.extend(events);
+            state = s;
+        }
+        assert_eq!(state.status, ExecutionStatus::Failed);
+        history
+    }
+
+    fn started_in_attempt(state: &Execution, attempt: u32) -> Vec<&str> {
+        state
+            .runs
+            .iter()
+            .filter(|r| r.stage == "deploy" && r.stage_attempt == attempt)
+            .map(|r| r.action.as_str())
+            .collect()
+    }
+
+    #[test]
+    fn retrying_the_failed_actions_runs_them_alone_in_a_new_attempt() {
+        let history = failed_in_deploy();
+        let retry = ExecutionCommand::Retry {
+            stage: "deploy".into(),
+            mode: RetryMode::FailedActions,
+        };
+        let (state, events) = given_when(&history, retry);
+        assert!(
+            matches!(&events[0], ExecutionEvent::StageRetried { stage, .. } if stage == "deploy")
+        );
+        // a and b keep their results: only c runs again (and fails again on its variable).
+        assert_eq!(started_in_attempt(&state, 2), ["c"]);
+        let last = state.stages.last().unwrap();
+        assert_eq!(
+            (last.attempt, last.retry),
+            (2, Some(RetryMode::FailedActions))
+        );
+        assert_eq!(last.status, StageStatus::Failed);
+        assert_eq!(state.status, ExecutionStatus::Failed);
+        assert!(state.summary.as_ref().unwrap().contains("Action c"));
+    }
+
+    #[test]
+    fn retrying_all_actions_starts_the_stage_again_from_its_first_group() {
+        let history = failed_in_deploy();
+        let retry = ExecutionCommand::Retry {
+            stage: "deploy".into(),
+            mode: RetryMode::AllActions,
+        };
+        let (state, _) = given_when(&history, retry);
+        assert_eq!(started_in_attempt(&state, 2), ["a", "b"]);
+        assert_eq!(state.status, ExecutionStatus::InProgress);
+        assert_eq!(state.stages.last().unwrap().status, StageStatus::InProgress);
+    }
+
+    #[test]
+    fn only_the_failed_stage_of_a_failed_execution_can_be_retried() {
+        let retry = |stage: &str| ExecutionCommand::Retry {
+            stage: stage.into(),
+            mode: RetryMode::FailedActions,
+        };
+        let (running, _) = given_when(&[], start());
+        assert!(matches!(
+            handle(&running, retry("source"), 1.0, &mut ids()),
+            Err(ExecutionRefusal::NotRetryable(_))
+        ));
+        let mut failed = Execution {
+            declaration: declaration().into(),
+            ..Execution::default()
+        };
+        failed_in_deploy()
+            .iter()
+            .for_each(|e| apply(&mut failed, e));
+        assert!(matches!(
+            handle(&failed, retry("source"), 1.0, &mut ids()),
+            Err(ExecutionRefusal::NotRetryable(m)) if m.contains("source")
+        ));
+        assert!(handle(&failed, retry("deploy"), 1.0, &mut ids()).is_ok());
+    }
+
     #[test]
     fn the_last_stage_succeeding_ends_the_execution() {
         let decl = typed(
@@ -1271,7 +1452,8 @@ mod tests {
             vec![StageRun {
                 name: "one".into(),
                 status: StageStatus::Succeeded,
-                attempt: 1
+                attempt: 1,
+                retry: None,
             }]
         );
     }

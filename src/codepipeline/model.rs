@@ -524,6 +524,16 @@ wire_enum!(
 );
 
 wire_enum!(
+    /// `StageRetryMode`: which actions of a failed stage a retry runs again.
+    RetryMode {
+        /// The failed ones; those that succeeded keep their results.
+        FailedActions = "FAILED_ACTIONS",
+        /// All of them, from the first run order.
+        AllActions = "ALL_ACTIONS",
+    }
+);
+
+wire_enum!(
     /// `ExecutionType`.
     #[derive(Default)]
     ExecutionType {

@@ -470,6 +470,13 @@ pub fn describe(events: &[crate::eventstore::RecordedEvent]) -> Vec<Value> {
                 Some(status.to_string()),
                 json!({}),
             ),
+            ExecutionEvent::StageRetried { stage, mode, .. } => (
+                "StageRetried",
+                Some(stage.clone()),
+                None,
+                Some("InProgress".to_string()),
+                json!({"retryMode": mode}),
+            ),
             ExecutionEvent::StopRequested {
                 abandon, reason, ..
             } => (
@@ -678,8 +685,8 @@ pub fn stage_states(e: &Execution) -> Value {
                     Some((a.name.as_str(), LatestAction::of(e, run)))
                 })
                 .collect();
-            let status = e.stage_status(&stage.name);
-            stage_state(stage, status.map(|s| (e.id.as_str(), s)), |action| {
+            let run = e.stage_run(&stage.name);
+            stage_state(stage, run.map(|s| (e.id.as_str(), s)), |action| {
                 latest.iter().find(|(a, _)| *a == action).map(|(_, l)| l)
             })
         })

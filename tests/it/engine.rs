@@ -1602,3 +1602,171 @@ async fn get_pipeline_state_shows_the_revision_each_source_read() {
     assert_ne!(id2, id1);
     assert_eq!(change2.trim_matches('"'), unquoted(second.e_tag()));
 }
+
+/// The tutorial, deploying also to `late-bucket`, which does not exist yet: the deploy stage
+/// fails on that action while its sibling succeeds.
+fn late_bucket_declaration(name: &str) -> serde_json::Value {
+    let mut decl = tutorial_declaration(name);
+    let mut late = decl["stages"][1]["actions"][0].clone();
+    late["name"] = "late".into();
+    late["configuration"]["BucketName"] = "late-bucket".into();
+    decl["stages"][1]["actions"]
+        .as_array_mut()
+        .unwrap()
+        .push(late);
+    decl
+}
+
+/// The runs of each action of `pipeline`, oldest first, by `stage/action`.
+async fn runs_by_action(
+    cp: &aws_sdk_codepipeline::Client,
+    pipeline: &str,
+) -> std::collections::BTreeMap<String, Vec<ActionExecutionStatus>> {
+    let list = cp
+        .list_action_executions()
+        .pipeline_name(pipeline)
+        .send()
+        .await
+        .unwrap();
+    let mut out = std::collections::BTreeMap::<String, Vec<ActionExecutionStatus>>::new();
+    for d in list.action_execution_details().iter().rev() {
+        out.entry(format!(
+            "{}/{}",
+            d.stage_name().unwrap(),
+            d.action_name().unwrap()
+        ))
+        .or_default()
+        .push(d.status().unwrap().clone());
+    }
+    out
+}
+
+fn retry(
+    cp: &aws_sdk_codepipeline::Client,
+    pipeline: &str,
+    stage: &str,
+    id: &str,
+    mode: aws_sdk_codepipeline::types::StageRetryMode,
+) -> aws_sdk_codepipeline::operation::retry_stage_execution::builders::RetryStageExecutionFluentBuilder
+{
+    cp.retry_stage_execution()
+        .pipeline_name(pipeline)
+        .stage_name(stage)
+        .pipeline_execution_id(id)
+        .retry_mode(mode)
+}
+
+#[tokio::test]
+async fn a_failed_stage_is_retried_and_its_execution_goes_on() {
+    use aws_sdk_codepipeline::types::StageRetryMode::FailedActions;
+    let server = Server::start();
+    let (cp, s3) = (server.codepipeline(), server.s3());
+    tutorial_buckets(&s3).await;
+    create(&server, late_bucket_declaration("retried"));
+    let id = latest_execution(&cp, "retried").await;
+    assert_eq!(
+        finished(&cp, "retried", &id).await,
+        PipelineExecutionStatus::Failed
+    );
+    let refused = |e: &aws_sdk_codepipeline::error::SdkError<_, _>| match e {
+        aws_sdk_codepipeline::error::SdkError::ServiceError(s) => {
+            let e: &aws_sdk_codepipeline::operation::retry_stage_execution::RetryStageExecutionError =
+                s.err();
+            code(e)
+        }
+        other => panic!("{other:?}"),
+    };
+    let e = retry(&cp, "retried", "stage1", &id, FailedActions)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(refused(&e), "StageNotRetryableException");
+    let e = retry(&cp, "retried", "nowhere", &id, FailedActions)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(refused(&e), "StageNotFoundException");
+    let other = "00000000-0000-0000-0000-000000000000";
+    let e = retry(&cp, "retried", "stage2", other, FailedActions)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(refused(&e), "NotLatestPipelineExecutionException");
+
+    s3.create_bucket()
+        .bucket("late-bucket")
+        .send()
+        .await
+        .unwrap();
+    let retried = retry(&cp, "retried", "stage2", &id, FailedActions)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(retried.pipeline_execution_id(), Some(id.as_str()));
+    assert_eq!(
+        finished(&cp, "retried", &id).await,
+        PipelineExecutionStatus::Succeeded
+    );
+    assert_eq!(
+        body(&s3, "late-bucket", "output-file").await,
+        b"Hello LocalStack!\n"
+    );
+    // Only the failed action ran again.
+    let runs = runs_by_action(&cp, "retried").await;
+    use ActionExecutionStatus::{Failed, Succeeded};
+    assert_eq!(runs["stage2/late"], [Failed, Succeeded]);
+    assert_eq!(runs["stage2/action1"], [Succeeded]);
+    let state = cp
+        .get_pipeline_state()
+        .name("retried")
+        .send()
+        .await
+        .unwrap();
+    let stage = &state.stage_states()[1];
+    let metadata = stage.retry_stage_metadata().unwrap();
+    assert_eq!(metadata.manual_stage_retry_attempt(), Some(1));
+    assert_eq!(
+        stage.latest_execution().unwrap().status(),
+        &aws_sdk_codepipeline::types::StageExecutionStatus::Succeeded
+    );
+    let e = retry(&cp, "retried", "stage2", &id, FailedActions)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(refused(&e), "StageNotRetryableException");
+}
+
+#[tokio::test]
+async fn a_stage_that_failed_before_a_restart_is_retried_with_all_its_actions() {
+    use aws_sdk_codepipeline::types::StageRetryMode::AllActions;
+    let server = Server::start();
+    let (cp, s3) = (server.codepipeline(), server.s3());
+    tutorial_buckets(&s3).await;
+    create(&server, late_bucket_declaration("restarted"));
+    let id = latest_execution(&cp, "restarted").await;
+    assert_eq!(
+        finished(&cp, "restarted", &id).await,
+        PipelineExecutionStatus::Failed
+    );
+    let dir = server.kill9().unwrap();
+    let server = Server::start_in(dir.path());
+    let (cp, s3) = (server.codepipeline(), server.s3());
+    s3.create_bucket()
+        .bucket("late-bucket")
+        .send()
+        .await
+        .unwrap();
+    retry(&cp, "restarted", "stage2", &id, AllActions)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        finished(&cp, "restarted", &id).await,
+        PipelineExecutionStatus::Succeeded
+    );
+    let runs = runs_by_action(&cp, "restarted").await;
+    use ActionExecutionStatus::{Failed, Succeeded};
+    assert_eq!(runs["stage2/late"], [Failed, Succeeded]);
+    assert_eq!(runs["stage2/action1"], [Succeeded, Succeeded]);
+    assert_eq!(runs["stage1/action1"], [Succeeded]);
+}

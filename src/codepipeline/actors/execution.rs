@@ -19,8 +19,8 @@ use crate::codepipeline::model::{
     ActionStatus, Declaration, ExecutionMode, ExecutionStatus, StageStatus,
 };
 use crate::codepipeline::views::executions::ExecutionViews;
-use crate::eventstore::EventStore;
 use crate::eventstore::EventType;
+use crate::eventstore::{fold_stream, EventStore};
 
 /// Runs one command on the execution; answers once its events are durable.
 #[derive(Message)]
@@ -219,7 +219,16 @@ impl Handler<Command> for ExecutionActor {
     type Result = AtomicResponse<Self, Result<(), CommandError>>;
 
     fn handle(&mut self, msg: Command, ctx: &mut Self::Context) -> Self::Result {
-        AtomicResponse::new(self.execute(msg.0, ctx))
+        // An execution reopened for a command (rehydrated from the log) that did not go on
+        // stops again once the command is answered.
+        AtomicResponse::new(Box::pin(self.execute(msg.0, ctx).map(
+            |result, act, ctx| {
+                if !act.state.status.is_running() {
+                    ctx.stop();
+                }
+                result
+            },
+        )))
     }
 }
 
@@ -475,25 +484,60 @@ impl ExecutionRegistry {
         self.command(stream, command).await
     }
 
-    /// Runs a command on a running execution.
+    /// Runs a command on an execution: its actor, or for one that ended, an actor rehydrated
+    /// from its stream (a retry reopens it; other commands are refused by it as they would be).
     pub async fn command(
         &self,
         stream: &str,
         command: ExecutionCommand,
     ) -> Result<(), CommandError> {
-        let addr = self
-            .actors
-            .lock()
-            .expect("execution registry")
-            .get(stream)
-            .filter(|a| a.connected())
-            .cloned()
-            .ok_or_else(|| {
-                CommandError::Unavailable(format!("execution {stream} is not running"))
-            })?;
+        let addr = match self.running(stream) {
+            Some(addr) => addr,
+            None => self.rehydrate(stream)?,
+        };
         addr.send(Command(command))
             .await
             .map_err(|e| CommandError::Unavailable(e.to_string()))?
+    }
+
+    fn running(&self, stream: &str) -> Option<Addr<ExecutionActor>> {
+        let actors = self.actors.lock().expect("execution registry");
+        actors.get(stream).filter(|a| a.connected()).cloned()
+    }
+
+    /// Starts the actor of an execution that has none, from its stream.
+    fn rehydrate(&self, stream: &str) -> Result<Addr<ExecutionActor>, CommandError> {
+        let unknown = || CommandError::Unavailable(format!("there is no execution {stream}"));
+        let (pipeline, id) = stream
+            .strip_prefix(crate::codepipeline::ids::EXECUTION_STREAM_PREFIX)
+            .and_then(|rest| rest.rsplit_once(':'))
+            .ok_or_else(unknown)?;
+        let key = PipelineKey::parse(pipeline).ok_or_else(unknown)?;
+        let (state, sequence) = self.load(&key, id)?.ok_or_else(unknown)?;
+        Ok(self.spawn(key.key(), stream.to_string(), state, sequence))
+    }
+
+    /// An execution as its stream built it, with the declaration of the version it runs, and
+    /// the stream's last sequence; `None` when it or its pipeline version is gone.
+    fn load(&self, key: &PipelineKey, id: &str) -> Result<Option<(Execution, u64)>, CommandError> {
+        let stream = key.execution_stream(id);
+        let Some(version) = self.views.get(id)?.map(|e| e.pipeline_version) else {
+            return Ok(None);
+        };
+        let recorded = crate::codepipeline::views::recorded_version(
+            self.store.as_ref(),
+            &key.stream(),
+            version,
+        )?;
+        let Some(declaration) = recorded.map(|v| v.declaration) else {
+            return Ok(None);
+        };
+        let mut state = Execution {
+            declaration,
+            ..Execution::default()
+        };
+        let sequence = fold_stream(self.store.as_ref(), &stream, &mut state, execution::apply)?;
+        Ok(Some((state, sequence)))
     }
 
     /// Resumes every execution the views say is running (at startup).
@@ -503,33 +547,19 @@ impl ExecutionRegistry {
         running.sort_by(|a, b| a.1.started.total_cmp(&b.1.started));
         let mut resumed = 0;
         for (key, execution) in &running {
-            let (account, rest) = key.split_once(':').unwrap_or_default();
-            let (region, pipeline) = rest.split_once(':').unwrap_or_default();
-            let stream = execution_stream(account, region, pipeline, &execution.id);
-            // The declaration the execution runs is the pipeline version's, from its stream.
-            let version = crate::codepipeline::views::recorded_version(
-                self.store.as_ref(),
-                &crate::codepipeline::ids::pipeline_stream(account, region, pipeline),
-                execution.pipeline_version,
-            )?;
-            let Some(declaration) = version.map(|v| v.declaration) else {
+            let Some(pipeline) = PipelineKey::parse(key) else {
+                continue;
+            };
+            let Some((state, sequence)) = self.load(&pipeline, &execution.id)? else {
                 log::warn!(
-                    "execution {} of {pipeline} is not resumed: its pipeline version is gone",
-                    execution.id
+                    "execution {} of {} is not resumed: its pipeline version is gone",
+                    execution.id,
+                    pipeline.name
                 );
                 continue;
             };
-            let mut state = Execution {
-                declaration,
-                ..Execution::default()
-            };
-            let mut sequence = 0;
-            for record in self.store.read_stream(&stream, 1)? {
-                sequence = record.sequence;
-                if let Some(event) = ExecutionEvent::from_record(&record) {
-                    execution::apply(&mut state, &event);
-                }
-            }
+            let stream = pipeline.execution_stream(&execution.id);
+            let pipeline = &pipeline.name;
             log::info!("resuming execution {} of pipeline {pipeline}", execution.id);
             // It is in the stage it entered last, unless that is done and it waits for the next.
             if let Some(stage) = state

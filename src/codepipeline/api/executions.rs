@@ -11,7 +11,9 @@ use crate::aws::{json::from_value, AwsError, RequestContext};
 use crate::codepipeline::actors::StartExecution;
 use crate::codepipeline::execution::{ActionRun, Execution, Trigger};
 use crate::codepipeline::ids::{pipeline_key, pipeline_stream, PipelineKey};
-use crate::codepipeline::model::{ActionStatus, Declaration, ExecutionStatus, StageStatus};
+use crate::codepipeline::model::{
+    ActionStatus, Declaration, ExecutionStatus, RetryMode, StageStatus,
+};
 use crate::codepipeline::views::declaration_of_output;
 use crate::codepipeline::views::executions::ExecutionSummary;
 use crate::codepipeline::views::state::stage_state;
@@ -440,7 +442,7 @@ pub(super) fn handle_get_pipeline_state(
             let latest = latest_runs
                 .stages
                 .get(name)
-                .map(|(id, status)| (id.as_str(), *status));
+                .map(|(id, run)| (id.as_str(), run));
             let mut state = stage_state(stage, latest, |action| {
                 latest_runs
                     .actions
@@ -705,4 +707,82 @@ pub(super) async fn handle_set_stage_transition(
         )
     })?;
     reply(&json!({}))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RetryInput {
+    pipeline_name: String,
+    stage_name: String,
+    pipeline_execution_id: String,
+    retry_mode: RetryMode,
+}
+
+pub(super) async fn handle_retry_stage_execution(
+    svc: &CodePipelineService,
+    ctx: &RequestContext,
+    input: Value,
+) -> Reply {
+    use crate::codepipeline::actors::CommandError;
+    use crate::codepipeline::execution::{ExecutionCommand, ExecutionRefusal};
+    let input: RetryInput = from_value(input)?;
+    let (declaration, version, _, _) = current(svc, ctx, &input.pipeline_name)?;
+    if declaration.stage(&input.stage_name).is_none() {
+        return Err(AwsError::new(
+            "StageNotFoundException",
+            format!(
+                "Stage {} does not exist in pipeline {}",
+                input.stage_name, input.pipeline_name
+            ),
+        ));
+    }
+    let not_retryable = |message: String| AwsError::new("StageNotRetryableException", message);
+    let key = PipelineKey::new(&ctx.account_id, &ctx.region, &input.pipeline_name);
+    // Only the execution that ran the stage last may retry it.
+    let latest = svc
+        .execution_views
+        .latest(&key.key())
+        .map_err(|e| AwsError::internal(format!("the executions could not be read: {e:?}")))?;
+    let Some((latest_id, run)) = latest.stages.get(&input.stage_name) else {
+        return Err(not_retryable(format!(
+            "Stage {} has not run yet",
+            input.stage_name
+        )));
+    };
+    if *latest_id != input.pipeline_execution_id {
+        return Err(AwsError::new(
+            "NotLatestPipelineExecutionException",
+            format!(
+                "Pipeline execution {} is not the latest to run stage {}; {latest_id} is",
+                input.pipeline_execution_id, input.stage_name
+            ),
+        ));
+    }
+    if run.status != StageStatus::Failed {
+        return Err(not_retryable(format!(
+            "Stage {} of pipeline execution {latest_id} is {}, not Failed",
+            input.stage_name, run.status
+        )));
+    }
+    let execution = execution_of(svc, ctx, &input.pipeline_name, latest_id)?;
+    if execution.pipeline_version != version {
+        return Err(not_retryable(format!(
+            "Pipeline execution {latest_id} ran version {} of the pipeline, which has been updated to version {version}",
+            execution.pipeline_version
+        )));
+    }
+    let command = ExecutionCommand::Retry {
+        stage: input.stage_name.clone(),
+        mode: input.retry_mode,
+    };
+    // Through the pipeline's door: a retry is ordered with updates, starts and stops.
+    match svc.registry.to_execution(&key, latest_id, command).await {
+        Ok(()) => reply(&json!({ "pipelineExecutionId": latest_id })),
+        Err(CommandError::ExecutionRefused(ExecutionRefusal::NotRetryable(message))) => {
+            Err(not_retryable(message))
+        }
+        Err(e) => Err(AwsError::internal(format!(
+            "the retry could not be recorded: {e:?}"
+        ))),
+    }
 }

@@ -118,6 +118,7 @@ async fn serve(
         DeletePipeline => pipelines::handle_delete_pipeline(svc, ctx, input).await,
         ListPipelines => pipelines::handle_list_pipelines(svc, ctx, input),
         TagResource => tags::handle_tag_resource(svc, input).await,
+        RetryStageExecution => executions::handle_retry_stage_execution(svc, ctx, input).await,
         UntagResource => tags::handle_untag_resource(svc, input).await,
         ListTagsForResource => tags::handle_list_tags_for_resource(svc, input),
         ListActionTypes => action_types::handle_list_action_types(&svc.actions, input),
@@ -159,7 +160,6 @@ async fn serve(
         | PutThirdPartyJobSuccessResult
         | PutWebhook
         | RegisterWebhookWithThirdParty
-        | RetryStageExecution
         | RollbackStage
         | UpdateActionType => Err(AwsError::not_supported("CodePipeline", op.name())),
     }
@@ -190,6 +190,7 @@ impl Operation {
                 | StopPipelineExecution
                 | DisableStageTransition
                 | EnableStageTransition
+                | RetryStageExecution
         )
     }
 }

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::codepipeline::execution::{
     self, ActionRun, ErrorDetails, Execution, ExecutionEvent, StageRun, Trigger,
 };
-use crate::codepipeline::model::{ActionStatus, ExecutionMode, ExecutionStatus, StageStatus};
+use crate::codepipeline::model::{ActionStatus, ExecutionMode, ExecutionStatus};
 use crate::eventstore::EventType;
 use crate::eventstore::{EventStore, RecordedEvent, StoreError};
 
@@ -149,8 +149,8 @@ impl LatestAction {
 /// The latest run of each stage and action of a pipeline, as GetPipelineState shows them.
 #[derive(Debug, Clone, Default)]
 pub struct PipelineLatest {
-    /// Stage → (execution id, stage status).
-    pub stages: HashMap<String, (String, StageStatus)>,
+    /// Stage → (execution id, its last attempt at the stage).
+    pub stages: HashMap<String, (String, StageRun)>,
     /// (stage, action) → its latest run.
     pub actions: HashMap<(String, String), LatestAction>,
 }
@@ -311,8 +311,24 @@ impl ExecutionViews {
             .executions
             .entry(id.to_string())
             .or_insert_with(|| (key.clone(), Stored::Running(Box::default())));
+        if let Stored::Finished(_) = stored {
+            // An execution goes on after its end only when it is reopened (a stage retried):
+            // it is folded again from its stream, up to this event, and kept whole again.
+            let mut reopened = Execution::default();
+            let folded = self.store.read_stream(&record.stream, 1).map(|records| {
+                for r in records.iter().take_while(|r| r.sequence < record.sequence) {
+                    if let Some(e) = ExecutionEvent::from_record(r) {
+                        execution::apply(&mut reopened, &e);
+                    }
+                }
+            });
+            if let Err(e) = folded {
+                log::error!("execution {id} could not be reopened from the log: {e}");
+                return;
+            }
+            *stored = Stored::Running(Box::new(reopened));
+        }
         let Stored::Running(state) = stored else {
-            // A finished execution takes no more events.
             return;
         };
         execution::apply(state, &event);
@@ -400,8 +416,8 @@ impl ExecutionViews {
                 loaded.insert(id.clone(), self.get(&id)?);
             }
             if let Some(e) = &loaded[&id] {
-                if let Some(status) = e.stage_status(&stage) {
-                    latest.stages.insert(stage, (id, status));
+                if let Some(run) = e.stage_run(&stage) {
+                    latest.stages.insert(stage, (id, run.clone()));
                 }
             }
         }

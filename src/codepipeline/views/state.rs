@@ -3,14 +3,16 @@
 use serde_json::{json, Value};
 
 use super::executions::LatestAction;
-use crate::codepipeline::model::{Stage, StageStatus};
+use crate::codepipeline::execution::StageRun;
+use crate::codepipeline::model::Stage;
 
 /// The wire shape `StageState` of a declared stage (less its inbound transition and waiting
-/// executions, which only the live pipeline has): its latest execution, as (execution id,
-/// status), and the latest run of each of its actions, as `action` finds them.
+/// executions, which only the live pipeline has): its latest execution, as (execution id, its
+/// last attempt at the stage), and the latest run of each of its actions, as `action` finds
+/// them. A stage retried shows how often in `retryStageMetadata`.
 pub fn stage_state<'a>(
     stage: &Stage,
-    latest: Option<(&str, StageStatus)>,
+    latest: Option<(&str, &StageRun)>,
     action: impl Fn(&str) -> Option<&'a LatestAction>,
 ) -> Value {
     let actions: Vec<Value> = stage
@@ -22,9 +24,16 @@ pub fn stage_state<'a>(
         })
         .collect();
     let mut state = json!({"stageName": stage.name, "actionStates": actions});
-    if let Some((id, status)) = latest {
+    if let Some((id, run)) = latest {
         state["latestExecution"] =
-            json!({"pipelineExecutionId": id, "status": status, "type": "STANDARD"});
+            json!({"pipelineExecutionId": id, "status": run.status, "type": "STANDARD"});
+        if run.attempt > 1 {
+            state["retryStageMetadata"] = json!({
+                "autoStageRetryAttempt": 0,
+                "manualStageRetryAttempt": run.attempt - 1,
+                "latestRetryTrigger": "ManualStageRetry",
+            });
+        }
     }
     state
 }

@@ -4,31 +4,47 @@
 //!
 //! # Layout
 //! ```text
-//! main.rs            command line (clap): `serve` (default)
+//! main.rs            command line (clap): `serve` (default), and the debugging commands
 //! config.rs          Config: config/default.toml < --config FILE < CODEPIPELINE_LOCAL_* env < flags
 //! server.rs          composition root: opens the store, rebuilds views, serves HTTP until shutdown
+//! admin.rs           the local, non-AWS routes (health, history API, build output) and their names
 //! allocator.rs       mimalloc tuning: at load, and once the data is loaded
 //! gateway.rs         which service a request belongs to (SigV4 scope, X-Amz-Target)
-//! aws/               AWS JSON 1.1 envelope and errors, SigV4 scope, model-driven input validation
-//! eventstore/        EventStore trait; sled (default) and memory implementations
-//! codepipeline/      api/ (one handle_* per operation), pipeline and execution aggregates,
-//!                    actors/ (PipelineActor, ExecutionActor and their registries), views/
-//!                    (pipelines, executions), actions/ (one executor per provider),
-//!                    validate (declaration rules), action_types (catalogue of providers)
+//! aws/               protocol pieces every service shares: JSON 1.1 envelope and errors (json),
+//!                    the JSON service skeleton (service: operations!, the target's operation,
+//!                    the answer), the query protocol (query: forms, XML, <ErrorResponse>),
+//!                    pagination tokens, SigV4 scope, model-driven input validation
+//! eventstore/        EventStore trait; sled (default) and memory implementations; event types
+//!                    (EventType: name, schema version, upcasting), stream folding, StreamWriter
+//! codepipeline/      api/ (Operation enum, one handle_* per operation: the only AWS codes),
+//!                    model (the typed declaration and status enums, AWS's wire shape), ids
+//!                    (stream names), pipeline and execution aggregates (pure), gates (stage
+//!                    locks and transitions, pure), actors/ (PipelineActor: the one door per
+//!                    pipeline; ExecutionActor; their registries), views/ (pipelines, executions,
+//!                    GetPipelineState's stage states, the snapshot cache), actions/ (the
+//!                    ActionExecutor trait, the registry, one file per provider), validate
+//!                    (declaration rules), action_types (AWS's catalogue of providers)
 //! s3/                embedded S3: s3s bridge into actix-web, api (the S3 trait over the store),
 //!                    store (files + bucket events), objects (ObjectStore for pipeline actions),
 //!                    remote (an external S3 through aws-sdk-s3)
-//! iam/               IAM roles and STS GetCallerIdentity (query protocol), role events
-//! codebuild/         CodeBuild (JSON 1.1): projects and builds, event-sourced; buildspec,
-//!                    runner (bash, one process group a phase), artifacts
-//! history/           the history of executions from the log (HistoryReader), its read-only
-//!                    admin API, and the history/replay/rerun/diff/export commands
+//! iam/               IAM roles and STS (query protocol): api (operations, AWS codes, XML),
+//!                    roles (the pure role aggregate and its events)
+//! codebuild/         CodeBuild (JSON 1.1): api (operations, AWS codes), project and build
+//!                    events, builds (running them), buildspec, runner (bash, one process group
+//!                    a phase), artifacts, port (the Builds trait other services use)
+//! history/           the history of executions from the log (HistoryReader): timelines,
+//!                    replays, diffs, the input of a rerun
+//! cli/               the history/replay/rerun/diff/export/logs commands: args, client (server
+//!                    or data dir), render (tables)
 //! ```
-//! Dependencies point one way: `main → server → {gateway, codepipeline, codebuild, s3, iam,
-//! history} → {aws, eventstore}`. Inside the service, `api → {actors, views}`,
-//! `actors → {aggregates, actions, eventstore}`, `actions → {s3::objects, codebuild}`,
-//! `views → events`. The aggregates know no I/O, no actix and no HTTP; only the `api` layers know
-//! AWS error codes.
+//! Dependencies point one way: `main → {server, cli} → {admin, gateway, codepipeline,
+//! codebuild, s3, iam, history} → {aws, eventstore}`; no two top-level modules import each
+//! other (`python3 ../shared/tools/modgraph.py src` checks). Services meet through ports: the
+//! pipeline's actions reach CodeBuild through `codebuild::port::Builds` and S3 through
+//! `s3::objects::ObjectStore`, and neither service imports the other's handlers or state.
+//! Inside CodePipeline, `api → {actors, views, model}`, `actors → {aggregates, gates, actions,
+//! eventstore}`, `views → {events, model}`; the aggregates and the gates know no I/O, no actix
+//! and no HTTP; only the `api` layers know AWS error codes.
 //!
 //! # Data flow
 //! A write goes to the pipeline's actor, which asks the pure aggregate for events and hands them

@@ -1,6 +1,8 @@
-//! AWS CodeBuild on the same endpoint (JSON 1.1, `CodeBuild_20161006`): build projects, as the
-//! CodeBuild action of pipelines will need them. Requests are checked against AWS's own model
-//! (`models/codebuild-2016-10-06.json`); projects are event-sourced like pipelines.
+//! AWS CodeBuild on the same endpoint (JSON 1.1, `CodeBuild_20161006`): build projects and
+//! builds, for StartBuild and for the CodeBuild action of pipelines (which reaches it through
+//! [`port::Builds`]). Requests are checked against AWS's own model
+//! (`models/codebuild-2016-10-06.json`) in [`api`], the only layer that knows AWS's codes;
+//! projects are event-sourced like pipelines.
 //!
 //! Builds run their buildspec on this machine with `bash` (see [`runner`]), each in a work dir of
 //! its own under the data dir, with its output kept in a log file; builds are event-sourced too,

@@ -2,11 +2,12 @@
 //!
 //! # LIMITATIONS
 //! Where codepipeline-local differs from AWS CodePipeline today:
-//! - Pipelines run with the S3 source, S3 deploy and manual approval actions; other providers fail
-//!   their action with a message naming them. Stop, approvals, execution modes, inbound stage
-//!   transitions and UpdatePipeline's cancelling of running executions work; job workers,
-//!   webhooks, retries and rollbacks answer `NotImplementedException` (HTTP 501) naming the
-//!   operation. Only inbound transitions can be disabled.
+//! - Pipelines run with the S3 source, S3 deploy, manual approval and CodeBuild actions; other
+//!   providers fail their action with a message naming them (see `actions`). Stop, approvals,
+//!   execution modes, inbound stage transitions, UpdatePipeline's cancelling of running
+//!   executions and RetryStageExecution work; job workers, webhooks, rollbacks and conditions
+//!   answer `NotImplementedException` (HTTP 501) naming the operation. Only inbound
+//!   transitions can be disabled.
 //! - The stage locks of SUPERSEDED and QUEUED modes are kept in memory and rebuilt from the log at
 //!   startup; waiting executions ask again in the order they started.
 //! - Custom action types cannot be registered yet, so declarations using `owner: Custom` are refused.
@@ -14,6 +15,8 @@
 //!   is on (off by default, as in LocalStack).
 //! - Only pipelines are taggable resources; webhook and custom-action ARNs are not found.
 //! - ListActionTypes lists the AWS action types codepipeline-local runs, not all of AWS's.
+//! - RetryStageExecution retries stages that failed on their own; a retry never meets a stage
+//!   still running actions, since a stage fails only once its running actions have finished.
 
 pub mod action_types;
 pub mod actions;

@@ -1215,28 +1215,11 @@ mod tests {
 
     #[test]
     fn an_unresolvable_reference_fails_the_action_stage_and_execution() {
-        let (mut state, mut history) = given_when(&[], start());
-        let src = state.runs[0].clone();
-        let output = ActionOutput {
-            output_artifacts: src.planned_outputs.clone(),
-            output_variables: [("VersionId".to_string(), "v7".to_string())].into(),
-            ..Default::default()
+        let mut state = Execution {
+            declaration: declaration().into(),
+            ..Execution::default()
         };
-        let (s, events) = given_when(&history, succeed(&src.id, output));
-        history.extend(events);
-        state = s;
-        for name in ["a", "b"] {
-            let id = state
-                .runs
-                .iter()
-                .find(|r| r.action == name)
-                .unwrap()
-                .id
-                .clone();
-            let (s, events) = given_when(&history, succeed(&id, ActionOutput::default()));
-            history.extend(events);
-            state = s;
-        }
+        failed_in_deploy().iter().for_each(|e| apply(&mut state, e));
         let c = state.runs.iter().find(|r| r.action == "c").unwrap();
         assert_eq!(c.status, ActionStatus::Failed);
         assert!(c

@@ -1505,19 +1505,8 @@ async fn a_failed_action_lets_its_running_sibling_finish_and_starts_nothing_new(
         finished(&cp, "siblings", &id).await,
         PipelineExecutionStatus::Failed
     );
-    let actions = cp
-        .list_action_executions()
-        .pipeline_name("siblings")
-        .send()
-        .await
-        .unwrap();
-    let status_of = |name: &str| {
-        actions
-            .action_execution_details()
-            .iter()
-            .find(|d| d.action_name() == Some(name))
-            .map(|d| d.status().unwrap().clone())
-    };
+    let runs = runs_by_action(&cp, "siblings").await;
+    let status_of = |name: &str| runs.get(&format!("gate/{name}")).map(|r| r[0].clone());
     assert_eq!(status_of("approve"), Some(ActionExecutionStatus::Succeeded));
     assert_eq!(status_of("a"), Some(ActionExecutionStatus::Failed));
     assert_eq!(status_of("c"), None, "c started after its stage failed");

@@ -41,8 +41,7 @@ use self::build::{build_stream, BuildEvent, BUILD_STREAM_PREFIX};
 use self::project::{project_stream, ProjectCommand, ProjectEvent, Refusal, PROJECT_STREAM_PREFIX};
 use crate::aws::model::ServiceModel;
 use crate::aws::RequestContext;
-use crate::eventstore::EventType;
-use crate::eventstore::{EventStore, RecordedEvent};
+use crate::eventstore::{EventStore, EventType, RecordedEvent};
 
 static MODEL: LazyLock<ServiceModel> =
     LazyLock::new(|| ServiceModel::parse(include_str!("../../models/codebuild-2016-10-06.json")));

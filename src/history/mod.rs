@@ -24,8 +24,7 @@ use crate::codepipeline::model::Declaration;
 use crate::codepipeline::views::executions::{ExecutionSummary, ExecutionViews, LatestAction};
 use crate::codepipeline::views::state::stage_state;
 use crate::codepipeline::views::{pipeline_version, PipelineViews};
-use crate::eventstore::EventType;
-use crate::eventstore::{EventStore, StoreError};
+use crate::eventstore::{EventStore, EventType, StoreError};
 
 /// The account every resource belongs to.
 pub const ACCOUNT: &str = "000000000000";

@@ -19,8 +19,7 @@ use crate::codepipeline::model::{
     ActionStatus, Declaration, ExecutionMode, ExecutionStatus, StageStatus,
 };
 use crate::codepipeline::views::executions::ExecutionViews;
-use crate::eventstore::EventType;
-use crate::eventstore::{fold_stream, EventStore};
+use crate::eventstore::{fold_stream, EventStore, EventType};
 
 /// Runs one command on the execution; answers once its events are durable.
 #[derive(Message)]

@@ -24,8 +24,7 @@ use self::execution::{ExecutionRegistry, StartRequest};
 use super::execution::{ExecutionCommand, Trigger};
 use super::ids::PipelineKey;
 use super::pipeline::{self, PipelineCommand, PipelineEvent, PipelineState, Refusal};
-use crate::eventstore::EventType;
-use crate::eventstore::{EventStore, Projection, StoreError};
+use crate::eventstore::{fold_stream, EventStore, EventType, Projection, StoreError};
 
 /// Why a command did not happen.
 #[derive(Debug, Clone, PartialEq)]
@@ -374,13 +373,7 @@ impl PipelineRegistry {
         }
         // Rehydrated outside the registry's lock: other pipelines' commands go on meanwhile.
         let mut state = PipelineState::default();
-        let mut sequence = 0;
-        for record in self.store.read_stream(&stream, 1)? {
-            sequence = record.sequence;
-            if let Some(event) = PipelineEvent::from_record(&record) {
-                pipeline::apply(&mut state, &event);
-            }
-        }
+        let sequence = fold_stream(self.store.as_ref(), &stream, &mut state, pipeline::apply)?;
         let mut actors = self.actors.lock().expect("registry lock");
         // Another request may have started it meanwhile: there is one actor a pipeline.
         if let Some(addr) = actors.get(&stream).filter(|a| a.connected()) {

@@ -15,8 +15,7 @@ use crate::codepipeline::execution::{
     self, ActionRun, ErrorDetails, Execution, ExecutionEvent, StageRun, Trigger,
 };
 use crate::codepipeline::model::{ActionStatus, ExecutionMode, ExecutionStatus};
-use crate::eventstore::EventType;
-use crate::eventstore::{EventStore, RecordedEvent, StoreError};
+use crate::eventstore::{fold_stream, EventStore, EventType, RecordedEvent, StoreError};
 
 use crate::codepipeline::ids::{EXECUTION_STREAM_PREFIX, PIPELINE_STREAM_PREFIX};
 
@@ -357,11 +356,12 @@ impl ExecutionViews {
             }
         };
         let mut execution = Execution::default();
-        for record in self.store.read_stream(&stream, 0)? {
-            if let Some(event) = ExecutionEvent::from_record(&record) {
-                execution::apply(&mut execution, &event);
-            }
-        }
+        fold_stream(
+            self.store.as_ref(),
+            &stream,
+            &mut execution,
+            execution::apply,
+        )?;
         Ok(Some(execution))
     }
 

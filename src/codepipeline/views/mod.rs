@@ -17,8 +17,7 @@ use serde::{Deserialize, Serialize};
 use super::ids::{pipeline_stream, PIPELINE_STREAM_PREFIX};
 use super::model::{Declaration, ExecutionMode, PipelineType};
 use super::pipeline::{PipelineEvent, Tag};
-use crate::eventstore::EventType;
-use crate::eventstore::{EventStore, RecordedEvent, StoreError};
+use crate::eventstore::{EventStore, EventType, RecordedEvent, StoreError};
 
 /// What reads need of one pipeline.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -39,6 +39,12 @@ pub struct Config {
     pub allow_builds_on_non_loopback: bool,
     /// Output kept per build, in bytes.
     pub build_log_max_bytes: u64,
+    /// Entries one zip artifact may hold when an action unpacks it.
+    pub zip_max_entries: usize,
+    /// Bytes one zip artifact may unpack to.
+    pub zip_max_bytes: u64,
+    /// How many times its compressed size one zip entry may inflate to.
+    pub zip_max_ratio: u64,
     /// An external S3 for pipeline objects; empty for the embedded one.
     pub s3_endpoint: String,
     /// Region to sign for on the external S3.

@@ -130,9 +130,18 @@ pub async fn run(
     let enforce_roles = config.iam_enforce_roles;
     let execution_arbiters: Vec<actix::Arbiter> =
         (0..workers).map(|_| actix::Arbiter::new()).collect();
+    // Artifacts unpacked by actions the last process ran are of no use now.
+    let scratch = config.data_dir.join("tmp").join("actions");
+    let _ = std::fs::remove_dir_all(&scratch);
     let actions = Arc::new(ActionRegistry::new(&Services {
         objects: pipeline_objects,
         builds: Arc::new(crate::codebuild::port::LocalBuilds(codebuild.clone())),
+        scratch: scratch.clone(),
+        zip_limits: crate::codepipeline::actions::archive::ZipLimits {
+            max_entries: config.zip_max_entries,
+            max_bytes: config.zip_max_bytes,
+            max_ratio: config.zip_max_ratio,
+        },
     }));
     let executions = Arc::new(ExecutionRegistry::new(
         execution_arbiters

@@ -2,6 +2,7 @@
 //! buildspec run phase by phase on a thread of its own (see [`super::runner`]); each phase's end
 //! is recorded as it comes, and a build outside a pipeline uploads its artifacts at the end.
 
+use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
@@ -19,6 +20,35 @@ struct Upload {
     key: String,
     zip: bool,
     section: buildspec::Artifacts,
+}
+
+/// Moves the files of `from` into `to` (made empty first): a rename where both are on one
+/// file system, a copy otherwise.
+fn move_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    if to.exists() {
+        std::fs::remove_dir_all(to)?;
+    }
+    if let Some(parent) = to.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    if std::fs::rename(from, to).is_ok() {
+        return Ok(());
+    }
+    copy_dir(from, to)
+}
+
+fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), target)?;
+        }
+    }
+    Ok(())
 }
 
 impl CodeBuild {
@@ -52,20 +82,13 @@ impl CodeBuild {
         std::fs::create_dir_all(self.dir.join("logs")).map_err(internal)?;
         // The input artifacts: the first in CODEBUILD_SRC_DIR, the others beside it.
         let mut source_dirs = Vec::new();
-        for (i, (artifact, files)) in o.sources.iter().enumerate() {
+        for (i, (artifact, from)) in o.sources.iter().enumerate() {
             let dir = if i == 0 {
                 src_dir.clone()
             } else {
                 work.join(format!("src-{artifact}"))
             };
-            std::fs::create_dir_all(&dir).map_err(internal)?;
-            for (path, content) in files {
-                let target = dir.join(path);
-                if let Some(parent) = target.parent() {
-                    std::fs::create_dir_all(parent).map_err(internal)?;
-                }
-                std::fs::write(&target, content).map_err(internal)?;
-            }
+            move_dir(from, &dir).map_err(internal)?;
             source_dirs.push((artifact.clone(), dir));
         }
         // The buildspec: the override, else the project's: inline, or a file of the source.

@@ -72,13 +72,11 @@ pub struct StartOptions {
     pub timeout_override: Option<u64>,
     /// Who started it.
     pub initiator: String,
-    /// Input files by artifact name: the first is the primary source (`CODEBUILD_SRC_DIR`), the
-    /// others go in `CODEBUILD_SRC_DIR_<name>`.
-    pub sources: Vec<(String, Files)>,
+    /// Input directories by artifact name, whose files are moved into the build's work dir: the
+    /// first is the primary source (`CODEBUILD_SRC_DIR`), the others go in
+    /// `CODEBUILD_SRC_DIR_<name>`.
+    pub sources: Vec<(String, PathBuf)>,
 }
-
-/// Files by their path in a source dir.
-pub type Files = Vec<(String, Vec<u8>)>;
 
 /// A build that was started.
 pub struct Started {

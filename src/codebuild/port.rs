@@ -9,7 +9,7 @@ use futures_util::future::BoxFuture;
 use serde::Deserialize;
 
 use super::buildspec::Buildspec;
-use super::{CodeBuild, Files, StartOptions};
+use super::{CodeBuild, StartOptions};
 
 /// A build to start.
 pub struct BuildRequest {
@@ -23,8 +23,9 @@ pub struct BuildRequest {
     pub env_overrides: Vec<EnvironmentVariable>,
     /// Who starts it (`codepipeline/<stage>`).
     pub initiator: String,
-    /// Input files by artifact name: the first is the primary source.
-    pub sources: Vec<(String, Files)>,
+    /// Input directories by artifact name: the first is the primary source. Their files are
+    /// moved into the build's work dir.
+    pub sources: Vec<(String, PathBuf)>,
 }
 
 /// An environment variable, as CodeBuild's `EnvironmentVariable` shape (and the CodeBuild

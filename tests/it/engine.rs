@@ -1759,3 +1759,139 @@ async fn a_stage_that_failed_before_a_restart_is_retried_with_all_its_actions() 
     assert_eq!(runs["stage2/action1"], [Succeeded, Succeeded]);
     assert_eq!(runs["stage1/action1"], [Succeeded]);
 }
+
+/// A zip of one stored entry whose zip64 headers declare `declared` uncompressed bytes for the
+/// 12 it holds.
+fn forged_zip64(declared: u64) -> Vec<u8> {
+    let content = b"hello, world";
+    let crc = {
+        let mut crc = !0u32;
+        for &b in content {
+            crc ^= u32::from(b);
+            for _ in 0..8 {
+                crc = if crc & 1 == 1 {
+                    (crc >> 1) ^ 0xEDB8_8320
+                } else {
+                    crc >> 1
+                };
+            }
+        }
+        !crc
+    };
+    let name = b"f.txt";
+    let mut extra = Vec::new();
+    for v in [1u16, 16] {
+        extra.extend_from_slice(&v.to_le_bytes());
+    }
+    extra.extend_from_slice(&declared.to_le_bytes());
+    extra.extend_from_slice(&(content.len() as u64).to_le_bytes());
+    let header = |out: &mut Vec<u8>, signature: u32, central: bool| {
+        out.extend_from_slice(&signature.to_le_bytes());
+        out.extend_from_slice(&45u16.to_le_bytes());
+        if central {
+            out.extend_from_slice(&45u16.to_le_bytes());
+        }
+        out.extend_from_slice(&[0; 8]);
+        out.extend_from_slice(&crc.to_le_bytes());
+        out.extend_from_slice(&u32::MAX.to_le_bytes());
+        out.extend_from_slice(&u32::MAX.to_le_bytes());
+        out.extend_from_slice(&(name.len() as u16).to_le_bytes());
+        out.extend_from_slice(&(extra.len() as u16).to_le_bytes());
+        if central {
+            out.extend_from_slice(&[0; 14]);
+        }
+        out.extend_from_slice(name);
+        out.extend_from_slice(&extra);
+    };
+    let mut out = Vec::new();
+    header(&mut out, 0x0403_4b50, false);
+    out.extend_from_slice(content);
+    let central = out.len() as u32;
+    header(&mut out, 0x0201_4b50, true);
+    let size = out.len() as u32 - central;
+    out.extend_from_slice(&0x0605_4b50u32.to_le_bytes());
+    out.extend_from_slice(&[0, 0, 0, 0, 1, 0, 1, 0]);
+    out.extend_from_slice(&size.to_le_bytes());
+    out.extend_from_slice(&central.to_le_bytes());
+    out.extend_from_slice(&[0, 0]);
+    out
+}
+
+#[tokio::test]
+async fn hostile_zips_fail_their_action_and_the_server_goes_on() {
+    let server = Server::start();
+    let (cp, s3) = (server.codepipeline(), server.s3());
+    tutorial_buckets(&s3).await;
+    let mut decl = tutorial_declaration("hostile");
+    decl["stages"][0]["actions"][0]["configuration"]["S3ObjectKey"] = "site.zip".into();
+    decl["stages"][1]["actions"][0]["configuration"] =
+        json!({"BucketName": "target-bucket", "Extract": "true"});
+    let bomb = zip_of(&[("zeros.bin", &"\0".repeat(32 << 20))]);
+    assert!(bomb.len() < 1 << 20, "the bomb is {} bytes", bomb.len());
+    let cases: [(&str, Vec<u8>, &str); 3] = [
+        ("a 32 MiB deflate bomb", bomb, "zip_max_ratio"),
+        (
+            "a zip64 entry declaring 2^62 bytes",
+            forged_zip64(1 << 62),
+            "",
+        ),
+        (
+            "a zip64 entry declaring 2^64-1 bytes",
+            forged_zip64(u64::MAX),
+            "",
+        ),
+    ];
+    let mut created = false;
+    for (what, zip, limit) in cases {
+        s3.put_object()
+            .bucket("source-bucket")
+            .key("site.zip")
+            .body(ByteStream::from(zip))
+            .send()
+            .await
+            .unwrap();
+        let id = if created {
+            start(&cp, "hostile").await
+        } else {
+            created = true;
+            create(&server, decl.clone());
+            latest_execution(&cp, "hostile").await
+        };
+        let status = finished(&cp, "hostile", &id).await;
+        let deployed = runs_by_action(&cp, "hostile").await;
+        // A forged size either fails the action or unpacks the 12 bytes really there; it never
+        // takes the server down.
+        if !limit.is_empty() {
+            assert_eq!(status, PipelineExecutionStatus::Failed, "{what}");
+            let e = cp
+                .get_pipeline_execution()
+                .pipeline_name("hostile")
+                .pipeline_execution_id(&id)
+                .send()
+                .await
+                .unwrap();
+            let summary = e.pipeline_execution().unwrap().status_summary().unwrap();
+            assert!(summary.contains(limit), "{what}: {summary}");
+        } else if status == PipelineExecutionStatus::Succeeded {
+            let body = body(&s3, "target-bucket", "f.txt").await;
+            assert_eq!(body, b"hello, world", "{what}");
+        }
+        assert!(!deployed.is_empty());
+        // Still serving.
+        let r = server.call("ListPipelines", json!({}));
+        assert_eq!(r.status, 200, "{what}");
+    }
+    // And a restart finds nothing to resume that could take it down.
+    let dir = server.kill9().unwrap();
+    let server = Server::start_in(dir.path());
+    let r = server.call("ListPipelineExecutions", json!({"pipelineName": "hostile"}));
+    let listed = r.json();
+    let statuses: Vec<&str> = listed["pipelineExecutionSummaries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses.len(), 3);
+    assert!(!statuses.contains(&"InProgress"), "{statuses:?}");
+}

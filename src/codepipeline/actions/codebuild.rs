@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use futures_util::future::BoxFuture;
 
 use super::{
-    body_of, config, failed, read_artifact, store_failure, unzip, ActionExecutor, ActionJob,
+    body_of, config, failed, read_artifact, store_failure, ActionExecutor, ActionJob, Unpacking,
 };
 use crate::codebuild::port::{BuildRequest, BuildStatus, Builds, EnvironmentVariable};
 use crate::codepipeline::execution::{ActionOutput, ErrorDetails};
@@ -21,16 +21,22 @@ use crate::s3::objects::{ObjectStore, PutAttributes};
 pub(super) struct CodeBuildAction {
     objects: Arc<dyn ObjectStore>,
     builds: Arc<dyn Builds>,
+    unpacking: Unpacking,
     /// The build each running action waits for, by action execution id (to stop it when the
     /// action is abandoned).
     waiting: Mutex<HashMap<String, String>>,
 }
 
 impl CodeBuildAction {
-    pub(super) fn new(objects: Arc<dyn ObjectStore>, builds: Arc<dyn Builds>) -> Self {
+    pub(super) fn new(
+        objects: Arc<dyn ObjectStore>,
+        builds: Arc<dyn Builds>,
+        unpacking: Unpacking,
+    ) -> Self {
         CodeBuildAction {
             objects,
             builds,
+            unpacking,
             waiting: Mutex::new(HashMap::new()),
         }
     }
@@ -90,13 +96,19 @@ async fn run(ctx: &CodeBuildAction, job: &ActionJob) -> Result<ActionOutput, Err
             inputs.insert(0, p);
         }
     }
+    // CodeBuild reads its input artifacts as zip archives, unpacked within the limits; the
+    // scratch dirs go when the action ends (their files have moved into the build's).
     let mut sources = Vec::new();
+    let mut scratches = Vec::new();
     for artifact in &inputs {
         let bytes = read_artifact(ctx.objects.as_ref(), artifact).await?;
-        // CodeBuild reads its input artifacts as zip archives.
-        let files = unzip(&bytes, &artifact.name)
+        let (scratch, _) = ctx
+            .unpacking
+            .unpack(bytes, &artifact.name)
+            .await
             .map_err(|e| failed(format!("CLIENT_ERROR in DOWNLOAD_SOURCE: {}", e.message)))?;
-        sources.push((artifact.name.clone(), files));
+        sources.push((artifact.name.clone(), scratch.path().to_path_buf()));
+        scratches.push(scratch);
     }
     let handle = ctx
         .builds

@@ -16,18 +16,19 @@
 //!   are sent), CodeBuild (builds run here, see `crate::codebuild`). Every other provider fails
 //!   its action with a message naming it.
 
+pub mod archive;
 mod codebuild;
 mod manual_approval;
 mod s3_deploy;
 mod s3_source;
 
 use std::collections::BTreeMap;
-use std::io::Read;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 
 use super::action_types::{ActionTypeSpec, CATALOG};
 use super::execution::{ActionInput, ActionOutput, ArtifactDetail, ErrorDetails};
@@ -87,6 +88,45 @@ pub struct Services {
     pub objects: Arc<dyn ObjectStore>,
     /// Builds, for the CodeBuild action.
     pub builds: Arc<dyn Builds>,
+    /// Where artifacts are unpacked while an action uses them (under the data dir).
+    pub scratch: PathBuf,
+    /// What an artifact may unpack to.
+    pub zip_limits: archive::ZipLimits,
+}
+
+/// Where and within which limits an executor unpacks artifacts.
+#[derive(Debug, Clone)]
+struct Unpacking {
+    scratch: PathBuf,
+    limits: archive::ZipLimits,
+}
+
+impl Unpacking {
+    /// Unpacks the artifact `bytes` into a fresh scratch directory, off the async threads.
+    async fn unpack(
+        &self,
+        bytes: Bytes,
+        artifact: &str,
+    ) -> Result<(archive::Scratch, Vec<archive::Unpacked>), ErrorDetails> {
+        let scratch = archive::Scratch::new(&self.scratch)
+            .map_err(|e| failed(format!("No room to unpack {artifact}: {e}")))?;
+        let dir = scratch.path().to_path_buf();
+        let (limits, name) = (self.limits, artifact.to_string());
+        let files =
+            tokio::task::spawn_blocking(move || archive::unpack(&bytes, &name, &dir, &limits))
+                .await
+                .map_err(|e| failed(format!("Unpacking {artifact} failed: {e}")))??;
+        Ok((scratch, files))
+    }
+}
+
+impl Services {
+    fn unpacking(&self) -> Unpacking {
+        Unpacking {
+            scratch: self.scratch.clone(),
+            limits: self.zip_limits,
+        }
+    }
 }
 
 impl ActionRegistry {
@@ -104,12 +144,13 @@ impl ActionRegistry {
             "Deploy",
             "AWS",
             "S3",
-            s3_deploy::S3Deploy::new(objects.clone()),
+            s3_deploy::S3Deploy::new(objects.clone(), services.unpacking()),
         );
         registry.register("Approval", "AWS", "Manual", manual_approval::ManualApproval);
         let build = Arc::new(codebuild::CodeBuildAction::new(
             objects,
             services.builds.clone(),
+            services.unpacking(),
         ));
         registry.register_shared("Build", "AWS", "CodeBuild", build.clone());
         registry.register_shared("Test", "AWS", "CodeBuild", build);
@@ -188,7 +229,25 @@ impl ActionRegistry {
     /// naming the type.
     pub async fn run(&self, job: &ActionJob) -> Result<ActionOutput, ErrorDetails> {
         match self.executor(job) {
-            Some(executor) => executor.run(job).await,
+            // An executor that panics fails its action with the panic's message; the execution
+            // and the server go on.
+            Some(executor) => std::panic::AssertUnwindSafe(executor.run(job))
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|panic| {
+                    let message = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "no message".into());
+                    log::error!(
+                        "the executor of {} panicked: {message}",
+                        job.input.action_type_id
+                    );
+                    Err(failed(format!(
+                        "The action's executor failed unexpectedly: {message}"
+                    )))
+                }),
             None => Err(failed(format!(
                 "codepipeline-local does not run actions of type {} yet",
                 job.input.action_type_id
@@ -250,46 +309,99 @@ fn body_of(bytes: Bytes) -> BodyStream {
     futures_util::stream::iter([Ok(bytes)]).boxed()
 }
 
-/// The files of a zip artifact, by their path inside it. An entry whose path would leave the
-/// artifact's directory (`../`, an absolute path) fails the action.
-fn unzip(bytes: &[u8], artifact: &str) -> Result<Vec<(String, Vec<u8>)>, ErrorDetails> {
-    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|e| {
-        failed(format!(
-            "The input artifact {artifact} is not a zip file: {e}"
-        ))
-    })?;
-    let mut files = Vec::new();
-    for i in 0..archive.len() {
-        let mut entry = archive.by_index(i).map_err(|e| {
-            failed(format!(
-                "The input artifact {artifact} is not readable: {e}"
-            ))
-        })?;
-        if entry.is_dir() {
-            continue;
+/// A body that streams a file from disk.
+fn file_body(path: PathBuf) -> BodyStream {
+    use tokio::io::AsyncReadExt;
+    let state = (path, None::<tokio::fs::File>);
+    futures_util::stream::unfold(state, |(path, file)| async move {
+        let mut file = match file {
+            Some(f) => f,
+            None => match tokio::fs::File::open(&path).await {
+                Ok(f) => f,
+                Err(e) => return Some((Err(e.to_string()), (path, None))),
+            },
+        };
+        let mut buffer = vec![0u8; 256 * 1024];
+        match file.read(&mut buffer).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buffer.truncate(n);
+                Some((Ok(Bytes::from(buffer)), (path, Some(file))))
+            }
+            Err(e) => Some((Err(e.to_string()), (path, None))),
         }
-        let raw = entry.name().map(|n| n.to_string()).map_err(|e| {
-            failed(format!(
-                "An entry of {artifact} has an unreadable name: {e}"
-            ))
-        })?;
-        let safe = entry
-            .enclosed_name()
-            .filter(|p| !raw.starts_with('/') && !raw.contains("..") && p.components().count() > 0)
-            .map(|p| p.to_string_lossy().replace('\\', "/"))
-            .ok_or_else(|| failed(format!("The input artifact {artifact} has an entry {raw} that would be deployed outside its prefix")))?;
-        let mut content = Vec::with_capacity(entry.size() as usize);
-        entry.read_to_end(&mut content).map_err(|e| {
-            failed(format!(
-                "The entry {raw} of {artifact} is not readable: {e}"
-            ))
-        })?;
-        files.push((safe, content));
-    }
-    Ok(files)
+    })
+    .boxed()
 }
 
 /// The resolved configuration of a job.
 fn config(job: &ActionJob) -> &BTreeMap<String, String> {
     &job.input.resolved_configuration
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codepipeline::model::ActionTypeId;
+
+    struct Panics;
+
+    impl ActionExecutor for Panics {
+        fn run<'a>(
+            &'a self,
+            _: &'a ActionJob,
+        ) -> BoxFuture<'a, Result<ActionOutput, ErrorDetails>> {
+            Box::pin(async { panic!("boom at {}", 42) })
+        }
+    }
+
+    fn job(provider: &str) -> ActionJob {
+        ActionJob {
+            account: "000000000000".into(),
+            pipeline: "p".into(),
+            stage: "s".into(),
+            action: "a".into(),
+            action_execution_id: "id".into(),
+            input: ActionInput {
+                action_type_id: ActionTypeId {
+                    category: "Deploy".into(),
+                    owner: "AWS".into(),
+                    provider: provider.into(),
+                    version: "1".into(),
+                },
+                configuration: BTreeMap::new(),
+                resolved_configuration: BTreeMap::new(),
+                region: "eu-central-1".into(),
+                input_artifacts: vec![],
+                namespace: None,
+            },
+            planned_outputs: vec![],
+            source_revision: None,
+            started: 0.0,
+            timeout_minutes: None,
+        }
+    }
+
+    #[test]
+    fn a_panicking_executor_fails_its_action_and_a_missing_one_names_the_type() {
+        let mut registry = ActionRegistry::catalogue();
+        registry.register("Deploy", "AWS", "S3", Panics);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let e = rt.block_on(registry.run(&job("S3"))).unwrap_err();
+        assert!(e.message.contains("boom at 42"), "{}", e.message);
+        let e = rt
+            .block_on(registry.run(&job("CloudFormation")))
+            .unwrap_err();
+        assert!(
+            e.message.contains("Deploy/AWS/CloudFormation"),
+            "{}",
+            e.message
+        );
+        assert_eq!(
+            registry.runnable().map(|s| s.provider).collect::<Vec<_>>(),
+            ["S3"]
+        );
+    }
 }

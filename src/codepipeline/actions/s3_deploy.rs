@@ -8,7 +8,8 @@ use std::sync::Arc;
 use futures_util::future::BoxFuture;
 
 use super::{
-    body_of, config, failed, read_artifact, store_failure, unzip, ActionExecutor, ActionJob,
+    body_of, config, failed, file_body, read_artifact, store_failure, ActionExecutor, ActionJob,
+    Unpacking,
 };
 use crate::codepipeline::execution::{ActionOutput, ErrorDetails};
 use crate::s3::objects::{ObjectStore, PutAttributes};
@@ -16,11 +17,12 @@ use crate::s3::objects::{ObjectStore, PutAttributes};
 /// Deploys to S3.
 pub(super) struct S3Deploy {
     objects: Arc<dyn ObjectStore>,
+    unpacking: Unpacking,
 }
 
 impl S3Deploy {
-    pub(super) fn new(objects: Arc<dyn ObjectStore>) -> Self {
-        S3Deploy { objects }
+    pub(super) fn new(objects: Arc<dyn ObjectStore>, unpacking: Unpacking) -> Self {
+        S3Deploy { objects, unpacking }
     }
 }
 
@@ -68,9 +70,11 @@ async fn run(ctx: &S3Deploy, run: &ActionJob) -> Result<ActionOutput, ErrorDetai
         .get("ObjectKey")
         .map(|p| p.trim_matches('/').to_string())
         .filter(|p| !p.is_empty());
-    let files = unzip(&bytes, &input.name)?;
+    // Unpacked to disk within the limits, then uploaded file by file from there.
+    let (_scratch, files) = ctx.unpacking.unpack(bytes, &input.name).await?;
     let count = files.len();
-    for (name, content) in files {
+    for unpacked in files {
+        let name = unpacked.path;
         let key = match &prefix {
             Some(prefix) => format!("{prefix}/{name}"),
             None => name.clone(),
@@ -80,7 +84,7 @@ async fn run(ctx: &S3Deploy, run: &ActionJob) -> Result<ActionOutput, ErrorDetai
             cache_control: cache_control.clone(),
         };
         ctx.objects
-            .put(bucket, &key, &attributes, body_of(content.into()))
+            .put(bucket, &key, &attributes, file_body(unpacked.file))
             .await
             .map_err(|e| store_failure(e, bucket, &key))?;
     }

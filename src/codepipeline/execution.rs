@@ -203,6 +203,13 @@ pub enum ExecutionEvent {
         /// When.
         at: f64,
     },
+    /// The server started again with these actions in flight: they run again.
+    ActionsResumed {
+        /// Their action execution ids.
+        action_execution_ids: Vec<String>,
+        /// When.
+        at: f64,
+    },
     /// RetryStageExecution: a finished execution whose stage failed runs that stage again, in
     /// a new attempt that it waits to enter as it would a stage it reaches.
     StageRetried {
@@ -262,6 +269,9 @@ pub struct ActionRun {
     /// The declared `timeoutInMinutes`.
     #[serde(default)]
     pub timeout_minutes: Option<u64>,
+    /// How often a start of the server found it in flight and ran it again.
+    #[serde(default)]
+    pub resumed: u32,
     /// Output, once succeeded.
     pub output: Option<ActionOutput>,
     /// Error, once failed.
@@ -339,6 +349,14 @@ pub struct Execution {
     pub runs: Vec<ActionRun>,
 }
 
+impl ActionRun {
+    /// Whether a restart that finds it in flight runs it again through
+    /// [`ExecutionCommand::Resume`] (a manual approval just goes on waiting).
+    pub fn resumes_on_restart(&self) -> bool {
+        self.status == ActionStatus::InProgress && self.input.action_type_id.category != "Approval"
+    }
+}
+
 impl Execution {
     /// The stage attempt entered last, if any.
     pub fn current_stage(&self) -> Option<&StageRun> {
@@ -405,6 +423,10 @@ pub enum ExecutionCommand {
         /// The reason given.
         reason: Option<String>,
     },
+    /// The server started again while the execution ran: its actions in flight run again,
+    /// except those that were in flight at the previous start too (a crash loop), which fail as
+    /// interrupted. Manual approvals are not its business: they wait on whatever the restarts.
+    Resume,
     /// RetryStageExecution.
     Retry {
         /// The stage that failed.
@@ -564,6 +586,46 @@ pub fn handle(
                     apply(&mut s, &e);
                     events.push(e);
                 }
+            }
+            while let Some(next) = next_event(&s, now, new_id) {
+                apply(&mut s, &next);
+                events.push(next);
+            }
+            return Ok(events);
+        }
+        ExecutionCommand::Resume => {
+            if !state.status.is_running() {
+                return Ok(vec![]);
+            }
+            let mut s = state.clone();
+            let mut events = Vec::new();
+            let mut resumed = Vec::new();
+            for run in state.runs.iter().filter(|r| r.resumes_on_restart()) {
+                if run.resumed == 0 {
+                    resumed.push(run.id.clone());
+                    continue;
+                }
+                let failed = ExecutionEvent::ActionFailed {
+                    action_execution_id: run.id.clone(),
+                    error: ErrorDetails {
+                        code: "JobFailed".into(),
+                        message: format!(
+                            "The action was interrupted: the server stopped while it ran, {} times in a row",
+                            run.resumed + 1
+                        ),
+                    },
+                    at: now,
+                };
+                apply(&mut s, &failed);
+                events.push(failed);
+            }
+            if !resumed.is_empty() {
+                let e = ExecutionEvent::ActionsResumed {
+                    action_execution_ids: resumed,
+                    at: now,
+                };
+                apply(&mut s, &e);
+                events.push(e);
             }
             while let Some(next) = next_event(&s, now, new_id) {
                 apply(&mut s, &next);
@@ -951,6 +1013,19 @@ pub fn apply(s: &mut Execution, event: &ExecutionEvent) {
             });
             s.updated = *at;
         }
+        // Bookkeeping of this server's restarts: no change AWS would show.
+        ExecutionEvent::ActionsResumed {
+            action_execution_ids,
+            ..
+        } => {
+            for run in s
+                .runs
+                .iter_mut()
+                .filter(|r| action_execution_ids.contains(&r.id))
+            {
+                run.resumed += 1;
+            }
+        }
         ExecutionEvent::StageRetried { mode, at, .. } => {
             s.status = ExecutionStatus::InProgress;
             s.summary = None;
@@ -992,6 +1067,7 @@ pub fn apply(s: &mut Execution, event: &ExecutionEvent) {
                 planned_outputs: planned_outputs.clone(),
                 token: token.clone(),
                 timeout_minutes: *timeout_minutes,
+                resumed: 0,
                 output: None,
                 error,
                 started: *at,
@@ -1406,6 +1482,29 @@ mod tests {
             Err(ExecutionRefusal::NotRetryable(m)) if m.contains("source")
         ));
         assert!(handle(&failed, retry("deploy"), 1.0, &mut ids()).is_ok());
+    }
+
+    #[test]
+    fn an_action_in_flight_at_two_starts_in_a_row_fails_as_interrupted() {
+        let (_, started) = given_when(&[], start());
+        let (resumed, events) = given_when(&started, ExecutionCommand::Resume);
+        assert!(matches!(
+            &events[..],
+            [ExecutionEvent::ActionsResumed { action_execution_ids, .. }] if action_execution_ids.len() == 1
+        ));
+        assert_eq!(resumed.runs[0].resumed, 1);
+        let mut history = started.clone();
+        history.extend(events);
+        let (state, events) = given_when(&history, ExecutionCommand::Resume);
+        assert!(
+            matches!(&events[0], ExecutionEvent::ActionFailed { error, .. } if error.message.contains("interrupted"))
+        );
+        assert_eq!(state.status, ExecutionStatus::Failed);
+        // Nothing to resume in an execution that ended.
+        assert_eq!(
+            handle(&state, ExecutionCommand::Resume, 1.0, &mut ids()),
+            Ok(vec![])
+        );
     }
 
     #[test]

@@ -469,6 +469,16 @@ pub fn describe(events: &[crate::eventstore::RecordedEvent]) -> Vec<Value> {
                 Some(status.to_string()),
                 json!({}),
             ),
+            ExecutionEvent::ActionsResumed {
+                action_execution_ids,
+                ..
+            } => (
+                "ActionsResumed",
+                None,
+                None,
+                None,
+                json!({"actionExecutionIds": action_execution_ids}),
+            ),
             ExecutionEvent::StageRetried { stage, mode, .. } => (
                 "StageRetried",
                 Some(stage.clone()),

@@ -931,3 +931,70 @@ async fn a_pipeline_builds_with_the_project_of_its_own_account() {
         aws_sdk_codepipeline::types::PipelineExecutionStatus::Succeeded
     );
 }
+
+/// The ids of the builds of `project`, newest first, waiting (at most 30 s) until there are
+/// `count` of them.
+async fn builds_of(cb: &aws_sdk_codebuild::Client, project: &str, count: usize) -> Vec<String> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let ids = cb
+            .list_builds_for_project()
+            .project_name(project)
+            .send()
+            .await
+            .unwrap()
+            .ids()
+            .to_vec();
+        if ids.len() >= count {
+            return ids;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{project} has {} builds after 30 s, not {count}",
+            ids.len()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_action_in_flight_at_two_kills_in_a_row_fails_as_interrupted() {
+    use crate::engine::{create, finished, latest_execution};
+    use aws_sdk_codepipeline::types::PipelineExecutionStatus;
+    let server = Server::start();
+    let (cp, s3, cb) = (server.codepipeline(), server.s3(), server.codebuild());
+    source_zip(&s3).await;
+    project_with(
+        &cb,
+        "hangs",
+        "version: 0.2\nphases:\n  build:\n    commands:\n      - sleep 300\n",
+    )
+    .await;
+    create(&server, build_only_pipeline("looping", "hangs"));
+    let id = latest_execution(&cp, "looping").await;
+    builds_of(&cb, "hangs", 1).await;
+    // The first kill: the action runs again at the next start (a second build).
+    let dir = server.data_dir.clone();
+    let _tmp = server.kill9();
+    let server = Server::start_in(&dir);
+    builds_of(&server.codebuild(), "hangs", 2).await;
+    // The second kill while it is still in flight: the next start fails it as interrupted
+    // instead of running it a third time.
+    let _ = server.kill9();
+    let server = Server::start_in(&dir);
+    let (cp, cb) = (server.codepipeline(), server.codebuild());
+    assert_eq!(
+        finished(&cp, "looping", &id).await,
+        PipelineExecutionStatus::Failed
+    );
+    let e = cp
+        .get_pipeline_execution()
+        .pipeline_name("looping")
+        .pipeline_execution_id(&id)
+        .send()
+        .await
+        .unwrap();
+    let summary = e.pipeline_execution().unwrap().status_summary().unwrap();
+    assert!(summary.contains("interrupted"), "{summary}");
+    assert_eq!(builds_of(&cb, "hangs", 2).await.len(), 2);
+}

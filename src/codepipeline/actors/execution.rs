@@ -11,7 +11,8 @@ use actix::prelude::*;
 use super::CommandError;
 use crate::codepipeline::actions::{ActionJob, ActionRegistry};
 use crate::codepipeline::execution::{
-    self, ActionOutput, ErrorDetails, Execution, ExecutionCommand, ExecutionEvent, ExecutionRefusal,
+    self, ActionOutput, ActionRun, ErrorDetails, Execution, ExecutionCommand, ExecutionEvent,
+    ExecutionRefusal,
 };
 use crate::codepipeline::gates::{Gates, Send, Tell};
 use crate::codepipeline::ids::{execution_stream, PipelineKey};
@@ -51,16 +52,20 @@ impl Actor for ExecutionActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        // Resumed from the log: run again what was running.
-        let running: Vec<String> = self
+        // Resumed from the log: what was running runs again, once the execution has recorded
+        // that it resumes it (an action in flight at two starts in a row fails instead).
+        let approvals: Vec<String> = self
             .state
             .runs
             .iter()
-            .filter(|r| r.status == ActionStatus::InProgress)
+            .filter(|r| r.status == ActionStatus::InProgress && !r.resumes_on_restart())
             .map(|r| r.id.clone())
             .collect();
-        for id in running {
+        for id in approvals {
             self.launch(&id, ctx);
+        }
+        if self.state.runs.iter().any(ActionRun::resumes_on_restart) {
+            ctx.address().do_send(Command(ExecutionCommand::Resume));
         }
         if let Some(stage) = self.state.waiting.clone() {
             if self.state.status == ExecutionStatus::InProgress && self.want(&stage, ctx) {
@@ -185,6 +190,15 @@ impl ExecutionActor {
                             } = event
                             {
                                 act.launch(action_execution_id, ctx);
+                            }
+                            if let ExecutionEvent::ActionsResumed {
+                                action_execution_ids,
+                                ..
+                            } = event
+                            {
+                                for id in action_execution_ids {
+                                    act.launch(id, ctx);
+                                }
                             }
                             // An abandoned action's work stops too (a build is stopped).
                             if let ExecutionEvent::ActionAbandoned {

@@ -266,7 +266,15 @@ async fn entry(
         Service::Iam | Service::Sts => {
             let body = match read_body(&req, payload, state.config.max_body_bytes).await {
                 Ok(body) => body,
-                Err(err) => return json::error(&ctx, &err),
+                // Query services answer in XML, whatever went wrong.
+                Err(err) => {
+                    let e = crate::aws::query::QueryError::new(
+                        err.status,
+                        err.code,
+                        err.message,
+                    );
+                    return crate::aws::query::error("", &e, &ctx);
+                }
             };
             let mut params = crate::aws::query::parse_form(req.query_string());
             params.extend(crate::aws::query::parse_form(&String::from_utf8_lossy(&body)));
@@ -288,21 +296,54 @@ async fn entry(
             };
             return crate::codebuild::api::handle(&state.codebuild, &ctx, &target, &body).await;
         }
-        Service::Unknown(name) => {
-            return json::error(
-                &ctx,
-                &AwsError::new(
-                    "UnknownServiceException",
-                    format!("codepipeline-local does not serve the service {name}"),
-                ),
-            )
-        }
+        Service::Unknown(name) => return unknown_service(&req, &ctx, &name),
     };
     let body = match read_body(&req, payload, state.config.max_body_bytes).await {
         Ok(body) => body,
         Err(err) => return json::error(&ctx, &err),
     };
     codepipeline::api::handle(&state.codepipeline, &ctx, &target, &body).await
+}
+
+/// REST services whose clients read JSON errors; the other REST services read XML.
+const REST_JSON_SERVICES: &[&str] = &[
+    "lambda",
+    "apigateway",
+    "execute-api",
+    "eks",
+    "batch",
+    "elasticfilesystem",
+    "appsync",
+    "iot",
+];
+
+/// A request for a service this endpoint does not serve: an error naming it, in the shape its
+/// client parses (JSON for JSON services, `<ErrorResponse>` for query ones, `<Error>` for REST-XML
+/// ones), so that the AWS CLI, the SDKs and the CDK report it rather than a parse failure.
+fn unknown_service(req: &HttpRequest, ctx: &RequestContext, name: &str) -> HttpResponse {
+    let message = format!("codepipeline-local does not serve the service {name}");
+    let code = "UnknownServiceException";
+    let header = |h: &str| {
+        req.headers()
+            .get(h)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_ascii_lowercase()
+    };
+    let content_type = header("content-type");
+    let json_client = !header("x-amz-target").is_empty()
+        || content_type.contains("json")
+        || REST_JSON_SERVICES.contains(&name);
+    if json_client {
+        return json::error(ctx, &AwsError::new(code, message));
+    }
+    let query = content_type.starts_with("application/x-www-form-urlencoded")
+        || req.query_string().contains("Action=");
+    if query {
+        let e = crate::aws::query::QueryError::new(400, code, message);
+        return crate::aws::query::error("", &e, ctx);
+    }
+    crate::aws::query::rest_error(&crate::aws::query::QueryError::new(400, code, message), ctx)
 }
 
 fn too_large(limit: usize) -> AwsError {

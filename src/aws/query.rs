@@ -16,17 +16,17 @@ pub struct QueryError {
     /// HTTP status.
     pub status: u16,
     /// The error code, e.g. `NoSuchEntity`.
-    pub code: &'static str,
+    pub code: String,
     /// The message.
     pub message: String,
 }
 
 impl QueryError {
     /// An error with this status, code and message.
-    pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(status: u16, code: impl Into<String>, message: impl Into<String>) -> Self {
         QueryError {
             status,
-            code,
+            code: code.into(),
             message: message.into(),
         }
     }
@@ -63,6 +63,22 @@ pub fn error(ns: &str, e: &QueryError, ctx: &RequestContext) -> HttpResponse {
     .insert_header(("x-amzn-RequestId", ctx.request_id.as_str()))
     .body(format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?><ErrorResponse xmlns=\"{ns}\"><Error><Type>{kind}</Type><Code>{}</Code><Message>{}</Message></Error><RequestId>{}</RequestId></ErrorResponse>",
+        e.code,
+        xml(&e.message),
+        ctx.request_id
+    ))
+}
+
+/// An error as REST-XML services (S3 and its kind) write it: `<Error><Code/><Message/>`.
+pub fn rest_error(e: &QueryError, ctx: &RequestContext) -> HttpResponse {
+    HttpResponse::build(
+        actix_web::http::StatusCode::from_u16(e.status)
+            .unwrap_or(actix_web::http::StatusCode::BAD_REQUEST),
+    )
+    .content_type("application/xml")
+    .insert_header(("x-amzn-RequestId", ctx.request_id.as_str()))
+    .body(format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{}</Code><Message>{}</Message><RequestId>{}</RequestId></Error>",
         e.code,
         xml(&e.message),
         ctx.request_id

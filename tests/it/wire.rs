@@ -139,3 +139,62 @@ fn health_answers() {
         assert_eq!(body["services"][service], "running", "{out}");
     }
 }
+
+/// A service the endpoint does not serve answers in the error shape its clients parse, naming it.
+#[test]
+fn unknown_services_answer_in_their_protocol() {
+    let server = Server::start();
+    // Query protocol (CloudFormation, as the CDK calls it): <ErrorResponse>.
+    let r = server.query("cloudformation", "Action=DescribeStacks&Version=2010-05-15");
+    assert_eq!(r.status, 400);
+    let text = r.text();
+    assert!(text.starts_with("<?xml"), "{text}");
+    assert!(text.contains("<ErrorResponse"), "{text}");
+    assert!(
+        text.contains("<Code>UnknownServiceException</Code>"),
+        "{text}"
+    );
+    assert!(text.contains("cloudformation"), "{text}");
+    // JSON 1.0/1.1 (a target): __type.
+    let r = server
+        .client()
+        .raw_for("dynamodb", Some("DynamoDB_20120810.ListTables"), b"{}");
+    assert_eq!(r.error_code(), "UnknownServiceException");
+    assert!(r.json()["message"].as_str().unwrap().contains("dynamodb"));
+    // REST-XML: <Error>.
+    let r = server
+        .client()
+        .http_signed("route53", "GET", "/2013-04-01/hostedzone");
+    let text = r.text();
+    assert!(
+        text.contains("<Error><Code>UnknownServiceException</Code>"),
+        "{text}"
+    );
+    // REST-JSON (Lambda): JSON.
+    let r = server
+        .client()
+        .http_signed("lambda", "GET", "/2015-03-31/functions");
+    assert_eq!(r.error_code(), "UnknownServiceException");
+}
+
+/// The AWS CLI reads the query error of an unknown service as an error, not as unparseable XML.
+#[test]
+fn the_aws_cli_reads_an_unknown_query_service_s_error() {
+    let server = Server::start();
+    let out = std::process::Command::new("aws")
+        .args([
+            "--endpoint-url",
+            &server.endpoint,
+            "cloudformation",
+            "describe-stacks",
+        ])
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_DEFAULT_REGION", "eu-central-1")
+        .output()
+        .expect("the AWS CLI must be installed (pip install awscli)");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("UnknownServiceException"), "{stderr}");
+    assert!(!stderr.contains("Unable to parse"), "{stderr}");
+}

@@ -234,6 +234,23 @@ impl RawClient {
         RawResponse::parse(&raw)
     }
 
+    /// Sends a request with no body signed for `service` (REST services).
+    pub fn http_signed(&self, service: &str, method: &str, path: &str) -> RawResponse {
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
+             Authorization: AWS4-HMAC-SHA256 Credential=test/20261126/eu-central-1/{service}/aws4_request, SignedHeaders=host, Signature=0\r\n\
+             Content-Length: 0\r\n\r\n"
+        );
+        let mut stream = TcpStream::connect(&self.addr).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        stream.write_all(head.as_bytes()).unwrap();
+        let mut raw = Vec::new();
+        let _ = stream.read_to_end(&mut raw);
+        RawResponse::parse(&raw)
+    }
+
     /// Sends one raw HTTP request and returns the answer, the answer.
     pub fn raw(&self, target: Option<&str>, body: &[u8]) -> RawResponse {
         self.raw_for("codepipeline", target, body)

@@ -25,6 +25,8 @@ pub struct Config {
     pub region: String,
     /// Largest request body accepted.
     pub max_body_bytes: usize,
+    /// Seconds a JSON or query request body may take to arrive.
+    pub body_timeout_seconds: u64,
     /// HTTP workers; 0 means one per core.
     pub workers: usize,
     /// Storage page cache in MiB.

@@ -264,7 +264,7 @@ async fn entry(
             }
         }
         Service::Iam | Service::Sts => {
-            let body = match read_body(&req, payload, state.config.max_body_bytes).await {
+            let body = match read_body(&req, payload, &state.config).await {
                 Ok(body) => body,
                 // Query services answer in XML, whatever went wrong.
                 Err(err) => {
@@ -290,7 +290,7 @@ async fn entry(
         }
         Service::CodePipeline { target } => target,
         Service::CodeBuild { target } => {
-            let body = match read_body(&req, payload, state.config.max_body_bytes).await {
+            let body = match read_body(&req, payload, &state.config).await {
                 Ok(body) => body,
                 Err(err) => return json::error(&ctx, &err),
             };
@@ -298,7 +298,7 @@ async fn entry(
         }
         Service::Unknown(name) => return unknown_service(&req, &ctx, &name),
     };
-    let body = match read_body(&req, payload, state.config.max_body_bytes).await {
+    let body = match read_body(&req, payload, &state.config).await {
         Ok(body) => body,
         Err(err) => return json::error(&ctx, &err),
     };
@@ -354,8 +354,30 @@ fn too_large(limit: usize) -> AwsError {
     .with_status(413)
 }
 
-/// Reads the body up to `limit` bytes; a larger one is refused without reading it all.
+/// Reads the body of a JSON or query request: up to `max_body_bytes` (a larger one is refused
+/// without reading it all), within `body_timeout_seconds` (a client that sends too slowly is
+/// answered and let go rather than holding a connection and a buffer).
 async fn read_body(
+    req: &HttpRequest,
+    payload: web::Payload,
+    config: &Config,
+) -> Result<web::Bytes, AwsError> {
+    let seconds = config.body_timeout_seconds.max(1);
+    let read = read_body_within(req, payload, config.max_body_bytes);
+    tokio::time::timeout(Duration::from_secs(seconds), read)
+        .await
+        .unwrap_or_else(|_| {
+            Err(AwsError::new(
+                "RequestTimeoutException",
+                format!(
+                    "The request body did not arrive within {seconds} s (body_timeout_seconds)"
+                ),
+            )
+            .with_status(408))
+        })
+}
+
+async fn read_body_within(
     req: &HttpRequest,
     mut payload: web::Payload,
     limit: usize,

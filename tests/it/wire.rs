@@ -198,3 +198,26 @@ fn the_aws_cli_reads_an_unknown_query_service_s_error() {
     assert!(stderr.contains("UnknownServiceException"), "{stderr}");
     assert!(!stderr.contains("Unable to parse"), "{stderr}");
 }
+
+/// A body that trickles in is answered 408 once `body_timeout_seconds` has passed, and its
+/// connection closed; the server goes on serving.
+#[test]
+fn a_slow_body_times_out() {
+    use std::io::{Read, Write};
+    let server = Server::start_with(&[("CODEPIPELINE_LOCAL_BODY_TIMEOUT_SECONDS", "1")]);
+    let mut stream = std::net::TcpStream::connect(&server.addr).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    let head = "POST / HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-amz-json-1.1\r\n\
+                X-Amz-Target: CodePipeline_20150709.ListPipelines\r\nContent-Length: 100\r\n\r\n{";
+    stream.write_all(head.as_bytes()).unwrap();
+    let started = std::time::Instant::now();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer).to_string();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("RequestTimeoutException"), "{answer}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(15));
+    assert_eq!(server.call("ListPipelines", json!({})).status, 200);
+}

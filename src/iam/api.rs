@@ -118,7 +118,7 @@ async fn serve_iam(iam: &Iam, ctx: &RequestContext, op: IamOperation, p: &Params
         PutRolePolicy => {
             change(iam, ctx, p, |p| {
                 Ok(RoleCommand::PutPolicy {
-                    name: required(p, "PolicyName")?,
+                    name: member(p, "PolicyName", &POLICY_NAME)?,
                     document: policy(p, "PolicyDocument")?,
                 })
             })
@@ -138,7 +138,11 @@ async fn serve_iam(iam: &Iam, ctx: &RequestContext, op: IamOperation, p: &Params
         }
         DeleteRolePolicy => {
             change(iam, ctx, p, |p| {
-                Ok(RoleCommand::DeletePolicy(required(p, "PolicyName")?))
+                Ok(RoleCommand::DeletePolicy(member(
+                    p,
+                    "PolicyName",
+                    &POLICY_NAME,
+                )?))
             })
             .await
         }
@@ -184,24 +188,49 @@ async fn serve_iam(iam: &Iam, ctx: &RequestContext, op: IamOperation, p: &Params
 }
 
 async fn handle_create_role(iam: &Iam, ctx: &RequestContext, p: &Params) -> Reply {
-    let name = required(p, "RoleName")?;
+    let name = member(p, "RoleName", &ROLE_NAME)?;
     let document = policy(p, "AssumeRolePolicyDocument")?;
+    let path = optional(p, "Path", &PATH)?.unwrap_or_else(|| "/".into());
+    let description = optional(p, "Description", &DESCRIPTION)?;
+    let tags = members(p, "Tags");
+    for tag in &tags {
+        check(
+            "Tags.member.Key",
+            tag.get("Key").map_or("", String::as_str),
+            &TAG_KEY,
+        )?;
+        check(
+            "Tags.member.Value",
+            tag.get("Value").map_or("", String::as_str),
+            &TAG_VALUE,
+        )?;
+    }
+    let session = match p.get("MaxSessionDuration") {
+        None => 3600,
+        Some(raw) => match raw.parse::<u32>() {
+            Ok(n) if (3600..=43200).contains(&n) => n,
+            _ => {
+                return Err(invalid(
+                    "MaxSessionDuration",
+                    raw,
+                    "Member must have value between 3600 and 43200".into(),
+                ))
+            }
+        },
+    };
     let role = Role {
         account: ctx.account_id.clone(),
         name: name.clone(),
-        path: p.get("Path").cloned().unwrap_or_else(|| "/".into()),
+        path,
         id: format!(
             "AROA{}",
             &uuid::Uuid::new_v4().simple().to_string().to_uppercase()[..17]
         ),
         assume_role_policy: document,
-        description: p.get("Description").cloned(),
-        max_session_duration: p
-            .get("MaxSessionDuration")
-            .and_then(|d| d.parse().ok())
-            .unwrap_or(3600),
+        description,
+        max_session_duration: session,
         created: crate::aws::now_epoch(),
-        tags: members(p, "Tags")
+        tags: tags
             .into_iter()
             .map(|t| {
                 (
@@ -228,7 +257,8 @@ fn handle_get_role(iam: &Iam, ctx: &RequestContext, p: &Params) -> Reply {
 }
 
 fn handle_list_roles(iam: &Iam, ctx: &RequestContext, p: &Params) -> Reply {
-    let prefix = p.get("PathPrefix").cloned().unwrap_or_else(|| "/".into());
+    max_items(p)?;
+    let prefix = optional(p, "PathPrefix", &PATH_PREFIX)?.unwrap_or_else(|| "/".into());
     let listed: String = iam
         .roles_of(&ctx.account_id)
         .iter()
@@ -242,7 +272,7 @@ fn handle_list_roles(iam: &Iam, ctx: &RequestContext, p: &Params) -> Reply {
 
 fn handle_get_role_policy(iam: &Iam, ctx: &RequestContext, p: &Params) -> Reply {
     let role = role(iam, ctx, p)?;
-    let policy_name = required(p, "PolicyName")?;
+    let policy_name = member(p, "PolicyName", &POLICY_NAME)?;
     let document = role
         .inline
         .get(&policy_name)
@@ -263,7 +293,7 @@ async fn change(
     p: &Params,
     command: impl FnOnce(&Params) -> Result<RoleCommand, QueryError>,
 ) -> Reply {
-    let name = required(p, "RoleName")?;
+    let name = member(p, "RoleName", &ROLE_NAME)?;
     let command = command(p)?;
     iam.execute(&ctx.account_id, &name, command)
         .await
@@ -273,7 +303,8 @@ async fn change(
 
 /// The role `RoleName` of the caller's account.
 fn role(iam: &Iam, ctx: &RequestContext, p: &Params) -> Result<Role, QueryError> {
-    let name = required(p, "RoleName")?;
+    max_items(p)?;
+    let name = member(p, "RoleName", &ROLE_NAME)?;
     iam.role(&ctx.account_id, &name)
         .ok_or_else(|| refusal(RoleRefusal::NotFound, &name))
 }
@@ -314,6 +345,163 @@ fn refusal(r: RoleRefusal, role: &str) -> QueryError {
     }
 }
 
+/// A member's constraint from IAM's model (botocore `iam/2010-05-08`): length and pattern.
+struct Constraint {
+    min: usize,
+    max: usize,
+    pattern: &'static str,
+}
+
+const ROLE_NAME: Constraint = Constraint {
+    min: 1,
+    max: 64,
+    pattern: r"^[\w+=,.@-]+$",
+};
+const POLICY_NAME: Constraint = Constraint {
+    min: 1,
+    max: 128,
+    pattern: r"^[\w+=,.@-]+$",
+};
+const POLICY_DOCUMENT: Constraint = Constraint {
+    min: 1,
+    max: 131_072,
+    pattern: r"^[\x09\x0A\x0D\x20-\x{FF}]+$",
+};
+const PATH: Constraint = Constraint {
+    min: 1,
+    max: 512,
+    pattern: r"^(/|/[\x21-\x7E]+/)$",
+};
+const PATH_PREFIX: Constraint = Constraint {
+    min: 1,
+    max: 512,
+    pattern: r"^/[\x21-\x7F]*$",
+};
+const TAG_KEY: Constraint = Constraint {
+    min: 1,
+    max: 128,
+    pattern: r"^[\p{L}\p{Z}\p{N}_.:/=+\-@]+$",
+};
+const TAG_VALUE: Constraint = Constraint {
+    min: 0,
+    max: 256,
+    pattern: r"^[\p{L}\p{Z}\p{N}_.:/=+\-@]*$",
+};
+const DESCRIPTION: Constraint = Constraint {
+    min: 0,
+    max: 1000,
+    pattern: r"^[\x09\x0A\x0D\x20-\x7E\x{A1}-\x{FF}]*$",
+};
+
+/// `ValidationError` as IAM words it.
+fn invalid(member: &str, value: &str, why: String) -> QueryError {
+    let shown: String = value.chars().take(64).collect();
+    QueryError::new(
+        400,
+        "ValidationError",
+        format!(
+            "1 validation error detected: Value '{shown}' at '{}' failed to satisfy constraint: {why}",
+            lower_first(member)
+        ),
+    )
+}
+
+/// Checks `value` of `member` against its constraint.
+fn check(member: &str, value: &str, c: &Constraint) -> Result<(), QueryError> {
+    let length = value.chars().count();
+    if length < c.min || length > c.max {
+        return Err(invalid(
+            member,
+            value,
+            format!(
+                "Member must have length between {} and {}",
+                c.min.max(1),
+                c.max
+            ),
+        ));
+    }
+    let re = regex::Regex::new(c.pattern).expect("IAM's patterns compile");
+    if !re.is_match(value) {
+        return Err(invalid(
+            member,
+            value,
+            format!(
+                "Member must satisfy regular expression pattern: {}",
+                c.pattern.trim_start_matches('^').trim_end_matches('$')
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A required member, checked.
+fn member(p: &Params, name: &str, c: &Constraint) -> Result<String, QueryError> {
+    let value = required(p, name)?;
+    check(name, &value, c)?;
+    Ok(value)
+}
+
+/// An optional member, checked when given.
+fn optional(p: &Params, name: &str, c: &Constraint) -> Result<Option<String>, QueryError> {
+    match p.get(name) {
+        Some(value) => check(name, value, c).map(|()| Some(value.clone())),
+        None => Ok(None),
+    }
+}
+
+/// `MaxItems`, when given: a whole number from 1 to 1000.
+fn max_items(p: &Params) -> Result<(), QueryError> {
+    let Some(raw) = p.get("MaxItems") else {
+        return Ok(());
+    };
+    match raw.parse::<i64>() {
+        Ok(n) if (1..=1000).contains(&n) => Ok(()),
+        Ok(_) => Err(invalid(
+            "MaxItems",
+            raw,
+            "Member must have value between 1 and 1000".into(),
+        )),
+        Err(_) => Err(invalid(
+            "MaxItems",
+            raw,
+            "Member must be a whole number".into(),
+        )),
+    }
+}
+
+/// A policy document: JSON whose `Statement` is a statement or a list of them, each
+/// with an `Effect` of `Allow` or `Deny` (IAM's grammar, as far as it is checked here).
+fn check_policy(document: &str) -> Result<(), QueryError> {
+    let malformed = |why: &str| QueryError::new(400, "MalformedPolicyDocument", why.to_string());
+    let doc: serde_json::Value = serde_json::from_str(document)
+        .map_err(|_| malformed("This policy contains invalid Json"))?;
+    let serde_json::Value::Object(doc) = doc else {
+        return Err(malformed("Syntax errors in policy."));
+    };
+    if let Some(version) = doc.get("Version") {
+        if version != "2012-10-17" && version != "2008-10-17" {
+            return Err(malformed("The policy must contain a valid version string"));
+        }
+    }
+    let statements = match doc.get("Statement") {
+        Some(serde_json::Value::Array(list)) => list.iter().collect(),
+        Some(one @ serde_json::Value::Object(_)) => vec![one],
+        Some(_) => return Err(malformed("Syntax errors in policy.")),
+        None => return Err(malformed("Missing required field Statement")),
+    };
+    for statement in statements {
+        match statement.get("Effect").and_then(|e| e.as_str()) {
+            Some("Allow" | "Deny") => {}
+            Some(_) => return Err(malformed("Invalid effect.")),
+            None if statement.is_object() => {
+                return Err(malformed("Missing required field Effect"))
+            }
+            None => return Err(malformed("Syntax errors in policy.")),
+        }
+    }
+    Ok(())
+}
+
 fn required(p: &Params, name: &str) -> Result<String, QueryError> {
     p.get(name).filter(|v| !v.is_empty()).cloned().ok_or_else(|| {
         QueryError::new(
@@ -325,15 +513,9 @@ fn required(p: &Params, name: &str) -> Result<String, QueryError> {
 }
 
 fn policy(p: &Params, name: &str) -> Result<String, QueryError> {
-    let document = required(p, name)?;
-    match serde_json::from_str::<serde_json::Value>(&document) {
-        Ok(serde_json::Value::Object(_)) => Ok(document),
-        _ => Err(QueryError::new(
-            400,
-            "MalformedPolicyDocument",
-            "This policy contains invalid Json",
-        )),
-    }
+    let document = member(p, name, &POLICY_DOCUMENT)?;
+    check_policy(&document)?;
+    Ok(document)
 }
 
 fn lower_first(s: &str) -> String {

@@ -160,3 +160,105 @@ fn enforced_roles_must_exist_and_trust_codepipeline() {
         200
     );
 }
+
+/// IAM's constraints (from its model) and policy grammar: refused with IAM's codes, and a refused
+/// request stores nothing.
+#[test]
+fn iam_refuses_what_aws_refuses_and_stores_nothing() {
+    let server = Server::start();
+    let long = "r".repeat(65);
+    for name in ["../x", "a b", "nul\0", long.as_str()] {
+        let r = create_role(&server, name, TRUST);
+        assert_eq!(
+            (r.status, r.xml_code().as_str()),
+            (400, "ValidationError"),
+            "{name:?}: {}",
+            r.text()
+        );
+        let got = server.query(
+            "iam",
+            &form(&[
+                ("Action", "GetRole"),
+                ("Version", "2010-05-08"),
+                ("RoleName", name),
+            ]),
+        );
+        assert_ne!(got.status, 200, "{name:?} was stored");
+    }
+    for document in [
+        r#"{"Statement": 5}"#,
+        "{}",
+        "[1]",
+        r#"{"Statement":[{"Effect":"Maybe"}]}"#,
+    ] {
+        let r = create_role(&server, "doc", document);
+        assert_eq!(r.xml_code(), "MalformedPolicyDocument", "{document}");
+    }
+    assert_eq!(create_role(&server, "role", TRUST).status, 200);
+    let put = |policy: &str, document: &str| {
+        server.query(
+            "iam",
+            &form(&[
+                ("Action", "PutRolePolicy"),
+                ("Version", "2010-05-08"),
+                ("RoleName", "role"),
+                ("PolicyName", policy),
+                ("PolicyDocument", document),
+            ]),
+        )
+    };
+    assert_eq!(put(&"p".repeat(129), TRUST).xml_code(), "ValidationError");
+    assert_eq!(put("p", "{}").xml_code(), "MalformedPolicyDocument");
+    let update = server.query(
+        "iam",
+        &form(&[
+            ("Action", "UpdateAssumeRolePolicy"),
+            ("Version", "2010-05-08"),
+            ("RoleName", "role"),
+            ("PolicyDocument", r#"{"Statement": 5}"#),
+        ]),
+    );
+    assert_eq!(update.xml_code(), "MalformedPolicyDocument");
+    for (key, value) in [
+        ("MaxItems", "-1"),
+        ("MaxItems", "0"),
+        ("MaxItems", "abc"),
+        ("PathPrefix", "no-slash"),
+    ] {
+        let r = server.query(
+            "iam",
+            &form(&[
+                ("Action", "ListRoles"),
+                ("Version", "2010-05-08"),
+                (key, value),
+            ]),
+        );
+        assert_eq!(r.xml_code(), "ValidationError", "{key}={value}");
+    }
+    let tagged = server.query(
+        "iam",
+        &form(&[
+            ("Action", "CreateRole"),
+            ("Version", "2010-05-08"),
+            ("RoleName", "tagged"),
+            ("AssumeRolePolicyDocument", TRUST),
+            ("Tags.member.1.Key", ""),
+            ("Tags.member.1.Value", "v"),
+        ]),
+    );
+    assert_eq!(tagged.xml_code(), "ValidationError");
+    // The role is as it was: its trust policy unchanged, no inline policy.
+    let got = server.query(
+        "iam",
+        &form(&[
+            ("Action", "ListRolePolicies"),
+            ("Version", "2010-05-08"),
+            ("RoleName", "role"),
+        ]),
+    );
+    assert!(
+        got.text().contains("<PolicyNames></PolicyNames>"),
+        "{}",
+        got.text()
+    );
+}

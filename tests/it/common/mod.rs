@@ -407,6 +407,15 @@ impl RawResponse {
             .unwrap_or_default()
             .to_string()
     }
+
+    /// The `<Code>` of an XML error (query and REST-XML protocols).
+    pub fn xml_code(&self) -> String {
+        let text = self.text();
+        text.split_once("<Code>")
+            .and_then(|(_, rest)| rest.split_once("</Code>"))
+            .map(|(code, _)| code.to_string())
+            .unwrap_or_default()
+    }
 }
 
 /// The declaration of the tutorial pipeline, named `name`.

@@ -247,6 +247,36 @@ fn prefixes(list: Vec<String>) -> Option<CommonPrefixList> {
     })
 }
 
+/// How a listing writes keys: as they are, or (`EncodingType=url`) percent-encoded, as S3 does
+/// so that keys with characters XML cannot carry (or `+`, `%`) reach the client intact.
+#[derive(Clone, Copy)]
+struct KeyEncoding(bool);
+
+impl KeyEncoding {
+    fn of(encoding: Option<&EncodingType>) -> Self {
+        KeyEncoding(encoding.is_some_and(|e| e.as_str().eq_ignore_ascii_case("url")))
+    }
+
+    fn key(self, key: String) -> String {
+        if !self.0 {
+            return key;
+        }
+        let mut out = String::with_capacity(key.len());
+        for b in key.bytes() {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'/') {
+                out.push(b as char);
+            } else {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        }
+        out
+    }
+
+    fn opt(self, key: Option<String>) -> Option<String> {
+        key.map(|k| self.key(k))
+    }
+}
+
 fn max_keys(max: Option<i32>) -> usize {
     max.map_or(1000, |m| m.clamp(0, 1000) as usize)
 }
@@ -287,7 +317,21 @@ impl s3s::S3 for EmbeddedS3 {
             .as_ref()
             .and_then(|c| c.location_constraint.as_ref())
             .map(|l| l.as_str().to_string())
-            .filter(|l| !l.is_empty())
+            .filter(|l| !l.is_empty());
+        // A region name (`eu-central-1`, `us-gov-west-1`) or `EU`, as S3 takes.
+        if let Some(constraint) = &region {
+            let valid = constraint == "EU"
+                || regex::Regex::new(r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-[0-9]{1,2}$")
+                    .expect("the region pattern compiles")
+                    .is_match(constraint);
+            if !valid {
+                return Err(s3_error!(
+                    InvalidLocationConstraint,
+                    "The specified location-constraint is not valid"
+                ));
+            }
+        }
+        let region = region
             .or_else(|| req.extensions.get::<RequestRegion>().map(|r| r.0.clone()))
             .unwrap_or_else(|| self.default_region.clone());
         self.store
@@ -494,6 +538,13 @@ impl s3s::S3 for EmbeddedS3 {
     ) -> S3Result<S3Response<DeleteObjectsOutput>> {
         let input = req.input;
         self.store.bucket(&input.bucket).map_err(error)?;
+        // S3 deletes at most 1,000 keys a request and refuses more whole.
+        if input.delete.objects.len() > 1000 {
+            return Err(s3_error!(
+                MalformedXML,
+                "The XML you provided was not well-formed or did not validate against our published schema"
+            ));
+        }
         let quiet = input.delete.quiet.unwrap_or(false);
         let (mut deleted, mut errors) = (Vec::new(), Vec::new());
         for object in input.delete.objects {
@@ -599,21 +650,22 @@ impl s3s::S3 for EmbeddedS3 {
         let next_marker = (page.truncated && input.delimiter.is_some())
             .then(|| page.next.clone())
             .flatten();
+        let enc = KeyEncoding::of(input.encoding_type.as_ref());
         Ok(S3Response::new(ListObjectsOutput {
             name: Some(input.bucket),
-            prefix: Some(prefix),
-            marker: input.marker,
+            prefix: Some(enc.key(prefix)),
+            marker: enc.opt(input.marker),
             max_keys: Some(max as i32),
             is_truncated: Some(page.truncated),
             contents: Some(
                 page.keys
                     .into_iter()
-                    .map(|(k, v)| object_entry(k, &v))
+                    .map(|(k, v)| object_entry(enc.key(k), &v))
                     .collect(),
             ),
-            common_prefixes: prefixes(page.prefixes),
-            delimiter: input.delimiter,
-            next_marker,
+            common_prefixes: prefixes(page.prefixes.into_iter().map(|p| enc.key(p)).collect()),
+            delimiter: enc.opt(input.delimiter),
+            next_marker: enc.opt(next_marker),
             encoding_type: input.encoding_type,
             ..Default::default()
         }))
@@ -642,9 +694,10 @@ impl s3s::S3 for EmbeddedS3 {
             .truncated
             .then(|| page.next.as_deref().map(encode_token))
             .flatten();
+        let enc = KeyEncoding::of(input.encoding_type.as_ref());
         Ok(S3Response::new(ListObjectsV2Output {
             name: Some(input.bucket),
-            prefix: Some(prefix),
+            prefix: Some(enc.key(prefix)),
             max_keys: Some(max as i32),
             key_count: Some(count as i32),
             continuation_token: input.continuation_token,
@@ -653,13 +706,13 @@ impl s3s::S3 for EmbeddedS3 {
             contents: Some(
                 page.keys
                     .into_iter()
-                    .map(|(k, v)| object_entry(k, &v))
+                    .map(|(k, v)| object_entry(enc.key(k), &v))
                     .collect(),
             ),
-            common_prefixes: prefixes(page.prefixes),
-            delimiter: input.delimiter,
+            common_prefixes: prefixes(page.prefixes.into_iter().map(|p| enc.key(p)).collect()),
+            delimiter: enc.opt(input.delimiter),
             encoding_type: input.encoding_type,
-            start_after: input.start_after,
+            start_after: enc.opt(input.start_after),
             ..Default::default()
         }))
     }

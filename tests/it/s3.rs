@@ -792,3 +792,77 @@ fn a_crash_during_an_upload_leaves_no_half_object() {
         "temporary files were left behind"
     );
 }
+
+/// Keys that XML or URLs mangle reach boto3 intact through `EncodingType=url`, which boto3 (and
+/// `aws s3 sync`) always asks for.
+#[test]
+fn listed_keys_reach_boto3_intact() {
+    let server = Server::start();
+    let script = r#"
+import sys, boto3
+s3 = boto3.client("s3", endpoint_url=sys.argv[1], region_name="eu-central-1",
+                  aws_access_key_id="test", aws_secret_access_key="test")
+s3.create_bucket(Bucket="odd", CreateBucketConfiguration={"LocationConstraint": "eu-central-1"})
+keys = ["plus+percent %41.txt", "nul\x00key", "caf\u00e9/\u00fcber & <x>.txt"]
+for k in keys:
+    s3.put_object(Bucket="odd", Key=k, Body=b"x")
+v2 = [o["Key"] for o in s3.list_objects_v2(Bucket="odd")["Contents"]]
+v1 = [o["Key"] for o in s3.list_objects(Bucket="odd")["Contents"]]
+assert sorted(v2) == sorted(keys), v2
+assert sorted(v1) == sorted(keys), v1
+pre = s3.list_objects_v2(Bucket="odd", Delimiter="/")["CommonPrefixes"]
+assert [p["Prefix"] for p in pre] == ["caf\u00e9/"], pre
+print("ok")
+"#;
+    let out = std::process::Command::new("python3")
+        .args(["-c", script, &server.endpoint])
+        .output()
+        .expect("python3 with boto3");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("ok"),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn buckets_and_batch_deletes_that_s3_refuses_are_refused() {
+    let server = Server::start();
+    let s3 = server.s3();
+    let bad = s3
+        .create_bucket()
+        .bucket("escape")
+        .create_bucket_configuration(
+            aws_sdk_s3::types::CreateBucketConfiguration::builder()
+                .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::from("../../x"))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), Some("InvalidLocationConstraint"));
+    assert!(s3.head_bucket().bucket("escape").send().await.is_err());
+    s3.create_bucket().bucket("many").send().await.unwrap();
+    let objects: Vec<_> = (0..1001)
+        .map(|i| {
+            aws_sdk_s3::types::ObjectIdentifier::builder()
+                .key(format!("k{i}"))
+                .build()
+                .unwrap()
+        })
+        .collect();
+    let too_many = s3
+        .delete_objects()
+        .bucket("many")
+        .delete(
+            aws_sdk_s3::types::Delete::builder()
+                .set_objects(Some(objects))
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(too_many.code(), Some("MalformedXML"));
+}

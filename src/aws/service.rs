@@ -67,7 +67,8 @@ pub fn respond(
     match result {
         Ok(bytes) => json::ok(ctx, bytes),
         Err(err) => {
-            if err.status >= 500 {
+            // An operation not served yet (501) is the client's news, not the server's fault.
+            if err.status >= 500 && err.status != 501 {
                 log::error!("{target}: {err}");
             } else {
                 log::debug!("{target}: {err}");

@@ -1,5 +1,6 @@
 //! Integration tests: the real server, real clients.
 
+mod bad_input;
 mod codebuild;
 mod common;
 mod declarations;

@@ -72,6 +72,26 @@ impl Server {
             .spawn()
             .expect("spawn codepipeline-local");
         let stdout = child.stdout.take().expect("stdout");
+        // The server's log is read as it comes (the last 64 KiB kept), so that a server that logs
+        // much never blocks on a full pipe.
+        let stderr = child.stderr.take().expect("stderr");
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let kept = log.clone();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stderr).lines();
+            while let Some(Ok(line)) = lines.next() {
+                let mut log = kept.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+                if log.len() > 64 * 1024 {
+                    let cut = log.len() - 32 * 1024;
+                    let cut = (cut..log.len())
+                        .find(|i| log.is_char_boundary(*i))
+                        .unwrap_or(0);
+                    log.replace_range(..cut, "");
+                }
+            }
+        });
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             let mut lines = BufReader::new(stdout).lines();
@@ -91,11 +111,14 @@ impl Server {
             }),
             Err(_) => {
                 let _ = child.kill();
-                let mut err = String::new();
-                if let Some(mut e) = child.stderr.take() {
-                    let _ = e.read_to_string(&mut err);
-                }
                 let status = child.wait().ok();
+                // Give the reader a moment to take the last lines the process wrote.
+                let deadline = std::time::Instant::now() + Duration::from_secs(2);
+                while std::sync::Arc::strong_count(&log) > 1 && std::time::Instant::now() < deadline
+                {
+                    std::thread::yield_now();
+                }
+                let err = log.lock().unwrap().clone();
                 Err(format!("exit {status:?}: {err}"))
             }
         }

@@ -1,0 +1,263 @@
+//! Bad input from outside: thousands of malformed requests generated from the services' own
+//! models, to every CodePipeline and CodeBuild operation, to IAM and STS, and to S3. None may get a
+//! server error (an explicit 501 for an operation not served aside), every error is in its
+//! protocol's shape, and nothing stored changes.
+
+use serde_json::{json, Value};
+
+use crate::common::{repo_file, tutorial_declaration, RawResponse, Server};
+
+/// The values every member is tried with: wrong types, oversized and empty strings, an invalid
+/// enum, deep nesting.
+fn wrong_values() -> Vec<Value> {
+    let deep = (0..200).fold(json!(1), |v, _| json!([v]));
+    vec![
+        json!(null),
+        json!(true),
+        json!(-1),
+        json!(1.5e300),
+        json!(""),
+        json!("NOT_AN_ENUM_VALUE"),
+        json!("x".repeat(100_000)),
+        json!([]),
+        json!([{"a": 1}]),
+        json!({}),
+        json!({"name": 5}),
+        deep,
+    ]
+}
+
+/// Bodies that are not a JSON object at all.
+const NOT_JSON: &[&[u8]] = &[
+    b"",
+    b"{",
+    b"[]",
+    b"null",
+    b"\"text\"",
+    b"\xff\xfe\x00{",
+    b"{\"a\":",
+    b"{\"a\": 1, \"a\": 2}",
+];
+
+/// Every input member name of every operation of a botocore-shaped model: (operation, members).
+fn operations(model: &Value) -> Vec<(String, Vec<String>)> {
+    let shapes = &model["shapes"];
+    model["operations"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(name, op)| {
+            let members = op["input"]["shape"]
+                .as_str()
+                .and_then(|s| shapes[s]["members"].as_object())
+                .map(|m| m.keys().cloned().collect())
+                .unwrap_or_default();
+            (name.clone(), members)
+        })
+        .collect()
+}
+
+/// What a JSON service answered is acceptable: no server error but an explicit 501, and an error
+/// that is AWS's JSON shape.
+fn check_json(what: &str, r: &RawResponse) {
+    assert!(
+        r.status < 500 || (r.status == 501 && r.error_code() == "NotImplementedException"),
+        "{what}: {} {}",
+        r.status,
+        r.text()
+    );
+    if r.status >= 400 {
+        let body = r.json();
+        assert!(
+            body["__type"].as_str().is_some_and(|t| !t.is_empty()),
+            "{what}: {}",
+            r.text()
+        );
+        assert!(body["message"].is_string(), "{what}: {}", r.text());
+    }
+}
+
+/// What a pipeline, a project, a role and a bucket look like, to compare before and after.
+fn snapshot(server: &Server) -> Vec<String> {
+    let client = server.client();
+    vec![
+        client.call("GetPipeline", json!({"name": "kept"})).text(),
+        client.call("ListPipelines", json!({})).text(),
+        client
+            .raw_for(
+                "codebuild",
+                Some("CodeBuild_20161006.BatchGetProjects"),
+                br#"{"names":["kept"]}"#,
+            )
+            .text(),
+        strip_request_ids(
+            &client
+                .query("iam", "Action=GetRole&Version=2010-05-08&RoleName=kept")
+                .text(),
+        ),
+        strip_request_ids(&client.http("GET", "/kept-bucket", "localhost", b"").text()),
+    ]
+}
+
+fn strip_request_ids(xml: &str) -> String {
+    let mut out = xml.to_string();
+    while let Some(start) = out.find("<RequestId>") {
+        let end = out[start..]
+            .find("</RequestId>")
+            .map_or(out.len(), |e| start + e + 12);
+        out.replace_range(start..end, "");
+    }
+    out
+}
+
+#[test]
+fn malformed_requests_get_aws_errors_and_change_nothing() {
+    let server = Server::start();
+    let client = server.client();
+    // Something of each kind, which no bad request may change.
+    assert_eq!(
+        client.http("PUT", "/kept-bucket", "localhost", b"").status,
+        200
+    );
+    let created = client.call(
+        "CreatePipeline",
+        json!({"pipeline": tutorial_declaration("kept")}),
+    );
+    assert_eq!(created.status, 200, "{}", created.text());
+    let project = client.raw_for(
+        "codebuild",
+        Some("CodeBuild_20161006.CreateProject"),
+        br#"{"name":"kept","source":{"type":"NO_SOURCE","buildspec":"version: 0.2"},"artifacts":{"type":"NO_ARTIFACTS"},"environment":{"type":"LINUX_CONTAINER","image":"i","computeType":"BUILD_GENERAL1_SMALL"},"serviceRole":"arn:aws:iam::000000000000:role/r"}"#,
+    );
+    assert_eq!(project.status, 200, "{}", project.text());
+    let role = client.query(
+        "iam",
+        "Action=CreateRole&Version=2010-05-08&RoleName=kept&AssumeRolePolicyDocument=%7B%22Statement%22%3A%5B%5D%7D",
+    );
+    assert_eq!(role.status, 200, "{}", role.text());
+    let before = snapshot(&server);
+
+    let mut sent = 0;
+    for (service, model_file, prefix) in [
+        (
+            "codepipeline",
+            "models/codepipeline-2015-07-09.json",
+            "CodePipeline_20150709",
+        ),
+        (
+            "codebuild",
+            "models/codebuild-2016-10-06.json",
+            "CodeBuild_20161006",
+        ),
+    ] {
+        let model: Value =
+            serde_json::from_str(&std::fs::read_to_string(repo_file(model_file)).unwrap()).unwrap();
+        for (op, members) in operations(&model) {
+            let target = format!("{prefix}.{op}");
+            for body in NOT_JSON {
+                let r = client
+                    .try_raw_for(service, Some(&target), body)
+                    .unwrap_or_else(|| panic!("{target} with {body:?}: no answer"));
+                check_json(
+                    &format!("{target} with {:?}", String::from_utf8_lossy(body)),
+                    &r,
+                );
+                sent += 1;
+            }
+            for member in &members {
+                for value in wrong_values() {
+                    let body = json!({ member: value }).to_string();
+                    let shown: String = body.chars().take(80).collect();
+                    let r = client
+                        .try_raw_for(service, Some(&target), body.as_bytes())
+                        .unwrap_or_else(|| panic!("{target} with {shown}: no answer"));
+                    check_json(&format!("{target} with {shown}"), &r);
+                    sent += 1;
+                }
+            }
+        }
+    }
+
+    // IAM and STS: unknown actions, missing and malformed parameters, garbage forms.
+    let forms = [
+        "",
+        "Action=",
+        "Action=CreateRole",
+        "Action=CreateRole&RoleName=%00&AssumeRolePolicyDocument=x",
+        "Action=PutRolePolicy&RoleName=kept&PolicyName=p&PolicyDocument=%5B",
+        "Action=ListRoles&MaxItems=99999999999999999999",
+        "Action=GetRole&RoleName=",
+        "Action=AttachRolePolicy&RoleName=kept&PolicyArn=nonsense",
+        "%zz=%zz&&&==",
+        "Action=DeleteRole&RoleName=kept-not",
+        "Action=GetCallerIdentity&Extra=%FF%FE",
+    ];
+    for service in ["iam", "sts"] {
+        for form in forms {
+            let r = client.query(service, form);
+            assert!(
+                r.status < 500,
+                "{service} {form}: {} {}",
+                r.status,
+                r.text()
+            );
+            if r.status >= 400 {
+                let text = r.text();
+                assert!(
+                    text.contains("<ErrorResponse") && text.contains("<Code>"),
+                    "{service} {form}: {text}"
+                );
+            }
+            sent += 1;
+        }
+    }
+
+    // S3: malformed XML, bad ranges and headers, odd methods.
+    let s3_requests: [(&str, &str, &[u8]); 8] = [
+        (
+            "PUT",
+            "/new-bucket",
+            b"<CreateBucketConfiguration><LocationConstraint>",
+        ),
+        (
+            "POST",
+            "/kept-bucket?delete",
+            b"<Delete><Object><Key>a</Key></Object",
+        ),
+        ("POST", "/kept-bucket?delete", b"not xml at all"),
+        (
+            "PUT",
+            "/kept-bucket?versioning",
+            b"<VersioningConfiguration><Status>Maybe</Status></VersioningConfiguration>",
+        ),
+        ("GET", "/kept-bucket?list-type=2&max-keys=abc", b""),
+        (
+            "GET",
+            "/kept-bucket?list-type=2&continuation-token=%%%",
+            b"",
+        ),
+        ("PATCH", "/kept-bucket", b""),
+        ("GET", "/kept-bucket?versionId=%00", b""),
+    ];
+    for (method, path, body) in s3_requests {
+        let r = client.http(method, path, "localhost", body);
+        let not_served = r.status == 501 && r.xml_code() == "NotImplemented";
+        assert!(
+            r.status < 500 || not_served,
+            "{method} {path}: {} {}",
+            r.status,
+            r.text()
+        );
+        if r.status >= 400 {
+            assert!(r.text().contains("<Code>"), "{method} {path}: {}", r.text());
+        }
+        sent += 1;
+    }
+
+    assert!(sent > 2000, "only {sent} requests were sent");
+    assert_eq!(
+        snapshot(&server),
+        before,
+        "a refused request changed what is stored"
+    );
+}

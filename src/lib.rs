@@ -65,6 +65,7 @@ pub mod codebuild;
 pub mod codepipeline;
 pub mod config;
 pub mod eventstore;
+mod fuzz;
 pub mod gateway;
 pub mod history;
 pub mod iam;

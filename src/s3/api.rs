@@ -55,6 +55,7 @@ fn error(e: S3StoreError) -> S3Error {
             s3_error!(InvalidPartOrder, "The list of parts was not in ascending order.")
         }
         S3StoreError::Io(m) => s3_error!(InternalError, "{m}"),
+        S3StoreError::Body(m) => s3_error!(IncompleteBody, "{m}"),
         S3StoreError::Store(e) => s3_error!(InternalError, "{e}"),
     }
 }
@@ -72,6 +73,34 @@ fn body(blob: Option<StreamingBlob>) -> BodyStream {
         Some(blob) => blob.map(|chunk| chunk.map_err(|e| e.to_string())).boxed(),
         None => futures_util::stream::empty().boxed(),
     }
+}
+
+/// `body`, failing at its end unless it held exactly the `declared` bytes the request said
+/// (Content-Length, or for aws-chunked uploads the decoded length): a short or long body is
+/// refused, not stored.
+fn body_of_length(blob: Option<StreamingBlob>, declared: Option<i64>) -> BodyStream {
+    let Some(declared) = declared.and_then(|d| u64::try_from(d).ok()) else {
+        return body(blob);
+    };
+    let counted = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let seen = counted.clone();
+    let chunks = body(blob).inspect(move |chunk| {
+        if let Ok(c) = chunk {
+            seen.fetch_add(c.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        }
+    });
+    let end = futures_util::stream::once(async move {
+        let got = counted.load(std::sync::atomic::Ordering::Relaxed);
+        if got == declared {
+            None
+        } else {
+            Some(Err(format!(
+                "You did not provide the number of bytes specified by the Content-Length HTTP header: {declared} declared, {got} sent"
+            )))
+        }
+    })
+    .filter_map(futures_util::future::ready);
+    chunks.chain(end).boxed()
 }
 
 /// Object attributes given on a write.
@@ -440,7 +469,12 @@ impl s3s::S3 for EmbeddedS3 {
         let versioning = self.store.bucket(&input.bucket).map_err(error)?.versioning;
         let v = self
             .store
-            .put_object(&input.bucket, &input.key, attrs, body(input.body))
+            .put_object(
+                &input.bucket,
+                &input.key,
+                attrs,
+                body_of_length(input.body, input.content_length),
+            )
             .await
             .map_err(error)?;
         Ok(S3Response::new(PutObjectOutput {

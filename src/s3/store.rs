@@ -47,8 +47,10 @@ pub enum S3StoreError {
     InvalidPart(String),
     /// CompleteMultipartUpload listed parts out of order.
     InvalidPartOrder,
-    /// The body could not be read or written.
+    /// The body could not be written.
     Io(String),
+    /// The client's body broke off, was framed wrongly, or was not as long as it said.
+    Body(String),
     /// The event log failed.
     Store(StoreError),
 }
@@ -206,7 +208,7 @@ impl LocalStore {
             let mut md5 = Md5::new();
             let mut size = 0u64;
             while let Some(chunk) = body.next().await {
-                let chunk = chunk.map_err(S3StoreError::Io)?;
+                let chunk = chunk.map_err(S3StoreError::Body)?;
                 md5.update(&chunk);
                 size += chunk.len() as u64;
                 file.write_all(&chunk).await.map_err(io)?;

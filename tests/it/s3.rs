@@ -866,3 +866,59 @@ async fn buckets_and_batch_deletes_that_s3_refuses_are_refused() {
         .unwrap_err();
     assert_eq!(too_many.code(), Some("MalformedXML"));
 }
+
+/// Sends `head` and `body` on one connection, closes its writing half, and reads the answer.
+fn put_raw(server: &Server, head: &str, body: &[u8]) -> crate::common::RawResponse {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(&server.addr).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(body).unwrap();
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw);
+    crate::common::RawResponse::parse(&raw)
+}
+
+#[test]
+fn short_and_misframed_bodies_are_refused_and_not_stored() {
+    let server = Server::start();
+    assert_eq!(
+        server.client().http("PUT", "/bodies", "localhost", b"").status,
+        200
+    );
+    let short = put_raw(
+        &server,
+        "PUT /bodies/short HTTP/1.1\r\nHost: localhost\r\nContent-Length: 10\r\n\r\n",
+        b"abc",
+    );
+    assert_eq!(short.status, 400, "{}", short.text());
+    assert_eq!(short.xml_code(), "IncompleteBody");
+    let chunked = |name: &str, decoded: usize, body: &[u8]| {
+        put_raw(
+            &server,
+            &format!(
+                "PUT /bodies/{name} HTTP/1.1\r\nHost: localhost\r\nContent-Encoding: aws-chunked\r\n\
+                 x-amz-content-sha256: STREAMING-UNSIGNED-PAYLOAD-TRAILER\r\n\
+                 x-amz-decoded-content-length: {decoded}\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            ),
+            body,
+        )
+    };
+    let garbled = chunked("garbled", 3, b"zz\r\nabc\r\n0\r\n\r\n");
+    assert_eq!(garbled.status, 400, "{}", garbled.text());
+    let undersized = chunked("undersized", 10, b"3\r\nabc\r\n0\r\n\r\n");
+    assert_eq!(undersized.status, 400, "{}", undersized.text());
+    for key in ["short", "garbled", "undersized"] {
+        let got = server
+            .client()
+            .http("GET", &format!("/bodies/{key}"), "localhost", b"");
+        assert_eq!(got.status, 404, "{key} was stored");
+    }
+    // A well-formed chunked upload still goes in.
+    let fine = chunked("fine", 3, b"3\r\nabc\r\n0\r\n\r\n");
+    assert_eq!(fine.status, 200, "{}", fine.text());
+}

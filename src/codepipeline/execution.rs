@@ -587,11 +587,7 @@ pub fn handle(
                     events.push(e);
                 }
             }
-            while let Some(next) = next_event(&s, now, new_id) {
-                apply(&mut s, &next);
-                events.push(next);
-            }
-            return Ok(events);
+            return Ok(settle(s, events, now, new_id));
         }
         ExecutionCommand::Resume => {
             if !state.status.is_running() {
@@ -627,11 +623,7 @@ pub fn handle(
                 apply(&mut s, &e);
                 events.push(e);
             }
-            while let Some(next) = next_event(&s, now, new_id) {
-                apply(&mut s, &next);
-                events.push(next);
-            }
-            return Ok(events);
+            return Ok(settle(s, events, now, new_id));
         }
         ExecutionCommand::Retry { stage, mode } => {
             if state.id.is_empty() {
@@ -698,12 +690,21 @@ pub fn handle(
 
 /// `first` (already applied to `s`) and every event that follows from it.
 fn advance(
-    mut s: Execution,
+    s: Execution,
     first: ExecutionEvent,
     now: f64,
     new_id: &mut dyn FnMut() -> String,
 ) -> Vec<ExecutionEvent> {
-    let mut events = vec![first];
+    settle(s, vec![first], now, new_id)
+}
+
+/// `events` (already applied to `s`) and every event that follows from them.
+fn settle(
+    mut s: Execution,
+    mut events: Vec<ExecutionEvent>,
+    now: f64,
+    new_id: &mut dyn FnMut() -> String,
+) -> Vec<ExecutionEvent> {
     while let Some(next) = next_event(&s, now, new_id) {
         apply(&mut s, &next);
         events.push(next);

@@ -886,7 +886,10 @@ fn put_raw(server: &Server, head: &str, body: &[u8]) -> crate::common::RawRespon
 fn short_and_misframed_bodies_are_refused_and_not_stored() {
     let server = Server::start();
     assert_eq!(
-        server.client().http("PUT", "/bodies", "localhost", b"").status,
+        server
+            .client()
+            .http("PUT", "/bodies", "localhost", b"")
+            .status,
         200
     );
     let short = put_raw(

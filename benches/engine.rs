@@ -10,16 +10,9 @@
 
 mod common;
 
-use common::{env_or, Conn, Proc};
+use common::{call, env_or, Conn, Proc};
 
 const DECLARATION: &str = include_str!("../tests/cli/declaration.json");
-
-fn call(addr: &str, op: &str, body: &str) -> serde_json::Value {
-    let mut conn = Conn::open(addr);
-    let (status, body) = conn.call_json(op, body);
-    assert_eq!(status, 200, "{op}: {body}");
-    body
-}
 
 fn main() {
     let runs: usize = env_or("BENCH_RUNS", 200);

@@ -15,14 +15,8 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{env_or, Conn, Proc};
+use common::{call, env_or, Conn, Proc};
 use serde_json::{json, Value};
-
-fn call(addr: &str, op: &str, body: &str) -> Value {
-    let (status, body) = Conn::open(addr).call_json(op, body);
-    assert_eq!(status, 200, "{op}: {body}");
-    body
-}
 
 fn action(
     name: &str,

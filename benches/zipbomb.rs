@@ -14,16 +14,9 @@ mod common;
 use std::io::Write;
 use std::process::Command;
 
-use common::{env_or, Conn, Proc};
+use common::{call, env_or, Conn, Proc};
 
 const DECLARATION: &str = include_str!("../tests/cli/declaration.json");
-
-fn call(addr: &str, op: &str, body: &str) -> serde_json::Value {
-    let mut conn = Conn::open(addr);
-    let (status, body) = conn.call_json(op, body);
-    assert_eq!(status, 200, "{op}: {body}");
-    body
-}
 
 /// A zip of one deflated file of `mb` MiB of zeros.
 fn bomb(mb: usize) -> Vec<u8> {

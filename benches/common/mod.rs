@@ -94,6 +94,13 @@ impl Drop for Proc {
     }
 }
 
+/// Calls a CodePipeline operation on a fresh connection; its JSON answer, which must be a 200.
+pub fn call(addr: &str, op: &str, body: &str) -> serde_json::Value {
+    let (status, body) = Conn::open(addr).call_json(op, body);
+    assert_eq!(status, 200, "{op}: {body}");
+    body
+}
+
 /// One keep-alive HTTP/1.1 connection.
 pub struct Conn {
     reader: BufReader<TcpStream>,

@@ -230,14 +230,7 @@ impl RawClient {
              Content-Length: {}\r\n\r\n{form}",
             form.len()
         );
-        let mut stream = TcpStream::connect(&self.addr).expect("connect");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(30)))
-            .unwrap();
-        stream.write_all(head.as_bytes()).unwrap();
-        let mut raw = Vec::new();
-        let _ = stream.read_to_end(&mut raw);
-        RawResponse::parse(&raw)
+        self.exchange(head.as_bytes(), b"")
     }
 
     /// Sends any HTTP request (for S3 checks below the SDKs: virtual hosts, odd keys).
@@ -246,11 +239,17 @@ impl RawClient {
             "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
             body.len()
         );
+        self.exchange(head.as_bytes(), body)
+    }
+
+    /// One request on a fresh connection (the head, then the body), and its answer.
+    fn exchange(&self, head: &[u8], body: &[u8]) -> RawResponse {
         let mut stream = TcpStream::connect(&self.addr).expect("connect");
         stream
             .set_read_timeout(Some(Duration::from_secs(30)))
             .unwrap();
-        stream.write_all(head.as_bytes()).unwrap();
+        stream.write_all(head).unwrap();
+        // A server that refuses a body may close before reading it all.
         let _ = stream.write_all(body);
         let mut raw = Vec::new();
         let _ = stream.read_to_end(&mut raw);
@@ -264,14 +263,7 @@ impl RawClient {
              Authorization: AWS4-HMAC-SHA256 Credential=test/20261126/eu-central-1/{service}/aws4_request, SignedHeaders=host, Signature=0\r\n\
              Content-Length: 0\r\n\r\n"
         );
-        let mut stream = TcpStream::connect(&self.addr).expect("connect");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(30)))
-            .unwrap();
-        stream.write_all(head.as_bytes()).unwrap();
-        let mut raw = Vec::new();
-        let _ = stream.read_to_end(&mut raw);
-        RawResponse::parse(&raw)
+        self.exchange(head.as_bytes(), b"")
     }
 
     /// Sends one raw HTTP request and returns the answer, the answer.

@@ -306,6 +306,29 @@ impl KeyEncoding {
     }
 }
 
+/// The bytes of part `number` of an object, and how many parts it has: a multipart object's
+/// parts as they were uploaded, any other object as one part. `InvalidPartNumber` beyond them.
+fn part_of(v: &Version, number: i32) -> S3Result<(std::ops::Range<u64>, usize)> {
+    let sizes: Vec<u64> = if v.parts.is_empty() {
+        vec![v.size]
+    } else {
+        v.parts.clone()
+    };
+    let index = usize::try_from(number)
+        .ok()
+        .filter(|n| (1..=sizes.len()).contains(n))
+        .ok_or_else(|| {
+            let mut e = S3Error::with_message(
+                s3s::S3ErrorCode::Custom("InvalidPartNumber".into()),
+                "The requested partnumber is not satisfiable",
+            );
+            e.set_status_code(http::StatusCode::RANGE_NOT_SATISFIABLE);
+            e
+        })?;
+    let start: u64 = sizes[..index - 1].iter().sum();
+    Ok((start..start + sizes[index - 1], sizes.len()))
+}
+
 fn max_keys(max: Option<i32>) -> usize {
     max.map_or(1000, |m| m.clamp(0, 1000) as usize)
 }
@@ -494,22 +517,30 @@ impl s3s::S3 for EmbeddedS3 {
             .store
             .get_object(&input.bucket, &input.key, input.version_id.as_deref())
             .map_err(error)?;
-        let (range, content_range) = match &input.range {
-            Some(r) => {
-                let range = r.check(v.size)?;
-                let content_range = format!(
-                    "bytes {}-{}/{}",
-                    range.start,
-                    range.end.saturating_sub(1),
-                    v.size
-                );
-                (range, Some(content_range))
+        let mut parts_count = None;
+        let range = match (&input.range, input.part_number) {
+            (Some(r), _) => Some(r.check(v.size)?),
+            // A part is answered as the range of its bytes (206), with the object's part count.
+            (None, Some(number)) => {
+                let (range, count) = part_of(&v, number)?;
+                parts_count = Some(count as i32);
+                Some(range)
             }
-            None => (0..v.size, None),
+            (None, None) => None,
         };
+        let content_range = range.as_ref().map(|range| {
+            format!(
+                "bytes {}-{}/{}",
+                range.start,
+                range.end.saturating_sub(1),
+                v.size
+            )
+        });
+        let range = range.unwrap_or(0..v.size);
         Ok(S3Response::new(GetObjectOutput {
             content_length: Some((range.end - range.start) as i64),
             content_range,
+            parts_count,
             accept_ranges: Some("bytes".into()),
             e_tag: Some(etag(&v.etag)),
             last_modified: Some(timestamp(v.last_modified)),
@@ -534,8 +565,16 @@ impl s3s::S3 for EmbeddedS3 {
             .store
             .get_object(&input.bucket, &input.key, input.version_id.as_deref())
             .map_err(error)?;
+        let (length, parts_count) = match input.part_number {
+            Some(number) => {
+                let (range, count) = part_of(&v, number)?;
+                (range.end - range.start, Some(count as i32))
+            }
+            None => (v.size, None),
+        };
         Ok(S3Response::new(HeadObjectOutput {
-            content_length: Some(v.size as i64),
+            content_length: Some(length as i64),
+            parts_count,
             accept_ranges: Some("bytes".into()),
             e_tag: Some(etag(&v.etag)),
             last_modified: Some(timestamp(v.last_modified)),

@@ -54,6 +54,10 @@ pub struct Version {
     pub metadata: BTreeMap<String, String>,
     /// When it was written, epoch seconds.
     pub last_modified: f64,
+    /// For an object of a multipart upload: the size of each part, in order (what GetObject
+    /// and HeadObject with `partNumber` answer from).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<u64>,
 }
 
 impl Version {
@@ -70,6 +74,7 @@ impl Version {
             content_disposition: None,
             metadata: BTreeMap::new(),
             last_modified: 0.0,
+            parts: Vec::new(),
         }
     }
 

@@ -590,7 +590,9 @@ impl LocalStore {
         let mut out = tokio::fs::File::create(&tmp).await.map_err(io)?;
         let mut digests = Vec::with_capacity(parts.len() * 16);
         let mut size = 0u64;
+        let mut sizes = Vec::with_capacity(parts.len());
         for (number, etag) in parts {
+            let before = size;
             let path = self.part_path(upload_id, *number);
             let mut file = tokio::fs::File::open(&path).await.map_err(|_| {
                 S3StoreError::InvalidPart(format!("part {number} was not uploaded"))
@@ -616,6 +618,7 @@ impl LocalStore {
                 )));
             }
             digests.extend_from_slice(&digest);
+            sizes.push(size - before);
         }
         out.sync_all().await.map_err(io)?;
         drop(out);
@@ -627,6 +630,7 @@ impl LocalStore {
             blob: Some(id.clone()),
             size,
             etag,
+            parts: sizes,
             ..upload.attributes.clone()
         };
         let last_modified = crate::aws::now_epoch();

@@ -925,3 +925,111 @@ fn short_and_misframed_bodies_are_refused_and_not_stored() {
     let fine = chunked("fine", 3, b"3\r\nabc\r\n0\r\n\r\n");
     assert_eq!(fine.status, 200, "{}", fine.text());
 }
+
+#[tokio::test]
+async fn objects_are_read_by_part_number() {
+    use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+    let server = Server::start();
+    let s3 = server.s3();
+    s3.create_bucket().bucket("parts").send().await.unwrap();
+    let upload = s3
+        .create_multipart_upload()
+        .bucket("parts")
+        .key("big")
+        .send()
+        .await
+        .unwrap();
+    let id = upload.upload_id().unwrap();
+    let first = vec![b'a'; 5 << 20];
+    let mut completed = Vec::new();
+    for (number, bytes) in [(1, first.clone()), (2, b"bcd".to_vec())] {
+        let part = s3
+            .upload_part()
+            .bucket("parts")
+            .key("big")
+            .upload_id(id)
+            .part_number(number)
+            .body(ByteStream::from(bytes))
+            .send()
+            .await
+            .unwrap();
+        completed.push(
+            CompletedPart::builder()
+                .part_number(number)
+                .e_tag(part.e_tag().unwrap())
+                .build(),
+        );
+    }
+    s3.complete_multipart_upload()
+        .bucket("parts")
+        .key("big")
+        .upload_id(id)
+        .multipart_upload(
+            CompletedMultipartUpload::builder()
+                .set_parts(Some(completed))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let second = s3
+        .get_object()
+        .bucket("parts")
+        .key("big")
+        .part_number(2)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(second.parts_count(), Some(2));
+    assert_eq!(
+        second.content_range(),
+        Some("bytes 5242880-5242882/5242883")
+    );
+    assert_eq!(body_of(second).await, b"bcd");
+    let head = s3
+        .head_object()
+        .bucket("parts")
+        .key("big")
+        .part_number(1)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.content_length(), Some(5 << 20));
+    assert_eq!(head.parts_count(), Some(2));
+    let (code, status) = s3_failure(
+        s3.get_object()
+            .bucket("parts")
+            .key("big")
+            .part_number(3)
+            .send()
+            .await,
+    );
+    assert_eq!((code.as_str(), status), ("InvalidPartNumber", 416));
+    // An object put whole is one part.
+    s3.put_object()
+        .bucket("parts")
+        .key("small")
+        .body(ByteStream::from_static(b"whole"))
+        .send()
+        .await
+        .unwrap();
+    let one = s3
+        .get_object()
+        .bucket("parts")
+        .key("small")
+        .part_number(1)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(one.parts_count(), Some(1));
+    assert_eq!(body_of(one).await, b"whole");
+    let (code, _) = s3_failure(
+        s3.get_object()
+            .bucket("parts")
+            .key("small")
+            .part_number(2)
+            .send()
+            .await,
+    );
+    assert_eq!(code, "InvalidPartNumber");
+}

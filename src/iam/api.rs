@@ -420,8 +420,18 @@ fn check(member: &str, value: &str, c: &Constraint) -> Result<(), QueryError> {
             ),
         ));
     }
-    let re = regex::Regex::new(c.pattern).expect("IAM's patterns compile");
-    if !re.is_match(value) {
+    // The patterns are compiled once each, on first use.
+    static COMPILED: std::sync::LazyLock<
+        std::sync::Mutex<std::collections::HashMap<&'static str, regex::Regex>>,
+    > = std::sync::LazyLock::new(Default::default);
+    let matches = {
+        let mut compiled = COMPILED.lock().expect("IAM patterns");
+        compiled
+            .entry(c.pattern)
+            .or_insert_with(|| regex::Regex::new(c.pattern).expect("IAM's patterns compile"))
+            .is_match(value)
+    };
+    if !matches {
         return Err(invalid(
             member,
             value,

@@ -276,6 +276,12 @@ fn prefixes(list: Vec<String>) -> Option<CommonPrefixList> {
     })
 }
 
+/// What a bucket's LocationConstraint may be besides `EU`: a region name.
+static REGION: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+    regex::Regex::new(r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-[0-9]{1,2}$")
+        .expect("the region pattern compiles")
+});
+
 /// How a listing writes keys: as they are, or (`EncodingType=url`) percent-encoded, as S3 does
 /// so that keys with characters XML cannot carry (or `+`, `%`) reach the client intact.
 #[derive(Clone, Copy)]
@@ -372,10 +378,7 @@ impl s3s::S3 for EmbeddedS3 {
             .filter(|l| !l.is_empty());
         // A region name (`eu-central-1`, `us-gov-west-1`) or `EU`, as S3 takes.
         if let Some(constraint) = &region {
-            let valid = constraint == "EU"
-                || regex::Regex::new(r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-[0-9]{1,2}$")
-                    .expect("the region pattern compiles")
-                    .is_match(constraint);
+            let valid = constraint == "EU" || REGION.is_match(constraint);
             if !valid {
                 return Err(s3_error!(
                     InvalidLocationConstraint,

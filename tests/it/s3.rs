@@ -4,7 +4,7 @@
 use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
-    BucketLocationConstraint, BucketVersioningStatus, CompletedMultipartUpload, CompletedPart,
+    BucketLocationConstraint, BucketVersioningStatus, CompletedMultipartUpload,
     CreateBucketConfiguration, Delete, ObjectIdentifier, VersioningConfiguration,
 };
 
@@ -480,41 +480,56 @@ async fn copy_and_delete_many() {
         .is_empty());
 }
 
-#[tokio::test]
-async fn multipart_uploads_join_their_parts() {
-    let server = Server::start();
-    let s3 = server.s3();
-    s3.create_bucket().bucket("multipart").send().await.unwrap();
+/// Uploads `parts` (numbered from 1) to a multipart upload of `key`; the upload id and the
+/// completed parts to finish it with.
+async fn upload_parts(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    parts: &[Vec<u8>],
+) -> (String, Vec<aws_sdk_s3::types::CompletedPart>) {
     let upload = s3
         .create_multipart_upload()
-        .bucket("multipart")
-        .key("big")
+        .bucket(bucket)
+        .key(key)
         .content_type("application/octet-stream")
         .send()
         .await
         .unwrap();
-    let id = upload.upload_id().unwrap();
-    let part1 = vec![b'a'; 5 * 1024 * 1024];
-    let part2 = b"tail".to_vec();
+    let id = upload.upload_id().unwrap().to_string();
     let mut completed = Vec::new();
-    for (n, data) in [(1, part1.clone()), (2, part2.clone())] {
+    for (i, data) in parts.iter().enumerate() {
+        let n = i as i32 + 1;
         let out = s3
             .upload_part()
-            .bucket("multipart")
-            .key("big")
-            .upload_id(id)
+            .bucket(bucket)
+            .key(key)
+            .upload_id(&id)
             .part_number(n)
-            .body(ByteStream::from(data))
+            .body(ByteStream::from(data.clone()))
             .send()
             .await
             .unwrap();
         completed.push(
-            CompletedPart::builder()
+            aws_sdk_s3::types::CompletedPart::builder()
                 .part_number(n)
                 .e_tag(out.e_tag().unwrap())
                 .build(),
         );
     }
+    (id, completed)
+}
+
+#[tokio::test]
+async fn multipart_uploads_join_their_parts() {
+    let server = Server::start();
+    let s3 = server.s3();
+    s3.create_bucket().bucket("multipart").send().await.unwrap();
+    let part1 = vec![b'a'; 5 * 1024 * 1024];
+    let part2 = b"tail".to_vec();
+    let (id, completed) =
+        upload_parts(&s3, "multipart", "big", &[part1.clone(), part2.clone()]).await;
+    let id = id.as_str();
     let parts = s3
         .list_parts()
         .bucket("multipart")
@@ -928,38 +943,12 @@ fn short_and_misframed_bodies_are_refused_and_not_stored() {
 
 #[tokio::test]
 async fn objects_are_read_by_part_number() {
-    use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
     let server = Server::start();
     let s3 = server.s3();
     s3.create_bucket().bucket("parts").send().await.unwrap();
-    let upload = s3
-        .create_multipart_upload()
-        .bucket("parts")
-        .key("big")
-        .send()
-        .await
-        .unwrap();
-    let id = upload.upload_id().unwrap();
-    let first = vec![b'a'; 5 << 20];
-    let mut completed = Vec::new();
-    for (number, bytes) in [(1, first.clone()), (2, b"bcd".to_vec())] {
-        let part = s3
-            .upload_part()
-            .bucket("parts")
-            .key("big")
-            .upload_id(id)
-            .part_number(number)
-            .body(ByteStream::from(bytes))
-            .send()
-            .await
-            .unwrap();
-        completed.push(
-            CompletedPart::builder()
-                .part_number(number)
-                .e_tag(part.e_tag().unwrap())
-                .build(),
-        );
-    }
+    let (id, completed) =
+        upload_parts(&s3, "parts", "big", &[vec![b'a'; 5 << 20], b"bcd".to_vec()]).await;
+    let id = id.as_str();
     s3.complete_multipart_upload()
         .bucket("parts")
         .key("big")

@@ -536,23 +536,22 @@ impl ExecutionRegistry {
     /// An execution as its stream built it, with the declaration of the version it runs, and
     /// the stream's last sequence; `None` when it or its pipeline version is gone.
     fn load(&self, key: &PipelineKey, id: &str) -> Result<Option<(Execution, u64)>, CommandError> {
+        // One read of the stream: the state, which names the pipeline version it runs.
+        let mut state = Execution::default();
         let stream = key.execution_stream(id);
-        let Some(version) = self.views.get(id)?.map(|e| e.pipeline_version) else {
+        let sequence = fold_stream(self.store.as_ref(), &stream, &mut state, execution::apply)?;
+        if state.id.is_empty() {
             return Ok(None);
-        };
+        }
         let recorded = crate::codepipeline::views::recorded_version(
             self.store.as_ref(),
             &key.stream(),
-            version,
+            state.pipeline_version,
         )?;
         let Some(declaration) = recorded.map(|v| v.declaration) else {
             return Ok(None);
         };
-        let mut state = Execution {
-            declaration,
-            ..Execution::default()
-        };
-        let sequence = fold_stream(self.store.as_ref(), &stream, &mut state, execution::apply)?;
+        state.declaration = declaration;
         Ok(Some((state, sequence)))
     }
 

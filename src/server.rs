@@ -6,7 +6,8 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use actix_http::HttpMessage;
+use actix_web::{web, App, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
 
 use crate::aws::scope::credential_scope;
@@ -105,7 +106,11 @@ pub async fn run(
         if config.s3_endpoint.is_empty() {
             (
                 Arc::new(objects.clone()),
-                Some(S3Service::new(objects, config.region.clone())),
+                Some(S3Service::new(
+                    objects,
+                    config.region.clone(),
+                    Duration::from_secs(config.body_timeout_seconds.max(1)),
+                )),
             )
         } else {
             let remote = RemoteConfig {
@@ -195,24 +200,42 @@ pub async fn run(
     });
     let app_state = state.clone();
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    let server = HttpServer::new(move || {
-        App::new()
-            .app_data(app_state.clone())
-            .configure(|cfg| crate::admin::configure(cfg, admin.clone()))
-            .default_service(web::to(entry))
-    })
-    // Answers are often written as a head and a streamed body; without TCP_NODELAY the second
-    // small write waits for the client's delayed ACK (40 ms).
-    .on_connect(|conn, _| {
-        if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
-            let _ = tcp.set_nodelay(true);
-        }
-    })
-    .workers(workers)
-    .disable_signals()
-    .listen(listener)
-    .map_err(|e| e.to_string())?
-    .run();
+    let builder = actix_server::Server::build()
+        .workers(workers)
+        .disable_signals();
+    let signal = builder.graceful_shutdown_signal();
+    let server = builder
+        .listen("codepipeline-local", listener, move || {
+            let app = App::new()
+                .app_data(app_state.clone())
+                .configure(|cfg| crate::admin::configure(cfg, admin.clone()))
+                .default_service(web::to(entry));
+            let expect_state = app_state.clone();
+            let signal = signal.clone();
+            actix_http::HttpService::build()
+                .graceful_shutdown_signal(move || {
+                    let signal = signal.clone();
+                    async move { signal.notified().await }
+                })
+                .client_request_timeout(Duration::from_secs(5))
+                .client_disconnect_timeout(Duration::from_secs(1))
+                // Answers are often written as a head and a streamed body; without TCP_NODELAY
+                // the second small write waits for the client's delayed ACK (40 ms).
+                .tcp_nodelay(true)
+                .local_addr(addr)
+                .expect(actix_service::fn_service(
+                    move |req: actix_http::Request| {
+                        let state = expect_state.clone();
+                        async move { expect_continue(req, &state) }
+                    },
+                ))
+                .finish(actix_service::map_config(app, |_| {
+                    actix_web::dev::AppConfig::default()
+                }))
+                .tcp()
+        })
+        .map_err(|e| e.to_string())?
+        .run();
     let handle = server.handle();
     actix_rt::spawn(async move {
         shutdown.await;
@@ -344,6 +367,38 @@ fn unknown_service(req: &HttpRequest, ctx: &RequestContext, name: &str) -> HttpR
         return crate::aws::query::error("", &e, ctx);
     }
     crate::aws::query::rest_error(&crate::aws::query::QueryError::new(400, code, message), ctx)
+}
+
+/// Answers a request that asks `Expect: 100-continue` before its body is sent: one whose
+/// declared body is over `max_body_bytes` is refused at once, in its protocol's shape, rather than
+/// invited to send a body that would be refused. S3 bodies stream and are not bound by it.
+fn expect_continue(
+    req: actix_http::Request,
+    state: &AppState,
+) -> Result<actix_http::Request, actix_web::Error> {
+    let limit = state.config.max_body_bytes;
+    let declared = req
+        .headers()
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_none_or(|n| n <= limit as u64) {
+        return Ok(req);
+    }
+    let scope = credential_scope(req.headers());
+    let ctx = RequestContext::new(scope.as_ref(), &state.config.region);
+    let answer = match gateway::route(req.path(), req.headers(), scope.as_ref()) {
+        Service::S3 | Service::Unknown(_) => return Ok(req),
+        Service::Iam | Service::Sts => {
+            let err = too_large(limit);
+            let e = crate::aws::query::QueryError::new(err.status, err.code, err.message);
+            crate::aws::query::error("", &e, &ctx)
+        }
+        Service::CodePipeline { .. } | Service::CodeBuild { .. } => {
+            json::error(&ctx, &too_large(limit))
+        }
+    };
+    Err(actix_web::error::InternalError::from_response("request body too large", answer).into())
 }
 
 fn too_large(limit: usize) -> AwsError {

@@ -12,7 +12,7 @@ use s3s::{s3_error, S3Error, S3Request, S3Response, S3Result};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use super::events::{Version, Versioning};
-use super::store::{BodyStream, LocalStore, S3StoreError};
+use super::store::{BodyStream, LocalStore, S3StoreError, BODY_TIMEOUT};
 use super::RequestRegion;
 
 /// The S3 API over the embedded store.
@@ -28,6 +28,25 @@ impl EmbeddedS3 {
             store,
             default_region,
         }
+    }
+}
+
+impl EmbeddedS3 {
+    /// Replaces a version's tags; returns the version id to answer with (none when unversioned).
+    async fn tag(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+        tags: BTreeMap<String, String>,
+    ) -> S3Result<Option<String>> {
+        let versioning = self.store.bucket(bucket).map_err(error)?.versioning;
+        let id = self
+            .store
+            .set_tags(bucket, key, version_id, tags)
+            .await
+            .map_err(error)?;
+        Ok((versioning != Versioning::Unversioned).then_some(id))
     }
 }
 
@@ -55,7 +74,12 @@ fn error(e: S3StoreError) -> S3Error {
             s3_error!(InvalidPartOrder, "The list of parts was not in ascending order.")
         }
         S3StoreError::Io(m) => s3_error!(InternalError, "{m}"),
+        S3StoreError::Body(m) if m == BODY_TIMEOUT => s3_error!(RequestTimeout, "{m}"),
         S3StoreError::Body(m) => s3_error!(IncompleteBody, "{m}"),
+        S3StoreError::BadDigest => s3_error!(
+            BadDigest,
+            "The Content-MD5 you specified did not match what we received."
+        ),
         S3StoreError::Store(e) => s3_error!(InternalError, "{e}"),
     }
 }
@@ -101,6 +125,20 @@ fn body_of_length(blob: Option<StreamingBlob>, declared: Option<i64>) -> BodyStr
     })
     .filter_map(futures_util::future::ready);
     chunks.chain(end).boxed()
+}
+
+/// The digest of a `Content-MD5` header (base64 of 16 bytes); `InvalidDigest` when it is not one.
+pub fn content_md5(header: Option<&str>) -> S3Result<Option<[u8; 16]>> {
+    use base64::Engine;
+    let Some(header) = header else {
+        return Ok(None);
+    };
+    base64::engine::general_purpose::STANDARD
+        .decode(header.trim())
+        .ok()
+        .and_then(|bytes| <[u8; 16]>::try_from(bytes).ok())
+        .map(Some)
+        .ok_or_else(|| s3_error!(InvalidDigest, "The Content-MD5 you specified was invalid."))
 }
 
 /// Object attributes given on a write.
@@ -324,15 +362,136 @@ fn part_of(v: &Version, number: i32) -> S3Result<(std::ops::Range<u64>, usize)> 
         .ok()
         .filter(|n| (1..=sizes.len()).contains(n))
         .ok_or_else(|| {
-            let mut e = S3Error::with_message(
-                s3s::S3ErrorCode::Custom("InvalidPartNumber".into()),
+            custom_error(
+                "InvalidPartNumber",
                 "The requested partnumber is not satisfiable",
-            );
-            e.set_status_code(http::StatusCode::RANGE_NOT_SATISFIABLE);
-            e
+                http::StatusCode::RANGE_NOT_SATISFIABLE,
+            )
         })?;
     let start: u64 = sizes[..index - 1].iter().sum();
     Ok((start..start + sizes[index - 1], sizes.len()))
+}
+
+/// The most tags an object may carry.
+const MAX_TAGS: usize = 10;
+
+/// An error of a code s3s does not know (it would answer those with 500).
+fn custom_error(code: &'static str, message: &str, status: http::StatusCode) -> S3Error {
+    let mut e = S3Error::with_message(s3s::S3ErrorCode::Custom(code.into()), message.to_string());
+    e.set_status_code(status);
+    e
+}
+
+fn invalid_tag(message: &str) -> S3Error {
+    custom_error("InvalidTag", message, http::StatusCode::BAD_REQUEST)
+}
+
+/// Checks tags as S3 does (at most 10, unique keys of 1–128 characters, values of at most 256,
+/// letters, digits, spaces and `+-=._:/@`, no `aws:` prefix) and returns them as a map.
+fn checked_tags(pairs: Vec<(String, String)>) -> S3Result<BTreeMap<String, String>> {
+    if pairs.len() > MAX_TAGS {
+        return Err(custom_error(
+            "BadRequest",
+            "Object tags cannot be greater than 10",
+            http::StatusCode::BAD_REQUEST,
+        ));
+    }
+    let allowed = |c: char| c.is_alphanumeric() || c.is_whitespace() || "+-=._:/@".contains(c);
+    let mut tags = BTreeMap::new();
+    for (key, value) in pairs {
+        if key.chars().count() > 128 {
+            return Err(invalid_tag(
+                "The TagKey you have provided is too long, max 128",
+            ));
+        }
+        if value.chars().count() > 256 {
+            return Err(invalid_tag(
+                "The TagValue you have provided is too long, max 256",
+            ));
+        }
+        if key.is_empty() || !key.chars().all(allowed) {
+            return Err(invalid_tag("The TagKey you have provided is invalid"));
+        }
+        if !value.chars().all(allowed) {
+            return Err(invalid_tag("The TagValue you have provided is invalid"));
+        }
+        if key.to_ascii_lowercase().starts_with("aws:") {
+            return Err(invalid_tag("Your TagKey cannot be prefixed with aws:"));
+        }
+        if tags.insert(key, value).is_some() {
+            return Err(invalid_tag(
+                "Cannot provide multiple Tags with the same key",
+            ));
+        }
+    }
+    Ok(tags)
+}
+
+/// The tags of an `x-amz-tagging` header: a URL-encoded query string, `k1=v1&k2=v2`.
+fn header_tags(header: Option<&str>) -> S3Result<BTreeMap<String, String>> {
+    let pairs = header
+        .unwrap_or_default()
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (crate::aws::query::decode(k), crate::aws::query::decode(v))
+        })
+        .collect();
+    checked_tags(pairs)
+}
+
+fn tag_set(tags: &BTreeMap<String, String>) -> TagSet {
+    tags.iter()
+        .map(|(k, v)| Tag {
+            key: Some(k.clone()),
+            value: Some(v.clone()),
+        })
+        .collect()
+}
+
+/// `x-amz-copy-source-if-match` and `-if-none-match` against the source's ETag.
+fn check_copy_conditions(
+    v: &Version,
+    if_match: Option<&ETagCondition>,
+    if_none_match: Option<&ETagCondition>,
+) -> S3Result<()> {
+    let matches = |c: &ETagCondition| match c {
+        ETagCondition::Any => true,
+        ETagCondition::ETag(e) => e.value() == v.etag,
+    };
+    if if_match.is_some_and(|c| !matches(c)) || if_none_match.is_some_and(matches) {
+        return Err(s3_error!(
+            PreconditionFailed,
+            "At least one of the pre-conditions you specified did not hold"
+        ));
+    }
+    Ok(())
+}
+
+/// `x-amz-copy-source-range`: `bytes=first-last`, both within an object of `size` bytes.
+fn copy_range(range: Option<&str>, size: u64) -> S3Result<std::ops::Range<u64>> {
+    let Some(range) = range else {
+        return Ok(0..size);
+    };
+    let bounds = range
+        .strip_prefix("bytes=")
+        .and_then(|r| r.split_once('-'))
+        .and_then(|(a, b)| Some((a.parse::<u64>().ok()?, b.parse::<u64>().ok()?)))
+        .filter(|(first, last)| first <= last);
+    let Some((first, last)) = bounds else {
+        return Err(s3_error!(
+            InvalidArgument,
+            "The x-amz-copy-source-range value must be of the form bytes=first-last where first and last are the zero-based offsets of the first and last bytes to copy"
+        ));
+    };
+    if last >= size {
+        return Err(s3_error!(
+            InvalidArgument,
+            "Range specified is not valid for source object of size: {size}"
+        ));
+    }
+    Ok(first..last + 1)
 }
 
 fn max_keys(max: Option<i32>) -> usize {
@@ -485,13 +644,16 @@ impl s3s::S3 for EmbeddedS3 {
         req: S3Request<PutObjectInput>,
     ) -> S3Result<S3Response<PutObjectOutput>> {
         let input = req.input;
-        let attrs = attributes(
-            input.content_type,
-            input.cache_control,
-            input.content_encoding,
-            input.content_disposition,
-            input.metadata,
-        );
+        let attrs = Version {
+            tags: header_tags(input.tagging.as_deref())?,
+            ..attributes(
+                input.content_type,
+                input.cache_control,
+                input.content_encoding,
+                input.content_disposition,
+                input.metadata,
+            )
+        };
         let versioning = self.store.bucket(&input.bucket).map_err(error)?.versioning;
         let v = self
             .store
@@ -500,6 +662,7 @@ impl s3s::S3 for EmbeddedS3 {
                 &input.key,
                 attrs,
                 body_of_length(input.body, input.content_length),
+                content_md5(input.content_md5.as_deref())?,
             )
             .await
             .map_err(error)?;
@@ -553,6 +716,7 @@ impl s3s::S3 for EmbeddedS3 {
             content_disposition: v.content_disposition.clone(),
             metadata: metadata_of(&v),
             version_id: shown_version(&v, versioning),
+            tag_count: (!v.tags.is_empty()).then_some(v.tags.len() as i32),
             body: Some(file_stream(path, range)),
             ..Default::default()
         }))
@@ -568,15 +732,26 @@ impl s3s::S3 for EmbeddedS3 {
             .store
             .get_object(&input.bucket, &input.key, input.version_id.as_deref())
             .map_err(error)?;
-        let (length, parts_count) = match input.part_number {
+        let (length, parts_count, content_range) = match input.part_number {
             Some(number) => {
                 let (range, count) = part_of(&v, number)?;
-                (range.end - range.start, Some(count as i32))
+                let content_range = format!(
+                    "bytes {}-{}/{}",
+                    range.start,
+                    range.end.saturating_sub(1),
+                    v.size
+                );
+                (
+                    range.end - range.start,
+                    Some(count as i32),
+                    Some(content_range),
+                )
             }
-            None => (v.size, None),
+            None => (v.size, None, None),
         };
-        Ok(S3Response::new(HeadObjectOutput {
+        let mut response = S3Response::new(HeadObjectOutput {
             content_length: Some(length as i64),
+            content_range,
             parts_count,
             accept_ranges: Some("bytes".into()),
             e_tag: Some(etag(&v.etag)),
@@ -588,7 +763,16 @@ impl s3s::S3 for EmbeddedS3 {
             metadata: metadata_of(&v),
             version_id: shown_version(&v, versioning),
             ..Default::default()
-        }))
+        });
+        // A part is answered as a part of the object: 206, as GetObject does (s3s writes HEAD
+        // answers with 200 whatever the status asked, so the bridge is told by a header).
+        if parts_count.is_some() {
+            response.headers.insert(
+                super::bridge::STATUS_HEADER,
+                http::HeaderValue::from_static("206"),
+            );
+        }
+        Ok(response)
     }
 
     async fn delete_object(
@@ -687,13 +871,29 @@ impl s3s::S3 for EmbeddedS3 {
                     input.metadata.clone(),
                 )
             });
+        let tags = match &input.tagging_directive {
+            Some(d) if d.as_str() == TaggingDirective::REPLACE => {
+                Some(header_tags(input.tagging.as_deref())?)
+            }
+            _ => None,
+        };
         let versioning = self.store.bucket(&input.bucket).map_err(error)?.versioning;
+        let (source, _) = self
+            .store
+            .get_object(bucket, key, version_id.as_deref())
+            .map_err(error)?;
+        check_copy_conditions(
+            &source,
+            input.copy_source_if_match.as_ref(),
+            input.copy_source_if_none_match.as_ref(),
+        )?;
         let v = self
             .store
             .copy_object(
                 (bucket, key, version_id.as_deref()),
                 (&input.bucket, &input.key),
                 replace,
+                tags,
             )
             .await
             .map_err(error)?;
@@ -868,13 +1068,16 @@ impl s3s::S3 for EmbeddedS3 {
         req: S3Request<CreateMultipartUploadInput>,
     ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
         let input = req.input;
-        let attrs = attributes(
-            input.content_type,
-            input.cache_control,
-            input.content_encoding,
-            input.content_disposition,
-            input.metadata,
-        );
+        let attrs = Version {
+            tags: header_tags(input.tagging.as_deref())?,
+            ..attributes(
+                input.content_type,
+                input.cache_control,
+                input.content_encoding,
+                input.content_disposition,
+                input.metadata,
+            )
+        };
         let upload_id = self
             .store
             .create_upload(&input.bucket, &input.key, attrs)
@@ -905,7 +1108,8 @@ impl s3s::S3 for EmbeddedS3 {
                 &input.bucket,
                 &input.upload_id,
                 input.part_number as u32,
-                body(input.body),
+                body_of_length(input.body, input.content_length),
+                content_md5(input.content_md5.as_deref())?,
             )
             .await
             .map_err(error)?;
@@ -977,6 +1181,206 @@ impl s3s::S3 for EmbeddedS3 {
             version_id: shown_version(&v, versioning),
             ..Default::default()
         }))
+    }
+
+    async fn upload_part_copy(
+        &self,
+        req: S3Request<UploadPartCopyInput>,
+    ) -> S3Result<S3Response<UploadPartCopyOutput>> {
+        let input = req.input;
+        if !(1..=10_000).contains(&input.part_number) {
+            return Err(s3_error!(
+                InvalidArgument,
+                "Part number must be an integer between 1 and 10000, inclusive"
+            ));
+        }
+        let CopySource::Bucket {
+            bucket,
+            key,
+            version_id,
+        } = &input.copy_source
+        else {
+            return Err(s3_error!(
+                NotImplemented,
+                "Copying from an access point is not supported"
+            ));
+        };
+        let (source, path) = self
+            .store
+            .get_object(bucket, key, version_id.as_deref())
+            .map_err(error)?;
+        check_copy_conditions(
+            &source,
+            input.copy_source_if_match.as_ref(),
+            input.copy_source_if_none_match.as_ref(),
+        )?;
+        let range = copy_range(input.copy_source_range.as_deref(), source.size)?;
+        let e = self
+            .store
+            .upload_part(
+                &input.bucket,
+                &input.upload_id,
+                input.part_number as u32,
+                body(Some(file_stream(path, range))),
+                None,
+            )
+            .await
+            .map_err(error)?;
+        Ok(S3Response::new(UploadPartCopyOutput {
+            copy_part_result: Some(CopyPartResult {
+                e_tag: Some(etag(&e)),
+                last_modified: Some(timestamp(crate::aws::now_epoch())),
+                ..Default::default()
+            }),
+            copy_source_version_id: version_id.as_deref().map(str::to_string),
+            ..Default::default()
+        }))
+    }
+
+    async fn list_multipart_uploads(
+        &self,
+        req: S3Request<ListMultipartUploadsInput>,
+    ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
+        let input = req.input;
+        let encoding = KeyEncoding::of(input.encoding_type.as_ref());
+        let prefix = input.prefix.clone().unwrap_or_default();
+        let max = input
+            .max_uploads
+            .map_or(1000, |m| m.clamp(0, 1000) as usize);
+        let key_marker = input.key_marker.clone().unwrap_or_default();
+        // The upload-id marker counts only with a key marker: uploads of that key after it.
+        let id_marker = input
+            .upload_id_marker
+            .clone()
+            .filter(|_| !key_marker.is_empty());
+        let uploads = self.store.uploads(&input.bucket).map_err(error)?;
+        let mut after_marker = id_marker.is_none();
+        let (mut listed, mut common) = (Vec::new(), Vec::<String>::new());
+        let mut truncated = false;
+        let mut next: Option<(String, String)> = None;
+        for (id, upload) in uploads {
+            if !upload.key.starts_with(&prefix) {
+                continue;
+            }
+            // Skip what the markers passed: keys before the key marker, and of the key marker's
+            // own uploads those up to the upload-id marker (all of them without one).
+            let passed = match (&id_marker, upload.key.cmp(&key_marker)) {
+                _ if key_marker.is_empty() => false,
+                (_, std::cmp::Ordering::Less) | (None, std::cmp::Ordering::Equal) => true,
+                (Some(marker), std::cmp::Ordering::Equal) => {
+                    let passed = !after_marker;
+                    after_marker |= &id == marker;
+                    passed
+                }
+                (_, std::cmp::Ordering::Greater) => false,
+            };
+            if passed {
+                continue;
+            }
+            let common_prefix = input
+                .delimiter
+                .as_deref()
+                .filter(|d| !d.is_empty())
+                .and_then(|d| {
+                    upload.key[prefix.len()..]
+                        .find(d)
+                        .map(|at| upload.key[..prefix.len() + at + d.len()].to_string())
+                });
+            if let Some(p) = &common_prefix {
+                if common.last() == Some(p) {
+                    continue;
+                }
+            }
+            if listed.len() + common.len() == max {
+                truncated = true;
+                break;
+            }
+            match common_prefix {
+                Some(p) => {
+                    next = Some((p.clone(), String::new()));
+                    common.push(p);
+                }
+                None => {
+                    next = Some((upload.key.clone(), id.clone()));
+                    listed.push((id, upload));
+                }
+            }
+        }
+        let (next_key, next_id) = next.filter(|_| truncated).unzip();
+        Ok(S3Response::new(ListMultipartUploadsOutput {
+            bucket: Some(input.bucket),
+            prefix: input.prefix.map(|p| encoding.key(p)),
+            delimiter: input.delimiter,
+            encoding_type: input.encoding_type,
+            key_marker: Some(encoding.key(key_marker)),
+            upload_id_marker: Some(input.upload_id_marker.unwrap_or_default()),
+            next_key_marker: encoding.opt(next_key),
+            next_upload_id_marker: next_id.filter(|id| !id.is_empty()),
+            max_uploads: Some(max as i32),
+            is_truncated: Some(truncated),
+            common_prefixes: prefixes(common.into_iter().map(|p| encoding.key(p)).collect()),
+            uploads: Some(
+                listed
+                    .into_iter()
+                    .map(|(id, u)| MultipartUpload {
+                        key: Some(encoding.key(u.key)),
+                        upload_id: Some(id),
+                        initiated: Some(timestamp(u.initiated)),
+                        storage_class: Some(StorageClass::from_static(StorageClass::STANDARD)),
+                        ..Default::default()
+                    })
+                    .collect(),
+            ),
+            ..Default::default()
+        }))
+    }
+
+    async fn get_object_tagging(
+        &self,
+        req: S3Request<GetObjectTaggingInput>,
+    ) -> S3Result<S3Response<GetObjectTaggingOutput>> {
+        let input = req.input;
+        let versioning = self.store.bucket(&input.bucket).map_err(error)?.versioning;
+        let (v, _) = self
+            .store
+            .get_object(&input.bucket, &input.key, input.version_id.as_deref())
+            .map_err(error)?;
+        Ok(S3Response::new(GetObjectTaggingOutput {
+            tag_set: tag_set(&v.tags),
+            version_id: shown_version(&v, versioning),
+        }))
+    }
+
+    async fn put_object_tagging(
+        &self,
+        req: S3Request<PutObjectTaggingInput>,
+    ) -> S3Result<S3Response<PutObjectTaggingOutput>> {
+        let input = req.input;
+        let pairs = input
+            .tagging
+            .tag_set
+            .into_iter()
+            .map(|t| (t.key.unwrap_or_default(), t.value.unwrap_or_default()))
+            .collect();
+        let tags = checked_tags(pairs)?;
+        self.tag(&input.bucket, &input.key, input.version_id.as_deref(), tags)
+            .await
+            .map(|version_id| S3Response::new(PutObjectTaggingOutput { version_id }))
+    }
+
+    async fn delete_object_tagging(
+        &self,
+        req: S3Request<DeleteObjectTaggingInput>,
+    ) -> S3Result<S3Response<DeleteObjectTaggingOutput>> {
+        let input = req.input;
+        self.tag(
+            &input.bucket,
+            &input.key,
+            input.version_id.as_deref(),
+            BTreeMap::new(),
+        )
+        .await
+        .map(|version_id| S3Response::new(DeleteObjectTaggingOutput { version_id }))
     }
 
     async fn abort_multipart_upload(

@@ -150,20 +150,128 @@ fn is_aws_chunked(req: &HttpRequest) -> bool {
         || header("content-encoding").contains("aws-chunked")
 }
 
-/// Serves one S3 request with `service`.
+/// The most bytes of an XML request body read to check its `Content-MD5` (DeleteObjects of
+/// 1,000 keys of 1,024 bytes, escaped, stays well below).
+const MAX_CHECKED_BODY: usize = 8 << 20;
+
+/// Whether the request's body is a document s3s reads whole (DeleteObjects, tagging,
+/// versioning, CompleteMultipartUpload) rather than object bytes the store streams (PutObject
+/// and UploadPart, whose `Content-MD5` the store checks as it writes).
+fn is_document_body(req: &HttpRequest) -> bool {
+    let method = req.method();
+    if method == actix_web::http::Method::POST {
+        return true;
+    }
+    method == actix_web::http::Method::PUT
+        && req.query_string().split('&').any(|p| {
+            let name = p.split('=').next().unwrap_or_default();
+            !name.is_empty() && !matches!(name, "x-id" | "partNumber" | "uploadId" | "versionId")
+        })
+}
+
+/// Reads a document body within [`MAX_CHECKED_BODY`] and checks it against its `Content-MD5`:
+/// the body to serve, or S3's error answer.
+async fn checked_document(
+    req: &HttpRequest,
+    payload: &mut web::Payload,
+    header: &str,
+    idle: std::time::Duration,
+) -> Result<Bytes, s3s::S3Error> {
+    use md5::{Digest, Md5};
+    let expected = super::api::content_md5(Some(header))?;
+    let mut body = BytesMut::new();
+    loop {
+        let chunk = match tokio::time::timeout(idle, payload.next()).await {
+            Err(_) => {
+                return Err(s3s::s3_error!(
+                    RequestTimeout,
+                    "{}",
+                    super::store::BODY_TIMEOUT
+                ))
+            }
+            Ok(None) => break,
+            Ok(Some(Err(e))) => return Err(s3s::s3_error!(IncompleteBody, "{e}")),
+            Ok(Some(Ok(chunk))) => chunk,
+        };
+        if body.len() + chunk.len() > MAX_CHECKED_BODY {
+            return Err(s3s::s3_error!(
+                MaxMessageLengthExceeded,
+                "Your request was too big."
+            ));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    let body = if is_aws_chunked(req) {
+        let mut decoder = ChunkedDecoder::default();
+        let decoded = decoder
+            .feed(&body)
+            .map_err(|e| s3s::s3_error!(IncompleteBody, "{e}"))?;
+        if !decoder.complete() {
+            return Err(s3s::s3_error!(
+                IncompleteBody,
+                "the aws-chunked body ended early"
+            ));
+        }
+        decoded.concat().into()
+    } else {
+        body.freeze()
+    };
+    let digest: [u8; 16] = Md5::digest(&body).into();
+    if expected.is_some_and(|e| e != digest) {
+        return Err(s3s::s3_error!(
+            BadDigest,
+            "The Content-MD5 you specified did not match what we received."
+        ));
+    }
+    Ok(body)
+}
+
+/// An S3 error document, as s3s writes them.
+fn error_answer(e: s3s::S3Error) -> HttpResponse {
+    let status = e.status_code().unwrap_or(http::StatusCode::BAD_REQUEST);
+    let code = e.code().as_str().to_string();
+    let message = e.message().unwrap_or_default().to_string();
+    let xml = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{}</Code><Message>{}</Message></Error>",
+        crate::aws::query::xml(&code),
+        crate::aws::query::xml(&message)
+    );
+    HttpResponse::build(StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_REQUEST))
+        .content_type("application/xml")
+        .body(xml)
+}
+
+/// Serves one S3 request with `service`; a body that sends nothing for `idle` is refused.
 pub async fn serve(
     service: &s3s::service::S3Service,
     req: &HttpRequest,
     mut payload: web::Payload,
     region: Option<String>,
+    idle: std::time::Duration,
 ) -> HttpResponse {
-    let chunked = is_aws_chunked(req);
+    let mut chunked = is_aws_chunked(req);
+    let md5_header = req
+        .headers()
+        .get("content-md5")
+        .map(|v| v.to_str().unwrap_or("?").to_string());
+    // A document body with a Content-MD5 is read and checked here, before s3s parses it.
+    let checked = match md5_header.as_deref() {
+        Some(header) if is_document_body(req) => {
+            match checked_document(req, &mut payload, header, idle).await {
+                Ok(body) => Some(body),
+                Err(e) => return error_answer(e),
+            }
+        }
+        _ => None,
+    };
     let decoded_length = req
         .headers()
         .get("x-amz-decoded-content-length")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
-    let content_length = if chunked {
+    let content_length = if let Some(body) = &checked {
+        Some(body.len())
+    } else if chunked {
         decoded_length
     } else {
         req.headers()
@@ -211,9 +319,22 @@ pub async fn serve(
     }
 
     let (tx, rx) = mpsc::channel::<Result<Bytes, StdError>>(4);
+    if let Some(body) = checked {
+        // Already read and decoded: s3s gets the plain document.
+        chunked = false;
+        let _ = tx.try_send(Ok(body));
+    }
     actix_rt::spawn(async move {
         let mut decoder = chunked.then(ChunkedDecoder::default);
-        while let Some(chunk) = payload.next().await {
+        loop {
+            let chunk = match tokio::time::timeout(idle, payload.next()).await {
+                Ok(Some(chunk)) => chunk,
+                Ok(None) => break,
+                Err(_) => {
+                    let _ = tx.send(Err(super::store::BODY_TIMEOUT.into())).await;
+                    return;
+                }
+            };
             let items: Vec<Result<Bytes, StdError>> = match (chunk, decoder.as_mut()) {
                 (Ok(bytes), Some(d)) => match d.feed(&bytes) {
                     Ok(out) => out.into_iter().map(Ok).collect(),
@@ -269,13 +390,26 @@ fn strip_presigning(req: &HttpRequest) -> String {
     }
 }
 
+/// A header an S3 handler sets to give its answer a status s3s would not write; the bridge
+/// applies it and does not send it.
+pub const STATUS_HEADER: &str = "x-codepipeline-local-status";
+
 fn into_actix(response: http::Response<s3s::Body>, head: bool) -> HttpResponse {
     let (parts, body) = response.into_parts();
+    let status = parts
+        .headers
+        .get(STATUS_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u16>().ok())
+        .unwrap_or(parts.status.as_u16());
     let mut builder = HttpResponse::build(
-        StatusCode::from_u16(parts.status.as_u16()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
     );
     let mut length = None;
     for (name, value) in &parts.headers {
+        if name == STATUS_HEADER {
+            continue;
+        }
         if name == http::header::CONTENT_LENGTH {
             length = value.to_str().ok().and_then(|v| v.parse::<u64>().ok());
             continue;

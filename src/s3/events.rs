@@ -58,6 +58,9 @@ pub struct Version {
     /// and HeadObject with `partNumber` answer from).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub parts: Vec<u64>,
+    /// The object's tags (at most 10).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
 }
 
 impl Version {
@@ -75,6 +78,7 @@ impl Version {
             metadata: BTreeMap::new(),
             last_modified: 0.0,
             parts: Vec::new(),
+            tags: BTreeMap::new(),
         }
     }
 
@@ -131,6 +135,15 @@ pub enum S3Event {
         /// The version id removed.
         removed_version: String,
     },
+    /// `S3TagsSet`: one version's tags were replaced (emptied by DeleteObjectTagging).
+    TagsSet {
+        /// The key.
+        key: String,
+        /// The version id tagged.
+        tagged_version: String,
+        /// The new tags.
+        tags: BTreeMap<String, String>,
+    },
     /// `S3UploadCreated`.
     UploadCreated {
         /// The upload id.
@@ -153,6 +166,7 @@ impl EventType for S3Event {
             S3Event::VersioningSet { .. } => "S3VersioningSet",
             S3Event::ObjectPut { .. } => "S3ObjectPut",
             S3Event::VersionRemoved { .. } => "S3VersionRemoved",
+            S3Event::TagsSet { .. } => "S3TagsSet",
             S3Event::UploadCreated { .. } => "S3UploadCreated",
             S3Event::UploadEnded { .. } => "S3UploadEnded",
         }
@@ -276,6 +290,19 @@ pub fn apply(
                 }
             }
         }
+        S3Event::TagsSet {
+            key,
+            tagged_version,
+            tags,
+        } => {
+            let version = buckets
+                .get_mut(bucket)
+                .and_then(|b| b.objects.get_mut(&key))
+                .and_then(|versions| versions.iter_mut().find(|v| v.version_id == tagged_version));
+            if let Some(version) = version {
+                version.tags = tags;
+            }
+        }
         S3Event::UploadCreated { upload_id, upload } => {
             if let Some(b) = buckets.get_mut(bucket) {
                 b.uploads.insert(upload_id, upload);
@@ -376,6 +403,30 @@ mod tests {
         ]);
         assert!(buckets["b"].is_empty());
         assert_eq!(freed, vec!["a".to_string()]);
+    }
+
+    #[test]
+    fn tags_replace_one_versions_tags_only() {
+        let tags: BTreeMap<String, String> = [("team".to_string(), "a".to_string())].into();
+        let (buckets, _) = given(vec![
+            created(),
+            S3Event::ObjectPut {
+                key: "k".into(),
+                version: version("v1", Some("a")),
+            },
+            S3Event::ObjectPut {
+                key: "k".into(),
+                version: version("v2", Some("b")),
+            },
+            S3Event::TagsSet {
+                key: "k".into(),
+                tagged_version: "v1".into(),
+                tags: tags.clone(),
+            },
+        ]);
+        let b = &buckets["b"];
+        assert_eq!(b.version("k", "v1").unwrap().tags, tags);
+        assert!(b.version("k", "v2").unwrap().tags.is_empty());
     }
 
     #[test]

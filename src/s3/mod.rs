@@ -10,10 +10,14 @@
 //! - Signatures are not checked and there are no ACLs or bucket policies: any credentials may do
 //!   anything. `CannedACL` and the like are accepted and ignored.
 //! - Served: buckets (create with location, head, delete, list, location, versioning), objects
-//!   (put, get with range and version, head, delete with delete markers, delete many, copy),
-//!   listings (v1, v2, versions), multipart uploads. Other S3 operations answer `NotImplemented`.
-//! - Checksums sent by clients (`x-amz-checksum-*`, trailing checksums) are accepted but neither
-//!   verified nor returned; ETags are MD5s as on S3 (`<md5 of part md5s>-<n>` for multipart).
+//!   (put, get with range, part and version, head, delete with delete markers, delete many,
+//!   copy, tagging), listings (v1, v2, versions), multipart uploads (with UploadPartCopy and
+//!   ListMultipartUploads). Other S3 operations answer `NotImplemented`.
+//! - `Content-MD5` is verified (`InvalidDigest`, `BadDigest`); the other checksums clients send
+//!   (`x-amz-checksum-*`, trailing checksums) are accepted but neither verified nor returned.
+//!   ETags are MD5s as on S3 (`<md5 of part md5s>-<n>` for multipart).
+//! - A request body that sends nothing for `body_timeout_seconds` is refused with
+//!   `RequestTimeout`; a body that keeps trickling is not cut off (as on S3).
 //! - ListObjectVersions pages by key: a key's versions are never split across pages.
 //! - Bucket names are global to the emulator, as on S3, not per account.
 
@@ -68,13 +72,20 @@ impl S3Host for LocalHosts {
 /// The S3 service as mounted on the endpoint.
 pub struct S3Service {
     service: s3s::service::S3Service,
+    /// How long a request body may send nothing before it is refused (`RequestTimeout`).
+    idle: std::time::Duration,
     /// The store, which pipeline actions use in-process.
     pub store: Arc<store::LocalStore>,
 }
 
 impl S3Service {
-    /// Serves `store`; `default_region` is used for buckets when a request names none.
-    pub fn new(store: Arc<store::LocalStore>, default_region: String) -> Self {
+    /// Serves `store`; `default_region` is used for buckets when a request names none; a body
+    /// that sends nothing for `idle` is refused.
+    pub fn new(
+        store: Arc<store::LocalStore>,
+        default_region: String,
+        idle: std::time::Duration,
+    ) -> Self {
         let mut builder = s3s::service::S3ServiceBuilder::new(api::EmbeddedS3::new(
             store.clone(),
             default_region,
@@ -82,6 +93,7 @@ impl S3Service {
         builder.set_host(LocalHosts);
         S3Service {
             service: builder.build(),
+            idle,
             store,
         }
     }
@@ -93,6 +105,6 @@ impl S3Service {
         payload: actix_web::web::Payload,
         region: Option<String>,
     ) -> actix_web::HttpResponse {
-        bridge::serve(&self.service, req, payload, region).await
+        bridge::serve(&self.service, req, payload, region, self.idle).await
     }
 }

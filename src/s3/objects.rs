@@ -122,7 +122,7 @@ impl ObjectStore for Arc<LocalStore> {
             cache_control: attributes.cache_control.clone(),
             ..super::events::Version::blank()
         };
-        let v = self.put_object(bucket, key, attributes, body).await?;
+        let v = self.put_object(bucket, key, attributes, body, None).await?;
         Ok(info(&v))
     }
 }

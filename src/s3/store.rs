@@ -26,6 +26,9 @@ use crate::eventstore::{EventStore, EventType, RecordedEvent, StoreError};
 /// A request body: chunks of bytes, or the error that cut it short.
 pub type BodyStream = BoxStream<'static, Result<Bytes, String>>;
 
+/// The error a body stream ends with when its client stopped sending (S3's `RequestTimeout`).
+pub const BODY_TIMEOUT: &str = "Your socket connection to the server was not read from or written to within the timeout period.";
+
 /// Why an object-store operation failed; the S3 API maps these to S3's error codes.
 #[derive(Debug, Clone, PartialEq)]
 pub enum S3StoreError {
@@ -49,8 +52,11 @@ pub enum S3StoreError {
     InvalidPartOrder,
     /// The body could not be written.
     Io(String),
-    /// The client's body broke off, was framed wrongly, or was not as long as it said.
+    /// The client's body broke off, was framed wrongly, or was not as long as it said
+    /// ([`BODY_TIMEOUT`] when the client stopped sending).
     Body(String),
+    /// The body's MD5 is not the `Content-MD5` the client sent.
+    BadDigest,
     /// The event log failed.
     Store(StoreError),
 }
@@ -196,10 +202,12 @@ impl LocalStore {
         Ok(out)
     }
 
-    /// Streams a body to a new blob file: returns its id, size and MD5.
+    /// Streams a body to a new blob file: returns its id, size and MD5. A body whose MD5 is not
+    /// `expected_md5` is refused and not kept.
     async fn write_blob(
         &self,
         mut body: BodyStream,
+        expected_md5: Option<[u8; 16]>,
     ) -> Result<(String, u64, [u8; 16]), S3StoreError> {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let tmp = self.root.join("tmp").join(&id);
@@ -213,8 +221,12 @@ impl LocalStore {
                 size += chunk.len() as u64;
                 file.write_all(&chunk).await.map_err(io)?;
             }
+            let md5: [u8; 16] = md5.finalize().into();
+            if expected_md5.is_some_and(|e| e != md5) {
+                return Err(S3StoreError::BadDigest);
+            }
             file.sync_all().await.map_err(io)?;
-            Ok::<_, S3StoreError>((size, md5.finalize().into()))
+            Ok::<_, S3StoreError>((size, md5))
         }
         .await;
         match result {
@@ -316,16 +328,17 @@ impl LocalStore {
             .ok_or(S3StoreError::NoSuchBucket)
     }
 
-    /// PutObject: stores the body as the key's newest version.
+    /// PutObject: stores the body as the key's newest version (if its MD5 is `expected_md5`).
     pub async fn put_object(
         &self,
         bucket: &str,
         key: &str,
         attributes: Version,
         body: BodyStream,
+        expected_md5: Option<[u8; 16]>,
     ) -> Result<Version, S3StoreError> {
         self.bucket(bucket)?;
-        let (blob, size, md5) = self.write_blob(body).await?;
+        let (blob, size, md5) = self.write_blob(body, expected_md5).await?;
         let version = Version {
             blob: Some(blob.clone()),
             size,
@@ -443,11 +456,14 @@ impl LocalStore {
     }
 
     /// CopyObject: the source version's bytes become a new version of the target key.
+    /// `replace` gives new attributes (MetadataDirective REPLACE), `tags` new tags
+    /// (TaggingDirective REPLACE); otherwise the source's are copied.
     pub async fn copy_object(
         &self,
         source: (&str, &str, Option<&str>),
         target: (&str, &str),
         replace: Option<Version>,
+        tags: Option<BTreeMap<String, String>>,
     ) -> Result<Version, S3StoreError> {
         let (from, path) = self.get_object(source.0, source.1, source.2)?;
         self.bucket(target.0)?;
@@ -468,6 +484,8 @@ impl LocalStore {
             blob: Some(id.clone()),
             size: from.size,
             etag: from.etag.clone(),
+            parts: Vec::new(),
+            tags: tags.unwrap_or_else(|| from.tags.clone()),
             ..attributes
         };
         self.put_version(target.0, target.1, version)
@@ -475,6 +493,57 @@ impl LocalStore {
             .inspect_err(|_| {
                 let _ = std::fs::remove_file(self.blob_path(&id));
             })
+    }
+
+    /// PutObjectTagging and DeleteObjectTagging: replaces the tags of a version (the newest
+    /// without `version_id`); returns the version id tagged.
+    pub async fn set_tags(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+        tags: BTreeMap<String, String>,
+    ) -> Result<String, S3StoreError> {
+        self.commit(bucket, |state| {
+            let b = state.ok_or(S3StoreError::NoSuchBucket)?;
+            let version = match version_id {
+                Some(id) => b.version(key, id).ok_or(S3StoreError::NoSuchVersion)?,
+                None => b.latest(key).ok_or(S3StoreError::NoSuchKey)?,
+            };
+            if version.is_delete_marker() {
+                return Err(match version_id {
+                    Some(_) => S3StoreError::DeleteMarker,
+                    None => S3StoreError::NoSuchKey,
+                });
+            }
+            let id = version.version_id.clone();
+            Ok((
+                vec![S3Event::TagsSet {
+                    key: key.to_string(),
+                    tagged_version: id.clone(),
+                    tags,
+                }],
+                id,
+            ))
+        })
+        .await
+    }
+
+    /// ListMultipartUploads: the uploads in progress, by key then by initiation, with their ids.
+    pub fn uploads(&self, bucket: &str) -> Result<Vec<(String, Upload)>, S3StoreError> {
+        self.with_bucket(bucket, |b| {
+            let mut uploads: Vec<(String, Upload)> = b
+                .uploads
+                .iter()
+                .map(|(id, u)| (id.clone(), u.clone()))
+                .collect();
+            uploads.sort_by(|a, b| {
+                (&a.1.key, a.1.initiated, &a.0)
+                    .partial_cmp(&(&b.1.key, b.1.initiated, &b.0))
+                    .unwrap_or(std::cmp::Ordering::Equal)
+            });
+            uploads
+        })
     }
 
     /// CreateMultipartUpload: returns the upload id.
@@ -523,9 +592,10 @@ impl LocalStore {
         upload_id: &str,
         number: u32,
         body: BodyStream,
+        expected_md5: Option<[u8; 16]>,
     ) -> Result<String, S3StoreError> {
         self.upload(bucket, upload_id)?;
-        let (blob, _, md5) = self.write_blob(body).await?;
+        let (blob, _, md5) = self.write_blob(body, expected_md5).await?;
         // Parts live in the upload's directory until the upload completes or is aborted.
         tokio::fs::rename(self.blob_path(&blob), self.part_path(upload_id, number))
             .await
@@ -552,7 +622,7 @@ impl LocalStore {
                 continue;
             };
             let meta = entry.metadata().map_err(io)?;
-            let bytes = tokio::fs::read(entry.path()).await.map_err(io)?;
+            let md5 = md5_of_file(&entry.path()).await?;
             let modified = meta
                 .modified()
                 .ok()
@@ -560,7 +630,7 @@ impl LocalStore {
                 .map_or(0.0, |d| d.as_secs_f64());
             parts.push(PartInfo {
                 number,
-                etag: hex(&Md5::digest(&bytes)),
+                etag: hex(&md5),
                 size: meta.len(),
                 last_modified: modified,
             });
@@ -684,6 +754,22 @@ impl LocalStore {
         .await?;
         let _ = tokio::fs::remove_dir_all(self.root.join("uploads").join(upload_id)).await;
         Ok(())
+    }
+}
+
+/// The MD5 of a file, read in pieces.
+async fn md5_of_file(path: &Path) -> Result<[u8; 16], S3StoreError> {
+    let mut file = tokio::fs::File::open(path).await.map_err(io)?;
+    let mut md5 = Md5::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = tokio::io::AsyncReadExt::read(&mut file, &mut buf)
+            .await
+            .map_err(io)?;
+        if n == 0 {
+            return Ok(md5.finalize().into());
+        }
+        md5.update(&buf[..n]);
     }
 }
 

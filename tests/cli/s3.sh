@@ -46,8 +46,23 @@ assert s3.head_object(Bucket="target-bucket", Key="boto3-multipart.bin")["Conten
 print("ok: boto3 aws-chunked and multipart uploads")
 PY
 
+# Tags, copies between buckets over the multipart threshold (UploadPartCopy), uploads in progress.
+s3 s3api put-object-tagging --bucket source-bucket --key file --tagging 'TagSet=[{Key=team,Value=blue}]' > /dev/null
+check "tags" "$(s3 s3api get-object-tagging --bucket source-bucket --key file --query 'TagSet[0].Value' --output text)" blue
+s3q cp s3://source-bucket/file s3://target-bucket/tagged
+check "a copy keeps its tags" "$(s3 s3api get-object-tagging --bucket target-bucket --key tagged --query 'TagSet[0].Value' --output text)" blue
+s3q cp s3://source-bucket/big.bin s3://target-bucket/big-copy.bin
+check "multipart copy ETag" "$(s3 s3api head-object --bucket target-bucket --key big-copy.bin --query ETag --output text | grep -c -- '-[0-9]*"$')" 1
+s3q cp s3://target-bucket/big-copy.bin "$work/big-copy.bin"
+check "100 MB copied between buckets" "$(cmp -s "$work/big.bin" "$work/big-copy.bin" && echo same)" same
+upload=$(s3 s3api create-multipart-upload --bucket target-bucket --key pending --query UploadId --output text)
+check "uploads in progress" "$(s3 s3api list-multipart-uploads --bucket target-bucket --query 'Uploads[].Key' --output text)" pending
+s3 s3api abort-multipart-upload --bucket target-bucket --key pending --upload-id "$upload"
+check "no uploads in progress" "$(s3 s3api list-multipart-uploads --bucket target-bucket --query 'length(Uploads || `[]`)')" 0
+
 stop_hard
 start
+check "tags after kill -9" "$(s3 s3api get-object-tagging --bucket source-bucket --key file --query 'TagSet[0].Key' --output text)" team
 check "objects after kill -9" "$(s3 s3 cp s3://source-bucket/file -)" "Hello LocalStack!"
 check "versions after kill -9" "$(s3 s3api list-object-versions --bucket source-bucket --prefix file --query 'length(Versions)')" 2
 s3q rm s3://target-bucket --recursive

@@ -985,6 +985,12 @@ async fn objects_are_read_by_part_number() {
         .unwrap();
     assert_eq!(head.content_length(), Some(5 << 20));
     assert_eq!(head.parts_count(), Some(2));
+    let raw = server
+        .client()
+        .http("HEAD", "/parts/big?partNumber=2", "localhost", b"");
+    assert_eq!(raw.status, 206);
+    assert_eq!(raw.header("x-amz-mp-parts-count"), Some("2"));
+    assert_eq!(raw.header("content-length"), Some("3"));
     let (code, status) = s3_failure(
         s3.get_object()
             .bucket("parts")
@@ -1021,4 +1027,499 @@ async fn objects_are_read_by_part_number() {
             .await,
     );
     assert_eq!(code, "InvalidPartNumber");
+}
+
+#[tokio::test]
+async fn objects_are_tagged_on_put_and_by_their_own_operations() {
+    use aws_sdk_s3::types::{Tag, Tagging, TaggingDirective};
+    let server = Server::start();
+    let s3 = server.s3();
+    s3.create_bucket().bucket("tagged").send().await.unwrap();
+    s3.put_object()
+        .bucket("tagged")
+        .key("k")
+        .tagging("team=blue&env=a%20b")
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await
+        .unwrap();
+    let tags = |out: aws_sdk_s3::operation::get_object_tagging::GetObjectTaggingOutput| {
+        out.tag_set()
+            .iter()
+            .map(|t| format!("{}={}", t.key(), t.value()))
+            .collect::<Vec<_>>()
+    };
+    let got = s3
+        .get_object_tagging()
+        .bucket("tagged")
+        .key("k")
+        .send()
+        .await;
+    assert_eq!(tags(got.unwrap()), ["env=a b", "team=blue"]);
+    let object = s3.get_object().bucket("tagged").key("k").send().await;
+    assert_eq!(object.unwrap().tag_count(), Some(2));
+    let tagging = |pairs: &[(&str, &str)]| {
+        Tagging::builder()
+            .set_tag_set(Some(
+                pairs
+                    .iter()
+                    .map(|(k, v)| Tag::builder().key(*k).value(*v).build().unwrap())
+                    .collect(),
+            ))
+            .build()
+            .unwrap()
+    };
+    s3.put_object_tagging()
+        .bucket("tagged")
+        .key("k")
+        .tagging(tagging(&[("owner", "me")]))
+        .send()
+        .await
+        .unwrap();
+    let got = s3
+        .get_object_tagging()
+        .bucket("tagged")
+        .key("k")
+        .send()
+        .await;
+    assert_eq!(tags(got.unwrap()), ["owner=me"]);
+
+    // A copy keeps the source's tags unless told to replace them.
+    s3.copy_object()
+        .bucket("tagged")
+        .key("kept")
+        .copy_source("tagged/k")
+        .send()
+        .await
+        .unwrap();
+    let got = s3
+        .get_object_tagging()
+        .bucket("tagged")
+        .key("kept")
+        .send()
+        .await;
+    assert_eq!(tags(got.unwrap()), ["owner=me"]);
+    s3.copy_object()
+        .bucket("tagged")
+        .key("replaced")
+        .copy_source("tagged/k")
+        .tagging_directive(TaggingDirective::Replace)
+        .tagging("new=1")
+        .send()
+        .await
+        .unwrap();
+    let got = s3
+        .get_object_tagging()
+        .bucket("tagged")
+        .key("replaced")
+        .send()
+        .await;
+    assert_eq!(tags(got.unwrap()), ["new=1"]);
+
+    s3.delete_object_tagging()
+        .bucket("tagged")
+        .key("k")
+        .send()
+        .await
+        .unwrap();
+    let got = s3
+        .get_object_tagging()
+        .bucket("tagged")
+        .key("k")
+        .send()
+        .await;
+    assert!(got.unwrap().tag_set().is_empty());
+
+    // What S3 refuses, refused, and nothing changed by it.
+    let eleven: Vec<(String, String)> = (0..11).map(|i| (format!("k{i}"), "v".into())).collect();
+    let eleven: Vec<(&str, &str)> = eleven
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let long_key = "k".repeat(129);
+    let long_value = "v".repeat(257);
+    let refused = [
+        (tagging(&eleven), "BadRequest"),
+        (tagging(&[("a", "1"), ("a", "2")]), "InvalidTag"),
+        (tagging(&[(long_key.as_str(), "1")]), "InvalidTag"),
+        (tagging(&[("a", long_value.as_str())]), "InvalidTag"),
+        (tagging(&[("aws:x", "1")]), "InvalidTag"),
+        (tagging(&[("a", "<bad>")]), "InvalidTag"),
+    ];
+    for (t, code) in refused {
+        let (got, status) = s3_failure(
+            s3.put_object_tagging()
+                .bucket("tagged")
+                .key("kept")
+                .tagging(t)
+                .send()
+                .await,
+        );
+        assert_eq!((got.as_str(), status), (code, 400));
+    }
+    let got = s3
+        .get_object_tagging()
+        .bucket("tagged")
+        .key("kept")
+        .send()
+        .await;
+    assert_eq!(tags(got.unwrap()), ["owner=me"]);
+    let (code, _) = s3_failure(
+        s3.put_object()
+            .bucket("tagged")
+            .key("never")
+            .tagging("a=1&a=2")
+            .body(ByteStream::from_static(b"x"))
+            .send()
+            .await,
+    );
+    assert_eq!(code, "InvalidTag");
+    let (code, _) = s3_failure(s3.get_object().bucket("tagged").key("never").send().await);
+    assert_eq!(code, "NoSuchKey");
+    let (code, _) = s3_failure(
+        s3.get_object_tagging()
+            .bucket("tagged")
+            .key("missing")
+            .send()
+            .await,
+    );
+    assert_eq!(code, "NoSuchKey");
+
+    // In a versioned bucket each version has its own tags; they survive kill -9.
+    enable_versioning(&s3, "tagged").await;
+    let v1 = s3
+        .put_object()
+        .bucket("tagged")
+        .key("v")
+        .tagging("n=1")
+        .body(ByteStream::from_static(b"1"))
+        .send()
+        .await
+        .unwrap();
+    let v1 = v1.version_id().unwrap().to_string();
+    s3.put_object()
+        .bucket("tagged")
+        .key("v")
+        .tagging("n=2")
+        .body(ByteStream::from_static(b"2"))
+        .send()
+        .await
+        .unwrap();
+    let tagged = s3
+        .put_object_tagging()
+        .bucket("tagged")
+        .key("v")
+        .version_id(&v1)
+        .tagging(tagging(&[("n", "one")]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(tagged.version_id(), Some(v1.as_str()));
+    let dir = server.kill9().unwrap();
+    let server = Server::start_in(dir.path());
+    let s3 = server.s3();
+    let got = s3
+        .get_object_tagging()
+        .bucket("tagged")
+        .key("v")
+        .version_id(&v1)
+        .send()
+        .await;
+    assert_eq!(tags(got.unwrap()), ["n=one"]);
+    let got = s3
+        .get_object_tagging()
+        .bucket("tagged")
+        .key("v")
+        .send()
+        .await;
+    assert_eq!(tags(got.unwrap()), ["n=2"]);
+}
+
+#[tokio::test]
+async fn parts_are_copied_from_objects_by_range() {
+    let server = Server::start();
+    let s3 = server.s3();
+    s3.create_bucket().bucket("copies").send().await.unwrap();
+    let source: Vec<u8> = (0..(6u32 << 20)).map(|i| (i % 251) as u8).collect();
+    let put = s3
+        .put_object()
+        .bucket("copies")
+        .key("source")
+        .body(ByteStream::from(source.clone()))
+        .send()
+        .await
+        .unwrap();
+    let source_etag = put.e_tag().unwrap().to_string();
+    let upload = s3
+        .create_multipart_upload()
+        .bucket("copies")
+        .key("joined")
+        .send()
+        .await
+        .unwrap();
+    let id = upload.upload_id().unwrap();
+    let copy = |n: i32, range: &str| {
+        s3.upload_part_copy()
+            .bucket("copies")
+            .key("joined")
+            .upload_id(id)
+            .part_number(n)
+            .copy_source("copies/source")
+            .copy_source_range(range)
+    };
+    let split = 5u64 << 20;
+    let first = copy(1, &format!("bytes=0-{}", split - 1))
+        .copy_source_if_match(&source_etag)
+        .send()
+        .await
+        .unwrap();
+    let second = copy(2, &format!("bytes={split}-{}", source.len() - 1))
+        .send()
+        .await
+        .unwrap();
+    for (range, code, status) in [
+        (format!("bytes=0-{}", source.len()), "InvalidArgument", 400),
+        ("bytes=5-2".to_string(), "InvalidArgument", 400),
+        ("0-5".to_string(), "InvalidArgument", 400),
+    ] {
+        let got = s3_failure(copy(3, &range).send().await);
+        assert_eq!(got, (code.to_string(), status), "{range}");
+    }
+    let got = s3_failure(
+        copy(3, "bytes=0-1")
+            .copy_source_if_match("\"0123\"")
+            .send()
+            .await,
+    );
+    assert_eq!(got, ("PreconditionFailed".to_string(), 412));
+    let got = s3_failure(
+        s3.upload_part_copy()
+            .bucket("copies")
+            .key("joined")
+            .upload_id(id)
+            .part_number(3)
+            .copy_source("copies/absent")
+            .send()
+            .await,
+    );
+    assert_eq!(got.0, "NoSuchKey");
+    let part = |n: i32, out: Option<&aws_sdk_s3::types::CopyPartResult>| {
+        aws_sdk_s3::types::CompletedPart::builder()
+            .part_number(n)
+            .e_tag(out.unwrap().e_tag().unwrap())
+            .build()
+    };
+    let parts = vec![
+        part(1, first.copy_part_result()),
+        part(2, second.copy_part_result()),
+    ];
+    let listed = s3
+        .list_parts()
+        .bucket("copies")
+        .key("joined")
+        .upload_id(id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.parts().len(), 2, "the refused copies left no part");
+    s3.complete_multipart_upload()
+        .bucket("copies")
+        .key("joined")
+        .upload_id(id)
+        .multipart_upload(
+            CompletedMultipartUpload::builder()
+                .set_parts(Some(parts))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let got = s3.get_object().bucket("copies").key("joined").send().await;
+    let got = got.unwrap();
+    assert_eq!(got.e_tag().map(|e| e.ends_with("-2\"")), Some(true));
+    assert!(body_of(got).await == source, "the joined object differs");
+}
+
+#[tokio::test]
+async fn multipart_uploads_in_progress_are_listed() {
+    let server = Server::start();
+    let s3 = server.s3();
+    s3.create_bucket().bucket("uploads").send().await.unwrap();
+    let mut ids = Vec::new();
+    for key in ["a", "b/1", "b/2", "c"] {
+        let out = s3
+            .create_multipart_upload()
+            .bucket("uploads")
+            .key(key)
+            .send()
+            .await
+            .unwrap();
+        ids.push(out.upload_id().unwrap().to_string());
+    }
+    let list = || s3.list_multipart_uploads().bucket("uploads");
+    let keys = |out: &aws_sdk_s3::operation::list_multipart_uploads::ListMultipartUploadsOutput| {
+        out.uploads()
+            .iter()
+            .map(|u| u.key().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    let all = list().send().await.unwrap();
+    assert_eq!(keys(&all), ["a", "b/1", "b/2", "c"]);
+    assert_eq!(all.uploads()[1].upload_id(), Some(ids[1].as_str()));
+    assert!(all.uploads()[0].initiated().is_some());
+    assert_eq!(all.is_truncated(), Some(false));
+    let prefixed = list().prefix("b/").send().await.unwrap();
+    assert_eq!(keys(&prefixed), ["b/1", "b/2"]);
+    let rolled = list().delimiter("/").send().await.unwrap();
+    assert_eq!(keys(&rolled), ["a", "c"]);
+    let prefixes: Vec<&str> = rolled
+        .common_prefixes()
+        .iter()
+        .filter_map(|p| p.prefix())
+        .collect();
+    assert_eq!(prefixes, ["b/"]);
+    // Pages of two, each starting after the last page's markers.
+    let page = list().max_uploads(2).send().await.unwrap();
+    assert_eq!(keys(&page), ["a", "b/1"]);
+    assert_eq!(page.is_truncated(), Some(true));
+    assert_eq!(page.next_key_marker(), Some("b/1"));
+    let next = list()
+        .max_uploads(2)
+        .key_marker(page.next_key_marker().unwrap())
+        .upload_id_marker(page.next_upload_id_marker().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(keys(&next), ["b/2", "c"]);
+    assert_eq!(next.is_truncated(), Some(false));
+    s3.abort_multipart_upload()
+        .bucket("uploads")
+        .key("a")
+        .upload_id(&ids[0])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(keys(&list().send().await.unwrap()), ["b/1", "b/2", "c"]);
+    let (code, _) = s3_failure(s3.list_multipart_uploads().bucket("nowhere").send().await);
+    assert_eq!(code, "NoSuchBucket");
+}
+
+#[tokio::test]
+async fn content_md5_is_verified_and_a_mismatch_stores_nothing() {
+    let server = Server::start();
+    let s3 = server.s3();
+    s3.create_bucket().bucket("digests").send().await.unwrap();
+    // base64 of the MD5 of "hello".
+    let hello_md5 = "XUFAKrxLKna5cZ2REBfFkg==";
+    s3.put_object()
+        .bucket("digests")
+        .key("right")
+        .content_md5(hello_md5)
+        .body(ByteStream::from_static(b"hello"))
+        .send()
+        .await
+        .unwrap();
+    let got = s3_failure(
+        s3.put_object()
+            .bucket("digests")
+            .key("wrong")
+            .content_md5(hello_md5)
+            .body(ByteStream::from_static(b"hellO"))
+            .send()
+            .await,
+    );
+    assert_eq!(got, ("BadDigest".to_string(), 400));
+    let got = s3_failure(
+        s3.put_object()
+            .bucket("digests")
+            .key("garbled")
+            .content_md5("not base64!")
+            .body(ByteStream::from_static(b"hello"))
+            .send()
+            .await,
+    );
+    assert_eq!(got, ("InvalidDigest".to_string(), 400));
+    for key in ["wrong", "garbled"] {
+        let (code, _) = s3_failure(s3.get_object().bucket("digests").key(key).send().await);
+        assert_eq!(code, "NoSuchKey", "{key}");
+    }
+
+    // DeleteObjects: the document is checked before anything is deleted.
+    let document = b"<Delete><Object><Key>right</Key></Object></Delete>";
+    let delete = |md5: &str| {
+        put_raw(
+            &server,
+            &format!(
+                "POST /digests?delete HTTP/1.1\r\nHost: localhost\r\nContent-MD5: {md5}\r\n\
+                 Content-Length: {}\r\n\r\n",
+                document.len()
+            ),
+            document,
+        )
+    };
+    let refused = delete(hello_md5);
+    assert_eq!(
+        (refused.status, refused.xml_code().as_str()),
+        (400, "BadDigest")
+    );
+    let refused = delete("%%%");
+    assert_eq!(
+        (refused.status, refused.xml_code().as_str()),
+        (400, "InvalidDigest")
+    );
+    assert!(s3
+        .head_object()
+        .bucket("digests")
+        .key("right")
+        .send()
+        .await
+        .is_ok());
+    use base64::Engine;
+    use md5::Digest;
+    let right = base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(document));
+    let done = delete(&right);
+    assert_eq!(done.status, 200, "{}", done.text());
+    assert!(
+        done.text().contains("<Deleted><Key>right</Key>"),
+        "{}",
+        done.text()
+    );
+    let (code, _) = s3_failure(s3.head_object().bucket("digests").key("right").send().await);
+    assert_eq!(code, "NotFound");
+}
+
+#[test]
+fn an_upload_that_stops_sending_times_out() {
+    use std::io::{Read, Write};
+    let server = Server::start_with(&[("CODEPIPELINE_LOCAL_BODY_TIMEOUT_SECONDS", "1")]);
+    assert_eq!(
+        server
+            .client()
+            .http("PUT", "/stalled", "localhost", b"")
+            .status,
+        200
+    );
+    let mut stream = std::net::TcpStream::connect(&server.addr).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    stream
+        .write_all(
+            b"PUT /stalled/object HTTP/1.1\r\nHost: localhost\r\nContent-Length: 10\r\n\r\nabc",
+        )
+        .unwrap();
+    // The connection stays open and sends nothing more: the server answers on its own.
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    let answer = crate::common::RawResponse::parse(&answer);
+    assert_eq!(
+        (answer.status, answer.xml_code().as_str()),
+        (400, "RequestTimeout"),
+        "{}",
+        answer.text()
+    );
+    let got = server
+        .client()
+        .http("GET", "/stalled/object", "localhost", b"");
+    assert_eq!(got.status, 404);
 }

@@ -221,3 +221,60 @@ fn a_slow_body_times_out() {
     assert!(started.elapsed() < std::time::Duration::from_secs(15));
     assert_eq!(server.call("ListPipelines", json!({})).status, 200);
 }
+
+/// A request that asks `Expect: 100-continue` for a body over the limit is refused at once, in
+/// its protocol's shape, and never invited to send it; one within the limit is invited.
+#[test]
+fn an_oversized_body_is_refused_before_it_is_invited() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let server = Server::start();
+    let ask = |head: &str| {
+        let mut stream = std::net::TcpStream::connect(&server.addr).unwrap();
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+            .unwrap();
+        stream.write_all(head.as_bytes()).unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut first = String::new();
+        reader.read_line(&mut first).unwrap();
+        (stream, reader, first)
+    };
+    let oversized = 64 * 1024 * 1024;
+    let json_head = |length: usize| {
+        format!(
+            "POST / HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-amz-json-1.1\r\n\
+             X-Amz-Target: CodePipeline_20150709.ListPipelines\r\nExpect: 100-continue\r\n\
+             Connection: close\r\nContent-Length: {length}\r\n\r\n"
+        )
+    };
+    let (_, mut reader, first) = ask(&json_head(oversized));
+    assert!(first.starts_with("HTTP/1.1 413"), "{first}");
+    let mut rest = String::new();
+    let _ = reader.read_to_string(&mut rest);
+    assert!(
+        rest.contains("\"__type\":\"RequestEntityTooLargeException\""),
+        "{rest}"
+    );
+
+    let (_, mut reader, first) = ask(&format!(
+        "POST / HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+         Expect: 100-continue\r\nConnection: close\r\nContent-Length: {oversized}\r\n\r\n"
+    ));
+    assert!(first.starts_with("HTTP/1.1 413"), "{first}");
+    let mut rest = String::new();
+    let _ = reader.read_to_string(&mut rest);
+    assert!(rest.contains("<ErrorResponse"), "{rest}");
+    assert!(
+        rest.contains("<Code>RequestEntityTooLargeException</Code>"),
+        "{rest}"
+    );
+
+    let body = b"{}";
+    let (mut stream, mut reader, first) = ask(&json_head(body.len()));
+    assert!(first.starts_with("HTTP/1.1 100"), "{first}");
+    stream.write_all(body).unwrap();
+    let mut rest = String::new();
+    let _ = reader.read_to_string(&mut rest);
+    assert!(rest.contains("HTTP/1.1 200"), "{rest}");
+    assert!(rest.contains("\"pipelines\""), "{rest}");
+}

@@ -324,24 +324,32 @@ pub async fn serve(
         chunked = false;
         let _ = tx.try_send(Ok(body));
     }
+    // Why the body failed, if it did: s3s answers a body it could not read with a bare 500,
+    // which is replaced by S3's answer for what went wrong.
+    let body_failure: std::sync::Arc<std::sync::Mutex<Option<String>>> = Default::default();
+    let failure = body_failure.clone();
     actix_rt::spawn(async move {
+        let fail = |message: String| {
+            *failure.lock().expect("body failure") = Some(message.clone());
+            Err::<Bytes, StdError>(message.into())
+        };
         let mut decoder = chunked.then(ChunkedDecoder::default);
         loop {
             let chunk = match tokio::time::timeout(idle, payload.next()).await {
                 Ok(Some(chunk)) => chunk,
                 Ok(None) => break,
                 Err(_) => {
-                    let _ = tx.send(Err(super::store::BODY_TIMEOUT.into())).await;
+                    let _ = tx.send(fail(super::store::BODY_TIMEOUT.into())).await;
                     return;
                 }
             };
             let items: Vec<Result<Bytes, StdError>> = match (chunk, decoder.as_mut()) {
                 (Ok(bytes), Some(d)) => match d.feed(&bytes) {
                     Ok(out) => out.into_iter().map(Ok).collect(),
-                    Err(e) => vec![Err(e.into())],
+                    Err(e) => vec![fail(e)],
                 },
                 (Ok(bytes), None) => vec![Ok(bytes)],
-                (Err(e), _) => vec![Err(e.to_string().into())],
+                (Err(e), _) => vec![fail(e.to_string())],
             };
             for item in items {
                 let failed = item.is_err();
@@ -352,7 +360,7 @@ pub async fn serve(
         }
         if decoder.is_some_and(|d| !d.complete()) {
             let _ = tx
-                .send(Err("the aws-chunked body ended early".into()))
+                .send(fail("the aws-chunked body ended early".into()))
                 .await;
         }
     });
@@ -362,14 +370,31 @@ pub async fn serve(
 
     let request = match builder.body(body) {
         Ok(r) => r,
-        Err(e) => return HttpResponse::BadRequest().body(format!("invalid request: {e}")),
+        Err(e) => return error_answer(s3s::s3_error!(InvalidRequest, "invalid request: {e}")),
     };
-    match service.call(request).await {
-        Ok(response) => into_actix(response, req.method() == actix_web::http::Method::HEAD),
-        Err(e) => {
+    let response = service.call(request).await;
+    let failure = body_failure.lock().expect("body failure").take();
+    match (response, failure) {
+        (Ok(r), Some(message)) if r.status().is_server_error() => body_error(message),
+        (Ok(response), _) => into_actix(response, req.method() == actix_web::http::Method::HEAD),
+        (Err(_), Some(message)) => body_error(message),
+        (Err(e), None) => {
             log::error!("s3: {:?}", StdError::from(e));
-            HttpResponse::InternalServerError().finish()
+            error_answer(s3s::s3_error!(
+                InternalError,
+                "We encountered an internal error. Please try again."
+            ))
         }
+    }
+}
+
+/// S3's answer to a body that could not be read: `RequestTimeout` when the client stopped
+/// sending, else `IncompleteBody`.
+fn body_error(message: String) -> HttpResponse {
+    if message == super::store::BODY_TIMEOUT {
+        error_answer(s3s::s3_error!(RequestTimeout, "{message}"))
+    } else {
+        error_answer(s3s::s3_error!(IncompleteBody, "{message}"))
     }
 }
 

@@ -261,3 +261,254 @@ fn malformed_requests_get_aws_errors_and_change_nothing() {
         "a refused request changed what is stored"
     );
 }
+
+/// A model installed with botocore (the AWS CLI's and boto3's), as JSON.
+fn botocore_model(service: &str) -> Value {
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import json,sys,botocore.loaders as l; print(json.dumps(l.Loader().load_service_model(sys.argv[1], 'service-2')))",
+            service,
+        ])
+        .output()
+        .expect("python3 runs (botocore comes with the AWS CLI that .ci/run installs)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// What an S3 answer must be: no server error but an explicit 501, and an `<Error>` with a code
+/// (a HEAD answer has no body).
+fn check_s3(what: &str, method: &str, r: &RawResponse) {
+    let not_served = r.status == 501 && r.xml_code() == "NotImplemented";
+    assert!(
+        r.status < 500 || not_served,
+        "{what}: {} {}",
+        r.status,
+        r.text()
+    );
+    if r.status >= 400 && method != "HEAD" {
+        let text = r.text();
+        assert!(
+            text.contains("<Error>") && !r.xml_code().is_empty(),
+            "{what}: {text}"
+        );
+    }
+}
+
+/// Everything a refused request to `bucket` could have changed.
+fn bucket_state(server: &Server, bucket: &str) -> Vec<String> {
+    let client = server.client();
+    [
+        format!("/{bucket}?versions"),
+        format!("/{bucket}?uploads"),
+        format!("/{bucket}?versioning"),
+        format!("/{bucket}/tagged?tagging"),
+        "/".to_string(),
+    ]
+    .iter()
+    .map(|path| strip_request_ids(&client.http("GET", path, "localhost", b"").text()))
+    .collect()
+}
+
+/// Generated S3 requests: every method on every kind of path, with every sub-resource, odd
+/// headers and broken bodies. Each answer is S3-shaped and no server error; each refused request
+/// that could write changes nothing.
+#[test]
+fn generated_s3_requests_get_s3_errors_and_refusals_change_nothing() {
+    let server = Server::start();
+    let client = server.client();
+    assert_eq!(
+        client.http("PUT", "/fuzz-bucket", "localhost", b"").status,
+        200
+    );
+    let versioned = b"<VersioningConfiguration><Status>Enabled</Status></VersioningConfiguration>";
+    let r = client.http("PUT", "/fuzz-bucket?versioning", "localhost", versioned);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = client.http("PUT", "/fuzz-bucket/tagged", "localhost", b"kept");
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    let long_key = format!("/fuzz-bucket/{}", "k".repeat(1100));
+    let paths = [
+        "/fuzz-bucket",
+        "/fuzz-bucket/tagged",
+        "/fuzz-bucket/a%00b%FF",
+        "/missing-bucket/k",
+        long_key.as_str(),
+        "/%ZZ",
+    ];
+    let queries = [
+        "",
+        "?versioning",
+        "?tagging",
+        "?uploads",
+        "?uploadId=nope",
+        "?partNumber=0&uploadId=nope",
+        "?partNumber=abc",
+        "?delete",
+        "?list-type=2&max-keys=-1",
+        "?versions&key-marker=%FF%FE",
+        "?location",
+        "?acl",
+        "?versionId=nope",
+        "?list-type=2&continuation-token=zz",
+        "?uploads&max-uploads=-5&key-marker=%00",
+        "?uploadId=nope&part-number-marker=abc",
+    ];
+    let headers = [
+        "",
+        "Range: bytes=9-1\r\n",
+        "x-amz-copy-source: /nope/x\r\n",
+        "x-amz-copy-source: fuzz-bucket/tagged\r\nx-amz-copy-source-range: bytes=x\r\n",
+        "x-amz-tagging: a=1&a=2\r\n",
+        "Content-MD5: zz\r\n",
+        "Content-Encoding: aws-chunked\r\nx-amz-content-sha256: STREAMING-UNSIGNED-PAYLOAD-TRAILER\r\n\
+         x-amz-decoded-content-length: 99999999999999999999\r\n",
+    ];
+    let nested = "<a>".repeat(5000);
+    let bodies: [&[u8]; 6] = [
+        b"",
+        b"<",
+        b"<Tagging><TagSet><Tag><Key>k</Key></Tag></TagSet></Tagging>",
+        nested.as_bytes(),
+        b"\xff\xfe\x00<Delete>",
+        b"zz\r\nabc\r\n0\r\n\r\n",
+    ];
+    let mut state = bucket_state(&server, "fuzz-bucket");
+    let mut sent = 0;
+    for method in ["GET", "PUT", "POST", "DELETE", "HEAD"] {
+        for path in paths {
+            for query in queries {
+                for header in headers {
+                    let body = if matches!(method, "PUT" | "POST") {
+                        bodies[sent % bodies.len()]
+                    } else {
+                        b""
+                    };
+                    let head = format!(
+                        "{method} {path}{query} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
+                         {header}Content-Length: {}\r\n\r\n",
+                        body.len()
+                    );
+                    let r = client.exchange(head.as_bytes(), body);
+                    let shown: String = format!("{method} {path}{query} {header:?}")
+                        .chars()
+                        .take(200)
+                        .collect();
+                    check_s3(&shown, method, &r);
+                    sent += 1;
+                    if matches!(method, "GET" | "HEAD") {
+                        continue;
+                    }
+                    let now = bucket_state(&server, "fuzz-bucket");
+                    if r.status >= 400 {
+                        assert_eq!(
+                            now, state,
+                            "{shown} was refused ({}) but changed the bucket",
+                            r.status
+                        );
+                    }
+                    state = now;
+                }
+            }
+        }
+    }
+    assert!(sent >= 3000, "only {sent} requests were sent");
+    // Its versions keep the bucket from being deleted, so every request above met it.
+    let r = client.http("GET", "/fuzz-bucket?versions", "localhost", b"");
+    assert_eq!(r.status, 200);
+}
+
+/// Generated IAM and STS requests from botocore's models: every role action and every STS action,
+/// each member with wrong values (empty, oversized, NUL, not UTF-8, wrong numbers, broken JSON).
+/// Each answer is query-XML-shaped and no server error; a refused request changes nothing.
+#[test]
+fn generated_iam_and_sts_requests_get_xml_errors_and_refusals_change_nothing() {
+    let server = Server::start();
+    let client = server.client();
+    let role = client.query(
+        "iam",
+        "Action=CreateRole&Version=2010-05-08&RoleName=kept&AssumeRolePolicyDocument=%7B%22Statement%22%3A%5B%5D%7D",
+    );
+    assert_eq!(role.status, 200, "{}", role.text());
+    let iam_state = || -> Vec<String> {
+        [
+            "Action=ListRoles&Version=2010-05-08",
+            "Action=GetRole&Version=2010-05-08&RoleName=kept",
+            "Action=ListRolePolicies&Version=2010-05-08&RoleName=kept",
+            "Action=ListAttachedRolePolicies&Version=2010-05-08&RoleName=kept",
+        ]
+        .iter()
+        .map(|form| strip_request_ids(&client.query("iam", form).text()))
+        .collect()
+    };
+    let long = "x".repeat(3000);
+    let values = [
+        "",
+        long.as_str(),
+        "%00",
+        "%FF%FE",
+        "-1",
+        "abc",
+        "%7B",
+        "%7B%22Statement%22%3A5%7D",
+        "..%2Fx",
+    ];
+    let mut state = iam_state();
+    let mut sent = 0;
+    for (service, version, only_roles) in
+        [("iam", "2010-05-08", true), ("sts", "2011-06-15", false)]
+    {
+        let model = botocore_model(service);
+        for (op, members) in operations(&model) {
+            if only_roles && !op.contains("Role") {
+                continue;
+            }
+            let mut forms = vec![format!("Action={op}&Version={version}")];
+            for member in &members {
+                for value in values {
+                    // The role named, so that a request reaches the member's own check.
+                    let role = if member == "RoleName" {
+                        ""
+                    } else {
+                        "&RoleName=kept"
+                    };
+                    forms.push(format!(
+                        "Action={op}&Version={version}{role}&{member}={value}"
+                    ));
+                }
+            }
+            for form in forms {
+                let r = client.query(service, &form);
+                let shown: String = form.chars().take(160).collect();
+                let not_served = r.status == 501 && r.xml_code() == "NotImplemented";
+                assert!(
+                    r.status < 500 || not_served,
+                    "{service} {shown}: {} {}",
+                    r.status,
+                    r.text()
+                );
+                if r.status >= 400 {
+                    let text = r.text();
+                    assert!(
+                        text.contains("<ErrorResponse") && !r.xml_code().is_empty(),
+                        "{service} {shown}: {text}"
+                    );
+                }
+                sent += 1;
+                let now = iam_state();
+                if r.status >= 400 {
+                    assert_eq!(
+                        now, state,
+                        "{service} {shown} was refused but changed a role"
+                    );
+                }
+                state = now;
+            }
+        }
+    }
+    assert!(sent >= 500, "only {sent} requests were sent");
+}

@@ -243,7 +243,7 @@ impl RawClient {
     }
 
     /// One request on a fresh connection (the head, then the body), and its answer.
-    fn exchange(&self, head: &[u8], body: &[u8]) -> RawResponse {
+    pub fn exchange(&self, head: &[u8], body: &[u8]) -> RawResponse {
         let mut stream = TcpStream::connect(&self.addr).expect("connect");
         stream
             .set_read_timeout(Some(Duration::from_secs(30)))

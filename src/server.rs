@@ -445,7 +445,9 @@ async fn read_body_within(
     if declared.is_some_and(|n| n > limit) {
         return Err(too_large(limit));
     }
-    let mut body = web::BytesMut::with_capacity(declared.unwrap_or(0));
+    // The declared length only sizes the first buffer, and only up to 64 KiB: a client that
+    // declares megabytes and sends nothing must not make the server hold them.
+    let mut body = web::BytesMut::with_capacity(declared.unwrap_or(0).min(64 << 10));
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| {
             AwsError::serialization(format!("could not read the request body: {e}"))

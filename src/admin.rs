@@ -81,10 +81,16 @@ async fn build_log(req: HttpRequest, state: web::Data<AdminState>) -> HttpRespon
     }
 }
 
-async fn health() -> HttpResponse {
+/// `{"status", "services", "events"}`: every service served, and the position of the last event
+/// in the log (how much history the data dir holds).
+async fn health(state: web::Data<AdminState>) -> HttpResponse {
     let services: serde_json::Map<String, serde_json::Value> = SERVICES
         .iter()
         .map(|s| (s.to_string(), "running".into()))
         .collect();
-    HttpResponse::Ok().json(serde_json::json!({"status": "running", "services": services}))
+    HttpResponse::Ok().json(serde_json::json!({
+        "status": "running",
+        "services": services,
+        "events": state.history.last_position(),
+    }))
 }

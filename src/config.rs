@@ -33,6 +33,10 @@ pub struct Config {
     pub cache_mb: u64,
     /// Idle seconds before a pipeline actor stops.
     pub actor_idle_seconds: u64,
+    /// Seconds between checks for a new checkpoint (0: only at start-up and stop).
+    pub checkpoint_interval_seconds: u64,
+    /// Events recorded since the last checkpoint that make a new one worth writing.
+    pub checkpoint_min_events: u64,
     /// Whether CreatePipeline and UpdatePipeline check the pipeline's IAM role.
     pub iam_enforce_roles: bool,
     /// Whether CodeBuild builds run.

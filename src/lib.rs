@@ -21,7 +21,7 @@
 //!                    (stream names), pipeline and execution aggregates (pure), gates (stage
 //!                    locks and transitions, pure), actors/ (PipelineActor: the one door per
 //!                    pipeline; ExecutionActor; their registries), views/ (pipelines, executions,
-//!                    GetPipelineState's stage states, the snapshot cache), actions/ (the
+//!                    GetPipelineState's stage states), actions/ (the
 //!                    ActionExecutor trait, the registry, one file per provider), validate
 //!                    (declaration rules), action_types (AWS's catalogue of providers)
 //! s3/                embedded S3: s3s bridge into actix-web, api (the S3 trait over the store),
@@ -32,13 +32,16 @@
 //! codebuild/         CodeBuild (JSON 1.1): api (operations, AWS codes), project and build
 //!                    events, builds (running them), buildspec, runner (bash, one process group
 //!                    a phase), artifacts, port (the Builds trait other services use)
+//! checkpoint         the Projection trait and checkpoints of every projection with the log
+//!                    position they hold (start-up folds only the events after one)
+//! projections        the projections together: what start-up folds, what a checkpoint holds
 //! history/           the history of executions from the log (HistoryReader): timelines,
 //!                    replays, diffs, the input of a rerun
 //! cli/               the history/replay/rerun/diff/export/logs commands: args, client (server
 //!                    or data dir), render (tables)
 //! ```
-//! Dependencies point one way: `main → {server, cli} → {admin, gateway, codepipeline,
-//! codebuild, s3, iam, history} → {aws, eventstore}`; no two top-level modules import each
+//! Dependencies point one way: `main → {server, cli} → {admin, gateway, history, projections} →
+//! {codepipeline, codebuild, s3, iam} → {aws, eventstore, checkpoint}`; no two top-level modules import each
 //! other (`python3 ../shared/tools/modgraph.py src` checks). Services meet through ports: the
 //! pipeline's actions reach CodeBuild through `codebuild::port::Builds` and S3 through
 //! `s3::objects::ObjectStore`, and neither service imports the other's handlers or state.
@@ -60,6 +63,7 @@
 pub mod admin;
 pub mod allocator;
 pub mod aws;
+pub mod checkpoint;
 pub mod cli;
 pub mod codebuild;
 pub mod codepipeline;
@@ -69,5 +73,6 @@ mod fuzz;
 pub mod gateway;
 pub mod history;
 pub mod iam;
+pub mod projections;
 pub mod s3;
 pub mod server;

@@ -12,6 +12,7 @@ use futures_util::StreamExt;
 
 use crate::aws::scope::credential_scope;
 use crate::aws::{json, AwsError, RequestContext};
+use crate::checkpoint::{Checkpointer, Projection};
 use crate::codepipeline::actions::{ActionRegistry, Services};
 use crate::codepipeline::actors::execution::ExecutionRegistry;
 use crate::codepipeline::actors::PipelineRegistry;
@@ -23,6 +24,7 @@ use crate::eventstore::sled_store::SledStore;
 use crate::eventstore::EventStore;
 use crate::gateway::{self, Service};
 use crate::iam::{self, Iam};
+use crate::projections::Projections;
 use crate::s3::objects::ObjectStore;
 use crate::s3::remote::{RemoteConfig, RemoteStore};
 use crate::s3::store::LocalStore;
@@ -74,14 +76,17 @@ pub async fn run(
         config.build_log_max_bytes,
     ));
     let execution_views = Arc::new(ExecutionViews::new(store.clone()));
-    crate::eventstore::replay(store.as_ref(), |record| {
-        views.apply(record);
-        execution_views.apply(record);
-        objects.apply(record);
-        iam.apply(record);
-        codebuild.apply(record);
-    })
-    .map_err(|e| e.to_string())?;
+    let live = Projections {
+        pipelines: views.clone(),
+        executions: execution_views.clone(),
+        s3: objects.clone(),
+        iam: iam.clone(),
+        codebuild: codebuild.clone(),
+    };
+    let checkpoint_file = crate::checkpoint::file(&config.data_dir);
+    let loaded = crate::checkpoint::load(store.as_ref(), &checkpoint_file, &live.all())
+        .map_err(|e| e.to_string())?;
+    drop(live);
     store.release_memory().map_err(|e| e.to_string())?;
     let interrupted = codebuild
         .recover()
@@ -92,11 +97,40 @@ pub async fn run(
         );
     }
     log::info!(
-        "loaded {} pipelines from {} events in {:.1} ms",
+        "loaded {} pipelines from the checkpoint at event {} and {} events after it in {:.1} ms",
         views.len(),
-        store.last_position().unwrap_or(0),
+        loaded.from,
+        loaded.folded,
         started.elapsed().as_secs_f64() * 1000.0
     );
+    // Checkpoints are folded from the log into projections of their own, in the background.
+    let checkpoints = {
+        let store = store.clone();
+        let data_dir = config.data_dir.clone();
+        Arc::new(Checkpointer::new(
+            store.clone(),
+            checkpoint_file,
+            loaded.from,
+            Box::new(move || {
+                let p = Projections::detached(&store, &data_dir);
+                vec![
+                    Box::new(p.pipelines) as Box<dyn Projection>,
+                    Box::new(p.executions),
+                    Box::new(p.s3),
+                    Box::new(p.iam),
+                    Box::new(p.codebuild),
+                ]
+            }),
+        ))
+    };
+    let (stop_checkpoints, checkpoints_stopped) = std::sync::mpsc::channel();
+    let checkpoint_thread = (config.checkpoint_interval_seconds > 0).then(|| {
+        checkpoints.spawn(
+            Duration::from_secs(config.checkpoint_interval_seconds),
+            config.checkpoint_min_events,
+            checkpoints_stopped,
+        )
+    });
     let workers = if config.workers == 0 {
         std::thread::available_parallelism().map_or(2, |n| n.get())
     } else {
@@ -249,12 +283,13 @@ pub async fn run(
         arbiter.stop();
         arbiter.join().ok();
     }
-    // Bring the views snapshot up to date, so that the history can be read quickly without a
-    // server; it is folded from the log, not copied from the live views.
-    let snapshot_file = codepipeline::views::snapshot::file(&state.config.data_dir);
-    if let Err(e) =
-        codepipeline::views::snapshot::refresh(&state.codepipeline.store, &snapshot_file)
-    {
+    // Bring the checkpoint up to the end of the log, so that the next start folds nothing and
+    // the history can be read without a server quickly.
+    drop(stop_checkpoints);
+    if let Some(thread) = checkpoint_thread {
+        let _ = thread.join();
+    }
+    if let Err(e) = checkpoints.run(1) {
         log::warn!("{e}");
     }
     drop(state);

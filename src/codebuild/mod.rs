@@ -102,7 +102,7 @@ pub enum ProjectFailure {
 }
 
 /// Builds by stream, and their streams in start order.
-#[derive(Default)]
+#[derive(Default, serde::Serialize, serde::Deserialize)]
 struct Builds {
     by_stream: HashMap<String, Value>,
     order: Vec<String>,
@@ -439,5 +439,44 @@ impl CodeBuild {
             .filter(|b| project.is_none_or(|p| b["projectName"] == p))
             .map(|b| b["id"].as_str().unwrap_or_default().to_string())
             .collect()
+    }
+}
+
+/// What a checkpoint keeps of CodeBuild.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Kept {
+    projects: BTreeMap<String, Value>,
+    builds: Builds,
+}
+
+impl crate::checkpoint::Projection for CodeBuild {
+    fn name(&self) -> &'static str {
+        "codebuild"
+    }
+
+    fn apply(&self, record: &RecordedEvent) {
+        CodeBuild::apply(self, record);
+    }
+
+    fn export(&self) -> Result<Box<serde_json::value::RawValue>, String> {
+        let projects = self.projects.read().expect("codebuild lock");
+        let builds = self.builds.read().expect("codebuild lock");
+        serde_json::value::to_raw_value(&serde_json::json!({
+            "projects": &*projects,
+            "builds": &*builds,
+        }))
+        .map_err(|e| e.to_string())
+    }
+
+    fn restore(&self, json: &str) -> Result<(), String> {
+        let kept: Kept = serde_json::from_str(json).map_err(|e| e.to_string())?;
+        *self.projects.write().expect("codebuild lock") = kept.projects;
+        *self.builds.write().expect("codebuild lock") = kept.builds;
+        Ok(())
+    }
+
+    fn clear(&self) {
+        self.projects.write().expect("codebuild lock").clear();
+        *self.builds.write().expect("codebuild lock") = Builds::default();
     }
 }

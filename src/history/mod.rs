@@ -75,6 +75,11 @@ pub struct HistoryReader {
 }
 
 impl HistoryReader {
+    /// The position of the last event in the log (0 when it is empty or cannot be read).
+    pub fn last_position(&self) -> u64 {
+        self.store.last_position().unwrap_or(0)
+    }
+
     /// A reader over a running server's views.
     pub fn new(
         store: Arc<dyn EventStore>,
@@ -89,10 +94,9 @@ impl HistoryReader {
     }
 
     /// A reader over a data dir that no server holds: the views come from the data dir's
-    /// snapshot with the events recorded since folded in (the snapshot is then brought up to
+    /// checkpoint with the events recorded since folded in (the checkpoint is then brought up to
     /// date); nothing else is written and nothing runs.
     pub fn open(data_dir: &Path, cache_mb: u64) -> Result<Self, String> {
-        use crate::codepipeline::views::snapshot;
         let events = data_dir.join("events");
         if !events.exists() {
             return Err(format!("no data in {}", data_dir.display()));
@@ -101,23 +105,21 @@ impl HistoryReader {
             crate::eventstore::sled_store::SledStore::open(&events, cache_mb << 20)
                 .map_err(|e| e.to_string())?,
         );
-        let file = snapshot::file(data_dir);
-        let loaded = snapshot::load(&store, &file).map_err(|e| e.to_string())?;
+        let file = crate::checkpoint::file(data_dir);
+        let projections = crate::projections::Projections::detached(&store, data_dir);
+        let loaded = crate::checkpoint::load(store.as_ref(), &file, &projections.all())
+            .map_err(|e| e.to_string())?;
         if loaded.folded > 0 {
-            if let Err(e) = snapshot::save(
-                store.as_ref(),
-                &file,
-                &loaded.pipelines,
-                &loaded.executions,
-                loaded.position,
-            ) {
+            if let Err(e) =
+                crate::checkpoint::save(store.as_ref(), &file, &projections.all(), loaded.position)
+            {
                 log::warn!("{e}");
             }
         }
         Ok(HistoryReader::new(
             store,
-            Arc::new(loaded.pipelines),
-            Arc::new(loaded.executions),
+            projections.pipelines,
+            projections.executions,
         ))
     }
 

@@ -104,3 +104,29 @@ impl Iam {
         Ok(self.role(account, name))
     }
 }
+
+impl crate::checkpoint::Projection for Iam {
+    fn name(&self) -> &'static str {
+        "iam"
+    }
+
+    fn apply(&self, record: &RecordedEvent) {
+        Iam::apply(self, record);
+    }
+
+    fn export(&self) -> Result<Box<serde_json::value::RawValue>, String> {
+        let roles = self.roles.read().expect("iam lock");
+        serde_json::value::to_raw_value(&*roles).map_err(|e| e.to_string())
+    }
+
+    fn restore(&self, json: &str) -> Result<(), String> {
+        let roles: BTreeMap<String, Role> =
+            serde_json::from_str(json).map_err(|e| e.to_string())?;
+        *self.roles.write().expect("iam lock") = roles;
+        Ok(())
+    }
+
+    fn clear(&self) {
+        self.roles.write().expect("iam lock").clear();
+    }
+}

@@ -189,7 +189,7 @@ impl EventType for S3Event {
 }
 
 /// One bucket as its events built it.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct BucketState {
     /// Region.
     pub region: String,

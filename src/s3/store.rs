@@ -85,7 +85,7 @@ pub struct BucketInfo {
 }
 
 /// Everything the S3 events built.
-#[derive(Default)]
+#[derive(Default, serde::Serialize, serde::Deserialize)]
 struct S3State {
     buckets: BTreeMap<String, BucketState>,
     /// The last sequence of every bucket stream, also of deleted buckets (a name can come back).
@@ -122,12 +122,17 @@ impl LocalStore {
         for entry in std::fs::read_dir(root.join("tmp")).map_err(io)? {
             let _ = std::fs::remove_file(entry.map_err(io)?.path());
         }
-        Ok(LocalStore {
+        Ok(Self::state_only(root, log))
+    }
+
+    /// The store's state alone, touching no file: what a checkpoint folds into.
+    pub fn state_only(root: &Path, log: Arc<dyn EventStore>) -> Self {
+        LocalStore {
             root: root.to_path_buf(),
             log,
             state: RwLock::new(S3State::default()),
             locks: Mutex::new(HashMap::new()),
-        })
+        }
     }
 
     /// Folds one event of the log (at startup, all of them in order).
@@ -778,5 +783,30 @@ fn new_version_id(versioning: Versioning) -> String {
     match versioning {
         Versioning::Enabled => uuid::Uuid::new_v4().simple().to_string(),
         Versioning::Unversioned | Versioning::Suspended => "null".to_string(),
+    }
+}
+
+impl crate::checkpoint::Projection for LocalStore {
+    fn name(&self) -> &'static str {
+        "s3"
+    }
+
+    fn apply(&self, record: &RecordedEvent) {
+        LocalStore::apply(self, record);
+    }
+
+    fn export(&self) -> Result<Box<serde_json::value::RawValue>, String> {
+        let state = self.state.read().expect("s3 state lock");
+        serde_json::value::to_raw_value(&*state).map_err(|e| e.to_string())
+    }
+
+    fn restore(&self, json: &str) -> Result<(), String> {
+        let state: S3State = serde_json::from_str(json).map_err(|e| e.to_string())?;
+        *self.state.write().expect("s3 state lock") = state;
+        Ok(())
+    }
+
+    fn clear(&self) {
+        *self.state.write().expect("s3 state lock") = S3State::default();
     }
 }

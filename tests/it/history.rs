@@ -434,7 +434,7 @@ async fn a_stopped_execution_shows_its_stop_in_the_history() {
 /// Offline reads start from the snapshot a stopping server writes, fold what came after it, and
 /// ignore a snapshot they cannot use: the answers stay those of the server.
 #[tokio::test]
-async fn offline_reads_use_the_snapshot_and_what_came_after_it() {
+async fn offline_reads_use_the_checkpoint_and_what_came_after_it() {
     let server = Server::start();
     let (cp, s3) = (server.codepipeline(), server.s3());
     tutorial_buckets(&s3).await;
@@ -443,12 +443,15 @@ async fn offline_reads_use_the_snapshot_and_what_came_after_it() {
     finished(&cp, "pipeline", &first).await;
     let dir = server.data_dir.clone();
     let tmp = server.terminate();
-    let snapshot = dir.join("views-snapshot.json");
-    assert!(snapshot.exists(), "a stopping server writes the snapshot");
+    let checkpoint = dir.join("checkpoint.json");
+    assert!(
+        checkpoint.exists(),
+        "a stopping server writes the checkpoint"
+    );
     let before = offline(&dir, &["history", "executions", "pipeline"]);
     assert_eq!(ids(&before, "pipelineExecutionId"), vec![first.clone()]);
 
-    // More history after the snapshot, and no graceful stop this time.
+    // More history after the checkpoint, and no graceful stop this time.
     let server = Server::start_in(&dir);
     let cp = server.codepipeline();
     let second = start(&cp, "pipeline").await;
@@ -464,8 +467,8 @@ async fn offline_reads_use_the_snapshot_and_what_came_after_it() {
         offline(&dir, &["history", "executions", "pipeline"]),
         online_executions
     );
-    // A snapshot that is not one is ignored.
-    std::fs::write(&snapshot, b"{not a snapshot").unwrap();
+    // A checkpoint that is not one is ignored.
+    std::fs::write(&checkpoint, b"{not a checkpoint").unwrap();
     assert_eq!(
         offline(&dir, &["history", "actions", "pipeline"]),
         online_actions

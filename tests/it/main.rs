@@ -1,6 +1,7 @@
 //! Integration tests: the real server, real clients.
 
 mod bad_input;
+mod checkpoints;
 mod codebuild;
 mod common;
 mod declarations;

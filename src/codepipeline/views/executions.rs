@@ -245,21 +245,6 @@ impl ExecutionViews {
         }
     }
 
-    /// Everything the views hold, as JSON, for a snapshot.
-    pub fn export(&self) -> Result<Box<serde_json::value::RawValue>, String> {
-        let inner = self.inner.read().expect("execution views lock");
-        serde_json::value::to_raw_value(&*inner).map_err(|e| e.to_string())
-    }
-
-    /// Views holding what a snapshot exported, over the log in `store`.
-    pub fn import(store: Arc<dyn EventStore>, json: &str) -> Result<Self, String> {
-        let inner: Inner = serde_json::from_str(json).map_err(|e| e.to_string())?;
-        Ok(ExecutionViews {
-            inner: RwLock::new(inner),
-            store,
-        })
-    }
-
     /// Applies one durable event.
     pub fn apply(&self, record: &RecordedEvent) {
         // A deleted pipeline takes its execution history with it, as on AWS: a pipeline created
@@ -477,5 +462,49 @@ impl ExecutionViews {
                 Stored::Finished(_) => None,
             })
             .collect()
+    }
+}
+
+impl crate::checkpoint::Projection for ExecutionViews {
+    fn name(&self) -> &'static str {
+        "executions"
+    }
+
+    fn apply(&self, record: &RecordedEvent) {
+        ExecutionViews::apply(self, record);
+    }
+
+    fn export(&self) -> Result<Box<serde_json::value::RawValue>, String> {
+        let inner = self.inner.read().expect("execution views lock");
+        serde_json::value::to_raw_value(&*inner).map_err(|e| e.to_string())
+    }
+
+    fn restore(&self, json: &str) -> Result<(), String> {
+        let mut inner: Inner = serde_json::from_str(json).map_err(|e| e.to_string())?;
+        // Each pipeline key was read once per execution: share one copy, as folding does.
+        let Inner {
+            executions,
+            by_pipeline,
+            latest,
+            ..
+        } = &mut inner;
+        for (key, _) in executions.values_mut() {
+            if let Some((shared, _)) = by_pipeline.get_key_value(key) {
+                *key = shared.clone();
+            }
+        }
+        let keys: Vec<Arc<str>> = latest.keys().cloned().collect();
+        for key in keys {
+            if let Some((shared, _)) = by_pipeline.get_key_value(&key) {
+                let index = latest.remove(&key).unwrap_or_default();
+                latest.insert(shared.clone(), index);
+            }
+        }
+        *self.inner.write().expect("execution views lock") = inner;
+        Ok(())
+    }
+
+    fn clear(&self) {
+        *self.inner.write().expect("execution views lock") = Inner::default();
     }
 }

@@ -5,7 +5,6 @@
 //! Reads take a read lock and never wait behind an actor's mailbox.
 
 pub mod executions;
-pub mod snapshot;
 pub mod state;
 
 use std::collections::BTreeMap;
@@ -82,7 +81,7 @@ pub fn declaration_of_output(output: &[u8]) -> Option<Declaration> {
         .map(|o| o.pipeline)
 }
 
-/// A JSON document kept as bytes, written into snapshots as text.
+/// A JSON document kept as bytes, written into checkpoints as text.
 mod json_text {
     use bytes::Bytes;
     use serde::{Deserialize, Deserializer, Serializer};
@@ -283,18 +282,6 @@ impl PipelineViews {
             .collect()
     }
 
-    /// Every pipeline view, by stream, for a snapshot.
-    pub fn export(&self) -> BTreeMap<String, PipelineView> {
-        self.pipelines.read().expect("views lock").clone()
-    }
-
-    /// Views holding what a snapshot exported.
-    pub fn import(pipelines: BTreeMap<String, PipelineView>) -> Self {
-        PipelineViews {
-            pipelines: RwLock::new(pipelines),
-        }
-    }
-
     /// How many pipelines there are in all.
     pub fn len(&self) -> usize {
         self.pipelines.read().expect("views lock").len()
@@ -381,4 +368,30 @@ pub fn pipeline_version(
     version: u64,
 ) -> Result<Option<Bytes>, StoreError> {
     Ok(recorded_version(store, stream, version)?.map(|v| v.get_output()))
+}
+
+impl crate::checkpoint::Projection for PipelineViews {
+    fn name(&self) -> &'static str {
+        "pipelines"
+    }
+
+    fn apply(&self, record: &RecordedEvent) {
+        PipelineViews::apply(self, record);
+    }
+
+    fn export(&self) -> Result<Box<serde_json::value::RawValue>, String> {
+        let pipelines = self.pipelines.read().expect("views lock");
+        serde_json::value::to_raw_value(&*pipelines).map_err(|e| e.to_string())
+    }
+
+    fn restore(&self, json: &str) -> Result<(), String> {
+        let pipelines: BTreeMap<String, PipelineView> =
+            serde_json::from_str(json).map_err(|e| e.to_string())?;
+        *self.pipelines.write().expect("views lock") = pipelines;
+        Ok(())
+    }
+
+    fn clear(&self) {
+        self.pipelines.write().expect("views lock").clear();
+    }
 }

@@ -23,9 +23,16 @@ pub struct Server {
     /// The data dir (owned by `_tmp` unless given).
     pub data_dir: PathBuf,
     _tmp: Option<tempfile::TempDir>,
+    /// The last 32–64 KiB of what the server logged.
+    log: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 impl Server {
+    /// What the server logged so far (its last 32–64 KiB).
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
     /// A server on a fresh temporary data dir.
     pub fn start() -> Server {
         let tmp = tempfile::tempdir().expect("temp dir");
@@ -65,8 +72,8 @@ impl Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_codepipeline-local"))
             .args(["serve", "--port", "0", "--data-dir"])
             .arg(data_dir)
-            .envs(env.iter().copied())
             .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -108,6 +115,7 @@ impl Server {
                 child,
                 data_dir: data_dir.to_path_buf(),
                 _tmp: None,
+                log,
             }),
             Err(_) => {
                 let _ = child.kill();

@@ -1,0 +1,296 @@
+//! Checkpoints: every projection of the log (pipeline and execution views, S3, IAM, CodeBuild)
+//! written to one file with the log position it holds, so that start-up and offline history
+//! reads fold only the events recorded after it instead of the whole history.
+//!
+//! A checkpoint is always folded from the log in log order, by the projections' own `apply`:
+//! at start-up once the tail is folded (nothing else runs yet), in the background every
+//! `checkpoint_interval_seconds` when enough events were recorded since the last one, and at a
+//! graceful stop. Between start-up and stop it is folded into fresh projections, never copied
+//! from the live ones, whose events arrive from many actors in no global order.
+//!
+//! It is written to a temporary file, synced and renamed, so a crash leaves the old one or the
+//! new one whole. It records the position of its last event and when that event was recorded,
+//! which recognises its log. A checkpoint is a cache, not part of the data format
+//! (`migrations/`): one that is missing is rebuilt; one that is unreadable, of another version,
+//! of another log or lacking a projection is ignored with a warning and the log folded whole.
+//! Deleting it changes no answer.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::eventstore::{EventStore, RecordedEvent, StoreError};
+
+/// Bumped whenever what any projection keeps changes shape.
+pub const CHECKPOINT_VERSION: u64 = 1;
+
+/// A state folded from the log that a checkpoint can hold.
+pub trait Projection: Send + Sync {
+    /// Its name in the checkpoint.
+    fn name(&self) -> &'static str;
+    /// Folds one event (in log order).
+    fn apply(&self, record: &RecordedEvent);
+    /// Everything it holds, as JSON.
+    fn export(&self) -> Result<Box<RawValue>, String>;
+    /// Replaces what it holds with what `export` wrote.
+    fn restore(&self, json: &str) -> Result<(), String>;
+    /// Forgets everything (a checkpoint could not be restored whole).
+    fn clear(&self);
+}
+
+impl<T: Projection + ?Sized> Projection for Arc<T> {
+    fn name(&self) -> &'static str {
+        (**self).name()
+    }
+    fn apply(&self, record: &RecordedEvent) {
+        (**self).apply(record)
+    }
+    fn export(&self) -> Result<Box<RawValue>, String> {
+        (**self).export()
+    }
+    fn restore(&self, json: &str) -> Result<(), String> {
+        (**self).restore(json)
+    }
+    fn clear(&self) {
+        (**self).clear()
+    }
+}
+
+/// The checkpoint file of a data dir.
+pub fn file(data_dir: &Path) -> PathBuf {
+    data_dir.join("checkpoint.json")
+}
+
+/// The file of the views snapshot older versions wrote, which checkpoints replace.
+fn old_snapshot(data_dir: &Path) -> PathBuf {
+    data_dir.join("views-snapshot.json")
+}
+
+#[derive(Serialize, Deserialize)]
+struct Checkpoint {
+    version: u64,
+    /// The last event it holds.
+    position: u64,
+    /// When that event was recorded.
+    recorded_at: f64,
+    projections: BTreeMap<String, Box<RawValue>>,
+}
+
+/// What loading did.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Loaded {
+    /// The position the checkpoint held (0 without one).
+    pub from: u64,
+    /// The last event folded in.
+    pub position: u64,
+    /// How many events were folded after the checkpoint.
+    pub folded: u64,
+}
+
+/// Why the checkpoint in `file` cannot be used for this log; `None` when it can.
+fn check(
+    store: &dyn EventStore,
+    cp: &Checkpoint,
+    projections: &[&dyn Projection],
+) -> Option<String> {
+    if cp.version != CHECKPOINT_VERSION {
+        return Some(format!(
+            "it is of version {}, this build writes {CHECKPOINT_VERSION}",
+            cp.version
+        ));
+    }
+    let here = match cp.position {
+        0 => Some((0, 0.0)),
+        p => store
+            .read_all(p, 1)
+            .ok()
+            .and_then(|r| r.first().map(|e| (e.position, e.recorded_at))),
+    };
+    if cp.position != 0 && here != Some((cp.position, cp.recorded_at)) {
+        return Some(format!(
+            "its event at position {} is not this log's",
+            cp.position
+        ));
+    }
+    projections
+        .iter()
+        .find(|p| !cp.projections.contains_key(p.name()))
+        .map(|p| format!("it holds no {}", p.name()))
+}
+
+/// Restores `projections` from the checkpoint in `file` when it belongs to this log, then folds
+/// the events recorded after it (the whole log without one).
+pub fn load(
+    store: &dyn EventStore,
+    file: &Path,
+    projections: &[&dyn Projection],
+) -> Result<Loaded, StoreError> {
+    let mut from = 0;
+    if let Ok(bytes) = std::fs::read(file) {
+        let restored = match serde_json::from_slice::<Checkpoint>(&bytes) {
+            Err(e) => Err(format!("it is unreadable ({e})")),
+            Ok(cp) => match check(store, &cp, projections) {
+                Some(why) => Err(why),
+                None => projections
+                    .iter()
+                    .try_for_each(|p| {
+                        p.restore(cp.projections[p.name()].get())
+                            .map_err(|e| format!("its {} is unreadable ({e})", p.name()))
+                    })
+                    .map(|()| cp.position),
+            },
+        };
+        match restored {
+            Ok(position) => from = position,
+            Err(why) => {
+                log::warn!(
+                    "the checkpoint {} is ignored: {why}; the whole log is folded",
+                    file.display()
+                );
+                projections.iter().for_each(|p| p.clear());
+            }
+        }
+    }
+    let mut loaded = Loaded {
+        from,
+        position: from,
+        folded: 0,
+    };
+    crate::eventstore::replay_from(store, from + 1, |record| {
+        projections.iter().for_each(|p| p.apply(record));
+        loaded.position = record.position;
+        loaded.folded += 1;
+    })?;
+    Ok(loaded)
+}
+
+/// Writes `projections`, folded in log order up to `position`, into `file`, atomically.
+pub fn save(
+    store: &dyn EventStore,
+    file: &Path,
+    projections: &[&dyn Projection],
+    position: u64,
+) -> Result<(), String> {
+    let recorded_at = match position {
+        0 => 0.0,
+        p => store
+            .read_all(p, 1)
+            .map_err(|e| e.to_string())?
+            .first()
+            .map_or(0.0, |e| e.recorded_at),
+    };
+    let mut exported = BTreeMap::new();
+    for p in projections {
+        exported.insert(p.name().to_string(), p.export()?);
+    }
+    let checkpoint = Checkpoint {
+        version: CHECKPOINT_VERSION,
+        position,
+        recorded_at,
+        projections: exported,
+    };
+    let tmp = file.with_extension("json.tmp");
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        let mut out = std::io::BufWriter::new(&mut f);
+        serde_json::to_writer(&mut out, &checkpoint)?;
+        out.flush()?;
+        drop(out);
+        f.sync_all()?;
+        std::fs::rename(&tmp, file)?;
+        if let Some(dir) = file.parent() {
+            // The rename itself is durable once the directory is.
+            std::fs::File::open(dir)?.sync_all()?;
+        }
+        Ok(())
+    };
+    write().map_err(|e| format!("the checkpoint could not be written: {e}"))?;
+    if let Some(dir) = file.parent() {
+        let _ = std::fs::remove_file(old_snapshot(dir));
+    }
+    Ok(())
+}
+
+/// Brings the checkpoint in `file` up to the end of the log by folding the events after it into
+/// `fresh` projections (empty ones, not the live ones) and writing them. Returns what loading did.
+pub fn refresh(
+    store: &dyn EventStore,
+    file: &Path,
+    fresh: &[&dyn Projection],
+) -> Result<Loaded, String> {
+    let loaded = load(store, file, fresh).map_err(|e| e.to_string())?;
+    if loaded.folded > 0 || !file.exists() {
+        save(store, file, fresh, loaded.position)?;
+    }
+    Ok(loaded)
+}
+
+/// Makes empty projections to fold a checkpoint into.
+pub type Fresh = Box<dyn Fn() -> Vec<Box<dyn Projection>> + Send + Sync>;
+
+/// Writes checkpoints in the background and at the stop, one at a time.
+pub struct Checkpointer {
+    store: Arc<dyn EventStore>,
+    file: PathBuf,
+    fresh: Fresh,
+    /// The position of the last checkpoint written; held while one is written.
+    last: Mutex<u64>,
+}
+
+impl Checkpointer {
+    /// Checkpoints of `store` into `file`, folded into what `fresh` makes; the last one written
+    /// holds `position`.
+    pub fn new(store: Arc<dyn EventStore>, file: PathBuf, position: u64, fresh: Fresh) -> Self {
+        Checkpointer {
+            store,
+            file,
+            fresh,
+            last: Mutex::new(position),
+        }
+    }
+
+    /// Writes a checkpoint if at least `min_events` were recorded since the last one.
+    pub fn run(&self, min_events: u64) -> Result<(), String> {
+        let mut last = self.last.lock().expect("checkpoint lock");
+        let end = self.store.last_position().map_err(|e| e.to_string())?;
+        if end < last.saturating_add(min_events.max(1)) {
+            return Ok(());
+        }
+        let fresh = (self.fresh)();
+        let refs: Vec<&dyn Projection> = fresh.iter().map(|p| p.as_ref()).collect();
+        let loaded = refresh(self.store.as_ref(), &self.file, &refs)?;
+        *last = loaded.position;
+        Ok(())
+    }
+
+    /// Runs [`Checkpointer::run`] now and then every `interval` until `stop` says so or is
+    /// dropped.
+    pub fn spawn(
+        self: &Arc<Self>,
+        interval: Duration,
+        min_events: u64,
+        stop: std::sync::mpsc::Receiver<()>,
+    ) -> std::thread::JoinHandle<()> {
+        let me = self.clone();
+        std::thread::Builder::new()
+            .name("checkpoints".into())
+            .spawn(move || loop {
+                if let Err(e) = me.run(min_events) {
+                    log::warn!("{e}");
+                }
+                crate::allocator::release();
+                if !matches!(
+                    stop.recv_timeout(interval),
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout)
+                ) {
+                    return;
+                }
+            })
+            .expect("the checkpoint thread starts")
+    }
+}

@@ -1,0 +1,56 @@
+//! The projections of the log, together: what start-up folds, what a checkpoint holds.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::checkpoint::Projection;
+use crate::codebuild::CodeBuild;
+use crate::codepipeline::views::executions::ExecutionViews;
+use crate::codepipeline::views::PipelineViews;
+use crate::eventstore::EventStore;
+use crate::iam::Iam;
+use crate::s3::store::LocalStore;
+
+/// Every projection of the log.
+pub struct Projections {
+    /// Pipelines.
+    pub pipelines: Arc<PipelineViews>,
+    /// Executions.
+    pub executions: Arc<ExecutionViews>,
+    /// Buckets, objects and versions.
+    pub s3: Arc<LocalStore>,
+    /// Roles.
+    pub iam: Arc<Iam>,
+    /// Projects and builds.
+    pub codebuild: Arc<CodeBuild>,
+}
+
+impl Projections {
+    /// Empty projections of `store` that only hold state (they touch no file and run nothing):
+    /// what checkpoints and offline history reads fold into.
+    pub fn detached(store: &Arc<dyn EventStore>, data_dir: &Path) -> Self {
+        Projections {
+            pipelines: Arc::new(PipelineViews::new()),
+            executions: Arc::new(ExecutionViews::new(store.clone())),
+            s3: Arc::new(LocalStore::state_only(&data_dir.join("s3"), store.clone())),
+            iam: Arc::new(Iam::new(store.clone())),
+            codebuild: Arc::new(CodeBuild::new(
+                store.clone(),
+                data_dir.join("codebuild"),
+                false,
+                0,
+            )),
+        }
+    }
+
+    /// All of them, as a checkpoint takes them.
+    pub fn all(&self) -> [&dyn Projection; 5] {
+        [
+            self.pipelines.as_ref(),
+            self.executions.as_ref(),
+            self.s3.as_ref(),
+            self.iam.as_ref(),
+            self.codebuild.as_ref(),
+        ]
+    }
+}

@@ -1,0 +1,222 @@
+//! Checkpoints: a start after kill -9 restores the last checkpoint and folds only what came
+//! after it, and answers exactly as a start that folds the whole log; a checkpoint that is not
+//! one is ignored with a warning.
+
+use serde_json::json;
+
+use crate::common::{tutorial_declaration, Server};
+use crate::engine::{create, finished, latest_execution, start, tutorial_buckets};
+
+/// What every projection answers: pipelines, executions, action executions, stage states,
+/// buckets and object versions, roles, projects and builds.
+fn answers(server: &Server) -> Vec<String> {
+    let client = server.client();
+    let mut out = Vec::new();
+    for (op, body) in [
+        ("ListPipelines", json!({})),
+        ("GetPipeline", json!({"name": "pipeline"})),
+        ("GetPipelineState", json!({"name": "pipeline"})),
+        (
+            "ListPipelineExecutions",
+            json!({"pipelineName": "pipeline"}),
+        ),
+        ("ListActionExecutions", json!({"pipelineName": "pipeline"})),
+    ] {
+        let r = client.call(op, body);
+        assert_eq!(r.status, 200, "{op}: {}", r.text());
+        let mut v = r.json();
+        // Only what the log holds: GetPipelineState's `updated` dates are the log's, the
+        // answer's own `metadata` is not there.
+        if let Some(obj) = v.as_object_mut() {
+            obj.remove("metadata");
+        }
+        out.push(v.to_string());
+    }
+    let strip = |text: String| {
+        let mut text = text;
+        while let Some(start) = text.find("<RequestId>") {
+            let end = text[start..]
+                .find("</RequestId>")
+                .map_or(text.len(), |e| start + e + 12);
+            text.replace_range(start..end, "");
+        }
+        text
+    };
+    out.push(strip(client.http("GET", "/", "localhost", b"").text()));
+    out.push(strip(
+        client
+            .http("GET", "/source-bucket?versions", "localhost", b"")
+            .text(),
+    ));
+    out.push(strip(
+        client
+            .query("iam", "Action=ListRoles&Version=2010-05-08")
+            .text(),
+    ));
+    let projects = client.raw_for(
+        "codebuild",
+        Some("CodeBuild_20161006.BatchGetProjects"),
+        br#"{"names":["kept"]}"#,
+    );
+    out.push(projects.text());
+    out
+}
+
+/// The position the checkpoint in `dir` holds, if there is one.
+fn checkpoint_position(dir: &std::path::Path) -> Option<u64> {
+    let bytes = std::fs::read(dir.join("checkpoint.json")).ok()?;
+    serde_json::from_slice::<serde_json::Value>(&bytes).ok()?["position"].as_u64()
+}
+
+/// Waits (at most 60 s) until the checkpoint in `dir` holds at least `position`.
+fn wait_for_checkpoint(dir: &std::path::Path, position: u64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while checkpoint_position(dir).is_none_or(|p| p < position) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no checkpoint reached position {position} (it holds {:?})",
+            checkpoint_position(dir)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// The position of the last event in the log, from the history export.
+fn last_position(server: &Server) -> u64 {
+    let r = server
+        .client()
+        .http("GET", "/_codepipeline_local/health", "localhost", b"");
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()["events"]
+        .as_u64()
+        .expect("the health answer counts events")
+}
+
+#[tokio::test]
+async fn a_start_after_kill_9_between_checkpoints_answers_as_a_full_rebuild() {
+    let often = [
+        ("CODEPIPELINE_LOCAL_CHECKPOINT_INTERVAL_SECONDS", "1"),
+        ("CODEPIPELINE_LOCAL_CHECKPOINT_MIN_EVENTS", "1"),
+    ];
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let server = Server::try_start_with(dir, &often).unwrap();
+    let (cp, s3) = (server.codepipeline(), server.s3());
+    tutorial_buckets(&s3).await;
+    create(&server, tutorial_declaration("pipeline"));
+    let first = latest_execution(&cp, "pipeline").await;
+    finished(&cp, "pipeline", &first).await;
+    let role = server.client().query(
+        "iam",
+        "Action=CreateRole&Version=2010-05-08&RoleName=kept&AssumeRolePolicyDocument=%7B%22Statement%22%3A%5B%5D%7D",
+    );
+    assert_eq!(role.status, 200, "{}", role.text());
+    wait_for_checkpoint(dir, last_position(&server));
+
+    // More of everything after the checkpoint; then the process dies before the next one could
+    // be written (the restarted server writes none: it checkpoints only at a stop).
+    let second = start(&cp, "pipeline").await;
+    finished(&cp, "pipeline", &second).await;
+    let project = server.client().raw_for(
+        "codebuild",
+        Some("CodeBuild_20161006.CreateProject"),
+        br#"{"name":"kept","source":{"type":"NO_SOURCE","buildspec":"version: 0.2"},"artifacts":{"type":"NO_ARTIFACTS"},"environment":{"type":"LINUX_CONTAINER","image":"i","computeType":"BUILD_GENERAL1_SMALL"},"serviceRole":"arn:aws:iam::000000000000:role/r"}"#,
+    );
+    assert_eq!(project.status, 200, "{}", project.text());
+    let put = server
+        .client()
+        .http("PUT", "/source-bucket/after", "localhost", b"later");
+    assert_eq!(put.status, 200);
+    let before = answers(&server);
+    let held = checkpoint_position(dir).unwrap();
+    let tmp_kept = server.kill9();
+    assert!(tmp_kept.is_none());
+
+    // At `info`, a start says where it loaded from.
+    let never = [
+        ("CODEPIPELINE_LOCAL_CHECKPOINT_INTERVAL_SECONDS", "0"),
+        ("RUST_LOG", "info"),
+    ];
+    let restored = Server::try_start_with(dir, &never).unwrap();
+    let from_checkpoint = answers(&restored);
+    let log = restored.log();
+    assert!(
+        log.contains(&format!("from the checkpoint at event {held} and ")),
+        "the start did not use the checkpoint at {held}: {log}"
+    );
+    drop(restored.kill9());
+    assert_eq!(checkpoint_position(dir), Some(held));
+
+    std::fs::remove_file(dir.join("checkpoint.json")).unwrap();
+    let rebuilt = Server::try_start_with(dir, &never).unwrap();
+    assert!(rebuilt
+        .log()
+        .contains("from the checkpoint at event 0 and "));
+    let from_log = answers(&rebuilt);
+    for ((b, c), r) in before.iter().zip(&from_checkpoint).zip(&from_log) {
+        assert_eq!(c, b, "restored from the checkpoint");
+        assert_eq!(r, b, "folded from the whole log");
+    }
+    // A graceful stop leaves a checkpoint of the whole log, which the next start uses whole.
+    let end = last_position(&rebuilt);
+    drop(rebuilt.terminate());
+    assert_eq!(checkpoint_position(dir), Some(end));
+    let again = Server::try_start_with(dir, &never).unwrap();
+    assert!(
+        again.log().contains(&format!(
+            "from the checkpoint at event {end} and 0 events after it"
+        )),
+        "{}",
+        again.log()
+    );
+    assert_eq!(answers(&again), before);
+}
+
+#[tokio::test]
+async fn a_checkpoint_that_is_not_one_is_ignored_with_a_warning() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let server = Server::start_in(dir);
+    tutorial_buckets(&server.s3()).await;
+    create(&server, tutorial_declaration("pipeline"));
+    let cp = server.codepipeline();
+    let first = latest_execution(&cp, "pipeline").await;
+    finished(&cp, "pipeline", &first).await;
+    let role = server.client().query(
+        "iam",
+        "Action=CreateRole&Version=2010-05-08&RoleName=kept&AssumeRolePolicyDocument=%7B%22Statement%22%3A%5B%5D%7D",
+    );
+    assert_eq!(role.status, 200);
+    let before = answers(&server);
+    drop(server.terminate());
+    let file = dir.join("checkpoint.json");
+    let good = std::fs::read(&file).unwrap();
+
+    let mut wrong_log: serde_json::Value = serde_json::from_slice(&good).unwrap();
+    wrong_log["recorded_at"] = json!(1.0);
+    let mut missing_part: serde_json::Value = serde_json::from_slice(&good).unwrap();
+    missing_part["projections"]
+        .as_object_mut()
+        .unwrap()
+        .remove("iam");
+    let mut broken_part: serde_json::Value = serde_json::from_slice(&good).unwrap();
+    broken_part["projections"]["s3"] = json!({"buckets": 5});
+    let cases = [
+        (b"{torn".to_vec(), "unreadable"),
+        (wrong_log.to_string().into_bytes(), "is not this log's"),
+        (missing_part.to_string().into_bytes(), "it holds no iam"),
+        (broken_part.to_string().into_bytes(), "its s3 is unreadable"),
+    ];
+    for (bytes, why) in cases {
+        std::fs::write(&file, &bytes).unwrap();
+        let server = Server::start_in(dir);
+        let log = server.log();
+        assert!(
+            log.contains("the checkpoint") && log.contains(why),
+            "{why}: {log}"
+        );
+        assert_eq!(answers(&server), before, "{why}");
+        // Killed, so that no new checkpoint replaces the broken one for the next case.
+        drop(server.kill9());
+    }
+}

@@ -13,9 +13,9 @@
 mod common;
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use common::{call, env_or, Conn, Proc};
+use common::{call, env_or, wait, Conn, Proc};
 use serde_json::{json, Value};
 
 fn action(
@@ -66,24 +66,6 @@ fn declaration(name: &str, stages: usize, deploys: usize) -> Value {
         "artifactStore": {"type": "S3", "location": "artifact-store-bucket"},
         "stages": all,
     })
-}
-
-/// Waits (at most 120 s) for an execution's end; panics unless it succeeded.
-fn wait(conn: &mut Conn, pipeline: &str, id: &str) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let body = format!(r#"{{"pipelineName":"{pipeline}","pipelineExecutionId":"{id}"}}"#);
-    loop {
-        let (status, e) = conn.call_json("GetPipelineExecution", &body);
-        assert_eq!(status, 200, "{e}");
-        match e["pipelineExecution"]["status"].as_str() {
-            Some("InProgress") => {
-                assert!(Instant::now() < deadline, "{id} still running after 120 s");
-                std::thread::sleep(Duration::from_millis(2));
-            }
-            Some("Succeeded") => return,
-            other => panic!("execution {id} ended {other:?}"),
-        }
-    }
 }
 
 /// Runs the command `runs` times: (p50, max) wall milliseconds, and the last output.

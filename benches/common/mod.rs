@@ -314,3 +314,21 @@ pub fn load_with(
         latencies_us,
     }
 }
+
+/// Waits (at most 120 s) for an execution's end; panics unless it succeeded.
+pub fn wait(conn: &mut Conn, pipeline: &str, id: &str) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let body = format!(r#"{{"pipelineName":"{pipeline}","pipelineExecutionId":"{id}"}}"#);
+    loop {
+        let (status, e) = conn.call_json("GetPipelineExecution", &body);
+        assert_eq!(status, 200, "{e}");
+        match e["pipelineExecution"]["status"].as_str() {
+            Some("InProgress") => {
+                assert!(Instant::now() < deadline, "{id} still running after 120 s");
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            Some("Succeeded") => return,
+            other => panic!("execution {id} ended {other:?}"),
+        }
+    }
+}

@@ -123,20 +123,15 @@ impl HistoryReader {
         ))
     }
 
-    fn summaries(
-        &self,
-        region: &str,
-        pipeline: &str,
-    ) -> Result<Vec<ExecutionSummary>, HistoryError> {
+    /// The key of a pipeline that exists.
+    fn pipeline_key(&self, region: &str, pipeline: &str) -> Result<String, HistoryError> {
         let stream = pipeline_stream(ACCOUNT, region, pipeline);
         if self.pipelines.with(&stream, |_| ()).is_none() {
             return Err(HistoryError::NotFound(format!(
                 "pipeline {pipeline} does not exist in {region}"
             )));
         }
-        Ok(self
-            .executions
-            .summaries(&pipeline_key(ACCOUNT, region, pipeline)))
+        Ok(pipeline_key(ACCOUNT, region, pipeline))
     }
 
     /// Every pipeline, with its number of executions and its latest one.
@@ -148,14 +143,13 @@ impl HistoryReader {
             else {
                 continue;
             };
-            let summaries = self.executions.summaries(&key);
             let mut p = json!({
                 "name": name,
                 "region": region,
                 "version": version,
-                "executions": summaries.len(),
+                "executions": self.executions.count(&key),
             });
-            if let Some(latest) = summaries.first() {
+            if let Some(latest) = self.executions.newest(&key, 0, 1).first() {
                 p["latestExecution"] = summary_json(latest);
             }
             out.push(p);
@@ -171,13 +165,17 @@ impl HistoryReader {
         status: Option<&str>,
         limit: usize,
     ) -> Result<Value, HistoryError> {
-        let out: Vec<Value> = self
-            .summaries(region, pipeline)?
-            .iter()
-            .filter(|s| status.is_none_or(|st| s.status.as_str().eq_ignore_ascii_case(st)))
-            .take(limit)
-            .map(summary_json)
-            .collect();
+        let key = self.pipeline_key(region, pipeline)?;
+        let mut out = Vec::new();
+        if limit == 0 {
+            return Ok(Value::Array(out));
+        }
+        self.executions.walk_newest(&key, 0, usize::MAX, |s, _| {
+            if status.is_none_or(|st| s.status.as_str().eq_ignore_ascii_case(st)) {
+                out.push(summary_json(&s));
+            }
+            Ok::<_, HistoryError>(out.len() < limit)
+        })?;
         Ok(Value::Array(out))
     }
 
@@ -191,47 +189,47 @@ impl HistoryReader {
         filter: &ActionFilter,
         limit: usize,
     ) -> Result<Value, HistoryError> {
-        let mut summaries = self.summaries(region, pipeline)?;
-        if let Some(id) = &filter.execution {
-            summaries.retain(|s| &s.id == id);
-            if summaries.is_empty() {
-                return Err(HistoryError::NotFound(format!(
-                    "execution {id} does not exist in pipeline {pipeline}"
-                )));
+        let key = self.pipeline_key(region, pipeline)?;
+        let (first, count) = match &filter.execution {
+            Some(id) => {
+                let index = self.executions.index_of(&key, id).ok_or_else(|| {
+                    HistoryError::NotFound(format!(
+                        "execution {id} does not exist in pipeline {pipeline}"
+                    ))
+                })?;
+                (index, 1)
             }
-        }
-        // The newest last update among executions not read yet.
-        let mut unread_newest = vec![f64::MIN; summaries.len() + 1];
-        for i in (0..summaries.len()).rev() {
-            unread_newest[i] = unread_newest[i + 1].max(summaries[i].updated);
-        }
+            None => (0, usize::MAX),
+        };
         let mut runs: Vec<(f64, Value)> = Vec::new();
-        for (i, summary) in summaries.iter().enumerate() {
-            if runs.len() >= limit && runs[limit - 1].0 > unread_newest[i] {
-                break;
-            }
-            if filter.since.is_some_and(|since| summary.updated < since) {
-                continue;
-            }
-            let Some(e) = self.executions.get(&summary.id)? else {
-                continue;
-            };
-            runs.extend(
-                e.runs
-                    .iter()
-                    .filter(|r| filter.stage.as_ref().is_none_or(|s| &r.stage == s))
-                    .filter(|r| filter.action.as_ref().is_none_or(|a| &r.action == a))
-                    .filter(|r| {
-                        filter
-                            .status
-                            .as_ref()
-                            .is_none_or(|s| r.status.as_str().eq_ignore_ascii_case(s))
-                    })
-                    .filter(|r| filter.since.is_none_or(|since| r.started >= since))
-                    .map(|r| (r.started, run_json(&e, r))),
-            );
-            runs.sort_by(|a, b| b.0.total_cmp(&a.0));
-        }
+        self.executions
+            .walk_newest(&key, first, count, |summary, unread_newest| {
+                if runs.len() >= limit && runs[limit - 1].0 > unread_newest {
+                    return Ok(false);
+                }
+                if filter.since.is_some_and(|since| summary.updated < since) {
+                    return Ok(true);
+                }
+                let Some(e) = self.executions.get(&summary.id)? else {
+                    return Ok(true);
+                };
+                runs.extend(
+                    e.runs
+                        .iter()
+                        .filter(|r| filter.stage.as_ref().is_none_or(|s| &r.stage == s))
+                        .filter(|r| filter.action.as_ref().is_none_or(|a| &r.action == a))
+                        .filter(|r| {
+                            filter
+                                .status
+                                .as_ref()
+                                .is_none_or(|s| r.status.as_str().eq_ignore_ascii_case(s))
+                        })
+                        .filter(|r| filter.since.is_none_or(|since| r.started >= since))
+                        .map(|r| (r.started, run_json(&e, r))),
+                );
+                runs.sort_by(|a, b| b.0.total_cmp(&a.0));
+                Ok::<_, HistoryError>(true)
+            })?;
         Ok(Value::Array(
             runs.into_iter().take(limit).map(|(_, v)| v).collect(),
         ))

@@ -1895,3 +1895,93 @@ async fn hostile_zips_fail_their_action_and_the_server_goes_on() {
     assert_eq!(statuses.len(), 3);
     assert!(!statuses.contains(&"InProgress"), "{statuses:?}");
 }
+
+#[tokio::test]
+async fn execution_listings_page_newest_first_and_filter() {
+    let server = Server::start();
+    let (cp, s3) = (server.codepipeline(), server.s3());
+    tutorial_buckets(&s3).await;
+    create(&server, tutorial_declaration("pipeline"));
+    let first = latest_execution(&cp, "pipeline").await;
+    finished(&cp, "pipeline", &first).await;
+    // The second fails at its source: the object is gone. The third succeeds again.
+    s3.delete_object()
+        .bucket("source-bucket")
+        .key("file")
+        .send()
+        .await
+        .unwrap();
+    let second = start(&cp, "pipeline").await;
+    assert_eq!(
+        finished(&cp, "pipeline", &second).await,
+        PipelineExecutionStatus::Failed
+    );
+    s3.put_object()
+        .bucket("source-bucket")
+        .key("file")
+        .body(ByteStream::from_static(b"again"))
+        .send()
+        .await
+        .unwrap();
+    let third = start(&cp, "pipeline").await;
+    finished(&cp, "pipeline", &third).await;
+
+    // Pages of one, newest first; with the filter, only executions whose stage2 succeeded.
+    let pages = |filter: serde_json::Value| {
+        let mut ids = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut input = json!({"pipelineName": "pipeline", "maxResults": 1, "filter": filter});
+            if filter.is_null() {
+                input.as_object_mut().unwrap().remove("filter");
+            }
+            if let Some(t) = &token {
+                input["nextToken"] = json!(t);
+            }
+            let page = server.call("ListPipelineExecutions", input);
+            assert_eq!(page.status, 200, "{}", page.text());
+            let page = page.json();
+            for s in page["pipelineExecutionSummaries"].as_array().unwrap() {
+                ids.push(s["pipelineExecutionId"].as_str().unwrap().to_string());
+            }
+            token = page["nextToken"].as_str().map(str::to_string);
+            if token.is_none() {
+                return ids;
+            }
+            assert!(ids.len() <= 3, "more pages than executions");
+        }
+    };
+    assert_eq!(
+        pages(json!(null)),
+        [third.clone(), second.clone(), first.clone()]
+    );
+    assert_eq!(
+        pages(json!({"succeededInStage": {"stageName": "stage2"}})),
+        [third.clone(), first.clone()]
+    );
+
+    // ListActionExecutions for one execution: its runs only; an unknown one is not found.
+    let one = server.call(
+        "ListActionExecutions",
+        json!({"pipelineName": "pipeline", "filter": {"pipelineExecutionId": second}}),
+    );
+    let runs = one.json()["actionExecutionDetails"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(runs.len(), 1, "the failed execution ran its source only");
+    assert_eq!(runs[0]["pipelineExecutionId"], second.as_str());
+    assert_eq!(runs[0]["status"], "Failed");
+    let unknown = server.call(
+        "ListActionExecutions",
+        json!({"pipelineName": "pipeline", "filter": {"pipelineExecutionId": "00000000-0000-0000-0000-000000000000"}}),
+    );
+    assert_eq!(unknown.error_code(), "PipelineExecutionNotFoundException");
+    for op in ["ListPipelineExecutions", "ListActionExecutions"] {
+        let bad = server.call(
+            op,
+            json!({"pipelineName": "pipeline", "nextToken": "garbage"}),
+        );
+        assert_eq!(bad.error_code(), "InvalidNextTokenException", "{op}");
+    }
+}

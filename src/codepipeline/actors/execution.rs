@@ -431,7 +431,7 @@ impl ExecutionRegistry {
     ) -> usize {
         let mut started = 0;
         for (key, version, output) in pipelines.current_versions() {
-            if !self.views.summaries(&key).is_empty() {
+            if self.views.count(&key) > 0 {
                 continue;
             }
             let Some(PipelineKey {

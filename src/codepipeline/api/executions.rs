@@ -210,32 +210,6 @@ struct ListExecutionsInput {
     filter: Option<Value>,
 }
 
-/// A page of `items` after the one a token names, and the token for the next page.
-fn page<T>(
-    items: Vec<T>,
-    id_of: impl Fn(&T) -> String,
-    token: Option<&str>,
-    max: usize,
-) -> Result<(Vec<T>, Option<String>), AwsError> {
-    let start = match token {
-        Some(t) => {
-            let after = token::decode(t)?;
-            items
-                .iter()
-                .position(|i| id_of(i) == after)
-                .map(|p| p + 1)
-                .ok_or_else(token::invalid)?
-        }
-        None => 0,
-    };
-    let total = items.len();
-    let page: Vec<T> = items.into_iter().skip(start).take(max).collect();
-    let next = (start + page.len() < total)
-        .then(|| page.last().map(|i| token::encode(&id_of(i))))
-        .flatten();
-    Ok((page, next))
-}
-
 pub(super) fn handle_list_pipeline_executions(
     svc: &CodePipelineService,
     ctx: &RequestContext,
@@ -244,24 +218,53 @@ pub(super) fn handle_list_pipeline_executions(
     let input: ListExecutionsInput = from_value(input)?;
     exists(svc, ctx, &input.pipeline_name)?;
     let key = pipeline_key(&ctx.account_id, &ctx.region, &input.pipeline_name);
-    let mut executions = svc.execution_views.summaries(&key);
-    if let Some(stage) = input
+    let stage = input
         .filter
         .as_ref()
-        .and_then(|f| f["succeededInStage"]["stageName"].as_str())
-    {
-        executions.retain(|e| {
+        .and_then(|f| f["succeededInStage"]["stageName"].as_str());
+    let keep = |e: &ExecutionSummary| {
+        stage.is_none_or(|stage| {
             e.stages
                 .iter()
                 .any(|s| s.name == stage && s.status == StageStatus::Succeeded)
-        });
+        })
+    };
+    let max = input.max_results.unwrap_or(100);
+    // Executions are read newest first a page at a time, from just after the token's.
+    let mut index = match input.next_token.as_deref() {
+        Some(t) => {
+            let after = token::decode(t)?;
+            svc.execution_views
+                .index_of(&key, &after)
+                .ok_or_else(token::invalid)?
+                + 1
+        }
+        None => 0,
+    };
+    let (mut executions, mut more) = (Vec::new(), false);
+    while !more {
+        let chunk = svc
+            .execution_views
+            .newest(&key, index, max.saturating_add(1).clamp(1, 1000));
+        if chunk.is_empty() {
+            break;
+        }
+        index += chunk.len();
+        for e in chunk.into_iter().filter(|e| keep(e)) {
+            if executions.len() == max {
+                more = true;
+                break;
+            }
+            executions.push(e);
+        }
     }
-    let (executions, next) = page(
-        executions,
-        |e| e.id.clone(),
-        input.next_token.as_deref(),
-        input.max_results.unwrap_or(100),
-    )?;
+    let next = more
+        .then(|| {
+            executions
+                .last()
+                .map(|e: &ExecutionSummary| token::encode(&e.id))
+        })
+        .flatten();
     let summaries: Vec<Value> = executions
         .iter()
         .map(|e| {
@@ -347,38 +350,37 @@ pub(super) fn handle_list_action_executions(
     let key = pipeline_key(&ctx.account_id, &ctx.region, &input.pipeline_name);
     let max = input.max_results.unwrap_or(100);
     let after = input.next_token.as_deref().map(token::decode).transpose()?;
-    let mut summaries = svc.execution_views.summaries(&key);
-    if let Some(id) = input
+    // Runs are listed newest first across executions. Executions are read (finished ones from
+    // the log) newest first until the page is certain: an execution can add no run newer than
+    // its last update, so once the run after the page is newer than the latest update of every
+    // execution not read yet, the rest cannot change the page.
+    let views = &svc.execution_views;
+    let (first, count) = match input
         .filter
         .as_ref()
         .and_then(|f| f["pipelineExecutionId"].as_str())
     {
-        summaries.retain(|e| e.id == id);
-        if summaries.is_empty() {
-            return Err(execution_not_found(id, &input.pipeline_name));
+        Some(id) => {
+            let index = views
+                .index_of(&key, id)
+                .ok_or_else(|| execution_not_found(id, &input.pipeline_name))?;
+            (index, 1)
         }
-    }
-    // Runs are listed newest first across executions. Executions are read (finished ones from
-    // the log) newest first until the page is certain: an execution can add no run newer than
-    // its last update, so once the run after the page is newer than every unread execution's
-    // last update, the rest cannot change the page.
-    let mut unread_newest = vec![f64::MIN; summaries.len() + 1];
-    for i in (0..summaries.len()).rev() {
-        unread_newest[i] = unread_newest[i + 1].max(summaries[i].updated);
-    }
+        None => (0, usize::MAX),
+    };
     let mut runs: Vec<(f64, Value)> = Vec::new();
     let mut start = after.is_none().then_some(0);
-    for (i, summary) in summaries.iter().enumerate() {
-        if let Some(first) = start {
+    views.walk_newest(&key, first, count, |summary, unread_newest| {
+        if let Some(first_run) = start {
             if runs
-                .get(first + max)
-                .is_some_and(|(t, _)| *t > unread_newest[i])
+                .get(first_run + max)
+                .is_some_and(|(t, _)| *t > unread_newest)
             {
-                break;
+                return Ok(false);
             }
         }
         let Some(e) = load(svc, &summary.id)? else {
-            continue;
+            return Ok(true);
         };
         runs.extend(e.runs.iter().map(|r| (r.started, action_detail(&e, r))));
         runs.sort_by(|a, b| b.0.total_cmp(&a.0));
@@ -389,7 +391,8 @@ pub(super) fn handle_list_action_executions(
                 .position(|(_, d)| d["actionExecutionId"] == after.as_str())
                 .map(|p| p + 1),
         };
-    }
+        Ok(true)
+    })?;
     let Some(start) = start else {
         return Err(token::invalid());
     };

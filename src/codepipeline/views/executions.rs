@@ -208,6 +208,47 @@ struct Inner {
     by_token: HashMap<(String, String), String>,
     /// Which execution last ran each stage and action, by pipeline key.
     latest: HashMap<Arc<str>, LatestIndex>,
+    /// The last update of each execution, by pipeline key, in `by_pipeline`'s order: what bounds
+    /// the runs older executions can add to a page of ListActionExecutions. Rebuilt on restore.
+    #[serde(skip)]
+    updated: HashMap<Arc<str>, Vec<f64>>,
+    /// The executions that have not ended, by pipeline key, oldest first. Rebuilt on restore.
+    #[serde(skip)]
+    running: HashMap<Arc<str>, Vec<String>>,
+}
+
+impl Inner {
+    /// Rebuilds what is derived from the executions and not kept in checkpoints.
+    fn derive(&mut self) {
+        self.updated.clear();
+        self.running.clear();
+        for (key, ids) in &self.by_pipeline {
+            let mut updated = Vec::with_capacity(ids.len());
+            let mut running = Vec::new();
+            for id in ids {
+                match self.executions.get(id).map(|(_, s)| s) {
+                    Some(Stored::Running(e)) => {
+                        updated.push(e.updated);
+                        running.push(id.clone());
+                    }
+                    Some(Stored::Finished(s)) => updated.push(s.updated),
+                    None => updated.push(0.0),
+                }
+            }
+            self.updated.insert(key.clone(), updated);
+            if !running.is_empty() {
+                self.running.insert(key.clone(), running);
+            }
+        }
+    }
+
+    /// An execution, as a summary.
+    fn summary(&self, id: &str) -> Option<ExecutionSummary> {
+        match &self.executions.get(id)?.1 {
+            Stored::Running(e) => Some(ExecutionSummary::of(e)),
+            Stored::Finished(s) => Some((**s).clone()),
+        }
+    }
 }
 
 /// A map with tuple keys, written into snapshots as a list of entries.
@@ -256,6 +297,8 @@ impl ExecutionViews {
                     inner.executions.remove(&id);
                 }
                 inner.latest.remove(key);
+                inner.updated.remove(key);
+                inner.running.remove(key);
                 inner.by_token.retain(|(pipeline, _), _| pipeline != key);
             }
             return;
@@ -285,6 +328,12 @@ impl ExecutionViews {
                 .entry(key.clone())
                 .or_default()
                 .push(id.to_string());
+            inner.updated.entry(key.clone()).or_default().push(0.0);
+            inner
+                .running
+                .entry(key.clone())
+                .or_default()
+                .push(id.to_string());
             if let Some(token) = client_request_token {
                 inner
                     .by_token
@@ -311,22 +360,42 @@ impl ExecutionViews {
                 return;
             }
             *stored = Stored::Running(Box::new(reopened));
+            let ids = inner.by_pipeline.get(&key);
+            let ordinal_of = |i: &String| ids.and_then(|ids| ids.iter().rposition(|x| x == i));
+            let running = inner.running.entry(key.clone()).or_default();
+            running.push(id.to_string());
+            running.sort_by_key(ordinal_of);
         }
         let Stored::Running(state) = stored else {
             return;
         };
         execution::apply(state, &event);
+        let ordinal = inner
+            .by_pipeline
+            .get(&key)
+            .and_then(|ids| ids.iter().rposition(|i| i == id))
+            .unwrap_or(0);
+        if let Some(slot) = inner.updated.get_mut(&key).and_then(|u| u.get_mut(ordinal)) {
+            *slot = state.updated;
+        }
         if matches!(
             event,
             ExecutionEvent::StageStarted { .. } | ExecutionEvent::ActionStarted { .. }
         ) {
-            let ordinal = inner.by_pipeline.get(&key).map_or(0, |ids| {
-                ids.iter().rposition(|i| i == id).unwrap_or(0) as u32
-            });
-            inner.latest.entry(key).or_default().record(state, ordinal);
+            inner
+                .latest
+                .entry(key.clone())
+                .or_default()
+                .record(state, ordinal as u32);
         }
         if !state.status.is_running() {
             *stored = Stored::Finished(Box::new(ExecutionSummary::of(state)));
+            if let Some(running) = inner.running.get_mut(&key) {
+                running.retain(|i| i != id);
+                if running.is_empty() {
+                    inner.running.remove(&key);
+                }
+            }
         }
     }
 
@@ -356,20 +425,79 @@ impl ExecutionViews {
         inner.executions.get(id).map(|(key, _)| key.to_string())
     }
 
-    /// A pipeline's executions as summaries, newest first.
-    pub fn summaries(&self, key: &str) -> Vec<ExecutionSummary> {
+    /// How many executions a pipeline has.
+    pub fn count(&self, key: &str) -> usize {
         let inner = self.inner.read().expect("execution views lock");
-        inner
-            .by_pipeline
-            .get(key)
-            .into_iter()
-            .flatten()
+        inner.by_pipeline.get(key).map_or(0, Vec::len)
+    }
+
+    /// Up to `take` of a pipeline's executions as summaries, newest first, after skipping the
+    /// `skip` newest: a page costs its own executions, whatever the pipeline's history holds.
+    pub fn newest(&self, key: &str, skip: usize, take: usize) -> Vec<ExecutionSummary> {
+        let inner = self.inner.read().expect("execution views lock");
+        let Some(ids) = inner.by_pipeline.get(key) else {
+            return Vec::new();
+        };
+        ids.iter()
             .rev()
-            .filter_map(|id| match &inner.executions.get(id)?.1 {
-                Stored::Running(e) => Some(ExecutionSummary::of(e)),
-                Stored::Finished(s) => Some((**s).clone()),
-            })
+            .skip(skip)
+            .take(take)
+            .filter_map(|id| inner.summary(id))
             .collect()
+    }
+
+    /// Where an execution stands among its pipeline's, newest first (0 for the newest).
+    pub fn index_of(&self, key: &str, id: &str) -> Option<usize> {
+        let inner = self.inner.read().expect("execution views lock");
+        let ids = inner.by_pipeline.get(key)?;
+        ids.iter().rposition(|i| i == id).map(|p| ids.len() - 1 - p)
+    }
+
+    /// For each of a pipeline's executions newest first, the latest update among it and every
+    /// older one (one number an execution): once a page's runs are all newer than this at some
+    /// execution, no execution from there on can add a run to the page.
+    pub fn newest_updates(&self, key: &str) -> Vec<f64> {
+        let inner = self.inner.read().expect("execution views lock");
+        let Some(updated) = inner.updated.get(key) else {
+            return Vec::new();
+        };
+        let mut out: Vec<f64> = Vec::with_capacity(updated.len());
+        let mut newest = f64::MIN;
+        for u in updated {
+            newest = newest.max(*u);
+            out.push(newest);
+        }
+        out.reverse();
+        out
+    }
+
+    /// Walks `count` of a pipeline's executions newest first from the `first` newest, reading
+    /// their summaries a few at a time; `visit` gets each with the latest update among it and
+    /// every older execution (nothing older can have changed since), and stops the walk with
+    /// `Ok(false)`.
+    pub fn walk_newest<E>(
+        &self,
+        key: &str,
+        first: usize,
+        count: usize,
+        mut visit: impl FnMut(ExecutionSummary, f64) -> Result<bool, E>,
+    ) -> Result<(), E> {
+        let bounds = self.newest_updates(key);
+        let mut index = first;
+        while index - first < count {
+            let chunk = self.newest(key, index, 16.min(count - (index - first)));
+            if chunk.is_empty() {
+                return Ok(());
+            }
+            for summary in chunk {
+                let bound = bounds.get(index).copied().unwrap_or(f64::MIN);
+                index += 1;
+                if !visit(summary, bound)? {
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The latest run of each stage and action of a pipeline; the executions they ran in are
@@ -452,7 +580,7 @@ impl ExecutionViews {
     pub fn running_of(&self, key: &str) -> Vec<Execution> {
         let inner = self.inner.read().expect("execution views lock");
         inner
-            .by_pipeline
+            .running
             .get(key)
             .into_iter()
             .flatten()
@@ -500,6 +628,7 @@ impl crate::checkpoint::Projection for ExecutionViews {
                 latest.insert(shared.clone(), index);
             }
         }
+        inner.derive();
         *self.inner.write().expect("execution views lock") = inner;
         Ok(())
     }

@@ -12,10 +12,9 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Instant;
 
-use common::{call, env_or, wait, Conn, Proc};
+use common::{call, env_or, time, wait, Conn, Proc};
 use serde_json::{json, Value};
 
 fn action(
@@ -66,29 +65,6 @@ fn declaration(name: &str, stages: usize, deploys: usize) -> Value {
         "artifactStore": {"type": "S3", "location": "artifact-store-bucket"},
         "stages": all,
     })
-}
-
-/// Runs the command `runs` times: (p50, max) wall milliseconds, and the last output.
-fn time(args: &[&str], runs: usize) -> (f64, f64, String) {
-    let mut times = Vec::new();
-    let mut out = String::new();
-    for _ in 0..runs {
-        let t = Instant::now();
-        let o = Command::new(env!("CARGO_BIN_EXE_codepipeline-local"))
-            .args(args)
-            .env("RUST_LOG", "warn")
-            .output()
-            .unwrap();
-        times.push(t.elapsed().as_secs_f64() * 1000.0);
-        assert!(
-            o.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        out = String::from_utf8_lossy(&o.stdout).to_string();
-    }
-    times.sort_by(f64::total_cmp);
-    (times[times.len() / 2], times[times.len() - 1], out)
 }
 
 fn main() {

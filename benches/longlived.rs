@@ -20,7 +20,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use common::{call, env_or, wait, Conn, Proc};
+use common::{call, env_or, time, wait, Conn, Proc};
 use serde_json::{json, Value};
 
 const PIPELINE: &str = "tutorial";
@@ -63,6 +63,14 @@ fn health(addr: &str) -> Value {
         .expect("an answer")
         + 4;
     serde_json::from_slice(&raw[at..]).expect("health JSON")
+}
+
+/// Starts one execution of the pipeline and waits for its success.
+fn run_once(conn: &mut Conn) {
+    let body = format!(r#"{{"name":"{PIPELINE}"}}"#);
+    let (status, e) = conn.call_json("StartPipelineExecution", &body);
+    assert_eq!(status, 200, "{e}");
+    wait(conn, PIPELINE, e["pipelineExecutionId"].as_str().unwrap());
 }
 
 /// How many executions the fill has run, as recorded next to the data.
@@ -125,14 +133,7 @@ fn fill(dir: &Path, executions: usize) {
             scope.spawn(move || {
                 let mut conn = Conn::open(&addr);
                 while next.fetch_add(1, Ordering::Relaxed) < executions {
-                    let body = format!(r#"{{"name":"{PIPELINE}"}}"#);
-                    let (status, e) = conn.call_json("StartPipelineExecution", &body);
-                    assert_eq!(status, 200, "{e}");
-                    wait(
-                        &mut conn,
-                        PIPELINE,
-                        e["pipelineExecutionId"].as_str().unwrap(),
-                    );
+                    run_once(&mut conn);
                 }
             });
         }
@@ -182,27 +183,6 @@ fn timed_calls(addr: &str, op: &str, body: &str, runs: usize) -> (f64, f64) {
     (times[times.len() / 2], times[times.len() - 1])
 }
 
-/// (p50, max) wall milliseconds of `runs` runs of the command.
-fn timed_command(args: &[&str], runs: usize) -> (f64, f64) {
-    let mut times = Vec::new();
-    for _ in 0..runs {
-        let t = Instant::now();
-        let o = Command::new(env!("CARGO_BIN_EXE_codepipeline-local"))
-            .args(args)
-            .env("RUST_LOG", "warn")
-            .output()
-            .unwrap();
-        times.push(t.elapsed().as_secs_f64() * 1000.0);
-        assert!(
-            o.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-    }
-    times.sort_by(f64::total_cmp);
-    (times[times.len() / 2], times[times.len() - 1])
-}
-
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -213,7 +193,7 @@ fn main() {
     let runs: usize = env_or("BENCH_RUNS", 20);
     let dir = std::env::var("BENCH_DATA_DIR").unwrap_or_else(|_| {
         format!(
-            "{}/../target/longlived-{executions}",
+            "{}/target/longlived-{executions}",
             env!("CARGO_MANIFEST_DIR")
         )
     });
@@ -288,7 +268,7 @@ fn main() {
     let (p50, max) = timed_calls(&server.addr, "ListActionExecutions", &body, runs);
     println!("ListActionExecutions, first page: p50 {p50:.2} ms, max {max:.2} ms");
     let endpoint = format!("http://{}", server.addr);
-    let (p50, max) = timed_command(
+    let (p50, max, _) = time(
         &[
             "history",
             "actions",
@@ -303,7 +283,7 @@ fn main() {
     println!("history actions, first page, online: p50 {p50:.1} ms, max {max:.1} ms");
     server.terminate();
     let data = dir.to_string_lossy().to_string();
-    let (p50, max) = timed_command(
+    let (p50, max, _) = time(
         &[
             "history",
             "actions",

@@ -332,3 +332,26 @@ pub fn wait(conn: &mut Conn, pipeline: &str, id: &str) {
         }
     }
 }
+
+/// Runs the command `runs` times: (p50, max) wall milliseconds, and the last output.
+pub fn time(args: &[&str], runs: usize) -> (f64, f64, String) {
+    let mut times = Vec::new();
+    let mut out = String::new();
+    for _ in 0..runs {
+        let t = Instant::now();
+        let o = Command::new(env!("CARGO_BIN_EXE_codepipeline-local"))
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap();
+        times.push(t.elapsed().as_secs_f64() * 1000.0);
+        assert!(
+            o.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        out = String::from_utf8_lossy(&o.stdout).to_string();
+    }
+    times.sort_by(f64::total_cmp);
+    (times[times.len() / 2], times[times.len() - 1], out)
+}

@@ -627,7 +627,8 @@ impl LocalStore {
                 continue;
             };
             let meta = entry.metadata().map_err(io)?;
-            let md5 = md5_of_file(&entry.path()).await?;
+            let mut file = tokio::fs::File::open(entry.path()).await.map_err(io)?;
+            let (md5, _) = digest_file(&mut file, None).await?;
             let modified = meta
                 .modified()
                 .ok()
@@ -672,20 +673,8 @@ impl LocalStore {
             let mut file = tokio::fs::File::open(&path).await.map_err(|_| {
                 S3StoreError::InvalidPart(format!("part {number} was not uploaded"))
             })?;
-            let mut md5 = Md5::new();
-            let mut buf = vec![0u8; 1 << 16];
-            loop {
-                let n = tokio::io::AsyncReadExt::read(&mut file, &mut buf)
-                    .await
-                    .map_err(io)?;
-                if n == 0 {
-                    break;
-                }
-                md5.update(&buf[..n]);
-                out.write_all(&buf[..n]).await.map_err(io)?;
-                size += n as u64;
-            }
-            let digest: [u8; 16] = md5.finalize().into();
+            let (digest, length) = digest_file(&mut file, Some(&mut out)).await?;
+            size += length;
             if hex(&digest) != etag.trim_matches('"') {
                 let _ = tokio::fs::remove_file(&tmp).await;
                 return Err(S3StoreError::InvalidPart(format!(
@@ -762,19 +751,26 @@ impl LocalStore {
     }
 }
 
-/// The MD5 of a file, read in pieces.
-async fn md5_of_file(path: &Path) -> Result<[u8; 16], S3StoreError> {
-    let mut file = tokio::fs::File::open(path).await.map_err(io)?;
+/// Reads `file` to its end in pieces, copying them to `out` when given: its MD5 and size.
+async fn digest_file(
+    file: &mut tokio::fs::File,
+    mut out: Option<&mut tokio::fs::File>,
+) -> Result<([u8; 16], u64), S3StoreError> {
     let mut md5 = Md5::new();
+    let mut size = 0u64;
     let mut buf = vec![0u8; 1 << 16];
     loop {
-        let n = tokio::io::AsyncReadExt::read(&mut file, &mut buf)
+        let n = tokio::io::AsyncReadExt::read(file, &mut buf)
             .await
             .map_err(io)?;
         if n == 0 {
-            return Ok(md5.finalize().into());
+            return Ok((md5.finalize().into(), size));
         }
         md5.update(&buf[..n]);
+        if let Some(out) = out.as_deref_mut() {
+            out.write_all(&buf[..n]).await.map_err(io)?;
+        }
+        size += n as u64;
     }
 }
 

@@ -13,7 +13,9 @@ pub struct MemoryStore {
 
 #[derive(Default)]
 struct Inner {
-    log: Vec<RecordedEvent>,
+    /// By position − 1; `None` once forgotten.
+    log: Vec<Option<RecordedEvent>>,
+    /// The log indices of each stream's events, by sequence − 1.
     streams: HashMap<String, Vec<usize>>,
 }
 
@@ -37,7 +39,7 @@ impl EventStore for MemoryStore {
         let records = super::stamp(stream, expected, actual, head, events)?;
         for record in &records {
             let index = inner.log.len();
-            inner.log.push(record.clone());
+            inner.log.push(Some(record.clone()));
             inner
                 .streams
                 .entry(stream.to_string())
@@ -59,7 +61,7 @@ impl EventStore for MemoryStore {
             .map(|idx| {
                 idx.iter()
                     .skip(from.saturating_sub(1) as usize)
-                    .map(|&i| inner.log[i].clone())
+                    .filter_map(|&i| inner.log[i].clone())
                     .collect()
             })
             .unwrap_or_default())
@@ -71,9 +73,25 @@ impl EventStore for MemoryStore {
             .log
             .iter()
             .skip(from.saturating_sub(1) as usize)
+            .flatten()
             .take(limit)
             .cloned()
             .collect())
+    }
+
+    fn forget(&self, stream: &str, before: u64) -> Result<u64, StoreError> {
+        let mut guard = self.inner.lock().expect("memory store lock");
+        let inner = &mut *guard;
+        let Some(indices) = inner.streams.get(stream) else {
+            return Ok(0);
+        };
+        let mut removed = 0;
+        for &i in indices.iter().take(before.saturating_sub(1) as usize) {
+            if inner.log[i].take().is_some() {
+                removed += 1;
+            }
+        }
+        Ok(removed)
     }
 
     fn last_position(&self) -> Result<u64, StoreError> {
@@ -105,5 +123,9 @@ mod tests {
     #[test]
     fn durability_resolves() {
         conformance::durability_resolves(&MemoryStore::new());
+    }
+    #[test]
+    fn forgetting() {
+        conformance::forgetting(&MemoryStore::new());
     }
 }

@@ -206,6 +206,12 @@ pub trait EventStore: Send + Sync + 'static {
     /// The position of the last event of the log (0 when empty).
     fn last_position(&self) -> Result<u64, StoreError>;
 
+    /// Removes from the log what `stream` recorded before sequence `before`: every append whose
+    /// events all come before it, atomically (a crash leaves the stream whole or without them).
+    /// Positions and the sequences that remain do not change. A stream removed whole (`before`
+    /// past its end) must not be appended to again. Returns how many events were removed.
+    fn forget(&self, stream: &str, before: u64) -> Result<u64, StoreError>;
+
     /// Gives back memory the engine holds for data read so far (called after the replay at
     /// startup). Nothing to do for most engines.
     fn release_memory(&self) -> Result<(), StoreError> {
@@ -225,6 +231,37 @@ pub(crate) mod conformance {
             schema_version: 1,
             data: json!({ "n": n }),
         }
+    }
+
+    /// Forgetting a stream's beginning removes those events from the stream and the log and
+    /// nothing else; the stream goes on at its sequence.
+    pub fn forgetting(store: &dyn EventStore) {
+        store.append("a", 0, vec![ev(1), ev(2)]).unwrap();
+        store.append("b", 0, vec![ev(3)]).unwrap();
+        store.append("a", 2, vec![ev(4)]).unwrap();
+        store.append("c", 0, vec![ev(5)]).unwrap();
+        assert_eq!(store.forget("a", 3).unwrap(), 2);
+        assert_eq!(store.forget("a", 3).unwrap(), 0);
+        let a: Vec<(u64, u64)> = store
+            .read_stream("a", 1)
+            .unwrap()
+            .iter()
+            .map(|r| (r.sequence, r.position))
+            .collect();
+        assert_eq!(a, vec![(3, 4)]);
+        let all: Vec<u64> = store
+            .read_all(1, 10)
+            .unwrap()
+            .iter()
+            .map(|r| r.position)
+            .collect();
+        assert_eq!(all, vec![3, 4, 5]);
+        assert_eq!(store.read_all(2, 1).unwrap()[0].position, 3);
+        assert_eq!(store.last_position().unwrap(), 5);
+        store.append("a", 3, vec![ev(6)]).unwrap();
+        assert_eq!(store.forget("b", u64::MAX).unwrap(), 1);
+        assert!(store.read_stream("b", 1).unwrap().is_empty());
+        assert_eq!(store.read_all(1, 10).unwrap().len(), 3);
     }
 
     /// Streams keep their order, sequences are dense, positions are global.

@@ -635,6 +635,35 @@ impl EventStore for SledStore {
         Ok(self.shared.visible())
     }
 
+    /// One sled batch (applied whole or not at all) removes the appends and their index
+    /// entries; it is durable with the next flush, and a crash before that keeps them.
+    fn forget(&self, stream: &str, before: u64) -> Result<u64, StoreError> {
+        let prefix = stream_prefix(stream);
+        self.with(|engine| {
+            let mut batch = sled::Batch::default();
+            let mut removed = 0;
+            for entry in engine.log.scan_prefix(&prefix) {
+                let (key, value) = entry.map_err(storage)?;
+                if key.len() != prefix.len() + 8 {
+                    continue;
+                }
+                let (position, count) = parse_index(&value);
+                // Index entries come in sequence order: stop at the first append that reaches
+                // `before`.
+                if be_u64(&key).saturating_add(count) > before {
+                    break;
+                }
+                batch.remove(&record_key(position)[..]);
+                batch.remove(key);
+                removed += count;
+            }
+            if removed > 0 {
+                engine.log.apply_batch(batch).map_err(storage)?;
+            }
+            Ok(removed)
+        })
+    }
+
     /// sled 0.34 keeps every node it has read in memory, whatever its cache capacity (a replay
     /// of 50 MB of events leaves ~60 MB resident): closing the database and opening it again is
     /// what gives that memory back. Appends, reads and flushes wait for the few milliseconds
@@ -697,6 +726,10 @@ mod tests {
     #[test]
     fn durability_resolves() {
         conformance::durability_resolves(&store().1);
+    }
+    #[test]
+    fn forgetting() {
+        conformance::forgetting(&store().1);
     }
 
     #[test]

@@ -220,3 +220,85 @@ async fn a_checkpoint_that_is_not_one_is_ignored_with_a_warning() {
         drop(server.kill9());
     }
 }
+
+#[tokio::test]
+async fn a_deleted_pipelines_history_leaves_the_log_and_its_name_can_be_used_again() {
+    use codepipeline_local::eventstore::sled_store::SledStore;
+    use codepipeline_local::eventstore::EventStore;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let server = Server::try_start_with(dir, &[("RUST_LOG", "info")]).unwrap();
+    let (cp, s3) = (server.codepipeline(), server.s3());
+    tutorial_buckets(&s3).await;
+    create(&server, tutorial_declaration("pipeline"));
+    let first = latest_execution(&cp, "pipeline").await;
+    finished(&cp, "pipeline", &first).await;
+    let second = start(&cp, "pipeline").await;
+    finished(&cp, "pipeline", &second).await;
+    let r = server.call("DeletePipeline", json!({"name": "pipeline"}));
+    assert_eq!(r.status, 200, "{}", r.text());
+    // The history leaves the log in the background; the server says when it is done.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !server.log().contains("of its 2 executions left the log") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the history was not removed: {}",
+            server.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    drop(server.terminate());
+
+    let stream = |id: &str| format!("execution:000000000000:eu-central-1:pipeline:{id}");
+    {
+        let store = SledStore::open(&dir.join("events"), 8 << 20).unwrap();
+        for id in [&first, &second] {
+            assert!(
+                store.read_stream(&stream(id), 1).unwrap().is_empty(),
+                "{id}"
+            );
+        }
+        let own = store
+            .read_stream("pipeline:000000000000:eu-central-1:pipeline", 1)
+            .unwrap();
+        let types: Vec<&str> = own.iter().map(|r| r.event_type.as_str()).collect();
+        assert_eq!(
+            types,
+            ["PipelineDeleted"],
+            "the deletion stays as the stream's end"
+        );
+    }
+
+    // Folded whole from what is left, the log answers as before: no pipeline. The name can be
+    // used again, and the new pipeline has only its own history.
+    std::fs::remove_file(dir.join("checkpoint.json")).unwrap();
+    let server = Server::start_in(dir);
+    let listed = server.call("ListPipelines", json!({})).json();
+    assert_eq!(listed["pipelines"], json!([]));
+    create(&server, tutorial_declaration("pipeline"));
+    let cp = server.codepipeline();
+    let again = latest_execution(&cp, "pipeline").await;
+    finished(&cp, "pipeline", &again).await;
+    let executions = server
+        .call(
+            "ListPipelineExecutions",
+            json!({"pipelineName": "pipeline"}),
+        )
+        .json();
+    let ids: Vec<&str> = executions["pipelineExecutionSummaries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["pipelineExecutionId"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [again.as_str()]);
+    let got = server
+        .call("GetPipeline", json!({"name": "pipeline"}))
+        .json();
+    assert_eq!(got["pipeline"]["version"], 1);
+    let gone = server.call(
+        "GetPipelineExecution",
+        json!({"pipelineName": "pipeline", "pipelineExecutionId": first}),
+    );
+    assert_eq!(gone.error_code(), "PipelineExecutionNotFoundException");
+}

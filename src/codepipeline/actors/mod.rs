@@ -129,6 +129,40 @@ impl PipelineActor {
     /// the first execution (its `Started` is queued behind the creation, so both are flushed
     /// together and the execution is listed when CreatePipeline answers), an update cancels
     /// the executions running the old structure, a transition opens or closes the stage gate.
+    /// Removes a deleted pipeline's history from the log, in the background: its executions'
+    /// streams whole, and its own stream but for the append that deleted it, which stays as the
+    /// stream's end (so a pipeline created again under the name goes on from its sequence, and a
+    /// checkpoint older than the deletion still sees it deleted). The views forgot all of it
+    /// when the deletion was recorded, so no answer changes.
+    fn forget_history(&self, executions: Vec<String>) {
+        let store = self.store.clone();
+        let key = self.key.clone();
+        let stream = self.stream.clone();
+        let before = self.sequence;
+        let forgotten = std::thread::Builder::new()
+            .name("forget".into())
+            .spawn(move || {
+                let mut removed = 0;
+                for id in &executions {
+                    match store.forget(&key.execution_stream(id), u64::MAX) {
+                        Ok(n) => removed += n,
+                        Err(e) => log::warn!("execution {id} stays in the log: {e}"),
+                    }
+                }
+                match store.forget(&stream, before) {
+                    Ok(n) => removed += n,
+                    Err(e) => log::warn!("the history of {stream} stays in the log: {e}"),
+                }
+                log::info!(
+                    "{stream} was deleted: {removed} events of it and of its {} executions left the log",
+                    executions.len()
+                );
+            });
+        if let Err(e) = forgotten {
+            log::warn!("the history of {} stays in the log: {e}", self.stream);
+        }
+    }
+
     fn record(&mut self, command: PipelineCommand) -> Answer<Vec<PipelineEvent>> {
         let events = match pipeline::handle(&self.state, command) {
             Ok(events) if events.is_empty() => return ready(Ok(events)),
@@ -233,7 +267,8 @@ impl Handler<Execute> for PipelineActor {
         self.last_used = Instant::now();
         if matches!(msg.0, PipelineCommand::Delete { .. }) && self.state.live.is_some() {
             // Running executions are cancelled first: a deleted pipeline's executions leave
-            // the views with it.
+            // the views with it, and then the log.
+            let executions = self.executions.views().ids(&self.key.key());
             let cancel = self.executions.cancel_all(
                 &self.key,
                 "The execution was cancelled because the pipeline was deleted".into(),
@@ -241,7 +276,13 @@ impl Handler<Execute> for PipelineActor {
             return AtomicResponse::new(Box::pin(
                 cancel
                     .into_actor(self)
-                    .then(move |(), act, _| act.record(msg.0)),
+                    .then(move |(), act, _| act.record(msg.0))
+                    .map(move |recorded, act, _| {
+                        if recorded.is_ok() {
+                            act.forget_history(executions);
+                        }
+                        recorded
+                    }),
             ));
         }
         AtomicResponse::new(self.record(msg.0))

@@ -446,6 +446,12 @@ impl ExecutionViews {
             .collect()
     }
 
+    /// The ids of a pipeline's executions, oldest first.
+    pub fn ids(&self, key: &str) -> Vec<String> {
+        let inner = self.inner.read().expect("execution views lock");
+        inner.by_pipeline.get(key).cloned().unwrap_or_default()
+    }
+
     /// Where an execution stands among its pipeline's, newest first (0 for the newest).
     pub fn index_of(&self, key: &str, id: &str) -> Option<usize> {
         let inner = self.inner.read().expect("execution views lock");

@@ -9,8 +9,8 @@
 //! from the live ones, whose events arrive from many actors in no global order.
 //!
 //! It is written to a temporary file, synced and renamed, so a crash leaves the old one or the
-//! new one whole. It records the position of its last event and when that event was recorded,
-//! which recognises its log. A checkpoint is a cache, not part of the data format
+//! new one whole. It records the id of its log, the position of its last event and when that
+//! event was recorded (which must match, unless the event has left the log since). A checkpoint is a cache, not part of the data format
 //! (`migrations/`): one that is missing is rebuilt; one that is unreadable, of another version,
 //! of another log or lacking a projection is ignored with a warning and the log folded whole.
 //! Deleting it changes no answer.
@@ -74,6 +74,8 @@ fn old_snapshot(data_dir: &Path) -> PathBuf {
 #[derive(Serialize, Deserialize)]
 struct Checkpoint {
     version: u64,
+    /// The id of the log it was folded from.
+    log: String,
     /// The last event it holds.
     position: u64,
     /// When that event was recorded.
@@ -104,18 +106,29 @@ fn check(
             cp.version
         ));
     }
-    let here = match cp.position {
-        0 => Some((0, 0.0)),
-        p => store
-            .read_all(p, 1)
-            .ok()
-            .and_then(|r| r.first().map(|e| (e.position, e.recorded_at))),
-    };
-    if cp.position != 0 && here != Some((cp.position, cp.recorded_at)) {
+    if cp.log != store.log_id() {
+        return Some("it is of another log".into());
+    }
+    let end = store.last_position().unwrap_or(0);
+    if cp.position > end {
         return Some(format!(
-            "its event at position {} is not this log's",
+            "it holds events up to {}, the log ends at {end}",
             cp.position
         ));
+    }
+    // The event it ended at must still be the same (it may have left the log since, with a
+    // deleted pipeline's history).
+    let here = store
+        .read_all(cp.position, 1)
+        .ok()
+        .and_then(|r| r.first().map(|e| (e.position, e.recorded_at)));
+    if let Some((position, recorded_at)) = here {
+        if position == cp.position && recorded_at != cp.recorded_at {
+            return Some(format!(
+                "its event at position {} is not this log's",
+                cp.position
+            ));
+        }
     }
     projections
         .iter()
@@ -190,6 +203,7 @@ pub fn save(
     }
     let checkpoint = Checkpoint {
         version: CHECKPOINT_VERSION,
+        log: store.log_id(),
         position,
         recorded_at,
         projections: exported,

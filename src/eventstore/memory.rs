@@ -79,6 +79,10 @@ impl EventStore for MemoryStore {
             .collect())
     }
 
+    fn log_id(&self) -> String {
+        format!("memory-{:p}", self)
+    }
+
     fn forget(&self, stream: &str, before: u64) -> Result<u64, StoreError> {
         let mut guard = self.inner.lock().expect("memory store lock");
         let inner = &mut *guard;

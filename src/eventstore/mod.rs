@@ -206,6 +206,10 @@ pub trait EventStore: Send + Sync + 'static {
     /// The position of the last event of the log (0 when empty).
     fn last_position(&self) -> Result<u64, StoreError>;
 
+    /// An id of this log, given when it was created and never changed: another log (another
+    /// data dir, a fresh one in its place) has another.
+    fn log_id(&self) -> String;
+
     /// Removes from the log what `stream` recorded before sequence `before`: every append whose
     /// events all come before it, atomically (a crash leaves the stream whole or without them).
     /// Positions and the sequences that remain do not change. A stream removed whole (`before`

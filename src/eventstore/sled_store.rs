@@ -11,7 +11,8 @@
 //!
 //! Format 1 stored one event per key (the [`RecordedEvent`] as JSON, and an index value of the
 //! position alone); such entries read as appends of one event, so a format-1 log needs no rewrite.
-//! A tree `meta` holds `format_version` (see `migrations/`).
+//! A tree `meta` holds `format_version` (see `migrations/`) and `log_id`, a random id given to
+//! the log when it is first opened (what checkpoints recognise it by).
 //!
 //! # Atomic appends
 //! An append is one insert, then its index entry: sled applies an insert whole, and recovers a
@@ -44,6 +45,7 @@ use tokio::sync::oneshot;
 use super::{Durable, EventStore, NewEvent, RecordedEvent, StoreError, FORMAT_VERSION};
 
 const FORMAT_KEY: &[u8] = b"format_version";
+const LOG_ID_KEY: &[u8] = b"log_id";
 
 /// A writer waiting for the next flush.
 type FlushWaiter = oneshot::Sender<Result<(), StoreError>>;
@@ -191,6 +193,8 @@ fn parse_index(v: &[u8]) -> (u64, u64) {
 pub struct SledStore {
     dir: PathBuf,
     cache_bytes: u64,
+    /// The log's id, from `meta`.
+    log_id: String,
     shared: Arc<Shared>,
     /// Requests to the writer thread; taken at drop so the threads end and release the db.
     requests: Mutex<Option<mpsc::Sender<Request>>>,
@@ -315,6 +319,14 @@ impl SledStore {
             meta.insert(FORMAT_KEY, &FORMAT_VERSION.to_be_bytes())
                 .map_err(storage)?;
         }
+        let log_id = match meta.get(LOG_ID_KEY).map_err(storage)? {
+            Some(id) => String::from_utf8_lossy(&id).to_string(),
+            None => {
+                let id = uuid::Uuid::new_v4().to_string();
+                meta.insert(LOG_ID_KEY, id.as_bytes()).map_err(storage)?;
+                id
+            }
+        };
         db.flush().map_err(storage)?;
         let shared = Arc::new(Shared {
             engine: RwLock::new(Some(Engine { db, log })),
@@ -339,6 +351,7 @@ impl SledStore {
         Ok(SledStore {
             dir: dir.to_path_buf(),
             cache_bytes,
+            log_id,
             shared,
             requests: Mutex::new(Some(tx)),
             threads: vec![writer, flusher],
@@ -633,6 +646,10 @@ impl EventStore for SledStore {
 
     fn last_position(&self) -> Result<u64, StoreError> {
         Ok(self.shared.visible())
+    }
+
+    fn log_id(&self) -> String {
+        self.log_id.clone()
     }
 
     /// One sled batch (applied whole or not at all) removes the appends and their index

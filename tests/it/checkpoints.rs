@@ -192,8 +192,12 @@ async fn a_checkpoint_that_is_not_one_is_ignored_with_a_warning() {
     let file = dir.join("checkpoint.json");
     let good = std::fs::read(&file).unwrap();
 
+    let mut wrong_event: serde_json::Value = serde_json::from_slice(&good).unwrap();
+    wrong_event["recorded_at"] = json!(1.0);
     let mut wrong_log: serde_json::Value = serde_json::from_slice(&good).unwrap();
-    wrong_log["recorded_at"] = json!(1.0);
+    wrong_log["log"] = json!("another");
+    let mut too_far: serde_json::Value = serde_json::from_slice(&good).unwrap();
+    too_far["position"] = json!(too_far["position"].as_u64().unwrap() + 1000);
     let mut missing_part: serde_json::Value = serde_json::from_slice(&good).unwrap();
     missing_part["projections"]
         .as_object_mut()
@@ -203,7 +207,9 @@ async fn a_checkpoint_that_is_not_one_is_ignored_with_a_warning() {
     broken_part["projections"]["s3"] = json!({"buckets": 5});
     let cases = [
         (b"{torn".to_vec(), "unreadable"),
-        (wrong_log.to_string().into_bytes(), "is not this log's"),
+        (wrong_event.to_string().into_bytes(), "is not this log's"),
+        (wrong_log.to_string().into_bytes(), "it is of another log"),
+        (too_far.to_string().into_bytes(), "the log ends at"),
         (missing_part.to_string().into_bytes(), "it holds no iam"),
         (broken_part.to_string().into_bytes(), "its s3 is unreadable"),
     ];
@@ -227,7 +233,12 @@ async fn a_deleted_pipelines_history_leaves_the_log_and_its_name_can_be_used_aga
     use codepipeline_local::eventstore::EventStore;
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let server = Server::try_start_with(dir, &[("RUST_LOG", "info")]).unwrap();
+    let often = [
+        ("CODEPIPELINE_LOCAL_CHECKPOINT_INTERVAL_SECONDS", "1"),
+        ("CODEPIPELINE_LOCAL_CHECKPOINT_MIN_EVENTS", "1"),
+        ("RUST_LOG", "info"),
+    ];
+    let server = Server::try_start_with(dir, &often).unwrap();
     let (cp, s3) = (server.codepipeline(), server.s3());
     tutorial_buckets(&s3).await;
     create(&server, tutorial_declaration("pipeline"));
@@ -235,6 +246,9 @@ async fn a_deleted_pipelines_history_leaves_the_log_and_its_name_can_be_used_aga
     finished(&cp, "pipeline", &first).await;
     let second = start(&cp, "pipeline").await;
     finished(&cp, "pipeline", &second).await;
+    // A checkpoint whose last event is the second execution's last, which is about to go.
+    let end = last_position(&server);
+    wait_for_checkpoint(dir, end);
     let r = server.call("DeletePipeline", json!({"name": "pipeline"}));
     assert_eq!(r.status, 200, "{}", r.text());
     // The history leaves the log in the background; the server says when it is done.
@@ -247,7 +261,25 @@ async fn a_deleted_pipelines_history_leaves_the_log_and_its_name_can_be_used_aga
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    drop(server.terminate());
+    let held = checkpoint_position(dir).unwrap();
+    drop(server.kill9());
+    // The checkpoint is still this log's, though the event it ended at may have left it.
+    let never = [
+        ("CODEPIPELINE_LOCAL_CHECKPOINT_INTERVAL_SECONDS", "0"),
+        ("RUST_LOG", "info"),
+    ];
+    let restarted = Server::try_start_with(dir, &never).unwrap();
+    let log = restarted.log();
+    assert!(!log.contains("is ignored"), "{log}");
+    assert!(
+        log.contains(&format!("from the checkpoint at event {held} and ")),
+        "{log}"
+    );
+    assert_eq!(
+        restarted.call("ListPipelines", json!({})).json()["pipelines"],
+        json!([])
+    );
+    drop(restarted.terminate());
 
     let stream = |id: &str| format!("execution:000000000000:eu-central-1:pipeline:{id}");
     {

@@ -153,6 +153,13 @@ impl PipelineActor {
                     Ok(n) => removed += n,
                     Err(e) => log::warn!("the history of {stream} stays in the log: {e}"),
                 }
+                let durable = tokio::runtime::Builder::new_current_thread()
+                    .build()
+                    .map_err(|e| e.to_string())
+                    .and_then(|rt| rt.block_on(store.durable()).map_err(|e| e.to_string()));
+                if let Err(e) = durable {
+                    log::warn!("the removal of {stream}'s history is not flushed yet: {e}");
+                }
                 log::info!(
                     "{stream} was deleted: {removed} events of it and of its {} executions left the log",
                     executions.len()

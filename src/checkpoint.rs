@@ -27,7 +27,7 @@ use serde_json::value::RawValue;
 use crate::eventstore::{EventStore, RecordedEvent, StoreError};
 
 /// Bumped whenever what any projection keeps changes shape.
-pub const CHECKPOINT_VERSION: u64 = 1;
+pub const CHECKPOINT_VERSION: u64 = 2;
 
 /// A state folded from the log that a checkpoint can hold.
 pub trait Projection: Send + Sync {
@@ -75,6 +75,7 @@ fn old_snapshot(data_dir: &Path) -> PathBuf {
 struct Checkpoint {
     version: u64,
     /// The id of the log it was folded from.
+    #[serde(default)]
     log: String,
     /// The last event it holds.
     position: u64,
@@ -144,7 +145,13 @@ pub fn load(
     projections: &[&dyn Projection],
 ) -> Result<Loaded, StoreError> {
     let mut from = 0;
+    let started = std::time::Instant::now();
     if let Ok(bytes) = std::fs::read(file) {
+        log::debug!(
+            "checkpoint: {} bytes read in {:.1} ms",
+            bytes.len(),
+            started.elapsed().as_secs_f64() * 1000.0
+        );
         let restored = match serde_json::from_slice::<Checkpoint>(&bytes) {
             Err(e) => Err(format!("it is unreadable ({e})")),
             Ok(cp) => match check(store, &cp, projections) {
@@ -158,6 +165,10 @@ pub fn load(
                     .map(|()| cp.position),
             },
         };
+        log::debug!(
+            "checkpoint: restored in {:.1} ms",
+            started.elapsed().as_secs_f64() * 1000.0
+        );
         match restored {
             Ok(position) => from = position,
             Err(why) => {

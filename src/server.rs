@@ -63,6 +63,10 @@ pub async fn run(
         SledStore::open(&config.data_dir.join("events"), config.cache_mb << 20)
             .map_err(|e| e.to_string())?,
     );
+    log::debug!(
+        "event store opened in {:.1} ms",
+        started.elapsed().as_secs_f64() * 1000.0
+    );
     let views = Arc::new(PipelineViews::new());
     let objects = Arc::new(
         LocalStore::open(&config.data_dir.join("s3"), store.clone())

@@ -37,6 +37,8 @@ pub struct Config {
     pub checkpoint_interval_seconds: u64,
     /// Events recorded since the last checkpoint that make a new one worth writing.
     pub checkpoint_min_events: u64,
+    /// Days a finished execution stays in the history (0: for ever).
+    pub history_retention_days: f64,
     /// Whether CreatePipeline and UpdatePipeline check the pipeline's IAM role.
     pub iam_enforce_roles: bool,
     /// Whether CodeBuild builds run.
@@ -120,6 +122,13 @@ impl Config {
                     .parse::<bool>()
                     .map(toml::Value::Boolean)
                     .map_err(|_| format!("{name}: expected true or false, got '{raw}'"))?,
+                toml::Value::Float(_) => raw
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|f| f.is_finite() && *f >= 0.0)
+                    .map(toml::Value::Float)
+                    .ok_or_else(|| format!("{name}: expected a number, got '{raw}'"))?,
                 _ => toml::Value::String(raw),
             };
             table.insert(key, value);

@@ -236,6 +236,28 @@ pub async fn run(
             actions,
         },
     });
+    let retention = state.config.history_retention_days;
+    if retention > 0.0 {
+        let state = state.clone();
+        actix_rt::spawn(async move {
+            let mut every =
+                tokio::time::interval(codepipeline::retention::sweep_interval(retention));
+            loop {
+                every.tick().await;
+                let cp = &state.codepipeline;
+                let expired = codepipeline::retention::sweep(
+                    &cp.registry,
+                    &cp.views,
+                    &cp.execution_views,
+                    retention,
+                )
+                .await;
+                if expired > 0 {
+                    log::info!("{expired} executions passed the history's retention");
+                }
+            }
+        });
+    }
     let app_state = state.clone();
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let builder = actix_server::Server::build()

@@ -27,6 +27,7 @@ pub mod gates;
 pub mod ids;
 pub mod model;
 pub mod pipeline;
+pub mod retention;
 pub mod validate;
 pub mod views;
 

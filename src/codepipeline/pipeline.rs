@@ -38,6 +38,17 @@ pub enum PipelineEvent {
     Deleted(Deleted),
     /// A stage's inbound transition was disabled or enabled.
     Transition(Transition),
+    /// Finished executions passed the history's retention and left it.
+    Expired(Expired),
+}
+
+/// Payload of `PipelineExecutionsExpired`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Expired {
+    /// The executions that left the history.
+    pub expired_executions: Vec<String>,
+    /// When.
+    pub at: f64,
 }
 
 /// Payload of `PipelineTransitionChanged`.
@@ -108,6 +119,7 @@ impl EventType for PipelineEvent {
             PipelineEvent::Untagged(_) => "PipelineUntagged",
             PipelineEvent::Deleted(_) => "PipelineDeleted",
             PipelineEvent::Transition(_) => "PipelineTransitionChanged",
+            PipelineEvent::Expired(_) => "PipelineExecutionsExpired",
         }
     }
 
@@ -120,6 +132,7 @@ impl EventType for PipelineEvent {
                 | "PipelineUntagged"
                 | "PipelineDeleted"
                 | "PipelineTransitionChanged"
+                | "PipelineExecutionsExpired"
         )
     }
 
@@ -130,6 +143,7 @@ impl EventType for PipelineEvent {
             "PipelineTagged" => Tagged::deserialize(data).map(PipelineEvent::Tagged),
             "PipelineUntagged" => Untagged::deserialize(data).map(PipelineEvent::Untagged),
             "PipelineDeleted" => Deleted::deserialize(data).map(PipelineEvent::Deleted),
+            "PipelineExecutionsExpired" => Expired::deserialize(data).map(PipelineEvent::Expired),
             _ => Transition::deserialize(data).map(PipelineEvent::Transition),
         }
     }
@@ -183,6 +197,13 @@ pub enum PipelineCommand {
     Tag(Vec<Tag>),
     /// UntagResource.
     Untag(Vec<String>),
+    /// The history's retention: these finished executions leave it.
+    Expire {
+        /// The executions.
+        executions: Vec<String>,
+        /// Now.
+        at: f64,
+    },
     /// Disable/EnableStageTransition (inbound).
     SetTransition {
         /// Stage.
@@ -300,6 +321,15 @@ pub fn handle(
         (PipelineCommand::Untag(keys), Some(_)) => {
             Ok(vec![PipelineEvent::Untagged(Untagged { keys })])
         }
+        (PipelineCommand::Expire { executions, .. }, Some(_)) if executions.is_empty() => {
+            Ok(vec![])
+        }
+        (PipelineCommand::Expire { executions, at }, Some(_)) => {
+            Ok(vec![PipelineEvent::Expired(Expired {
+                expired_executions: executions,
+                at,
+            })])
+        }
         (
             PipelineCommand::SetTransition {
                 stage,
@@ -349,7 +379,7 @@ pub fn apply(state: &mut PipelineState, event: &PipelineEvent) {
                 live.tags.retain(|t| !u.keys.contains(&t.key));
             }
         }
-        PipelineEvent::Transition(_) => {}
+        PipelineEvent::Transition(_) | PipelineEvent::Expired(_) => {}
     }
 }
 

@@ -253,7 +253,7 @@ async fn a_deleted_pipelines_history_leaves_the_log_and_its_name_can_be_used_aga
     assert_eq!(r.status, 200, "{}", r.text());
     // The history leaves the log in the background; the server says when it is done.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while !server.log().contains("of its 2 executions left the log") {
+    while !server.log().contains("of 2 of its executions left the log") {
         assert!(
             std::time::Instant::now() < deadline,
             "the history was not removed: {}",

@@ -13,6 +13,7 @@ mod iam;
 mod one_door;
 mod pipelines;
 mod restart;
+mod retention;
 mod s3;
 mod tags;
 mod wire;

@@ -129,12 +129,12 @@ impl PipelineActor {
     /// the first execution (its `Started` is queued behind the creation, so both are flushed
     /// together and the execution is listed when CreatePipeline answers), an update cancels
     /// the executions running the old structure, a transition opens or closes the stage gate.
-    /// Removes a deleted pipeline's history from the log, in the background: its executions'
-    /// streams whole, and its own stream but for the append that deleted it, which stays as the
-    /// stream's end (so a pipeline created again under the name goes on from its sequence, and a
-    /// checkpoint older than the deletion still sees it deleted). The views forgot all of it
-    /// when the deletion was recorded, so no answer changes.
-    fn forget_history(&self, executions: Vec<String>) {
+    /// Removes executions' streams from the log, in the background, and with `own` the
+    /// pipeline's own stream but for its last append (a deleted pipeline's, which stays as the
+    /// stream's end: a pipeline created again under the name goes on from its sequence, and a
+    /// checkpoint older than the deletion still sees it deleted). The views forgot all of it when
+    /// the deletion or expiry was recorded, so no answer changes.
+    fn forget(&self, executions: Vec<String>, own: bool) {
         let store = self.store.clone();
         let key = self.key.clone();
         let stream = self.stream.clone();
@@ -149,9 +149,11 @@ impl PipelineActor {
                         Err(e) => log::warn!("execution {id} stays in the log: {e}"),
                     }
                 }
-                match store.forget(&stream, before) {
-                    Ok(n) => removed += n,
-                    Err(e) => log::warn!("the history of {stream} stays in the log: {e}"),
+                if own {
+                    match store.forget(&stream, before) {
+                        Ok(n) => removed += n,
+                        Err(e) => log::warn!("the history of {stream} stays in the log: {e}"),
+                    }
                 }
                 let durable = tokio::runtime::Builder::new_current_thread()
                     .build()
@@ -161,8 +163,9 @@ impl PipelineActor {
                     log::warn!("the removal of {stream}'s history is not flushed yet: {e}");
                 }
                 log::info!(
-                    "{stream} was deleted: {removed} events of it and of its {} executions left the log",
-                    executions.len()
+                    "{stream}: {removed} events of {} of its executions left the log{}",
+                    executions.len(),
+                    if own { ", and its own history" } else { "" }
                 );
             });
         if let Err(e) = forgotten {
@@ -286,11 +289,22 @@ impl Handler<Execute> for PipelineActor {
                     .then(move |(), act, _| act.record(msg.0))
                     .map(move |recorded, act, _| {
                         if recorded.is_ok() {
-                            act.forget_history(executions);
+                            act.forget(executions, true);
                         }
                         recorded
                     }),
             ));
+        }
+        if let PipelineCommand::Expire { executions, .. } = &msg.0 {
+            let executions = executions.clone();
+            return AtomicResponse::new(Box::pin(self.record(msg.0).map(
+                move |recorded, act: &mut Self, _| {
+                    if recorded.as_ref().is_ok_and(|events| !events.is_empty()) {
+                        act.forget(executions, false);
+                    }
+                    recorded
+                },
+            )));
         }
         AtomicResponse::new(self.record(msg.0))
     }

@@ -15,6 +15,7 @@ use crate::codepipeline::execution::{
     self, ActionRun, ErrorDetails, Execution, ExecutionEvent, StageRun, Trigger,
 };
 use crate::codepipeline::model::{ActionStatus, ExecutionMode, ExecutionStatus};
+use crate::codepipeline::pipeline::PipelineEvent;
 use crate::eventstore::{fold_stream, EventStore, EventType, RecordedEvent, StoreError};
 
 use crate::codepipeline::ids::{EXECUTION_STREAM_PREFIX, PIPELINE_STREAM_PREFIX};
@@ -218,6 +219,62 @@ struct Inner {
 }
 
 impl Inner {
+    /// Removes finished executions of a pipeline (the history's retention): the others keep
+    /// their order, and the latest runs of stages and actions that only removed executions had
+    /// are forgotten.
+    fn expire(&mut self, key: &str, ids: &[String]) {
+        let gone: std::collections::HashSet<&str> = ids
+            .iter()
+            .map(String::as_str)
+            .filter(|id| {
+                matches!(
+                    self.executions.get(*id),
+                    Some((k, Stored::Finished(_))) if &**k == key
+                )
+            })
+            .collect();
+        if gone.is_empty() {
+            return;
+        }
+        let Some(list) = self.by_pipeline.get_mut(key) else {
+            return;
+        };
+        let updated = self.updated.get_mut(key);
+        let mut remap: Vec<Option<u32>> = Vec::with_capacity(list.len());
+        let mut kept_updates = Vec::with_capacity(list.len());
+        let mut next = 0u32;
+        for (i, id) in list.iter().enumerate() {
+            if gone.contains(id.as_str()) {
+                remap.push(None);
+            } else {
+                remap.push(Some(next));
+                next += 1;
+                if let Some(u) = updated.as_ref().and_then(|u| u.get(i)) {
+                    kept_updates.push(*u);
+                }
+            }
+        }
+        list.retain(|id| !gone.contains(id.as_str()));
+        if let Some(updated) = updated {
+            *updated = kept_updates;
+        }
+        if let Some(index) = self.latest.get_mut(key) {
+            let moved = |o: &mut u32| match remap.get(*o as usize).copied().flatten() {
+                Some(n) => {
+                    *o = n;
+                    true
+                }
+                None => false,
+            };
+            index.stages.retain_mut(|(_, o)| moved(o));
+            index.actions.retain_mut(|(_, _, o)| moved(o));
+        }
+        self.by_token.retain(|_, id| !gone.contains(id.as_str()));
+        for id in gone {
+            self.executions.remove(id);
+        }
+    }
+
     /// Rebuilds what is derived from the executions and not kept in checkpoints.
     fn derive(&mut self) {
         self.updated.clear();
@@ -300,6 +357,16 @@ impl ExecutionViews {
                 inner.updated.remove(key);
                 inner.running.remove(key);
                 inner.by_token.retain(|(pipeline, _), _| pipeline != key);
+            }
+            return;
+        }
+        if record.event_type == "PipelineExecutionsExpired" {
+            let key = record.stream.strip_prefix(PIPELINE_STREAM_PREFIX);
+            if let (Some(key), Some(PipelineEvent::Expired(e))) =
+                (key, PipelineEvent::from_record(record))
+            {
+                let mut inner = self.inner.write().expect("execution views lock");
+                inner.expire(key, &e.expired_executions);
             }
             return;
         }
@@ -443,6 +510,24 @@ impl ExecutionViews {
             .skip(skip)
             .take(take)
             .filter_map(|id| inner.summary(id))
+            .collect()
+    }
+
+    /// Up to `limit` of a pipeline's finished executions last updated before `cutoff` (epoch
+    /// seconds), oldest first: what the history's retention removes next.
+    pub fn expired(&self, key: &str, cutoff: f64, limit: usize) -> Vec<String> {
+        let inner = self.inner.read().expect("execution views lock");
+        let (Some(ids), Some(updated)) = (inner.by_pipeline.get(key), inner.updated.get(key))
+        else {
+            return Vec::new();
+        };
+        ids.iter()
+            .zip(updated)
+            .filter(|(id, u)| {
+                **u < cutoff && matches!(inner.executions.get(*id), Some((_, Stored::Finished(_))))
+            })
+            .take(limit)
+            .map(|(id, _)| id.clone())
             .collect()
     }
 

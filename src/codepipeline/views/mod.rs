@@ -199,6 +199,7 @@ impl PipelineViews {
                     view.transitions.insert(t.stage.clone(), t);
                 }
             }
+            PipelineEvent::Expired(_) => {}
         }
     }
 

@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// The data-dir format this build writes; see `migrations/` for what each version means.
-pub const FORMAT_VERSION: u64 = 2;
+pub const FORMAT_VERSION: u64 = 3;
 
 /// An event to append: its type name, the schema version of its payload, and the payload.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,11 +1,13 @@
 //! The default [`EventStore`], on sled. This is the only file that names sled: another engine
 //! (redb, say) goes beside it behind the same trait.
 //!
-//! # Layout (format 2)
+//! # Layout (format 3)
 //! One tree, `log`, holds two key spaces:
-//! - `a` + position of the first event (u64, big endian) → one append as JSON:
+//! - `a` + position of the first event (u64, big endian) → one append: the byte `1`, then its
+//!   JSON compressed by zstd with the dictionary `events.dict`:
 //!   `{"position", "stream", "sequence", "recorded_at", "events": [{"event_type",
-//!   "schema_version", "data"}]}`, the events taking consecutive positions and sequences;
+//!   "schema_version", "data"}]}`, the events taking consecutive positions and sequences
+//!   (format 2 stored that JSON as it is, starting with `{`; such appends read as they are);
 //! - `s` + stream + `0x00` + sequence of the first event (u64, big endian) → position of the
 //!   append (u64, big endian) and its number of events (u32, big endian), the per-stream index.
 //!
@@ -109,8 +111,8 @@ struct EventOut<'a> {
     data: &'a Value,
 }
 
-/// An append as read: format 2 (`events`), or a format-1 record (one event, its fields at the
-/// top level).
+/// An append as read: formats 2 and 3 (`events`), or a format-1 record (one event, its fields at
+/// the top level).
 #[derive(Deserialize)]
 struct AppendIn {
     position: u64,
@@ -136,7 +138,8 @@ struct EventIn {
 
 impl AppendIn {
     fn decode(bytes: &[u8]) -> Result<Self, StoreError> {
-        serde_json::from_slice(bytes).map_err(|e| storage(format!("unreadable event: {e}")))
+        let json = decompress(bytes)?;
+        serde_json::from_slice(&json).map_err(|e| storage(format!("unreadable event: {e}")))
     }
 
     fn into_records(self) -> Result<Vec<RecordedEvent>, StoreError> {
@@ -179,6 +182,82 @@ fn index_value(position: u64, count: usize) -> [u8; 12] {
 }
 
 /// Reads an index entry; a format-1 entry is the position of one event.
+/// The first byte of an append compressed with [`DICTIONARY`] (format 3). A JSON append (formats
+/// 1 and 2) starts with `{`.
+const COMPRESSED_V1: u8 = 1;
+
+/// A zstd dictionary trained on the events the product records (pipelines, executions, S3,
+/// IAM, CodeBuild), made by `examples/event_dictionary.rs`. Appends written with it must be read
+/// with it: a new dictionary takes a new first byte, and this one stays.
+const DICTIONARY: &[u8] = include_bytes!("events.dict");
+
+/// zstd's level for appends: its fastest, which the dictionary makes nearly as small as its best.
+const LEVEL: i32 = 1;
+
+/// The most bytes an append may decompress to (a corrupt one is refused, not allocated).
+const MAX_APPEND_BYTES: u64 = 256 << 20;
+
+static ENCODER: std::sync::LazyLock<zstd::dict::EncoderDictionary<'static>> =
+    std::sync::LazyLock::new(|| zstd::dict::EncoderDictionary::copy(DICTIONARY, LEVEL));
+static DECODER: std::sync::LazyLock<zstd::dict::DecoderDictionary<'static>> =
+    std::sync::LazyLock::new(|| zstd::dict::DecoderDictionary::copy(DICTIONARY));
+
+thread_local! {
+    static COMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+    static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// An append as stored: its JSON compressed with the dictionary, after [`COMPRESSED_V1`].
+fn compress(json: &[u8]) -> Result<Vec<u8>, StoreError> {
+    COMPRESSOR.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.is_none() {
+            *c = Some(zstd::bulk::Compressor::with_prepared_dictionary(&ENCODER).map_err(storage)?);
+        }
+        let frame = c
+            .as_mut()
+            .expect("the compressor was just made")
+            .compress(json)
+            .map_err(storage)?;
+        let mut out = Vec::with_capacity(frame.len() + 1);
+        out.push(COMPRESSED_V1);
+        out.extend_from_slice(&frame);
+        Ok(out)
+    })
+}
+
+/// The JSON of an append as stored: compressed (format 3) or as it is (formats 1 and 2).
+fn decompress(bytes: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, StoreError> {
+    decompress_within(bytes, MAX_APPEND_BYTES)
+}
+
+/// [`decompress`], refusing an append whose frame says it holds more than `max` bytes.
+fn decompress_within(bytes: &[u8], max: u64) -> Result<std::borrow::Cow<'_, [u8]>, StoreError> {
+    let Some((&COMPRESSED_V1, frame)) = bytes.split_first() else {
+        return Ok(std::borrow::Cow::Borrowed(bytes));
+    };
+    let size = zstd::zstd_safe::get_frame_content_size(frame)
+        .ok()
+        .flatten()
+        .filter(|n| *n <= max)
+        .ok_or_else(|| storage("unreadable event: a compressed append of no or too large size"))?;
+    DECOMPRESSOR.with(|d| {
+        let mut d = d.borrow_mut();
+        if d.is_none() {
+            *d = Some(
+                zstd::bulk::Decompressor::with_prepared_dictionary(&DECODER).map_err(storage)?,
+            );
+        }
+        d.as_mut()
+            .expect("the decompressor was just made")
+            .decompress(frame, size as usize)
+            .map(std::borrow::Cow::Owned)
+            .map_err(|e| storage(format!("unreadable event: {e}")))
+    })
+}
+
 fn parse_index(v: &[u8]) -> (u64, u64) {
     let mut p = [0u8; 8];
     p.copy_from_slice(&v[..8]);
@@ -358,6 +437,22 @@ impl SledStore {
         })
     }
 
+    /// Up to `limit` appends as their JSON, oldest first: samples to train a dictionary on.
+    pub fn append_samples(&self, limit: usize) -> Result<Vec<Vec<u8>>, StoreError> {
+        self.with(|engine| {
+            let mut out = Vec::new();
+            for entry in engine
+                .log
+                .range(record_key(0)..=record_key(u64::MAX))
+                .take(limit)
+            {
+                let (_, value) = entry.map_err(storage)?;
+                out.push(decompress(&value)?.into_owned());
+            }
+            Ok(out)
+        })
+    }
+
     /// Runs `f` on the open engine.
     fn with<T>(&self, f: impl FnOnce(&Engine) -> Result<T, StoreError>) -> Result<T, StoreError> {
         self.shared.with(f)
@@ -411,21 +506,23 @@ impl Shared {
             let Some(first) = records.first() else {
                 return Ok(records);
             };
-            let bytes = serde_json::to_vec(&AppendOut {
-                position: first.position,
-                stream,
-                sequence: first.sequence,
-                recorded_at: first.recorded_at,
-                events: records
-                    .iter()
-                    .map(|r| EventOut {
-                        event_type: &r.event_type,
-                        schema_version: r.schema_version,
-                        data: &r.data,
-                    })
-                    .collect(),
-            })
-            .map_err(storage)?;
+            let bytes = compress(
+                &serde_json::to_vec(&AppendOut {
+                    position: first.position,
+                    stream,
+                    sequence: first.sequence,
+                    recorded_at: first.recorded_at,
+                    events: records
+                        .iter()
+                        .map(|r| EventOut {
+                            event_type: &r.event_type,
+                            schema_version: r.schema_version,
+                            data: &r.data,
+                        })
+                        .collect(),
+                })
+                .map_err(storage)?,
+            )?;
             let key = record_key(first.position);
             engine.log.insert(key, bytes).map_err(storage)?;
             let index = index_key(stream, first.sequence);
@@ -747,6 +844,36 @@ mod tests {
     #[test]
     fn forgetting() {
         conformance::forgetting(&store().1);
+    }
+
+    #[test]
+    fn appends_are_stored_compressed_and_json_appends_still_read() {
+        let json = br#"{"position":1,"stream":"a","sequence":1,"recorded_at":0.0,"events":[]}"#;
+        let stored = super::compress(json).unwrap();
+        assert_eq!(stored[0], super::COMPRESSED_V1);
+        assert_eq!(&*super::decompress(&stored).unwrap(), &json[..]);
+        // A format-2 append is its JSON.
+        assert_eq!(&*super::decompress(json).unwrap(), &json[..]);
+        // A damaged one is an error, never a panic or an allocation of what it claims.
+        assert!(super::decompress(&[super::COMPRESSED_V1, 1, 2, 3]).is_err());
+        let mut big = vec![super::COMPRESSED_V1];
+        big.extend_from_slice(&zstd::bulk::compress(&vec![0u8; 1 << 20], 1).unwrap());
+        assert_eq!(super::decompress(&big).unwrap().len(), 1 << 20);
+        assert!(super::decompress_within(&big, 1000).is_err());
+        let (dir, s) = store();
+        s.append(
+            "a",
+            0,
+            vec![NewEvent {
+                event_type: "T".into(),
+                schema_version: 1,
+                data: serde_json::json!({"n": 1}),
+            }],
+        )
+        .unwrap();
+        drop(s);
+        let reopened = SledStore::open(dir.path(), 8 << 20).unwrap();
+        assert_eq!(reopened.read_stream("a", 1).unwrap()[0].data["n"], 1);
     }
 
     #[test]

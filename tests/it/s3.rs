@@ -1029,6 +1029,21 @@ async fn objects_are_read_by_part_number() {
     assert_eq!(code, "InvalidPartNumber");
 }
 
+/// The tags of an object (of one version), as `key=value`.
+async fn tags_of(s3: &aws_sdk_s3::Client, key: &str, version: Option<&str>) -> Vec<String> {
+    s3.get_object_tagging()
+        .bucket("tagged")
+        .key(key)
+        .set_version_id(version.map(str::to_string))
+        .send()
+        .await
+        .unwrap()
+        .tag_set()
+        .iter()
+        .map(|t| format!("{}={}", t.key(), t.value()))
+        .collect()
+}
+
 #[tokio::test]
 async fn objects_are_tagged_on_put_and_by_their_own_operations() {
     use aws_sdk_s3::types::{Tag, Tagging, TaggingDirective};
@@ -1043,19 +1058,7 @@ async fn objects_are_tagged_on_put_and_by_their_own_operations() {
         .send()
         .await
         .unwrap();
-    let tags = |out: aws_sdk_s3::operation::get_object_tagging::GetObjectTaggingOutput| {
-        out.tag_set()
-            .iter()
-            .map(|t| format!("{}={}", t.key(), t.value()))
-            .collect::<Vec<_>>()
-    };
-    let got = s3
-        .get_object_tagging()
-        .bucket("tagged")
-        .key("k")
-        .send()
-        .await;
-    assert_eq!(tags(got.unwrap()), ["env=a b", "team=blue"]);
+    assert_eq!(tags_of(&s3, "k", None).await, ["env=a b", "team=blue"]);
     let object = s3.get_object().bucket("tagged").key("k").send().await;
     assert_eq!(object.unwrap().tag_count(), Some(2));
     let tagging = |pairs: &[(&str, &str)]| {
@@ -1076,13 +1079,7 @@ async fn objects_are_tagged_on_put_and_by_their_own_operations() {
         .send()
         .await
         .unwrap();
-    let got = s3
-        .get_object_tagging()
-        .bucket("tagged")
-        .key("k")
-        .send()
-        .await;
-    assert_eq!(tags(got.unwrap()), ["owner=me"]);
+    assert_eq!(tags_of(&s3, "k", None).await, ["owner=me"]);
 
     // A copy keeps the source's tags unless told to replace them.
     s3.copy_object()
@@ -1092,13 +1089,7 @@ async fn objects_are_tagged_on_put_and_by_their_own_operations() {
         .send()
         .await
         .unwrap();
-    let got = s3
-        .get_object_tagging()
-        .bucket("tagged")
-        .key("kept")
-        .send()
-        .await;
-    assert_eq!(tags(got.unwrap()), ["owner=me"]);
+    assert_eq!(tags_of(&s3, "kept", None).await, ["owner=me"]);
     s3.copy_object()
         .bucket("tagged")
         .key("replaced")
@@ -1108,13 +1099,7 @@ async fn objects_are_tagged_on_put_and_by_their_own_operations() {
         .send()
         .await
         .unwrap();
-    let got = s3
-        .get_object_tagging()
-        .bucket("tagged")
-        .key("replaced")
-        .send()
-        .await;
-    assert_eq!(tags(got.unwrap()), ["new=1"]);
+    assert_eq!(tags_of(&s3, "replaced", None).await, ["new=1"]);
 
     s3.delete_object_tagging()
         .bucket("tagged")
@@ -1122,13 +1107,7 @@ async fn objects_are_tagged_on_put_and_by_their_own_operations() {
         .send()
         .await
         .unwrap();
-    let got = s3
-        .get_object_tagging()
-        .bucket("tagged")
-        .key("k")
-        .send()
-        .await;
-    assert!(got.unwrap().tag_set().is_empty());
+    assert!(tags_of(&s3, "k", None).await.is_empty());
 
     // What S3 refuses, refused, and nothing changed by it.
     let eleven: Vec<(String, String)> = (0..11).map(|i| (format!("k{i}"), "v".into())).collect();
@@ -1157,13 +1136,7 @@ async fn objects_are_tagged_on_put_and_by_their_own_operations() {
         );
         assert_eq!((got.as_str(), status), (code, 400));
     }
-    let got = s3
-        .get_object_tagging()
-        .bucket("tagged")
-        .key("kept")
-        .send()
-        .await;
-    assert_eq!(tags(got.unwrap()), ["owner=me"]);
+    assert_eq!(tags_of(&s3, "kept", None).await, ["owner=me"]);
     let (code, _) = s3_failure(
         s3.put_object()
             .bucket("tagged")
@@ -1218,21 +1191,8 @@ async fn objects_are_tagged_on_put_and_by_their_own_operations() {
     let dir = server.kill9().unwrap();
     let server = Server::start_in(dir.path());
     let s3 = server.s3();
-    let got = s3
-        .get_object_tagging()
-        .bucket("tagged")
-        .key("v")
-        .version_id(&v1)
-        .send()
-        .await;
-    assert_eq!(tags(got.unwrap()), ["n=one"]);
-    let got = s3
-        .get_object_tagging()
-        .bucket("tagged")
-        .key("v")
-        .send()
-        .await;
-    assert_eq!(tags(got.unwrap()), ["n=2"]);
+    assert_eq!(tags_of(&s3, "v", Some(&v1)).await, ["n=one"]);
+    assert_eq!(tags_of(&s3, "v", None).await, ["n=2"]);
 }
 
 #[tokio::test]

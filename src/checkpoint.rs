@@ -71,17 +71,30 @@ fn old_snapshot(data_dir: &Path) -> PathBuf {
     data_dir.join("views-snapshot.json")
 }
 
-#[derive(Serialize, Deserialize)]
+/// A checkpoint as written.
+#[derive(Serialize)]
 struct Checkpoint {
     version: u64,
     /// The id of the log it was folded from.
-    #[serde(default)]
     log: String,
     /// The last event it holds.
     position: u64,
     /// When that event was recorded.
     recorded_at: f64,
     projections: BTreeMap<String, Box<RawValue>>,
+}
+
+/// A checkpoint as read: its projections stay slices of the file's bytes until restored, so
+/// loading one holds the file once, not twice.
+#[derive(Deserialize)]
+struct CheckpointIn<'a> {
+    version: u64,
+    #[serde(default)]
+    log: String,
+    position: u64,
+    recorded_at: f64,
+    #[serde(borrow)]
+    projections: BTreeMap<String, &'a RawValue>,
 }
 
 /// What loading did.
@@ -98,7 +111,7 @@ pub struct Loaded {
 /// Why the checkpoint in `file` cannot be used for this log; `None` when it can.
 fn check(
     store: &dyn EventStore,
-    cp: &Checkpoint,
+    cp: &CheckpointIn<'_>,
     projections: &[&dyn Projection],
 ) -> Option<String> {
     if cp.version != CHECKPOINT_VERSION {
@@ -152,7 +165,7 @@ pub fn load(
             bytes.len(),
             started.elapsed().as_secs_f64() * 1000.0
         );
-        let restored = match serde_json::from_slice::<Checkpoint>(&bytes) {
+        let restored = match serde_json::from_slice::<CheckpointIn>(&bytes) {
             Err(e) => Err(format!("it is unreadable ({e})")),
             Ok(cp) => match check(store, &cp, projections) {
                 Some(why) => Err(why),

@@ -305,17 +305,22 @@ pub async fn run(
     crate::allocator::after_startup();
     on_ready(addr);
     server.await.map_err(|e| e.to_string())?;
+    let stopping = Instant::now();
     for arbiter in execution_arbiters {
         arbiter.stop();
         arbiter.join().ok();
     }
-    // Bring the checkpoint up to the end of the log, so that the next start folds nothing and
-    // the history can be read without a server quickly.
+    // Bring the checkpoint up to the end of the log when enough happened since the last one, so
+    // that the next start and offline history reads fold little.
     drop(stop_checkpoints);
     if let Some(thread) = checkpoint_thread {
         let _ = thread.join();
     }
-    if let Err(e) = checkpoints.run(1) {
+    log::debug!(
+        "stopped serving; actors stopped in {:.1} ms",
+        stopping.elapsed().as_secs_f64() * 1000.0
+    );
+    if let Err(e) = checkpoints.run(state.config.checkpoint_min_events) {
         log::warn!("{e}");
     }
     drop(state);

@@ -170,6 +170,22 @@ async fn a_start_after_kill_9_between_checkpoints_answers_as_a_full_rebuild() {
         again.log()
     );
     assert_eq!(answers(&again), before);
+    // A stop that follows fewer than `checkpoint_min_events` events keeps the checkpoint it has:
+    // the next start folds them.
+    let put = again
+        .client()
+        .http("PUT", "/source-bucket/one-more", "localhost", b"1");
+    assert_eq!(put.status, 200);
+    drop(again.terminate());
+    assert_eq!(checkpoint_position(dir), Some(end));
+    let last = Server::try_start_with(dir, &never).unwrap();
+    assert!(
+        last.log().contains(&format!(
+            "from the checkpoint at event {end} and 1 events after it"
+        )),
+        "{}",
+        last.log()
+    );
 }
 
 #[tokio::test]

@@ -437,23 +437,26 @@ impl ExecutionViews {
             return;
         };
         execution::apply(state, &event);
+        // Its place in the pipeline's start order (an execution whose start is not in the
+        // views, which only a damaged log could hold, has none and indexes nothing).
         let ordinal = inner
             .by_pipeline
             .get(&key)
-            .and_then(|ids| ids.iter().rposition(|i| i == id))
-            .unwrap_or(0);
-        if let Some(slot) = inner.updated.get_mut(&key).and_then(|u| u.get_mut(ordinal)) {
-            *slot = state.updated;
-        }
-        if matches!(
-            event,
-            ExecutionEvent::StageStarted { .. } | ExecutionEvent::ActionStarted { .. }
-        ) {
-            inner
-                .latest
-                .entry(key.clone())
-                .or_default()
-                .record(state, ordinal as u32);
+            .and_then(|ids| ids.iter().rposition(|i| i == id));
+        if let Some(ordinal) = ordinal {
+            if let Some(slot) = inner.updated.get_mut(&key).and_then(|u| u.get_mut(ordinal)) {
+                *slot = state.updated;
+            }
+            if matches!(
+                event,
+                ExecutionEvent::StageStarted { .. } | ExecutionEvent::ActionStarted { .. }
+            ) {
+                inner
+                    .latest
+                    .entry(key.clone())
+                    .or_default()
+                    .record(state, ordinal as u32);
+            }
         }
         if !state.status.is_running() {
             *stored = Stored::Finished(Box::new(ExecutionSummary::of(state)));

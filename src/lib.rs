@@ -24,7 +24,8 @@
 //!                    GetPipelineState's stage states), actions/ (the
 //!                    ActionExecutor trait, the registry, one file per provider), validate
 //!                    (declaration rules), action_types (AWS's catalogue of providers)
-//! s3/                embedded S3: s3s bridge into actix-web, api (the S3 trait over the store),
+//! s3/                embedded S3: s3s bridge into actix-web, api/ (the S3 trait over the store;
+//!                    tags, copy checks and listings in files of their own),
 //!                    store (files + bucket events), objects (ObjectStore for pipeline actions),
 //!                    remote (an external S3 through aws-sdk-s3)
 //! iam/               IAM roles and STS (query protocol): api (operations, AWS codes, XML),

@@ -15,6 +15,14 @@ use super::events::{Version, Versioning};
 use super::store::{BodyStream, LocalStore, S3StoreError, BODY_TIMEOUT};
 use super::RequestRegion;
 
+mod copy;
+mod listing;
+mod tags;
+
+use copy::{check_copy_conditions, copy_range};
+use listing::{decode_token, encode_token, max_keys, object_entry, prefixes, KeyEncoding};
+use tags::{checked_tags, header_tags, tag_set};
+
 /// The S3 API over the embedded store.
 pub struct EmbeddedS3 {
     store: Arc<LocalStore>,
@@ -205,150 +213,10 @@ fn file_stream(path: std::path::PathBuf, range: std::ops::Range<u64>) -> Streami
     StreamingBlob::wrap(super::bridge::ChannelStream::new(rx))
 }
 
-/// Keys and common prefixes of a listing page.
-struct Page {
-    keys: Vec<(String, Version)>,
-    prefixes: Vec<String>,
-    truncated: bool,
-    next: Option<String>,
-}
-
-/// Lists the newest version of each key that is not deleted, S3's way: keys after `after`, with
-/// `prefix`, rolled up at `delimiter`, at most `max` entries.
-fn list_keys(
-    objects: &BTreeMap<String, Vec<Version>>,
-    prefix: &str,
-    delimiter: Option<&str>,
-    after: Option<&str>,
-    max: usize,
-) -> Page {
-    let mut page = Page {
-        keys: Vec::new(),
-        prefixes: Vec::new(),
-        truncated: false,
-        next: None,
-    };
-    let start = after.unwrap_or("");
-    for (key, versions) in
-        objects.range::<str, _>((std::ops::Bound::Excluded(start), std::ops::Bound::Unbounded))
-    {
-        if !key.starts_with(prefix) {
-            if key.as_str() > prefix {
-                break;
-            }
-            continue;
-        }
-        let Some(latest) = versions.last().filter(|v| !v.is_delete_marker()) else {
-            continue;
-        };
-        let rolled = delimiter.filter(|d| !d.is_empty()).and_then(|d| {
-            key[prefix.len()..]
-                .find(d)
-                .map(|i| key[..prefix.len() + i + d.len()].to_string())
-        });
-        if let Some(common) = &rolled {
-            if page.prefixes.last() == Some(common) {
-                continue;
-            }
-        }
-        if page.keys.len() + page.prefixes.len() >= max {
-            page.truncated = true;
-            break;
-        }
-        match rolled {
-            Some(common) => {
-                page.next = Some(common.clone());
-                page.prefixes.push(common);
-            }
-            None => {
-                page.next = Some(key.clone());
-                page.keys.push((key.clone(), latest.clone()));
-            }
-        }
-    }
-    // A rolled-up prefix resumes after every key under it.
-    if let Some(next) = &mut page.next {
-        if page.prefixes.last() == Some(next) {
-            next.push(char::MAX);
-        }
-    }
-    page
-}
-
-impl EmbeddedS3 {
-    /// A listing page of a bucket; see [`list_keys`].
-    fn page(
-        &self,
-        bucket: &str,
-        prefix: &str,
-        delimiter: Option<&str>,
-        after: Option<&str>,
-        max: usize,
-    ) -> S3Result<Page> {
-        self.store
-            .with_bucket(bucket, |b| {
-                list_keys(&b.objects, prefix, delimiter, after, max)
-            })
-            .map_err(error)
-    }
-}
-
-fn object_entry(key: String, v: &Version) -> Object {
-    Object {
-        key: Some(key),
-        e_tag: Some(etag(&v.etag)),
-        last_modified: Some(timestamp(v.last_modified)),
-        size: Some(v.size as i64),
-        storage_class: Some(ObjectStorageClass::from_static(
-            ObjectStorageClass::STANDARD,
-        )),
-        ..Default::default()
-    }
-}
-
-fn prefixes(list: Vec<String>) -> Option<CommonPrefixList> {
-    (!list.is_empty()).then(|| {
-        list.into_iter()
-            .map(|p| CommonPrefix { prefix: Some(p) })
-            .collect()
-    })
-}
-
-/// What a bucket's LocationConstraint may be besides `EU`: a region name.
 static REGION: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
     regex::Regex::new(r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-[0-9]{1,2}$")
         .expect("the region pattern compiles")
 });
-
-/// How a listing writes keys: as they are, or (`EncodingType=url`) percent-encoded, as S3 does
-/// so that keys with characters XML cannot carry (or `+`, `%`) reach the client intact.
-#[derive(Clone, Copy)]
-struct KeyEncoding(bool);
-
-impl KeyEncoding {
-    fn of(encoding: Option<&EncodingType>) -> Self {
-        KeyEncoding(encoding.is_some_and(|e| e.as_str().eq_ignore_ascii_case("url")))
-    }
-
-    fn key(self, key: String) -> String {
-        if !self.0 {
-            return key;
-        }
-        let mut out = String::with_capacity(key.len());
-        for b in key.bytes() {
-            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'/') {
-                out.push(b as char);
-            } else {
-                out.push_str(&format!("%{b:02X}"));
-            }
-        }
-        out
-    }
-
-    fn opt(self, key: Option<String>) -> Option<String> {
-        key.map(|k| self.key(k))
-    }
-}
 
 /// The bytes of part `number` of an object, and how many parts it has: a multipart object's
 /// parts as they were uploaded, any other object as one part. `InvalidPartNumber` beyond them.
@@ -372,130 +240,11 @@ fn part_of(v: &Version, number: i32) -> S3Result<(std::ops::Range<u64>, usize)> 
     Ok((start..start + sizes[index - 1], sizes.len()))
 }
 
-/// The most tags an object may carry.
-const MAX_TAGS: usize = 10;
-
 /// An error of a code s3s does not know (it would answer those with 500).
 fn custom_error(code: &'static str, message: &str, status: http::StatusCode) -> S3Error {
     let mut e = S3Error::with_message(s3s::S3ErrorCode::Custom(code.into()), message.to_string());
     e.set_status_code(status);
     e
-}
-
-fn invalid_tag(message: &str) -> S3Error {
-    custom_error("InvalidTag", message, http::StatusCode::BAD_REQUEST)
-}
-
-/// Checks tags as S3 does (at most 10, unique keys of 1–128 characters, values of at most 256,
-/// letters, digits, spaces and `+-=._:/@`, no `aws:` prefix) and returns them as a map.
-fn checked_tags(pairs: Vec<(String, String)>) -> S3Result<BTreeMap<String, String>> {
-    if pairs.len() > MAX_TAGS {
-        return Err(custom_error(
-            "BadRequest",
-            "Object tags cannot be greater than 10",
-            http::StatusCode::BAD_REQUEST,
-        ));
-    }
-    let allowed = |c: char| c.is_alphanumeric() || c.is_whitespace() || "+-=._:/@".contains(c);
-    let mut tags = BTreeMap::new();
-    for (key, value) in pairs {
-        if key.chars().count() > 128 {
-            return Err(invalid_tag(
-                "The TagKey you have provided is too long, max 128",
-            ));
-        }
-        if value.chars().count() > 256 {
-            return Err(invalid_tag(
-                "The TagValue you have provided is too long, max 256",
-            ));
-        }
-        if key.is_empty() || !key.chars().all(allowed) {
-            return Err(invalid_tag("The TagKey you have provided is invalid"));
-        }
-        if !value.chars().all(allowed) {
-            return Err(invalid_tag("The TagValue you have provided is invalid"));
-        }
-        if key.to_ascii_lowercase().starts_with("aws:") {
-            return Err(invalid_tag("Your TagKey cannot be prefixed with aws:"));
-        }
-        if tags.insert(key, value).is_some() {
-            return Err(invalid_tag(
-                "Cannot provide multiple Tags with the same key",
-            ));
-        }
-    }
-    Ok(tags)
-}
-
-/// The tags of an `x-amz-tagging` header: a URL-encoded query string, `k1=v1&k2=v2`.
-fn header_tags(header: Option<&str>) -> S3Result<BTreeMap<String, String>> {
-    let pairs = header
-        .unwrap_or_default()
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (crate::aws::query::decode(k), crate::aws::query::decode(v))
-        })
-        .collect();
-    checked_tags(pairs)
-}
-
-fn tag_set(tags: &BTreeMap<String, String>) -> TagSet {
-    tags.iter()
-        .map(|(k, v)| Tag {
-            key: Some(k.clone()),
-            value: Some(v.clone()),
-        })
-        .collect()
-}
-
-/// `x-amz-copy-source-if-match` and `-if-none-match` against the source's ETag.
-fn check_copy_conditions(
-    v: &Version,
-    if_match: Option<&ETagCondition>,
-    if_none_match: Option<&ETagCondition>,
-) -> S3Result<()> {
-    let matches = |c: &ETagCondition| match c {
-        ETagCondition::Any => true,
-        ETagCondition::ETag(e) => e.value() == v.etag,
-    };
-    if if_match.is_some_and(|c| !matches(c)) || if_none_match.is_some_and(matches) {
-        return Err(s3_error!(
-            PreconditionFailed,
-            "At least one of the pre-conditions you specified did not hold"
-        ));
-    }
-    Ok(())
-}
-
-/// `x-amz-copy-source-range`: `bytes=first-last`, both within an object of `size` bytes.
-fn copy_range(range: Option<&str>, size: u64) -> S3Result<std::ops::Range<u64>> {
-    let Some(range) = range else {
-        return Ok(0..size);
-    };
-    let bounds = range
-        .strip_prefix("bytes=")
-        .and_then(|r| r.split_once('-'))
-        .and_then(|(a, b)| Some((a.parse::<u64>().ok()?, b.parse::<u64>().ok()?)))
-        .filter(|(first, last)| first <= last);
-    let Some((first, last)) = bounds else {
-        return Err(s3_error!(
-            InvalidArgument,
-            "The x-amz-copy-source-range value must be of the form bytes=first-last where first and last are the zero-based offsets of the first and last bytes to copy"
-        ));
-    };
-    if last >= size {
-        return Err(s3_error!(
-            InvalidArgument,
-            "Range specified is not valid for source object of size: {size}"
-        ));
-    }
-    Ok(first..last + 1)
-}
-
-fn max_keys(max: Option<i32>) -> usize {
-    max.map_or(1000, |m| m.clamp(0, 1000) as usize)
 }
 
 #[async_trait::async_trait]
@@ -1393,19 +1142,4 @@ impl s3s::S3 for EmbeddedS3 {
             .map_err(error)?;
         Ok(S3Response::new(AbortMultipartUploadOutput::default()))
     }
-}
-
-fn encode_token(key: &str) -> String {
-    crate::aws::pagination::hex(key.as_bytes())
-}
-
-fn decode_token(token: &str) -> S3Result<String> {
-    crate::aws::pagination::unhex(token)
-        .and_then(|bytes| String::from_utf8(bytes).ok())
-        .ok_or_else(|| {
-            s3_error!(
-                InvalidArgument,
-                "The continuation token provided is incorrect"
-            )
-        })
 }

@@ -62,6 +62,20 @@ fn answers(server: &Server) -> Vec<String> {
     out
 }
 
+/// Where a start (logging at `info`) loaded from: the checkpoint's position and how many events
+/// it folded after it.
+fn loaded_from(server: &Server) -> (u64, u64) {
+    let log = server.log();
+    let numbers = log
+        .split_once("from the checkpoint at event ")
+        .and_then(|(_, rest)| {
+            let (at, rest) = rest.split_once(" and ")?;
+            let (folded, _) = rest.split_once(" events after it")?;
+            Some((at.parse().ok()?, folded.parse().ok()?))
+        });
+    numbers.unwrap_or_else(|| panic!("the start said nothing of where it loaded from: {log}"))
+}
+
 /// The position the checkpoint in `dir` holds, if there is one.
 fn checkpoint_position(dir: &std::path::Path) -> Option<u64> {
     let bytes = std::fs::read(dir.join("checkpoint.json")).ok()?;
@@ -139,19 +153,17 @@ async fn a_start_after_kill_9_between_checkpoints_answers_as_a_full_rebuild() {
     ];
     let restored = Server::try_start_with(dir, &never).unwrap();
     let from_checkpoint = answers(&restored);
-    let log = restored.log();
-    assert!(
-        log.contains(&format!("from the checkpoint at event {held} and ")),
-        "the start did not use the checkpoint at {held}: {log}"
+    assert_eq!(
+        loaded_from(&restored).0,
+        held,
+        "the start used the checkpoint"
     );
     drop(restored.kill9());
     assert_eq!(checkpoint_position(dir), Some(held));
 
     std::fs::remove_file(dir.join("checkpoint.json")).unwrap();
     let rebuilt = Server::try_start_with(dir, &never).unwrap();
-    assert!(rebuilt
-        .log()
-        .contains("from the checkpoint at event 0 and "));
+    assert_eq!(loaded_from(&rebuilt).0, 0, "the start folded the whole log");
     let from_log = answers(&rebuilt);
     for ((b, c), r) in before.iter().zip(&from_checkpoint).zip(&from_log) {
         assert_eq!(c, b, "restored from the checkpoint");
@@ -162,13 +174,7 @@ async fn a_start_after_kill_9_between_checkpoints_answers_as_a_full_rebuild() {
     drop(rebuilt.terminate());
     assert_eq!(checkpoint_position(dir), Some(end));
     let again = Server::try_start_with(dir, &never).unwrap();
-    assert!(
-        again.log().contains(&format!(
-            "from the checkpoint at event {end} and 0 events after it"
-        )),
-        "{}",
-        again.log()
-    );
+    assert_eq!(loaded_from(&again), (end, 0));
     assert_eq!(answers(&again), before);
     // A stop that follows fewer than `checkpoint_min_events` events keeps the checkpoint it has:
     // the next start folds them.
@@ -179,13 +185,7 @@ async fn a_start_after_kill_9_between_checkpoints_answers_as_a_full_rebuild() {
     drop(again.terminate());
     assert_eq!(checkpoint_position(dir), Some(end));
     let last = Server::try_start_with(dir, &never).unwrap();
-    assert!(
-        last.log().contains(&format!(
-            "from the checkpoint at event {end} and 1 events after it"
-        )),
-        "{}",
-        last.log()
-    );
+    assert_eq!(loaded_from(&last), (end, 1));
 }
 
 #[tokio::test]
@@ -287,10 +287,7 @@ async fn a_deleted_pipelines_history_leaves_the_log_and_its_name_can_be_used_aga
     let restarted = Server::try_start_with(dir, &never).unwrap();
     let log = restarted.log();
     assert!(!log.contains("is ignored"), "{log}");
-    assert!(
-        log.contains(&format!("from the checkpoint at event {held} and ")),
-        "{log}"
-    );
+    assert_eq!(loaded_from(&restarted).0, held);
     assert_eq!(
         restarted.call("ListPipelines", json!({})).json()["pipelines"],
         json!([])

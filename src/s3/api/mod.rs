@@ -171,6 +171,42 @@ fn attributes(
     }
 }
 
+/// The attributes of a new object with the tags of its `x-amz-tagging` header.
+fn tagged_attributes(attributes: Version, tagging: Option<&str>) -> S3Result<Version> {
+    Ok(Version {
+        tags: header_tags(tagging)?,
+        ..attributes
+    })
+}
+
+/// A part number as UploadPart and UploadPartCopy take it: 1 to 10,000.
+fn part_number(n: i32) -> S3Result<u32> {
+    u32::try_from(n)
+        .ok()
+        .filter(|n| (1..=10_000).contains(n))
+        .ok_or_else(|| {
+            s3_error!(
+                InvalidArgument,
+                "Part number must be an integer between 1 and 10000, inclusive"
+            )
+        })
+}
+
+/// The bucket, key and version a copy reads (access points are not served).
+fn copy_source(source: &CopySource) -> S3Result<(&str, &str, Option<&str>)> {
+    match source {
+        CopySource::Bucket {
+            bucket,
+            key,
+            version_id,
+        } => Ok((bucket, key, version_id.as_deref())),
+        _ => Err(s3_error!(
+            NotImplemented,
+            "Copying from an access point is not supported"
+        )),
+    }
+}
+
 /// The version id as S3 answers it: absent for the `null` version of an unversioned bucket.
 fn shown_version(v: &Version, versioning: Versioning) -> Option<String> {
     (versioning != Versioning::Unversioned || v.version_id != "null").then(|| v.version_id.clone())
@@ -393,16 +429,16 @@ impl s3s::S3 for EmbeddedS3 {
         req: S3Request<PutObjectInput>,
     ) -> S3Result<S3Response<PutObjectOutput>> {
         let input = req.input;
-        let attrs = Version {
-            tags: header_tags(input.tagging.as_deref())?,
-            ..attributes(
+        let attrs = tagged_attributes(
+            attributes(
                 input.content_type,
                 input.cache_control,
                 input.content_encoding,
                 input.content_disposition,
                 input.metadata,
-            )
-        };
+            ),
+            input.tagging.as_deref(),
+        )?;
         let versioning = self.store.bucket(&input.bucket).map_err(error)?.versioning;
         let v = self
             .store
@@ -596,17 +632,7 @@ impl s3s::S3 for EmbeddedS3 {
         req: S3Request<CopyObjectInput>,
     ) -> S3Result<S3Response<CopyObjectOutput>> {
         let input = req.input;
-        let CopySource::Bucket {
-            bucket,
-            key,
-            version_id,
-        } = &input.copy_source
-        else {
-            return Err(s3_error!(
-                NotImplemented,
-                "Copying from an access point is not supported"
-            ));
-        };
+        let (bucket, key, version_id) = copy_source(&input.copy_source)?;
         let replace = input
             .metadata_directive
             .as_ref()
@@ -629,7 +655,7 @@ impl s3s::S3 for EmbeddedS3 {
         let versioning = self.store.bucket(&input.bucket).map_err(error)?.versioning;
         let (source, _) = self
             .store
-            .get_object(bucket, key, version_id.as_deref())
+            .get_object(bucket, key, version_id)
             .map_err(error)?;
         check_copy_conditions(
             &source,
@@ -639,7 +665,7 @@ impl s3s::S3 for EmbeddedS3 {
         let v = self
             .store
             .copy_object(
-                (bucket, key, version_id.as_deref()),
+                (bucket, key, version_id),
                 (&input.bucket, &input.key),
                 replace,
                 tags,
@@ -652,7 +678,7 @@ impl s3s::S3 for EmbeddedS3 {
                 last_modified: Some(timestamp(v.last_modified)),
                 ..Default::default()
             }),
-            copy_source_version_id: version_id.as_deref().map(str::to_string),
+            copy_source_version_id: version_id.map(str::to_string),
             version_id: shown_version(&v, versioning),
             ..Default::default()
         }))
@@ -817,16 +843,16 @@ impl s3s::S3 for EmbeddedS3 {
         req: S3Request<CreateMultipartUploadInput>,
     ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
         let input = req.input;
-        let attrs = Version {
-            tags: header_tags(input.tagging.as_deref())?,
-            ..attributes(
+        let attrs = tagged_attributes(
+            attributes(
                 input.content_type,
                 input.cache_control,
                 input.content_encoding,
                 input.content_disposition,
                 input.metadata,
-            )
-        };
+            ),
+            input.tagging.as_deref(),
+        )?;
         let upload_id = self
             .store
             .create_upload(&input.bucket, &input.key, attrs)
@@ -845,18 +871,13 @@ impl s3s::S3 for EmbeddedS3 {
         req: S3Request<UploadPartInput>,
     ) -> S3Result<S3Response<UploadPartOutput>> {
         let input = req.input;
-        if !(1..=10_000).contains(&input.part_number) {
-            return Err(s3_error!(
-                InvalidArgument,
-                "Part number must be an integer between 1 and 10000, inclusive"
-            ));
-        }
+        let number = part_number(input.part_number)?;
         let e = self
             .store
             .upload_part(
                 &input.bucket,
                 &input.upload_id,
-                input.part_number as u32,
+                number,
                 body_of_length(input.body, input.content_length),
                 content_md5(input.content_md5.as_deref())?,
             )
@@ -937,26 +958,11 @@ impl s3s::S3 for EmbeddedS3 {
         req: S3Request<UploadPartCopyInput>,
     ) -> S3Result<S3Response<UploadPartCopyOutput>> {
         let input = req.input;
-        if !(1..=10_000).contains(&input.part_number) {
-            return Err(s3_error!(
-                InvalidArgument,
-                "Part number must be an integer between 1 and 10000, inclusive"
-            ));
-        }
-        let CopySource::Bucket {
-            bucket,
-            key,
-            version_id,
-        } = &input.copy_source
-        else {
-            return Err(s3_error!(
-                NotImplemented,
-                "Copying from an access point is not supported"
-            ));
-        };
+        let number = part_number(input.part_number)?;
+        let (bucket, key, version_id) = copy_source(&input.copy_source)?;
         let (source, path) = self
             .store
-            .get_object(bucket, key, version_id.as_deref())
+            .get_object(bucket, key, version_id)
             .map_err(error)?;
         check_copy_conditions(
             &source,
@@ -969,7 +975,7 @@ impl s3s::S3 for EmbeddedS3 {
             .upload_part(
                 &input.bucket,
                 &input.upload_id,
-                input.part_number as u32,
+                number,
                 body(Some(file_stream(path, range))),
                 None,
             )
@@ -981,7 +987,7 @@ impl s3s::S3 for EmbeddedS3 {
                 last_modified: Some(timestamp(crate::aws::now_epoch())),
                 ..Default::default()
             }),
-            copy_source_version_id: version_id.as_deref().map(str::to_string),
+            copy_source_version_id: version_id.map(str::to_string),
             ..Default::default()
         }))
     }

@@ -27,7 +27,7 @@ use serde_json::value::RawValue;
 use crate::eventstore::{EventStore, RecordedEvent, StoreError};
 
 /// Bumped whenever what any projection keeps changes shape.
-pub const CHECKPOINT_VERSION: u64 = 2;
+pub const CHECKPOINT_VERSION: u64 = 3;
 
 /// A state folded from the log that a checkpoint can hold.
 pub trait Projection: Send + Sync {
@@ -221,6 +221,9 @@ pub fn save(
             .first()
             .map_or(0.0, |e| e.recorded_at),
     };
+    // What the fold up to `position` put on the shelves must be on disk before a checkpoint
+    // says that folding may start after it.
+    store.sync_shelves().map_err(|e| e.to_string())?;
     let mut exported = BTreeMap::new();
     for p in projections {
         exported.insert(p.name().to_string(), p.export()?);

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::checkpoint::Projection;
 use crate::codebuild::CodeBuild;
-use crate::codepipeline::views::executions::ExecutionViews;
+use crate::codepipeline::views::executions::{ExecutionViews, Role};
 use crate::codepipeline::views::PipelineViews;
 use crate::eventstore::EventStore;
 use crate::iam::Iam;
@@ -26,12 +26,13 @@ pub struct Projections {
 }
 
 impl Projections {
-    /// Empty projections of `store` that only hold state (they touch no file and run nothing):
-    /// what checkpoints and offline history reads fold into.
-    pub fn detached(store: &Arc<dyn EventStore>, data_dir: &Path) -> Self {
+    /// Empty projections of `store` that only hold state (they touch no file but the log's
+    /// shelves, and run nothing): what checkpoints (`role` [`Role::Checkpoint`]) and offline
+    /// history reads ([`Role::Live`]) fold into.
+    pub fn detached(store: &Arc<dyn EventStore>, data_dir: &Path, role: Role) -> Self {
         Projections {
             pipelines: Arc::new(PipelineViews::new()),
-            executions: Arc::new(ExecutionViews::new(store.clone())),
+            executions: Arc::new(ExecutionViews::with_role(store.clone(), role)),
             s3: Arc::new(LocalStore::state_only(&data_dir.join("s3"), store.clone())),
             iam: Arc::new(Iam::new(store.clone())),
             codebuild: Arc::new(CodeBuild::new(

@@ -16,7 +16,7 @@ use crate::checkpoint::{Checkpointer, Projection};
 use crate::codepipeline::actions::{ActionRegistry, Services};
 use crate::codepipeline::actors::execution::ExecutionRegistry;
 use crate::codepipeline::actors::PipelineRegistry;
-use crate::codepipeline::views::executions::ExecutionViews;
+use crate::codepipeline::views::executions::{ExecutionViews, Role};
 use crate::codepipeline::views::PipelineViews;
 use crate::codepipeline::{self, CodePipelineService};
 use crate::config::Config;
@@ -116,7 +116,7 @@ pub async fn run(
             checkpoint_file,
             loaded.from,
             Box::new(move || {
-                let p = Projections::detached(&store, &data_dir);
+                let p = Projections::detached(&store, &data_dir, Role::Checkpoint);
                 vec![
                     Box::new(p.pipelines) as Box<dyn Projection>,
                     Box::new(p.executions),

@@ -1,7 +1,9 @@
 //! An in-memory [`EventStore`] for unit tests: the same contract, nothing on disk.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+
+use super::shelf::{MemoryShelf, Shelf};
 
 use super::{Durable, EventStore, NewEvent, RecordedEvent, StoreError};
 
@@ -9,6 +11,7 @@ use super::{Durable, EventStore, NewEvent, RecordedEvent, StoreError};
 #[derive(Default)]
 pub struct MemoryStore {
     inner: Mutex<Inner>,
+    shelves: Mutex<HashMap<&'static str, Arc<MemoryShelf>>>,
 }
 
 #[derive(Default)]
@@ -96,6 +99,15 @@ impl EventStore for MemoryStore {
             }
         }
         Ok(removed)
+    }
+
+    fn shelf(&self, name: &'static str) -> Arc<dyn Shelf> {
+        let mut shelves = self.shelves.lock().expect("memory store lock");
+        shelves.entry(name).or_default().clone()
+    }
+
+    fn sync_shelves(&self) -> Result<(), StoreError> {
+        Ok(())
     }
 
     fn last_position(&self) -> Result<u64, StoreError> {

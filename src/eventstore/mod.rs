@@ -14,6 +14,7 @@
 
 pub mod event;
 pub mod memory;
+pub mod shelf;
 pub mod sled_store;
 
 pub use event::{fold_stream, EventType, StreamWriter};
@@ -221,6 +222,13 @@ pub trait EventStore: Send + Sync + 'static {
     fn release_memory(&self) -> Result<(), StoreError> {
         Ok(())
     }
+
+    /// The shelf `name` beside the log (made empty the first time): see [`shelf`].
+    fn shelf(&self, name: &'static str) -> std::sync::Arc<dyn shelf::Shelf>;
+
+    /// Makes every shelf write made so far durable (a checkpoint calls it before it records
+    /// its position).
+    fn sync_shelves(&self) -> Result<(), StoreError>;
 }
 
 #[cfg(test)]

@@ -44,6 +44,7 @@ use serde_json::Value;
 
 use tokio::sync::oneshot;
 
+use super::shelf::{Change, Shelf};
 use super::{Durable, EventStore, NewEvent, RecordedEvent, StoreError, FORMAT_VERSION};
 
 const FORMAT_KEY: &[u8] = b"format_version";
@@ -782,6 +783,17 @@ impl EventStore for SledStore {
     /// of 50 MB of events leaves ~60 MB resident): closing the database and opening it again is
     /// what gives that memory back. Appends, reads and flushes wait for the few milliseconds
     /// it takes.
+    fn shelf(&self, name: &'static str) -> Arc<dyn Shelf> {
+        Arc::new(SledShelf {
+            shared: self.shared.clone(),
+            tree: format!("shelf-{name}"),
+        })
+    }
+
+    fn sync_shelves(&self) -> Result<(), StoreError> {
+        self.with(|engine| engine.db.flush().map(drop).map_err(storage))
+    }
+
     fn release_memory(&self) -> Result<(), StoreError> {
         let _appends = self.shared.head.lock().map_err(storage)?;
         let mut guard = self.shared.engine.write().map_err(storage)?;
@@ -792,6 +804,65 @@ impl EventStore for SledStore {
         let log = db.open_tree("log").map_err(storage)?;
         *guard = Some(Engine { db, log });
         Ok(())
+    }
+}
+
+/// A shelf in a tree of the log's database, so that it goes wherever the log goes; values are
+/// stored compressed as appends are.
+struct SledShelf {
+    shared: Arc<Shared>,
+    tree: String,
+}
+
+impl SledShelf {
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&sled::Tree) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.shared
+            .with(|engine| f(&engine.db.open_tree(&self.tree).map_err(storage)?))
+    }
+}
+
+impl Shelf for SledShelf {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.with(|tree| match tree.get(key).map_err(storage)? {
+            Some(raw) => Ok(Some(decompress(&raw)?.into_owned())),
+            None => Ok(None),
+        })
+    }
+
+    fn update(
+        &self,
+        key: &[u8],
+        decide: &mut dyn FnMut(Option<&[u8]>) -> Change,
+    ) -> Result<(), StoreError> {
+        self.with(|tree| loop {
+            let current = tree.get(key).map_err(storage)?;
+            let plain = current.as_deref().map(decompress).transpose()?;
+            let new = match decide(plain.as_deref()) {
+                Change::Keep => return Ok(()),
+                Change::Put(value) => Some(compress(&value)?),
+                Change::Remove if current.is_none() => return Ok(()),
+                Change::Remove => None,
+            };
+            if tree
+                .compare_and_swap(key, current, new)
+                .map_err(storage)?
+                .is_ok()
+            {
+                return Ok(());
+            }
+        })
+    }
+
+    fn keys(&self, prefix: &[u8]) -> Result<Vec<Vec<u8>>, StoreError> {
+        self.with(|tree| {
+            tree.scan_prefix(prefix)
+                .keys()
+                .map(|k| k.map(|k| k.to_vec()).map_err(storage))
+                .collect()
+        })
     }
 }
 
@@ -844,6 +915,32 @@ mod tests {
     #[test]
     fn forgetting() {
         conformance::forgetting(&store().1);
+    }
+
+    #[test]
+    fn shelves_keep_what_was_written_across_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = SledStore::open(dir.path(), 8 << 20).unwrap();
+            crate::eventstore::shelf::contract::shelf_contract(s.shelf("test").as_ref());
+            s.shelf("test")
+                .update(b"k", &mut |_| {
+                    crate::eventstore::shelf::Change::Put(b"v".to_vec())
+                })
+                .unwrap();
+            s.sync_shelves().unwrap();
+            s.release_memory().unwrap();
+            assert_eq!(
+                s.shelf("test").get(b"k").unwrap().as_deref(),
+                Some(&b"v"[..])
+            );
+            assert_eq!(s.shelf("other").get(b"k").unwrap(), None);
+        }
+        let s = SledStore::open(dir.path(), 8 << 20).unwrap();
+        assert_eq!(
+            s.shelf("test").get(b"k").unwrap().as_deref(),
+            Some(&b"v"[..])
+        );
     }
 
     #[test]

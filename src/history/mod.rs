@@ -106,7 +106,11 @@ impl HistoryReader {
                 .map_err(|e| e.to_string())?,
         );
         let file = crate::checkpoint::file(data_dir);
-        let projections = crate::projections::Projections::detached(&store, data_dir);
+        let projections = crate::projections::Projections::detached(
+            &store,
+            data_dir,
+            crate::codepipeline::views::executions::Role::Live,
+        );
         let loaded = crate::checkpoint::load(store.as_ref(), &file, &projections.all())
             .map_err(|e| e.to_string())?;
         if loaded.folded > 0 {

@@ -2,11 +2,20 @@
 //! ListPipelineExecutions, GetPipelineExecution, ListActionExecutions and GetPipelineState read.
 //!
 //! Memory stays small however long the history grows: a running execution is kept whole, a
-//! finished one only as the summary ListPipelineExecutions shows, and each pipeline keeps the
-//! latest run of every stage and action (what GetPipelineState shows). The whole of a finished
-//! execution is folded again from its own stream in the event log when a query asks for it.
+//! finished one only as its id and last update in its pipeline's start order, and each pipeline
+//! keeps which execution last ran each stage and action (what GetPipelineState shows). The
+//! summary ListPipelineExecutions shows of a finished execution, its pipeline and its client
+//! request token are on a shelf beside the log ([`crate::eventstore::shelf`]), read a page at a
+//! time; the whole of a finished execution is folded again from its own stream when a query asks
+//! for it.
+//!
+//! Both the live views and the checkpoints' folds write the shelf, each in its own order, so a
+//! shelf entry carries the sequence of the last event it holds and a write never replaces a later
+//! one; executions that left the history are marked gone by the live views and the mark removed
+//! by the checkpoint's fold once it passes their removal ([`Role`]). Only executions that reached
+//! the end of a fold without ending are in checkpoints.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 
 use serde::{Deserialize, Serialize};
@@ -16,6 +25,7 @@ use crate::codepipeline::execution::{
 };
 use crate::codepipeline::model::{ActionStatus, ExecutionMode, ExecutionStatus};
 use crate::codepipeline::pipeline::PipelineEvent;
+use crate::eventstore::shelf::{Change, Shelf};
 use crate::eventstore::{fold_stream, EventStore, EventType, RecordedEvent, StoreError};
 
 use crate::codepipeline::ids::{EXECUTION_STREAM_PREFIX, PIPELINE_STREAM_PREFIX};
@@ -189,62 +199,50 @@ impl LatestIndex {
     }
 }
 
-/// An execution as the views keep it.
-#[derive(Serialize, Deserialize)]
-enum Stored {
-    /// Whole, while it runs.
-    Running(Box<Execution>),
-    /// Only its summary once it ended; the rest is read back from its stream.
-    Finished(Box<ExecutionSummary>),
-}
-
 #[derive(Default, Serialize, Deserialize)]
 struct Inner {
-    /// By execution id, with the key of its pipeline.
-    executions: HashMap<String, (Arc<str>, Stored)>,
+    /// The executions that have not ended, whole, by id, with the key of their pipeline.
+    running: HashMap<String, (Arc<str>, Box<Execution>)>,
     /// Execution ids by pipeline key, oldest first.
-    by_pipeline: HashMap<Arc<str>, Vec<String>>,
-    /// (pipeline key, StartPipelineExecution's client request token) → execution id.
-    #[serde(with = "pairs")]
-    by_token: HashMap<(String, String), String>,
+    by_pipeline: HashMap<Arc<str>, Vec<Box<str>>>,
+    /// The last update of each execution, by pipeline key, in `by_pipeline`'s order: what bounds
+    /// the runs older executions can add to a page of ListActionExecutions.
+    updated: HashMap<Arc<str>, Vec<f64>>,
     /// Which execution last ran each stage and action, by pipeline key.
     latest: HashMap<Arc<str>, LatestIndex>,
-    /// The last update of each execution, by pipeline key, in `by_pipeline`'s order: what bounds
-    /// the runs older executions can add to a page of ListActionExecutions. Rebuilt on restore.
+    /// The ids in `running`, by pipeline key, oldest first. Rebuilt on restore.
     #[serde(skip)]
-    updated: HashMap<Arc<str>, Vec<f64>>,
-    /// The executions that have not ended, by pipeline key, oldest first. Rebuilt on restore.
-    #[serde(skip)]
-    running: HashMap<Arc<str>, Vec<String>>,
+    running_order: HashMap<Arc<str>, Vec<String>>,
 }
 
 impl Inner {
     /// Removes finished executions of a pipeline (the history's retention): the others keep
     /// their order, and the latest runs of stages and actions that only removed executions had
-    /// are forgotten.
-    fn expire(&mut self, key: &str, ids: &[String]) {
-        let gone: std::collections::HashSet<&str> = ids
+    /// are forgotten. Returns the ids removed.
+    fn expire(&mut self, key: &str, ids: &[String]) -> Vec<String> {
+        let Some(list) = self.by_pipeline.get_mut(key) else {
+            return Vec::new();
+        };
+        let running = &self.running;
+        let asked: HashSet<&str> = ids
             .iter()
             .map(String::as_str)
-            .filter(|id| {
-                matches!(
-                    self.executions.get(*id),
-                    Some((k, Stored::Finished(_))) if &**k == key
-                )
-            })
+            .filter(|id| !running.contains_key(*id))
+            .collect();
+        let gone: Vec<String> = list
+            .iter()
+            .filter(|id| asked.contains(&***id))
+            .map(|id| id.to_string())
             .collect();
         if gone.is_empty() {
-            return;
+            return gone;
         }
-        let Some(list) = self.by_pipeline.get_mut(key) else {
-            return;
-        };
         let updated = self.updated.get_mut(key);
         let mut remap: Vec<Option<u32>> = Vec::with_capacity(list.len());
         let mut kept_updates = Vec::with_capacity(list.len());
         let mut next = 0u32;
         for (i, id) in list.iter().enumerate() {
-            if gone.contains(id.as_str()) {
+            if asked.contains(&**id) {
                 remap.push(None);
             } else {
                 remap.push(Some(next));
@@ -254,7 +252,7 @@ impl Inner {
                 }
             }
         }
-        list.retain(|id| !gone.contains(id.as_str()));
+        list.retain(|id| !asked.contains(&**id));
         if let Some(updated) = updated {
             *updated = kept_updates;
         }
@@ -269,62 +267,73 @@ impl Inner {
             index.stages.retain_mut(|(_, o)| moved(o));
             index.actions.retain_mut(|(_, _, o)| moved(o));
         }
-        self.by_token.retain(|_, id| !gone.contains(id.as_str()));
-        for id in gone {
-            self.executions.remove(id);
-        }
+        gone
     }
 
-    /// Rebuilds what is derived from the executions and not kept in checkpoints.
+    /// Rebuilds what is derived and not kept in checkpoints.
     fn derive(&mut self) {
-        self.updated.clear();
-        self.running.clear();
+        self.running_order.clear();
         for (key, ids) in &self.by_pipeline {
-            let mut updated = Vec::with_capacity(ids.len());
-            let mut running = Vec::new();
-            for id in ids {
-                match self.executions.get(id).map(|(_, s)| s) {
-                    Some(Stored::Running(e)) => {
-                        updated.push(e.updated);
-                        running.push(id.clone());
-                    }
-                    Some(Stored::Finished(s)) => updated.push(s.updated),
-                    None => updated.push(0.0),
-                }
-            }
-            self.updated.insert(key.clone(), updated);
+            let running: Vec<String> = ids
+                .iter()
+                .filter(|id| self.running.contains_key(&***id))
+                .map(|id| id.to_string())
+                .collect();
             if !running.is_empty() {
-                self.running.insert(key.clone(), running);
+                self.running_order.insert(key.clone(), running);
             }
-        }
-    }
-
-    /// An execution, as a summary.
-    fn summary(&self, id: &str) -> Option<ExecutionSummary> {
-        match &self.executions.get(id)?.1 {
-            Stored::Running(e) => Some(ExecutionSummary::of(e)),
-            Stored::Finished(s) => Some((**s).clone()),
         }
     }
 }
 
-/// A map with tuple keys, written into snapshots as a list of entries.
-mod pairs {
-    use std::collections::HashMap;
+/// How a fold of the execution views writes the shelf of finished executions, which the live
+/// views and the checkpoints' folds share.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Role {
+    /// The views queries read (or an offline reader's): the executions a pipeline's deletion or
+    /// the history's retention removes are marked gone on the shelf, so that a fold still behind
+    /// cannot bring them back.
+    Live,
+    /// A checkpoint's fold, which follows the live views: it removes those marks once it passes
+    /// the removal, since no fold can come back to the events before it.
+    Checkpoint,
+}
 
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+/// The sequence a gone execution's shelf entry carries: higher than any a fold can write.
+const GONE: u64 = u64::MAX;
 
-    type Map = HashMap<(String, String), String>;
+/// A finished execution on the shelf, after the sequence of the last event it holds (8 bytes,
+/// big-endian).
+#[derive(Serialize, Deserialize)]
+struct Shelved {
+    /// The key of its pipeline.
+    key: String,
+    /// StartPipelineExecution's client request token.
+    #[serde(default)]
+    token: Option<String>,
+    summary: ExecutionSummary,
+}
 
-    pub fn serialize<S: Serializer>(map: &Map, s: S) -> Result<S::Ok, S::Error> {
-        map.iter().collect::<Vec<_>>().serialize(s)
+fn execution_key(id: &str) -> Vec<u8> {
+    [b"e", id.as_bytes()].concat()
+}
+
+fn token_prefix(key: &str) -> Vec<u8> {
+    [b"t", key.as_bytes(), b"\0"].concat()
+}
+
+fn token_key(key: &str, token: &str) -> Vec<u8> {
+    [token_prefix(key).as_slice(), token.as_bytes()].concat()
+}
+
+/// The sequence and (unless gone) the execution of a shelf entry.
+fn unshelve(value: &[u8]) -> Option<(u64, Option<Shelved>)> {
+    let (seq, rest) = value.split_first_chunk::<8>()?;
+    let seq = u64::from_be_bytes(*seq);
+    if seq == GONE {
+        return Some((seq, None));
     }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Map, D::Error> {
-        Ok(Vec::<((String, String), String)>::deserialize(d)?
-            .into_iter()
-            .collect())
-    }
+    Some((seq, Some(serde_json::from_slice(rest).ok()?)))
 }
 
 /// Every execution, and each pipeline's executions in start order.
@@ -332,14 +341,82 @@ pub struct ExecutionViews {
     inner: RwLock<Inner>,
     /// Where finished executions are read back from.
     store: Arc<dyn EventStore>,
+    /// Finished executions' summaries, client request tokens and pipelines, by id.
+    shelf: Arc<dyn Shelf>,
+    role: Role,
 }
 
 impl ExecutionViews {
-    /// Empty views over the log in `store`.
+    /// Empty views over the log in `store`, for queries.
     pub fn new(store: Arc<dyn EventStore>) -> Self {
+        Self::with_role(store, Role::Live)
+    }
+
+    /// Empty views over the log in `store`, in `role`.
+    pub fn with_role(store: Arc<dyn EventStore>, role: Role) -> Self {
         ExecutionViews {
             inner: RwLock::default(),
+            shelf: store.shelf("executions"),
             store,
+            role,
+        }
+    }
+
+    /// Puts a finished execution on the shelf, unless the shelf holds a later state of it (or
+    /// knows it gone).
+    fn shelve(&self, key: &str, e: &Execution, sequence: u64) {
+        let shelved = Shelved {
+            key: key.to_string(),
+            token: e.client_request_token.clone(),
+            summary: ExecutionSummary::of(e),
+        };
+        let Ok(json) = serde_json::to_vec(&shelved) else {
+            return;
+        };
+        let value = [&sequence.to_be_bytes()[..], &json].concat();
+        let mut value = Some(value);
+        let written = self.shelf.update(&execution_key(&e.id), &mut |current| {
+            let newer = current
+                .and_then(<[u8]>::first_chunk::<8>)
+                .is_some_and(|s| u64::from_be_bytes(*s) >= sequence);
+            match (newer, value.take()) {
+                (false, Some(v)) => Change::Put(v),
+                _ => Change::Keep,
+            }
+        });
+        if let Err(err) = written {
+            log::error!("execution {} could not be shelved: {err}", e.id);
+        }
+    }
+
+    /// Takes executions that left the history off the shelf, with their tokens (see [`Role`]).
+    fn unshelve_gone(&self, ids: &[String]) {
+        let result = ids.iter().try_for_each(|id| {
+            let ekey = execution_key(id);
+            if let Some((_, Some(s))) = self.shelf.get(&ekey)?.as_deref().and_then(unshelve) {
+                if let Some(token) = &s.token {
+                    self.shelf
+                        .update(&token_key(&s.key, token), &mut |_| Change::Remove)?;
+                }
+            }
+            self.shelf.update(&ekey, &mut |_| match self.role {
+                Role::Live => Change::Put(GONE.to_be_bytes().to_vec()),
+                Role::Checkpoint => Change::Remove,
+            })
+        });
+        if let Err(err) = result {
+            log::error!("executions that left the history stay on the shelf: {err}");
+        }
+    }
+
+    /// A finished execution's shelf entry.
+    fn shelved(&self, id: &str) -> Option<Shelved> {
+        match self.shelf.get(&execution_key(id)) {
+            Ok(value) => value.as_deref().and_then(unshelve)?.1,
+            Err(err) => {
+                log::error!("execution {id} could not be read from the shelf: {err}");
+                None
+            }
         }
     }
 
@@ -349,14 +426,21 @@ impl ExecutionViews {
         // again under the same name starts with none.
         if record.event_type == "PipelineDeleted" {
             if let Some(key) = record.stream.strip_prefix(PIPELINE_STREAM_PREFIX) {
-                let mut inner = self.inner.write().expect("execution views lock");
-                for id in inner.by_pipeline.remove(key).unwrap_or_default() {
-                    inner.executions.remove(&id);
+                let ids: Vec<String> = {
+                    let mut inner = self.inner.write().expect("execution views lock");
+                    let ids = inner.by_pipeline.remove(key).unwrap_or_default();
+                    for id in &ids {
+                        inner.running.remove(&**id);
+                    }
+                    inner.latest.remove(key);
+                    inner.updated.remove(key);
+                    inner.running_order.remove(key);
+                    ids.iter().map(|id| id.to_string()).collect()
+                };
+                self.unshelve_gone(&ids);
+                if let Err(err) = self.shelf.remove_prefix(&token_prefix(key)) {
+                    log::error!("the tokens of a deleted pipeline stay on the shelf: {err}");
                 }
-                inner.latest.remove(key);
-                inner.updated.remove(key);
-                inner.running.remove(key);
-                inner.by_token.retain(|(pipeline, _), _| pipeline != key);
             }
             return;
         }
@@ -365,8 +449,11 @@ impl ExecutionViews {
             if let (Some(key), Some(PipelineEvent::Expired(e))) =
                 (key, PipelineEvent::from_record(record))
             {
-                let mut inner = self.inner.write().expect("execution views lock");
-                inner.expire(key, &e.expired_executions);
+                let gone = {
+                    let mut inner = self.inner.write().expect("execution views lock");
+                    inner.expire(key, &e.expired_executions)
+                };
+                self.unshelve_gone(&gone);
             }
             return;
         }
@@ -394,24 +481,26 @@ impl ExecutionViews {
                 .by_pipeline
                 .entry(key.clone())
                 .or_default()
-                .push(id.to_string());
+                .push(id.into());
             inner.updated.entry(key.clone()).or_default().push(0.0);
             inner
-                .running
+                .running_order
                 .entry(key.clone())
                 .or_default()
                 .push(id.to_string());
+            inner
+                .running
+                .insert(id.to_string(), (key.clone(), Box::default()));
             if let Some(token) = client_request_token {
-                inner
-                    .by_token
-                    .insert((key.to_string(), token.clone()), id.to_string());
+                let written = self.shelf.update(&token_key(&key, token), &mut |_| {
+                    Change::Put(id.as_bytes().to_vec())
+                });
+                if let Err(err) = written {
+                    log::error!("the token of execution {id} could not be shelved: {err}");
+                }
             }
         }
-        let (_, stored) = inner
-            .executions
-            .entry(id.to_string())
-            .or_insert_with(|| (key.clone(), Stored::Running(Box::default())));
-        if let Stored::Finished(_) = stored {
+        if !inner.running.contains_key(id) {
             // An execution goes on after its end only when it is reopened (a stage retried):
             // it is folded again from its stream, up to this event, and kept whole again.
             let mut reopened = Execution::default();
@@ -426,14 +515,16 @@ impl ExecutionViews {
                 log::error!("execution {id} could not be reopened from the log: {e}");
                 return;
             }
-            *stored = Stored::Running(Box::new(reopened));
+            inner
+                .running
+                .insert(id.to_string(), (key.clone(), Box::new(reopened)));
             let ids = inner.by_pipeline.get(&key);
-            let ordinal_of = |i: &String| ids.and_then(|ids| ids.iter().rposition(|x| x == i));
-            let running = inner.running.entry(key.clone()).or_default();
+            let ordinal_of = |i: &String| ids.and_then(|ids| ids.iter().rposition(|x| **x == **i));
+            let running = inner.running_order.entry(key.clone()).or_default();
             running.push(id.to_string());
             running.sort_by_key(ordinal_of);
         }
-        let Stored::Running(state) = stored else {
+        let Some((_, state)) = inner.running.get_mut(id) else {
             return;
         };
         execution::apply(state, &event);
@@ -442,7 +533,7 @@ impl ExecutionViews {
         let ordinal = inner
             .by_pipeline
             .get(&key)
-            .and_then(|ids| ids.iter().rposition(|i| i == id));
+            .and_then(|ids| ids.iter().rposition(|i| **i == *id));
         if let Some(ordinal) = ordinal {
             if let Some(slot) = inner.updated.get_mut(&key).and_then(|u| u.get_mut(ordinal)) {
                 *slot = state.updated;
@@ -459,11 +550,13 @@ impl ExecutionViews {
             }
         }
         if !state.status.is_running() {
-            *stored = Stored::Finished(Box::new(ExecutionSummary::of(state)));
-            if let Some(running) = inner.running.get_mut(&key) {
+            if let Some((_, finished)) = inner.running.remove(id) {
+                self.shelve(&key, &finished, record.sequence);
+            }
+            if let Some(running) = inner.running_order.get_mut(&key) {
                 running.retain(|i| i != id);
                 if running.is_empty() {
-                    inner.running.remove(&key);
+                    inner.running_order.remove(&key);
                 }
             }
         }
@@ -473,10 +566,12 @@ impl ExecutionViews {
     pub fn get(&self, id: &str) -> Result<Option<Execution>, StoreError> {
         let stream = {
             let inner = self.inner.read().expect("execution views lock");
-            match inner.executions.get(id) {
-                None => return Ok(None),
-                Some((_, Stored::Running(e))) => return Ok(Some((**e).clone())),
-                Some((key, Stored::Finished(_))) => format!("{EXECUTION_STREAM_PREFIX}{key}:{id}"),
+            match inner.running.get(id) {
+                Some((_, e)) => return Ok(Some((**e).clone())),
+                None => match self.shelved(id) {
+                    None => return Ok(None),
+                    Some(s) => format!("{EXECUTION_STREAM_PREFIX}{}:{id}", s.key),
+                },
             }
         };
         let mut execution = Execution::default();
@@ -492,7 +587,10 @@ impl ExecutionViews {
     /// The pipeline an execution belongs to (its key), if the execution exists.
     pub fn pipeline_of(&self, id: &str) -> Option<String> {
         let inner = self.inner.read().expect("execution views lock");
-        inner.executions.get(id).map(|(key, _)| key.to_string())
+        match inner.running.get(id) {
+            Some((key, _)) => Some(key.to_string()),
+            None => self.shelved(id).map(|s| s.key),
+        }
     }
 
     /// How many executions a pipeline has.
@@ -512,7 +610,10 @@ impl ExecutionViews {
             .rev()
             .skip(skip)
             .take(take)
-            .filter_map(|id| inner.summary(id))
+            .filter_map(|id| match inner.running.get(&**id) {
+                Some((_, e)) => Some(ExecutionSummary::of(e)),
+                None => self.shelved(id).map(|s| s.summary),
+            })
             .collect()
     }
 
@@ -526,25 +627,29 @@ impl ExecutionViews {
         };
         ids.iter()
             .zip(updated)
-            .filter(|(id, u)| {
-                **u < cutoff && matches!(inner.executions.get(*id), Some((_, Stored::Finished(_))))
-            })
+            .filter(|(id, u)| **u < cutoff && !inner.running.contains_key(&***id))
             .take(limit)
-            .map(|(id, _)| id.clone())
+            .map(|(id, _)| id.to_string())
             .collect()
     }
 
     /// The ids of a pipeline's executions, oldest first.
     pub fn ids(&self, key: &str) -> Vec<String> {
         let inner = self.inner.read().expect("execution views lock");
-        inner.by_pipeline.get(key).cloned().unwrap_or_default()
+        inner
+            .by_pipeline
+            .get(key)
+            .map(|ids| ids.iter().map(|id| id.to_string()).collect())
+            .unwrap_or_default()
     }
 
     /// Where an execution stands among its pipeline's, newest first (0 for the newest).
     pub fn index_of(&self, key: &str, id: &str) -> Option<usize> {
         let inner = self.inner.read().expect("execution views lock");
         let ids = inner.by_pipeline.get(key)?;
-        ids.iter().rposition(|i| i == id).map(|p| ids.len() - 1 - p)
+        ids.iter()
+            .rposition(|i| **i == *id)
+            .map(|p| ids.len() - 1 - p)
     }
 
     /// For each of a pipeline's executions newest first, the latest update among it and every
@@ -603,7 +708,11 @@ impl ExecutionViews {
             else {
                 return Ok(PipelineLatest::default());
             };
-            let id = |o: &u32| ids.get(*o as usize).cloned().unwrap_or_default();
+            let id = |o: &u32| {
+                ids.get(*o as usize)
+                    .map(|i| i.to_string())
+                    .unwrap_or_default()
+            };
             let stages: Vec<(String, String)> = index
                 .stages
                 .iter()
@@ -652,37 +761,33 @@ impl ExecutionViews {
     pub fn running(&self) -> Vec<(String, Execution)> {
         let inner = self.inner.read().expect("execution views lock");
         inner
-            .executions
+            .running
             .values()
-            .filter_map(|(key, stored)| match stored {
-                Stored::Running(e) => Some((key.to_string(), (**e).clone())),
-                Stored::Finished(_) => None,
-            })
+            .map(|(key, e)| (key.to_string(), (**e).clone()))
             .collect()
     }
 
     /// The execution a StartPipelineExecution with this token already started, if any.
     pub fn by_token(&self, key: &str, token: &str) -> Option<String> {
-        let inner = self.inner.read().expect("execution views lock");
-        inner
-            .by_token
-            .get(&(key.to_string(), token.to_string()))
-            .cloned()
+        match self.shelf.get(&token_key(key, token)) {
+            Ok(id) => id.map(|id| String::from_utf8_lossy(&id).into_owned()),
+            Err(err) => {
+                log::error!("a client request token could not be read from the shelf: {err}");
+                None
+            }
+        }
     }
 
     /// A pipeline's executions that have not ended, newest first (finished ones are not read).
     pub fn running_of(&self, key: &str) -> Vec<Execution> {
         let inner = self.inner.read().expect("execution views lock");
         inner
-            .running
+            .running_order
             .get(key)
             .into_iter()
             .flatten()
             .rev()
-            .filter_map(|id| match &inner.executions.get(id)?.1 {
-                Stored::Running(e) => Some((**e).clone()),
-                Stored::Finished(_) => None,
-            })
+            .filter_map(|id| Some((*inner.running.get(id)?.1).clone()))
             .collect()
     }
 }
@@ -703,16 +808,24 @@ impl crate::checkpoint::Projection for ExecutionViews {
 
     fn restore(&self, json: &str) -> Result<(), String> {
         let mut inner: Inner = serde_json::from_str(json).map_err(|e| e.to_string())?;
-        // Each pipeline key was read once per execution: share one copy, as folding does.
+        // Each pipeline key was read once per use: share one copy, as folding does.
         let Inner {
-            executions,
+            running,
             by_pipeline,
+            updated,
             latest,
             ..
         } = &mut inner;
-        for (key, _) in executions.values_mut() {
+        for (key, _) in running.values_mut() {
             if let Some((shared, _)) = by_pipeline.get_key_value(key) {
                 *key = shared.clone();
+            }
+        }
+        let keys: Vec<Arc<str>> = updated.keys().cloned().collect();
+        for key in keys {
+            if let Some((shared, _)) = by_pipeline.get_key_value(&key) {
+                let value = updated.remove(&key).unwrap_or_default();
+                updated.insert(shared.clone(), value);
             }
         }
         let keys: Vec<Arc<str>> = latest.keys().cloned().collect();
@@ -729,5 +842,160 @@ impl crate::checkpoint::Projection for ExecutionViews {
 
     fn clear(&self) {
         *self.inner.write().expect("execution views lock") = Inner::default();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checkpoint::Projection;
+    use crate::codepipeline::ids::{execution_stream, pipeline_stream};
+    use crate::codepipeline::model::RetryMode;
+    use crate::codepipeline::pipeline::{Deleted, Expired};
+    use crate::eventstore::memory::MemoryStore;
+
+    const KEY: &str = "000000000000:us-east-1:p";
+
+    fn started(id: &str, token: Option<&str>) -> ExecutionEvent {
+        ExecutionEvent::Started {
+            execution_id: id.into(),
+            pipeline: "p".into(),
+            pipeline_version: 1,
+            execution_mode: ExecutionMode::Parallel,
+            trigger: Trigger {
+                trigger_type: "StartPipelineExecution".into(),
+                trigger_detail: None,
+            },
+            variables: Default::default(),
+            source_revisions: Default::default(),
+            client_request_token: token.map(Into::into),
+            region: "us-east-1".into(),
+            at: 1.0,
+        }
+    }
+
+    fn finished(status: ExecutionStatus, at: f64) -> ExecutionEvent {
+        ExecutionEvent::Finished {
+            status,
+            summary: None,
+            at,
+        }
+    }
+
+    /// Appends `events` to execution `id`'s stream; returns the records.
+    fn run(store: &MemoryStore, id: &str, events: &[ExecutionEvent]) -> Vec<RecordedEvent> {
+        let stream = execution_stream("000000000000", "us-east-1", "p", id);
+        let at = store.read_stream(&stream, 1).unwrap().len() as u64;
+        let new = events.iter().map(ExecutionEvent::to_new_event).collect();
+        store.append(&stream, at, new).unwrap()
+    }
+
+    fn pipeline_event(store: &MemoryStore, event: PipelineEvent) -> RecordedEvent {
+        let stream = pipeline_stream("000000000000", "us-east-1", "p");
+        let at = store.read_stream(&stream, 1).unwrap().len() as u64;
+        store
+            .append(&stream, at, vec![event.to_new_event()])
+            .unwrap()
+            .remove(0)
+    }
+
+    fn views(store: &Arc<MemoryStore>, role: Role) -> ExecutionViews {
+        ExecutionViews::with_role(store.clone(), role)
+    }
+
+    #[test]
+    fn finished_executions_are_read_from_the_shelf_and_running_ones_from_memory() {
+        let store = Arc::new(MemoryStore::new());
+        let live = views(&store, Role::Live);
+        let mut records = run(&store, "a", &[started("a", Some("tok"))]);
+        records.extend(run(&store, "b", &[started("b", None)]));
+        records.extend(run(&store, "a", &[finished(ExecutionStatus::Succeeded, 2.0)]));
+        records.iter().for_each(|r| live.apply(r));
+
+        let page = live.newest(KEY, 0, 10);
+        let statuses: Vec<_> = page.iter().map(|s| (s.id.as_str(), s.status)).collect();
+        assert_eq!(
+            statuses,
+            [
+                ("b", ExecutionStatus::InProgress),
+                ("a", ExecutionStatus::Succeeded)
+            ]
+        );
+        assert_eq!(live.pipeline_of("a").as_deref(), Some(KEY));
+        assert_eq!(live.by_token(KEY, "tok").as_deref(), Some("a"));
+        assert_eq!(live.get("a").unwrap().unwrap().updated, 2.0);
+        // The checkpoint holds the running execution whole and the finished one by id only.
+        let exported = live.export().unwrap();
+        assert!(exported.get().contains("\"b\""));
+        assert!(!exported.get().contains("Succeeded"));
+        let restored = views(&store, Role::Live);
+        restored.restore(exported.get()).unwrap();
+        assert_eq!(restored.newest(KEY, 0, 10), page);
+        assert_eq!(restored.running_of(KEY).len(), 1);
+    }
+
+    #[test]
+    fn a_fold_behind_neither_undoes_a_later_state_nor_brings_back_what_left() {
+        let store = Arc::new(MemoryStore::new());
+        let live = views(&store, Role::Live);
+        let behind = views(&store, Role::Checkpoint);
+        // "a" fails, is retried and succeeds; "b" succeeds; then the pipeline is deleted.
+        let mut records = run(&store, "a", &[started("a", Some("tok"))]);
+        records.extend(run(&store, "a", &[finished(ExecutionStatus::Failed, 2.0)]));
+        records.extend(run(
+            &store,
+            "a",
+            &[ExecutionEvent::StageRetried {
+                stage: "Build".into(),
+                mode: RetryMode::FailedActions,
+                at: 3.0,
+            }],
+        ));
+        records.extend(run(&store, "a", &[finished(ExecutionStatus::Succeeded, 4.0)]));
+        records.extend(run(&store, "b", &[started("b", None)]));
+        records.extend(run(&store, "b", &[finished(ExecutionStatus::Succeeded, 5.0)]));
+        records.iter().for_each(|r| live.apply(r));
+        assert_eq!(live.newest(KEY, 1, 1)[0].status, ExecutionStatus::Succeeded);
+
+        // The fold behind writes the state "a" had after its failure: the later one stays.
+        records[..2].iter().for_each(|r| behind.apply(r));
+        assert_eq!(live.newest(KEY, 1, 1)[0].status, ExecutionStatus::Succeeded);
+        assert_eq!(live.newest(KEY, 1, 1)[0].updated, 4.0);
+
+        let deleted = pipeline_event(&store, PipelineEvent::Deleted(Deleted { at: 6.0 }));
+        live.apply(&deleted);
+        assert_eq!(live.pipeline_of("a"), None);
+        assert_eq!(live.by_token(KEY, "tok"), None);
+        // The fold behind reaches "b"'s end, which the live views already removed: it stays
+        // gone; once the fold behind passes the deletion too, nothing of either is left.
+        records[2..].iter().for_each(|r| behind.apply(r));
+        assert_eq!(live.pipeline_of("b"), None);
+        assert_eq!(live.get("b").unwrap(), None);
+        behind.apply(&deleted);
+        assert!(store.shelf("executions").keys(b"").unwrap().is_empty());
+    }
+
+    #[test]
+    fn expired_executions_leave_the_shelf() {
+        let store = Arc::new(MemoryStore::new());
+        let live = views(&store, Role::Live);
+        let mut records = run(&store, "a", &[started("a", Some("tok"))]);
+        records.extend(run(&store, "a", &[finished(ExecutionStatus::Succeeded, 2.0)]));
+        records.extend(run(&store, "b", &[started("b", None)]));
+        records.iter().for_each(|r| live.apply(r));
+        assert_eq!(live.expired(KEY, 10.0, 10), ["a"]);
+        let expired = pipeline_event(
+            &store,
+            PipelineEvent::Expired(Expired {
+                expired_executions: vec!["a".into(), "b".into()],
+                at: 10.0,
+            }),
+        );
+        live.apply(&expired);
+        // A running execution does not expire.
+        assert_eq!(live.ids(KEY), ["b"]);
+        assert_eq!(live.pipeline_of("a"), None);
+        assert_eq!(live.by_token(KEY, "tok"), None);
+        assert_eq!(live.pipeline_of("b").as_deref(), Some(KEY));
     }
 }

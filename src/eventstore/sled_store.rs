@@ -39,11 +39,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, RwLock};
 
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
-
 use tokio::sync::oneshot;
 
+use super::codec::{compress, decompress, encode, AppendIn};
 use super::shelf::{Change, Shelf};
 use super::{Durable, EventStore, NewEvent, RecordedEvent, StoreError, FORMAT_VERSION};
 
@@ -95,85 +93,6 @@ struct Head {
 /// How many streams [`Head::recent`] remembers at most.
 const RECENT_STREAMS: usize = 4096;
 
-/// An append as written.
-#[derive(Serialize)]
-struct AppendOut<'a> {
-    position: u64,
-    stream: &'a str,
-    sequence: u64,
-    recorded_at: f64,
-    events: Vec<EventOut<'a>>,
-}
-
-#[derive(Serialize)]
-struct EventOut<'a> {
-    event_type: &'a str,
-    schema_version: u32,
-    data: &'a Value,
-}
-
-/// An append as read: formats 2 and 3 (`events`), or a format-1 record (one event, its fields at
-/// the top level).
-#[derive(Deserialize)]
-struct AppendIn {
-    position: u64,
-    stream: String,
-    sequence: u64,
-    recorded_at: f64,
-    #[serde(default)]
-    events: Option<Vec<EventIn>>,
-    #[serde(default)]
-    event_type: Option<String>,
-    #[serde(default)]
-    schema_version: u32,
-    #[serde(default)]
-    data: Value,
-}
-
-#[derive(Deserialize)]
-struct EventIn {
-    event_type: String,
-    schema_version: u32,
-    data: Value,
-}
-
-impl AppendIn {
-    fn decode(bytes: &[u8]) -> Result<Self, StoreError> {
-        let json = decompress(bytes)?;
-        serde_json::from_slice(&json).map_err(|e| storage(format!("unreadable event: {e}")))
-    }
-
-    fn into_records(self) -> Result<Vec<RecordedEvent>, StoreError> {
-        let events = match (self.events, self.event_type) {
-            (Some(events), _) => events,
-            (None, Some(event_type)) => vec![EventIn {
-                event_type,
-                schema_version: self.schema_version,
-                data: self.data,
-            }],
-            (None, None) => {
-                return Err(storage(format!(
-                    "unreadable event at position {}: no events",
-                    self.position
-                )))
-            }
-        };
-        Ok(events
-            .into_iter()
-            .enumerate()
-            .map(|(i, e)| RecordedEvent {
-                position: self.position + i as u64,
-                stream: self.stream.clone(),
-                sequence: self.sequence + i as u64,
-                event_type: e.event_type,
-                schema_version: e.schema_version,
-                recorded_at: self.recorded_at,
-                data: e.data,
-            })
-            .collect())
-    }
-}
-
 /// An index entry: the append's position and number of events.
 fn index_value(position: u64, count: usize) -> [u8; 12] {
     let mut v = [0u8; 12];
@@ -183,82 +102,6 @@ fn index_value(position: u64, count: usize) -> [u8; 12] {
 }
 
 /// Reads an index entry; a format-1 entry is the position of one event.
-/// The first byte of an append compressed with [`DICTIONARY`] (format 3). A JSON append (formats
-/// 1 and 2) starts with `{`.
-const COMPRESSED_V1: u8 = 1;
-
-/// A zstd dictionary trained on the events the product records (pipelines, executions, S3,
-/// IAM, CodeBuild), made by `examples/event_dictionary.rs`. Appends written with it must be read
-/// with it: a new dictionary takes a new first byte, and this one stays.
-const DICTIONARY: &[u8] = include_bytes!("events.dict");
-
-/// zstd's level for appends: its fastest, which the dictionary makes nearly as small as its best.
-const LEVEL: i32 = 1;
-
-/// The most bytes an append may decompress to (a corrupt one is refused, not allocated).
-const MAX_APPEND_BYTES: u64 = 256 << 20;
-
-static ENCODER: std::sync::LazyLock<zstd::dict::EncoderDictionary<'static>> =
-    std::sync::LazyLock::new(|| zstd::dict::EncoderDictionary::copy(DICTIONARY, LEVEL));
-static DECODER: std::sync::LazyLock<zstd::dict::DecoderDictionary<'static>> =
-    std::sync::LazyLock::new(|| zstd::dict::DecoderDictionary::copy(DICTIONARY));
-
-thread_local! {
-    static COMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
-        const { std::cell::RefCell::new(None) };
-    static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
-        const { std::cell::RefCell::new(None) };
-}
-
-/// An append as stored: its JSON compressed with the dictionary, after [`COMPRESSED_V1`].
-fn compress(json: &[u8]) -> Result<Vec<u8>, StoreError> {
-    COMPRESSOR.with(|c| {
-        let mut c = c.borrow_mut();
-        if c.is_none() {
-            *c = Some(zstd::bulk::Compressor::with_prepared_dictionary(&ENCODER).map_err(storage)?);
-        }
-        let frame = c
-            .as_mut()
-            .expect("the compressor was just made")
-            .compress(json)
-            .map_err(storage)?;
-        let mut out = Vec::with_capacity(frame.len() + 1);
-        out.push(COMPRESSED_V1);
-        out.extend_from_slice(&frame);
-        Ok(out)
-    })
-}
-
-/// The JSON of an append as stored: compressed (format 3) or as it is (formats 1 and 2).
-fn decompress(bytes: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, StoreError> {
-    decompress_within(bytes, MAX_APPEND_BYTES)
-}
-
-/// [`decompress`], refusing an append whose frame says it holds more than `max` bytes.
-fn decompress_within(bytes: &[u8], max: u64) -> Result<std::borrow::Cow<'_, [u8]>, StoreError> {
-    let Some((&COMPRESSED_V1, frame)) = bytes.split_first() else {
-        return Ok(std::borrow::Cow::Borrowed(bytes));
-    };
-    let size = zstd::zstd_safe::get_frame_content_size(frame)
-        .ok()
-        .flatten()
-        .filter(|n| *n <= max)
-        .ok_or_else(|| storage("unreadable event: a compressed append of no or too large size"))?;
-    DECOMPRESSOR.with(|d| {
-        let mut d = d.borrow_mut();
-        if d.is_none() {
-            *d = Some(
-                zstd::bulk::Decompressor::with_prepared_dictionary(&DECODER).map_err(storage)?,
-            );
-        }
-        d.as_mut()
-            .expect("the decompressor was just made")
-            .decompress(frame, size as usize)
-            .map(std::borrow::Cow::Owned)
-            .map_err(|e| storage(format!("unreadable event: {e}")))
-    })
-}
-
 fn parse_index(v: &[u8]) -> (u64, u64) {
     let mut p = [0u8; 8];
     p.copy_from_slice(&v[..8]);
@@ -507,23 +350,7 @@ impl Shared {
             let Some(first) = records.first() else {
                 return Ok(records);
             };
-            let bytes = compress(
-                &serde_json::to_vec(&AppendOut {
-                    position: first.position,
-                    stream,
-                    sequence: first.sequence,
-                    recorded_at: first.recorded_at,
-                    events: records
-                        .iter()
-                        .map(|r| EventOut {
-                            event_type: &r.event_type,
-                            schema_version: r.schema_version,
-                            data: &r.data,
-                        })
-                        .collect(),
-                })
-                .map_err(storage)?,
-            )?;
+            let bytes = encode(&records)?;
             let key = record_key(first.position);
             engine.log.insert(key, bytes).map_err(storage)?;
             let index = index_key(stream, first.sequence);
@@ -947,16 +774,16 @@ mod tests {
     fn appends_are_stored_compressed_and_json_appends_still_read() {
         let json = br#"{"position":1,"stream":"a","sequence":1,"recorded_at":0.0,"events":[]}"#;
         let stored = super::compress(json).unwrap();
-        assert_eq!(stored[0], super::COMPRESSED_V1);
+        assert_eq!(stored[0], crate::eventstore::codec::COMPRESSED_V1);
         assert_eq!(&*super::decompress(&stored).unwrap(), &json[..]);
         // A format-2 append is its JSON.
         assert_eq!(&*super::decompress(json).unwrap(), &json[..]);
         // A damaged one is an error, never a panic or an allocation of what it claims.
-        assert!(super::decompress(&[super::COMPRESSED_V1, 1, 2, 3]).is_err());
-        let mut big = vec![super::COMPRESSED_V1];
+        assert!(super::decompress(&[crate::eventstore::codec::COMPRESSED_V1, 1, 2, 3]).is_err());
+        let mut big = vec![crate::eventstore::codec::COMPRESSED_V1];
         big.extend_from_slice(&zstd::bulk::compress(&vec![0u8; 1 << 20], 1).unwrap());
         assert_eq!(super::decompress(&big).unwrap().len(), 1 << 20);
-        assert!(super::decompress_within(&big, 1000).is_err());
+        assert!(crate::eventstore::codec::decompress_within(&big, 1000).is_err());
         let (dir, s) = store();
         s.append(
             "a",
@@ -1035,17 +862,10 @@ mod tests {
     /// visible: an append in progress.
     fn write_unfinished_append(s: &SledStore, position: u64) {
         let data = serde_json::json!({ "n": 9 });
-        let bytes = serde_json::to_vec(&super::AppendOut {
-            position,
-            stream: "b",
-            sequence: 1,
-            recorded_at: 0.0,
-            events: vec![super::EventOut {
-                event_type: "T",
-                schema_version: 1,
-                data: &data,
-            }],
-        })
+        let bytes = serde_json::to_vec(&serde_json::json!({
+            "position": position, "stream": "b", "sequence": 1, "recorded_at": 0.0,
+            "events": [{"event_type": "T", "schema_version": 1, "data": data}],
+        }))
         .unwrap();
         s.with(|engine| {
             engine

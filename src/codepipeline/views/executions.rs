@@ -909,7 +909,11 @@ mod tests {
         let live = views(&store, Role::Live);
         let mut records = run(&store, "a", &[started("a", Some("tok"))]);
         records.extend(run(&store, "b", &[started("b", None)]));
-        records.extend(run(&store, "a", &[finished(ExecutionStatus::Succeeded, 2.0)]));
+        records.extend(run(
+            &store,
+            "a",
+            &[finished(ExecutionStatus::Succeeded, 2.0)],
+        ));
         records.iter().for_each(|r| live.apply(r));
 
         let page = live.newest(KEY, 0, 10);
@@ -951,9 +955,17 @@ mod tests {
                 at: 3.0,
             }],
         ));
-        records.extend(run(&store, "a", &[finished(ExecutionStatus::Succeeded, 4.0)]));
+        records.extend(run(
+            &store,
+            "a",
+            &[finished(ExecutionStatus::Succeeded, 4.0)],
+        ));
         records.extend(run(&store, "b", &[started("b", None)]));
-        records.extend(run(&store, "b", &[finished(ExecutionStatus::Succeeded, 5.0)]));
+        records.extend(run(
+            &store,
+            "b",
+            &[finished(ExecutionStatus::Succeeded, 5.0)],
+        ));
         records.iter().for_each(|r| live.apply(r));
         assert_eq!(live.newest(KEY, 1, 1)[0].status, ExecutionStatus::Succeeded);
 
@@ -980,7 +992,11 @@ mod tests {
         let store = Arc::new(MemoryStore::new());
         let live = views(&store, Role::Live);
         let mut records = run(&store, "a", &[started("a", Some("tok"))]);
-        records.extend(run(&store, "a", &[finished(ExecutionStatus::Succeeded, 2.0)]));
+        records.extend(run(
+            &store,
+            "a",
+            &[finished(ExecutionStatus::Succeeded, 2.0)],
+        ));
         records.extend(run(&store, "b", &[started("b", None)]));
         records.iter().for_each(|r| live.apply(r));
         assert_eq!(live.expired(KEY, 10.0, 10), ["a"]);

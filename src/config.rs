@@ -29,6 +29,8 @@ pub struct Config {
     pub body_timeout_seconds: u64,
     /// HTTP workers; 0 means one per core.
     pub workers: usize,
+    /// The engine that keeps the event log.
+    pub engine: crate::eventstore::Engine,
     /// Storage page cache in MiB.
     pub cache_mb: u64,
     /// Idle seconds before a pipeline actor stops.

@@ -20,7 +20,6 @@ use crate::codepipeline::views::executions::{ExecutionViews, Role};
 use crate::codepipeline::views::PipelineViews;
 use crate::codepipeline::{self, CodePipelineService};
 use crate::config::Config;
-use crate::eventstore::sled_store::SledStore;
 use crate::eventstore::EventStore;
 use crate::gateway::{self, Service};
 use crate::iam::{self, Iam};
@@ -59,10 +58,11 @@ pub async fn run(
     }
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| format!("cannot create data dir {}: {e}", config.data_dir.display()))?;
-    let store: Arc<dyn EventStore> = Arc::new(
-        SledStore::open(&config.data_dir.join("events"), config.cache_mb << 20)
-            .map_err(|e| e.to_string())?,
-    );
+    let store: Arc<dyn EventStore> = crate::eventstore::open(
+        &config.data_dir.join("events"),
+        Some(config.engine),
+        config.cache_mb << 20,
+    )?;
     log::debug!(
         "event store opened in {:.1} ms",
         started.elapsed().as_secs_f64() * 1000.0

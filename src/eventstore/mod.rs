@@ -17,6 +17,7 @@ pub mod event;
 pub mod memory;
 pub mod shelf;
 pub mod sled_store;
+pub mod sqlite_store;
 
 pub use event::{fold_stream, EventType, StreamWriter};
 
@@ -26,6 +27,66 @@ use std::pin::Pin;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+/// The engines that can keep the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    /// sled ([`sled_store`]), the default.
+    Sled,
+    /// SQLite ([`sqlite_store`]).
+    Sqlite,
+}
+
+impl fmt::Display for Engine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Engine::Sled => "sled",
+            Engine::Sqlite => "sqlite",
+        })
+    }
+}
+
+/// The engine whose log is in `dir`, if there is one.
+pub fn engine_in(dir: &std::path::Path) -> Option<Engine> {
+    if dir.join(sqlite_store::LOG_FILE).exists() {
+        Some(Engine::Sqlite)
+    } else if dir.join("conf").exists() || dir.join("db").exists() {
+        Some(Engine::Sled)
+    } else {
+        None
+    }
+}
+
+/// Opens the log in `dir` with `engine`, or with the engine whose log is there when `engine` is
+/// `None` (sled for a new one). A log kept by another engine than the one asked for is refused:
+/// each engine needs a data dir of its own.
+pub fn open(
+    dir: &std::path::Path,
+    engine: Option<Engine>,
+    cache_bytes: u64,
+) -> Result<std::sync::Arc<dyn EventStore>, String> {
+    let found = engine_in(dir);
+    let engine = match (engine, found) {
+        (Some(wanted), Some(found)) if wanted != found => {
+            return Err(format!(
+                "the event log in {} is kept by {found}, and engine is set to {wanted}: \
+                 set engine = \"{found}\" for this data dir, or use another data dir for {wanted}",
+                dir.display()
+            ))
+        }
+        (Some(wanted), _) => wanted,
+        (None, found) => found.unwrap_or(Engine::Sled),
+    };
+    Ok(match engine {
+        Engine::Sled => std::sync::Arc::new(
+            sled_store::SledStore::open(dir, cache_bytes).map_err(|e| e.to_string())?,
+        ),
+        Engine::Sqlite => std::sync::Arc::new(
+            sqlite_store::SqliteStore::open(dir, cache_bytes).map_err(|e| e.to_string())?,
+        ),
+    })
+}
 
 /// The data-dir format this build writes; see `migrations/` for what each version means.
 pub const FORMAT_VERSION: u64 = 3;
@@ -237,6 +298,10 @@ pub(crate) mod conformance {
     //! One suite that every [`EventStore`] implementation must pass.
     use super::*;
     use serde_json::json;
+
+    pub fn event(n: i64) -> NewEvent {
+        ev(n)
+    }
 
     fn ev(n: i64) -> NewEvent {
         NewEvent {

@@ -101,10 +101,7 @@ impl HistoryReader {
         if !events.exists() {
             return Err(format!("no data in {}", data_dir.display()));
         }
-        let store: Arc<dyn EventStore> = Arc::new(
-            crate::eventstore::sled_store::SledStore::open(&events, cache_mb << 20)
-                .map_err(|e| e.to_string())?,
-        );
+        let store = crate::eventstore::open(&events, None, cache_mb << 20)?;
         let file = crate::checkpoint::file(data_dir);
         let projections = crate::projections::Projections::detached(
             &store,

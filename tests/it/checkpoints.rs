@@ -108,9 +108,19 @@ fn last_position(server: &Server) -> u64 {
 
 #[tokio::test]
 async fn a_start_after_kill_9_between_checkpoints_answers_as_a_full_rebuild() {
+    kill_9_between_checkpoints("sled").await;
+}
+
+#[tokio::test]
+async fn a_start_after_kill_9_between_checkpoints_answers_as_a_full_rebuild_on_sqlite() {
+    kill_9_between_checkpoints("sqlite").await;
+}
+
+async fn kill_9_between_checkpoints(engine: &str) {
     let often = [
         ("CODEPIPELINE_LOCAL_CHECKPOINT_INTERVAL_SECONDS", "1"),
         ("CODEPIPELINE_LOCAL_CHECKPOINT_MIN_EVENTS", "1"),
+        ("CODEPIPELINE_LOCAL_ENGINE", engine),
     ];
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
@@ -150,6 +160,7 @@ async fn a_start_after_kill_9_between_checkpoints_answers_as_a_full_rebuild() {
     let never = [
         ("CODEPIPELINE_LOCAL_CHECKPOINT_INTERVAL_SECONDS", "0"),
         ("RUST_LOG", "info"),
+        ("CODEPIPELINE_LOCAL_ENGINE", engine),
     ];
     let restored = Server::try_start_with(dir, &never).unwrap();
     let from_checkpoint = answers(&restored);
@@ -245,8 +256,6 @@ async fn a_checkpoint_that_is_not_one_is_ignored_with_a_warning() {
 
 #[tokio::test]
 async fn a_deleted_pipelines_history_leaves_the_log_and_its_name_can_be_used_again() {
-    use codepipeline_local::eventstore::sled_store::SledStore;
-    use codepipeline_local::eventstore::EventStore;
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let often = [
@@ -296,7 +305,8 @@ async fn a_deleted_pipelines_history_leaves_the_log_and_its_name_can_be_used_aga
 
     let stream = |id: &str| format!("execution:000000000000:eu-central-1:pipeline:{id}");
     {
-        let store = SledStore::open(&dir.join("events"), 8 << 20).unwrap();
+        let store =
+            codepipeline_local::eventstore::open(&dir.join("events"), None, 8 << 20).unwrap();
         for id in [&first, &second] {
             assert!(
                 store.read_stream(&stream(id), 1).unwrap().is_empty(),

@@ -435,7 +435,18 @@ async fn a_stopped_execution_shows_its_stop_in_the_history() {
 /// ignore a snapshot they cannot use: the answers stay those of the server.
 #[tokio::test]
 async fn offline_reads_use_the_checkpoint_and_what_came_after_it() {
-    let server = Server::start();
+    offline_reads("sled").await;
+}
+
+/// The offline reader finds the engine that keeps the log.
+#[tokio::test]
+async fn offline_reads_use_the_checkpoint_and_what_came_after_it_on_sqlite() {
+    offline_reads("sqlite").await;
+}
+
+async fn offline_reads(engine: &str) {
+    let env = [("CODEPIPELINE_LOCAL_ENGINE", engine)];
+    let server = Server::start_with(&env);
     let (cp, s3) = (server.codepipeline(), server.s3());
     tutorial_buckets(&s3).await;
     create(&server, tutorial_declaration("pipeline"));
@@ -452,7 +463,7 @@ async fn offline_reads_use_the_checkpoint_and_what_came_after_it() {
     assert_eq!(ids(&before, "pipelineExecutionId"), vec![first.clone()]);
 
     // More history after the checkpoint, and no graceful stop this time.
-    let server = Server::start_in(&dir);
+    let server = Server::try_start_with(&dir, &env).unwrap();
     let cp = server.codepipeline();
     let second = start(&cp, "pipeline").await;
     finished(&cp, "pipeline", &second).await;

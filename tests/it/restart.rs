@@ -107,7 +107,17 @@ fn concurrent_writes_are_all_durable() {
 /// whatever the crash cut in the middle of, and the log takes new writes.
 #[test]
 fn a_kill_9_amid_writes_keeps_every_acknowledged_one() {
-    let server = Server::start();
+    kill_9_amid_writes("sled");
+}
+
+#[test]
+fn a_kill_9_amid_writes_keeps_every_acknowledged_one_on_sqlite() {
+    kill_9_amid_writes("sqlite");
+}
+
+fn kill_9_amid_writes(engine: &str) {
+    let env = [("CODEPIPELINE_LOCAL_ENGINE", engine)];
+    let server = Server::start_with(&env);
     let (acked, acks) = std::sync::mpsc::channel::<String>();
     let writers: Vec<_> = (0..8)
         .map(|t| {
@@ -141,7 +151,7 @@ fn a_kill_9_amid_writes_keeps_every_acknowledged_one() {
     }
     names.extend(acks.try_iter());
 
-    let restarted = Server::start_in(&dir);
+    let restarted = Server::try_start_with(&dir, &env).unwrap();
     for name in &names {
         let r = restarted.call("GetPipeline", json!({"name": name}));
         assert_eq!(r.status, 200, "acknowledged pipeline {name} is missing");
@@ -169,6 +179,33 @@ fn a_kill_9_amid_writes_keeps_every_acknowledged_one() {
         json!({"pipeline": tutorial_declaration(&names[0])}),
     );
     assert_eq!(r.json()["__type"], "PipelineNameInUseException");
+}
+
+#[test]
+fn a_data_dir_of_another_engine_is_refused_clearly() {
+    let server = Server::start_with(&[("CODEPIPELINE_LOCAL_ENGINE", "sqlite")]);
+    let r = server.call(
+        "CreatePipeline",
+        json!({"pipeline": tutorial_declaration("kept")}),
+    );
+    assert_eq!(r.status, 200);
+    let dir = server.data_dir.clone();
+    let tmp = server.terminate();
+    let err = match Server::try_start_in(&dir) {
+        Ok(_) => panic!("a sled server opened a SQLite data dir"),
+        Err(e) => e,
+    };
+    assert!(
+        err.contains("is kept by sqlite, and engine is set to sled"),
+        "{err}"
+    );
+    // With the engine it was written by, it opens as it was left.
+    let again = Server::try_start_with(&dir, &[("CODEPIPELINE_LOCAL_ENGINE", "sqlite")]).unwrap();
+    assert_eq!(
+        again.call("GetPipeline", json!({"name": "kept"})).status,
+        200
+    );
+    drop(tmp);
 }
 
 #[test]

@@ -31,8 +31,6 @@ fn listed(server: &Server) -> Vec<String> {
 
 #[tokio::test]
 async fn executions_past_the_retention_leave_the_history_and_the_log() {
-    use codepipeline_local::eventstore::sled_store::SledStore;
-    use codepipeline_local::eventstore::EventStore;
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     // About 2.6 seconds.
@@ -72,7 +70,8 @@ async fn executions_past_the_retention_leave_the_history_and_the_log() {
     drop(server.kill9());
 
     {
-        let store = SledStore::open(&dir.join("events"), 8 << 20).unwrap();
+        let store =
+            codepipeline_local::eventstore::open(&dir.join("events"), None, 8 << 20).unwrap();
         let stream = format!("execution:000000000000:eu-central-1:pipeline:{first}");
         assert!(store.read_stream(&stream, 1).unwrap().is_empty());
     }

@@ -33,7 +33,11 @@ impl Projections {
         Projections {
             pipelines: Arc::new(PipelineViews::new()),
             executions: Arc::new(ExecutionViews::with_role(store.clone(), role)),
-            s3: Arc::new(LocalStore::state_only(&data_dir.join("s3"), store.clone())),
+            s3: Arc::new(LocalStore::state_only(
+                &data_dir.join("s3"),
+                store.clone(),
+                role,
+            )),
             iam: Arc::new(Iam::new(store.clone())),
             codebuild: Arc::new(CodeBuild::new(
                 store.clone(),

@@ -12,6 +12,9 @@ use std::sync::Mutex;
 
 use super::StoreError;
 
+/// Entries of a shelf: (key, value) pairs.
+pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// What [`Shelf::update`] does with a key, given its current value.
 pub enum Change {
     /// Leaves it as it is.
@@ -20,6 +23,19 @@ pub enum Change {
     Put(Vec<u8>),
     /// Removes it.
     Remove,
+}
+
+/// How a fold writes a shelf that the live views and the checkpoints' folds share: both write
+/// what they fold, a later state never replaced by an earlier one.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Role {
+    /// The views queries read (or an offline reader's): what leaves a projection (an execution
+    /// a pipeline's deletion or the history's retention removes, an S3 key deleted) is marked gone
+    /// on the shelf, so that a fold still behind cannot bring it back.
+    Live,
+    /// A checkpoint's fold, which follows the live views: it removes those marks once it passes
+    /// the removal, since no fold can come back to the events before it.
+    Checkpoint,
 }
 
 /// A keyed table beside the log.
@@ -35,6 +51,14 @@ pub trait Shelf: Send + Sync {
     ) -> Result<(), StoreError>;
     /// The keys starting with `prefix`, in order.
     fn keys(&self, prefix: &[u8]) -> Result<Vec<Vec<u8>>, StoreError>;
+    /// Up to `limit` entries whose keys start with `prefix` and come after `after` (from the
+    /// first without it), in key order.
+    fn scan(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Entries, StoreError>;
     /// Removes every key starting with `prefix`.
     fn remove_prefix(&self, prefix: &[u8]) -> Result<(), StoreError> {
         for key in self.keys(prefix)? {
@@ -81,6 +105,27 @@ impl Shelf for MemoryShelf {
             .map(|(k, _)| k.clone())
             .collect())
     }
+
+    fn scan(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Entries, StoreError> {
+        use std::ops::Bound;
+        let map = self.map.lock().expect("shelf lock");
+        let start = match after {
+            Some(after) => Bound::Excluded(after.to_vec()),
+            None => Bound::Included(prefix.to_vec()),
+        };
+        Ok(map
+            .range((start, Bound::Unbounded))
+            .skip_while(|(k, _)| k.as_slice() < prefix)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .take(limit)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
+    }
 }
 
 #[cfg(test)]
@@ -112,6 +157,23 @@ pub(crate) mod contract {
         assert_eq!(
             shelf.keys(b"a").unwrap(),
             vec![b"a1".to_vec(), b"a2".to_vec()]
+        );
+        let scanned = |after: Option<&[u8]>, limit| {
+            shelf
+                .scan(b"a", after, limit)
+                .unwrap()
+                .into_iter()
+                .map(|(k, _)| k)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(scanned(None, 10), [b"a1".to_vec(), b"a2".to_vec()]);
+        assert_eq!(scanned(None, 1), [b"a1".to_vec()]);
+        assert_eq!(scanned(Some(b"a1"), 10), [b"a2".to_vec()]);
+        assert_eq!(scanned(Some(b"0"), 10), [b"a1".to_vec(), b"a2".to_vec()]);
+        assert!(scanned(Some(b"a2"), 10).is_empty());
+        assert_eq!(
+            shelf.scan(b"b", None, 10).unwrap(),
+            [(b"b1".to_vec(), b"three".to_vec())]
         );
         shelf.remove_prefix(b"a").unwrap();
         assert!(shelf.keys(b"a").unwrap().is_empty());

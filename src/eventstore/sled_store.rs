@@ -42,7 +42,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::oneshot;
 
 use super::codec::{compress, decompress, encode, AppendIn};
-use super::shelf::{Change, Shelf};
+use super::shelf::{Change, Entries, Shelf};
 use super::{Durable, EventStore, NewEvent, RecordedEvent, StoreError, FORMAT_VERSION};
 
 const FORMAT_KEY: &[u8] = b"format_version";
@@ -680,6 +680,30 @@ impl Shelf for SledShelf {
             {
                 return Ok(());
             }
+        })
+    }
+
+    fn scan(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Entries, StoreError> {
+        use std::ops::Bound;
+        self.with(|tree| {
+            let start = match after {
+                Some(after) if after >= prefix => Bound::Excluded(after.to_vec()),
+                _ => Bound::Included(prefix.to_vec()),
+            };
+            let mut out = Vec::new();
+            for entry in tree.range::<Vec<u8>, _>((start, Bound::Unbounded)) {
+                let (k, v) = entry.map_err(storage)?;
+                if !k.starts_with(prefix) || out.len() >= limit {
+                    break;
+                }
+                out.push((k.to_vec(), decompress(&v)?.into_owned()));
+            }
+            Ok(out)
         })
     }
 

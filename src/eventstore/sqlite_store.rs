@@ -34,7 +34,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::oneshot;
 
 use super::codec::{compress, decompress, encode, AppendIn};
-use super::shelf::{Change, Shelf};
+use super::shelf::{Change, Entries, Shelf};
 use super::{Durable, EventStore, NewEvent, RecordedEvent, StoreError, FORMAT_VERSION};
 
 /// The log's database in the events directory; its presence is how a data dir is known to be
@@ -779,6 +779,41 @@ impl Shelf for SqliteShelf {
                 .map(drop)
                 .map_err(storage),
         }
+    }
+
+    fn scan(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Entries, StoreError> {
+        let conn = self.conn.lock().map_err(storage)?;
+        let (sql, from) = match after {
+            Some(after) if after >= prefix => (
+                "SELECT key, value FROM shelf WHERE name = ?1 AND key > ?2 ORDER BY key",
+                after,
+            ),
+            _ => (
+                "SELECT key, value FROM shelf WHERE name = ?1 AND key >= ?2 ORDER BY key",
+                prefix,
+            ),
+        };
+        let mut statement = conn.prepare_cached(sql).map_err(storage)?;
+        let mut rows = statement.query(params![self.name, from]).map_err(storage)?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().map_err(storage)? {
+            let key: Vec<u8> = row.get(0).map_err(storage)?;
+            if !key.starts_with(prefix) || out.len() >= limit {
+                break;
+            }
+            let raw = row
+                .get_ref(1)
+                .map_err(storage)?
+                .as_blob()
+                .map_err(storage)?;
+            out.push((key, decompress(raw)?.into_owned()));
+        }
+        Ok(out)
     }
 
     fn keys(&self, prefix: &[u8]) -> Result<Vec<Vec<u8>>, StoreError> {

@@ -4,6 +4,10 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
+use std::sync::Arc;
+
+use super::keys::Objects;
+use crate::eventstore::shelf::{Role, Shelf};
 use crate::eventstore::EventType;
 
 /// The prefix of every bucket stream: `s3:<bucket>`.
@@ -197,8 +201,13 @@ pub struct BucketState {
     pub created: f64,
     /// Versioning state.
     pub versioning: Versioning,
-    /// Versions of each key, oldest first.
-    pub objects: BTreeMap<String, Vec<Version>>,
+    /// Versions of each key, oldest first: on the log's shelf in the server, so not in
+    /// checkpoints.
+    #[serde(skip)]
+    pub objects: Objects,
+    /// The sequence of the bucket's creation in its stream.
+    #[serde(default)]
+    pub created_sequence: u64,
     /// Multipart uploads in progress.
     pub uploads: HashMap<String, Upload>,
     /// The stream sequence the state is at.
@@ -207,15 +216,16 @@ pub struct BucketState {
 
 impl BucketState {
     /// The newest version of a key, which may be a delete marker.
-    pub fn latest(&self, key: &str) -> Option<&Version> {
-        self.objects.get(key).and_then(|v| v.last())
+    pub fn latest(&self, key: &str) -> Option<Version> {
+        self.objects.get(key)?.pop()
     }
 
     /// A given version of a key.
-    pub fn version(&self, key: &str, version_id: &str) -> Option<&Version> {
+    pub fn version(&self, key: &str, version_id: &str) -> Option<Version> {
         self.objects
-            .get(key)
-            .and_then(|v| v.iter().find(|v| v.version_id == version_id))
+            .get(key)?
+            .into_iter()
+            .find(|v| v.version_id == version_id)
     }
 
     /// Whether the bucket holds no versions (S3 refuses to delete a bucket that does).
@@ -224,9 +234,11 @@ impl BucketState {
     }
 }
 
-/// Folds an event into the buckets. Returns the blobs no version refers to any more.
+/// Folds an event into the buckets, their keys on `shelf` (written in the given role) when there
+/// is one. Returns the blobs no version refers to any more.
 pub fn apply(
     buckets: &mut BTreeMap<String, BucketState>,
+    shelf: Option<(&Arc<dyn Shelf>, Role)>,
     bucket: &str,
     sequence: u64,
     event: S3Event,
@@ -234,17 +246,25 @@ pub fn apply(
     let mut freed = Vec::new();
     match event {
         S3Event::BucketCreated { region, at } => {
+            let objects = match shelf {
+                Some((shelf, role)) => Objects::on_shelf(shelf.clone(), bucket, role, sequence),
+                None => Objects::default(),
+            };
             buckets.insert(
                 bucket.to_string(),
                 BucketState {
                     region,
                     created: at,
+                    objects,
+                    created_sequence: sequence,
                     ..Default::default()
                 },
             );
         }
         S3Event::BucketDeleted { .. } => {
-            buckets.remove(bucket);
+            if let Some(mut b) = buckets.remove(bucket) {
+                b.objects.clear(sequence);
+            }
             return freed;
         }
         S3Event::VersioningSet { versioning } => {
@@ -254,21 +274,20 @@ pub fn apply(
         }
         S3Event::ObjectPut { key, version } => {
             if let Some(b) = buckets.get_mut(bucket) {
-                let versions = b.objects.entry(key).or_default();
-                if version.version_id == "null" {
-                    versions.retain(|v| {
-                        let replaced = v.version_id == "null";
-                        if replaced {
-                            freed.extend(v.blob.clone());
-                        }
-                        !replaced
-                    });
-                }
-                // Most keys have one version: grow by one slot at first rather than four.
-                if versions.len() < 4 {
-                    versions.reserve_exact(1);
-                }
-                versions.push(version);
+                freed = b.objects.change(&key, sequence, |versions| {
+                    let mut freed = Vec::new();
+                    if version.version_id == "null" {
+                        versions.retain(|v| {
+                            let replaced = v.version_id == "null";
+                            if replaced {
+                                freed.extend(v.blob.clone());
+                            }
+                            !replaced
+                        });
+                    }
+                    versions.push(version.clone());
+                    freed
+                });
             }
         }
         S3Event::VersionRemoved {
@@ -276,7 +295,8 @@ pub fn apply(
             removed_version,
         } => {
             if let Some(b) = buckets.get_mut(bucket) {
-                if let Some(versions) = b.objects.get_mut(&key) {
+                freed = b.objects.change(&key, sequence, |versions| {
+                    let mut freed = Vec::new();
                     versions.retain(|v| {
                         let removed = v.version_id == removed_version;
                         if removed {
@@ -284,10 +304,8 @@ pub fn apply(
                         }
                         !removed
                     });
-                    if versions.is_empty() {
-                        b.objects.remove(&key);
-                    }
-                }
+                    freed
+                });
             }
         }
         S3Event::TagsSet {
@@ -295,12 +313,13 @@ pub fn apply(
             tagged_version,
             tags,
         } => {
-            let version = buckets
-                .get_mut(bucket)
-                .and_then(|b| b.objects.get_mut(&key))
-                .and_then(|versions| versions.iter_mut().find(|v| v.version_id == tagged_version));
-            if let Some(version) = version {
-                version.tags = tags;
+            if let Some(b) = buckets.get_mut(bucket) {
+                b.objects.change(&key, sequence, |versions| {
+                    if let Some(v) = versions.iter_mut().find(|v| v.version_id == tagged_version) {
+                        v.tags = tags.clone();
+                    }
+                    Vec::new()
+                });
             }
         }
         S3Event::UploadCreated { upload_id, upload } => {
@@ -340,7 +359,7 @@ mod tests {
         let mut buckets = BTreeMap::new();
         let mut freed = Vec::new();
         for (i, e) in events.into_iter().enumerate() {
-            freed.extend(apply(&mut buckets, "b", i as u64 + 1, e));
+            freed.extend(apply(&mut buckets, None, "b", i as u64 + 1, e));
         }
         (buckets, freed)
     }
@@ -360,7 +379,7 @@ mod tests {
         };
         let (buckets, freed) = given(vec![created(), put("one"), put("two")]);
         let b = &buckets["b"];
-        assert_eq!(b.objects["k"].len(), 1);
+        assert_eq!(b.objects.get("k").unwrap().len(), 1);
         assert_eq!(b.latest("k").unwrap().blob.as_deref(), Some("two"));
         assert_eq!(freed, vec!["one".to_string()]);
         assert_eq!(b.sequence, 3);
@@ -383,7 +402,7 @@ mod tests {
             },
         ]);
         let b = &buckets["b"];
-        assert_eq!(b.objects["k"].len(), 2);
+        assert_eq!(b.objects.get("k").unwrap().len(), 2);
         assert!(b.latest("k").unwrap().is_delete_marker());
         assert_eq!(b.version("k", "v1").unwrap().blob.as_deref(), Some("a"));
     }

@@ -24,6 +24,7 @@
 pub mod api;
 pub mod bridge;
 pub mod events;
+pub mod keys;
 pub mod objects;
 pub mod remote;
 pub mod store;

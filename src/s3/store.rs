@@ -20,7 +20,9 @@ use md5::{Digest, Md5};
 use tokio::io::AsyncWriteExt;
 
 use super::events::{self, bucket_stream, BucketState, S3Event, Upload, Version, Versioning};
+use super::keys::Objects;
 use crate::aws::pagination::hex;
+use crate::eventstore::shelf::{Role, Shelf};
 use crate::eventstore::{EventStore, EventType, RecordedEvent, StoreError};
 
 /// A request body: chunks of bytes, or the error that cut it short.
@@ -109,6 +111,10 @@ pub struct PartInfo {
 pub struct LocalStore {
     root: PathBuf,
     log: Arc<dyn EventStore>,
+    /// Where buckets' keys are.
+    shelf: Arc<dyn Shelf>,
+    /// How this store's folds write the shelf.
+    role: Role,
     state: RwLock<S3State>,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -122,13 +128,16 @@ impl LocalStore {
         for entry in std::fs::read_dir(root.join("tmp")).map_err(io)? {
             let _ = std::fs::remove_file(entry.map_err(io)?.path());
         }
-        Ok(Self::state_only(root, log))
+        Ok(Self::state_only(root, log, Role::Live))
     }
 
-    /// The store's state alone, touching no file: what a checkpoint folds into.
-    pub fn state_only(root: &Path, log: Arc<dyn EventStore>) -> Self {
+    /// The store's state alone, touching no file but the log's shelf, which it writes in `role`:
+    /// what checkpoints ([`Role::Checkpoint`]) fold into.
+    pub fn state_only(root: &Path, log: Arc<dyn EventStore>, role: Role) -> Self {
         LocalStore {
             root: root.to_path_buf(),
+            shelf: log.shelf("s3"),
+            role,
             log,
             state: RwLock::new(S3State::default()),
             locks: Mutex::new(HashMap::new()),
@@ -145,7 +154,13 @@ impl LocalStore {
         };
         let mut state = self.state.write().expect("s3 state lock");
         state.heads.insert(bucket.to_string(), record.sequence);
-        events::apply(&mut state.buckets, bucket, record.sequence, event);
+        events::apply(
+            &mut state.buckets,
+            Some((&self.shelf, self.role)),
+            bucket,
+            record.sequence,
+            event,
+        );
     }
 
     fn blob_path(&self, blob: &str) -> PathBuf {
@@ -194,6 +209,7 @@ impl LocalStore {
                 state.heads.insert(bucket.to_string(), record.sequence);
                 freed.extend(events::apply(
                     &mut state.buckets,
+                    Some((&self.shelf, self.role)),
                     bucket,
                     record.sequence,
                     event,
@@ -423,7 +439,7 @@ impl LocalStore {
                 removed_version: id.to_string(),
             };
             if let Some(id) = version_id {
-                let marker = b.version(key, id).map(Version::is_delete_marker);
+                let marker = b.version(key, id).map(|v| v.is_delete_marker());
                 let events = if marker.is_some() {
                     vec![removed(id)]
                 } else {
@@ -797,7 +813,10 @@ impl crate::checkpoint::Projection for LocalStore {
     }
 
     fn restore(&self, json: &str) -> Result<(), String> {
-        let state: S3State = serde_json::from_str(json).map_err(|e| e.to_string())?;
+        let mut state: S3State = serde_json::from_str(json).map_err(|e| e.to_string())?;
+        for (name, b) in &mut state.buckets {
+            b.objects = Objects::on_shelf(self.shelf.clone(), name, self.role, b.created_sequence);
+        }
         *self.state.write().expect("s3 state lock") = state;
         Ok(())
     }

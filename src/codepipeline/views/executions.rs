@@ -25,6 +25,7 @@ use crate::codepipeline::execution::{
 };
 use crate::codepipeline::model::{ActionStatus, ExecutionMode, ExecutionStatus};
 use crate::codepipeline::pipeline::PipelineEvent;
+pub use crate::eventstore::shelf::Role;
 use crate::eventstore::shelf::{Change, Shelf};
 use crate::eventstore::{fold_stream, EventStore, EventType, RecordedEvent, StoreError};
 
@@ -284,19 +285,6 @@ impl Inner {
             }
         }
     }
-}
-
-/// How a fold of the execution views writes the shelf of finished executions, which the live
-/// views and the checkpoints' folds share.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Role {
-    /// The views queries read (or an offline reader's): the executions a pipeline's deletion or
-    /// the history's retention removes are marked gone on the shelf, so that a fold still behind
-    /// cannot bring them back.
-    Live,
-    /// A checkpoint's fold, which follows the live views: it removes those marks once it passes
-    /// the removal, since no fold can come back to the events before it.
-    Checkpoint,
 }
 
 /// The sequence a gone execution's shelf entry carries: higher than any a fold can write.

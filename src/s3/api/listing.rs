@@ -13,7 +13,7 @@ pub(super) struct Page {
 /// Lists the newest version of each key that is not deleted, S3's way: keys after `after`, with
 /// `prefix`, rolled up at `delimiter`, at most `max` entries.
 pub(super) fn list_keys(
-    objects: &BTreeMap<String, Vec<Version>>,
+    objects: &Objects,
     prefix: &str,
     delimiter: Option<&str>,
     after: Option<&str>,
@@ -25,10 +25,12 @@ pub(super) fn list_keys(
         truncated: false,
         next: None,
     };
-    let start = after.unwrap_or("");
-    for (key, versions) in
-        objects.range::<str, _>((std::ops::Bound::Excluded(start), std::ops::Bound::Unbounded))
-    {
+    // From the prefix on, or after `after` when that comes later.
+    let keys = match after {
+        Some(after) if after >= prefix => objects.after(after),
+        _ => objects.from(prefix),
+    };
+    for (key, versions) in keys {
         if !key.starts_with(prefix) {
             if key.as_str() > prefix {
                 break;

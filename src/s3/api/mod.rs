@@ -12,6 +12,7 @@ use s3s::{s3_error, S3Error, S3Request, S3Response, S3Result};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use super::events::{Version, Versioning};
+use super::keys::Objects;
 use super::store::{BodyStream, LocalStore, S3StoreError, BODY_TIMEOUT};
 use super::RequestRegion;
 
@@ -782,11 +783,15 @@ impl s3s::S3 for EmbeddedS3 {
                 let start = input.key_marker.clone().unwrap_or_default();
                 let mut truncated = false;
                 let mut next_key = None;
-                for (key, list) in b.objects.range::<str, _>((
-                    std::ops::Bound::Excluded(start.as_str()),
-                    std::ops::Bound::Unbounded,
-                )) {
+                let keys = match start.as_str() {
+                    s if s >= prefix.as_str() => b.objects.after(s),
+                    _ => b.objects.from(&prefix),
+                };
+                for (key, list) in keys {
                     if !key.starts_with(&prefix) {
+                        if key > prefix {
+                            break;
+                        }
                         continue;
                     }
                     if n + list.len() > max && n > 0 {

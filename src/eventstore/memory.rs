@@ -120,28 +120,5 @@ mod tests {
     use super::super::conformance;
     use super::MemoryStore;
 
-    #[test]
-    fn ordering() {
-        conformance::ordering(&MemoryStore::new());
-    }
-    #[test]
-    fn streams_are_separate() {
-        conformance::streams_are_separate(&MemoryStore::new());
-    }
-    #[test]
-    fn optimistic_concurrency() {
-        conformance::optimistic_concurrency(&MemoryStore::new());
-    }
-    #[test]
-    fn append_durable_records() {
-        conformance::append_durable_records(&MemoryStore::new());
-    }
-    #[test]
-    fn durability_resolves() {
-        conformance::durability_resolves(&MemoryStore::new());
-    }
-    #[test]
-    fn forgetting() {
-        conformance::forgetting(&MemoryStore::new());
-    }
+    conformance::conformance_tests!(((), MemoryStore::new()));
 }

@@ -296,8 +296,62 @@ pub trait EventStore: Send + Sync + 'static {
 #[cfg(test)]
 pub(crate) mod conformance {
     //! One suite that every [`EventStore`] implementation must pass.
+
+    /// The suite as tests of the calling module, each on a store that `$store` makes (anything
+    /// whose `.1` is the store, such as a temporary dir and a store in it).
+    macro_rules! conformance_tests {
+        ($store:expr) => {
+            #[test]
+            fn ordering() {
+                $crate::eventstore::conformance::ordering(&$store.1);
+            }
+            #[test]
+            fn streams_are_separate() {
+                $crate::eventstore::conformance::streams_are_separate(&$store.1);
+            }
+            #[test]
+            fn optimistic_concurrency() {
+                $crate::eventstore::conformance::optimistic_concurrency(&$store.1);
+            }
+            #[test]
+            fn append_durable_records() {
+                $crate::eventstore::conformance::append_durable_records(&$store.1);
+            }
+            #[test]
+            fn durability_resolves() {
+                $crate::eventstore::conformance::durability_resolves(&$store.1);
+            }
+            #[test]
+            fn forgetting() {
+                $crate::eventstore::conformance::forgetting(&$store.1);
+            }
+        };
+    }
+    pub(crate) use conformance_tests;
+
     use super::*;
     use serde_json::json;
+
+    /// A store's shelves keep the contract, and `k` → `v` on the shelf `test`, synced: what a
+    /// reopened store must still hold (see [`reopened_shelves`]).
+    pub fn shelves(store: &dyn EventStore) {
+        shelf::contract::shelf_contract(store.shelf("test").as_ref());
+        store
+            .shelf("test")
+            .update(b"k", &mut |_| shelf::Change::Put(b"v".to_vec()))
+            .unwrap();
+        store.sync_shelves().unwrap();
+        reopened_shelves(store);
+    }
+
+    /// What [`shelves`] left.
+    pub fn reopened_shelves(store: &dyn EventStore) {
+        assert_eq!(
+            store.shelf("test").get(b"k").unwrap().as_deref(),
+            Some(&b"v"[..])
+        );
+        assert_eq!(store.shelf("other").get(b"k").unwrap(), None);
+    }
 
     pub fn event(n: i64) -> NewEvent {
         ev(n)

@@ -743,55 +743,18 @@ mod tests {
         (dir, s)
     }
 
-    #[test]
-    fn ordering() {
-        conformance::ordering(&store().1);
-    }
-    #[test]
-    fn streams_are_separate() {
-        conformance::streams_are_separate(&store().1);
-    }
-    #[test]
-    fn optimistic_concurrency() {
-        conformance::optimistic_concurrency(&store().1);
-    }
-    #[test]
-    fn append_durable_records() {
-        conformance::append_durable_records(&store().1);
-    }
-    #[test]
-    fn durability_resolves() {
-        conformance::durability_resolves(&store().1);
-    }
-    #[test]
-    fn forgetting() {
-        conformance::forgetting(&store().1);
-    }
+    conformance::conformance_tests!(store());
 
     #[test]
     fn shelves_keep_what_was_written_across_a_reopen() {
         let dir = tempfile::tempdir().unwrap();
         {
             let s = SledStore::open(dir.path(), 8 << 20).unwrap();
-            crate::eventstore::shelf::contract::shelf_contract(s.shelf("test").as_ref());
-            s.shelf("test")
-                .update(b"k", &mut |_| {
-                    crate::eventstore::shelf::Change::Put(b"v".to_vec())
-                })
-                .unwrap();
-            s.sync_shelves().unwrap();
+            conformance::shelves(&s);
             s.release_memory().unwrap();
-            assert_eq!(
-                s.shelf("test").get(b"k").unwrap().as_deref(),
-                Some(&b"v"[..])
-            );
-            assert_eq!(s.shelf("other").get(b"k").unwrap(), None);
+            conformance::reopened_shelves(&s);
         }
-        let s = SledStore::open(dir.path(), 8 << 20).unwrap();
-        assert_eq!(
-            s.shelf("test").get(b"k").unwrap().as_deref(),
-            Some(&b"v"[..])
-        );
+        conformance::reopened_shelves(&SledStore::open(dir.path(), 8 << 20).unwrap());
     }
 
     #[test]

@@ -546,8 +546,13 @@ fn flush_loop(path: &Path, rx: mpsc::Receiver<Vec<Waiter>>) {
     }
 }
 
-/// Decodes the appends in `rows` ((data) in order) into records with position ≤ `visible`.
-fn decode(data: &[u8]) -> Records {
+/// The records of the append in the first column of `row`.
+fn records_of(row: &rusqlite::Row<'_>) -> Records {
+    let data = row
+        .get_ref(0)
+        .map_err(storage)?
+        .as_blob()
+        .map_err(storage)?;
     AppendIn::decode(data)?.into_records()
 }
 
@@ -611,12 +616,7 @@ impl EventStore for SqliteStore {
                 .map_err(storage)?;
             let mut out = Vec::new();
             while let Some(row) = rows.next().map_err(storage)? {
-                let data = row
-                    .get_ref(0)
-                    .map_err(storage)?
-                    .as_blob()
-                    .map_err(storage)?;
-                for record in decode(data)? {
+                for record in records_of(row)? {
                     if record.position > visible {
                         return Ok(out);
                     }
@@ -651,12 +651,7 @@ impl EventStore for SqliteStore {
                 .map_err(storage)?;
             let mut out = Vec::new();
             while let Some(row) = rows.next().map_err(storage)? {
-                let data = row
-                    .get_ref(0)
-                    .map_err(storage)?
-                    .as_blob()
-                    .map_err(storage)?;
-                for record in decode(data)? {
+                for record in records_of(row)? {
                     if record.position > visible || out.len() >= limit {
                         return Ok(out);
                     }
@@ -847,30 +842,7 @@ mod tests {
         (dir, s)
     }
 
-    #[test]
-    fn ordering() {
-        conformance::ordering(&store().1);
-    }
-    #[test]
-    fn streams_are_separate() {
-        conformance::streams_are_separate(&store().1);
-    }
-    #[test]
-    fn optimistic_concurrency() {
-        conformance::optimistic_concurrency(&store().1);
-    }
-    #[test]
-    fn append_durable_records() {
-        conformance::append_durable_records(&store().1);
-    }
-    #[test]
-    fn durability_resolves() {
-        conformance::durability_resolves(&store().1);
-    }
-    #[test]
-    fn forgetting() {
-        conformance::forgetting(&store().1);
-    }
+    conformance::conformance_tests!(store());
 
     #[test]
     fn shelves_and_the_log_survive_a_reopen() {
@@ -878,13 +850,7 @@ mod tests {
         let id;
         {
             let s = SqliteStore::open(dir.path(), 8 << 20).unwrap();
-            crate::eventstore::shelf::contract::shelf_contract(s.shelf("test").as_ref());
-            s.shelf("test")
-                .update(b"k", &mut |_| {
-                    crate::eventstore::shelf::Change::Put(b"v".to_vec())
-                })
-                .unwrap();
-            s.sync_shelves().unwrap();
+            conformance::shelves(&s);
             s.append("a", 0, vec![conformance::event(1), conformance::event(2)])
                 .unwrap();
             s.append("b", 0, vec![conformance::event(3)]).unwrap();
@@ -895,11 +861,7 @@ mod tests {
         assert_eq!(s.last_position().unwrap(), 3);
         assert_eq!(s.read_stream("a", 2).unwrap()[0].position, 2);
         assert_eq!(s.read_all(2, 10).unwrap().len(), 2);
-        assert_eq!(
-            s.shelf("test").get(b"k").unwrap().as_deref(),
-            Some(&b"v"[..])
-        );
-        assert_eq!(s.shelf("other").get(b"k").unwrap(), None);
+        conformance::reopened_shelves(&s);
         // The next append goes on from the last position and sequence.
         let next = s.append("a", 2, vec![conformance::event(4)]).unwrap();
         assert_eq!((next[0].position, next[0].sequence), (4, 3));

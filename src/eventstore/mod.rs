@@ -234,6 +234,20 @@ pub type Durable = Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send>>;
 pub type DurableAppend =
     Pin<Box<dyn Future<Output = Result<Vec<RecordedEvent>, StoreError>> + Send>>;
 
+/// The answer of an engine's writer thread to a request sent to it (`queued` says whether it
+/// was).
+pub(crate) fn writer_answer<T: Send + 'static>(
+    queued: Result<(), StoreError>,
+    answer: tokio::sync::oneshot::Receiver<Result<T, StoreError>>,
+) -> Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send>> {
+    Box::pin(async move {
+        queued?;
+        answer
+            .await
+            .map_err(|_| StoreError::Storage("the writer thread stopped".into()))?
+    })
+}
+
 /// An append-only store of event streams.
 pub trait EventStore: Send + Sync + 'static {
     /// Appends `events` to `stream` if the stream is at sequence `expected` (0 for a new stream).

@@ -463,11 +463,7 @@ impl EventStore for SledStore {
     fn durable(&self) -> Durable {
         let (tx, rx) = oneshot::channel();
         let queued = self.send(Request::Flush(tx));
-        Box::pin(async move {
-            queued?;
-            rx.await
-                .map_err(|_| StoreError::Storage("the writer thread stopped".into()))?
-        })
+        super::writer_answer(queued, rx)
     }
 
     fn append_durable(
@@ -483,11 +479,7 @@ impl EventStore for SledStore {
             events,
             reply,
         });
-        Box::pin(async move {
-            queued?;
-            rx.await
-                .map_err(|_| StoreError::Storage("the writer thread stopped".into()))?
-        })
+        super::writer_answer(queued, rx)
     }
 
     fn read_stream(&self, stream: &str, from: u64) -> Result<Vec<RecordedEvent>, StoreError> {

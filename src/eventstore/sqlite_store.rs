@@ -572,11 +572,7 @@ impl EventStore for SqliteStore {
     fn durable(&self) -> Durable {
         let (tx, rx) = oneshot::channel();
         let queued = self.send(Request::Flush(tx));
-        Box::pin(async move {
-            queued?;
-            rx.await
-                .map_err(|_| StoreError::Storage("the writer thread stopped".into()))?
-        })
+        super::writer_answer(queued, rx)
     }
 
     fn append_durable(
@@ -592,11 +588,7 @@ impl EventStore for SqliteStore {
             events,
             reply: Reply::Durable(reply),
         });
-        Box::pin(async move {
-            queued?;
-            rx.await
-                .map_err(|_| StoreError::Storage("the writer thread stopped".into()))?
-        })
+        super::writer_answer(queued, rx)
     }
 
     fn read_stream(&self, stream: &str, from: u64) -> Records {
@@ -727,16 +719,22 @@ struct SqliteShelf {
     name: &'static str,
 }
 
-impl Shelf for SqliteShelf {
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        let conn = self.conn.lock().map_err(storage)?;
-        let raw: Option<Vec<u8>> = conn
-            .prepare_cached("SELECT value FROM shelf WHERE name = ?1 AND key = ?2")
+impl SqliteShelf {
+    /// The value of `key` as stored.
+    fn stored(&self, conn: &Connection, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        conn.prepare_cached("SELECT value FROM shelf WHERE name = ?1 AND key = ?2")
             .and_then(|mut s| {
                 s.query_row(params![self.name, key], |r| r.get(0))
                     .optional()
             })
-            .map_err(storage)?;
+            .map_err(storage)
+    }
+}
+
+impl Shelf for SqliteShelf {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let conn = self.conn.lock().map_err(storage)?;
+        let raw = self.stored(&conn, key)?;
         raw.map(|raw| decompress(&raw).map(|v| v.into_owned()))
             .transpose()
     }
@@ -748,13 +746,7 @@ impl Shelf for SqliteShelf {
     ) -> Result<(), StoreError> {
         // The connection's lock makes the read and the write one step.
         let conn = self.conn.lock().map_err(storage)?;
-        let raw: Option<Vec<u8>> = conn
-            .prepare_cached("SELECT value FROM shelf WHERE name = ?1 AND key = ?2")
-            .and_then(|mut s| {
-                s.query_row(params![self.name, key], |r| r.get(0))
-                    .optional()
-            })
-            .map_err(storage)?;
+        let raw = self.stored(&conn, key)?;
         let plain = raw.as_deref().map(decompress).transpose()?;
         match decide(plain.as_deref()) {
             Change::Keep => Ok(()),

@@ -1,4 +1,4 @@
-//! The storage engines side by side: the appends of a format-2 sled log (the product's records
+//! The storage engines side by side: the appends of a sled log of format 2 or 3 (the product's records
 //! and per-stream index, compressed as format 3 stores them) written to sled, redb, fjall and
 //! SQLite in batches of BATCH appends with a durable commit each (the server's group commit), then
 //! each database's size on disk, its reopening and a scan of every append.
@@ -26,12 +26,18 @@ fn main() {
     let db = sled::Config::new().path(&src).cache_capacity(4 << 20).open().unwrap();
     let log = db.open_tree("log").unwrap();
     let mut enc = zstd::bulk::Compressor::with_dictionary(1, DICT).unwrap();
+    let mut dec = zstd::bulk::Decompressor::with_dictionary(DICT).unwrap();
     let mut writes: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
     let mut events = 0u64;
     let mut appends = 0usize;
     for e in log.range(&b"a"[..]..&b"b"[..]) {
         if appends >= limit { break; }
-        let (k, v) = e.unwrap();
+        let (k, stored) = e.unwrap();
+        // Format 3 stores the JSON compressed after a byte 1; format 2 as it is.
+        let v = match stored.split_first() {
+            Some((1, frame)) => dec.decompress(frame, 64 << 20).unwrap(),
+            _ => stored.to_vec(),
+        };
         let j: serde_json::Value = serde_json::from_slice(&v).unwrap();
         let stream = j["stream"].as_str().unwrap();
         let seq = j["sequence"].as_u64().unwrap();

@@ -14,8 +14,10 @@
 //!                    the JSON service skeleton (service: operations!, the target's operation,
 //!                    the answer), the query protocol (query: forms, XML, <ErrorResponse>),
 //!                    pagination tokens, SigV4 scope, model-driven input validation
-//! eventstore/        EventStore trait; sled (default) and memory implementations; event types
-//!                    (EventType: name, schema version, upcasting), stream folding, StreamWriter
+//! eventstore/        EventStore trait; sled (default), SQLite and memory implementations, the
+//!                    append encoding they share (codec), shelves (keyed tables beside the log
+//!                    for projections too large for memory); event types (EventType: name,
+//!                    schema version, upcasting), stream folding, StreamWriter
 //! codepipeline/      api/ (Operation enum, one handle_* per operation: the only AWS codes),
 //!                    model (the typed declaration and status enums, AWS's wire shape), ids
 //!                    (stream names), pipeline and execution aggregates (pure), gates (stage
@@ -26,7 +28,8 @@
 //!                    (declaration rules), action_types (AWS's catalogue of providers)
 //! s3/                embedded S3: s3s bridge into actix-web, api/ (the S3 trait over the store;
 //!                    tags, copy checks and listings in files of their own),
-//!                    store (files + bucket events), objects (ObjectStore for pipeline actions),
+//!                    store (files + bucket events), keys (a bucket's keys and versions, on the
+//!                    shelf), objects (ObjectStore for pipeline actions),
 //!                    remote (an external S3 through aws-sdk-s3)
 //! iam/               IAM roles and STS (query protocol): api (operations, AWS codes, XML),
 //!                    roles (the pure role aggregate and its events)
@@ -56,10 +59,12 @@
 //! thread, which flushes once for all (group commit) while the writer goes on; once durable, they are offered to the read views (every `Projection`) and the
 //! actor answers. A read goes straight to the
 //! views. An execution is an `ExecutionActor` doing the same with the execution aggregate; the
-//! actions its events start run as tasks that report back with a command. The views keep what
-//! reads need often (pipelines, running executions, summaries of finished ones); a finished
-//! execution is folded again from its stream when asked for. At startup the views are rebuilt by
-//! folding the whole log, and running executions are resumed.
+//! actions its events start run as tasks that report back with a command. The views keep in
+//! memory what does not grow with the history (pipelines, running executions, buckets, each
+//! pipeline's start order); finished executions' summaries and S3 keys are on shelves, and a
+//! finished execution is folded again from its stream when asked for. At startup the views are
+//! restored from the checkpoint and the events after it folded, and running executions are
+//! resumed.
 
 pub mod admin;
 pub mod allocator;

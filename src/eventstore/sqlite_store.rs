@@ -147,6 +147,29 @@ fn sync_wal(path: &Path) -> Result<(), StoreError> {
     }
 }
 
+/// Takes the directory's lock file, so that one process at a time opens the store (SQLite itself
+/// would let two in). A store closed a moment ago may still be releasing it: wait a little first.
+fn lock(dir: &Path) -> Result<std::fs::File, StoreError> {
+    use std::os::unix::io::AsRawFd;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join("lock"))
+        .map_err(storage)?;
+    for _ in 0..30 {
+        // SAFETY: flock on a descriptor this function owns; it touches no memory.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            return Ok(file);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    Err(StoreError::Storage(format!(
+        "the data dir {} is in use by another process",
+        dir.display()
+    )))
+}
+
 /// An event store in SQLite databases under a directory.
 pub struct SqliteStore {
     log_id: String,
@@ -156,6 +179,9 @@ pub struct SqliteStore {
     /// Requests to the writer thread; taken at drop so the threads end.
     requests: Mutex<Option<mpsc::Sender<Request>>>,
     threads: Vec<std::thread::JoinHandle<()>>,
+    /// The directory's lock, held while the store is open (the last field: released once the
+    /// connections are closed).
+    _lock: std::fs::File,
 }
 
 impl SqliteStore {
@@ -165,6 +191,7 @@ impl SqliteStore {
     /// Refuses a data dir written in a newer format.
     pub fn open(dir: &Path, cache_bytes: u64) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir).map_err(storage)?;
+        let lock = lock(dir)?;
         let path = dir.join(LOG_FILE);
         let writer_kib = (cache_bytes / 1024).max(256) as i64;
         let conn = connect(&path, writer_kib)?;
@@ -248,6 +275,7 @@ impl SqliteStore {
             .spawn(move || writer.run(rx, to_flusher))
             .map_err(storage)?;
         Ok(SqliteStore {
+            _lock: lock,
             log_id,
             shared,
             shelves: Arc::new(Mutex::new(shelves)),
@@ -857,6 +885,16 @@ mod tests {
         // The next append goes on from the last position and sequence.
         let next = s.append("a", 2, vec![conformance::event(4)]).unwrap();
         assert_eq!((next[0].position, next[0].sequence), (4, 3));
+    }
+
+    #[test]
+    fn one_process_at_a_time() {
+        let (dir, _open) = store();
+        let err = match SqliteStore::open(dir.path(), 8 << 20) {
+            Ok(_) => panic!("the store was opened twice"),
+            Err(e) => e.to_string(),
+        };
+        assert!(err.contains("is in use by another process"), "{err}");
     }
 
     #[test]

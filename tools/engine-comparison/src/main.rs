@@ -68,7 +68,8 @@ fn main() {
         let t = Instant::now();
         match engine {
             "sled" => {
-                let db = sled::Config::new().path(&dir).cache_capacity(4 << 20).open().unwrap();
+                let segment: usize = std::env::var("SLED_SEGMENT").ok().and_then(|v| v.parse().ok()).unwrap_or(512 << 10);
+                let db = sled::Config::new().path(&dir).cache_capacity(4 << 20).segment_size(segment).open().unwrap();
                 let tree = db.open_tree("log").unwrap();
                 for c in &chunks {
                     let mut b = sled::Batch::default();
@@ -120,7 +121,7 @@ fn main() {
         let size = du(&dir);
         let t = Instant::now();
         let n = match engine {
-            "sled" => { let db = sled::Config::new().path(&dir).cache_capacity(4 << 20).open().unwrap(); let tr = db.open_tree("log").unwrap(); let o = t.elapsed(); let n = tr.range(&b"a"[..]..&b"b"[..]).count(); (o, n) }
+            "sled" => { let segment: usize = std::env::var("SLED_SEGMENT").ok().and_then(|v| v.parse().ok()).unwrap_or(512 << 10); let db = sled::Config::new().path(&dir).cache_capacity(4 << 20).segment_size(segment).open().unwrap(); let tr = db.open_tree("log").unwrap(); let o = t.elapsed(); let n = tr.range(&b"a"[..]..&b"b"[..]).count(); (o, n) }
             "redb" => { let db = redb::Database::create(dir.join("db.redb")).unwrap(); let o = t.elapsed(); let def: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::new("log"); let tx = db.begin_read().unwrap(); let tb = tx.open_table(def).unwrap(); let n = tb.range(&b"a"[..]..&b"b"[..]).unwrap().count(); (o, n) }
             "fjall" => { let ks = fjall::Config::new(&dir).open().unwrap(); let p = ks.open_partition("log", fjall::PartitionCreateOptions::default()).unwrap(); let o = t.elapsed(); let n = p.range(&b"a"[..]..&b"b"[..]).count(); (o, n) }
             "sqlite" => { let c = rusqlite::Connection::open(dir.join("db.sqlite")).unwrap(); let o = t.elapsed(); let n: i64 = c.query_row("SELECT count(*) FROM log WHERE k >= x'61' AND k < x'62'", [], |r| r.get(0)).unwrap(); (o, n as usize) }

@@ -26,11 +26,11 @@ pub(super) fn list_keys(
         next: None,
     };
     // From the prefix on, or after `after` when that comes later.
-    let keys = match after {
+    let mut keys = match after {
         Some(after) if after >= prefix => objects.after(after),
         _ => objects.from(prefix),
     };
-    for (key, versions) in keys {
+    while let Some((key, versions)) = keys.next() {
         if !key.starts_with(prefix) {
             if key.as_str() > prefix {
                 break;
@@ -56,6 +56,8 @@ pub(super) fn list_keys(
         }
         match rolled {
             Some(common) => {
+                // Nothing under a rolled-up prefix is listed: go on past all of it.
+                keys = objects.after(&format!("{common}{}", char::MAX));
                 page.next = Some(common.clone());
                 page.prefixes.push(common);
             }
@@ -161,4 +163,61 @@ pub(super) fn decode_token(token: &str) -> S3Result<String> {
                 "The continuation token provided is incorrect"
             )
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::eventstore::shelf::{MemoryShelf, Role};
+
+    /// A bucket on a shelf with keys `a`, `b`, `b/001`…`b/300`, `c/x` and `d`.
+    fn bucket() -> Objects {
+        let mut objects = Objects::on_shelf(Arc::new(MemoryShelf::default()), "bk", Role::Live, 0);
+        let mut keys = vec!["a".to_string(), "b".into(), "c/x".into(), "d".into()];
+        keys.extend((1..=300).map(|i| format!("b/{i:03}")));
+        for (seq, key) in keys.iter().enumerate() {
+            objects.change(key, seq as u64 + 1, |v| {
+                v.push(Version {
+                    version_id: "null".into(),
+                    blob: Some("blob".into()),
+                    ..Version::blank()
+                });
+                Vec::new()
+            });
+        }
+        objects
+    }
+
+    fn names(page: &Page) -> (Vec<&str>, Vec<&str>) {
+        (
+            page.keys.iter().map(|(k, _)| k.as_str()).collect(),
+            page.prefixes.iter().map(String::as_str).collect(),
+        )
+    }
+
+    #[test]
+    fn rolled_up_prefixes_are_passed_over_and_pages_resume_after_them() {
+        let objects = bucket();
+        let all = list_keys(&objects, "", Some("/"), None, 1000);
+        assert_eq!(names(&all), (vec!["a", "b", "d"], vec!["b/", "c/"]));
+        assert!(!all.truncated);
+
+        let first = list_keys(&objects, "", Some("/"), None, 3);
+        assert_eq!(names(&first), (vec!["a", "b"], vec!["b/"]));
+        assert!(first.truncated);
+        let next = first.next.clone().unwrap();
+        let second = list_keys(&objects, "", Some("/"), Some(&next), 3);
+        assert_eq!(names(&second), (vec!["d"], vec!["c/"]));
+        assert!(!second.truncated);
+
+        let under = list_keys(&objects, "b/", None, None, 1000);
+        assert_eq!(under.keys.len(), 300);
+        assert_eq!(under.keys[299].0, "b/300");
+        let with_itself = list_keys(&objects, "b", Some("/"), None, 1000);
+        assert_eq!(names(&with_itself), (vec!["b"], vec!["b/"]));
+        let after_marker = list_keys(&objects, "b/", None, Some("b/298"), 1000);
+        assert_eq!(names(&after_marker).0, ["b/299", "b/300"]);
+    }
 }

@@ -157,6 +157,16 @@ pub fn load(
     file: &Path,
     projections: &[&dyn Projection],
 ) -> Result<Loaded, StoreError> {
+    load_upto(store, file, projections, u64::MAX)
+}
+
+/// [`load`], folding no event after position `upto`.
+fn load_upto(
+    store: &dyn EventStore,
+    file: &Path,
+    projections: &[&dyn Projection],
+    upto: u64,
+) -> Result<Loaded, StoreError> {
     let mut from = 0;
     let started = std::time::Instant::now();
     if let Ok(bytes) = std::fs::read(file) {
@@ -198,7 +208,7 @@ pub fn load(
         position: from,
         folded: 0,
     };
-    crate::eventstore::replay_from(store, from + 1, |record| {
+    crate::eventstore::replay_range(store, from + 1, upto, |record| {
         projections.iter().for_each(|p| p.apply(record));
         loaded.position = record.position;
         loaded.folded += 1;
@@ -259,16 +269,42 @@ pub fn save(
 
 /// Brings the checkpoint in `file` up to the end of the log by folding the events after it into
 /// `fresh` projections (empty ones, not the live ones) and writing them. Returns what loading did.
+///
+/// Only durable events are folded: the checkpoint, and what its fold puts on the shelves (which
+/// it syncs), must never hold an event that the log could still lose in a power cut, or the
+/// sequences that event took would be taken again by other events.
 pub fn refresh(
     store: &dyn EventStore,
     file: &Path,
     fresh: &[&dyn Projection],
 ) -> Result<Loaded, String> {
-    let loaded = load(store, file, fresh).map_err(|e| e.to_string())?;
+    let end = store.last_position().map_err(|e| e.to_string())?;
+    wait(store.durable()).map_err(|e| e.to_string())?;
+    let loaded = load_upto(store, file, fresh, end).map_err(|e| e.to_string())?;
     if loaded.folded > 0 || !file.exists() {
         save(store, file, fresh, loaded.position)?;
     }
     Ok(loaded)
+}
+
+/// Waits on this thread for `future` (checkpoints are written from plain threads and, at the stop,
+/// from the server's last task: no runtime of their own to wait in).
+fn wait<F: std::future::Future>(future: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Arc::new(Unpark(std::thread::current())).into();
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    loop {
+        if let std::task::Poll::Ready(out) = future.as_mut().poll(&mut cx) {
+            return out;
+        }
+        std::thread::park();
+    }
 }
 
 /// Makes empty projections to fold a checkpoint into.

@@ -122,3 +122,22 @@ mod tests {
 
     conformance::conformance_tests!(((), MemoryStore::new()));
 }
+
+#[cfg(test)]
+mod replay_tests {
+    use super::super::{conformance, replay_range, EventStore};
+    use super::MemoryStore;
+
+    #[test]
+    fn a_replay_range_folds_its_positions_only() {
+        let store = MemoryStore::new();
+        let events = (1..=5).map(conformance::event).collect();
+        store.append("s", 0, events).unwrap();
+        let mut seen = Vec::new();
+        replay_range(&store, 2, 4, |r| seen.push(r.position)).unwrap();
+        assert_eq!(seen, [2, 3, 4]);
+        seen.clear();
+        replay_range(&store, 4, u64::MAX, |r| seen.push(r.position)).unwrap();
+        assert_eq!(seen, [4, 5]);
+    }
+}

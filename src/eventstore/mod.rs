@@ -214,17 +214,31 @@ pub fn replay(store: &dyn EventStore, apply: impl FnMut(&RecordedEvent)) -> Resu
 /// Feeds the events of the log from position `from` on, in order, to `apply`.
 pub fn replay_from(
     store: &dyn EventStore,
+    from: u64,
+    apply: impl FnMut(&RecordedEvent),
+) -> Result<(), StoreError> {
+    replay_range(store, from, u64::MAX, apply)
+}
+
+/// Folds the events with positions from `from` to `upto`, in order.
+pub fn replay_range(
+    store: &dyn EventStore,
     mut from: u64,
+    upto: u64,
     mut apply: impl FnMut(&RecordedEvent),
 ) -> Result<(), StoreError> {
-    loop {
+    while from <= upto {
         let batch = store.read_all(from, 256)?;
         let Some(last) = batch.last() else {
             return Ok(());
         };
         from = last.position + 1;
-        batch.iter().for_each(&mut apply);
+        batch
+            .iter()
+            .take_while(|r| r.position <= upto)
+            .for_each(&mut apply);
     }
+    Ok(())
 }
 
 /// A future that resolves when everything appended before it was created is on disk.

@@ -183,8 +183,8 @@ impl LocalStore {
             .clone()
     }
 
-    /// Decides events from the bucket's state under its lock, appends them, folds them in, and
-    /// waits until they are durable. Blobs no version refers to any more are deleted afterwards.
+    /// Decides events from the bucket's state under its lock, appends them, waits until they are
+    /// durable and folds them in. Blobs no version refers to any more are deleted afterwards.
     async fn commit<T>(
         &self,
         bucket: &str,
@@ -202,6 +202,9 @@ impl LocalStore {
         }
         let new = events.iter().map(S3Event::to_new_event).collect();
         let recorded = self.log.append(&bucket_stream(bucket), head, new)?;
+        // Folded in once durable: what the fold puts on the shelf must never be on disk before
+        // the event it comes from (the bucket's lock keeps other writers out meanwhile).
+        self.log.durable().await?;
         let mut freed = Vec::new();
         {
             let mut state = self.state.write().expect("s3 state lock");
@@ -216,7 +219,6 @@ impl LocalStore {
                 ));
             }
         }
-        self.log.durable().await?;
         for blob in freed {
             let _ = tokio::fs::remove_file(self.blob_path(&blob)).await;
         }

@@ -4,9 +4,11 @@
 //!
 //! A checkpoint is always folded from the log in log order, by the projections' own `apply`,
 //! into fresh projections, never copied from the live ones, whose events arrive from many actors
-//! in no global order. It is written in the background every `checkpoint_interval_seconds` and at
-//! a graceful stop, when there is none yet or at least `checkpoint_min_events` events were
-//! recorded since the last one: folding fewer at the next start costs less than writing one.
+//! in no global order. It is written in the background every `checkpoint_interval_seconds` and
+//! at a graceful stop, when there is none yet or at least `checkpoint_min_events` events were
+//! recorded since the last one: folding fewer at the next start costs less than writing one. A
+//! start that folded that many is the one exception: its live projections, folded in log order
+//! before anything runs, are written at once.
 //!
 //! It is written to a temporary file, synced and renamed, so a crash leaves the old one or the
 //! new one whole. It records the id of its log, the position of its last event and when that
@@ -231,8 +233,9 @@ pub fn save(
             .first()
             .map_or(0.0, |e| e.recorded_at),
     };
-    // What the fold up to `position` put on the shelves must be on disk before a checkpoint
-    // says that folding may start after it.
+    // The events up to `position`, and what their fold put on the shelves, must be on disk
+    // before a checkpoint says that folding may start after them.
+    wait(store.durable()).map_err(|e| e.to_string())?;
     store.sync_shelves().map_err(|e| e.to_string())?;
     let mut exported = BTreeMap::new();
     for p in projections {

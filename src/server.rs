@@ -90,6 +90,25 @@ pub async fn run(
     let checkpoint_file = crate::checkpoint::file(&config.data_dir);
     let loaded = crate::checkpoint::load(store.as_ref(), &checkpoint_file, &live.all())
         .map_err(|e| e.to_string())?;
+    // Just folded in log order, before anything runs, the live projections are what a
+    // checkpoint's own fold would make: after a long fold (a checkpoint of an older version, or
+    // none), write them now rather than have the background checkpoint fold the log once more.
+    let checkpointed = if loaded.folded >= config.checkpoint_min_events.max(1) {
+        match crate::checkpoint::save(
+            store.as_ref(),
+            &checkpoint_file,
+            &live.all(),
+            loaded.position,
+        ) {
+            Ok(()) => loaded.position,
+            Err(e) => {
+                log::warn!("{e}");
+                loaded.from
+            }
+        }
+    } else {
+        loaded.from
+    };
     drop(live);
     store.release_memory().map_err(|e| e.to_string())?;
     let interrupted = codebuild
@@ -114,7 +133,7 @@ pub async fn run(
         Arc::new(Checkpointer::new(
             store.clone(),
             checkpoint_file,
-            loaded.from,
+            checkpointed,
             Box::new(move || {
                 let p = Projections::detached(&store, &data_dir, Role::Checkpoint);
                 vec![

@@ -199,6 +199,38 @@ async fn kill_9_between_checkpoints(engine: &str) {
     assert_eq!(loaded_from(&last), (end, 1));
 }
 
+/// A start that had to fold many events (no checkpoint, or one of an older version) writes a
+/// checkpoint of what it folded at once, so that the next start, even after kill -9, folds
+/// nothing again.
+#[tokio::test]
+async fn a_start_that_folded_the_log_checkpoints_it_at_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let server = Server::start_in(dir);
+    tutorial_buckets(&server.s3()).await;
+    create(&server, tutorial_declaration("pipeline"));
+    let cp = server.codepipeline();
+    let first = latest_execution(&cp, "pipeline").await;
+    finished(&cp, "pipeline", &first).await;
+    let end = last_position(&server);
+    drop(server.kill9());
+    let _ = std::fs::remove_file(dir.join("checkpoint.json"));
+
+    let env = [
+        ("CODEPIPELINE_LOCAL_CHECKPOINT_INTERVAL_SECONDS", "0"),
+        ("CODEPIPELINE_LOCAL_CHECKPOINT_MIN_EVENTS", "10"),
+        ("RUST_LOG", "info"),
+    ];
+    let folded = Server::try_start_with(dir, &env).unwrap();
+    assert_eq!(loaded_from(&folded), (0, end));
+    assert_eq!(checkpoint_position(dir), Some(end), "written at the start");
+    let before = answers(&folded);
+    drop(folded.kill9());
+    let again = Server::try_start_with(dir, &env).unwrap();
+    assert_eq!(loaded_from(&again), (end, 0));
+    assert_eq!(answers(&again), before);
+}
+
 #[tokio::test]
 async fn a_checkpoint_that_is_not_one_is_ignored_with_a_warning() {
     let tmp = tempfile::tempdir().unwrap();

@@ -199,6 +199,15 @@ async fn kill_9_between_checkpoints(engine: &str) {
     assert_eq!(loaded_from(&last), (end, 1));
 }
 
+/// The tutorial pipeline, created, and its first execution, finished.
+async fn one_finished_execution(server: &Server) {
+    tutorial_buckets(&server.s3()).await;
+    create(server, tutorial_declaration("pipeline"));
+    let cp = server.codepipeline();
+    let first = latest_execution(&cp, "pipeline").await;
+    finished(&cp, "pipeline", &first).await;
+}
+
 /// A start that had to fold many events (no checkpoint, or one of an older version) writes a
 /// checkpoint of what it folded at once, so that the next start, even after kill -9, folds
 /// nothing again.
@@ -207,11 +216,7 @@ async fn a_start_that_folded_the_log_checkpoints_it_at_once() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let server = Server::start_in(dir);
-    tutorial_buckets(&server.s3()).await;
-    create(&server, tutorial_declaration("pipeline"));
-    let cp = server.codepipeline();
-    let first = latest_execution(&cp, "pipeline").await;
-    finished(&cp, "pipeline", &first).await;
+    one_finished_execution(&server).await;
     let end = last_position(&server);
     drop(server.kill9());
     let _ = std::fs::remove_file(dir.join("checkpoint.json"));
@@ -236,11 +241,7 @@ async fn a_checkpoint_that_is_not_one_is_ignored_with_a_warning() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let server = Server::start_in(dir);
-    tutorial_buckets(&server.s3()).await;
-    create(&server, tutorial_declaration("pipeline"));
-    let cp = server.codepipeline();
-    let first = latest_execution(&cp, "pipeline").await;
-    finished(&cp, "pipeline", &first).await;
+    one_finished_execution(&server).await;
     let role = server.client().query(
         "iam",
         "Action=CreateRole&Version=2010-05-08&RoleName=kept&AssumeRolePolicyDocument=%7B%22Statement%22%3A%5B%5D%7D",

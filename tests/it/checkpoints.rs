@@ -125,16 +125,9 @@ async fn kill_9_between_checkpoints(engine: &str) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let server = Server::try_start_with(dir, &often).unwrap();
-    let (cp, s3) = (server.codepipeline(), server.s3());
-    tutorial_buckets(&s3).await;
-    create(&server, tutorial_declaration("pipeline"));
-    let first = latest_execution(&cp, "pipeline").await;
-    finished(&cp, "pipeline", &first).await;
-    let role = server.client().query(
-        "iam",
-        "Action=CreateRole&Version=2010-05-08&RoleName=kept&AssumeRolePolicyDocument=%7B%22Statement%22%3A%5B%5D%7D",
-    );
-    assert_eq!(role.status, 200, "{}", role.text());
+    let cp = server.codepipeline();
+    one_finished_execution(&server).await;
+    create_role(&server);
     wait_for_checkpoint(dir, last_position(&server));
 
     // More of everything after the checkpoint; then the process dies before the next one could
@@ -199,13 +192,23 @@ async fn kill_9_between_checkpoints(engine: &str) {
     assert_eq!(loaded_from(&last), (end, 1));
 }
 
-/// The tutorial pipeline, created, and its first execution, finished.
-async fn one_finished_execution(server: &Server) {
+/// The tutorial pipeline, created, and its first execution, finished: returns its id.
+async fn one_finished_execution(server: &Server) -> String {
     tutorial_buckets(&server.s3()).await;
     create(server, tutorial_declaration("pipeline"));
     let cp = server.codepipeline();
     let first = latest_execution(&cp, "pipeline").await;
     finished(&cp, "pipeline", &first).await;
+    first
+}
+
+/// Creates the role `kept`.
+fn create_role(server: &Server) {
+    let role = server.client().query(
+        "iam",
+        "Action=CreateRole&Version=2010-05-08&RoleName=kept&AssumeRolePolicyDocument=%7B%22Statement%22%3A%5B%5D%7D",
+    );
+    assert_eq!(role.status, 200, "{}", role.text());
 }
 
 /// A start that had to fold many events (no checkpoint, or one of an older version) writes a
@@ -242,11 +245,7 @@ async fn a_checkpoint_that_is_not_one_is_ignored_with_a_warning() {
     let dir = tmp.path();
     let server = Server::start_in(dir);
     one_finished_execution(&server).await;
-    let role = server.client().query(
-        "iam",
-        "Action=CreateRole&Version=2010-05-08&RoleName=kept&AssumeRolePolicyDocument=%7B%22Statement%22%3A%5B%5D%7D",
-    );
-    assert_eq!(role.status, 200);
+    create_role(&server);
     let before = answers(&server);
     drop(server.terminate());
     let file = dir.join("checkpoint.json");
@@ -297,11 +296,8 @@ async fn a_deleted_pipelines_history_leaves_the_log_and_its_name_can_be_used_aga
         ("RUST_LOG", "info"),
     ];
     let server = Server::try_start_with(dir, &often).unwrap();
-    let (cp, s3) = (server.codepipeline(), server.s3());
-    tutorial_buckets(&s3).await;
-    create(&server, tutorial_declaration("pipeline"));
-    let first = latest_execution(&cp, "pipeline").await;
-    finished(&cp, "pipeline", &first).await;
+    let cp = server.codepipeline();
+    let first = one_finished_execution(&server).await;
     let second = start(&cp, "pipeline").await;
     finished(&cp, "pipeline", &second).await;
     // A checkpoint whose last event is the second execution's last, which is about to go.

@@ -552,16 +552,21 @@ impl ExecutionViews {
 
     /// One execution, whole: from memory while it runs, from its stream once it ended.
     pub fn get(&self, id: &str) -> Result<Option<Execution>, StoreError> {
-        let stream = {
-            let inner = self.inner.read().expect("execution views lock");
-            match inner.running.get(id) {
-                Some((_, e)) => return Ok(Some((**e).clone())),
-                None => match self.shelved(id) {
-                    None => return Ok(None),
-                    Some(s) => format!("{EXECUTION_STREAM_PREFIX}{}:{id}", s.key),
-                },
-            }
+        if let Some((_, e)) = self
+            .inner
+            .read()
+            .expect("execution views lock")
+            .running
+            .get(id)
+        {
+            return Ok(Some((**e).clone()));
+        }
+        // Not running: then it is on the shelf (an execution leaves `running` for the shelf in
+        // one step, under the views' lock), read without holding that lock.
+        let Some(shelved) = self.shelved(id) else {
+            return Ok(None);
         };
+        let stream = format!("{EXECUTION_STREAM_PREFIX}{}:{id}", shelved.key);
         let mut execution = Execution::default();
         fold_stream(
             self.store.as_ref(),
@@ -574,11 +579,11 @@ impl ExecutionViews {
 
     /// The pipeline an execution belongs to (its key), if the execution exists.
     pub fn pipeline_of(&self, id: &str) -> Option<String> {
-        let inner = self.inner.read().expect("execution views lock");
-        match inner.running.get(id) {
-            Some((key, _)) => Some(key.to_string()),
-            None => self.shelved(id).map(|s| s.key),
-        }
+        let running = {
+            let inner = self.inner.read().expect("execution views lock");
+            inner.running.get(id).map(|(key, _)| key.to_string())
+        };
+        running.or_else(|| self.shelved(id).map(|s| s.key))
     }
 
     /// How many executions a pipeline has.
@@ -590,17 +595,27 @@ impl ExecutionViews {
     /// Up to `take` of a pipeline's executions as summaries, newest first, after skipping the
     /// `skip` newest: a page costs its own executions, whatever the pipeline's history holds.
     pub fn newest(&self, key: &str, skip: usize, take: usize) -> Vec<ExecutionSummary> {
-        let inner = self.inner.read().expect("execution views lock");
-        let Some(ids) = inner.by_pipeline.get(key) else {
-            return Vec::new();
+        // Running executions are summed up under the views' lock; finished ones are read from
+        // the shelf after it is released, so that a page never holds up the views' writers.
+        let page: Vec<Result<ExecutionSummary, Box<str>>> = {
+            let inner = self.inner.read().expect("execution views lock");
+            let Some(ids) = inner.by_pipeline.get(key) else {
+                return Vec::new();
+            };
+            ids.iter()
+                .rev()
+                .skip(skip)
+                .take(take)
+                .map(|id| match inner.running.get(&**id) {
+                    Some((_, e)) => Ok(ExecutionSummary::of(e)),
+                    None => Err(id.clone()),
+                })
+                .collect()
         };
-        ids.iter()
-            .rev()
-            .skip(skip)
-            .take(take)
-            .filter_map(|id| match inner.running.get(&**id) {
-                Some((_, e)) => Some(ExecutionSummary::of(e)),
-                None => self.shelved(id).map(|s| s.summary),
+        page.into_iter()
+            .filter_map(|entry| match entry {
+                Ok(summary) => Some(summary),
+                Err(id) => self.shelved(&id).map(|s| s.summary),
             })
             .collect()
     }

@@ -415,7 +415,7 @@ fn write(
             } => match forget(&tx, &stream, before) {
                 Ok(n) => outcomes.push(Outcome::Forgot(reply, n)),
                 Err(e) => {
-                    let _ = reply.send(Err(e.clone()));
+                    outcomes.push(Outcome::Forgot(reply, 0));
                     failed = Some(e);
                 }
             },
@@ -481,14 +481,10 @@ impl Head {
 
 /// A request that was not written, to be answered with the transaction's error.
 fn pending(request: Request) -> Outcome {
-    let none = || storage("not written");
     match request {
-        Request::Append { reply, .. } => Outcome::Refused(reply, none()),
+        Request::Append { reply, .. } => Outcome::Refused(reply, storage("not written")),
         Request::Flush(tx) => Outcome::Flush(tx),
-        Request::Forget { reply, .. } => {
-            let _ = reply.send(Err(none()));
-            Outcome::Forgot(mpsc::channel().0, 0)
-        }
+        Request::Forget { reply, .. } => Outcome::Forgot(reply, 0),
     }
 }
 

@@ -104,12 +104,12 @@ impl Objects {
                     .map(|(k, v)| (k.clone(), v.clone())),
             );
         };
-        Box::new(ShelfKeys {
-            on,
-            last: (!after.is_empty()).then(|| [on.prefix.as_slice(), after.as_bytes()].concat()),
-            chunk: Vec::new().into_iter(),
-            done: false,
-        })
+        let after = (!after.is_empty()).then(|| [on.prefix.as_slice(), after.as_bytes()].concat());
+        Box::new(Entries::new(on, after).filter_map(move |(k, v)| {
+            let (_, versions) = parse(&v).filter(|(at, v)| *at >= on.floor && !v.is_empty())?;
+            let key = String::from_utf8_lossy(&k[on.prefix.len()..]).into_owned();
+            Some((key, versions))
+        }))
     }
 
     /// The keys from `start` on (`start` included), in order, with their versions.
@@ -186,38 +186,26 @@ impl Objects {
         let Some(on) = &self.shelf else {
             return;
         };
-        let mut after: Option<Vec<u8>> = None;
-        loop {
-            let chunk = match on.shelf.scan(&on.prefix, after.as_deref(), CHUNK) {
-                Ok(chunk) => chunk,
-                Err(e) => {
-                    log::error!("a deleted bucket's keys stay on the shelf: {e}");
-                    return;
-                }
-            };
-            for (key, value) in &chunk {
-                if parse(value).is_none_or(|(at, _)| at < sequence) {
-                    let removed =
-                        on.shelf
-                            .update(key, &mut |current| match current.and_then(parse) {
-                                Some((at, _)) if at >= sequence => Change::Keep,
-                                _ => Change::Remove,
-                            });
-                    if let Err(e) = removed {
-                        log::error!("a deleted bucket's key stays on the shelf: {e}");
-                    }
-                }
+        for (key, value) in Entries::new(on, None) {
+            if parse(&value).is_some_and(|(at, _)| at >= sequence) {
+                continue;
             }
-            if chunk.len() < CHUNK {
-                return;
+            let removed = on
+                .shelf
+                .update(&key, &mut |current| match current.and_then(parse) {
+                    Some((at, _)) if at >= sequence => Change::Keep,
+                    _ => Change::Remove,
+                });
+            if let Err(e) = removed {
+                log::error!("a deleted bucket's key stays on the shelf: {e}");
             }
-            after = chunk.last().map(|(k, _)| k.clone());
         }
     }
 }
 
-/// The keys of a bucket on the shelf, read a chunk at a time.
-struct ShelfKeys<'a> {
+/// A bucket's entries on the shelf after a shelf key (from the first without one), as stored,
+/// read a chunk at a time.
+struct Entries<'a> {
     on: &'a OnShelf,
     /// The last shelf key read.
     last: Option<Vec<u8>>,
@@ -225,38 +213,41 @@ struct ShelfKeys<'a> {
     done: bool,
 }
 
-impl Iterator for ShelfKeys<'_> {
-    type Item = (String, Vec<Version>);
+impl<'a> Entries<'a> {
+    fn new(on: &'a OnShelf, after: Option<Vec<u8>>) -> Self {
+        Entries {
+            on,
+            last: after,
+            chunk: Vec::new().into_iter(),
+            done: false,
+        }
+    }
+}
+
+impl Iterator for Entries<'_> {
+    type Item = (Vec<u8>, Vec<u8>);
 
     fn next(&mut self) -> Option<Self::Item> {
-        loop {
-            if let Some((k, v)) = self.chunk.next() {
-                self.last = Some(k.clone());
-                let Some((_, versions)) =
-                    parse(&v).filter(|(at, v)| *at >= self.on.floor && !v.is_empty())
-                else {
-                    continue;
-                };
-                let key = String::from_utf8_lossy(&k[self.on.prefix.len()..]).into_owned();
-                return Some((key, versions));
-            }
-            if self.done {
-                return None;
-            }
-            let chunk = self
-                .on
-                .shelf
-                .scan(&self.on.prefix, self.last.as_deref(), CHUNK)
-                .unwrap_or_else(|e| {
-                    log::error!("an S3 listing could not read the shelf: {e}");
-                    Vec::new()
-                });
-            self.done = chunk.len() < CHUNK;
-            if chunk.is_empty() {
-                return None;
-            }
-            self.chunk = chunk.into_iter();
+        if let Some((k, v)) = self.chunk.next() {
+            self.last = Some(k.clone());
+            return Some((k, v));
         }
+        if self.done {
+            return None;
+        }
+        let chunk = self
+            .on
+            .shelf
+            .scan(&self.on.prefix, self.last.as_deref(), CHUNK)
+            .unwrap_or_else(|e| {
+                log::error!("a bucket's keys could not be read from the shelf: {e}");
+                Vec::new()
+            });
+        self.done = chunk.len() < CHUNK;
+        self.chunk = chunk.into_iter();
+        let (k, v) = self.chunk.next()?;
+        self.last = Some(k.clone());
+        Some((k, v))
     }
 }
 

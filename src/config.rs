@@ -49,6 +49,10 @@ pub struct Config {
     pub allow_builds_on_non_loopback: bool,
     /// Output kept per build, in bytes.
     pub build_log_max_bytes: u64,
+    /// Seconds a custom or third-party action waits for its job worker.
+    pub job_timeout_seconds: u64,
+    /// Seconds a job of the Lambda invoke action waits for the function's result.
+    pub lambda_job_timeout_seconds: u64,
     /// Entries one zip artifact may hold when an action unpacks it.
     pub zip_max_entries: usize,
     /// Bytes one zip artifact may unpack to.

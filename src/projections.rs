@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::checkpoint::Projection;
 use crate::codebuild::CodeBuild;
+use crate::codepipeline::custom_types::CustomActionTypes;
 use crate::codepipeline::views::executions::{ExecutionViews, Role};
 use crate::codepipeline::views::PipelineViews;
 use crate::eventstore::EventStore;
@@ -23,6 +24,8 @@ pub struct Projections {
     pub iam: Arc<Iam>,
     /// Projects and builds.
     pub codebuild: Arc<CodeBuild>,
+    /// Custom action types.
+    pub custom_types: Arc<CustomActionTypes>,
 }
 
 impl Projections {
@@ -45,17 +48,19 @@ impl Projections {
                 false,
                 0,
             )),
+            custom_types: Arc::new(CustomActionTypes::new(store.clone())),
         }
     }
 
     /// All of them, as a checkpoint takes them.
-    pub fn all(&self) -> [&dyn Projection; 5] {
+    pub fn all(&self) -> [&dyn Projection; 6] {
         [
             self.pipelines.as_ref(),
             self.executions.as_ref(),
             self.s3.as_ref(),
             self.iam.as_ref(),
             self.codebuild.as_ref(),
+            self.custom_types.as_ref(),
         ]
     }
 }

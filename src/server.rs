@@ -80,12 +80,16 @@ pub async fn run(
         config.build_log_max_bytes,
     ));
     let execution_views = Arc::new(ExecutionViews::new(store.clone()));
+    let custom_types = Arc::new(crate::codepipeline::custom_types::CustomActionTypes::new(
+        store.clone(),
+    ));
     let live = Projections {
         pipelines: views.clone(),
         executions: execution_views.clone(),
         s3: objects.clone(),
         iam: iam.clone(),
         codebuild: codebuild.clone(),
+        custom_types: custom_types.clone(),
     };
     let checkpoint_file = crate::checkpoint::file(&config.data_dir);
     let loaded = crate::checkpoint::load(store.as_ref(), &checkpoint_file, &live.all())
@@ -142,6 +146,7 @@ pub async fn run(
                     Box::new(p.s3),
                     Box::new(p.iam),
                     Box::new(p.codebuild),
+                    Box::new(p.custom_types),
                 ]
             }),
         ))
@@ -204,6 +209,7 @@ pub async fn run(
             max_bytes: config.zip_max_bytes,
             max_ratio: config.zip_max_ratio,
         },
+        job_timeout: Duration::from_secs(config.job_timeout_seconds),
     }));
     let executions = Arc::new(ExecutionRegistry::new(
         execution_arbiters
@@ -253,6 +259,8 @@ pub async fn run(
             executions,
             execution_views,
             actions,
+            custom_types,
+            dispatched: Default::default(),
         },
     });
     let retention = state.config.history_retention_days;

@@ -74,6 +74,81 @@ pub struct ActionOutput {
     pub revision: Option<String>,
 }
 
+/// A job handed out for an action: to a job worker (custom and third-party actions) or to a
+/// Lambda function (the Lambda invoke action). An action has one job at a time; a success with a
+/// continuation token queues the next.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Job {
+    /// The job id.
+    pub id: String,
+    /// What the worker acknowledges it with.
+    pub nonce: String,
+}
+
+/// The job an action run has now, and how far it got.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CurrentJob {
+    /// The job.
+    pub job: Job,
+    /// The continuation token it carries (none for the first job of an action).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub continuation_token: Option<String>,
+    /// Whether a worker acknowledged it (AcknowledgeJob).
+    #[serde(default)]
+    pub acknowledged: bool,
+    /// The client token a third-party worker acknowledged it with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_token: Option<String>,
+    /// When it was queued.
+    pub queued: f64,
+}
+
+/// A job's status: the wire enum `JobStatus` (`Dispatched` is known only to the polls).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum JobStatus {
+    /// Waiting for a worker.
+    Queued,
+    /// Acknowledged by a worker.
+    InProgress,
+    /// Completed with success.
+    Succeeded,
+    /// Failed, or its action ended otherwise.
+    Failed,
+    /// Not completed within its time.
+    TimedOut,
+}
+
+impl JobStatus {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Queued => "Queued",
+            JobStatus::InProgress => "InProgress",
+            JobStatus::Succeeded => "Succeeded",
+            JobStatus::Failed => "Failed",
+            JobStatus::TimedOut => "TimedOut",
+        }
+    }
+}
+
+/// The error code of an action whose job was not completed in time.
+pub const JOB_TIMED_OUT: &str = "JobTimedOut";
+
+/// What a worker reported about its work: the wire shape `ExecutionDetails`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecutionDetails {
+    /// A summary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
+    /// The id of the work in the worker's system.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_execution_id: Option<String>,
+    /// How far it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub percent_complete: Option<u8>,
+}
+
 /// Why an action failed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ErrorDetails {
@@ -157,6 +232,41 @@ pub enum ExecutionEvent {
         /// The action's `timeoutInMinutes`, when declared.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         timeout_minutes: Option<u64>,
+        /// The job queued for an action run by a job worker or a Lambda function.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        job: Option<Box<Job>>,
+        /// When.
+        at: f64,
+    },
+    /// A worker acknowledged a job (AcknowledgeJob, AcknowledgeThirdPartyJob).
+    JobAcknowledged {
+        /// Action execution id.
+        action_execution_id: String,
+        /// The job.
+        job_id: String,
+        /// The client token of a third-party worker.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_token: Option<String>,
+        /// When.
+        at: f64,
+    },
+    /// A worker reported on its work (with a continuation, or with its failure).
+    JobProgressed {
+        /// Action execution id.
+        action_execution_id: String,
+        /// What it reported.
+        details: ExecutionDetails,
+        /// When.
+        at: f64,
+    },
+    /// A job succeeded with a continuation token: the next job of the action is queued with it.
+    JobQueued {
+        /// Action execution id.
+        action_execution_id: String,
+        /// The new job.
+        job: Job,
+        /// The token it carries.
+        continuation_token: String,
         /// When.
         at: f64,
     },
@@ -269,6 +379,15 @@ pub struct ActionRun {
     /// The declared `timeoutInMinutes`.
     #[serde(default)]
     pub timeout_minutes: Option<u64>,
+    /// Its current job, for an action run by a job worker or a Lambda function.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<CurrentJob>,
+    /// The ids of its earlier jobs, each succeeded with a continuation token.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub earlier_jobs: Vec<String>,
+    /// What its worker last reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<ExecutionDetails>,
     /// How often a start of the server found it in flight and ran it again.
     #[serde(default)]
     pub resumed: u32,
@@ -351,10 +470,48 @@ pub struct Execution {
 
 impl ActionRun {
     /// Whether a restart that finds it in flight runs it again through
-    /// [`ExecutionCommand::Resume`] (a manual approval just goes on waiting).
+    /// [`ExecutionCommand::Resume`] (a manual approval, and a job waiting for its worker, just
+    /// go on waiting; a Lambda function is invoked again with its job).
     pub fn resumes_on_restart(&self) -> bool {
-        self.status == ActionStatus::InProgress && self.input.action_type_id.category != "Approval"
+        let id = &self.input.action_type_id;
+        self.status == ActionStatus::InProgress
+            && id.category != "Approval"
+            && !matches!(id.owner.as_str(), "Custom" | "ThirdParty")
     }
+
+    /// The status of one of its jobs, if it has that job.
+    pub fn job_status(&self, job_id: &str) -> Option<JobStatus> {
+        if self.earlier_jobs.iter().any(|j| j == job_id) {
+            return Some(JobStatus::Succeeded);
+        }
+        let current = self.job.as_ref().filter(|j| j.job.id == job_id)?;
+        Some(match self.status {
+            ActionStatus::InProgress if current.acknowledged => JobStatus::InProgress,
+            ActionStatus::InProgress => JobStatus::Queued,
+            ActionStatus::Succeeded => JobStatus::Succeeded,
+            ActionStatus::Failed
+                if self.error.as_ref().is_some_and(|e| e.code == JOB_TIMED_OUT) =>
+            {
+                JobStatus::TimedOut
+            }
+            ActionStatus::Failed | ActionStatus::Abandoned => JobStatus::Failed,
+        })
+    }
+
+    /// Every job id it had, the current one last.
+    pub fn job_ids(&self) -> impl Iterator<Item = &str> {
+        self.earlier_jobs
+            .iter()
+            .map(String::as_str)
+            .chain(self.job.as_ref().map(|j| j.job.id.as_str()))
+    }
+}
+
+/// Whether actions of this type are run as jobs: by a job worker (custom and third-party types)
+/// or by a Lambda function (the Lambda invoke action).
+pub fn runs_as_job(id: &ActionTypeId) -> bool {
+    matches!(id.owner.as_str(), "Custom" | "ThirdParty")
+        || (id.category == "Invoke" && id.owner == "AWS" && id.provider == "Lambda")
 }
 
 impl Execution {
@@ -434,6 +591,13 @@ pub enum ExecutionCommand {
         /// Which actions run again.
         mode: RetryMode,
     },
+    /// A job's worker acknowledged it or reported its result.
+    Job {
+        /// The job.
+        job_id: String,
+        /// What the worker did.
+        op: JobOp,
+    },
     /// An action finished.
     Complete {
         /// Action execution id.
@@ -443,9 +607,58 @@ pub enum ExecutionCommand {
     },
 }
 
+/// What a job's worker does.
+#[derive(Debug, Clone)]
+pub enum JobOp {
+    /// AcknowledgeJob.
+    Acknowledge {
+        /// The nonce the poll gave.
+        nonce: String,
+        /// A third-party worker's client token.
+        client_token: Option<String>,
+    },
+    /// PutJobSuccessResult.
+    Succeed {
+        /// What it reports.
+        details: Option<ExecutionDetails>,
+        /// The action goes on with a new job carrying this token.
+        continuation_token: Option<String>,
+        /// Output variables.
+        output_variables: BTreeMap<String, String>,
+        /// For a source action: the revision it read.
+        revision: Option<String>,
+        /// A third-party worker's client token.
+        client_token: Option<String>,
+    },
+    /// PutJobFailureResult.
+    Fail {
+        /// The failure's type and message.
+        error: ErrorDetails,
+        /// The id of the work in the worker's system.
+        external_execution_id: Option<String>,
+        /// A third-party worker's client token.
+        client_token: Option<String>,
+    },
+}
+
+/// Why a job command was refused.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JobRefusal {
+    /// The execution has no such job.
+    NotFound,
+    /// The nonce is not the job's.
+    InvalidNonce,
+    /// The job is not waiting for a result (its status).
+    InvalidState(JobStatus),
+    /// The client token is not the one the job was acknowledged with.
+    InvalidClientToken,
+}
+
 /// Why a command was refused.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ExecutionRefusal {
+    /// A job command was refused.
+    Job(JobRefusal),
     /// Start of an execution that already started.
     AlreadyStarted,
     /// A command for an execution that has not started.
@@ -653,6 +866,12 @@ pub fn handle(
             apply(&mut s, &retried);
             return Ok(advance(s, retried, now, new_id));
         }
+        ExecutionCommand::Job { job_id, op } => {
+            let events = job_events(state, &job_id, op, now, new_id)?;
+            let mut s = state.clone();
+            events.iter().for_each(|e| apply(&mut s, e));
+            return Ok(settle(s, events, now, new_id));
+        }
         ExecutionCommand::Complete {
             action_execution_id,
             result,
@@ -686,6 +905,131 @@ pub fn handle(
     let mut s = state.clone();
     apply(&mut s, &first);
     Ok(advance(s, first, now, new_id))
+}
+
+/// The events of a job command: an acknowledgement, a continuation, or the end of the action.
+fn job_events(
+    state: &Execution,
+    job_id: &str,
+    op: JobOp,
+    now: f64,
+    new_id: &mut dyn FnMut() -> String,
+) -> Result<Vec<ExecutionEvent>, ExecutionRefusal> {
+    let refused = |r| Err(ExecutionRefusal::Job(r));
+    let Some(run) = state.runs.iter().find(|r| r.job_ids().any(|j| j == job_id)) else {
+        return refused(JobRefusal::NotFound);
+    };
+    let status = run.job_status(job_id).unwrap_or(JobStatus::Failed);
+    let current = run.job.as_ref().filter(|j| j.job.id == job_id);
+    let action_execution_id = run.id.clone();
+    let bound =
+        |given: &Option<String>| match (current.and_then(|c| c.client_token.as_ref()), given) {
+            (Some(bound), Some(given)) => bound == given,
+            _ => true,
+        };
+    match op {
+        JobOp::Acknowledge {
+            nonce,
+            client_token,
+        } => {
+            let Some(current) = current.filter(|c| c.job.nonce == nonce) else {
+                // An earlier job's nonce was that job's; any other is wrong.
+                return if current.is_none() {
+                    Ok(vec![])
+                } else {
+                    refused(JobRefusal::InvalidNonce)
+                };
+            };
+            if !bound(&client_token) {
+                return refused(JobRefusal::InvalidClientToken);
+            }
+            if status != JobStatus::Queued || current.acknowledged {
+                return Ok(vec![]);
+            }
+            Ok(vec![ExecutionEvent::JobAcknowledged {
+                action_execution_id,
+                job_id: job_id.to_string(),
+                client_token,
+                at: now,
+            }])
+        }
+        JobOp::Succeed {
+            details,
+            continuation_token,
+            output_variables,
+            revision,
+            client_token,
+        } => {
+            if !matches!(status, JobStatus::Queued | JobStatus::InProgress) {
+                return refused(JobRefusal::InvalidState(status));
+            }
+            if !bound(&client_token) {
+                return refused(JobRefusal::InvalidClientToken);
+            }
+            if let Some(token) = continuation_token {
+                let mut events = Vec::new();
+                if let Some(details) = details {
+                    events.push(ExecutionEvent::JobProgressed {
+                        action_execution_id: action_execution_id.clone(),
+                        details,
+                        at: now,
+                    });
+                }
+                events.push(ExecutionEvent::JobQueued {
+                    action_execution_id,
+                    job: Job {
+                        id: new_id(),
+                        nonce: new_id(),
+                    },
+                    continuation_token: token,
+                    at: now,
+                });
+                return Ok(events);
+            }
+            let reported = details.or_else(|| run.progress.clone()).unwrap_or_default();
+            Ok(vec![ExecutionEvent::ActionSucceeded {
+                action_execution_id,
+                output: ActionOutput {
+                    output_artifacts: run.planned_outputs.clone(),
+                    external_execution_id: reported.external_execution_id,
+                    external_execution_summary: reported.summary,
+                    output_variables,
+                    revision,
+                },
+                at: now,
+            }])
+        }
+        JobOp::Fail {
+            error,
+            external_execution_id,
+            client_token,
+        } => {
+            if !matches!(status, JobStatus::Queued | JobStatus::InProgress) {
+                return refused(JobRefusal::InvalidState(status));
+            }
+            if !bound(&client_token) {
+                return refused(JobRefusal::InvalidClientToken);
+            }
+            let mut events = Vec::new();
+            if external_execution_id.is_some() {
+                let details = ExecutionDetails {
+                    external_execution_id,
+                    ..run.progress.clone().unwrap_or_default()
+                };
+                events.push(ExecutionEvent::JobProgressed {
+                    action_execution_id: action_execution_id.clone(),
+                    details,
+                    at: now,
+                });
+            }
+            events.push(ExecutionEvent::ActionFailed {
+                action_execution_id,
+                error,
+                at: now,
+            });
+            Ok(events)
+        }
+    }
 }
 
 /// `first` (already applied to `s`) and every event that follows from it.
@@ -888,7 +1232,14 @@ fn start_action(
         })
         .collect();
     let token = (action.action_type_id.category == "Approval").then(&mut *new_id);
+    let job = (unresolved.is_none() && runs_as_job(&action.action_type_id)).then(|| {
+        Box::new(Job {
+            id: new_id(),
+            nonce: new_id(),
+        })
+    });
     ExecutionEvent::ActionStarted {
+        job,
         stage: stage.to_string(),
         action: action.name.clone(),
         action_execution_id: new_id(),
@@ -1042,6 +1393,7 @@ pub fn apply(s: &mut Execution, event: &ExecutionEvent) {
             unresolved,
             token,
             timeout_minutes,
+            job,
             at,
         } => {
             let error = unresolved.as_ref().map(|m| ErrorDetails {
@@ -1068,12 +1420,68 @@ pub fn apply(s: &mut Execution, event: &ExecutionEvent) {
                 planned_outputs: planned_outputs.clone(),
                 token: token.clone(),
                 timeout_minutes: *timeout_minutes,
+                job: job.as_ref().map(|job| CurrentJob {
+                    job: (**job).clone(),
+                    continuation_token: None,
+                    acknowledged: false,
+                    client_token: None,
+                    queued: *at,
+                }),
+                earlier_jobs: Vec::new(),
+                progress: None,
                 resumed: 0,
                 output: None,
                 error,
                 started: *at,
                 updated: *at,
             });
+            s.updated = *at;
+        }
+        ExecutionEvent::JobAcknowledged {
+            action_execution_id,
+            job_id,
+            client_token,
+            at,
+        } => {
+            if let Some(run) = s.runs.iter_mut().find(|r| &r.id == action_execution_id) {
+                if let Some(current) = run.job.as_mut().filter(|j| &j.job.id == job_id) {
+                    current.acknowledged = true;
+                    current.client_token = client_token.clone();
+                }
+                run.updated = *at;
+            }
+            s.updated = *at;
+        }
+        ExecutionEvent::JobProgressed {
+            action_execution_id,
+            details,
+            at,
+        } => {
+            if let Some(run) = s.runs.iter_mut().find(|r| &r.id == action_execution_id) {
+                run.progress = Some(details.clone());
+                run.updated = *at;
+            }
+            s.updated = *at;
+        }
+        ExecutionEvent::JobQueued {
+            action_execution_id,
+            job,
+            continuation_token,
+            at,
+        } => {
+            if let Some(run) = s.runs.iter_mut().find(|r| &r.id == action_execution_id) {
+                if let Some(done) = run.job.take() {
+                    run.earlier_jobs.push(done.job.id);
+                }
+                run.job = Some(CurrentJob {
+                    job: job.clone(),
+                    continuation_token: Some(continuation_token.clone()),
+                    acknowledged: false,
+                    client_token: None,
+                    queued: *at,
+                });
+                run.updated = *at;
+            }
             s.updated = *at;
         }
         ExecutionEvent::ActionSucceeded {

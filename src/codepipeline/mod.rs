@@ -5,15 +5,20 @@
 //! - Pipelines run with the S3 source, S3 deploy, manual approval and CodeBuild actions; other
 //!   providers fail their action with a message naming them (see `actions`). Stop, approvals,
 //!   execution modes, inbound stage transitions, UpdatePipeline's cancelling of running
-//!   executions and RetryStageExecution work; job workers, webhooks, rollbacks and conditions
-//!   answer `NotImplementedException` (HTTP 501) naming the operation. Only inbound
-//!   transitions can be disabled.
+//!   executions, RetryStageExecution, custom action types and job workers (custom and
+//!   third-party actions) work; webhooks, rollbacks and conditions answer
+//!   `NotImplementedException` (HTTP 501) naming the operation. Only inbound transitions can be
+//!   disabled.
+//! - Job workers: which jobs a poll handed out is kept in memory (after a restart an unacknowledged
+//!   job is offered again); artifact credentials are not checked; jobs of ended executions are
+//!   remembered for the last 10,000 jobs. UpdateActionType has no integration-model types to
+//!   update.
 //! - The stage locks of SUPERSEDED and QUEUED modes are kept in memory and rebuilt from the log at
 //!   startup; waiting executions ask again in the order they started.
-//! - Custom action types cannot be registered yet, so declarations using `owner: Custom` are refused.
 //! - The IAM role in `roleArn` is checked for existence and trust only when `iam_enforce_roles`
 //!   is on (off by default, as in LocalStack).
-//! - Only pipelines are taggable resources; webhook and custom-action ARNs are not found.
+//! - Only pipelines are taggable resources; webhook and custom-action ARNs are not found (a custom
+//!   action type's tags are given at its creation).
 //! - ListActionTypes lists the AWS action types codepipeline-local runs, not all of AWS's.
 //! - RetryStageExecution retries stages that failed on their own; a retry never meets a stage
 //!   still running actions, since a stage fails only once its running actions have finished.
@@ -22,6 +27,7 @@ pub mod action_types;
 pub mod actions;
 pub mod actors;
 pub mod api;
+pub mod custom_types;
 pub mod execution;
 pub mod gates;
 pub mod ids;
@@ -65,4 +71,8 @@ pub struct CodePipelineService {
     pub execution_views: Arc<views::executions::ExecutionViews>,
     /// The action types: which exist (declarations are checked against it), which run here.
     pub actions: Arc<actions::ActionRegistry>,
+    /// Custom action types (CreateCustomActionType).
+    pub custom_types: Arc<custom_types::CustomActionTypes>,
+    /// The jobs polls handed out that no worker acknowledged yet.
+    pub dispatched: api::jobs::Dispatched,
 }

@@ -11,7 +11,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::actions::ActionRegistry;
-use super::model::{Action, Declaration, ExecutionMode, PipelineType};
+use super::custom_types::CustomActionType;
+use super::model::{Action, ActionTypeId, Declaration, ExecutionMode, PipelineType};
 
 /// Why a declaration was refused; the API layer names the AWS error code for each kind.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,18 +30,24 @@ pub enum Invalid {
 /// Checks a declaration (already valid against the model) and returns it with AWS's defaults
 /// filled in: `runOrder` 1, empty `configuration` and artifact lists, `pipelineType` V1,
 /// `executionMode` SUPERSEDED.
-pub fn check_and_normalize(
-    declaration: Value,
-    actions: &ActionRegistry,
-) -> Result<Declaration, Invalid> {
+pub fn check_and_normalize(declaration: Value, types: &Types) -> Result<Declaration, Invalid> {
     let mut decl = Declaration::deserialize(declaration)
         .map_err(|e| Invalid::Field(format!("Invalid pipeline declaration: {e}")))?;
-    check(&decl, actions)?;
+    check(&decl, types)?;
     normalize(&mut decl);
     Ok(decl)
 }
 
-fn check(decl: &Declaration, actions: &ActionRegistry) -> Result<(), Invalid> {
+/// What declarations are checked against: AWS's action types, and the custom action types of
+/// the pipeline's account (looked up by identity and the action's region, if it names one).
+pub struct Types<'a> {
+    /// AWS's action types.
+    pub actions: &'a ActionRegistry,
+    /// The account's custom action types that are not deleted.
+    pub custom: &'a dyn Fn(&ActionTypeId, Option<&str>) -> Option<CustomActionType>,
+}
+
+fn check(decl: &Declaration, types: &Types) -> Result<(), Invalid> {
     match (&decl.artifact_store, &decl.artifact_stores) {
         (Some(_), Some(_)) => {
             return Err(Invalid::Structure(
@@ -124,7 +131,7 @@ fn check(decl: &Declaration, actions: &ActionRegistry) -> Result<(), Invalid> {
                     action.name, stage.name
                 )));
             }
-            check_action_type(action, actions)?;
+            check_action_type(action, types)?;
             if let Some(ns) = &action.namespace {
                 if !namespaces.insert(ns.as_str()) {
                     return Err(Invalid::Structure(format!(
@@ -166,16 +173,71 @@ fn check(decl: &Declaration, actions: &ActionRegistry) -> Result<(), Invalid> {
     Ok(())
 }
 
-fn check_action_type(action: &Action, actions: &ActionRegistry) -> Result<(), Invalid> {
+/// A declared action against its custom action type: the type exists and is not deleted, its
+/// required properties are set and no others, a queryable property's value is one PollForJobs
+/// can select on, and the artifact counts fit.
+fn check_custom_action(action: &Action, types: &Types) -> Result<(), Invalid> {
     let id = &action.action_type_id;
-    if id.owner == "Custom" {
-        // Custom action types are registered with CreateCustomActionType, which is not served yet.
+    let Some(custom) = (types.custom)(id, action.region.as_deref()) else {
         return Err(Invalid::Action(format!(
-            "Action '{}' uses custom action type {}/{}, which is not registered in this account",
-            action.name, id.category, id.provider
+            "ActionType (Category: '{}', Provider: '{}', Owner: 'Custom', Version: '{}') in action '{}' is not available",
+            id.category, id.provider, id.version, action.name
+        )));
+    };
+    let config = action.configuration.clone().unwrap_or_default();
+    for p in &custom.definition.configuration_properties {
+        let value = config.get(&p.name);
+        if p.required && value.is_none() {
+            return Err(Invalid::Action(format!(
+                "Action configuration for action '{}' is missing required configuration '{}'",
+                action.name, p.name
+            )));
+        }
+        if let (true, Some(value)) = (p.queryable, value) {
+            let fits = value.len() <= 20
+                && value
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+            if !fits {
+                return Err(Invalid::Action(format!(
+                    "Action configuration for action '{}': the value of queryable property '{}' must be at most 20 letters, digits, '_' or '-'",
+                    action.name, p.name
+                )));
+            }
+        }
+    }
+    if let Some(unknown) = config.keys().find(|k| custom.property(k).is_none()) {
+        return Err(Invalid::Action(format!(
+            "Action configuration for action '{}' contains unknown configuration '{unknown}'",
+            action.name
         )));
     }
-    let Some(spec) = actions.find(&id.category, &id.owner, &id.provider) else {
+    let d = &custom.definition;
+    let count = |what: &str, n: usize, c: super::custom_types::ArtifactCounts| {
+        let (min, max) = (c.minimum_count as usize, c.maximum_count as usize);
+        if n < min || n > max {
+            Err(Invalid::Action(format!(
+                "Action '{}' of type {}/{} has {n} {what} artifact(s); it takes between {min} and {max}",
+                action.name, id.category, id.provider
+            )))
+        } else {
+            Ok(())
+        }
+    };
+    count("input", action.inputs().count(), d.input_artifact_details)?;
+    count(
+        "output",
+        action.outputs().count(),
+        d.output_artifact_details,
+    )
+}
+
+fn check_action_type(action: &Action, types: &Types) -> Result<(), Invalid> {
+    let id = &action.action_type_id;
+    if id.owner == "Custom" {
+        return check_custom_action(action, types);
+    }
+    let Some(spec) = types.actions.find(&id.category, &id.owner, &id.provider) else {
         return Err(Invalid::Action(format!(
             "ActionType (Category: '{}', Provider: '{}', Owner: '{}', Version: '1') in action '{}' is not available",
             id.category, id.provider, id.owner, action.name
@@ -255,15 +317,23 @@ mod tests {
         })
     }
 
+    /// Checks against AWS's catalogue, with no custom action types.
+    fn check(decl: Value) -> Result<Declaration, Invalid> {
+        let registry = ActionRegistry::catalogue();
+        let types = Types {
+            actions: &registry,
+            custom: &|_, _| None,
+        };
+        check_and_normalize(decl, &types)
+    }
+
     fn refusal(decl: Value) -> Invalid {
-        check_and_normalize(decl, &ActionRegistry::catalogue()).unwrap_err()
+        check(decl).unwrap_err()
     }
 
     #[test]
     fn the_tutorial_is_accepted_with_defaults_filled_in() {
-        let out = check_and_normalize(tutorial(), &ActionRegistry::catalogue())
-            .unwrap()
-            .to_value();
+        let out = check(tutorial()).unwrap().to_value();
         assert_eq!(out["pipelineType"], "V1");
         assert_eq!(out["executionMode"], "SUPERSEDED");
         let action = &out["stages"][0]["actions"][0];
@@ -321,7 +391,7 @@ mod tests {
         ]);
         assert!(matches!(refusal(d.clone()), Invalid::Structure(m) if m.contains("'built'")));
         d["stages"][1]["actions"][1]["runOrder"] = 2.into();
-        check_and_normalize(d.clone(), &ActionRegistry::catalogue()).unwrap();
+        check(d.clone()).unwrap();
     }
 
     #[test]
@@ -362,7 +432,7 @@ mod tests {
             "actionTypeId": {"category": "Deploy", "owner": "AWS", "provider": "CodeDeploy", "version": "1"},
             "configuration": {"ApplicationName": "a", "DeploymentGroupName": "g"},
             "inputArtifacts": [{"name": "intermediate-file"}]});
-        check_and_normalize(d.clone(), &ActionRegistry::catalogue()).unwrap();
+        check(d.clone()).unwrap();
     }
 
     #[test]
@@ -371,7 +441,7 @@ mod tests {
         d["artifactStores"] = json!({"eu-central-1": {"type": "S3", "location": "b"}});
         assert!(matches!(refusal(d.clone()), Invalid::Structure(m) if m.contains("not both")));
         d.as_object_mut().unwrap().remove("artifactStore");
-        check_and_normalize(d.clone(), &ActionRegistry::catalogue()).unwrap();
+        check(d.clone()).unwrap();
         d.as_object_mut().unwrap().remove("artifactStores");
         assert!(matches!(refusal(d), Invalid::Structure(_)));
     }
@@ -382,6 +452,6 @@ mod tests {
         d["executionMode"] = "QUEUED".into();
         assert!(matches!(refusal(d.clone()), Invalid::Field(_)));
         d["pipelineType"] = "V2".into();
-        check_and_normalize(d.clone(), &ActionRegistry::catalogue()).unwrap();
+        check(d.clone()).unwrap();
     }
 }

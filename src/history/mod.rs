@@ -399,6 +399,7 @@ pub fn describe(events: &[crate::eventstore::RecordedEvent]) -> Vec<Value> {
                 input,
                 unresolved,
                 token,
+                job,
                 ..
             } => {
                 actions.insert(action_execution_id.clone(), (stage.clone(), action.clone()));
@@ -413,6 +414,9 @@ pub fn describe(events: &[crate::eventstore::RecordedEvent]) -> Vec<Value> {
                 }
                 if let Some(t) = token {
                     d["token"] = t.clone().into();
+                }
+                if let Some(job) = job {
+                    d["jobId"] = job.id.clone().into();
                 }
                 (
                     "ActionStarted",
@@ -448,6 +452,49 @@ pub fn describe(events: &[crate::eventstore::RecordedEvent]) -> Vec<Value> {
                     action,
                     Some("Failed".to_string()),
                     json!({"actionExecutionId": action_execution_id, "errorDetails": {"code": error.code, "message": error.message}}),
+                )
+            }
+            ExecutionEvent::JobAcknowledged {
+                action_execution_id,
+                job_id,
+                ..
+            } => {
+                let (stage, action) = actions.get(action_execution_id).cloned().unzip();
+                (
+                    "JobAcknowledged",
+                    stage,
+                    action,
+                    None,
+                    json!({"actionExecutionId": action_execution_id, "jobId": job_id}),
+                )
+            }
+            ExecutionEvent::JobProgressed {
+                action_execution_id,
+                details,
+                ..
+            } => {
+                let (stage, action) = actions.get(action_execution_id).cloned().unzip();
+                (
+                    "JobProgressed",
+                    stage,
+                    action,
+                    None,
+                    json!({"actionExecutionId": action_execution_id, "executionDetails": details}),
+                )
+            }
+            ExecutionEvent::JobQueued {
+                action_execution_id,
+                job,
+                continuation_token,
+                ..
+            } => {
+                let (stage, action) = actions.get(action_execution_id).cloned().unzip();
+                (
+                    "JobQueued",
+                    stage,
+                    action,
+                    None,
+                    json!({"actionExecutionId": action_execution_id, "jobId": job.id, "continuationToken": continuation_token}),
                 )
             }
             ExecutionEvent::ActionAbandoned {

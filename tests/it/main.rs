@@ -10,6 +10,7 @@ mod external_s3;
 mod fixtures;
 mod history;
 mod iam;
+mod jobs;
 mod one_door;
 mod pipelines;
 mod restart;

@@ -13,11 +13,13 @@
 //!
 //! # LIMITATIONS
 //! - Run: S3 source, S3 deploy (with `Extract` true or false), manual approval (no notifications
-//!   are sent), CodeBuild (builds run here, see `crate::codebuild`). Every other provider fails
-//!   its action with a message naming it.
+//!   are sent), CodeBuild (builds run here, see `crate::codebuild`), and custom and third-party
+//!   actions (their job workers do the work). Every other provider fails its action with a
+//!   message naming it.
 
 pub mod archive;
 mod codebuild;
+mod job_worker;
 mod manual_approval;
 mod s3_deploy;
 mod s3_source;
@@ -31,7 +33,7 @@ use futures_util::future::BoxFuture;
 use futures_util::{FutureExt, StreamExt};
 
 use super::action_types::{ActionTypeSpec, CATALOG};
-use super::execution::{ActionInput, ActionOutput, ArtifactDetail, ErrorDetails};
+use super::execution::{ActionInput, ActionOutput, ArtifactDetail, CurrentJob, ErrorDetails};
 use crate::codebuild::port::Builds;
 use crate::s3::objects::ObjectStore;
 use crate::s3::store::{BodyStream, S3StoreError};
@@ -59,6 +61,8 @@ pub struct ActionJob {
     pub started: f64,
     /// Its declared `timeoutInMinutes`.
     pub timeout_minutes: Option<u64>,
+    /// Its current job, for an action run by a job worker or a Lambda function.
+    pub job: Option<CurrentJob>,
 }
 
 /// The side effects of one provider.
@@ -79,6 +83,8 @@ struct Entry {
 /// Every action type AWS offers, and the executors of those that run here.
 pub struct ActionRegistry {
     entries: Vec<Entry>,
+    /// What runs custom actions (their types are the accounts' own, not in the catalogue).
+    custom: Option<Arc<dyn ActionExecutor>>,
 }
 
 /// What the executors drive.
@@ -92,6 +98,8 @@ pub struct Services {
     pub scratch: PathBuf,
     /// What an artifact may unpack to.
     pub zip_limits: archive::ZipLimits,
+    /// How long a custom or third-party action waits for its job worker.
+    pub job_timeout: std::time::Duration,
 }
 
 /// Where and within which limits an executor unpacks artifacts.
@@ -154,6 +162,13 @@ impl ActionRegistry {
         ));
         registry.register_shared("Build", "AWS", "CodeBuild", build.clone());
         registry.register_shared("Test", "AWS", "CodeBuild", build);
+        let worker: Arc<dyn ActionExecutor> = Arc::new(job_worker::JobWorker {
+            timeout: services.job_timeout,
+        });
+        for spec in CATALOG.iter().filter(|s| s.owner == "ThirdParty") {
+            registry.register_shared(spec.category, spec.owner, spec.provider, worker.clone());
+        }
+        registry.custom = Some(worker);
         registry
     }
 
@@ -167,6 +182,7 @@ impl ActionRegistry {
                     executor: None,
                 })
                 .collect(),
+            custom: None,
         }
     }
 
@@ -218,6 +234,9 @@ impl ActionRegistry {
 
     fn executor(&self, job: &ActionJob) -> Option<&Arc<dyn ActionExecutor>> {
         let id = &job.input.action_type_id;
+        if id.owner == "Custom" {
+            return self.custom.as_ref();
+        }
         self.entries
             .iter()
             .find(|e| e.spec.is(&id.category, &id.owner, &id.provider))?
@@ -379,6 +398,7 @@ mod tests {
             source_revision: None,
             started: 0.0,
             timeout_minutes: None,
+            job: None,
         }
     }
 

@@ -46,6 +46,9 @@ pub struct ExecutionActor {
     views: Arc<ExecutionViews>,
     actions: Arc<ActionRegistry>,
     gates: Arc<StageGates>,
+    /// The executors running, by action execution id: ended when their action ends otherwise
+    /// (an approval answered, a job completed by its worker), so that no wait outlives it.
+    tasks: HashMap<String, SpawnHandle>,
 }
 
 impl Actor for ExecutionActor {
@@ -111,23 +114,35 @@ impl ExecutionActor {
             source_revision: self.state.source_revisions.get(&run.action).cloned(),
             started: run.started,
             timeout_minutes: run.timeout_minutes,
+            job: run.job.clone(),
         })
     }
 
-    /// Starts the executor of an action run as a task that reports back to this actor.
-    fn launch(&self, action_execution_id: &str, ctx: &mut Context<Self>) {
+    /// Starts the executor of an action run as a task that reports back to this actor (in place
+    /// of the one it had: a job continued is run again with its new job).
+    fn launch(&mut self, action_execution_id: &str, ctx: &mut Context<Self>) {
         let Some(job) = self.job(action_execution_id) else {
             return;
         };
+        self.end_task(action_execution_id, ctx);
         let actions = self.actions.clone();
-        let me = ctx.address();
-        actix::spawn(async move {
-            let result = actions.run(&job).await;
-            me.do_send(ActionDone {
-                action_execution_id: job.action_execution_id,
+        let id = job.action_execution_id.clone();
+        let run = async move { actions.run(&job).await };
+        let task = ctx.spawn(run.into_actor(self).map(move |result, act, ctx| {
+            act.tasks.remove(&id);
+            ctx.notify(ActionDone {
+                action_execution_id: id,
                 result,
             });
-        });
+        }));
+        self.tasks.insert(action_execution_id.to_string(), task);
+    }
+
+    /// Ends the executor of an action run, if it still runs.
+    fn end_task(&mut self, action_execution_id: &str, ctx: &mut Context<Self>) {
+        if let Some(task) = self.tasks.remove(action_execution_id) {
+            ctx.cancel_future(task);
+        }
     }
 
     /// Decides, appends, and once durable folds the events in and launches the actions they start.
@@ -199,6 +214,25 @@ impl ExecutionActor {
                                 for id in action_execution_ids {
                                     act.launch(id, ctx);
                                 }
+                            }
+                            match event {
+                                ExecutionEvent::JobQueued {
+                                    action_execution_id,
+                                    ..
+                                } => act.launch(action_execution_id, ctx),
+                                ExecutionEvent::ActionSucceeded {
+                                    action_execution_id,
+                                    ..
+                                }
+                                | ExecutionEvent::ActionFailed {
+                                    action_execution_id,
+                                    ..
+                                }
+                                | ExecutionEvent::ActionAbandoned {
+                                    action_execution_id,
+                                    ..
+                                } => act.end_task(action_execution_id, ctx),
+                                _ => {}
                             }
                             // An abandoned action's work stops too (a build is stopped).
                             if let ExecutionEvent::ActionAbandoned {
@@ -337,6 +371,7 @@ impl ExecutionRegistry {
             store: self.store.clone(),
             views: self.views.clone(),
             actions: self.actions.clone(),
+            tasks: HashMap::new(),
         };
         let turn = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let arbiter = &self.arbiters[turn % self.arbiters.len()];

@@ -321,8 +321,21 @@ fn action_detail(e: &Execution, r: &ActionRun) -> Value {
             result["externalExecutionSummary"] = summary.clone().into();
         }
     }
+    if let Some(p) = &r.progress {
+        // What a job worker reported, unless the action's output says otherwise.
+        if let (Some(id), None) = (&p.external_execution_id, result.get("externalExecutionId")) {
+            result["externalExecutionId"] = id.clone().into();
+        }
+        if let (Some(s), None) = (&p.summary, result.get("externalExecutionSummary")) {
+            result["externalExecutionSummary"] = s.clone().into();
+        }
+    }
     if let Some(error) = &r.error {
         result["errorDetails"] = json!({"code": error.code, "message": error.message});
+    }
+    if r.status == ActionStatus::InProgress && r.progress.is_some() {
+        output["executionResult"] = result.clone();
+        detail["output"] = output.clone();
     }
     if r.status != ActionStatus::InProgress {
         output["executionResult"] = result;

@@ -6,6 +6,7 @@
 
 mod action_types;
 mod executions;
+pub mod jobs;
 mod pipelines;
 mod tags;
 
@@ -121,7 +122,29 @@ async fn serve(
         RetryStageExecution => executions::handle_retry_stage_execution(svc, ctx, input).await,
         UntagResource => tags::handle_untag_resource(svc, input).await,
         ListTagsForResource => tags::handle_list_tags_for_resource(svc, input),
-        ListActionTypes => action_types::handle_list_action_types(&svc.actions, input),
+        ListActionTypes => action_types::handle_list_action_types(svc, ctx, input),
+        CreateCustomActionType => {
+            action_types::handle_create_custom_action_type(svc, ctx, input).await
+        }
+        DeleteCustomActionType => {
+            action_types::handle_delete_custom_action_type(svc, ctx, input).await
+        }
+        GetActionType => action_types::handle_get_action_type(svc, input),
+        PollForJobs => jobs::handle_poll_for_jobs(svc, ctx, input),
+        PollForThirdPartyJobs => jobs::handle_poll_for_third_party_jobs(svc, ctx, input),
+        AcknowledgeJob => jobs::handle_acknowledge_job(svc, ctx, input).await,
+        AcknowledgeThirdPartyJob => jobs::handle_acknowledge_third_party_job(svc, ctx, input).await,
+        GetJobDetails => jobs::handle_get_job_details(svc, ctx, input),
+        GetThirdPartyJobDetails => jobs::handle_get_third_party_job_details(svc, ctx, input),
+        PutJobSuccessResult => jobs::handle_put_job_success_result(svc, ctx, input).await,
+        PutJobFailureResult => jobs::handle_put_job_failure_result(svc, ctx, input).await,
+        PutThirdPartyJobSuccessResult => {
+            jobs::handle_put_third_party_job_success_result(svc, ctx, input).await
+        }
+        PutThirdPartyJobFailureResult => {
+            jobs::handle_put_third_party_job_failure_result(svc, ctx, input).await
+        }
+        UpdateActionType => action_types::handle_update_action_type(svc, input),
         StartPipelineExecution => {
             executions::handle_start_pipeline_execution(svc, ctx, input).await
         }
@@ -137,31 +160,17 @@ async fn serve(
         EnableStageTransition => {
             executions::handle_set_stage_transition(svc, ctx, input, true).await
         }
-        AcknowledgeJob
-        | AcknowledgeThirdPartyJob
-        | CreateCustomActionType
-        | DeleteCustomActionType
-        | DeleteWebhook
+        DeleteWebhook
         | DeregisterWebhookWithThirdParty
-        | GetActionType
-        | GetJobDetails
-        | GetThirdPartyJobDetails
         | ListDeployActionExecutionTargets
         | ListRuleExecutions
         | ListRuleTypes
         | ListWebhooks
         | OverrideStageCondition
-        | PollForJobs
-        | PollForThirdPartyJobs
         | PutActionRevision
-        | PutJobFailureResult
-        | PutJobSuccessResult
-        | PutThirdPartyJobFailureResult
-        | PutThirdPartyJobSuccessResult
         | PutWebhook
         | RegisterWebhookWithThirdParty
-        | RollbackStage
-        | UpdateActionType => Err(AwsError::not_supported("CodePipeline", op.name())),
+        | RollbackStage => Err(AwsError::not_supported("CodePipeline", op.name())),
     }
 }
 
@@ -191,6 +200,20 @@ impl Operation {
                 | DisableStageTransition
                 | EnableStageTransition
                 | RetryStageExecution
+                | CreateCustomActionType
+                | DeleteCustomActionType
+                | GetActionType
+                | UpdateActionType
+                | PollForJobs
+                | PollForThirdPartyJobs
+                | AcknowledgeJob
+                | AcknowledgeThirdPartyJob
+                | GetJobDetails
+                | GetThirdPartyJobDetails
+                | PutJobSuccessResult
+                | PutJobFailureResult
+                | PutThirdPartyJobSuccessResult
+                | PutThirdPartyJobFailureResult
         )
     }
 }

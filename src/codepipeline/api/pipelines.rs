@@ -30,6 +30,23 @@ pub fn pipeline_arn(ctx: &RequestContext, name: &str) -> String {
     )
 }
 
+/// Checks a declaration of the caller's account against AWS's action types and its custom ones.
+fn check_declaration(
+    svc: &CodePipelineService,
+    ctx: &RequestContext,
+    declaration: Value,
+) -> Result<Declaration, AwsError> {
+    let custom = |id: &crate::codepipeline::model::ActionTypeId, region: Option<&str>| {
+        let region = region.unwrap_or(&ctx.region);
+        svc.custom_types.live(&ctx.account_id, region, id)
+    };
+    let types = validate::Types {
+        actions: &svc.actions,
+        custom: &custom,
+    };
+    validate::check_and_normalize(declaration, &types).map_err(invalid)
+}
+
 /// With `iam_enforce_roles`, the role must exist and trust CodePipeline, as on AWS.
 fn check_role(svc: &CodePipelineService, declaration: &Declaration) -> Result<(), AwsError> {
     if !svc.enforce_roles {
@@ -57,8 +74,7 @@ pub(super) async fn handle_create_pipeline(
 ) -> Reply {
     let input: DeclarationInput = from_value(input)?;
     super::tags::check_tag_keys(input.tags.iter().map(|t| t.key.as_str()))?;
-    let declaration =
-        validate::check_and_normalize(input.pipeline, &svc.actions).map_err(invalid)?;
+    let declaration = check_declaration(svc, ctx, input.pipeline)?;
     check_role(svc, &declaration)?;
     let name = declaration.name.clone();
     let key = PipelineKey::new(&ctx.account_id, &ctx.region, &name);
@@ -145,8 +161,7 @@ pub(super) async fn handle_update_pipeline(
             &ctx.account_id,
         ));
     }
-    let declaration =
-        validate::check_and_normalize(input.pipeline, &svc.actions).map_err(invalid)?;
+    let declaration = check_declaration(svc, ctx, input.pipeline)?;
     check_role(svc, &declaration)?;
     let command = PipelineCommand::Update {
         declaration,

@@ -93,6 +93,8 @@ pub struct LatestAction {
     pub external_execution_id: Option<String>,
     /// A line about what happened.
     pub summary: Option<String>,
+    /// How far its job worker says it is.
+    pub percent_complete: Option<u8>,
     /// Why it failed.
     pub error: Option<ErrorDetails>,
     /// The approval token, for manual approvals.
@@ -121,6 +123,9 @@ impl LatestAction {
         if let Some(summary) = &self.summary {
             latest["summary"] = summary.clone().into();
         }
+        if let Some(percent) = self.percent_complete {
+            latest["percentComplete"] = percent.into();
+        }
         if let Some(error) = &self.error {
             latest["errorDetails"] =
                 serde_json::json!({"code": error.code, "message": error.message});
@@ -134,13 +139,20 @@ impl LatestAction {
     /// The latest run `run` of execution `e`.
     pub fn of(e: &Execution, run: &ActionRun) -> Self {
         let output = run.output.as_ref();
+        // What a job worker reported stands until the action's output says otherwise.
+        let progress = run.progress.as_ref();
         LatestAction {
             execution_id: e.id.clone(),
             id: run.id.clone(),
             status: run.status,
             updated: run.updated,
-            external_execution_id: output.and_then(|o| o.external_execution_id.clone()),
-            summary: output.and_then(|o| o.external_execution_summary.clone()),
+            external_execution_id: output
+                .and_then(|o| o.external_execution_id.clone())
+                .or_else(|| progress.and_then(|p| p.external_execution_id.clone())),
+            summary: output
+                .and_then(|o| o.external_execution_summary.clone())
+                .or_else(|| progress.and_then(|p| p.summary.clone())),
+            percent_complete: progress.and_then(|p| p.percent_complete),
             error: run.error.clone(),
             token: run.token.clone(),
             // For S3 sources the revision is the object's version id and its change the ETag.
@@ -214,6 +226,40 @@ struct Inner {
     /// The ids in `running`, by pipeline key, oldest first. Rebuilt on restore.
     #[serde(skip)]
     running_order: HashMap<Arc<str>, Vec<String>>,
+    /// The execution of every job of the executions in `running`. Rebuilt on restore.
+    #[serde(skip)]
+    jobs: HashMap<String, String>,
+    /// The execution of jobs whose executions ended lately, oldest first: what tells a late
+    /// result for a job from a job that never was. Not kept across restarts.
+    #[serde(skip)]
+    ended_jobs: JobsEnded,
+}
+
+/// The last [`ENDED_JOBS`] jobs whose executions ended, with their executions.
+#[derive(Default)]
+struct JobsEnded {
+    order: std::collections::VecDeque<String>,
+    execution: HashMap<String, String>,
+}
+
+/// How many ended jobs are remembered.
+const ENDED_JOBS: usize = 10_000;
+
+impl JobsEnded {
+    fn add(&mut self, job: &str, execution: &str) {
+        if self
+            .execution
+            .insert(job.to_string(), execution.to_string())
+            .is_none()
+        {
+            self.order.push_back(job.to_string());
+        }
+        while self.order.len() > ENDED_JOBS {
+            if let Some(old) = self.order.pop_front() {
+                self.execution.remove(&old);
+            }
+        }
+    }
 }
 
 impl Inner {
@@ -273,6 +319,16 @@ impl Inner {
 
     /// Rebuilds what is derived and not kept in checkpoints.
     fn derive(&mut self) {
+        self.jobs = self
+            .running
+            .iter()
+            .flat_map(|(id, (_, e))| {
+                e.runs
+                    .iter()
+                    .flat_map(|r| r.job_ids())
+                    .map(move |job| (job.to_string(), id.clone()))
+            })
+            .collect();
         self.running_order.clear();
         for (key, ids) in &self.by_pipeline {
             let running: Vec<String> = ids
@@ -418,7 +474,11 @@ impl ExecutionViews {
                     let mut inner = self.inner.write().expect("execution views lock");
                     let ids = inner.by_pipeline.remove(key).unwrap_or_default();
                     for id in &ids {
-                        inner.running.remove(&**id);
+                        if let Some((_, e)) = inner.running.remove(&**id) {
+                            for job in e.runs.iter().flat_map(|r| r.job_ids()) {
+                                inner.jobs.remove(job);
+                            }
+                        }
                     }
                     inner.latest.remove(key);
                     inner.updated.remove(key);
@@ -516,6 +576,14 @@ impl ExecutionViews {
             return;
         };
         execution::apply(state, &event);
+        let job = match &event {
+            ExecutionEvent::ActionStarted { job: Some(job), .. } => Some(&job.id),
+            ExecutionEvent::JobQueued { job, .. } => Some(&job.id),
+            _ => None,
+        };
+        if let Some(job) = job {
+            inner.jobs.insert(job.clone(), id.to_string());
+        }
         // Its place in the pipeline's start order (an execution whose start is not in the
         // views, which only a damaged log could hold, has none and indexes nothing).
         let ordinal = inner
@@ -539,6 +607,10 @@ impl ExecutionViews {
         }
         if !state.status.is_running() {
             if let Some((_, finished)) = inner.running.remove(id) {
+                for job in finished.runs.iter().flat_map(|r| r.job_ids()) {
+                    inner.jobs.remove(job);
+                    inner.ended_jobs.add(job, id);
+                }
                 self.shelve(&key, &finished, record.sequence);
             }
             if let Some(running) = inner.running_order.get_mut(&key) {
@@ -768,6 +840,36 @@ impl ExecutionViews {
             .values()
             .map(|(key, e)| (key.to_string(), (**e).clone()))
             .collect()
+    }
+
+    /// The execution a job belongs to, with its pipeline's key: a running one, or one that
+    /// ended lately.
+    pub fn job(&self, job_id: &str) -> Result<Option<(String, Execution)>, StoreError> {
+        let ended = {
+            let inner = self.inner.read().expect("execution views lock");
+            if let Some((key, e)) = inner.jobs.get(job_id).and_then(|id| inner.running.get(id)) {
+                return Ok(Some((key.to_string(), (**e).clone())));
+            }
+            inner.ended_jobs.execution.get(job_id).cloned()
+        };
+        let Some(id) = ended else {
+            return Ok(None);
+        };
+        let Some(key) = self.pipeline_of(&id) else {
+            return Ok(None);
+        };
+        Ok(self.get(&id)?.map(|e| (key, e)))
+    }
+
+    /// Runs `f` over the executions that have not ended, with their pipelines' keys, under the
+    /// views' read lock (so `f` should be quick).
+    pub fn with_running<R>(
+        &self,
+        f: impl FnOnce(&mut dyn Iterator<Item = (&str, &Execution)>) -> R,
+    ) -> R {
+        let inner = self.inner.read().expect("execution views lock");
+        let mut all = inner.running.values().map(|(key, e)| (&**key, &**e));
+        f(&mut all)
     }
 
     /// The execution a StartPipelineExecution with this token already started, if any.

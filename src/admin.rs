@@ -14,6 +14,10 @@ pub const HEALTH_PATH: &str = "/_codepipeline_local/health";
 /// Where a build's output is read (`?id=BUILD_ID&offset=N`), for `codepipeline-local logs`.
 pub const BUILD_LOG_PATH: &str = "/_codepipeline_local/builds/log";
 
+/// Where a Lambda function's invocation logs are read (`?name=FUNCTION_OR_REQUEST_ID`), for
+/// `codepipeline-local logs`.
+pub const LAMBDA_LOG_PATH: &str = "/_codepipeline_local/lambda/logs";
+
 /// Where the server serves the history, read-only, as JSON.
 pub const HISTORY_PREFIX: &str = "/_codepipeline_local/history";
 
@@ -21,7 +25,7 @@ pub const HISTORY_PREFIX: &str = "/_codepipeline_local/history";
 pub const RERUN_HEADER: &str = "x-codepipeline-local-rerun-of";
 
 /// The services the endpoint serves, as the health check lists them.
-pub const SERVICES: &[&str] = &["codepipeline", "codebuild", "s3", "iam", "sts"];
+pub const SERVICES: &[&str] = &["codepipeline", "codebuild", "s3", "iam", "sts", "lambda"];
 
 /// What the admin routes read.
 pub struct AdminState {
@@ -29,6 +33,8 @@ pub struct AdminState {
     pub history: HistoryReader,
     /// Builds, for their output.
     pub codebuild: Arc<CodeBuild>,
+    /// The data dir, for Lambda's invocation logs.
+    pub data_dir: std::path::PathBuf,
 }
 
 /// Adds the admin routes to an app.
@@ -39,7 +45,28 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AdminState>) {
             &format!("{HISTORY_PREFIX}/{{resource}}"),
             web::get().to(history_api),
         )
-        .route(BUILD_LOG_PATH, web::get().to(build_log));
+        .route(BUILD_LOG_PATH, web::get().to(build_log))
+        .route(LAMBDA_LOG_PATH, web::get().to(lambda_log));
+}
+
+/// The invocation logs of a function (its last 10) or of one request: `{"text"}`.
+async fn lambda_log(req: HttpRequest, state: web::Data<AdminState>) -> HttpResponse {
+    let params = crate::aws::query::parse_form(req.query_string());
+    let name = params.get("name").cloned().unwrap_or_default();
+    let dir = state.data_dir.clone();
+    let found = web::block(move || crate::lambda::find_logs(&dir, &name, 10)).await;
+    match found {
+        Ok(found) if !found.is_empty() => {
+            let text: Vec<u8> = found.into_iter().flat_map(|(_, text)| text).collect();
+            HttpResponse::Ok().json(serde_json::json!({"text": String::from_utf8_lossy(&text)}))
+        }
+        Ok(_) => HttpResponse::NotFound().json(serde_json::json!({
+            "message": "no Lambda function or request of that name has output"
+        })),
+        Err(e) => {
+            HttpResponse::InternalServerError().json(serde_json::json!({"message": e.to_string()}))
+        }
+    }
 }
 
 /// The read-only history API (what the `history`, `replay`, `diff` and `export` commands ask).

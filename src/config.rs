@@ -53,6 +53,8 @@ pub struct Config {
     pub job_timeout_seconds: u64,
     /// Seconds a job of the Lambda invoke action waits for the function's result.
     pub lambda_job_timeout_seconds: u64,
+    /// Seconds an idle Lambda instance is kept warm.
+    pub lambda_idle_seconds: u64,
     /// Entries one zip artifact may hold when an action unpacks it.
     pub zip_max_entries: usize,
     /// Bytes one zip artifact may unpack to.

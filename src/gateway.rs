@@ -26,6 +26,8 @@ pub enum Service {
     Iam,
     /// STS (query protocol).
     Sts,
+    /// AWS Lambda (REST-JSON).
+    Lambda,
     /// A service this endpoint does not serve (yet); carries what named it.
     Unknown(String),
 }
@@ -48,7 +50,12 @@ pub fn route(path: &str, headers: &HeaderMap, scope: Option<&CredentialScope>) -
         "s3" => return Service::S3,
         "iam" => return Service::Iam,
         "sts" => return Service::Sts,
+        "lambda" => return Service::Lambda,
         _ => {}
+    }
+    if service.is_empty() && target.is_empty() && path.starts_with("/2015-03-31/functions") {
+        // An unsigned Lambda request (curl): no bucket is named `2015-03-31`.
+        return Service::Lambda;
     }
     let form = headers
         .get("content-type")

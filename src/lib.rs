@@ -79,6 +79,7 @@ mod fuzz;
 pub mod gateway;
 pub mod history;
 pub mod iam;
+pub mod lambda;
 pub mod projections;
 pub mod s3;
 pub mod server;

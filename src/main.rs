@@ -74,9 +74,10 @@ enum Command {
         #[command(flatten)]
         common: history::Common,
     },
-    /// A CodeBuild build's output (with --follow, until the build ends).
+    /// A CodeBuild build's output (with --follow, until the build ends), or a Lambda function's
+    /// latest invocation logs (by function name) or one invocation's (by request id).
     Logs {
-        /// Build id (`project:uuid`).
+        /// Build id (`project:uuid`), Lambda function name, or Lambda request id.
         build: String,
         /// Keep printing the output as the build runs, until it ends.
         #[arg(long, short)]

@@ -26,6 +26,8 @@ pub struct Projections {
     pub codebuild: Arc<CodeBuild>,
     /// Custom action types.
     pub custom_types: Arc<CustomActionTypes>,
+    /// Lambda functions.
+    pub lambda: Arc<crate::lambda::Lambda>,
 }
 
 impl Projections {
@@ -49,11 +51,18 @@ impl Projections {
                 0,
             )),
             custom_types: Arc::new(CustomActionTypes::new(store.clone())),
+            lambda: Arc::new(crate::lambda::Lambda::new(
+                store.clone(),
+                data_dir.join("lambda"),
+                false,
+                Default::default(),
+                std::time::Duration::from_secs(1),
+            )),
         }
     }
 
     /// All of them, as a checkpoint takes them.
-    pub fn all(&self) -> [&dyn Projection; 6] {
+    pub fn all(&self) -> [&dyn Projection; 7] {
         [
             self.pipelines.as_ref(),
             self.executions.as_ref(),
@@ -61,6 +70,7 @@ impl Projections {
             self.iam.as_ref(),
             self.codebuild.as_ref(),
             self.custom_types.as_ref(),
+            self.lambda.as_ref(),
         ]
     }
 }

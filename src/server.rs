@@ -36,6 +36,9 @@ struct AppState {
     s3: Option<S3Service>,
     iam: Arc<Iam>,
     codebuild: Arc<crate::codebuild::CodeBuild>,
+    lambda: Arc<crate::lambda::Lambda>,
+    /// The object store pipelines use (Lambda reads function code from it).
+    objects: Arc<dyn ObjectStore>,
 }
 
 /// Serves until `shutdown` resolves, then stops gracefully (in-flight requests finish).
@@ -80,6 +83,18 @@ pub async fn run(
         config.build_log_max_bytes,
     ));
     let execution_views = Arc::new(ExecutionViews::new(store.clone()));
+    let zip_limits = crate::codepipeline::actions::archive::ZipLimits {
+        max_entries: config.zip_max_entries,
+        max_bytes: config.zip_max_bytes,
+        max_ratio: config.zip_max_ratio,
+    };
+    let lambda = Arc::new(crate::lambda::Lambda::new(
+        store.clone(),
+        config.data_dir.join("lambda"),
+        config.run_builds,
+        zip_limits,
+        Duration::from_secs(config.lambda_idle_seconds.max(1)),
+    ));
     let custom_types = Arc::new(crate::codepipeline::custom_types::CustomActionTypes::new(
         store.clone(),
     ));
@@ -90,6 +105,7 @@ pub async fn run(
         iam: iam.clone(),
         codebuild: codebuild.clone(),
         custom_types: custom_types.clone(),
+        lambda: lambda.clone(),
     };
     let checkpoint_file = crate::checkpoint::file(&config.data_dir);
     let loaded = crate::checkpoint::load(store.as_ref(), &checkpoint_file, &live.all())
@@ -147,6 +163,7 @@ pub async fn run(
                     Box::new(p.iam),
                     Box::new(p.codebuild),
                     Box::new(p.custom_types),
+                    Box::new(p.lambda),
                 ]
             }),
         ))
@@ -194,6 +211,7 @@ pub async fn run(
             )
         };
     codebuild.set_objects(pipeline_objects.clone());
+    let pipeline_objects_for_lambda = pipeline_objects.clone();
     let enforce_roles = config.iam_enforce_roles;
     let execution_arbiters: Vec<actix::Arbiter> =
         (0..workers).map(|_| actix::Arbiter::new()).collect();
@@ -204,11 +222,9 @@ pub async fn run(
         objects: pipeline_objects,
         builds: Arc::new(crate::codebuild::port::LocalBuilds(codebuild.clone())),
         scratch: scratch.clone(),
-        zip_limits: crate::codepipeline::actions::archive::ZipLimits {
-            max_entries: config.zip_max_entries,
-            max_bytes: config.zip_max_bytes,
-            max_ratio: config.zip_max_ratio,
-        },
+        zip_limits,
+        lambda: lambda.clone(),
+        lambda_job_timeout: Duration::from_secs(config.lambda_job_timeout_seconds),
         job_timeout: Duration::from_secs(config.job_timeout_seconds),
     }));
     let executions = Arc::new(ExecutionRegistry::new(
@@ -243,9 +259,12 @@ pub async fn run(
             execution_views.clone(),
         ),
         codebuild: codebuild.clone(),
+        data_dir: config.data_dir.clone(),
     });
     let state = web::Data::new(AppState {
         codebuild,
+        lambda: lambda.clone(),
+        objects: pipeline_objects_for_lambda,
         iam: iam.clone(),
         s3,
         config,
@@ -287,6 +306,24 @@ pub async fn run(
     }
     let app_state = state.clone();
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    // Functions reach this endpoint on loopback when it listens on every address.
+    let reachable = if addr.ip().is_unspecified() {
+        SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port())
+    } else {
+        addr
+    };
+    lambda.runtime.set_endpoint(reachable.to_string());
+    {
+        let lambda = lambda.clone();
+        let every = Duration::from_secs((state.config.lambda_idle_seconds / 2).clamp(1, 60));
+        actix_rt::spawn(async move {
+            let mut every = tokio::time::interval(every);
+            loop {
+                every.tick().await;
+                lambda.runtime.reap();
+            }
+        });
+    }
     let builder = actix_server::Server::build()
         .workers(workers)
         .disable_signals();
@@ -327,6 +364,8 @@ pub async fn run(
     actix_rt::spawn(async move {
         shutdown.await;
         log::info!("shutting down");
+        // Functions' processes end, and with them their held Runtime API requests.
+        lambda.runtime.shutdown();
         handle.stop(true).await;
     });
     crate::allocator::after_startup();
@@ -366,6 +405,18 @@ async fn entry(
         .get(crate::admin::RERUN_HEADER)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
+    if let Some(rest) = req
+        .path()
+        .strip_prefix(crate::lambda::runtime::RUNTIME_PREFIX)
+    {
+        return lambda_runtime(&req, payload, &state, rest.to_string()).await;
+    }
+    if let Some(digest) = req.path().strip_prefix(crate::lambda::CODE_PREFIX) {
+        return match state.lambda.code(digest) {
+            Some(zip) => HttpResponse::Ok().content_type("application/zip").body(zip),
+            None => HttpResponse::NotFound().finish(),
+        };
+    }
     let service = gateway::route(req.path(), req.headers(), scope.as_ref());
     let target = match service {
         // S3 bodies stream (uploads may be gigabytes); they are not bound by max_body_bytes.
@@ -412,6 +463,31 @@ async fn entry(
             };
             return crate::codebuild::api::handle(&state.codebuild, &ctx, &target, &body).await;
         }
+        Service::Lambda => {
+            let body = match read_body(&req, payload, &state.config).await {
+                Ok(body) => body,
+                Err(err) => return json::error(&ctx, &err),
+            };
+            let query: std::collections::BTreeMap<String, String> =
+                crate::aws::query::parse_form(req.query_string())
+                    .into_iter()
+                    .collect();
+            let header = |name: &str| {
+                req.headers()
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string)
+            };
+            let request = crate::lambda::api::LambdaRequest {
+                method: req.method().as_str(),
+                path: req.path(),
+                query,
+                header: &header,
+                body,
+            };
+            return crate::lambda::api::handle(&state.lambda, state.objects.as_ref(), &ctx, request)
+                .await;
+        }
         Service::Unknown(name) => return unknown_service(&req, &ctx, &name),
     };
     let body = match read_body(&req, payload, &state.config).await {
@@ -419,6 +495,45 @@ async fn entry(
         Err(err) => return json::error(&ctx, &err),
     };
     codepipeline::api::handle(&state.codepipeline, &ctx, &target, &body).await
+}
+
+/// Serves the Lambda Runtime API to the functions' processes.
+async fn lambda_runtime(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+    rest: String,
+) -> HttpResponse {
+    // A response may be up to 6 MB; nothing beyond a little more is read.
+    let mut body = web::BytesMut::new();
+    let mut too_large = false;
+    let mut payload = payload;
+    while let Some(chunk) = payload.next().await {
+        let Ok(chunk) = chunk else {
+            return HttpResponse::BadRequest().finish();
+        };
+        too_large |= body.len() + chunk.len() > crate::lambda::runtime::MAX_RESPONSE_BYTES;
+        if too_large {
+            // Read to the end, keeping nothing more.
+            body.clear();
+            continue;
+        }
+        body.extend_from_slice(&chunk);
+    }
+    let answer = state
+        .lambda
+        .runtime
+        .serve(req.method().as_str(), &rest, body.freeze(), too_large)
+        .await;
+    let mut response = HttpResponse::build(
+        actix_web::http::StatusCode::from_u16(answer.status)
+            .unwrap_or(actix_web::http::StatusCode::OK),
+    );
+    response.content_type("application/json");
+    for (name, value) in answer.headers {
+        response.insert_header((name, value));
+    }
+    response.body(answer.body)
 }
 
 /// REST services whose clients read JSON errors; the other REST services read XML.
@@ -487,7 +602,7 @@ fn expect_continue(
             let e = crate::aws::query::QueryError::new(err.status, err.code, err.message);
             crate::aws::query::error("", &e, &ctx)
         }
-        Service::CodePipeline { .. } | Service::CodeBuild { .. } => {
+        Service::CodePipeline { .. } | Service::CodeBuild { .. } | Service::Lambda => {
             json::error(&ctx, &too_large(limit))
         }
     };

@@ -183,6 +183,44 @@ pub fn logs(common: &Common, build: &str, follow: bool, out: &mut dyn Write) -> 
             _ => None,
         }
     };
+    // A build id is `project:uuid`; anything else names a Lambda function or request id.
+    if !build.contains(':') {
+        let text = match &remote {
+            Some(addr) => {
+                let path = format!(
+                    "{}?{}",
+                    crate::admin::LAMBDA_LOG_PATH,
+                    query(&[("name", Some(build))])
+                );
+                let (status, body) = http(addr, "GET", &path, &[], b"")?;
+                let answer: Value = serde_json::from_slice(&body)
+                    .map_err(|_| format!("the server answered {status} with no JSON"))?;
+                if status != 200 {
+                    return Err(format!(
+                        "{build}: {}",
+                        answer["message"].as_str().unwrap_or("no output")
+                    ));
+                }
+                answer["text"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .as_bytes()
+                    .to_vec()
+            }
+            None => {
+                let dir = common.data_dir.clone().unwrap_or(config.data_dir.clone());
+                let found = crate::lambda::find_logs(&dir, build, 10);
+                if found.is_empty() {
+                    return Err(format!(
+                        "no Lambda function or request {build} has output in {}",
+                        dir.display()
+                    ));
+                }
+                found.into_iter().flat_map(|(_, text)| text).collect()
+            }
+        };
+        return out.write_all(&text).map_err(|e| e.to_string());
+    }
     let Some(addr) = remote else {
         // Offline: the file the server kept (no build runs without a server).
         let dir = common.data_dir.clone().unwrap_or(config.data_dir.clone());

@@ -26,6 +26,37 @@ pub struct ArtifactDetail {
     pub s3location: S3Location,
 }
 
+impl ArtifactDetail {
+    /// The wire shape `Artifact` of job data: the artifact and where it is.
+    pub fn job_json(&self, revision: Option<&str>) -> serde_json::Value {
+        let l = &self.s3location;
+        let mut a = serde_json::json!({
+            "name": self.name,
+            "location": {"type": "S3", "s3Location": {"bucketName": l.bucket, "objectKey": l.key}}
+        });
+        if let Some(revision) = revision {
+            a["revision"] = revision.into();
+        }
+        a
+    }
+}
+
+/// The artifact credentials of a job (the wire shape `AWSSessionCredentials`): AWS's shape; the
+/// embedded S3 takes any credentials.
+pub fn artifact_credentials(job_id: &str, action_execution_id: &str) -> serde_json::Value {
+    let id_part: String = job_id
+        .replace('-', "")
+        .to_uppercase()
+        .chars()
+        .take(16)
+        .collect();
+    serde_json::json!({
+        "accessKeyId": format!("ASIA{id_part}"),
+        "secretAccessKey": format!("codepipeline-local/{action_execution_id}"),
+        "sessionToken": format!("codepipeline-local-job-session/{job_id}"),
+    })
+}
+
 /// An object in S3.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct S3Location {
@@ -986,7 +1017,11 @@ fn job_events(
                 });
                 return Ok(events);
             }
-            let reported = details.or_else(|| run.progress.clone()).unwrap_or_default();
+            let mut reported = details.or_else(|| run.progress.clone()).unwrap_or_default();
+            // A Lambda function's job is its invocation's request id.
+            if run.input.action_type_id.owner == "AWS" && reported.external_execution_id.is_none() {
+                reported.external_execution_id = Some(job_id.to_string());
+            }
             Ok(vec![ExecutionEvent::ActionSucceeded {
                 action_execution_id,
                 output: ActionOutput {

@@ -2,8 +2,8 @@
 //!
 //! # LIMITATIONS
 //! Where codepipeline-local differs from AWS CodePipeline today:
-//! - Pipelines run with the S3 source, S3 deploy, manual approval and CodeBuild actions; other
-//!   providers fail their action with a message naming them (see `actions`). Stop, approvals,
+//! - Pipelines run with the S3 source, S3 deploy, manual approval, CodeBuild and Lambda invoke
+//!   actions, and custom and third-party actions through job workers; other providers fail their action with a message naming them (see `actions`). Stop, approvals,
 //!   execution modes, inbound stage transitions, UpdatePipeline's cancelling of running
 //!   executions, RetryStageExecution, custom action types and job workers (custom and
 //!   third-party actions) work; webhooks, rollbacks and conditions answer

@@ -9,7 +9,7 @@ use crate::common::{repo_file, tutorial_declaration, RawResponse, Server};
 
 /// The values every member is tried with: wrong types, oversized and empty strings, an invalid
 /// enum, deep nesting.
-fn wrong_values() -> Vec<Value> {
+pub(crate) fn wrong_values() -> Vec<Value> {
     let deep = (0..200).fold(json!(1), |v, _| json!([v]));
     vec![
         json!(null),
@@ -28,7 +28,7 @@ fn wrong_values() -> Vec<Value> {
 }
 
 /// Bodies that are not a JSON object at all.
-const NOT_JSON: &[&[u8]] = &[
+pub(crate) const NOT_JSON: &[&[u8]] = &[
     b"",
     b"{",
     b"[]",
@@ -59,7 +59,7 @@ fn operations(model: &Value) -> Vec<(String, Vec<String>)> {
 
 /// What a JSON service answered is acceptable: no server error but an explicit 501, and an error
 /// that is AWS's JSON shape.
-fn check_json(what: &str, r: &RawResponse) {
+pub(crate) fn check_json(what: &str, r: &RawResponse) {
     assert!(
         r.status < 500 || (r.status == 501 && r.error_code() == "NotImplementedException"),
         "{what}: {} {}",

@@ -11,6 +11,7 @@ mod fixtures;
 mod history;
 mod iam;
 mod jobs;
+mod lambda;
 mod one_door;
 mod pipelines;
 mod restart;

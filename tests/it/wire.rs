@@ -170,11 +170,23 @@ fn unknown_services_answer_in_their_protocol() {
         text.contains("<Error><Code>UnknownServiceException</Code>"),
         "{text}"
     );
-    // REST-JSON (Lambda): JSON.
+    // REST-JSON (API Gateway): JSON.
     let r = server
         .client()
-        .http_signed("lambda", "GET", "/2015-03-31/functions");
+        .http_signed("apigateway", "GET", "/restapis");
     assert_eq!(r.error_code(), "UnknownServiceException");
+    // Lambda is served: its operations we do not serve yet are named.
+    let r = server
+        .client()
+        .http_signed("lambda", "GET", "/2015-03-31/functions/f/aliases");
+    assert_eq!(
+        (r.status, r.error_code().as_str()),
+        (501, "NotImplementedException")
+    );
+    assert!(r.json()["message"]
+        .as_str()
+        .unwrap()
+        .contains("ListAliases"));
 }
 
 /// The AWS CLI reads the query error of an unknown service as an error, not as unparseable XML.

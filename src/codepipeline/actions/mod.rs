@@ -13,13 +13,15 @@
 //!
 //! # LIMITATIONS
 //! - Run: S3 source, S3 deploy (with `Extract` true or false), manual approval (no notifications
-//!   are sent), CodeBuild (builds run here, see `crate::codebuild`), and custom and third-party
-//!   actions (their job workers do the work). Every other provider fails its action with a
+//!   are sent), CodeBuild (builds run here, see `crate::codebuild`), the Lambda invoke action
+//!   (functions run here, see `crate::lambda`), and custom and third-party actions (their job
+//!   workers do the work). Every other provider fails its action with a
 //!   message naming it.
 
 pub mod archive;
 mod codebuild;
 mod job_worker;
+mod lambda_invoke;
 mod manual_approval;
 mod s3_deploy;
 mod s3_source;
@@ -100,6 +102,10 @@ pub struct Services {
     pub zip_limits: archive::ZipLimits,
     /// How long a custom or third-party action waits for its job worker.
     pub job_timeout: std::time::Duration,
+    /// Lambda, for the Lambda invoke action.
+    pub lambda: Arc<crate::lambda::Lambda>,
+    /// How long a job of the Lambda invoke action waits for its function's result.
+    pub lambda_job_timeout: std::time::Duration,
 }
 
 /// Where and within which limits an executor unpacks artifacts.
@@ -169,6 +175,15 @@ impl ActionRegistry {
             registry.register_shared(spec.category, spec.owner, spec.provider, worker.clone());
         }
         registry.custom = Some(worker);
+        registry.register(
+            "Invoke",
+            "AWS",
+            "Lambda",
+            lambda_invoke::LambdaInvoke {
+                lambda: services.lambda.clone(),
+                job_timeout: services.lambda_job_timeout,
+            },
+        );
         registry
     }
 

@@ -17,8 +17,8 @@ use crate::aws::json::from_value;
 use crate::aws::{AwsError, RequestContext};
 use crate::codepipeline::actors::CommandError;
 use crate::codepipeline::execution::{
-    ActionRun, ErrorDetails, Execution, ExecutionCommand, ExecutionDetails, ExecutionRefusal,
-    JobOp, JobRefusal, JobStatus,
+    artifact_credentials, ActionRun, ErrorDetails, Execution, ExecutionCommand, ExecutionDetails,
+    ExecutionRefusal, JobOp, JobRefusal, JobStatus,
 };
 use crate::codepipeline::ids::PipelineKey;
 use crate::codepipeline::model::{ActionStatus, ActionTypeId};
@@ -95,18 +95,6 @@ fn find(
     })
 }
 
-/// Where an artifact is, as job data shows it (the wire shape `Artifact`).
-fn artifact(name: &str, bucket: &str, key: &str, revision: Option<&String>) -> Value {
-    let mut a = json!({
-        "name": name,
-        "location": {"type": "S3", "s3Location": {"bucketName": bucket, "objectKey": key}}
-    });
-    if let Some(revision) = revision {
-        a["revision"] = revision.clone().into();
-    }
-    a
-}
-
 /// The job's data (the wire shape `JobData`): what the worker needs to do the action's work.
 fn job_data(svc: &CodePipelineService, found: &Found) -> Value {
     let Found {
@@ -127,28 +115,19 @@ fn job_data(svc: &CodePipelineService, found: &Found) -> Value {
         .input
         .input_artifacts
         .iter()
-        .map(|a| {
-            let l = &a.s3location;
-            artifact(&a.name, &l.bucket, &l.key, revision_of(&a.name))
-        })
+        .map(|a| a.job_json(revision_of(&a.name).map(String::as_str)))
         .collect();
     let outputs: Vec<Value> = run
         .planned_outputs
         .iter()
-        .map(|a| artifact(&a.name, &a.s3location.bucket, &a.s3location.key, None))
+        .map(|a| a.job_json(None))
         .collect();
     let arn = format!(
         "arn:aws:codepipeline:{}:{}:{}",
         key.region, key.account, key.name
     );
     let job = run.job.as_ref();
-    let id_part: String = job
-        .map(|j| j.job.id.replace('-', ""))
-        .unwrap_or_default()
-        .to_uppercase()
-        .chars()
-        .take(16)
-        .collect();
+    let job_id = job.map(|j| j.job.id.as_str()).unwrap_or_default();
     let mut data = json!({
         "actionTypeId": run.input.action_type_id,
         "actionConfiguration": {"configuration": run.input.resolved_configuration},
@@ -161,12 +140,7 @@ fn job_data(svc: &CodePipelineService, found: &Found) -> Value {
         },
         "inputArtifacts": inputs,
         "outputArtifacts": outputs,
-        // The embedded S3 takes any credentials; these have AWS's shape.
-        "artifactCredentials": {
-            "accessKeyId": format!("ASIA{id_part}"),
-            "secretAccessKey": format!("codepipeline-local/{}", run.id),
-            "sessionToken": format!("codepipeline-local-job-session/{}", job.map(|j| j.job.id.as_str()).unwrap_or_default()),
-        },
+        "artifactCredentials": artifact_credentials(job_id, &run.id),
     });
     if let Some(token) = job.and_then(|j| j.continuation_token.as_ref()) {
         data["continuationToken"] = token.clone().into();

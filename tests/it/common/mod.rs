@@ -184,6 +184,35 @@ impl Server {
         aws_sdk_codebuild::Client::from_conf(config)
     }
 
+    /// Runs the binary's command line against this server; its standard output (it must succeed).
+    pub fn run_cli(&self, args: &[&str]) -> String {
+        let out = Command::new(env!("CARGO_BIN_EXE_codepipeline-local"))
+            .args(args)
+            .args(["--endpoint", &self.endpoint])
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("run the binary");
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// A Lambda client for this server, region eu-central-1.
+    pub fn lambda(&self) -> aws_sdk_lambda::Client {
+        let config = aws_sdk_lambda::Config::builder()
+            .behavior_version(aws_sdk_lambda::config::BehaviorVersion::latest())
+            .region(aws_sdk_lambda::config::Region::new("eu-central-1"))
+            .credentials_provider(aws_sdk_lambda::config::Credentials::new(
+                "test", "test", None, None, "tests",
+            ))
+            .endpoint_url(&self.endpoint)
+            .build();
+        aws_sdk_lambda::Client::from_conf(config)
+    }
+
     /// An S3 client for this server, path-style, region eu-central-1.
     pub fn s3(&self) -> aws_sdk_s3::Client {
         s3_client(&self.endpoint, "eu-central-1")

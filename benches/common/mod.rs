@@ -169,6 +169,26 @@ impl Conn {
         self.answer()
     }
 
+    /// Sends one request (`headers` are whole lines); the status and the whole body.
+    pub fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &str,
+        body: &[u8],
+    ) -> (u16, Vec<u8>) {
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{headers}Content-Length: {}\r\n\r\n",
+            body.len()
+        );
+        self.writer.write_all(head.as_bytes()).unwrap();
+        self.writer.write_all(body).unwrap();
+        let (status, length) = self.head();
+        let mut bytes = vec![0; length];
+        self.reader.read_exact(&mut bytes).unwrap();
+        (status, bytes)
+    }
+
     /// Sends `total` bytes of body in `chunk`-sized writes, never holding more than one chunk.
     pub fn send_streaming(
         &mut self,

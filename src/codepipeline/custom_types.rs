@@ -232,6 +232,24 @@ impl CustomActionType {
         )
     }
 
+    /// One of its URL templates (`entityUrlTemplate`, `executionUrlTemplate`, …) filled in with
+    /// an action's configuration (`{Config:NAME}`) and its external execution id.
+    pub fn url(
+        &self,
+        template: &str,
+        configuration: &BTreeMap<String, String>,
+        external_execution_id: Option<&str>,
+    ) -> Option<String> {
+        let mut url = self.definition.settings.get(template)?.clone();
+        for (name, value) in configuration {
+            url = url.replace(&format!("{{Config:{name}}}"), value);
+        }
+        if let Some(id) = external_execution_id {
+            url = url.replace("{ExternalExecutionId}", id);
+        }
+        Some(url)
+    }
+
     /// A configuration property by name.
     pub fn property(&self, name: &str) -> Option<&ConfigurationProperty> {
         self.definition

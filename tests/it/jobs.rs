@@ -441,6 +441,11 @@ async fn a_job_worker_runs_the_custom_action_with_continuations_and_output_varia
     assert_eq!(latest.percent_complete(), Some(50));
     assert_eq!(latest.external_execution_id(), Some("r1"));
     assert_eq!(latest.summary(), Some("half"));
+    assert_eq!(latest.external_execution_url(), Some("http://ci/run/r1"));
+    assert_eq!(
+        state.stage_states()[1].action_states()[0].entity_url(),
+        Some("http://ci/web")
+    );
     let (code, _, _) = failure(cp.put_job_success_result().job_id(id).send().await);
     assert_eq!(code, "InvalidJobStateException");
 

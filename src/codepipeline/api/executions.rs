@@ -464,6 +464,35 @@ pub(super) fn handle_get_pipeline_state(
                     .actions
                     .get(&(name.to_string(), action.to_string()))
             });
+            // A custom action links to its entity and its runs, from its type's URL templates.
+            for (declared, action_state) in stage.actions.iter().zip(
+                state["actionStates"]
+                    .as_array_mut()
+                    .into_iter()
+                    .flatten(),
+            ) {
+                let id = &declared.action_type_id;
+                if id.owner != "Custom" {
+                    continue;
+                }
+                let region = declared.region.as_deref().unwrap_or(&ctx.region);
+                let Some(custom) = svc.custom_types.find(&ctx.account_id, region, id) else {
+                    continue;
+                };
+                let config = declared.configuration.clone().unwrap_or_default();
+                if let Some(url) = custom.url("entityUrlTemplate", &config, None) {
+                    action_state["entityUrl"] = url.into();
+                }
+                let external = action_state["latestExecution"]["externalExecutionId"]
+                    .as_str()
+                    .map(str::to_string);
+                if let Some(url) = external
+                    .as_deref()
+                    .and_then(|e| custom.url("executionUrlTemplate", &config, Some(e)))
+                {
+                    action_state["latestExecution"]["externalExecutionUrl"] = url.into();
+                }
+            }
             let changed_by = format!("arn:aws:iam::{}:root", ctx.account_id);
             state["inboundTransitionState"] = match transitions.get(name) {
                 Some(t) if !t.enabled => json!({

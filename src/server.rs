@@ -223,7 +223,7 @@ pub async fn run(
         builds: Arc::new(crate::codebuild::port::LocalBuilds(codebuild.clone())),
         scratch: scratch.clone(),
         zip_limits,
-        lambda: lambda.clone(),
+        lambda: Arc::new(crate::lambda::PipelineFunctions(lambda.clone())),
         lambda_job_timeout: Duration::from_secs(config.lambda_job_timeout_seconds),
         job_timeout: Duration::from_secs(config.job_timeout_seconds),
     }));

@@ -278,6 +278,34 @@ impl Lambda {
     }
 }
 
+/// Lambda as the Lambda invoke action of pipelines uses it.
+pub struct PipelineFunctions(pub Arc<Lambda>);
+
+impl crate::codepipeline::actions::Functions for PipelineFunctions {
+    fn exists(&self, account: &str, region: &str, function: &str) -> bool {
+        self.0
+            .function(account, region, &api::function_name(function))
+            .is_some()
+    }
+
+    fn invoke_detached(
+        &self,
+        account: &str,
+        region: &str,
+        function: &str,
+        request_id: &str,
+        event: String,
+    ) {
+        if let Some(function) = self
+            .0
+            .function(account, region, &api::function_name(function))
+        {
+            self.0
+                .invoke_detached(function, request_id.to_string(), Bytes::from(event));
+        }
+    }
+}
+
 /// What unpacking a function's code needs (moved to a blocking thread).
 struct LambdaFiles {
     dir: PathBuf,

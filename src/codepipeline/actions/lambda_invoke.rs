@@ -15,12 +15,27 @@ use super::{config, failed, ActionExecutor, ActionJob};
 use crate::codepipeline::execution::{
     artifact_credentials, ActionOutput, ErrorDetails, JOB_TIMED_OUT,
 };
-use crate::lambda::Lambda;
+/// What the Lambda invoke action asks of Lambda.
+pub trait Functions: Send + Sync {
+    /// Whether the function (a name or an ARN) exists in the account and region.
+    fn exists(&self, account: &str, region: &str, function: &str) -> bool;
+
+    /// Invokes the function in the background with `event` as request `request_id`: the action
+    /// learns its result from the function's own PutJobSuccessResult or PutJobFailureResult.
+    fn invoke_detached(
+        &self,
+        account: &str,
+        region: &str,
+        function: &str,
+        request_id: &str,
+        event: String,
+    );
+}
 
 /// Invokes functions of the embedded Lambda.
 pub(super) struct LambdaInvoke {
     /// The functions.
-    pub lambda: Arc<Lambda>,
+    pub lambda: Arc<dyn Functions>,
     /// How long a job waits for its function's result.
     pub job_timeout: Duration,
 }
@@ -38,17 +53,15 @@ impl LambdaInvoke {
             .as_ref()
             .ok_or_else(|| failed("The action has no job to hand to its function"))?;
         let given = config(run).get("FunctionName").cloned().unwrap_or_default();
-        let name = crate::lambda::api::function_name(&given);
-        let function = self
-            .lambda
-            .function(&run.account, &run.input.region, &name)
-            .ok_or_else(|| ErrorDetails {
+        if !self.lambda.exists(&run.account, &run.input.region, &given) {
+            return Err(ErrorDetails {
                 code: "ConfigurationError".into(),
                 message: format!(
-                    "Function not found: arn:aws:lambda:{}:{}:function:{name}",
-                    run.input.region, run.account
+                    "Function not found: {given} in account {} and region {}",
+                    run.account, run.input.region
                 ),
-            })?;
+            });
+        }
         let job_id = current.job.id.clone();
         let mut configuration = json!({ "FunctionName": given });
         if let Some(user) = config(run).get("UserParameters") {
@@ -69,26 +82,19 @@ impl LambdaInvoke {
         let left = deadline - crate::aws::now_epoch();
         if left > 0.0 {
             // The invocation goes on by itself: the function may still run after it reported.
-            let lambda = self.lambda.clone();
-            let request_id = job_id.clone();
-            actix_rt::spawn(async move {
-                let ran = lambda
-                    .invoke(&function, &request_id, event.to_string().into())
-                    .await;
-                if let crate::lambda::runtime::Outcome::Error(e) = ran.outcome {
-                    log::info!(
-                        "the function {} failed on job {request_id}: {}",
-                        function.name,
-                        String::from_utf8_lossy(&e)
-                    );
-                }
-            });
+            self.lambda.invoke_detached(
+                &run.account,
+                &run.input.region,
+                &given,
+                &job_id,
+                event.to_string(),
+            );
             tokio::time::sleep(Duration::from_secs_f64(left)).await;
         }
         Err(ErrorDetails {
             code: JOB_TIMED_OUT.into(),
             message: format!(
-                "The Lambda function {name} did not report the result of job {job_id} within {} seconds",
+                "The Lambda function {given} did not report the result of job {job_id} within {} seconds",
                 self.job_timeout.as_secs()
             ),
         })

@@ -14,7 +14,7 @@
 //! # LIMITATIONS
 //! - Run: S3 source, S3 deploy (with `Extract` true or false), manual approval (no notifications
 //!   are sent), CodeBuild (builds run here, see `crate::codebuild`), the Lambda invoke action
-//!   (functions run here, see `crate::lambda`), and custom and third-party actions (their job
+//!   (functions run here, in the embedded Lambda), and custom and third-party actions (their job
 //!   workers do the work). Every other provider fails its action with a
 //!   message naming it.
 
@@ -34,6 +34,7 @@ use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use futures_util::{FutureExt, StreamExt};
 
+pub use self::lambda_invoke::Functions;
 use super::action_types::{ActionTypeSpec, CATALOG};
 use super::execution::{ActionInput, ActionOutput, ArtifactDetail, CurrentJob, ErrorDetails};
 use crate::codebuild::port::Builds;
@@ -103,7 +104,7 @@ pub struct Services {
     /// How long a custom or third-party action waits for its job worker.
     pub job_timeout: std::time::Duration,
     /// Lambda, for the Lambda invoke action.
-    pub lambda: Arc<crate::lambda::Lambda>,
+    pub lambda: Arc<dyn Functions>,
     /// How long a job of the Lambda invoke action waits for its function's result.
     pub lambda_job_timeout: std::time::Duration,
 }

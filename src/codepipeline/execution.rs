@@ -958,6 +958,16 @@ fn job_events(
             (Some(bound), Some(given)) => bound == given,
             _ => true,
         };
+    // A result is taken from the worker the job was acknowledged by, while the job waits for one.
+    let awaits_result = |client_token: &Option<String>| {
+        if !matches!(status, JobStatus::Queued | JobStatus::InProgress) {
+            return Err(ExecutionRefusal::Job(JobRefusal::InvalidState(status)));
+        }
+        if !bound(client_token) {
+            return Err(ExecutionRefusal::Job(JobRefusal::InvalidClientToken));
+        }
+        Ok(())
+    };
     match op {
         JobOp::Acknowledge {
             nonce,
@@ -991,12 +1001,7 @@ fn job_events(
             revision,
             client_token,
         } => {
-            if !matches!(status, JobStatus::Queued | JobStatus::InProgress) {
-                return refused(JobRefusal::InvalidState(status));
-            }
-            if !bound(&client_token) {
-                return refused(JobRefusal::InvalidClientToken);
-            }
+            awaits_result(&client_token)?;
             if let Some(token) = continuation_token {
                 let mut events = Vec::new();
                 if let Some(details) = details {
@@ -1039,12 +1044,7 @@ fn job_events(
             external_execution_id,
             client_token,
         } => {
-            if !matches!(status, JobStatus::Queued | JobStatus::InProgress) {
-                return refused(JobRefusal::InvalidState(status));
-            }
-            if !bound(&client_token) {
-                return refused(JobRefusal::InvalidClientToken);
-            }
+            awaits_result(&client_token)?;
             let mut events = Vec::new();
             if external_execution_id.is_some() {
                 let details = ExecutionDetails {

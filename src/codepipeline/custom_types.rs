@@ -55,14 +55,7 @@ pub struct ArtifactCounts {
     pub maximum_count: u32,
 }
 
-/// A tag.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Tag {
-    /// Key.
-    pub key: String,
-    /// Value.
-    pub value: String,
-}
+pub use super::pipeline::Tag;
 
 /// What CreateCustomActionType defines; two creations are identical when these are equal.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -112,6 +105,10 @@ pub enum CustomTypeEvent {
     Created(Box<CustomActionType>),
     /// DeleteCustomActionType.
     Deleted,
+    /// TagResource: tags added, an existing key getting the new value.
+    Tagged(Vec<Tag>),
+    /// UntagResource: keys removed.
+    Untagged(Vec<String>),
 }
 
 impl EventType for CustomTypeEvent {
@@ -135,6 +132,10 @@ pub enum CustomTypeCommand {
     Create(Box<CustomActionType>),
     /// DeleteCustomActionType.
     Delete,
+    /// TagResource.
+    Tag(Vec<Tag>),
+    /// UntagResource.
+    Untag(Vec<String>),
 }
 
 /// Why a command was refused.
@@ -146,6 +147,8 @@ pub enum CustomTypeRefusal {
     DeletedVersion,
     /// There is no such type (or it is deleted).
     NotFound,
+    /// More than [`super::pipeline::MAX_TAGS`] tags would result.
+    TooManyTags,
 }
 
 /// The stream of a custom action type.
@@ -180,6 +183,18 @@ pub fn handle(
             Ok(vec![CustomTypeEvent::Deleted])
         }
         (CustomTypeCommand::Delete, _) => Err(CustomTypeRefusal::NotFound),
+        (CustomTypeCommand::Tag(tags), Some(old)) if !old.deleted => {
+            if super::pipeline::merged(&old.tags, &tags).len() > super::pipeline::MAX_TAGS {
+                return Err(CustomTypeRefusal::TooManyTags);
+            }
+            Ok(vec![CustomTypeEvent::Tagged(tags)])
+        }
+        (CustomTypeCommand::Untag(keys), Some(old)) if !old.deleted => {
+            Ok(vec![CustomTypeEvent::Untagged(keys)])
+        }
+        (CustomTypeCommand::Tag(_) | CustomTypeCommand::Untag(_), _) => {
+            Err(CustomTypeRefusal::NotFound)
+        }
     }
 }
 
@@ -192,6 +207,16 @@ pub fn apply(types: &mut BTreeMap<String, CustomActionType>, stream: &str, event
         CustomTypeEvent::Deleted => {
             if let Some(t) = types.get_mut(stream) {
                 t.deleted = true;
+            }
+        }
+        CustomTypeEvent::Tagged(tags) => {
+            if let Some(t) = types.get_mut(stream) {
+                t.tags = super::pipeline::merged(&t.tags, &tags);
+            }
+        }
+        CustomTypeEvent::Untagged(keys) => {
+            if let Some(t) = types.get_mut(stream) {
+                t.tags.retain(|tag| !keys.contains(&tag.key));
             }
         }
     }

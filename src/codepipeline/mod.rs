@@ -17,8 +17,7 @@
 //!   startup; waiting executions ask again in the order they started.
 //! - The IAM role in `roleArn` is checked for existence and trust only when `iam_enforce_roles`
 //!   is on (off by default, as in LocalStack).
-//! - Only pipelines are taggable resources; webhook and custom-action ARNs are not found (a custom
-//!   action type's tags are given at its creation).
+//! - Pipelines and custom action types are the taggable resources; webhook ARNs are not found.
 //! - ListActionTypes lists the AWS action types codepipeline-local runs, not all of AWS's.
 //! - RetryStageExecution retries stages that failed on their own; a retry never meets a stage
 //!   still running actions, since a stage fails only once its running actions have finished.

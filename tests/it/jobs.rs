@@ -138,6 +138,46 @@ async fn custom_action_types_are_created_listed_deleted_and_restored_as_on_aws()
     assert_eq!(props[0].name(), "Project");
     assert!(props[0].queryable() && props[1].secret());
     assert_eq!(t.input_artifact_details().unwrap().minimum_count(), 1);
+    // Tags: a custom action type is a taggable resource.
+    let arn = "arn:aws:codepipeline:eu-central-1:000000000000:actiontype:Custom/Build/MyBuilder/1";
+    let tag = |k: &str, v: &str| {
+        aws_sdk_codepipeline::types::Tag::builder()
+            .key(k)
+            .value(v)
+            .build()
+            .unwrap()
+    };
+    cp.tag_resource()
+        .resource_arn(arn)
+        .tags(tag("team", "ci"))
+        .tags(tag("env", "dev"))
+        .send()
+        .await
+        .unwrap();
+    cp.untag_resource()
+        .resource_arn(arn)
+        .tag_keys("env")
+        .send()
+        .await
+        .unwrap();
+    let tags = cp
+        .list_tags_for_resource()
+        .resource_arn(arn)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(tags.tags().len(), 1);
+    assert_eq!(
+        (tags.tags()[0].key(), tags.tags()[0].value()),
+        ("team", "ci")
+    );
+    let (code, _, _) = failure(
+        cp.list_tags_for_resource()
+            .resource_arn(arn.replace("MyBuilder", "Other"))
+            .send()
+            .await,
+    );
+    assert_eq!(code, "ResourceNotFoundException");
     // Custom types are per region.
     let elsewhere = cp
         .list_action_types()

@@ -115,7 +115,7 @@ fn check_definition(d: &Definition) -> Result<(), AwsError> {
     Ok(())
 }
 
-fn custom_failure(e: CustomTypeFailure, id: &ActionTypeId) -> AwsError {
+pub(super) fn custom_failure(e: CustomTypeFailure, id: &ActionTypeId) -> AwsError {
     let named = format!(
         "category: {}, provider: {}, version: {}",
         id.category, id.provider, id.version
@@ -132,6 +132,13 @@ fn custom_failure(e: CustomTypeFailure, id: &ActionTypeId) -> AwsError {
         CustomTypeFailure::Refused(CustomTypeRefusal::NotFound) => AwsError::validation(format!(
             "There is no custom action type with {named}"
         )),
+        CustomTypeFailure::Refused(CustomTypeRefusal::TooManyTags) => AwsError::new(
+            "TooManyTagsException",
+            format!(
+                "Tag limit exceeded: a resource can have at most {} tags",
+                crate::codepipeline::pipeline::MAX_TAGS
+            ),
+        ),
         CustomTypeFailure::Limit => AwsError::new(
             "LimitExceededException",
             format!("An account can have at most {MAX_PER_REGION} custom action types in a region"),

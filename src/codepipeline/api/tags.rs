@@ -5,7 +5,9 @@ use serde_json::{json, Value};
 
 use super::{command_error, not_found_error, reply, token, Reply};
 use crate::aws::{json::from_value, AwsError};
+use crate::codepipeline::custom_types::CustomTypeCommand;
 use crate::codepipeline::ids::PipelineKey;
+use crate::codepipeline::model::ActionTypeId;
 use crate::codepipeline::pipeline::{PipelineCommand, Tag};
 use crate::codepipeline::CodePipelineService;
 
@@ -66,6 +68,53 @@ pub(super) fn check_tag_keys<'a>(keys: impl IntoIterator<Item = &'a str>) -> Res
     Ok(())
 }
 
+/// A custom action type named by its ARN (`…:actiontype:Custom/CATEGORY/PROVIDER/VERSION`), if
+/// the ARN names one; `ResourceNotFoundException` when it does not exist.
+fn custom_type_of(
+    svc: &CodePipelineService,
+    arn: &str,
+) -> Result<Option<(PipelineArn, ActionTypeId)>, AwsError> {
+    let parsed = parse_arn(arn)?;
+    let Some(rest) = parsed.name.strip_prefix("actiontype:") else {
+        return Ok(None);
+    };
+    let parts: Vec<&str> = rest.split('/').collect();
+    let id = match parts.as_slice() {
+        [owner, category, provider, version] => ActionTypeId {
+            category: category.to_string(),
+            owner: owner.to_string(),
+            provider: provider.to_string(),
+            version: version.to_string(),
+        },
+        _ => return Err(invalid_arn(arn)),
+    };
+    let exists = svc
+        .custom_types
+        .live(&parsed.account, &parsed.region, &id)
+        .is_some();
+    if !exists {
+        return Err(AwsError::new(
+            "ResourceNotFoundException",
+            format!("The action type {arn} does not exist"),
+        ));
+    }
+    Ok(Some((parsed, id)))
+}
+
+/// Tags or untags a custom action type.
+async fn change_custom_tags(
+    svc: &CodePipelineService,
+    arn: &PipelineArn,
+    id: &ActionTypeId,
+    command: CustomTypeCommand,
+) -> Reply {
+    svc.custom_types
+        .execute(&arn.account, &arn.region, id, command)
+        .await
+        .map_err(|e| super::action_types::custom_failure(e, id))?;
+    reply(&json!({}))
+}
+
 fn key_of(svc: &CodePipelineService, arn: &str) -> Result<(PipelineArn, PipelineKey), AwsError> {
     let parsed = parse_arn(arn)?;
     let key = PipelineKey::new(&parsed.account, &parsed.region, &parsed.name);
@@ -89,6 +138,9 @@ struct TagInput {
 pub(super) async fn handle_tag_resource(svc: &CodePipelineService, input: Value) -> Reply {
     let input: TagInput = from_value(input)?;
     check_tag_keys(input.tags.iter().map(|t| t.key.as_str()))?;
+    if let Some((arn, id)) = custom_type_of(svc, &input.resource_arn)? {
+        return change_custom_tags(svc, &arn, &id, CustomTypeCommand::Tag(input.tags)).await;
+    }
     let (arn, key) = key_of(svc, &input.resource_arn)?;
     svc.registry
         .execute(&key, PipelineCommand::Tag(input.tags))
@@ -107,6 +159,9 @@ struct UntagInput {
 pub(super) async fn handle_untag_resource(svc: &CodePipelineService, input: Value) -> Reply {
     let input: UntagInput = from_value(input)?;
     check_tag_keys(input.tag_keys.iter().map(String::as_str))?;
+    if let Some((arn, id)) = custom_type_of(svc, &input.resource_arn)? {
+        return change_custom_tags(svc, &arn, &id, CustomTypeCommand::Untag(input.tag_keys)).await;
+    }
     let (arn, key) = key_of(svc, &input.resource_arn)?;
     svc.registry
         .execute(&key, PipelineCommand::Untag(input.tag_keys))
@@ -125,11 +180,19 @@ struct ListTagsInput {
 
 pub(super) fn handle_list_tags_for_resource(svc: &CodePipelineService, input: Value) -> Reply {
     let input: ListTagsInput = from_value(input)?;
-    let (_, key) = key_of(svc, &input.resource_arn)?;
-    let tags = svc
-        .views
-        .with(&key.stream(), |v| v.tags.clone())
-        .unwrap_or_default();
+    let tags = match custom_type_of(svc, &input.resource_arn)? {
+        Some((arn, id)) => svc
+            .custom_types
+            .live(&arn.account, &arn.region, &id)
+            .map(|t| t.tags)
+            .unwrap_or_default(),
+        None => {
+            let (_, key) = key_of(svc, &input.resource_arn)?;
+            svc.views
+                .with(&key.stream(), |v| v.tags.clone())
+                .unwrap_or_default()
+        }
+    };
     let start = match input.next_token.as_deref().map(token::decode).transpose()? {
         Some(after) => tags
             .iter()

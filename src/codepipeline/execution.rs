@@ -1681,6 +1681,129 @@ mod tests {
         }
     }
 
+    /// The source, then one custom build action run by a job worker.
+    fn custom_declaration() -> Declaration {
+        typed(json!({
+            "name": "p", "artifactStore": {"type": "S3", "location": "store"},
+            "stages": [
+                {"name": "source", "actions": [
+                    {"name": "src", "runOrder": 1,
+                     "actionTypeId": {"category": "Source", "owner": "AWS", "provider": "S3", "version": "1"},
+                     "configuration": {"S3Bucket": "b", "S3ObjectKey": "k"},
+                     "outputArtifacts": [{"name": "out"}], "inputArtifacts": []}]},
+                {"name": "build", "actions": [
+                    {"name": "b", "runOrder": 1,
+                     "actionTypeId": {"category": "Build", "owner": "Custom", "provider": "My", "version": "1"},
+                     "configuration": {}, "outputArtifacts": [], "inputArtifacts": [{"name": "out"}]}]}
+            ]
+        }))
+    }
+
+    fn job_op(job: &str, op: JobOp) -> ExecutionCommand {
+        ExecutionCommand::Job {
+            job_id: job.into(),
+            op,
+        }
+    }
+
+    fn job_success(token: Option<&str>) -> JobOp {
+        JobOp::Succeed {
+            details: Some(ExecutionDetails {
+                summary: Some("half".into()),
+                external_execution_id: Some("r1".into()),
+                percent_complete: Some(50),
+            }),
+            continuation_token: token.map(str::to_string),
+            output_variables: BTreeMap::new(),
+            revision: None,
+            client_token: None,
+        }
+    }
+
+    #[test]
+    fn a_job_is_acknowledged_continued_and_failed_and_refuses_what_does_not_fit() {
+        let decl = custom_declaration;
+        let (state, mut log) = given_when_with(decl(), &[], start());
+        let src = state.runs[0].clone();
+        let output = ActionOutput {
+            output_artifacts: src.planned_outputs.clone(),
+            ..Default::default()
+        };
+        let (state, events) = given_when_with(decl(), &log, succeed(&src.id, output));
+        log.extend(events);
+        let run = state.runs.iter().find(|r| r.action == "b").unwrap().clone();
+        let job = run.job.clone().expect("a custom action has a job").job;
+        assert_eq!(run.job_status(&job.id), Some(JobStatus::Queued));
+        let refused = |log: &[ExecutionEvent], job: &str, op| {
+            let mut state = Execution {
+                declaration: decl().into(),
+                ..Execution::default()
+            };
+            log.iter().for_each(|e| apply(&mut state, e));
+            handle(&state, job_op(job, op), 6.0, &mut ids()).unwrap_err()
+        };
+        let ack = |nonce: &str| JobOp::Acknowledge {
+            nonce: nonce.into(),
+            client_token: None,
+        };
+        assert_eq!(
+            refused(&log, &job.id, ack("wrong")),
+            ExecutionRefusal::Job(JobRefusal::InvalidNonce)
+        );
+        assert_eq!(
+            refused(&log, "unknown", ack(&job.nonce)),
+            ExecutionRefusal::Job(JobRefusal::NotFound)
+        );
+        let (state, events) = given_when_with(decl(), &log, job_op(&job.id, ack(&job.nonce)));
+        log.extend(events);
+        let b = |s: &Execution| s.runs.iter().find(|r| r.action == "b").unwrap().clone();
+        assert_eq!(b(&state).job_status(&job.id), Some(JobStatus::InProgress));
+
+        // A continuation: the job succeeds, the action goes on with a new job carrying the token.
+        let (state, events) =
+            given_when_with(decl(), &log, job_op(&job.id, job_success(Some("step2"))));
+        log.extend(events);
+        let run = b(&state);
+        assert_eq!(run.status, ActionStatus::InProgress);
+        assert_eq!(run.job_status(&job.id), Some(JobStatus::Succeeded));
+        assert_eq!(run.progress.as_ref().unwrap().percent_complete, Some(50));
+        let next = run.job.clone().unwrap();
+        assert_eq!(next.continuation_token.as_deref(), Some("step2"));
+        assert_ne!(next.job.id, job.id);
+        assert_eq!(
+            refused(&log, &job.id, job_success(None)),
+            ExecutionRefusal::Job(JobRefusal::InvalidState(JobStatus::Succeeded))
+        );
+
+        let fail = JobOp::Fail {
+            error: ErrorDetails {
+                code: "ConfigurationError".into(),
+                message: "no Makefile".into(),
+            },
+            external_execution_id: Some("r2".into()),
+            client_token: None,
+        };
+        let (state, events) = given_when_with(decl(), &log, job_op(&next.job.id, fail));
+        log.extend(events);
+        let run = b(&state);
+        assert_eq!(run.status, ActionStatus::Failed);
+        assert_eq!(run.error.as_ref().unwrap().code, "ConfigurationError");
+        assert_eq!(
+            run.progress
+                .as_ref()
+                .unwrap()
+                .external_execution_id
+                .as_deref(),
+            Some("r2")
+        );
+        assert_eq!(run.job_status(&next.job.id), Some(JobStatus::Failed));
+        assert_eq!(state.status, ExecutionStatus::Failed);
+        assert_eq!(
+            refused(&log, &next.job.id, job_success(None)),
+            ExecutionRefusal::Job(JobRefusal::InvalidState(JobStatus::Failed))
+        );
+    }
+
     #[test]
     fn start_enters_the_first_stage_and_starts_its_first_group() {
         let (state, events) = given_when(&[], start());

@@ -27,13 +27,17 @@ fn zip_of(files: &[(&str, &str)]) -> Vec<u8> {
     writer.finish().unwrap().into_inner()
 }
 
+/// The Authorization header of a Lambda request in the region of the pipelines.
+fn lambda_auth() -> String {
+    format!(
+        "Authorization: {}\r\n",
+        common::AUTH.replace("/codepipeline/", "/lambda/")
+    )
+}
+
 fn lambda(conn: &mut Conn, method: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
-    let (status, bytes) = conn.request(
-        method,
-        path,
-        "Content-Type: application/json\r\n",
-        body.as_bytes(),
-    );
+    let headers = format!("Content-Type: application/json\r\n{}", lambda_auth());
+    let (status, bytes) = conn.request(method, path, &headers, body.as_bytes());
     (
         status,
         serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
@@ -54,7 +58,7 @@ fn invoke(conn: &mut Conn, name: &str) -> f64 {
     let (status, body) = conn.request(
         "POST",
         &format!("/2015-03-31/functions/{name}/invocations"),
-        "",
+        &lambda_auth(),
         b"{}",
     );
     let ms = t.elapsed().as_secs_f64() * 1000.0;
@@ -183,7 +187,14 @@ fn main() {
             let (status, e) =
                 conn.call_json("StartPipelineExecution", &json!({"name": name}).to_string());
             assert_eq!(status, 200, "{e}");
-            wait(&mut conn, name, e["pipelineExecutionId"].as_str().unwrap());
+            let id = e["pipelineExecutionId"].as_str().unwrap();
+            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| wait(&mut conn, name, id)))
+                .is_err()
+            {
+                let body = json!({"pipelineName": name, "pipelineExecutionId": id}).to_string();
+                let (_, e) = conn.call_json("GetPipelineExecution", &body);
+                panic!("{name}: {e}");
+            }
             // The first run warms the function.
             if i > 0 {
                 times.push(t.elapsed().as_secs_f64() * 1000.0);

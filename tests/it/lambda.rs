@@ -256,6 +256,10 @@ async fn a_python_function_runs_warm_fails_times_out_and_logs() {
     assert_eq!(error.as_deref(), Some("Unhandled"));
     assert_eq!(payload["errorType"], "ValueError");
     assert_eq!(payload["errorMessage"], "asked to fail");
+    assert!(payload["stackTrace"]
+        .as_array()
+        .is_some_and(|t| !t.is_empty()));
+    assert_eq!(payload["requestId"].as_str().map(str::len), Some(36));
     assert!(log.contains("asked to fail"), "{log}");
 
     lambda
@@ -677,4 +681,56 @@ async fn functions_survive_sigkill_and_run_after_it() {
     let (error, payload, _) = invoke(&lambda, "kept", json!({})).await;
     assert_eq!(error, None, "{payload}");
     assert_eq!(payload["name"], "kept");
+}
+
+/// Waits (at most 30 s) until the process `pid` is gone.
+fn gone(pid: u64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        // A zombie is gone too: it runs nothing.
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        if stat.split_whitespace().nth(2) == Some("Z") {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "process {pid} still runs after 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[tokio::test]
+async fn an_idle_instance_is_ended_and_functions_do_not_run_when_builds_are_off() {
+    let server = Server::start_with(&[("CODEPIPELINE_LOCAL_LAMBDA_IDLE_SECONDS", "1")]);
+    let lambda = server.lambda();
+    create(
+        &lambda,
+        "idle",
+        Runtime::Python312,
+        "app.handler",
+        &[("app.py", PYTHON_APP)],
+    )
+    .await;
+    let (_, first, _) = invoke(&lambda, "idle", json!({})).await;
+    let pid = first["pid"].as_u64().unwrap();
+    gone(pid);
+    let (error, again, _) = invoke(&lambda, "idle", json!({})).await;
+    assert_eq!(error, None);
+    assert_ne!(again["pid"], first["pid"]);
+
+    let server = Server::start_with(&[("CODEPIPELINE_LOCAL_RUN_BUILDS", "false")]);
+    let lambda = server.lambda();
+    create(
+        &lambda,
+        "off",
+        Runtime::Python312,
+        "app.handler",
+        &[("app.py", PYTHON_APP)],
+    )
+    .await;
+    let (error, payload, _) = invoke(&lambda, "off", json!({})).await;
+    assert_eq!(error.as_deref(), Some("Unhandled"));
+    let message = payload["errorMessage"].as_str().unwrap();
+    assert!(message.contains("run_builds = false"), "{message}");
 }

@@ -31,11 +31,11 @@ def done(request_id):
     sys.stdout.flush()
 
 
-def error_body(error):
+def error_body(error, request_id=""):
     return json.dumps({
         "errorMessage": str(error),
         "errorType": type(error).__name__,
-        "requestId": "",
+        "requestId": request_id,
         "stackTrace": traceback.format_tb(error.__traceback__),
     }).encode()
 
@@ -84,7 +84,7 @@ def main():
         except Exception as error:
             traceback.print_exc()
             done(request_id)
-            post("/invocation/" + request_id + "/error", error_body(error), "Unhandled")
+            post("/invocation/" + request_id + "/error", error_body(error, request_id), "Unhandled")
             continue
         done(request_id)
         post("/invocation/" + request_id + "/response", body)

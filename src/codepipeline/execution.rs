@@ -200,6 +200,46 @@ pub struct Trigger {
     pub trigger_detail: Option<String>,
 }
 
+/// What a rollback execution (RollbackStage) runs: one stage again, with what the target
+/// execution's earlier stages produced.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Rollback {
+    /// The execution whose run of the stage is deployed again.
+    pub target: String,
+    /// The stage rolled back.
+    pub stage: String,
+    /// How it was asked for: `ManualRollback` or `AutomatedRollback`.
+    pub trigger_type: String,
+    /// The outputs of the target's actions before the stage: its inputs and variables.
+    pub inherited: Vec<Inherited>,
+}
+
+/// An action's output a rollback execution takes from its target.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Inherited {
+    /// The action.
+    pub action: String,
+    /// Its variable namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// What it produced.
+    pub output: ActionOutput,
+    /// When it produced it.
+    pub at: f64,
+}
+
+impl Inherited {
+    /// What a succeeded run of the target leaves to a rollback.
+    pub fn of(run: &ActionRun) -> Option<Self> {
+        Some(Inherited {
+            action: run.action.clone(),
+            namespace: run.input.namespace.clone(),
+            output: run.output.clone()?,
+            at: run.updated,
+        })
+    }
+}
+
 /// Everything that happens to an execution.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum ExecutionEvent {
@@ -225,6 +265,9 @@ pub enum ExecutionEvent {
         client_request_token: Option<String>,
         /// The region the pipeline is in.
         region: String,
+        /// For a rollback execution: the stage it runs and what it takes from its target.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rollback: Option<Box<Rollback>>,
         /// When.
         at: f64,
     },
@@ -497,6 +540,9 @@ pub struct Execution {
     pub stages: Vec<StageRun>,
     /// Action runs, in start order.
     pub runs: Vec<ActionRun>,
+    /// For a rollback execution: the stage it runs and what it takes from its target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<Box<Rollback>>,
 }
 
 impl ActionRun {
@@ -556,6 +602,21 @@ impl Execution {
         self.stages.iter().rev().find(|s| s.name == stage)
     }
 
+    /// The outputs of its actions, with their action names and times: a rollback's inherited
+    /// ones first, then its own runs' (where source revisions are found).
+    pub fn source_outputs(&self) -> impl Iterator<Item = (&str, &ActionOutput, f64)> {
+        let inherited = self
+            .rollback
+            .iter()
+            .flat_map(|r| r.inherited.iter())
+            .map(|i| (i.action.as_str(), &i.output, i.at));
+        let own = self
+            .runs
+            .iter()
+            .filter_map(|r| Some((r.action.as_str(), r.output.as_ref()?, r.updated)));
+        inherited.chain(own)
+    }
+
     /// Whether an action of the execution is running.
     pub fn has_running_actions(&self) -> bool {
         self.runs
@@ -587,6 +648,8 @@ pub enum ExecutionCommand {
         client_request_token: Option<String>,
         /// Region.
         region: String,
+        /// For a rollback execution (RollbackStage): what it runs.
+        rollback: Option<Box<Rollback>>,
     },
     /// The pipeline lets the execution into the stage it waits for.
     EnterStage {
@@ -724,6 +787,7 @@ pub fn handle(
             source_revisions,
             client_request_token,
             region,
+            rollback,
         } => {
             if !state.id.is_empty() {
                 return Err(ExecutionRefusal::AlreadyStarted);
@@ -740,6 +804,7 @@ pub fn handle(
                 source_revisions,
                 client_request_token,
                 region,
+                rollback,
                 at: now,
             };
             let mut s = Execution {
@@ -1130,7 +1195,11 @@ fn next_event(
         })
     };
     let Some(current) = s.current_stage() else {
-        return enter(&declared.first()?.name);
+        // A rollback runs its one stage; any other execution starts at the first.
+        return match &s.rollback {
+            Some(rollback) => enter(&rollback.stage),
+            None => enter(&declared.first()?.name),
+        };
     };
     if s.retrying.is_some() {
         // A retried stage is entered again, as a stage reached for the first time.
@@ -1157,7 +1226,8 @@ fn next_event(
             });
         }
         StageStatus::Succeeded => {
-            return match declared.get(index + 1) {
+            let next = declared.get(index + 1).filter(|_| s.rollback.is_none());
+            return match next {
                 Some(next) => enter(&next.name),
                 None => Some(ExecutionEvent::Finished {
                     status: ExecutionStatus::Succeeded,
@@ -1310,9 +1380,12 @@ pub fn artifact_key(pipeline: &str, artifact: &str, id: &str) -> String {
 
 /// Artifacts produced so far, by name.
 fn produced_artifacts(s: &Execution) -> BTreeMap<String, ArtifactDetail> {
-    s.runs
+    let inherited = s
+        .rollback
         .iter()
-        .filter_map(|r| r.output.as_ref())
+        .flat_map(|r| r.inherited.iter().map(|i| &i.output));
+    inherited
+        .chain(s.runs.iter().filter_map(|r| r.output.as_ref()))
         .flat_map(|o| o.output_artifacts.iter())
         .map(|a| (a.name.clone(), a.clone()))
         .collect()
@@ -1335,13 +1408,21 @@ pub fn resolve(s: &Execution, text: &str) -> Result<String, String> {
         let value = reference.split_once('.').and_then(|(ns, var)| match ns {
             "codepipeline" if var == "PipelineExecutionId" => Some(s.id.clone()),
             "variables" => s.variables.get(var).cloned(),
-            // The latest run of the action with that namespace (a retry runs it again).
+            // The latest run of the action with that namespace (a retry runs it again), or
+            // for a rollback, what its target's run left.
             ns => s
                 .runs
                 .iter()
                 .rev()
                 .filter(|r| r.input.namespace.as_deref() == Some(ns))
-                .find_map(|r| r.output.as_ref()?.output_variables.get(var).cloned()),
+                .find_map(|r| r.output.as_ref()?.output_variables.get(var).cloned())
+                .or_else(|| {
+                    s.rollback
+                        .iter()
+                        .flat_map(|r| r.inherited.iter())
+                        .filter(|i| i.namespace.as_deref() == Some(ns))
+                        .find_map(|i| i.output.output_variables.get(var).cloned())
+                }),
         });
         match value {
             Some(v) => out.push_str(&v),
@@ -1366,6 +1447,7 @@ pub fn apply(s: &mut Execution, event: &ExecutionEvent) {
             source_revisions,
             client_request_token,
             region,
+            rollback,
             at,
         } => {
             *s = Execution {
@@ -1382,6 +1464,7 @@ pub fn apply(s: &mut Execution, event: &ExecutionEvent) {
                 region: region.clone(),
                 started: *at,
                 updated: *at,
+                rollback: rollback.clone(),
                 ..Default::default()
             };
         }
@@ -1635,6 +1718,7 @@ mod tests {
             source_revisions: BTreeMap::new(),
             client_request_token: None,
             region: "eu-central-1".into(),
+            rollback: None,
         }
     }
 

@@ -5,8 +5,8 @@
 //! - Pipelines run with the S3 source, S3 deploy, manual approval, CodeBuild and Lambda invoke
 //!   actions, and custom and third-party actions through job workers; other providers fail their action with a message naming them (see `actions`). Stop, approvals,
 //!   execution modes, inbound stage transitions, UpdatePipeline's cancelling of running
-//!   executions, RetryStageExecution, custom action types and job workers (custom and
-//!   third-party actions) work; webhooks, rollbacks and conditions answer
+//!   executions, RetryStageExecution, RollbackStage, custom action types and job workers (custom
+//!   and third-party actions) work; webhooks and conditions (so automatic rollbacks) answer
 //!   `NotImplementedException` (HTTP 501) naming the operation. Only inbound transitions can be
 //!   disabled.
 //! - Job workers: which jobs a poll handed out is kept in memory (after a restart an unacknowledged

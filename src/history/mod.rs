@@ -374,14 +374,21 @@ pub fn describe(events: &[crate::eventstore::RecordedEvent]) -> Vec<Value> {
                 variables,
                 source_revisions,
                 pipeline_version,
+                rollback,
                 ..
-            } => (
-                "ExecutionStarted",
-                None,
-                None,
-                Some("InProgress".to_string()),
-                json!({"trigger": trigger, "pipelineVersion": pipeline_version, "variables": variables, "sourceRevisions": source_revisions}),
-            ),
+            } => {
+                let mut d = json!({"trigger": trigger, "pipelineVersion": pipeline_version, "variables": variables, "sourceRevisions": source_revisions});
+                if let Some(rollback) = rollback {
+                    d["rollback"] = json!({"stage": rollback.stage, "targetPipelineExecutionId": rollback.target});
+                }
+                (
+                    "ExecutionStarted",
+                    None,
+                    None,
+                    Some("InProgress".to_string()),
+                    d,
+                )
+            }
             ExecutionEvent::StageWaiting { stage, .. } => {
                 ("StageWaiting", Some(stage.clone()), None, None, json!({}))
             }

@@ -16,6 +16,7 @@ mod one_door;
 mod pipelines;
 mod restart;
 mod retention;
+mod rollback;
 mod s3;
 mod tags;
 mod wire;

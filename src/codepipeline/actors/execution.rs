@@ -321,6 +321,8 @@ pub struct StartRequest {
     pub source_revisions: BTreeMap<String, String>,
     /// Idempotency token.
     pub client_request_token: Option<String>,
+    /// For a rollback execution: what it runs.
+    pub rollback: Option<Box<execution::Rollback>>,
 }
 
 /// Starts and resumes execution actors, spread over arbiters of their own (one per core).
@@ -492,6 +494,7 @@ impl ExecutionRegistry {
                 variables: BTreeMap::new(),
                 source_revisions: BTreeMap::new(),
                 client_request_token: None,
+                rollback: None,
             });
             started += 1;
         }
@@ -517,6 +520,7 @@ impl ExecutionRegistry {
             source_revisions: request.source_revisions,
             client_request_token: request.client_request_token,
             region: request.region,
+            rollback: request.rollback,
         };
         (id, addr, command)
     }

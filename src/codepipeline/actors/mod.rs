@@ -64,6 +64,8 @@ pub struct StartExecution {
     pub source_revisions: BTreeMap<String, String>,
     /// The idempotency token: a start with a token already used answers that execution.
     pub client_request_token: Option<String>,
+    /// For a rollback (RollbackStage): the stage it runs and what it takes from its target.
+    pub rollback: Option<Box<crate::codepipeline::execution::Rollback>>,
 }
 
 /// Starts an execution of the pipeline's current version; answers its id once `Started` is
@@ -266,6 +268,7 @@ impl PipelineActor {
             variables: BTreeMap::new(),
             source_revisions: BTreeMap::new(),
             client_request_token: None,
+            rollback: None,
         }
     }
 }
@@ -334,6 +337,7 @@ impl Handler<Start> for PipelineActor {
         request.variables = start.variables;
         request.source_revisions = start.source_revisions;
         request.client_request_token = start.client_request_token;
+        request.rollback = start.rollback;
         let (id, started) = self.executions.begin(request);
         AtomicResponse::new(Box::pin(
             started.into_actor(self).map(move |r, _, _| r.map(|()| id)),

@@ -115,6 +115,7 @@ pub(super) async fn handle_start_pipeline_execution(
             .collect(),
         source_revisions: revisions,
         client_request_token: input.client_request_token,
+        rollback: None,
     };
     let id = svc.registry.start(&key, start).await.map_err(|e| {
         super::command_error(e, &input.name, &ctx.account_id, "PipelineNotFoundException")
@@ -152,15 +153,30 @@ fn load(svc: &CodePipelineService, id: &str) -> Result<Option<Execution>, AwsErr
 }
 
 fn artifact_revisions(e: &Execution) -> Vec<Value> {
-    e.runs
-        .iter()
-        .filter_map(|r| {
-            let revision = r.output.as_ref()?.revision.clone()?;
-            let artifacts = &r.output.as_ref()?.output_artifacts;
-            Some(artifacts.iter().map(move |a| json!({"name": a.name, "revisionId": revision, "created": r.updated})).collect::<Vec<_>>())
+    e.source_outputs()
+        .filter_map(|(_, output, at)| {
+            let revision = output.revision.clone()?;
+            Some(
+                output
+                    .output_artifacts
+                    .iter()
+                    .map(move |a| json!({"name": a.name, "revisionId": revision, "created": at}))
+                    .collect::<Vec<_>>(),
+            )
         })
         .flatten()
         .collect()
+}
+
+/// `executionType` and, for a rollback, `rollbackMetadata`.
+fn execution_type(out: &mut Value, rollback_target: Option<&String>) {
+    match rollback_target {
+        Some(target) => {
+            out["executionType"] = "ROLLBACK".into();
+            out["rollbackMetadata"] = json!({ "rollbackTargetPipelineExecutionId": target });
+        }
+        None => out["executionType"] = "STANDARD".into(),
+    }
 }
 
 fn source_revisions(e: &ExecutionSummary) -> Vec<Value> {
@@ -193,8 +209,8 @@ pub(super) fn handle_get_pipeline_execution(
         "variables": e.variables.iter().map(|(k, v)| json!({"name": k, "resolvedValue": v})).collect::<Vec<_>>(),
         "trigger": e.trigger,
         "executionMode": e.execution_mode,
-        "executionType": "STANDARD",
     });
+    execution_type(&mut out, e.rollback.as_ref().map(|r| &r.target));
     if let Some(summary) = &e.summary {
         out["statusSummary"] = summary.clone().into();
     }
@@ -276,8 +292,8 @@ pub(super) fn handle_list_pipeline_executions(
                 "sourceRevisions": source_revisions(e),
                 "trigger": e.trigger,
                 "executionMode": e.execution_mode,
-                "executionType": "STANDARD",
             });
+            execution_type(&mut s, e.rollback_target.as_ref());
             if let Some(summary) = &e.summary {
                 s["statusSummary"] = summary.clone().into();
             }
@@ -830,4 +846,124 @@ pub(super) async fn handle_retry_stage_execution(
             "the retry could not be recorded: {e:?}"
         ))),
     }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RollbackInput {
+    pipeline_name: String,
+    stage_name: String,
+    target_pipeline_execution_id: String,
+}
+
+/// RollbackStage: a new execution (`ROLLBACK`, trigger `ManualRollback`) runs the stage again
+/// with what the target execution ran it with: its source revisions, variables and artifacts.
+pub(super) async fn handle_rollback_stage(
+    svc: &CodePipelineService,
+    ctx: &RequestContext,
+    input: Value,
+) -> Reply {
+    let input: RollbackInput = from_value(input)?;
+    let (declaration, version, _, _) = current(svc, ctx, &input.pipeline_name)?;
+    let stage = &input.stage_name;
+    let Some(index) = declaration.stages.iter().position(|s| s.name == *stage) else {
+        return Err(AwsError::new(
+            "StageNotFoundException",
+            format!(
+                "Stage {stage} does not exist in pipeline {}",
+                input.pipeline_name
+            ),
+        ));
+    };
+    let unable = |message: String| AwsError::new("UnableToRollbackStageException", message);
+    if index == 0 {
+        return Err(unable(format!(
+            "Stage {stage} is the source stage of pipeline {}: a source stage cannot be rolled back",
+            input.pipeline_name
+        )));
+    }
+    if declaration.execution_mode() == crate::codepipeline::model::ExecutionMode::Parallel {
+        return Err(unable(format!(
+            "Pipeline {} runs in PARALLEL mode, where stages cannot be rolled back",
+            input.pipeline_name
+        )));
+    }
+    let target_id = &input.target_pipeline_execution_id;
+    let target = execution_of(svc, ctx, &input.pipeline_name, target_id)?;
+    if target.pipeline_version != version {
+        return Err(AwsError::new(
+            "PipelineExecutionOutdatedException",
+            format!(
+                "Pipeline execution {target_id} ran version {} of pipeline {}, which is now at version {version}",
+                target.pipeline_version, input.pipeline_name
+            ),
+        ));
+    }
+    if target.rollback.is_some() {
+        return Err(unable(format!(
+            "Pipeline execution {target_id} is a rollback: it cannot be the target of one"
+        )));
+    }
+    let succeeded = target
+        .stage_run(stage)
+        .is_some_and(|s| s.status == StageStatus::Succeeded);
+    if !succeeded {
+        return Err(unable(format!(
+            "Stage {stage} did not succeed in pipeline execution {target_id}"
+        )));
+    }
+    let key = PipelineKey::new(&ctx.account_id, &ctx.region, &input.pipeline_name);
+    if svc
+        .execution_views
+        .running_of(&key.key())
+        .iter()
+        .any(|e| e.rollback.is_some())
+    {
+        return Err(AwsError::new(
+            "ConflictException",
+            format!(
+                "A rollback of pipeline {} is in progress; try again once it ends",
+                input.pipeline_name
+            ),
+        ));
+    }
+    // What the target's earlier stages produced: the stage's inputs and its variables.
+    let earlier: Vec<&str> = declaration.stages[..index]
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect();
+    let inherited = target
+        .runs
+        .iter()
+        .filter(|r| earlier.contains(&r.stage.as_str()) && r.status == ActionStatus::Succeeded)
+        .filter_map(crate::codepipeline::execution::Inherited::of)
+        .collect();
+    let rollback = crate::codepipeline::execution::Rollback {
+        target: target_id.clone(),
+        stage: stage.clone(),
+        trigger_type: "ManualRollback".into(),
+        inherited,
+    };
+    let start = StartExecution {
+        trigger: Trigger {
+            trigger_type: "ManualRollback".into(),
+            trigger_detail: Some(format!(
+                "arn:aws:sts::{}:assumed-role/codepipeline-local",
+                ctx.account_id
+            )),
+        },
+        variables: target.variables.clone(),
+        source_revisions: target.source_revisions.clone(),
+        client_request_token: None,
+        rollback: Some(Box::new(rollback)),
+    };
+    let id = svc.registry.start(&key, start).await.map_err(|e| {
+        super::command_error(
+            e,
+            &input.pipeline_name,
+            &ctx.account_id,
+            "PipelineNotFoundException",
+        )
+    })?;
+    reply(&json!({ "pipelineExecutionId": id }))
 }

@@ -120,6 +120,7 @@ async fn serve(
         ListPipelines => pipelines::handle_list_pipelines(svc, ctx, input),
         TagResource => tags::handle_tag_resource(svc, input).await,
         RetryStageExecution => executions::handle_retry_stage_execution(svc, ctx, input).await,
+        RollbackStage => executions::handle_rollback_stage(svc, ctx, input).await,
         UntagResource => tags::handle_untag_resource(svc, input).await,
         ListTagsForResource => tags::handle_list_tags_for_resource(svc, input),
         ListActionTypes => action_types::handle_list_action_types(svc, ctx, input),
@@ -169,8 +170,7 @@ async fn serve(
         | OverrideStageCondition
         | PutActionRevision
         | PutWebhook
-        | RegisterWebhookWithThirdParty
-        | RollbackStage => Err(AwsError::not_supported("CodePipeline", op.name())),
+        | RegisterWebhookWithThirdParty => Err(AwsError::not_supported("CodePipeline", op.name())),
     }
 }
 
@@ -200,6 +200,7 @@ impl Operation {
                 | DisableStageTransition
                 | EnableStageTransition
                 | RetryStageExecution
+                | RollbackStage
                 | CreateCustomActionType
                 | DeleteCustomActionType
                 | GetActionType

@@ -54,6 +54,9 @@ pub struct ExecutionSummary {
     pub source_revisions: Vec<(String, String)>,
     /// Stage attempts, in the order they were entered.
     pub stages: Vec<StageRun>,
+    /// For a rollback execution: the execution it rolled back to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_target: Option<String>,
 }
 
 impl ExecutionSummary {
@@ -69,11 +72,13 @@ impl ExecutionSummary {
             started: e.started,
             updated: e.updated,
             source_revisions: e
-                .runs
-                .iter()
-                .filter_map(|r| Some((r.action.clone(), r.output.as_ref()?.revision.clone()?)))
+                .source_outputs()
+                .filter_map(|(action, output, _)| {
+                    Some((action.to_string(), output.revision.clone()?))
+                })
                 .collect(),
             stages: e.stages.clone(),
+            rollback_target: e.rollback.as_ref().map(|r| r.target.clone()),
         }
     }
 }
@@ -975,6 +980,7 @@ mod tests {
             source_revisions: Default::default(),
             client_request_token: token.map(Into::into),
             region: "us-east-1".into(),
+            rollback: None,
             at: 1.0,
         }
     }

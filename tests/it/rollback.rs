@@ -1,0 +1,213 @@
+//! RollbackStage: a new execution that deploys again what an earlier one deployed, and the
+//! refusals AWS answers.
+
+use aws_sdk_codepipeline::types::PipelineExecutionStatus;
+use aws_sdk_s3::primitives::ByteStream;
+use serde_json::json;
+
+use crate::common::{tutorial_declaration, Server};
+use crate::engine::{body, finished, latest_execution, tutorial_buckets};
+
+fn rollback(
+    server: &Server,
+    pipeline: &str,
+    stage: &str,
+    target: &str,
+) -> crate::common::RawResponse {
+    server.call(
+        "RollbackStage",
+        json!({"pipelineName": pipeline, "stageName": stage, "targetPipelineExecutionId": target}),
+    )
+}
+
+#[tokio::test]
+async fn a_manual_rollback_deploys_the_first_version_again() {
+    let server = Server::start();
+    let (cp, s3) = (server.codepipeline(), server.s3());
+    tutorial_buckets(&s3).await;
+    let created = server.call(
+        "CreatePipeline",
+        json!({"pipeline": tutorial_declaration("pipeline")}),
+    );
+    assert_eq!(created.status, 200, "{}", created.text());
+    let first = latest_execution(&cp, "pipeline").await;
+    assert_eq!(
+        finished(&cp, "pipeline", &first).await,
+        PipelineExecutionStatus::Succeeded
+    );
+    s3.put_object()
+        .bucket("source-bucket")
+        .key("file")
+        .body(ByteStream::from_static(b"version two\n"))
+        .send()
+        .await
+        .unwrap();
+    let second = cp
+        .start_pipeline_execution()
+        .name("pipeline")
+        .send()
+        .await
+        .unwrap()
+        .pipeline_execution_id()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        finished(&cp, "pipeline", &second).await,
+        PipelineExecutionStatus::Succeeded
+    );
+    assert_eq!(
+        body(&s3, "target-bucket", "output-file").await,
+        b"version two\n"
+    );
+
+    let rolled = cp
+        .rollback_stage()
+        .pipeline_name("pipeline")
+        .stage_name("stage2")
+        .target_pipeline_execution_id(&first)
+        .send()
+        .await
+        .unwrap();
+    let id = rolled.pipeline_execution_id().to_string();
+    assert_ne!(id, first);
+    assert_eq!(
+        finished(&cp, "pipeline", &id).await,
+        PipelineExecutionStatus::Succeeded
+    );
+    // The first version's bytes are deployed again.
+    assert_eq!(
+        body(&s3, "target-bucket", "output-file").await,
+        b"Hello LocalStack!\n"
+    );
+
+    let e = cp
+        .get_pipeline_execution()
+        .pipeline_name("pipeline")
+        .pipeline_execution_id(&id)
+        .send()
+        .await
+        .unwrap();
+    let e = e.pipeline_execution().unwrap();
+    assert_eq!(e.execution_type().unwrap().as_str(), "ROLLBACK");
+    assert_eq!(
+        e.rollback_metadata()
+            .unwrap()
+            .rollback_target_pipeline_execution_id(),
+        Some(first.as_str())
+    );
+    assert_eq!(
+        e.trigger().unwrap().trigger_type().unwrap().as_str(),
+        "ManualRollback"
+    );
+    let first_e = cp
+        .get_pipeline_execution()
+        .pipeline_name("pipeline")
+        .pipeline_execution_id(&first)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        e.artifact_revisions()[0].revision_id(),
+        first_e.pipeline_execution().unwrap().artifact_revisions()[0].revision_id()
+    );
+    let listed = cp
+        .list_pipeline_executions()
+        .pipeline_name("pipeline")
+        .send()
+        .await
+        .unwrap();
+    let summary = &listed.pipeline_execution_summaries()[0];
+    assert_eq!(summary.pipeline_execution_id(), Some(id.as_str()));
+    assert_eq!(summary.execution_type().unwrap().as_str(), "ROLLBACK");
+    assert_eq!(
+        listed.pipeline_execution_summaries()[1]
+            .execution_type()
+            .unwrap()
+            .as_str(),
+        "STANDARD"
+    );
+    // The rollback ran the stage only.
+    let actions = server.call(
+        "ListActionExecutions",
+        json!({"pipelineName": "pipeline", "filter": {"pipelineExecutionId": id}}),
+    );
+    let details = actions.json()["actionExecutionDetails"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(details.len(), 1, "{details:?}");
+    assert_eq!(details[0]["stageName"], "stage2");
+
+    // A rollback is no target, and the source stage cannot be rolled back.
+    assert_eq!(
+        rollback(&server, "pipeline", "stage2", &id).error_code(),
+        "UnableToRollbackStageException"
+    );
+    assert_eq!(
+        rollback(&server, "pipeline", "stage1", &first).error_code(),
+        "UnableToRollbackStageException"
+    );
+    assert_eq!(
+        rollback(&server, "pipeline", "nope", &first).error_code(),
+        "StageNotFoundException"
+    );
+    assert_eq!(
+        rollback(
+            &server,
+            "pipeline",
+            "stage2",
+            "00000000-0000-0000-0000-000000000000"
+        )
+        .error_code(),
+        "PipelineExecutionNotFoundException"
+    );
+    assert_eq!(
+        rollback(&server, "missing", "stage2", &first).error_code(),
+        "PipelineNotFoundException"
+    );
+    // Once the pipeline changed, its old executions are outdated targets.
+    let mut v2 = tutorial_declaration("pipeline");
+    v2["stages"][1]["actions"][0]["configuration"]["ObjectKey"] = "other-file".into();
+    let updated = server.call("UpdatePipeline", json!({"pipeline": v2}));
+    assert_eq!(updated.status, 200, "{}", updated.text());
+    assert_eq!(
+        rollback(&server, "pipeline", "stage2", &first).error_code(),
+        "PipelineExecutionOutdatedException"
+    );
+}
+
+#[tokio::test]
+async fn a_stage_that_failed_or_a_parallel_pipeline_cannot_be_rolled_back() {
+    let server = Server::start();
+    let (cp, s3) = (server.codepipeline(), server.s3());
+    tutorial_buckets(&s3).await;
+    let mut decl = tutorial_declaration("failing");
+    decl["stages"][1]["actions"][0]["configuration"]["BucketName"] = "no-such-bucket".into();
+    let created = server.call("CreatePipeline", json!({"pipeline": decl}));
+    assert_eq!(created.status, 200, "{}", created.text());
+    let failed = latest_execution(&cp, "failing").await;
+    assert_eq!(
+        finished(&cp, "failing", &failed).await,
+        PipelineExecutionStatus::Failed
+    );
+    let r = rollback(&server, "failing", "stage2", &failed);
+    assert_eq!(r.error_code(), "UnableToRollbackStageException");
+    assert!(r.json()["message"]
+        .as_str()
+        .unwrap()
+        .contains("did not succeed"));
+
+    let mut parallel = tutorial_declaration("parallel");
+    parallel["pipelineType"] = "V2".into();
+    parallel["executionMode"] = "PARALLEL".into();
+    let created = server.call("CreatePipeline", json!({"pipeline": parallel}));
+    assert_eq!(created.status, 200, "{}", created.text());
+    let run = latest_execution(&cp, "parallel").await;
+    assert_eq!(
+        finished(&cp, "parallel", &run).await,
+        PipelineExecutionStatus::Succeeded
+    );
+    let r = rollback(&server, "parallel", "stage2", &run);
+    assert_eq!(r.error_code(), "UnableToRollbackStageException");
+    assert!(r.json()["message"].as_str().unwrap().contains("PARALLEL"));
+}

@@ -211,3 +211,57 @@ async fn a_stage_that_failed_or_a_parallel_pipeline_cannot_be_rolled_back() {
     assert_eq!(r.error_code(), "UnableToRollbackStageException");
     assert!(r.json()["message"].as_str().unwrap().contains("PARALLEL"));
 }
+
+#[tokio::test]
+async fn deploy_targets_are_listed_for_the_deploy_actions_that_run_here() {
+    let server = Server::start();
+    let (cp, s3) = (server.codepipeline(), server.s3());
+    tutorial_buckets(&s3).await;
+    let created = server.call(
+        "CreatePipeline",
+        json!({"pipeline": tutorial_declaration("pipeline")}),
+    );
+    assert_eq!(created.status, 200, "{}", created.text());
+    let first = latest_execution(&cp, "pipeline").await;
+    assert_eq!(
+        finished(&cp, "pipeline", &first).await,
+        PipelineExecutionStatus::Succeeded
+    );
+    let actions = server.call("ListActionExecutions", json!({"pipelineName": "pipeline"}));
+    let deploy = actions.json()["actionExecutionDetails"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["stageName"] == "stage2")
+        .unwrap()["actionExecutionId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let targets = cp
+        .list_deploy_action_execution_targets()
+        .pipeline_name("pipeline")
+        .action_execution_id(&deploy)
+        .send()
+        .await
+        .unwrap();
+    assert!(targets.targets().is_empty());
+    let call = |body: serde_json::Value| {
+        server
+            .call("ListDeployActionExecutionTargets", body)
+            .error_code()
+    };
+    assert_eq!(
+        call(json!({"pipelineName": "pipeline", "actionExecutionId": "nope"})),
+        "ActionExecutionNotFoundException"
+    );
+    assert_eq!(
+        call(json!({"pipelineName": "missing", "actionExecutionId": deploy})),
+        "PipelineNotFoundException"
+    );
+    assert_eq!(
+        call(
+            json!({"pipelineName": "pipeline", "actionExecutionId": deploy, "nextToken": "garbage"})
+        ),
+        "InvalidNextTokenException"
+    );
+}

@@ -967,3 +967,68 @@ pub(super) async fn handle_rollback_stage(
     })?;
     reply(&json!({ "pipelineExecutionId": id }))
 }
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DeployTargetsInput {
+    pipeline_name: Option<String>,
+    action_execution_id: String,
+    next_token: Option<String>,
+}
+
+/// How many of a pipeline's newest executions ListDeployActionExecutionTargets looks through
+/// for the action execution.
+const DEPLOY_TARGETS_LOOKBACK: usize = 1000;
+
+/// ListDeployActionExecutionTargets: the deploy actions that run here (S3 deploy) have no
+/// targets on AWS either (targets are EC2 instances and ECS tasks), so a known action execution
+/// lists none.
+pub(super) fn handle_list_deploy_action_execution_targets(
+    svc: &CodePipelineService,
+    ctx: &RequestContext,
+    input: Value,
+) -> Reply {
+    let input: DeployTargetsInput = from_value(input)?;
+    if let Some(token) = input.next_token.as_deref() {
+        // No list here has a second page, so no token we did not give is valid.
+        token::decode(token)?;
+    }
+    let not_found = || {
+        AwsError::new(
+            "ActionExecutionNotFoundException",
+            format!(
+                "The action execution {} was not found",
+                input.action_execution_id
+            ),
+        )
+    };
+    let Some(pipeline) = input.pipeline_name.as_deref() else {
+        // Without a pipeline, only the running executions are looked through.
+        let found = svc.execution_views.with_running(
+            |all: &mut dyn Iterator<Item = (&str, &Execution)>| {
+                let prefix = format!("{}:{}:", ctx.account_id, ctx.region);
+                all.filter(|(key, _)| key.starts_with(&prefix))
+                    .any(|(_, e)| e.runs.iter().any(|r| r.id == input.action_execution_id))
+            },
+        );
+        return if found {
+            reply(&json!({ "targets": [] }))
+        } else {
+            Err(not_found())
+        };
+    };
+    exists(svc, ctx, pipeline)?;
+    let key = pipeline_key(&ctx.account_id, &ctx.region, pipeline);
+    let mut found = false;
+    svc.execution_views
+        .walk_newest(&key, 0, DEPLOY_TARGETS_LOOKBACK, |summary, _| {
+            let execution = load(svc, &summary.id)?;
+            found =
+                execution.is_some_and(|e| e.runs.iter().any(|r| r.id == input.action_execution_id));
+            Ok::<bool, AwsError>(!found)
+        })?;
+    if !found {
+        return Err(not_found());
+    }
+    reply(&json!({ "targets": [] }))
+}

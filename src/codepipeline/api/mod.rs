@@ -121,6 +121,9 @@ async fn serve(
         TagResource => tags::handle_tag_resource(svc, input).await,
         RetryStageExecution => executions::handle_retry_stage_execution(svc, ctx, input).await,
         RollbackStage => executions::handle_rollback_stage(svc, ctx, input).await,
+        ListDeployActionExecutionTargets => {
+            executions::handle_list_deploy_action_execution_targets(svc, ctx, input)
+        }
         UntagResource => tags::handle_untag_resource(svc, input).await,
         ListTagsForResource => tags::handle_list_tags_for_resource(svc, input),
         ListActionTypes => action_types::handle_list_action_types(svc, ctx, input),
@@ -163,7 +166,6 @@ async fn serve(
         }
         DeleteWebhook
         | DeregisterWebhookWithThirdParty
-        | ListDeployActionExecutionTargets
         | ListRuleExecutions
         | ListRuleTypes
         | ListWebhooks
@@ -201,6 +203,7 @@ impl Operation {
                 | EnableStageTransition
                 | RetryStageExecution
                 | RollbackStage
+                | ListDeployActionExecutionTargets
                 | CreateCustomActionType
                 | DeleteCustomActionType
                 | GetActionType

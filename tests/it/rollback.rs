@@ -265,3 +265,75 @@ async fn deploy_targets_are_listed_for_the_deploy_actions_that_run_here() {
         "InvalidNextTokenException"
     );
 }
+
+#[tokio::test]
+async fn a_rollback_waiting_at_an_approval_survives_sigkill() {
+    use crate::engine::{approval, approval_declaration, approval_token};
+    use aws_sdk_codepipeline::types::ApprovalStatus;
+    let server = Server::start();
+    let (cp, s3) = (server.codepipeline(), server.s3());
+    tutorial_buckets(&s3).await;
+    let created = server.call(
+        "CreatePipeline",
+        json!({"pipeline": approval_declaration("pipeline")}),
+    );
+    assert_eq!(created.status, 200, "{}", created.text());
+    let first = latest_execution(&cp, "pipeline").await;
+    let token = approval_token(&cp, "pipeline").await;
+    approval(&cp, "pipeline", &token, ApprovalStatus::Approved)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        finished(&cp, "pipeline", &first).await,
+        PipelineExecutionStatus::Succeeded
+    );
+    let r = rollback(&server, "pipeline", "gate", &first);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let id = r.json()["pipelineExecutionId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The rollback waits at the approval it runs again; the server dies.
+    let waiting = approval_token(&cp, "pipeline").await;
+    assert_ne!(waiting, token);
+    let dir = server.data_dir.clone();
+    let _tmp = server.kill9();
+    let server = Server::start_in(&dir);
+    let cp = server.codepipeline();
+    approval(&cp, "pipeline", &waiting, ApprovalStatus::Approved)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        finished(&cp, "pipeline", &id).await,
+        PipelineExecutionStatus::Succeeded
+    );
+    let e = cp
+        .get_pipeline_execution()
+        .pipeline_name("pipeline")
+        .pipeline_execution_id(&id)
+        .send()
+        .await
+        .unwrap();
+    let e = e.pipeline_execution().unwrap();
+    assert_eq!(e.execution_type().unwrap().as_str(), "ROLLBACK");
+    assert_eq!(
+        e.rollback_metadata()
+            .unwrap()
+            .rollback_target_pipeline_execution_id(),
+        Some(first.as_str())
+    );
+    // It ran the approval's stage only: the deploy after it did not run again.
+    let actions = server.call(
+        "ListActionExecutions",
+        json!({"pipelineName": "pipeline", "filter": {"pipelineExecutionId": id}}),
+    );
+    let stages: Vec<String> = actions.json()["actionExecutionDetails"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["stageName"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(stages, ["gate"]);
+}

@@ -401,6 +401,9 @@ pub enum ExecutionEvent {
         stage: String,
         /// Which actions run again.
         mode: RetryMode,
+        /// Retried by the stage's `onFailure` (`RETRY`), not by RetryStageExecution.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        automatic: bool,
         /// When.
         at: f64,
     },
@@ -491,6 +494,16 @@ pub struct StageRun {
     /// For a retried attempt: which actions it runs again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<RetryMode>,
+    /// Whether this attempt is an automatic retry (the stage's `onFailure`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub automatic: bool,
+    /// How many of the attempts up to this one were automatic retries.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub automatic_retries: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// The execution as its events built it.
@@ -522,6 +535,9 @@ pub struct Execution {
     /// The retry the stage it waits for is entered with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retrying: Option<RetryMode>,
+    /// Whether that retry is automatic.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub retrying_automatic: bool,
     /// Trigger.
     pub trigger: Option<Trigger>,
     /// Pipeline variables.
@@ -957,6 +973,7 @@ pub fn handle(
             let retried = ExecutionEvent::StageRetried {
                 stage: stage.clone(),
                 mode,
+                automatic: false,
                 at: now,
             };
             apply(&mut s, &retried);
@@ -1208,6 +1225,27 @@ fn next_event(
     let index = declared.iter().position(|st| st.name == current.name)?;
     match current.status {
         StageStatus::Failed => {
+            // A stage declared to retry on failure is retried once, automatically.
+            let retry = declared[index]
+                .on_failure
+                .as_ref()
+                .filter(|f| f.result.as_deref() == Some("RETRY"));
+            if let Some(retry) = retry.filter(|_| current.automatic_retries == 0) {
+                let mode = match retry
+                    .retry_configuration
+                    .as_ref()
+                    .and_then(|c| c.retry_mode.as_deref())
+                {
+                    Some("ALL_ACTIONS") => RetryMode::AllActions,
+                    _ => RetryMode::FailedActions,
+                };
+                return Some(ExecutionEvent::StageRetried {
+                    stage: current.name.clone(),
+                    mode,
+                    automatic: true,
+                    at: now,
+                });
+            }
             let failed = attempt_runs(s, current)
                 .into_iter()
                 .find(|r| r.status == ActionStatus::Failed);
@@ -1475,11 +1513,16 @@ pub fn apply(s: &mut Execution, event: &ExecutionEvent) {
         ExecutionEvent::StageStarted { stage, at } => {
             s.waiting = None;
             let attempt = s.stages.iter().filter(|st| st.name == *stage).count() as u32 + 1;
+            let retry = s.retrying.take();
+            let automatic = retry.is_some() && std::mem::take(&mut s.retrying_automatic);
+            let before = s.stage_run(stage).map_or(0, |st| st.automatic_retries);
             s.stages.push(StageRun {
                 name: stage.clone(),
                 status: StageStatus::InProgress,
                 attempt,
-                retry: s.retrying.take(),
+                retry,
+                automatic,
+                automatic_retries: before + u32::from(automatic),
             });
             s.updated = *at;
         }
@@ -1496,10 +1539,16 @@ pub fn apply(s: &mut Execution, event: &ExecutionEvent) {
                 run.resumed += 1;
             }
         }
-        ExecutionEvent::StageRetried { mode, at, .. } => {
+        ExecutionEvent::StageRetried {
+            mode,
+            automatic,
+            at,
+            ..
+        } => {
             s.status = ExecutionStatus::InProgress;
             s.summary = None;
             s.retrying = Some(*mode);
+            s.retrying_automatic = *automatic;
             s.updated = *at;
         }
         ExecutionEvent::ActionStarted {
@@ -2187,6 +2236,8 @@ mod tests {
                 status: StageStatus::Succeeded,
                 attempt: 1,
                 retry: None,
+                automatic: false,
+                automatic_retries: 0,
             }]
         );
     }

@@ -534,12 +534,17 @@ pub fn describe(events: &[crate::eventstore::RecordedEvent]) -> Vec<Value> {
                 None,
                 json!({"actionExecutionIds": action_execution_ids}),
             ),
-            ExecutionEvent::StageRetried { stage, mode, .. } => (
+            ExecutionEvent::StageRetried {
+                stage,
+                mode,
+                automatic,
+                ..
+            } => (
                 "StageRetried",
                 Some(stage.clone()),
                 None,
                 Some("InProgress".to_string()),
-                json!({"retryMode": mode}),
+                json!({"retryMode": mode, "trigger": if *automatic { "AutomatedStageRetry" } else { "ManualStageRetry" }}),
             ),
             ExecutionEvent::StopRequested {
                 abandon, reason, ..

@@ -337,3 +337,82 @@ async fn a_rollback_waiting_at_an_approval_survives_sigkill() {
         .collect();
     assert_eq!(stages, ["gate"]);
 }
+
+#[tokio::test]
+async fn a_stage_declared_to_retry_on_failure_is_retried_once_automatically() {
+    let server = Server::start();
+    let (cp, s3) = (server.codepipeline(), server.s3());
+    tutorial_buckets(&s3).await;
+    let mut decl = tutorial_declaration("retrying");
+    decl["pipelineType"] = "V2".into();
+    decl["stages"][1]["actions"][0]["configuration"]["BucketName"] = "later-bucket".into();
+    decl["stages"][1]["onFailure"] =
+        json!({"result": "RETRY", "retryConfiguration": {"retryMode": "FAILED_ACTIONS"}});
+    let created = server.call("CreatePipeline", json!({"pipeline": decl}));
+    assert_eq!(created.status, 200, "{}", created.text());
+    let id = latest_execution(&cp, "retrying").await;
+    assert_eq!(
+        finished(&cp, "retrying", &id).await,
+        PipelineExecutionStatus::Failed
+    );
+    let state = cp
+        .get_pipeline_state()
+        .name("retrying")
+        .send()
+        .await
+        .unwrap();
+    let meta = state.stage_states()[1].retry_stage_metadata().unwrap();
+    assert_eq!(meta.auto_stage_retry_attempt(), Some(1));
+    assert_eq!(meta.manual_stage_retry_attempt(), Some(0));
+    assert_eq!(
+        meta.latest_retry_trigger().unwrap().as_str(),
+        "AutomatedStageRetry"
+    );
+    let deploys = |server: &Server| {
+        let r = server.call(
+            "ListActionExecutions",
+            json!({"pipelineName": "retrying", "filter": {"pipelineExecutionId": id}}),
+        );
+        r.json()["actionExecutionDetails"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["stageName"] == "stage2")
+            .count()
+    };
+    // Tried twice: the first run and the one automatic retry.
+    assert_eq!(deploys(&server), 2);
+
+    // Once the bucket exists, a manual retry succeeds; the automatic one is still counted.
+    s3.create_bucket()
+        .bucket("later-bucket")
+        .send()
+        .await
+        .unwrap();
+    cp.retry_stage_execution()
+        .pipeline_name("retrying")
+        .stage_name("stage2")
+        .pipeline_execution_id(&id)
+        .retry_mode(aws_sdk_codepipeline::types::StageRetryMode::FailedActions)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        finished(&cp, "retrying", &id).await,
+        PipelineExecutionStatus::Succeeded
+    );
+    let state = cp
+        .get_pipeline_state()
+        .name("retrying")
+        .send()
+        .await
+        .unwrap();
+    let meta = state.stage_states()[1].retry_stage_metadata().unwrap();
+    assert_eq!(meta.auto_stage_retry_attempt(), Some(1));
+    assert_eq!(meta.manual_stage_retry_attempt(), Some(1));
+    assert_eq!(
+        meta.latest_retry_trigger().unwrap().as_str(),
+        "ManualStageRetry"
+    );
+    assert_eq!(deploys(&server), 3);
+}

@@ -1063,6 +1063,7 @@ mod tests {
             &[ExecutionEvent::StageRetried {
                 stage: "Build".into(),
                 mode: RetryMode::FailedActions,
+                automatic: false,
                 at: 3.0,
             }],
         ));

@@ -29,9 +29,9 @@ pub fn stage_state<'a>(
             json!({"pipelineExecutionId": id, "status": run.status, "type": "STANDARD"});
         if run.attempt > 1 {
             state["retryStageMetadata"] = json!({
-                "autoStageRetryAttempt": 0,
-                "manualStageRetryAttempt": run.attempt - 1,
-                "latestRetryTrigger": "ManualStageRetry",
+                "autoStageRetryAttempt": run.automatic_retries,
+                "manualStageRetryAttempt": run.attempt - 1 - run.automatic_retries.min(run.attempt - 1),
+                "latestRetryTrigger": if run.automatic { "AutomatedStageRetry" } else { "ManualStageRetry" },
             });
         }
     }

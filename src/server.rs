@@ -236,6 +236,8 @@ pub async fn run(
         execution_views.clone(),
         actions.clone(),
     ));
+    let (rollbacks, mut asked_rollbacks) = tokio::sync::mpsc::unbounded_channel();
+    executions.ask_rollbacks_at(rollbacks);
     let registry = PipelineRegistry::new(
         store.clone(),
         vec![views.clone(), execution_views.clone()],
@@ -282,6 +284,15 @@ pub async fn run(
             dispatched: Default::default(),
         },
     });
+    {
+        // Automatic rollbacks go through the pipeline's actor, as every start does.
+        let state = state.clone();
+        actix_rt::spawn(async move {
+            while let Some(ask) = asked_rollbacks.recv().await {
+                codepipeline::rollback::run_automatic(&state.codepipeline, ask).await;
+            }
+        });
+    }
     let retention = state.config.history_retention_days;
     if retention > 0.0 {
         let state = state.clone();

@@ -6,7 +6,8 @@
 //!   actions, and custom and third-party actions through job workers; other providers fail their action with a message naming them (see `actions`). Stop, approvals,
 //!   execution modes, inbound stage transitions, UpdatePipeline's cancelling of running
 //!   executions, RetryStageExecution, RollbackStage, custom action types and job workers (custom
-//!   and third-party actions) work; webhooks and conditions (so automatic rollbacks) answer
+//!   and third-party actions), and `onFailure` results (automatic retry and rollback) work;
+//!   webhooks and conditions with rules answer
 //!   `NotImplementedException` (HTTP 501) naming the operation. Only inbound transitions can be
 //!   disabled.
 //! - Job workers: which jobs a poll handed out is kept in memory (after a restart an unacknowledged
@@ -33,6 +34,7 @@ pub mod ids;
 pub mod model;
 pub mod pipeline;
 pub mod retention;
+pub mod rollback;
 pub mod validate;
 pub mod views;
 

@@ -416,3 +416,91 @@ async fn a_stage_declared_to_retry_on_failure_is_retried_once_automatically() {
     );
     assert_eq!(deploys(&server), 3);
 }
+
+#[tokio::test]
+async fn a_stage_declared_to_roll_back_on_failure_rolls_back_to_its_last_success() {
+    use std::time::{Duration, Instant};
+    let server = Server::start();
+    let (cp, s3) = (server.codepipeline(), server.s3());
+    tutorial_buckets(&s3).await;
+    let mut decl = tutorial_declaration("auto");
+    decl["pipelineType"] = "V2".into();
+    decl["variables"] = json!([{"name": "Bucket", "defaultValue": "missing-bucket"}]);
+    decl["stages"][1]["actions"][0]["configuration"]["BucketName"] = "#{variables.Bucket}".into();
+    decl["stages"][1]["onFailure"] = json!({"result": "ROLLBACK"});
+    let created = server.call("CreatePipeline", json!({"pipeline": decl}));
+    assert_eq!(created.status, 200, "{}", created.text());
+    // The first run fails where nothing ever succeeded: there is nothing to roll back to.
+    let first = latest_execution(&cp, "auto").await;
+    assert_eq!(
+        finished(&cp, "auto", &first).await,
+        PipelineExecutionStatus::Failed
+    );
+    let start = |bucket: &str| {
+        server.call(
+            "StartPipelineExecution",
+            json!({"name": "auto", "variables": [{"name": "Bucket", "value": bucket}]}),
+        )
+    };
+    let good = start("target-bucket").json()["pipelineExecutionId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        finished(&cp, "auto", &good).await,
+        PipelineExecutionStatus::Succeeded
+    );
+    let bad = start("other-missing").json()["pipelineExecutionId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        finished(&cp, "auto", &bad).await,
+        PipelineExecutionStatus::Failed
+    );
+
+    // The failure of `bad` starts a rollback to `good` (rollbacks are asked for in order, so the
+    // first failure's, had it started one, would be listed before it).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let rollback = loop {
+        let listed = server.call("ListPipelineExecutions", json!({"pipelineName": "auto"}));
+        let summaries = listed.json()["pipelineExecutionSummaries"]
+            .as_array()
+            .unwrap()
+            .clone();
+        let rollbacks: Vec<_> = summaries
+            .iter()
+            .filter(|s| s["executionType"] == "ROLLBACK")
+            .cloned()
+            .collect();
+        if let Some(r) = rollbacks.first() {
+            assert_eq!(rollbacks.len(), 1, "{summaries:?}");
+            assert_eq!(summaries.len(), 4, "{summaries:?}");
+            break r.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no rollback after 30 s: {summaries:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(rollback["trigger"]["triggerType"], "AutomatedRollback");
+    assert_eq!(
+        rollback["rollbackMetadata"]["rollbackTargetPipelineExecutionId"],
+        good.as_str()
+    );
+    let id = rollback["pipelineExecutionId"].as_str().unwrap();
+    assert_eq!(
+        finished(&cp, "auto", id).await,
+        PipelineExecutionStatus::Succeeded
+    );
+    let e = cp
+        .get_pipeline_execution()
+        .pipeline_name("auto")
+        .pipeline_execution_id(id)
+        .send()
+        .await
+        .unwrap();
+    let variables = e.pipeline_execution().unwrap().variables();
+    assert_eq!(variables[0].resolved_value(), Some("target-bucket"));
+}

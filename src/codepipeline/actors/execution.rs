@@ -49,7 +49,13 @@ pub struct ExecutionActor {
     /// The executors running, by action execution id: ended when their action ends otherwise
     /// (an approval answered, a job completed by its worker), so that no wait outlives it.
     tasks: HashMap<String, SpawnHandle>,
+    /// Where a failed stage that rolls back on failure asks for its rollback.
+    rollbacks: Option<Rollbacks>,
 }
+
+/// Where automatic rollbacks are asked for.
+pub type Rollbacks =
+    tokio::sync::mpsc::UnboundedSender<crate::codepipeline::rollback::AutomaticRollback>;
 
 impl Actor for ExecutionActor {
     type Context = Context<Self>;
@@ -247,6 +253,18 @@ impl ExecutionActor {
                         }
                         if !act.state.status.is_running() {
                             act.gates.left(&act.pipeline_key, &act.state.id);
+                            let finished = events
+                                .iter()
+                                .any(|e| matches!(e, ExecutionEvent::Finished { .. }));
+                            let asked = crate::codepipeline::rollback::asked_by(
+                                &act.state,
+                                &act.pipeline_key,
+                            );
+                            if let (true, Some(ask), Some(rollbacks)) =
+                                (finished, asked, &act.rollbacks)
+                            {
+                                let _ = rollbacks.send(ask);
+                            }
                             ctx.stop();
                         }
                         Ok(())
@@ -335,9 +353,15 @@ pub struct ExecutionRegistry {
     store: Arc<dyn EventStore>,
     views: Arc<ExecutionViews>,
     actions: Arc<ActionRegistry>,
+    rollbacks: std::sync::OnceLock<Rollbacks>,
 }
 
 impl ExecutionRegistry {
+    /// Where failed stages declared to roll back ask for their rollback (set once, at startup).
+    pub fn ask_rollbacks_at(&self, rollbacks: Rollbacks) {
+        let _ = self.rollbacks.set(rollbacks);
+    }
+
     /// A registry whose actors run on `arbiters`, taken in turn.
     pub fn new(
         arbiters: Vec<ArbiterHandle>,
@@ -354,6 +378,7 @@ impl ExecutionRegistry {
             store,
             views,
             actions,
+            rollbacks: std::sync::OnceLock::new(),
         }
     }
 
@@ -374,6 +399,7 @@ impl ExecutionRegistry {
             views: self.views.clone(),
             actions: self.actions.clone(),
             tasks: HashMap::new(),
+            rollbacks: self.rollbacks.get().cloned(),
         };
         let turn = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let arbiter = &self.arbiters[turn % self.arbiters.len()];

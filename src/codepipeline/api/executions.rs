@@ -927,36 +927,14 @@ pub(super) async fn handle_rollback_stage(
             ),
         ));
     }
-    // What the target's earlier stages produced: the stage's inputs and its variables.
-    let earlier: Vec<&str> = declaration.stages[..index]
-        .iter()
-        .map(|s| s.name.as_str())
-        .collect();
-    let inherited = target
-        .runs
-        .iter()
-        .filter(|r| earlier.contains(&r.stage.as_str()) && r.status == ActionStatus::Succeeded)
-        .filter_map(crate::codepipeline::execution::Inherited::of)
-        .collect();
-    let rollback = crate::codepipeline::execution::Rollback {
-        target: target_id.clone(),
-        stage: stage.clone(),
+    let trigger = Trigger {
         trigger_type: "ManualRollback".into(),
-        inherited,
+        trigger_detail: Some(format!(
+            "arn:aws:sts::{}:assumed-role/codepipeline-local",
+            ctx.account_id
+        )),
     };
-    let start = StartExecution {
-        trigger: Trigger {
-            trigger_type: "ManualRollback".into(),
-            trigger_detail: Some(format!(
-                "arn:aws:sts::{}:assumed-role/codepipeline-local",
-                ctx.account_id
-            )),
-        },
-        variables: target.variables.clone(),
-        source_revisions: target.source_revisions.clone(),
-        client_request_token: None,
-        rollback: Some(Box::new(rollback)),
-    };
+    let start = crate::codepipeline::rollback::start(&declaration, &target, stage, trigger);
     let id = svc.registry.start(&key, start).await.map_err(|e| {
         super::command_error(
             e,

@@ -394,6 +394,13 @@ pub enum ExecutionEvent {
         /// When.
         at: f64,
     },
+    /// A condition of the stage the execution is in was checked.
+    ConditionChecked {
+        /// The stage.
+        stage: String,
+        /// The check, with its rules'.
+        check: Box<super::conditions::ConditionRun>,
+    },
     /// RetryStageExecution: a finished execution whose stage failed runs that stage again, in
     /// a new attempt that it waits to enter as it would a stage it reaches.
     StageRetried {
@@ -500,6 +507,19 @@ pub struct StageRun {
     /// How many of the attempts up to this one were automatic retries.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub automatic_retries: u32,
+    /// The checks of its conditions, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<super::conditions::ConditionRun>,
+}
+
+impl StageRun {
+    /// The check of its condition of this kind, if it was checked.
+    pub fn condition(
+        &self,
+        kind: super::conditions::ConditionKind,
+    ) -> Option<&super::conditions::ConditionRun> {
+        self.conditions.iter().rev().find(|c| c.kind == kind)
+    }
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -1225,6 +1245,17 @@ fn next_event(
     let index = declared.iter().position(|st| st.name == current.name)?;
     match current.status {
         StageStatus::Failed => {
+            use super::conditions::{check, ConditionKind};
+            // Its onFailure condition is checked once the stage failed.
+            if let Some(condition) = ConditionKind::OnFailure.of(&declared[index]) {
+                if current.condition(ConditionKind::OnFailure).is_none() {
+                    let run = check(s, ConditionKind::OnFailure, condition, now, new_id);
+                    return Some(ExecutionEvent::ConditionChecked {
+                        stage: current.name.clone(),
+                        check: Box::new(run),
+                    });
+                }
+            }
             // A stage declared to retry on failure is retried once, automatically.
             let retry = declared[index]
                 .on_failure
@@ -1257,13 +1288,21 @@ fn next_event(
                     .unwrap_or_default();
                 format!("Action {} in stage {} failed: {message}", r.action, r.stage)
             });
+            // A stage can also fail by a condition (no action failed then).
+            let summary = summary.or_else(|| {
+                current
+                    .conditions
+                    .iter()
+                    .find(|c| c.engaged().is_some())
+                    .map(|c| format!("Stage {} failed: {}", current.name, c.failure()))
+            });
             return Some(ExecutionEvent::Finished {
                 status: ExecutionStatus::Failed,
                 summary,
                 at: now,
             });
         }
-        StageStatus::Succeeded => {
+        StageStatus::Succeeded | StageStatus::Skipped => {
             let next = declared.get(index + 1).filter(|_| s.rollback.is_none());
             return match next {
                 Some(next) => enter(&next.name),
@@ -1279,6 +1318,36 @@ fn next_event(
     }
     let stage = &declared[index];
     let runs = attempt_runs(s, current);
+    {
+        use super::conditions::{check, ConditionKind};
+        // Its beforeEntry condition is checked as the stage is entered, before any action starts.
+        if let Some(condition) = ConditionKind::BeforeEntry.of(stage) {
+            match current.condition(ConditionKind::BeforeEntry) {
+                None if runs.is_empty() => {
+                    let run = check(s, ConditionKind::BeforeEntry, condition, now, new_id);
+                    return Some(ExecutionEvent::ConditionChecked {
+                        stage: current.name.clone(),
+                        check: Box::new(run),
+                    });
+                }
+                Some(checked) if runs.is_empty() => {
+                    let status = match checked.engaged() {
+                        Some("SKIP") => Some(StageStatus::Skipped),
+                        Some(_) => Some(StageStatus::Failed),
+                        None => None,
+                    };
+                    if let Some(status) = status {
+                        return Some(ExecutionEvent::StageFinished {
+                            stage: current.name.clone(),
+                            status,
+                            at: now,
+                        });
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
     if runs.iter().any(|r| r.status == ActionStatus::Failed) {
         // As on AWS, actions already running in the failed stage finish and their results are
         // recorded; nothing new starts, and the stage fails once nothing runs.
@@ -1295,9 +1364,25 @@ fn next_event(
     let waiting: Vec<&Action> = stage.actions.iter().filter(|a| ran(a).is_none()).collect();
     let Some(next_order) = waiting.iter().map(|a| a.run_order()).min() else {
         if runs.iter().all(|r| r.status == ActionStatus::Succeeded) {
+            use super::conditions::{check, ConditionKind};
+            // Its onSuccess condition is checked once all its actions succeeded.
+            let mut status = StageStatus::Succeeded;
+            if let Some(condition) = ConditionKind::OnSuccess.of(stage) {
+                match current.condition(ConditionKind::OnSuccess) {
+                    None => {
+                        let run = check(s, ConditionKind::OnSuccess, condition, now, new_id);
+                        return Some(ExecutionEvent::ConditionChecked {
+                            stage: current.name.clone(),
+                            check: Box::new(run),
+                        });
+                    }
+                    Some(checked) if checked.engaged().is_some() => status = StageStatus::Failed,
+                    Some(_) => {}
+                }
+            }
             return Some(ExecutionEvent::StageFinished {
                 stage: current.name.clone(),
-                status: StageStatus::Succeeded,
+                status,
                 at: now,
             });
         }
@@ -1523,6 +1608,7 @@ pub fn apply(s: &mut Execution, event: &ExecutionEvent) {
                 retry,
                 automatic,
                 automatic_retries: before + u32::from(automatic),
+                conditions: Vec::new(),
             });
             s.updated = *at;
         }
@@ -1538,6 +1624,12 @@ pub fn apply(s: &mut Execution, event: &ExecutionEvent) {
             {
                 run.resumed += 1;
             }
+        }
+        ExecutionEvent::ConditionChecked { stage, check } => {
+            if let Some(entry) = s.stages.iter_mut().rev().find(|st| st.name == *stage) {
+                entry.conditions.push((**check).clone());
+            }
+            s.updated = check.at;
         }
         ExecutionEvent::StageRetried {
             mode,
@@ -2238,6 +2330,7 @@ mod tests {
                 retry: None,
                 automatic: false,
                 automatic_retries: 0,
+                conditions: vec![],
             }]
         );
     }

@@ -3,13 +3,13 @@
 //! # LIMITATIONS
 //! Where codepipeline-local differs from AWS CodePipeline today:
 //! - Pipelines run with the S3 source, S3 deploy, manual approval, CodeBuild and Lambda invoke
-//!   actions, and custom and third-party actions through job workers; other providers fail their action with a message naming them (see `actions`). Stop, approvals,
-//!   execution modes, inbound stage transitions, UpdatePipeline's cancelling of running
-//!   executions, RetryStageExecution, RollbackStage, custom action types and job workers (custom
-//!   and third-party actions), and `onFailure` results (automatic retry and rollback) work;
-//!   webhooks and conditions with rules answer
-//!   `NotImplementedException` (HTTP 501) naming the operation. Only inbound transitions can be
-//!   disabled.
+//!   actions, and custom and third-party actions through job workers; other providers fail their
+//!   action with a message naming them (see `actions`). Stop, approvals, execution modes, inbound
+//!   stage transitions, UpdatePipeline's cancelling of running executions, RetryStageExecution,
+//!   RollbackStage, `onFailure` results (automatic retry and rollback), stage conditions with
+//!   VariableCheck rules (see `conditions`), custom action types and job workers work; webhooks
+//!   and PutActionRevision answer `NotImplementedException` (HTTP 501) naming the operation.
+//!   Only inbound transitions can be disabled.
 //! - Job workers: which jobs a poll handed out is kept in memory (after a restart an unacknowledged
 //!   job is offered again); artifact credentials are not checked; jobs of ended executions are
 //!   remembered for the last 10,000 jobs. UpdateActionType has no integration-model types to
@@ -27,6 +27,7 @@ pub mod action_types;
 pub mod actions;
 pub mod actors;
 pub mod api;
+pub mod conditions;
 pub mod custom_types;
 pub mod execution;
 pub mod gates;

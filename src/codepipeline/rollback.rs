@@ -76,10 +76,23 @@ pub fn asked_by(state: &Execution, pipeline_key: &str) -> Option<AutomaticRollba
         .current_stage()
         .filter(|s| s.status == StageStatus::Failed)?;
     let declared = state.declaration.stage(&failed.name)?;
-    let rolls_back = declared
-        .on_failure
-        .as_ref()
-        .is_some_and(|f| f.result.as_deref() == Some("ROLLBACK"));
+    use super::conditions::ConditionKind;
+    let engaged = |kind| {
+        failed
+            .condition(kind)
+            .is_some_and(|c| c.engaged() == Some("ROLLBACK"))
+    };
+    // onFailure rolls back by its result, or by its condition's when it has one; onSuccess by
+    // its condition's.
+    let on_failure = declared.on_failure.as_ref().is_some_and(|f| {
+        let declared_conditions = f.conditions.as_ref().is_some_and(|c| !c.is_empty());
+        if declared_conditions {
+            engaged(ConditionKind::OnFailure)
+        } else {
+            f.result.as_deref() == Some("ROLLBACK")
+        }
+    });
+    let rolls_back = on_failure || engaged(ConditionKind::OnSuccess);
     rolls_back.then(|| AutomaticRollback {
         pipeline_key: pipeline_key.to_string(),
         execution_id: state.id.clone(),

@@ -111,6 +111,7 @@ fn check(decl: &Declaration, types: &Types) -> Result<(), Invalid> {
             )));
         }
         let mut action_names = HashSet::new();
+        super::conditions::validate(stage).map_err(Invalid::Stage)?;
         for action in &stage.actions {
             if !action_names.insert(action.name.as_str()) {
                 return Err(Invalid::Stage(format!(

@@ -534,6 +534,15 @@ pub fn describe(events: &[crate::eventstore::RecordedEvent]) -> Vec<Value> {
                 None,
                 json!({"actionExecutionIds": action_execution_ids}),
             ),
+            ExecutionEvent::ConditionChecked { stage, check } => (
+                "ConditionChecked",
+                Some(stage.clone()),
+                None,
+                None,
+                json!({"condition": check.kind.field(), "met": check.met, "result": check.result,
+                       "rules": check.rules.iter().map(|r| json!({"ruleName": r.name, "ruleExecutionId": r.id,
+                           "succeeded": r.succeeded, "summary": r.summary})).collect::<Vec<_>>()}),
+            ),
             ExecutionEvent::StageRetried {
                 stage,
                 mode,

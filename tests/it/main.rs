@@ -4,6 +4,7 @@ mod bad_input;
 mod checkpoints;
 mod codebuild;
 mod common;
+mod conditions;
 mod declarations;
 mod engine;
 mod external_s3;

@@ -1010,3 +1010,173 @@ pub(super) fn handle_list_deploy_action_execution_targets(
     }
     reply(&json!({ "targets": [] }))
 }
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ListRuleTypesInput {
+    rule_owner_filter: Option<String>,
+}
+
+/// ListRuleTypes: the rule types that run here.
+pub(super) fn handle_list_rule_types(input: Value) -> Reply {
+    let input: ListRuleTypesInput = from_value(input)?;
+    let types = if input
+        .rule_owner_filter
+        .as_deref()
+        .is_none_or(|o| o == "AWS")
+    {
+        crate::codepipeline::conditions::rule_types()
+    } else {
+        Vec::new()
+    };
+    reply(&json!({ "ruleTypes": types }))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RuleFilter {
+    pipeline_execution_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ListRulesInput {
+    pipeline_name: String,
+    filter: Option<RuleFilter>,
+    max_results: Option<usize>,
+    next_token: Option<String>,
+}
+
+/// The rule executions of an execution, newest first, as ListRuleExecutions shows them.
+fn rule_details(e: &Execution) -> Vec<(String, Value)> {
+    let mut out = Vec::new();
+    for stage in e.stages.iter().rev() {
+        for check in stage.conditions.iter().rev() {
+            for r in check.rules.iter().rev() {
+                let mut result = json!({
+                    "externalExecutionId": r.id,
+                    "externalExecutionSummary": r.summary,
+                });
+                if !r.succeeded {
+                    result["errorDetails"] = json!({"code": "RuleFailed", "message": r.summary});
+                }
+                out.push((
+                    r.id.clone(),
+                    json!({
+                        "pipelineExecutionId": e.id,
+                        "ruleExecutionId": r.id,
+                        "pipelineVersion": e.pipeline_version,
+                        "stageName": stage.name,
+                        "ruleName": r.name,
+                        "startTime": check.at,
+                        "lastUpdateTime": check.at,
+                        "status": if r.succeeded { "Succeeded" } else { "Failed" },
+                        "input": {
+                            "ruleTypeId": r.rule_type_id,
+                            "configuration": r.configuration,
+                            "resolvedConfiguration": r.resolved_configuration,
+                            "region": e.region,
+                        },
+                        "output": {"executionResult": result},
+                    }),
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// ListRuleExecutions: the rules a pipeline's conditions ran, newest first, paged.
+pub(super) fn handle_list_rule_executions(
+    svc: &CodePipelineService,
+    ctx: &RequestContext,
+    input: Value,
+) -> Reply {
+    let input: ListRulesInput = from_value(input)?;
+    exists(svc, ctx, &input.pipeline_name)?;
+    let limit = input.max_results.unwrap_or(100).clamp(1, 100);
+    let after = input.next_token.as_deref().map(token::decode).transpose()?;
+    let key = pipeline_key(&ctx.account_id, &ctx.region, &input.pipeline_name);
+    let mut details: Vec<(String, Value)> = Vec::new();
+    let wanted = input.filter.and_then(|f| f.pipeline_execution_id);
+    if let Some(id) = &wanted {
+        let e = execution_of(svc, ctx, &input.pipeline_name, id)?;
+        details = rule_details(&e);
+    } else {
+        // Executions newest first, until a page past the token is full.
+        let mut passed = after.is_none();
+        svc.execution_views
+            .walk_newest(&key, 0, usize::MAX, |summary, _| {
+                if let Some(e) = load(svc, &summary.id)? {
+                    for (id, d) in rule_details(&e) {
+                        if passed {
+                            details.push((id, d));
+                        } else if after.as_deref() == Some(id.as_str()) {
+                            passed = true;
+                        }
+                    }
+                }
+                Ok::<bool, AwsError>(details.len() <= limit)
+            })?;
+        if !passed {
+            return Err(token::invalid());
+        }
+    }
+    if wanted.is_some() {
+        if let Some(after) = &after {
+            let at = details
+                .iter()
+                .position(|(id, _)| id == after)
+                .ok_or_else(token::invalid)?;
+            details.drain(..=at);
+        }
+    }
+    let more = details.len() > limit;
+    details.truncate(limit);
+    let mut out = json!({
+        "ruleExecutionDetails": details.iter().map(|(_, d)| d.clone()).collect::<Vec<_>>(),
+    });
+    if more {
+        if let Some((id, _)) = details.last() {
+            out["nextToken"] = token::encode(id).into();
+        }
+    }
+    reply(&out)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct OverrideInput {
+    pipeline_name: String,
+    stage_name: String,
+    pipeline_execution_id: String,
+    condition_type: String,
+}
+
+/// OverrideStageCondition: only a condition still being checked can be overridden, and the
+/// rules that run here are checked at once, so none ever is.
+pub(super) fn handle_override_stage_condition(
+    svc: &CodePipelineService,
+    ctx: &RequestContext,
+    input: Value,
+) -> Reply {
+    let input: OverrideInput = from_value(input)?;
+    let (declaration, _, _, _) = current(svc, ctx, &input.pipeline_name)?;
+    if declaration.stage(&input.stage_name).is_none() {
+        return Err(AwsError::new(
+            "StageNotFoundException",
+            format!(
+                "Stage {} does not exist in pipeline {}",
+                input.stage_name, input.pipeline_name
+            ),
+        ));
+    }
+    let e = execution_of(svc, ctx, &input.pipeline_name, &input.pipeline_execution_id)?;
+    Err(AwsError::new(
+        "ConditionNotOverridableException",
+        format!(
+            "The {} condition of stage {} is not being checked in pipeline execution {}: there is nothing to override",
+            input.condition_type, input.stage_name, e.id
+        ),
+    ))
+}

@@ -121,6 +121,9 @@ async fn serve(
         TagResource => tags::handle_tag_resource(svc, input).await,
         RetryStageExecution => executions::handle_retry_stage_execution(svc, ctx, input).await,
         RollbackStage => executions::handle_rollback_stage(svc, ctx, input).await,
+        ListRuleTypes => executions::handle_list_rule_types(input),
+        ListRuleExecutions => executions::handle_list_rule_executions(svc, ctx, input),
+        OverrideStageCondition => executions::handle_override_stage_condition(svc, ctx, input),
         ListDeployActionExecutionTargets => {
             executions::handle_list_deploy_action_execution_targets(svc, ctx, input)
         }
@@ -166,10 +169,7 @@ async fn serve(
         }
         DeleteWebhook
         | DeregisterWebhookWithThirdParty
-        | ListRuleExecutions
-        | ListRuleTypes
         | ListWebhooks
-        | OverrideStageCondition
         | PutActionRevision
         | PutWebhook
         | RegisterWebhookWithThirdParty => Err(AwsError::not_supported("CodePipeline", op.name())),
@@ -203,6 +203,9 @@ impl Operation {
                 | EnableStageTransition
                 | RetryStageExecution
                 | RollbackStage
+                | ListRuleTypes
+                | ListRuleExecutions
+                | OverrideStageCondition
                 | ListDeployActionExecutionTargets
                 | CreateCustomActionType
                 | DeleteCustomActionType

@@ -27,6 +27,16 @@ pub fn stage_state<'a>(
     if let Some((id, run)) = latest {
         state["latestExecution"] =
             json!({"pipelineExecutionId": id, "status": run.status, "type": "STANDARD"});
+        use crate::codepipeline::conditions::ConditionKind;
+        for (kind, field) in [
+            (ConditionKind::BeforeEntry, "beforeEntryConditionState"),
+            (ConditionKind::OnSuccess, "onSuccessConditionState"),
+            (ConditionKind::OnFailure, "onFailureConditionState"),
+        ] {
+            if let Some(check) = run.condition(kind) {
+                state[field] = check.state();
+            }
+        }
         if run.attempt > 1 {
             state["retryStageMetadata"] = json!({
                 "autoStageRetryAttempt": run.automatic_retries,

@@ -1,0 +1,382 @@
+//! Stage conditions, decided without I/O: a condition is met when all its rules succeed, and its
+//! `result` engages when it is not (`beforeEntry`: FAIL or SKIP; `onSuccess`: FAIL or ROLLBACK;
+//! `onFailure`: ROLLBACK). The execution aggregate checks a stage's `beforeEntry` condition when
+//! the stage is entered, `onSuccess` when all its actions succeeded and `onFailure` when it
+//! failed, and records each check with its rules' results.
+//!
+//! # LIMITATIONS
+//! - Rules run: VariableCheck. The other rule providers AWS lists (CloudWatchAlarm, CodeBuild,
+//!   Commands, DeploymentWindow, LambdaInvoke) are refused in declarations, naming the rule, so
+//!   no condition is ever waiting and OverrideStageCondition has nothing to override.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::execution::{resolve, Execution};
+use super::model::{Condition, RuleDeclaration, RuleTypeId, Stage};
+
+/// The rule providers AWS has.
+pub const PROVIDERS: &[&str] = &[
+    "CloudWatchAlarm",
+    "CodeBuild",
+    "Commands",
+    "DeploymentWindow",
+    "LambdaInvoke",
+    "VariableCheck",
+];
+
+/// The rule providers that run here.
+pub const RUNNABLE: &[&str] = &["VariableCheck"];
+
+/// The operators of VariableCheck.
+const OPERATORS: &[&str] = &["EQ", "NE", "CONTAINS", "MATCHES", "GT", "GE", "LT", "LE"];
+
+/// Which of a stage's conditions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ConditionKind {
+    /// `beforeEntry`.
+    BeforeEntry,
+    /// `onSuccess`.
+    OnSuccess,
+    /// `onFailure`.
+    OnFailure,
+}
+
+impl ConditionKind {
+    /// The results a condition of this kind may engage.
+    fn results(self) -> &'static [&'static str] {
+        match self {
+            ConditionKind::BeforeEntry => &["FAIL", "SKIP"],
+            ConditionKind::OnSuccess => &["FAIL", "ROLLBACK"],
+            ConditionKind::OnFailure => &["ROLLBACK"],
+        }
+    }
+
+    /// Its name in a declaration.
+    pub fn field(self) -> &'static str {
+        match self {
+            ConditionKind::BeforeEntry => "beforeEntry",
+            ConditionKind::OnSuccess => "onSuccess",
+            ConditionKind::OnFailure => "onFailure",
+        }
+    }
+
+    /// The stage's condition of this kind, if declared.
+    pub fn of(self, stage: &Stage) -> Option<&Condition> {
+        let conditions = match self {
+            ConditionKind::BeforeEntry => stage.before_entry.as_ref().map(|c| &c.conditions),
+            ConditionKind::OnSuccess => stage.on_success.as_ref().map(|c| &c.conditions),
+            ConditionKind::OnFailure => stage
+                .on_failure
+                .as_ref()
+                .and_then(|f| f.conditions.as_ref()),
+        };
+        conditions.and_then(|c| c.first())
+    }
+}
+
+/// One rule's check.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RuleRun {
+    /// Its rule execution id.
+    pub id: String,
+    /// The rule.
+    pub name: String,
+    /// Its type.
+    pub rule_type_id: RuleTypeId,
+    /// Its configuration as declared.
+    pub configuration: BTreeMap<String, String>,
+    /// Its configuration with variables resolved.
+    pub resolved_configuration: BTreeMap<String, String>,
+    /// Whether it succeeded.
+    pub succeeded: bool,
+    /// Why, in a line.
+    pub summary: String,
+}
+
+/// One check of a condition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConditionRun {
+    /// Which condition.
+    pub kind: ConditionKind,
+    /// Whether all its rules succeeded.
+    pub met: bool,
+    /// Its result (engaged when it is not met).
+    pub result: Option<String>,
+    /// Its rules' checks, in order.
+    pub rules: Vec<RuleRun>,
+    /// When.
+    pub at: f64,
+}
+
+impl ConditionRun {
+    /// The result it engaged, if it was not met.
+    pub fn engaged(&self) -> Option<&str> {
+        (!self.met).then_some(self.result.as_deref()).flatten()
+    }
+
+    /// A line on why it was not met.
+    pub fn failure(&self) -> String {
+        let failed: Vec<String> = self
+            .rules
+            .iter()
+            .filter(|r| !r.succeeded)
+            .map(|r| format!("rule {}: {}", r.name, r.summary))
+            .collect();
+        format!(
+            "The {} condition was not met ({})",
+            self.kind.field(),
+            failed.join("; ")
+        )
+    }
+
+    /// The wire shape `StageConditionState` of GetPipelineState.
+    pub fn state(&self) -> Value {
+        let status = if self.met { "Succeeded" } else { "Failed" };
+        let summary = if self.met {
+            "All rules succeeded".to_string()
+        } else {
+            self.failure()
+        };
+        let rules: Vec<Value> = self
+            .rules
+            .iter()
+            .map(|r| {
+                json!({"ruleName": r.name, "latestExecution": {
+                    "ruleExecutionId": r.id,
+                    "status": if r.succeeded { "Succeeded" } else { "Failed" },
+                    "summary": r.summary,
+                    "lastStatusChange": self.at,
+                }})
+            })
+            .collect();
+        json!({
+            "latestExecution": {"status": status, "summary": summary},
+            "conditionStates": [{
+                "latestExecution": {"status": status, "summary": summary, "lastStatusChange": self.at},
+                "ruleStates": rules,
+            }],
+        })
+    }
+}
+
+/// Checks a condition on the execution as it stands.
+pub fn check(
+    s: &Execution,
+    kind: ConditionKind,
+    condition: &Condition,
+    now: f64,
+    new_id: &mut dyn FnMut() -> String,
+) -> ConditionRun {
+    let rules: Vec<RuleRun> = condition
+        .rules
+        .iter()
+        .flatten()
+        .map(|rule| check_rule(s, rule, new_id()))
+        .collect();
+    ConditionRun {
+        kind,
+        met: rules.iter().all(|r| r.succeeded),
+        result: condition.result.clone(),
+        rules,
+        at: now,
+    }
+}
+
+fn check_rule(s: &Execution, rule: &RuleDeclaration, id: String) -> RuleRun {
+    let configuration = rule.configuration.clone().unwrap_or_default();
+    let mut resolved = BTreeMap::new();
+    let mut unresolved = None;
+    for (k, v) in &configuration {
+        match resolve(s, v) {
+            Ok(value) => {
+                resolved.insert(k.clone(), value);
+            }
+            Err(reference) => {
+                unresolved.get_or_insert(format!("The variable {reference} could not be resolved"));
+                resolved.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    let (succeeded, summary) = match (unresolved, rule.rule_type_id.provider.as_str()) {
+        (Some(message), _) => (false, message),
+        (None, "VariableCheck") => variable_check(&resolved),
+        (None, other) => (
+            false,
+            format!("Rules of provider {other} do not run on codepipeline-local yet"),
+        ),
+    };
+    RuleRun {
+        id,
+        name: rule.name.clone(),
+        rule_type_id: rule.rule_type_id.clone(),
+        configuration,
+        resolved_configuration: resolved,
+        succeeded,
+        summary,
+    }
+}
+
+/// VariableCheck: `Variable` compared with `Value` by `Operator`.
+fn variable_check(config: &BTreeMap<String, String>) -> (bool, String) {
+    let get = |k: &str| config.get(k).map(String::as_str).unwrap_or_default();
+    let (variable, value, operator) = (get("Variable"), get("Value"), get("Operator"));
+    let numbers = || {
+        Some((
+            variable.trim().parse::<f64>().ok()?,
+            value.trim().parse::<f64>().ok()?,
+        ))
+    };
+    let passed = match operator {
+        "EQ" => Ok(variable == value),
+        "NE" => Ok(variable != value),
+        "CONTAINS" => Ok(variable.contains(value)),
+        "MATCHES" => regex::Regex::new(&format!("^(?:{value})$"))
+            .map(|re| re.is_match(variable))
+            .map_err(|e| format!("The pattern {value} is not a valid regular expression: {e}")),
+        "GT" | "GE" | "LT" | "LE" => match numbers() {
+            Some((a, b)) => Ok(match operator {
+                "GT" => a > b,
+                "GE" => a >= b,
+                "LT" => a < b,
+                _ => a <= b,
+            }),
+            None => Err(format!(
+                "{operator} compares numbers: '{variable}' and '{value}' are not both numbers"
+            )),
+        },
+        other => Err(format!("Unknown operator {other}")),
+    };
+    match passed {
+        Ok(true) => (true, format!("'{variable}' {operator} '{value}' holds")),
+        Ok(false) => (
+            false,
+            format!("'{variable}' {operator} '{value}' does not hold"),
+        ),
+        Err(message) => (false, message),
+    }
+}
+
+/// Checks a stage's conditions as AWS does when a pipeline is declared: one condition per kind,
+/// with a result that kind allows, 1 to 5 rules each, of known providers (and run here), with
+/// their required configuration.
+pub fn validate(stage: &Stage) -> Result<(), String> {
+    let kinds = [
+        (
+            ConditionKind::BeforeEntry,
+            stage.before_entry.as_ref().map(|c| &c.conditions),
+        ),
+        (
+            ConditionKind::OnSuccess,
+            stage.on_success.as_ref().map(|c| &c.conditions),
+        ),
+        (
+            ConditionKind::OnFailure,
+            stage
+                .on_failure
+                .as_ref()
+                .and_then(|f| f.conditions.as_ref()),
+        ),
+    ];
+    if let Some(result) = stage.on_failure.as_ref().and_then(|f| f.result.as_deref()) {
+        if !["ROLLBACK", "FAIL", "RETRY"].contains(&result) {
+            return Err(format!(
+                "Stage '{}': onFailure result {result} is not valid; use ROLLBACK, FAIL or RETRY",
+                stage.name
+            ));
+        }
+    }
+    for (kind, conditions) in kinds {
+        let Some(conditions) = conditions else {
+            continue;
+        };
+        if conditions.len() != 1 {
+            return Err(format!(
+                "Stage '{}': {} must have exactly one condition, not {}",
+                stage.name,
+                kind.field(),
+                conditions.len()
+            ));
+        }
+        let condition = &conditions[0];
+        let result = condition.result.as_deref().unwrap_or_default();
+        if !kind.results().contains(&result) {
+            return Err(format!(
+                "Stage '{}': the result of a {} condition must be one of {}, not '{result}'",
+                stage.name,
+                kind.field(),
+                kind.results().join(", ")
+            ));
+        }
+        let rules = condition.rules.as_deref().unwrap_or_default();
+        if rules.is_empty() || rules.len() > 5 {
+            return Err(format!(
+                "Stage '{}': a {} condition has 1 to 5 rules, not {}",
+                stage.name,
+                kind.field(),
+                rules.len()
+            ));
+        }
+        for rule in rules {
+            validate_rule(&stage.name, rule)?;
+        }
+    }
+    Ok(())
+}
+
+fn validate_rule(stage: &str, rule: &RuleDeclaration) -> Result<(), String> {
+    let id = &rule.rule_type_id;
+    let provider = id.provider.as_str();
+    let aws = id.category == "Rule" && id.owner.as_deref().is_none_or(|o| o == "AWS");
+    if !aws || !PROVIDERS.contains(&provider) || id.version.as_deref().is_some_and(|v| v != "1") {
+        return Err(format!(
+            "Stage '{stage}': rule '{}' has an unknown rule type (category {}, provider {provider})",
+            rule.name, id.category
+        ));
+    }
+    if !RUNNABLE.contains(&provider) {
+        return Err(format!(
+            "Stage '{stage}': rule '{}' uses the {provider} rule, which codepipeline-local does not run yet (it runs {})",
+            rule.name,
+            RUNNABLE.join(", ")
+        ));
+    }
+    let config = rule.configuration.clone().unwrap_or_default();
+    for required in ["Variable", "Value", "Operator"] {
+        if !config.contains_key(required) {
+            return Err(format!(
+                "Stage '{stage}': rule '{}' is missing required configuration '{required}'",
+                rule.name
+            ));
+        }
+    }
+    let operator = config["Operator"].as_str();
+    if !OPERATORS.contains(&operator) {
+        return Err(format!(
+            "Stage '{stage}': rule '{}' has operator '{operator}'; use one of {}",
+            rule.name,
+            OPERATORS.join(", ")
+        ));
+    }
+    Ok(())
+}
+
+/// The rule types that run here, as ListRuleTypes lists them.
+pub fn rule_types() -> Vec<Value> {
+    let property = |name: &str, description: &str| {
+        json!({"name": name, "required": true, "key": name == "Variable", "secret": false,
+               "queryable": false, "description": description, "type": "String"})
+    };
+    vec![json!({
+        "id": {"category": "Rule", "owner": "AWS", "provider": "VariableCheck", "version": "1"},
+        "settings": {},
+        "ruleConfigurationProperties": [
+            property("Variable", "The variable to check, such as #{SourceVariables.BranchName}"),
+            property("Value", "The value to compare it with"),
+            property("Operator", "EQ, NE, CONTAINS, MATCHES, GT, GE, LT or LE"),
+        ],
+        "inputArtifactDetails": {"minimumCount": 0, "maximumCount": 0},
+    })]
+}

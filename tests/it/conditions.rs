@@ -1,0 +1,339 @@
+//! Stage conditions: VariableCheck rules before entry and on success, their results (FAIL, SKIP,
+//! ROLLBACK), their states and rule executions, and the declarations AWS refuses.
+
+use aws_sdk_codepipeline::types::PipelineExecutionStatus;
+use serde_json::{json, Value};
+
+use crate::common::{tutorial_declaration, Server};
+use crate::engine::{finished, latest_execution, tutorial_buckets};
+
+fn variable_check(value: &str, operator: &str) -> Value {
+    json!({"name": "check-env",
+           "ruleTypeId": {"category": "Rule", "owner": "AWS", "provider": "VariableCheck", "version": "1"},
+           "configuration": {"Variable": "#{variables.Env}", "Value": value, "Operator": operator}})
+}
+
+/// The tutorial as a V2 pipeline with an `Env` variable and a condition on its deploy stage.
+fn with_condition(name: &str, kind: &str, condition: Value) -> Value {
+    let mut decl = tutorial_declaration(name);
+    decl["pipelineType"] = "V2".into();
+    decl["variables"] = json!([{"name": "Env", "defaultValue": "prod"}]);
+    decl["stages"][1][kind] = json!({ "conditions": [condition] });
+    decl
+}
+
+fn start(server: &Server, name: &str, env: &str) -> String {
+    let r = server.call(
+        "StartPipelineExecution",
+        json!({"name": name, "variables": [{"name": "Env", "value": env}]}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()["pipelineExecutionId"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+fn deploys(server: &Server, pipeline: &str, id: &str) -> usize {
+    let r = server.call(
+        "ListActionExecutions",
+        json!({"pipelineName": pipeline, "filter": {"pipelineExecutionId": id}}),
+    );
+    r.json()["actionExecutionDetails"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["stageName"] == "stage2")
+        .count()
+}
+
+#[tokio::test]
+async fn a_before_entry_condition_lets_in_fails_or_skips_the_stage() {
+    let server = Server::start();
+    let (cp, s3) = (server.codepipeline(), server.s3());
+    tutorial_buckets(&s3).await;
+    let condition = json!({"result": "FAIL", "rules": [variable_check("prod", "EQ")]});
+    let r = server.call(
+        "CreatePipeline",
+        json!({"pipeline": with_condition("gated", "beforeEntry", condition)}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let first = latest_execution(&cp, "gated").await;
+    assert_eq!(
+        finished(&cp, "gated", &first).await,
+        PipelineExecutionStatus::Succeeded
+    );
+    assert_eq!(deploys(&server, "gated", &first), 1);
+
+    let dev = start(&server, "gated", "dev");
+    assert_eq!(
+        finished(&cp, "gated", &dev).await,
+        PipelineExecutionStatus::Failed
+    );
+    assert_eq!(deploys(&server, "gated", &dev), 0);
+    let e = cp
+        .get_pipeline_execution()
+        .pipeline_name("gated")
+        .pipeline_execution_id(&dev)
+        .send()
+        .await
+        .unwrap();
+    let summary = e
+        .pipeline_execution()
+        .unwrap()
+        .status_summary()
+        .unwrap()
+        .to_string();
+    assert!(
+        summary.contains("beforeEntry condition was not met"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("'dev' EQ 'prod' does not hold"),
+        "{summary}"
+    );
+    let state = server
+        .call("GetPipelineState", json!({"name": "gated"}))
+        .json();
+    let condition = &state["stageStates"][1]["beforeEntryConditionState"];
+    assert_eq!(condition["latestExecution"]["status"], "Failed", "{state}");
+    let rule = &condition["conditionStates"][0]["ruleStates"][0];
+    assert_eq!(rule["ruleName"], "check-env");
+    assert_eq!(rule["latestExecution"]["status"], "Failed");
+
+    // The rule executions are listed, newest first, and paged.
+    let rules = server
+        .call("ListRuleExecutions", json!({"pipelineName": "gated"}))
+        .json();
+    let details = rules["ruleExecutionDetails"].as_array().unwrap().clone();
+    assert_eq!(details.len(), 2, "{rules}");
+    assert_eq!(details[0]["pipelineExecutionId"], dev.as_str());
+    assert_eq!(details[0]["status"], "Failed");
+    assert_eq!(
+        details[0]["input"]["resolvedConfiguration"]["Variable"],
+        "dev"
+    );
+    assert_eq!(details[1]["status"], "Succeeded");
+    let page = server
+        .call(
+            "ListRuleExecutions",
+            json!({"pipelineName": "gated", "maxResults": 1}),
+        )
+        .json();
+    assert_eq!(page["ruleExecutionDetails"].as_array().unwrap().len(), 1);
+    let rest = server
+        .call(
+            "ListRuleExecutions",
+            json!({"pipelineName": "gated", "nextToken": page["nextToken"]}),
+        )
+        .json();
+    assert_eq!(
+        rest["ruleExecutionDetails"][0]["pipelineExecutionId"],
+        first.as_str()
+    );
+    let filtered = server
+        .call(
+            "ListRuleExecutions",
+            json!({"pipelineName": "gated", "filter": {"pipelineExecutionId": first}}),
+        )
+        .json();
+    assert_eq!(
+        filtered["ruleExecutionDetails"].as_array().unwrap().len(),
+        1
+    );
+    let r = server.call(
+        "ListRuleExecutions",
+        json!({"pipelineName": "gated", "nextToken": "junk"}),
+    );
+    assert_eq!(r.error_code(), "InvalidNextTokenException");
+    let r = server.call(
+        "OverrideStageCondition",
+        json!({"pipelineName": "gated", "stageName": "stage2", "pipelineExecutionId": dev, "conditionType": "BEFORE_ENTRY"}),
+    );
+    assert_eq!(r.error_code(), "ConditionNotOverridableException");
+
+    // SKIP: the stage is skipped and the execution goes on.
+    let condition = json!({"result": "SKIP", "rules": [variable_check("prod", "EQ")]});
+    let r = server.call(
+        "CreatePipeline",
+        json!({"pipeline": with_condition("skipping", "beforeEntry", condition)}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let first = latest_execution(&cp, "skipping").await;
+    assert_eq!(
+        finished(&cp, "skipping", &first).await,
+        PipelineExecutionStatus::Succeeded
+    );
+    let skipped = start(&server, "skipping", "staging");
+    assert_eq!(
+        finished(&cp, "skipping", &skipped).await,
+        PipelineExecutionStatus::Succeeded
+    );
+    assert_eq!(deploys(&server, "skipping", &skipped), 0);
+    let state = server
+        .call("GetPipelineState", json!({"name": "skipping"}))
+        .json();
+    assert_eq!(
+        state["stageStates"][1]["latestExecution"]["status"], "Skipped",
+        "{state}"
+    );
+}
+
+#[tokio::test]
+async fn an_on_success_condition_fails_the_stage_or_rolls_it_back() {
+    let server = Server::start();
+    let (cp, s3) = (server.codepipeline(), server.s3());
+    tutorial_buckets(&s3).await;
+    let condition = json!({"result": "FAIL", "rules": [variable_check("^p.*", "MATCHES")]});
+    let r = server.call(
+        "CreatePipeline",
+        json!({"pipeline": with_condition("checked", "onSuccess", condition)}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let first = latest_execution(&cp, "checked").await;
+    assert_eq!(
+        finished(&cp, "checked", &first).await,
+        PipelineExecutionStatus::Succeeded
+    );
+    let dev = start(&server, "checked", "dev");
+    assert_eq!(
+        finished(&cp, "checked", &dev).await,
+        PipelineExecutionStatus::Failed
+    );
+    // The deploy ran and succeeded; the stage failed by its condition.
+    assert_eq!(deploys(&server, "checked", &dev), 1);
+    let state = server
+        .call("GetPipelineState", json!({"name": "checked"}))
+        .json();
+    assert_eq!(
+        state["stageStates"][1]["onSuccessConditionState"]["latestExecution"]["status"],
+        "Failed"
+    );
+    assert_eq!(
+        state["stageStates"][1]["latestExecution"]["status"],
+        "Failed"
+    );
+
+    // ROLLBACK: the stage is rolled back to its last success.
+    let condition = json!({"result": "ROLLBACK", "rules": [variable_check("prod", "EQ")]});
+    let r = server.call(
+        "CreatePipeline",
+        json!({"pipeline": with_condition("rolling", "onSuccess", condition)}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let good = latest_execution(&cp, "rolling").await;
+    assert_eq!(
+        finished(&cp, "rolling", &good).await,
+        PipelineExecutionStatus::Succeeded
+    );
+    let bad = start(&server, "rolling", "dev");
+    assert_eq!(
+        finished(&cp, "rolling", &bad).await,
+        PipelineExecutionStatus::Failed
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let rollback = loop {
+        let listed = server
+            .call("ListPipelineExecutions", json!({"pipelineName": "rolling"}))
+            .json();
+        let newest = listed["pipelineExecutionSummaries"][0].clone();
+        if newest["executionType"] == "ROLLBACK" {
+            break newest;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no rollback after 30 s: {listed}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(rollback["trigger"]["triggerType"], "AutomatedRollback");
+    assert_eq!(
+        rollback["rollbackMetadata"]["rollbackTargetPipelineExecutionId"],
+        good.as_str()
+    );
+    let id = rollback["pipelineExecutionId"].as_str().unwrap();
+    assert_eq!(
+        finished(&cp, "rolling", id).await,
+        PipelineExecutionStatus::Succeeded
+    );
+}
+
+#[tokio::test]
+async fn conditions_are_declared_as_aws_allows_and_rule_types_are_listed() {
+    let server = Server::start();
+    let refused = |kind: &str, condition: Value| {
+        let r = server.call(
+            "CreatePipeline",
+            json!({"pipeline": with_condition("p", kind, condition)}),
+        );
+        (
+            r.error_code(),
+            r.json()["message"].as_str().unwrap_or_default().to_string(),
+        )
+    };
+    let rule = variable_check("prod", "EQ");
+    assert_eq!(
+        refused("onSuccess", json!({"result": "SKIP", "rules": [rule]})).0,
+        "InvalidStageDeclarationException"
+    );
+    let mut missing = rule.clone();
+    missing["configuration"]
+        .as_object_mut()
+        .unwrap()
+        .remove("Operator");
+    let (code, message) = refused("beforeEntry", json!({"result": "FAIL", "rules": [missing]}));
+    assert_eq!(code, "InvalidStageDeclarationException");
+    assert!(message.contains("'Operator'"), "{message}");
+    assert_eq!(
+        refused(
+            "beforeEntry",
+            json!({"result": "FAIL", "rules": [variable_check("x", "ABOUT")]})
+        )
+        .0,
+        "InvalidStageDeclarationException"
+    );
+    let window = json!({"name": "window",
+        "ruleTypeId": {"category": "Rule", "owner": "AWS", "provider": "DeploymentWindow", "version": "1"},
+        "configuration": {"Cron": "0 0 9 ? * MON-FRI *"}});
+    let (code, message) = refused("beforeEntry", json!({"result": "FAIL", "rules": [window]}));
+    assert_eq!(code, "InvalidStageDeclarationException");
+    assert!(message.contains("DeploymentWindow"), "{message}");
+    let unknown = json!({"name": "u", "ruleTypeId": {"category": "Rule", "owner": "AWS", "provider": "Nope", "version": "1"}});
+    assert_eq!(
+        refused("beforeEntry", json!({"result": "FAIL", "rules": [unknown]})).0,
+        "InvalidStageDeclarationException"
+    );
+    let mut two = with_condition(
+        "p",
+        "beforeEntry",
+        json!({"result": "FAIL", "rules": [rule.clone()]}),
+    );
+    two["stages"][1]["beforeEntry"]["conditions"] = json!([
+        {"result": "FAIL", "rules": [rule.clone()]}, {"result": "SKIP", "rules": [rule.clone()]}
+    ]);
+    // The model allows one condition per kind.
+    let r = server.call("CreatePipeline", json!({ "pipeline": two }));
+    assert_eq!(r.error_code(), "ValidationException", "{}", r.text());
+    assert_eq!(
+        server.call("ListPipelines", json!({})).json()["pipelines"],
+        json!([])
+    );
+
+    let types = server.call("ListRuleTypes", json!({})).json();
+    let ids: Vec<&str> = types["ruleTypes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"]["provider"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["VariableCheck"]);
+    let sdk = server
+        .codepipeline()
+        .list_rule_types()
+        .send()
+        .await
+        .unwrap();
+    let properties = sdk.rule_types()[0].rule_configuration_properties();
+    assert_eq!(properties.len(), 3);
+    assert!(properties.iter().all(|p| p.required()));
+}

@@ -82,6 +82,7 @@ fn custom_declaration(name: &str, project: &str) -> Value {
         .as_array_mut()
         .unwrap()
         .insert(1, json!({"name": "build", "actions": [build]}));
+    decl["artifactStore"]["encryptionKey"] = json!({"id": "alias/pipeline", "type": "KMS"});
     let deploy = &mut decl["stages"][2]["actions"][0];
     deploy["inputArtifacts"] = json!([{"name": "built"}]);
     deploy["configuration"]["ObjectKey"] = "releases/#{BuildVars.VERSION}.zip".into();
@@ -439,6 +440,7 @@ async fn a_job_worker_runs_the_custom_action_with_continuations_and_output_varia
         .access_key_id()
         .starts_with("ASIA"));
     assert!(data.continuation_token().is_none());
+    assert_eq!(data.encryption_key().unwrap().id(), "alias/pipeline");
 
     let id = job.id().unwrap();
     let (code, _, _) = failure(cp.acknowledge_job().job_id(id).nonce("0").send().await);

@@ -734,3 +734,55 @@ async fn an_idle_instance_is_ended_and_functions_do_not_run_when_builds_are_off(
     let message = payload["errorMessage"].as_str().unwrap();
     assert!(message.contains("run_builds = false"), "{message}");
 }
+
+#[tokio::test]
+async fn a_timed_out_invocation_ends_everything_its_function_started() {
+    let server = Server::start();
+    let lambda = server.lambda();
+    let app = r#"
+import json, subprocess, time
+def handler(event, context):
+    child = subprocess.Popen(["sleep", "300"])
+    with open(event["pidfile"], "w") as f:
+        f.write(str(child.pid))
+    time.sleep(30)
+"#;
+    lambda
+        .create_function()
+        .function_name("spawner")
+        .runtime(Runtime::Python312)
+        .handler("app.handler")
+        .role(ROLE)
+        .timeout(1)
+        .code(
+            FunctionCode::builder()
+                .zip_file(Blob::new(zip_of(&[("app.py", app)])))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let pidfile = dir.path().join("child.pid");
+    let (error, payload, _) = invoke(
+        &lambda,
+        "spawner",
+        json!({"pidfile": pidfile.display().to_string()}),
+    )
+    .await;
+    assert_eq!(error.as_deref(), Some("Unhandled"));
+    assert!(
+        payload["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("Task timed out"),
+        "{payload}"
+    );
+    let pid: u64 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // The function's whole process group was ended, its child with it.
+    gone(pid);
+}

@@ -123,6 +123,13 @@ pub(super) async fn handle_start_pipeline_execution(
     reply(&json!({ "pipelineExecutionId": id }))
 }
 
+fn stage_not_found(stage: &str, pipeline: &str) -> AwsError {
+    AwsError::new(
+        "StageNotFoundException",
+        format!("Stage {stage} does not exist in pipeline {pipeline}"),
+    )
+}
+
 fn execution_not_found(id: &str, pipeline: &str) -> AwsError {
     AwsError::new(
         "PipelineExecutionNotFoundException",
@@ -568,15 +575,9 @@ pub(super) async fn handle_put_approval_result(
 ) -> Reply {
     let input: PutApprovalInput = from_value(input)?;
     let (declaration, _, _, _) = current(svc, ctx, &input.pipeline_name)?;
-    let stage = declaration.stage(&input.stage_name).ok_or_else(|| {
-        AwsError::new(
-            "StageNotFoundException",
-            format!(
-                "Stage {} does not exist in pipeline {}",
-                input.stage_name, input.pipeline_name
-            ),
-        )
-    })?;
+    let stage = declaration
+        .stage(&input.stage_name)
+        .ok_or_else(|| stage_not_found(&input.stage_name, &input.pipeline_name))?;
     let declared = stage.actions.iter().any(|a| a.name == input.action_name);
     if !declared {
         return Err(AwsError::new(
@@ -789,13 +790,7 @@ pub(super) async fn handle_retry_stage_execution(
     let input: RetryInput = from_value(input)?;
     let (declaration, version, _, _) = current(svc, ctx, &input.pipeline_name)?;
     if declaration.stage(&input.stage_name).is_none() {
-        return Err(AwsError::new(
-            "StageNotFoundException",
-            format!(
-                "Stage {} does not exist in pipeline {}",
-                input.stage_name, input.pipeline_name
-            ),
-        ));
+        return Err(stage_not_found(&input.stage_name, &input.pipeline_name));
     }
     let not_retryable = |message: String| AwsError::new("StageNotRetryableException", message);
     let key = PipelineKey::new(&ctx.account_id, &ctx.region, &input.pipeline_name);
@@ -867,13 +862,7 @@ pub(super) async fn handle_rollback_stage(
     let (declaration, version, _, _) = current(svc, ctx, &input.pipeline_name)?;
     let stage = &input.stage_name;
     let Some(index) = declaration.stages.iter().position(|s| s.name == *stage) else {
-        return Err(AwsError::new(
-            "StageNotFoundException",
-            format!(
-                "Stage {stage} does not exist in pipeline {}",
-                input.pipeline_name
-            ),
-        ));
+        return Err(stage_not_found(stage, &input.pipeline_name));
     };
     let unable = |message: String| AwsError::new("UnableToRollbackStageException", message);
     if index == 0 {
@@ -1163,13 +1152,7 @@ pub(super) fn handle_override_stage_condition(
     let input: OverrideInput = from_value(input)?;
     let (declaration, _, _, _) = current(svc, ctx, &input.pipeline_name)?;
     if declaration.stage(&input.stage_name).is_none() {
-        return Err(AwsError::new(
-            "StageNotFoundException",
-            format!(
-                "Stage {} does not exist in pipeline {}",
-                input.stage_name, input.pipeline_name
-            ),
-        ));
+        return Err(stage_not_found(&input.stage_name, &input.pipeline_name));
     }
     let e = execution_of(svc, ctx, &input.pipeline_name, &input.pipeline_execution_id)?;
     Err(AwsError::new(

@@ -5,9 +5,10 @@
 //! failed, and records each check with its rules' results.
 //!
 //! # LIMITATIONS
-//! - Rules run: VariableCheck. The other rule providers AWS lists (CloudWatchAlarm, CodeBuild,
-//!   Commands, DeploymentWindow, LambdaInvoke) are refused in declarations, naming the rule, so
-//!   no condition is ever waiting and OverrideStageCondition has nothing to override.
+//! - Rules run: VariableCheck and DeploymentWindow (outside its window the condition waits, and
+//!   is checked again when the window opens, or within a day; OverrideStageCondition ends the
+//!   wait). The other rule providers AWS lists (CloudWatchAlarm, CodeBuild, Commands,
+//!   LambdaInvoke) are refused in declarations, naming the rule.
 
 use std::collections::BTreeMap;
 
@@ -28,7 +29,7 @@ pub const PROVIDERS: &[&str] = &[
 ];
 
 /// The rule providers that run here.
-pub const RUNNABLE: &[&str] = &["VariableCheck"];
+pub const RUNNABLE: &[&str] = &["DeploymentWindow", "VariableCheck"];
 
 /// The operators of VariableCheck.
 const OPERATORS: &[&str] = &["EQ", "NE", "CONTAINS", "MATCHES", "GT", "GE", "LT", "LE"];
@@ -94,6 +95,9 @@ pub struct RuleRun {
     pub succeeded: bool,
     /// Why, in a line.
     pub summary: String,
+    /// For a rule still being checked (a deployment window not open yet): when to check again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub again_at: Option<f64>,
 }
 
 /// One check of a condition.
@@ -109,12 +113,46 @@ pub struct ConditionRun {
     pub rules: Vec<RuleRun>,
     /// When.
     pub at: f64,
+    /// Still being checked (a rule waits): when to check again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub again_at: Option<f64>,
+    /// Ended by OverrideStageCondition.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub overridden: bool,
 }
 
 impl ConditionRun {
     /// The result it engaged, if it was not met.
     pub fn engaged(&self) -> Option<&str> {
-        (!self.met).then_some(self.result.as_deref()).flatten()
+        (!self.met && self.again_at.is_none())
+            .then_some(self.result.as_deref())
+            .flatten()
+    }
+
+    /// Whether it is still being checked.
+    pub fn waiting(&self) -> bool {
+        self.again_at.is_some()
+    }
+
+    /// Its status: the wire enum `ConditionExecutionStatus`.
+    pub fn status(&self) -> &'static str {
+        match (self.overridden, self.waiting(), self.met) {
+            (true, _, _) => "Overridden",
+            (_, true, _) => "InProgress",
+            (_, _, true) => "Succeeded",
+            _ => "Failed",
+        }
+    }
+
+    /// The same check ended by OverrideStageCondition: met.
+    pub fn overridden(&self, now: f64) -> ConditionRun {
+        ConditionRun {
+            met: true,
+            again_at: None,
+            overridden: true,
+            at: now,
+            ..self.clone()
+        }
     }
 
     /// A line on why it was not met.
@@ -134,11 +172,12 @@ impl ConditionRun {
 
     /// The wire shape `StageConditionState` of GetPipelineState.
     pub fn state(&self) -> Value {
-        let status = if self.met { "Succeeded" } else { "Failed" };
-        let summary = if self.met {
-            "All rules succeeded".to_string()
-        } else {
-            self.failure()
+        let status = self.status();
+        let summary = match status {
+            "Overridden" => "Overridden by OverrideStageCondition".to_string(),
+            "InProgress" => "Waiting for its rules".to_string(),
+            "Succeeded" => "All rules succeeded".to_string(),
+            _ => self.failure(),
         };
         let rules: Vec<Value> = self
             .rules
@@ -146,7 +185,7 @@ impl ConditionRun {
             .map(|r| {
                 json!({"ruleName": r.name, "latestExecution": {
                     "ruleExecutionId": r.id,
-                    "status": if r.succeeded { "Succeeded" } else { "Failed" },
+                    "status": r.status(),
                     "summary": r.summary,
                     "lastStatusChange": self.at,
                 }})
@@ -162,6 +201,17 @@ impl ConditionRun {
     }
 }
 
+impl RuleRun {
+    /// Its status: the wire enum `RuleExecutionStatus`.
+    pub fn status(&self) -> &'static str {
+        match (self.again_at.is_some(), self.succeeded) {
+            (true, _) => "InProgress",
+            (_, true) => "Succeeded",
+            _ => "Failed",
+        }
+    }
+}
+
 /// Checks a condition on the execution as it stands.
 pub fn check(
     s: &Execution,
@@ -174,18 +224,27 @@ pub fn check(
         .rules
         .iter()
         .flatten()
-        .map(|rule| check_rule(s, rule, new_id()))
+        .map(|rule| check_rule(s, rule, new_id(), now))
         .collect();
+    let failed = rules.iter().any(|r| !r.succeeded && r.again_at.is_none());
+    // A rule that failed decides; otherwise one still waiting keeps the condition waiting.
+    let again_at = if failed {
+        None
+    } else {
+        rules.iter().filter_map(|r| r.again_at).reduce(f64::min)
+    };
     ConditionRun {
         kind,
         met: rules.iter().all(|r| r.succeeded),
         result: condition.result.clone(),
         rules,
         at: now,
+        again_at,
+        overridden: false,
     }
 }
 
-fn check_rule(s: &Execution, rule: &RuleDeclaration, id: String) -> RuleRun {
+fn check_rule(s: &Execution, rule: &RuleDeclaration, id: String, now: f64) -> RuleRun {
     let configuration = rule.configuration.clone().unwrap_or_default();
     let mut resolved = BTreeMap::new();
     let mut unresolved = None;
@@ -200,9 +259,21 @@ fn check_rule(s: &Execution, rule: &RuleDeclaration, id: String) -> RuleRun {
             }
         }
     }
+    let mut again_at = None;
     let (succeeded, summary) = match (unresolved, rule.rule_type_id.provider.as_str()) {
         (Some(message), _) => (false, message),
         (None, "VariableCheck") => variable_check(&resolved),
+        (None, "DeploymentWindow") => match deployment_window(&resolved, now) {
+            Ok(None) => (true, "The deployment window is open".to_string()),
+            Ok(Some(next)) => {
+                again_at = Some(next);
+                (
+                    false,
+                    "Outside the deployment window: waiting for it to open".to_string(),
+                )
+            }
+            Err(message) => (false, message),
+        },
         (None, other) => (
             false,
             format!("Rules of provider {other} do not run on codepipeline-local yet"),
@@ -216,7 +287,33 @@ fn check_rule(s: &Execution, rule: &RuleDeclaration, id: String) -> RuleRun {
         resolved_configuration: resolved,
         succeeded,
         summary,
+        again_at,
     }
+}
+
+/// How far ahead the opening of a closed window is looked for; past it, the window is checked
+/// again after this long anyway.
+const WINDOW_LOOKAHEAD_DAYS: i64 = 1;
+
+/// DeploymentWindow: `None` when `now` is inside the window of `Cron` in `TimeZone` (UTC unless
+/// given), otherwise when to check again.
+fn deployment_window(config: &BTreeMap<String, String>, now: f64) -> Result<Option<f64>, String> {
+    let cron = super::cron::Cron::parse(config.get("Cron").map(String::as_str).unwrap_or_default())
+        .map_err(|e| format!("The Cron expression is not valid: {e}"))?;
+    let zone: chrono_tz::Tz = config
+        .get("TimeZone")
+        .map(String::as_str)
+        .unwrap_or("UTC")
+        .parse()
+        .map_err(|e| format!("The TimeZone is not valid: {e}"))?;
+    if cron.open_at(&zone, now) {
+        return Ok(None);
+    }
+    let day = (WINDOW_LOOKAHEAD_DAYS * 86_400) as f64;
+    Ok(Some(
+        cron.next_open(&zone, now, WINDOW_LOOKAHEAD_DAYS)
+            .unwrap_or(now + day),
+    ))
 }
 
 /// VariableCheck: `Variable` compared with `Value` by `Operator`.
@@ -344,6 +441,29 @@ fn validate_rule(stage: &str, rule: &RuleDeclaration) -> Result<(), String> {
         ));
     }
     let config = rule.configuration.clone().unwrap_or_default();
+    if provider == "DeploymentWindow" {
+        let cron = config.get("Cron").ok_or_else(|| {
+            format!(
+                "Stage '{stage}': rule '{}' is missing required configuration 'Cron'",
+                rule.name
+            )
+        })?;
+        super::cron::Cron::parse(cron).map_err(|e| {
+            format!(
+                "Stage '{stage}': rule '{}': the Cron expression is not valid: {e}",
+                rule.name
+            )
+        })?;
+        if let Some(zone) = config.get("TimeZone") {
+            zone.parse::<chrono_tz::Tz>().map_err(|_| {
+                format!(
+                    "Stage '{stage}': rule '{}': unknown TimeZone '{zone}'",
+                    rule.name
+                )
+            })?;
+        }
+        return Ok(());
+    }
     for required in ["Variable", "Value", "Operator"] {
         if !config.contains_key(required) {
             return Err(format!(
@@ -369,14 +489,29 @@ pub fn rule_types() -> Vec<Value> {
         json!({"name": name, "required": true, "key": name == "Variable", "secret": false,
                "queryable": false, "description": description, "type": "String"})
     };
-    vec![json!({
-        "id": {"category": "Rule", "owner": "AWS", "provider": "VariableCheck", "version": "1"},
-        "settings": {},
-        "ruleConfigurationProperties": [
-            property("Variable", "The variable to check, such as #{SourceVariables.BranchName}"),
-            property("Value", "The value to compare it with"),
-            property("Operator", "EQ, NE, CONTAINS, MATCHES, GT, GE, LT or LE"),
-        ],
-        "inputArtifactDetails": {"minimumCount": 0, "maximumCount": 0},
-    })]
+    let optional = |name: &str, description: &str| {
+        json!({"name": name, "required": false, "key": false, "secret": false,
+               "queryable": false, "description": description, "type": "String"})
+    };
+    vec![
+        json!({
+            "id": {"category": "Rule", "owner": "AWS", "provider": "DeploymentWindow", "version": "1"},
+            "settings": {},
+            "ruleConfigurationProperties": [
+                property("Cron", "When deployments are allowed: seconds minutes hours day-of-month month day-of-week [year]"),
+                optional("TimeZone", "The time zone of the Cron expression (UTC unless given)"),
+            ],
+            "inputArtifactDetails": {"minimumCount": 0, "maximumCount": 0},
+        }),
+        json!({
+            "id": {"category": "Rule", "owner": "AWS", "provider": "VariableCheck", "version": "1"},
+            "settings": {},
+            "ruleConfigurationProperties": [
+                property("Variable", "The variable to check, such as #{SourceVariables.BranchName}"),
+                property("Value", "The value to compare it with"),
+                property("Operator", "EQ, NE, CONTAINS, MATCHES, GT, GE, LT or LE"),
+            ],
+            "inputArtifactDetails": {"minimumCount": 0, "maximumCount": 0},
+        }),
+    ]
 }

@@ -721,6 +721,15 @@ pub enum ExecutionCommand {
         /// Which actions run again.
         mode: RetryMode,
     },
+    /// The conditions of the current stage that wait (a deployment window) are checked again.
+    CheckConditions,
+    /// OverrideStageCondition: a waiting condition of the stage ends as met.
+    OverrideCondition {
+        /// The stage.
+        stage: String,
+        /// Which condition.
+        kind: super::conditions::ConditionKind,
+    },
     /// A job's worker acknowledged it or reported its result.
     Job {
         /// The job.
@@ -789,6 +798,8 @@ pub enum JobRefusal {
 pub enum ExecutionRefusal {
     /// A job command was refused.
     Job(JobRefusal),
+    /// OverrideStageCondition of a condition that is not waiting.
+    NotOverridable(String),
     /// Start of an execution that already started.
     AlreadyStarted,
     /// A command for an execution that has not started.
@@ -998,6 +1009,59 @@ pub fn handle(
             };
             apply(&mut s, &retried);
             return Ok(advance(s, retried, now, new_id));
+        }
+        ExecutionCommand::CheckConditions => {
+            let Some(current) = state.current_stage() else {
+                return Ok(vec![]);
+            };
+            let waiting = [
+                super::conditions::ConditionKind::BeforeEntry,
+                super::conditions::ConditionKind::OnSuccess,
+                super::conditions::ConditionKind::OnFailure,
+            ]
+            .into_iter()
+            .filter_map(|kind| current.condition(kind))
+            .find(|c| c.again_at.is_some_and(|at| at <= now));
+            let declared = state.declaration.stage(&current.name);
+            let (Some(waiting), Some(declared), true) = (
+                waiting,
+                declared,
+                state.status == ExecutionStatus::InProgress,
+            ) else {
+                return Ok(vec![]);
+            };
+            let Some(condition) = waiting.kind.of(declared) else {
+                return Ok(vec![]);
+            };
+            let run = super::conditions::check(state, waiting.kind, condition, now, new_id);
+            let checked = ExecutionEvent::ConditionChecked {
+                stage: current.name.clone(),
+                check: Box::new(run),
+            };
+            let mut s = state.clone();
+            apply(&mut s, &checked);
+            return Ok(advance(s, checked, now, new_id));
+        }
+        ExecutionCommand::OverrideCondition { stage, kind } => {
+            let waiting = state
+                .current_stage()
+                .filter(|s| s.name == stage && s.status == StageStatus::InProgress)
+                .and_then(|s| s.condition(kind))
+                .filter(|c| c.waiting() && state.status == ExecutionStatus::InProgress);
+            let Some(waiting) = waiting else {
+                return Err(ExecutionRefusal::NotOverridable(format!(
+                    "The {} condition of stage {stage} is not being checked in pipeline execution {}",
+                    kind.field(),
+                    state.id
+                )));
+            };
+            let checked = ExecutionEvent::ConditionChecked {
+                stage,
+                check: Box::new(waiting.overridden(now)),
+            };
+            let mut s = state.clone();
+            apply(&mut s, &checked);
+            return Ok(advance(s, checked, now, new_id));
         }
         ExecutionCommand::Job { job_id, op } => {
             let events = job_events(state, &job_id, op, now, new_id)?;
@@ -1248,6 +1312,12 @@ fn next_event(
             use super::conditions::{check, ConditionKind};
             // Its onFailure condition is checked once the stage failed.
             if let Some(condition) = ConditionKind::OnFailure.of(&declared[index]) {
+                if current
+                    .condition(ConditionKind::OnFailure)
+                    .is_some_and(|c| c.waiting())
+                {
+                    return None;
+                }
                 if current.condition(ConditionKind::OnFailure).is_none() {
                     let run = check(s, ConditionKind::OnFailure, condition, now, new_id);
                     return Some(ExecutionEvent::ConditionChecked {
@@ -1331,6 +1401,9 @@ fn next_event(
                     });
                 }
                 Some(checked) if runs.is_empty() => {
+                    if checked.waiting() {
+                        return None;
+                    }
                     let status = match checked.engaged() {
                         Some("SKIP") => Some(StageStatus::Skipped),
                         Some(_) => Some(StageStatus::Failed),
@@ -1376,6 +1449,7 @@ fn next_event(
                             check: Box::new(run),
                         });
                     }
+                    Some(checked) if checked.waiting() => return None,
                     Some(checked) if checked.engaged().is_some() => status = StageStatus::Failed,
                     Some(_) => {}
                 }
@@ -1943,6 +2017,68 @@ mod tests {
             revision: None,
             client_token: None,
         }
+    }
+
+    #[test]
+    fn a_closed_deployment_window_waits_and_lets_the_stage_in_once_it_opens() {
+        // Open at 10:00 UTC only.
+        let mut value = declaration().to_value();
+        value["stages"][1]["beforeEntry"] = json!({"conditions": [{"result": "FAIL", "rules": [
+            {"name": "w", "ruleTypeId": {"category": "Rule", "owner": "AWS", "provider": "DeploymentWindow", "version": "1"},
+             "configuration": {"Cron": "0 0 10 ? * * *"}}]}]});
+        let decl = typed(value);
+        let nine = chrono::DateTime::parse_from_rfc3339("2026-12-02T09:59:30Z")
+            .unwrap()
+            .timestamp() as f64;
+        let ten = nine + 30.0;
+        let mut state = Execution {
+            declaration: decl.into(),
+            ..Execution::default()
+        };
+        let step = |state: &mut Execution, command, now| {
+            let mut events = handle(state, command, now, &mut ids()).unwrap();
+            events.iter().for_each(|e| apply(state, e));
+            while let (Some(stage), "InProgress") = (state.waiting.clone(), state.status.as_str()) {
+                let entered = handle(
+                    state,
+                    ExecutionCommand::EnterStage { stage },
+                    now,
+                    &mut ids(),
+                )
+                .unwrap();
+                entered.iter().for_each(|e| apply(state, e));
+                events.extend(entered);
+            }
+            events
+        };
+        step(&mut state, start(), nine);
+        let src = state.runs[0].clone();
+        let output = ActionOutput {
+            output_artifacts: src.planned_outputs.clone(),
+            output_variables: [("VersionId".to_string(), "v1".to_string())].into(),
+            ..Default::default()
+        };
+        step(&mut state, succeed(&src.id, output), nine);
+        let deploy = state.current_stage().unwrap().clone();
+        assert_eq!(deploy.name, "deploy");
+        let checked = deploy
+            .condition(super::super::conditions::ConditionKind::BeforeEntry)
+            .unwrap();
+        assert!(checked.waiting());
+        assert_eq!(checked.again_at, Some(ten));
+        assert!(state.runs.iter().all(|r| r.stage != "deploy"));
+        // Too early: nothing happens; at ten, the window is open and the actions start.
+        assert!(step(&mut state, ExecutionCommand::CheckConditions, nine + 10.0).is_empty());
+        let events = step(&mut state, ExecutionCommand::CheckConditions, ten);
+        assert!(events.iter().any(
+            |e| matches!(e, ExecutionEvent::ActionStarted { stage, .. } if stage == "deploy")
+        ));
+        let checked = state
+            .current_stage()
+            .unwrap()
+            .condition(super::super::conditions::ConditionKind::BeforeEntry)
+            .unwrap();
+        assert_eq!(checked.status(), "Succeeded");
     }
 
     #[test]

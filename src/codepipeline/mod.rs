@@ -7,7 +7,8 @@
 //!   action with a message naming them (see `actions`). Stop, approvals, execution modes, inbound
 //!   stage transitions, UpdatePipeline's cancelling of running executions, RetryStageExecution,
 //!   RollbackStage, `onFailure` results (automatic retry and rollback), stage conditions with
-//!   VariableCheck rules (see `conditions`), custom action types and job workers work; webhooks
+//!   VariableCheck and DeploymentWindow rules (see `conditions`), custom action types and job
+//!   workers work; webhooks
 //!   and PutActionRevision answer `NotImplementedException` (HTTP 501) naming the operation.
 //!   Only inbound transitions can be disabled.
 //! - Job workers: which jobs a poll handed out is kept in memory (after a restart an unacknowledged
@@ -28,6 +29,7 @@ pub mod actions;
 pub mod actors;
 pub mod api;
 pub mod conditions;
+pub mod cron;
 pub mod custom_types;
 pub mod execution;
 pub mod gates;

@@ -7,6 +7,16 @@ use serde_json::{json, Value};
 use crate::common::{tutorial_declaration, Server};
 use crate::engine::{finished, latest_execution, tutorial_buckets};
 
+fn window(cron: &str, zone: Option<&str>) -> Value {
+    let mut config = json!({ "Cron": cron });
+    if let Some(zone) = zone {
+        config["TimeZone"] = zone.into();
+    }
+    json!({"name": "window",
+           "ruleTypeId": {"category": "Rule", "owner": "AWS", "provider": "DeploymentWindow", "version": "1"},
+           "configuration": config})
+}
+
 fn variable_check(value: &str, operator: &str) -> Value {
     json!({"name": "check-env",
            "ruleTypeId": {"category": "Rule", "owner": "AWS", "provider": "VariableCheck", "version": "1"},
@@ -292,12 +302,24 @@ async fn conditions_are_declared_as_aws_allows_and_rule_types_are_listed() {
         .0,
         "InvalidStageDeclarationException"
     );
-    let window = json!({"name": "window",
-        "ruleTypeId": {"category": "Rule", "owner": "AWS", "provider": "DeploymentWindow", "version": "1"},
-        "configuration": {"Cron": "0 0 9 ? * MON-FRI *"}});
-    let (code, message) = refused("beforeEntry", json!({"result": "FAIL", "rules": [window]}));
+    let lambda = json!({"name": "ask",
+        "ruleTypeId": {"category": "Rule", "owner": "AWS", "provider": "LambdaInvoke", "version": "1"},
+        "configuration": {"FunctionName": "decide"}});
+    let (code, message) = refused("beforeEntry", json!({"result": "FAIL", "rules": [lambda]}));
     assert_eq!(code, "InvalidStageDeclarationException");
-    assert!(message.contains("DeploymentWindow"), "{message}");
+    assert!(message.contains("LambdaInvoke"), "{message}");
+    let (code, message) = refused(
+        "beforeEntry",
+        json!({"result": "FAIL", "rules": [window("0 0 25 ? * * *", None)]}),
+    );
+    assert_eq!(code, "InvalidStageDeclarationException");
+    assert!(message.contains("Cron"), "{message}");
+    let (code, message) = refused(
+        "beforeEntry",
+        json!({"result": "FAIL", "rules": [window("0 0 9 ? * * *", Some("Mars/Olympus"))]}),
+    );
+    assert_eq!(code, "InvalidStageDeclarationException");
+    assert!(message.contains("TimeZone"), "{message}");
     let unknown = json!({"name": "u", "ruleTypeId": {"category": "Rule", "owner": "AWS", "provider": "Nope", "version": "1"}});
     assert_eq!(
         refused("beforeEntry", json!({"result": "FAIL", "rules": [unknown]})).0,
@@ -326,14 +348,104 @@ async fn conditions_are_declared_as_aws_allows_and_rule_types_are_listed() {
         .iter()
         .map(|t| t["id"]["provider"].as_str().unwrap())
         .collect();
-    assert_eq!(ids, ["VariableCheck"]);
+    assert_eq!(ids, ["DeploymentWindow", "VariableCheck"]);
     let sdk = server
         .codepipeline()
         .list_rule_types()
         .send()
         .await
         .unwrap();
-    let properties = sdk.rule_types()[0].rule_configuration_properties();
+    let properties = sdk.rule_types()[1].rule_configuration_properties();
     assert_eq!(properties.len(), 3);
     assert!(properties.iter().all(|p| p.required()));
+}
+
+#[tokio::test]
+async fn a_closed_deployment_window_holds_the_stage_until_overridden() {
+    let server = Server::start();
+    let (cp, s3) = (server.codepipeline(), server.s3());
+    tutorial_buckets(&s3).await;
+    // Open every minute of 2099 only: closed for this test.
+    let condition =
+        json!({"result": "FAIL", "rules": [window("0 * * ? * * 2099", Some("Europe/Berlin"))]});
+    let r = server.call(
+        "CreatePipeline",
+        json!({"pipeline": with_condition("held", "beforeEntry", condition)}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let id = latest_execution(&cp, "held").await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let state = loop {
+        let state = server
+            .call("GetPipelineState", json!({"name": "held"}))
+            .json();
+        if state["stageStates"][1]["beforeEntryConditionState"].is_object() {
+            break state;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the condition was never checked: {state}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    let condition = &state["stageStates"][1]["beforeEntryConditionState"];
+    assert_eq!(
+        condition["latestExecution"]["status"], "InProgress",
+        "{state}"
+    );
+    assert_eq!(
+        condition["conditionStates"][0]["ruleStates"][0]["latestExecution"]["status"],
+        "InProgress"
+    );
+    assert_eq!(deploys(&server, "held", &id), 0);
+    let e = cp
+        .get_pipeline_execution()
+        .pipeline_name("held")
+        .pipeline_execution_id(&id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        e.pipeline_execution().unwrap().status(),
+        Some(&PipelineExecutionStatus::InProgress)
+    );
+    let overridden = cp
+        .override_stage_condition()
+        .pipeline_name("held")
+        .stage_name("stage2")
+        .pipeline_execution_id(&id)
+        .condition_type(aws_sdk_codepipeline::types::ConditionType::BeforeEntry)
+        .send()
+        .await;
+    assert!(overridden.is_ok(), "{overridden:?}");
+    assert_eq!(
+        finished(&cp, "held", &id).await,
+        PipelineExecutionStatus::Succeeded
+    );
+    assert_eq!(deploys(&server, "held", &id), 1);
+    let state = server
+        .call("GetPipelineState", json!({"name": "held"}))
+        .json();
+    assert_eq!(
+        state["stageStates"][1]["beforeEntryConditionState"]["latestExecution"]["status"],
+        "Overridden"
+    );
+    let again = server.call(
+        "OverrideStageCondition",
+        json!({"pipelineName": "held", "stageName": "stage2", "pipelineExecutionId": id, "conditionType": "BEFORE_ENTRY"}),
+    );
+    assert_eq!(again.error_code(), "ConditionNotOverridableException");
+
+    // An open window lets the stage in at once.
+    let condition = json!({"result": "FAIL", "rules": [window("0 * * ? * * *", None)]});
+    let r = server.call(
+        "CreatePipeline",
+        json!({"pipeline": with_condition("open", "beforeEntry", condition)}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let id = latest_execution(&cp, "open").await;
+    assert_eq!(
+        finished(&cp, "open", &id).await,
+        PipelineExecutionStatus::Succeeded
+    );
 }

@@ -51,6 +51,8 @@ pub struct ExecutionActor {
     tasks: HashMap<String, SpawnHandle>,
     /// Where a failed stage that rolls back on failure asks for its rollback.
     rollbacks: Option<Rollbacks>,
+    /// The timer that checks a waiting condition again.
+    recheck: Option<SpawnHandle>,
 }
 
 /// Where automatic rollbacks are asked for.
@@ -81,6 +83,7 @@ impl Actor for ExecutionActor {
                 ctx.address().do_send(Command(enter(&stage)));
             }
         }
+        self.schedule_recheck(ctx);
     }
 }
 
@@ -142,6 +145,37 @@ impl ExecutionActor {
             });
         }));
         self.tasks.insert(action_execution_id.to_string(), task);
+    }
+
+    /// When a condition of the current stage waits (a deployment window), checks it again at
+    /// the time it named.
+    fn schedule_recheck(&mut self, ctx: &mut Context<Self>) {
+        if let Some(timer) = self.recheck.take() {
+            ctx.cancel_future(timer);
+        }
+        let at = self
+            .state
+            .current_stage()
+            .into_iter()
+            .flat_map(|s| {
+                use crate::codepipeline::conditions::ConditionKind::*;
+                [BeforeEntry, OnSuccess, OnFailure]
+                    .into_iter()
+                    .filter_map(|kind| s.condition(kind).and_then(|c| c.again_at))
+            })
+            .reduce(f64::min);
+        let Some(at) = at.filter(|_| self.state.status == ExecutionStatus::InProgress) else {
+            return;
+        };
+        let delay = (at - crate::aws::now_epoch()).max(0.0) + 0.01;
+        self.recheck = Some(ctx.run_later(
+            std::time::Duration::from_secs_f64(delay),
+            |act, ctx| {
+                act.recheck = None;
+                ctx.address()
+                    .do_send(Command(ExecutionCommand::CheckConditions));
+            },
+        ));
     }
 
     /// Ends the executor of an action run, if it still runs.
@@ -251,6 +285,7 @@ impl ExecutionActor {
                                 }
                             }
                         }
+                        act.schedule_recheck(ctx);
                         if !act.state.status.is_running() {
                             act.gates.left(&act.pipeline_key, &act.state.id);
                             let finished = events
@@ -400,6 +435,7 @@ impl ExecutionRegistry {
             actions: self.actions.clone(),
             tasks: HashMap::new(),
             rollbacks: self.rollbacks.get().cloned(),
+            recheck: None,
         };
         let turn = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let arbiter = &self.arbiters[turn % self.arbiters.len()];

@@ -1046,7 +1046,7 @@ fn rule_details(e: &Execution) -> Vec<(String, Value)> {
                     "externalExecutionId": r.id,
                     "externalExecutionSummary": r.summary,
                 });
-                if !r.succeeded {
+                if r.status() == "Failed" {
                     result["errorDetails"] = json!({"code": "RuleFailed", "message": r.summary});
                 }
                 out.push((
@@ -1059,7 +1059,7 @@ fn rule_details(e: &Execution) -> Vec<(String, Value)> {
                         "ruleName": r.name,
                         "startTime": check.at,
                         "lastUpdateTime": check.at,
-                        "status": if r.succeeded { "Succeeded" } else { "Failed" },
+                        "status": r.status(),
                         "input": {
                             "ruleTypeId": r.rule_type_id,
                             "configuration": r.configuration,
@@ -1142,24 +1142,38 @@ struct OverrideInput {
     condition_type: String,
 }
 
-/// OverrideStageCondition: only a condition still being checked can be overridden, and the
-/// rules that run here are checked at once, so none ever is.
-pub(super) fn handle_override_stage_condition(
+/// OverrideStageCondition: a condition still being checked (a deployment window not open yet)
+/// ends as met, and the stage goes on; any other is not overridable.
+pub(super) async fn handle_override_stage_condition(
     svc: &CodePipelineService,
     ctx: &RequestContext,
     input: Value,
 ) -> Reply {
+    use crate::codepipeline::actors::CommandError;
+    use crate::codepipeline::conditions::ConditionKind;
+    use crate::codepipeline::execution::{ExecutionCommand, ExecutionRefusal};
     let input: OverrideInput = from_value(input)?;
     let (declaration, _, _, _) = current(svc, ctx, &input.pipeline_name)?;
     if declaration.stage(&input.stage_name).is_none() {
         return Err(stage_not_found(&input.stage_name, &input.pipeline_name));
     }
     let e = execution_of(svc, ctx, &input.pipeline_name, &input.pipeline_execution_id)?;
-    Err(AwsError::new(
-        "ConditionNotOverridableException",
-        format!(
-            "The {} condition of stage {} is not being checked in pipeline execution {}: there is nothing to override",
-            input.condition_type, input.stage_name, e.id
-        ),
-    ))
+    let kind = match input.condition_type.as_str() {
+        "BEFORE_ENTRY" => ConditionKind::BeforeEntry,
+        _ => ConditionKind::OnSuccess,
+    };
+    let key = PipelineKey::new(&ctx.account_id, &ctx.region, &input.pipeline_name);
+    let command = ExecutionCommand::OverrideCondition {
+        stage: input.stage_name.clone(),
+        kind,
+    };
+    match svc.registry.to_execution(&key, &e.id, command).await {
+        Ok(()) => reply(&json!({})),
+        Err(CommandError::ExecutionRefused(ExecutionRefusal::NotOverridable(message))) => {
+            Err(AwsError::new("ConditionNotOverridableException", message))
+        }
+        Err(e) => Err(AwsError::internal(format!(
+            "the override could not be recorded: {e:?}"
+        ))),
+    }
 }

@@ -123,7 +123,9 @@ async fn serve(
         RollbackStage => executions::handle_rollback_stage(svc, ctx, input).await,
         ListRuleTypes => executions::handle_list_rule_types(input),
         ListRuleExecutions => executions::handle_list_rule_executions(svc, ctx, input),
-        OverrideStageCondition => executions::handle_override_stage_condition(svc, ctx, input),
+        OverrideStageCondition => {
+            executions::handle_override_stage_condition(svc, ctx, input).await
+        }
         ListDeployActionExecutionTargets => {
             executions::handle_list_deploy_action_execution_targets(svc, ctx, input)
         }

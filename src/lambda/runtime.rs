@@ -90,6 +90,8 @@ struct Instance {
     init_error: Mutex<Option<Bytes>>,
     /// The last invocation whose output is all read (our bootstraps say so on their output).
     flushed: tokio::sync::watch::Sender<String>,
+    /// The tasks reading its output, which end when its pipes close.
+    readers: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     pgid: u32,
     ended: AtomicBool,
     end: Notify,
@@ -309,6 +311,11 @@ impl Runtime {
             let mut flushed = instance.flushed.subscribe();
             let read = flushed.wait_for(|id| *id == request_id);
             let _ = tokio::time::timeout(Duration::from_secs(2), read).await;
+        } else if instance.ended.load(Ordering::SeqCst) {
+            // An ended process's output is all read once its pipes are closed.
+            let readers = std::mem::take(&mut *instance.readers.lock().expect("readers"));
+            let all = futures_util::future::join_all(readers);
+            let _ = tokio::time::timeout(Duration::from_secs(2), all).await;
         }
         let output = instance.take_output();
         if instance.ended.load(Ordering::SeqCst) {
@@ -501,6 +508,7 @@ impl Runtime {
             output: Mutex::new(Vec::new()),
             init_error: Mutex::new(None),
             flushed: tokio::sync::watch::channel(String::new()).0,
+            readers: Mutex::new(Vec::new()),
             pgid,
             ended: AtomicBool::new(false),
             end: Notify::new(),
@@ -518,8 +526,9 @@ impl Runtime {
         .into_iter()
         .flatten()
         {
-            let instance = instance.clone();
-            tokio::spawn(async move {
+            let reading = instance.clone();
+            let reader = tokio::spawn(async move {
+                let instance = reading;
                 let mut lines = tokio::io::BufReader::new(pipe).lines();
                 while let Ok(Some(line)) = lines.next_line().await {
                     if let Some(request_id) = line.strip_prefix("\u{1e}end ") {
@@ -533,19 +542,30 @@ impl Runtime {
                     }
                 }
             });
+            instance.readers.lock().expect("readers").push(reader);
         }
         let watched = instance.clone();
         tokio::spawn(async move {
             let status = child.wait().await;
             watched.kill();
-            // An invocation it held fails with why it ended.
+            let message = match status {
+                Ok(s) => format!("Runtime exited with error: {s}"),
+                Err(e) => format!("Runtime exited: {e}"),
+            };
+            // An invocation it held fails with why it ended; one it never took (it could not
+            // start) fails with what it reported, at once.
             let current = watched.current.lock().expect("current").take();
             if let Some((_, reply)) = current {
-                let message = match status {
-                    Ok(s) => format!("Runtime exited with error: {s}"),
-                    Err(e) => format!("Runtime exited: {e}"),
-                };
                 let _ = reply.send(Outcome::Error(error_payload("Runtime.ExitError", &message)));
+            }
+            let init = watched.init_error.lock().expect("init error").clone();
+            if let Ok(mut queue) = watched.next.try_lock() {
+                while let Ok(pending) = queue.try_recv() {
+                    let error = init
+                        .clone()
+                        .unwrap_or_else(|| error_payload("Runtime.ExitError", &message));
+                    let _ = pending.reply.send(Outcome::Error(error));
+                }
             }
         });
         self.instances

@@ -786,3 +786,30 @@ def handler(event, context):
     // The function's whole process group was ended, its child with it.
     gone(pid);
 }
+
+#[tokio::test]
+async fn a_function_that_cannot_start_answers_its_import_error() {
+    let server = Server::start();
+    let lambda = server.lambda();
+    create(
+        &lambda,
+        "broken",
+        Runtime::Python312,
+        "app.handler",
+        &[("app.py", "import no_such_module\n")],
+    )
+    .await;
+    let (error, payload, log) = invoke(&lambda, "broken", json!({})).await;
+    assert_eq!(error.as_deref(), Some("Unhandled"));
+    assert_eq!(
+        payload["errorType"], "Runtime.ImportModuleError",
+        "{payload}"
+    );
+    let message = payload["errorMessage"].as_str().unwrap();
+    assert!(
+        message.contains("Unable to import module 'app'"),
+        "{message}"
+    );
+    assert!(message.contains("no_such_module"), "{message}");
+    assert!(log.contains("ModuleNotFoundError"), "{log}");
+}

@@ -69,7 +69,13 @@ def main():
         handler = load()
     except Exception as error:
         traceback.print_exc()
-        post("/init/error", error_body(error), "Runtime.ImportModuleError")
+        module = os.environ["_HANDLER"].rpartition(".")[0]
+        post("/init/error", json.dumps({
+            "errorMessage": "Unable to import module '" + module + "': " + str(error),
+            "errorType": "Runtime.ImportModuleError",
+            "requestId": "",
+            "stackTrace": [],
+        }).encode(), "Runtime.ImportModuleError")
         sys.exit(1)
     while True:
         with OPENER.open(BASE + "/invocation/next") as response:

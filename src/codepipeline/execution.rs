@@ -1631,6 +1631,16 @@ pub fn resolve(s: &Execution, text: &str) -> Result<String, String> {
     Ok(out)
 }
 
+/// Changes the action run `id` (if the execution has it) and marks it and the execution updated
+/// at `at`.
+fn change_run(s: &mut Execution, id: &str, at: f64, change: impl FnOnce(&mut ActionRun)) {
+    if let Some(run) = s.runs.iter_mut().find(|r| r.id == id) {
+        change(run);
+        run.updated = at;
+    }
+    s.updated = at;
+}
+
 /// Folds one event into the execution.
 pub fn apply(s: &mut Execution, event: &ExecutionEvent) {
     match event {
@@ -1776,25 +1786,21 @@ pub fn apply(s: &mut Execution, event: &ExecutionEvent) {
             client_token,
             at,
         } => {
-            if let Some(run) = s.runs.iter_mut().find(|r| &r.id == action_execution_id) {
+            change_run(s, action_execution_id, *at, |run| {
                 if let Some(current) = run.job.as_mut().filter(|j| &j.job.id == job_id) {
                     current.acknowledged = true;
                     current.client_token = client_token.clone();
                 }
-                run.updated = *at;
-            }
-            s.updated = *at;
+            });
         }
         ExecutionEvent::JobProgressed {
             action_execution_id,
             details,
             at,
         } => {
-            if let Some(run) = s.runs.iter_mut().find(|r| &r.id == action_execution_id) {
+            change_run(s, action_execution_id, *at, |run| {
                 run.progress = Some(details.clone());
-                run.updated = *at;
-            }
-            s.updated = *at;
+            });
         }
         ExecutionEvent::JobQueued {
             action_execution_id,
@@ -1802,7 +1808,7 @@ pub fn apply(s: &mut Execution, event: &ExecutionEvent) {
             continuation_token,
             at,
         } => {
-            if let Some(run) = s.runs.iter_mut().find(|r| &r.id == action_execution_id) {
+            change_run(s, action_execution_id, *at, |run| {
                 if let Some(done) = run.job.take() {
                     run.earlier_jobs.push(done.job.id);
                 }
@@ -1813,33 +1819,27 @@ pub fn apply(s: &mut Execution, event: &ExecutionEvent) {
                     client_token: None,
                     queued: *at,
                 });
-                run.updated = *at;
-            }
-            s.updated = *at;
+            });
         }
         ExecutionEvent::ActionSucceeded {
             action_execution_id,
             output,
             at,
         } => {
-            if let Some(run) = s.runs.iter_mut().find(|r| &r.id == action_execution_id) {
+            change_run(s, action_execution_id, *at, |run| {
                 run.status = ActionStatus::Succeeded;
                 run.output = Some(output.clone());
-                run.updated = *at;
-            }
-            s.updated = *at;
+            });
         }
         ExecutionEvent::ActionFailed {
             action_execution_id,
             error,
             at,
         } => {
-            if let Some(run) = s.runs.iter_mut().find(|r| &r.id == action_execution_id) {
+            change_run(s, action_execution_id, *at, |run| {
                 run.status = ActionStatus::Failed;
                 run.error = Some(error.clone());
-                run.updated = *at;
-            }
-            s.updated = *at;
+            });
         }
         ExecutionEvent::StageFinished { stage, status, at } => {
             if let Some(entry) = s.stages.iter_mut().rev().find(|st| st.name == *stage) {
@@ -1858,11 +1858,9 @@ pub fn apply(s: &mut Execution, event: &ExecutionEvent) {
             action_execution_id,
             at,
         } => {
-            if let Some(run) = s.runs.iter_mut().find(|r| &r.id == action_execution_id) {
+            change_run(s, action_execution_id, *at, |run| {
                 run.status = ActionStatus::Abandoned;
-                run.updated = *at;
-            }
-            s.updated = *at;
+            });
         }
         ExecutionEvent::Finished {
             status,

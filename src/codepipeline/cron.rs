@@ -3,8 +3,9 @@
 //! is inside the window when its minute matches every field (seconds are not looked at).
 //!
 //! Supported: `*`, `?`, lists, ranges, increments (`a/b`, `*/b`, `a-b/c`), month and day names,
-//! `L` (the last day of the month), `nL` (the last weekday n of the month) and `n#k` (the k-th
-//! weekday n). `W` (the nearest weekday) is refused.
+//! `L` (the last day of the month), `nW` (the weekday nearest day n, in the same month), `LW`
+//! (the last weekday of the month), `nL` (the last weekday n of the month) and `n#k` (the k-th
+//! weekday n).
 
 use chrono::{Datelike, Duration, NaiveDateTime, TimeZone, Timelike};
 
@@ -15,6 +16,10 @@ struct Field {
     any: bool,
     /// Day of month `L`.
     last_day: bool,
+    /// Day of month `nW`: the weekday nearest day n.
+    nearest_weekday: Vec<u32>,
+    /// Day of month `LW`: the last weekday of the month.
+    last_working_day: bool,
     /// Day of week `nL`: the last such weekday of the month.
     last_weekday: Vec<u32>,
     /// Day of week `n#k`.
@@ -54,6 +59,8 @@ fn field(text: &str, (min, max): (u32, u32), names: &[&str], what: &str) -> Resu
         values: Vec::new(),
         any: false,
         last_day: false,
+        nearest_weekday: Vec::new(),
+        last_working_day: false,
         last_weekday: Vec::new(),
         nth_weekday: Vec::new(),
     };
@@ -63,8 +70,25 @@ fn field(text: &str, (min, max): (u32, u32), names: &[&str], what: &str) -> Resu
             f.any = true;
             continue;
         }
+        if what == "day-of-month" && part == "LW" {
+            f.last_working_day = true;
+            continue;
+        }
+        if what == "day-of-month" {
+            if let Some(day) = part.strip_suffix('W') {
+                let day: u32 = day
+                    .parse()
+                    .ok()
+                    .filter(|d| (1..=31).contains(d))
+                    .ok_or_else(|| format!("'{part}' is not nW with n a day of the month"))?;
+                f.nearest_weekday.push(day);
+                continue;
+            }
+        }
         if part.contains('W') {
-            return Err(format!("'{part}' in the {what} field: W is not supported"));
+            return Err(format!(
+                "'{part}' in the {what} field: W is for days of the month"
+            ));
         }
         if what == "day-of-month" && part == "L" {
             f.last_day = true;
@@ -149,7 +173,27 @@ impl Cron {
             };
             next_month.map_or(31, |d| d.pred_opt().map_or(31, |p| p.day()))
         };
-        let day_ok = plain(&self.days, t.day()) || (self.days.last_day && t.day() == last_of_month);
+        // The weekday nearest `day` without leaving the month (Saturday gives the Friday before,
+        // Sunday the Monday after, unless that is in another month).
+        let date = t.date();
+        let nearest = |day: u32| -> Option<u32> {
+            let d = date.with_day(day)?;
+            Some(match d.weekday() {
+                chrono::Weekday::Sat if day == 1 => 3,
+                chrono::Weekday::Sat => day - 1,
+                chrono::Weekday::Sun if day == last_of_month => day - 2,
+                chrono::Weekday::Sun => day + 1,
+                _ => day,
+            })
+        };
+        let day_ok = plain(&self.days, t.day())
+            || (self.days.last_day && t.day() == last_of_month)
+            || (self.days.last_working_day && nearest(last_of_month) == Some(t.day()))
+            || self
+                .days
+                .nearest_weekday
+                .iter()
+                .any(|d| nearest(*d) == Some(t.day()));
         let weekday_ok = plain(&self.weekdays, weekday)
             || self
                 .weekdays
@@ -223,12 +267,32 @@ mod tests {
         for bad in [
             "* * *",
             "* 60 * * * ?",
-            "* * * 15W * ?",
+            "* * * 32W * ?",
+            "* * * ? * 5W",
             "* * * ? * FUNDAY",
             "* */0 * * * ?",
         ] {
             assert!(Cron::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn w_names_the_nearest_weekday_in_the_month() {
+        // 2026-08-15 is a Saturday: the Friday before; 2026-11-15 a Sunday: the Monday after.
+        let fifteenth = Cron::parse("* * * 15W * ?").unwrap();
+        assert!(fifteenth.matches(&at("2026-08-14 10:00")));
+        assert!(!fifteenth.matches(&at("2026-08-15 10:00")));
+        assert!(fifteenth.matches(&at("2026-11-16 10:00")));
+        assert!(fifteenth.matches(&at("2026-12-15 10:00")));
+        // 2026-08-01 is a Saturday: not the Friday in July but Monday the 3rd.
+        let first = Cron::parse("* * * 1W * ?").unwrap();
+        assert!(first.matches(&at("2026-08-03 10:00")));
+        assert!(!first.matches(&at("2026-07-31 10:00")));
+        // The last weekday: 2026-05-31 is a Sunday, so Friday the 29th.
+        let last = Cron::parse("* * * LW * ?").unwrap();
+        assert!(last.matches(&at("2026-05-29 10:00")));
+        assert!(!last.matches(&at("2026-05-31 10:00")));
+        assert!(last.matches(&at("2026-12-31 10:00")));
     }
 
     #[test]

@@ -28,6 +28,8 @@ pub enum Service {
     Sts,
     /// AWS Lambda (REST-JSON).
     Lambda,
+    /// Amazon CloudWatch (RPC v2 CBOR, JSON 1.0 or query).
+    CloudWatch,
     /// A service this endpoint does not serve (yet); carries what named it.
     Unknown(String),
 }
@@ -51,7 +53,15 @@ pub fn route(path: &str, headers: &HeaderMap, scope: Option<&CredentialScope>) -
         "iam" => return Service::Iam,
         "sts" => return Service::Sts,
         "lambda" => return Service::Lambda,
+        "monitoring" => return Service::CloudWatch,
         _ => {}
+    }
+    let cloudwatch = crate::cloudwatch::api::SERVICE_NAME;
+    if service.is_empty()
+        && (target.starts_with(&format!("{cloudwatch}."))
+            || path.starts_with(&format!("/service/{cloudwatch}/")))
+    {
+        return Service::CloudWatch;
     }
     if service.is_empty() && target.is_empty() && path.starts_with("/2015-03-31/functions") {
         // An unsigned Lambda request (curl): no bucket is named `2015-03-31`.

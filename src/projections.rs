@@ -28,6 +28,8 @@ pub struct Projections {
     pub custom_types: Arc<CustomActionTypes>,
     /// Lambda functions.
     pub lambda: Arc<crate::lambda::Lambda>,
+    /// CloudWatch alarms.
+    pub alarms: Arc<crate::cloudwatch::Alarms>,
 }
 
 impl Projections {
@@ -58,11 +60,12 @@ impl Projections {
                 Default::default(),
                 std::time::Duration::from_secs(1),
             )),
+            alarms: Arc::new(crate::cloudwatch::Alarms::new(store.clone())),
         }
     }
 
     /// All of them, as a checkpoint takes them.
-    pub fn all(&self) -> [&dyn Projection; 7] {
+    pub fn all(&self) -> [&dyn Projection; 8] {
         [
             self.pipelines.as_ref(),
             self.executions.as_ref(),
@@ -71,6 +74,7 @@ impl Projections {
             self.codebuild.as_ref(),
             self.custom_types.as_ref(),
             self.lambda.as_ref(),
+            self.alarms.as_ref(),
         ]
     }
 }

@@ -37,6 +37,7 @@ struct AppState {
     iam: Arc<Iam>,
     codebuild: Arc<crate::codebuild::CodeBuild>,
     lambda: Arc<crate::lambda::Lambda>,
+    alarms: Arc<crate::cloudwatch::Alarms>,
     /// The object store pipelines use (Lambda reads function code from it).
     objects: Arc<dyn ObjectStore>,
 }
@@ -98,6 +99,7 @@ pub async fn run(
     let custom_types = Arc::new(crate::codepipeline::custom_types::CustomActionTypes::new(
         store.clone(),
     ));
+    let alarms = Arc::new(crate::cloudwatch::Alarms::new(store.clone()));
     let live = Projections {
         pipelines: views.clone(),
         executions: execution_views.clone(),
@@ -106,6 +108,7 @@ pub async fn run(
         codebuild: codebuild.clone(),
         custom_types: custom_types.clone(),
         lambda: lambda.clone(),
+        alarms: alarms.clone(),
     };
     let checkpoint_file = crate::checkpoint::file(&config.data_dir);
     let loaded = crate::checkpoint::load(store.as_ref(), &checkpoint_file, &live.all())
@@ -164,6 +167,7 @@ pub async fn run(
                     Box::new(p.codebuild),
                     Box::new(p.custom_types),
                     Box::new(p.lambda),
+                    Box::new(p.alarms),
                 ]
             }),
         ))
@@ -226,6 +230,7 @@ pub async fn run(
         lambda: Arc::new(crate::lambda::PipelineFunctions(lambda.clone())),
         lambda_job_timeout: Duration::from_secs(config.lambda_job_timeout_seconds),
         job_timeout: Duration::from_secs(config.job_timeout_seconds),
+        alarms: Arc::new(crate::cloudwatch::RuleAlarms(alarms.clone())),
     }));
     let executions = Arc::new(ExecutionRegistry::new(
         execution_arbiters
@@ -266,6 +271,7 @@ pub async fn run(
     let state = web::Data::new(AppState {
         codebuild,
         lambda: lambda.clone(),
+        alarms,
         objects: pipeline_objects_for_lambda,
         iam: iam.clone(),
         s3,
@@ -499,6 +505,13 @@ async fn entry(
             return crate::lambda::api::handle(&state.lambda, state.objects.as_ref(), &ctx, request)
                 .await;
         }
+        Service::CloudWatch => {
+            let body = match read_body(&req, payload, &state.config).await {
+                Ok(body) => body,
+                Err(err) => return json::error(&ctx, &err),
+            };
+            return cloudwatch(&req, &state, &ctx, &body).await;
+        }
         Service::Unknown(name) => return unknown_service(&req, &ctx, &name),
     };
     let body = match read_body(&req, payload, &state.config).await {
@@ -506,6 +519,45 @@ async fn entry(
         Err(err) => return json::error(&ctx, &err),
     };
     codepipeline::api::handle(&state.codepipeline, &ctx, &target, &body).await
+}
+
+/// Answers a CloudWatch request in the protocol it came in.
+async fn cloudwatch(
+    req: &HttpRequest,
+    state: &AppState,
+    ctx: &RequestContext,
+    body: &[u8],
+) -> HttpResponse {
+    use crate::cloudwatch::api::{CloudWatchRequest, Protocol};
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+    };
+    let target = header("x-amz-target");
+    let protocol = if req.path().starts_with("/service/") {
+        Protocol::Cbor
+    } else if !target.is_empty() {
+        Protocol::Json
+    } else {
+        Protocol::Query
+    };
+    let mut params = std::collections::BTreeMap::new();
+    if protocol == Protocol::Query {
+        params = crate::aws::query::parse_form(req.query_string());
+        params.extend(crate::aws::query::parse_form(&String::from_utf8_lossy(
+            body,
+        )));
+    }
+    let request = CloudWatchRequest {
+        protocol,
+        path: req.path(),
+        target,
+        params,
+        body,
+    };
+    crate::cloudwatch::api::handle(&state.alarms, ctx, request).await
 }
 
 /// Serves the Lambda Runtime API to the functions' processes.
@@ -613,9 +665,10 @@ fn expect_continue(
             let e = crate::aws::query::QueryError::new(err.status, err.code, err.message);
             crate::aws::query::error("", &e, &ctx)
         }
-        Service::CodePipeline { .. } | Service::CodeBuild { .. } | Service::Lambda => {
-            json::error(&ctx, &too_large(limit))
-        }
+        Service::CodePipeline { .. }
+        | Service::CodeBuild { .. }
+        | Service::Lambda
+        | Service::CloudWatch => json::error(&ctx, &too_large(limit)),
     };
     Err(actix_web::error::InternalError::from_response("request body too large", answer).into())
 }

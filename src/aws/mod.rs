@@ -9,6 +9,7 @@ pub mod pagination;
 pub mod query;
 pub mod scope;
 pub mod service;
+pub mod shapes;
 
 pub use error::AwsError;
 pub use scope::RequestContext;

@@ -5,10 +5,12 @@
 //! failed, and records each check with its rules' results.
 //!
 //! # LIMITATIONS
-//! - Rules run: VariableCheck and DeploymentWindow (outside its window the condition waits, and
+//! - Rules run: VariableCheck, DeploymentWindow (outside its window the condition waits, and
 //!   is checked again when the window opens, or within a day; OverrideStageCondition ends the
-//!   wait). The other rule providers AWS lists (CloudWatchAlarm, CodeBuild, Commands,
-//!   LambdaInvoke) are refused in declarations, naming the rule.
+//!   wait), CloudWatchAlarm (on the embedded CloudWatch's alarms, whose state only
+//!   SetAlarmState changes) and LambdaInvoke (on the embedded Lambda); the last two are pending
+//!   while `super::rules` evaluates them. The CodeBuild and Commands rules are refused in
+//!   declarations, naming the rule.
 
 use std::collections::BTreeMap;
 
@@ -29,7 +31,15 @@ pub const PROVIDERS: &[&str] = &[
 ];
 
 /// The rule providers that run here.
-pub const RUNNABLE: &[&str] = &["DeploymentWindow", "VariableCheck"];
+pub const RUNNABLE: &[&str] = &[
+    "CloudWatchAlarm",
+    "DeploymentWindow",
+    "LambdaInvoke",
+    "VariableCheck",
+];
+
+/// The rule providers decided outside the execution (see `super::rules`): pending until then.
+pub const EXTERNAL: &[&str] = &["CloudWatchAlarm", "LambdaInvoke"];
 
 /// The operators of VariableCheck.
 const OPERATORS: &[&str] = &["EQ", "NE", "CONTAINS", "MATCHES", "GT", "GE", "LT", "LE"];
@@ -98,6 +108,9 @@ pub struct RuleRun {
     /// For a rule still being checked (a deployment window not open yet): when to check again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub again_at: Option<f64>,
+    /// Being evaluated outside the execution (CloudWatchAlarm, LambdaInvoke).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pending: bool,
 }
 
 /// One check of a condition.
@@ -124,14 +137,38 @@ pub struct ConditionRun {
 impl ConditionRun {
     /// The result it engaged, if it was not met.
     pub fn engaged(&self) -> Option<&str> {
-        (!self.met && self.again_at.is_none())
+        (!self.met && !self.waiting())
             .then_some(self.result.as_deref())
             .flatten()
     }
 
     /// Whether it is still being checked.
     pub fn waiting(&self) -> bool {
-        self.again_at.is_some()
+        !self.overridden && (self.again_at.is_some() || self.rules.iter().any(|r| r.pending))
+    }
+
+    /// Its rules still being evaluated outside the execution.
+    pub fn pending(&self) -> impl Iterator<Item = &RuleRun> {
+        self.rules.iter().filter(|r| r.pending)
+    }
+
+    /// The same check with the outcome of its pending rule `rule_id`, if it has one.
+    pub fn with_outcome(
+        &self,
+        rule_id: &str,
+        succeeded: bool,
+        summary: &str,
+        now: f64,
+    ) -> Option<ConditionRun> {
+        let mut rules = self.rules.clone();
+        let rule = rules.iter_mut().find(|r| r.id == rule_id && r.pending)?;
+        rule.pending = false;
+        rule.succeeded = succeeded;
+        rule.summary = summary.to_string();
+        Some(ConditionRun {
+            at: now,
+            ..aggregate(self.kind, self.result.clone(), rules, now)
+        })
     }
 
     /// Its status: the wire enum `ConditionExecutionStatus`.
@@ -146,7 +183,13 @@ impl ConditionRun {
 
     /// The same check ended by OverrideStageCondition: met.
     pub fn overridden(&self, now: f64) -> ConditionRun {
+        let mut rules = self.rules.clone();
+        for rule in rules.iter_mut().filter(|r| r.pending) {
+            rule.pending = false;
+            rule.summary = "Not evaluated: the condition was overridden".into();
+        }
         ConditionRun {
+            rules,
             met: true,
             again_at: None,
             overridden: true,
@@ -202,9 +245,15 @@ impl ConditionRun {
 }
 
 impl RuleRun {
+    /// Whether it is decided by a function through the job API (LambdaInvoke): its id is the
+    /// job's.
+    pub fn runs_as_job(&self) -> bool {
+        self.rule_type_id.provider == "LambdaInvoke"
+    }
+
     /// Its status: the wire enum `RuleExecutionStatus`.
     pub fn status(&self) -> &'static str {
-        match (self.again_at.is_some(), self.succeeded) {
+        match (self.again_at.is_some() || self.pending, self.succeeded) {
             (true, _) => "InProgress",
             (_, true) => "Succeeded",
             _ => "Failed",
@@ -212,31 +261,70 @@ impl RuleRun {
     }
 }
 
-/// Checks a condition on the execution as it stands.
+/// Checks a condition on the execution as it stands. A check again (`previous`, the check whose
+/// waiting rule asked for it) keeps the runs of the rules evaluated outside the execution.
 pub fn check(
     s: &Execution,
     kind: ConditionKind,
     condition: &Condition,
     now: f64,
     new_id: &mut dyn FnMut() -> String,
+    previous: Option<&ConditionRun>,
 ) -> ConditionRun {
     let rules: Vec<RuleRun> = condition
         .rules
         .iter()
         .flatten()
-        .map(|rule| check_rule(s, rule, new_id(), now))
+        .map(|rule| {
+            let kept = previous.and_then(|p| {
+                p.rules.iter().find(|r| {
+                    r.name == rule.name && EXTERNAL.contains(&r.rule_type_id.provider.as_str())
+                })
+            });
+            match kept {
+                Some(kept) => kept.clone(),
+                None => check_rule(s, rule, new_id(), now),
+            }
+        })
         .collect();
-    let failed = rules.iter().any(|r| !r.succeeded && r.again_at.is_none());
-    // A rule that failed decides; otherwise one still waiting keeps the condition waiting.
+    aggregate(kind, condition.result.clone(), rules, now)
+}
+
+/// A condition's check from its rules' runs: a rule that failed decides; otherwise one still
+/// waiting or pending keeps the condition waiting.
+fn aggregate(
+    kind: ConditionKind,
+    result: Option<String>,
+    rules: Vec<RuleRun>,
+    now: f64,
+) -> ConditionRun {
+    let failed = rules
+        .iter()
+        .any(|r| !r.succeeded && r.again_at.is_none() && !r.pending);
     let again_at = if failed {
         None
     } else {
         rules.iter().filter_map(|r| r.again_at).reduce(f64::min)
     };
+    let rules = if failed {
+        // A failed rule decides: the pending ones are not waited for.
+        rules
+            .into_iter()
+            .map(|mut r| {
+                if r.pending {
+                    r.pending = false;
+                    r.summary = "Not evaluated: another rule of the condition failed".into();
+                }
+                r
+            })
+            .collect()
+    } else {
+        rules
+    };
     ConditionRun {
         kind,
         met: rules.iter().all(|r| r.succeeded),
-        result: condition.result.clone(),
+        result,
         rules,
         at: now,
         again_at,
@@ -260,8 +348,13 @@ fn check_rule(s: &Execution, rule: &RuleDeclaration, id: String, now: f64) -> Ru
         }
     }
     let mut again_at = None;
+    let mut pending = false;
     let (succeeded, summary) = match (unresolved, rule.rule_type_id.provider.as_str()) {
         (Some(message), _) => (false, message),
+        (None, provider) if EXTERNAL.contains(&provider) => {
+            pending = true;
+            (false, format!("Being evaluated ({provider})"))
+        }
         (None, "VariableCheck") => variable_check(&resolved),
         (None, "DeploymentWindow") => match deployment_window(&resolved, now) {
             Ok(None) => (true, "The deployment window is open".to_string()),
@@ -288,6 +381,7 @@ fn check_rule(s: &Execution, rule: &RuleDeclaration, id: String, now: f64) -> Ru
         succeeded,
         summary,
         again_at,
+        pending,
     }
 }
 
@@ -441,6 +535,43 @@ fn validate_rule(stage: &str, rule: &RuleDeclaration) -> Result<(), String> {
         ));
     }
     let config = rule.configuration.clone().unwrap_or_default();
+    let required = |name: &str| {
+        config.get(name).map(|_| ()).ok_or_else(|| {
+            format!(
+                "Stage '{stage}': rule '{}' is missing required configuration '{name}'",
+                rule.name
+            )
+        })
+    };
+    if provider == "LambdaInvoke" {
+        return required("FunctionName");
+    }
+    if provider == "CloudWatchAlarm" {
+        required("AlarmName")?;
+        if let Some(states) = config.get("AlarmStates") {
+            let listed = super::rules::alarm_states(states);
+            let known = ["ALARM", "OK", "INSUFFICIENT_DATA"];
+            if listed.is_empty() || listed.iter().any(|s| !known.contains(&s.as_str())) {
+                return Err(format!(
+                    "Stage '{stage}': rule '{}': AlarmStates '{states}' must list ALARM, OK or INSUFFICIENT_DATA",
+                    rule.name
+                ));
+            }
+        }
+        if let Some(wait) = config.get("WaitTime") {
+            if !wait
+                .trim()
+                .parse::<f64>()
+                .is_ok_and(|w| w.is_finite() && w >= 0.0)
+            {
+                return Err(format!(
+                    "Stage '{stage}': rule '{}': WaitTime '{wait}' is not a number of minutes",
+                    rule.name
+                ));
+            }
+        }
+        return Ok(());
+    }
     if provider == "DeploymentWindow" {
         let cron = config.get("Cron").ok_or_else(|| {
             format!(
@@ -486,7 +617,7 @@ fn validate_rule(stage: &str, rule: &RuleDeclaration) -> Result<(), String> {
 /// The rule types that run here, as ListRuleTypes lists them.
 pub fn rule_types() -> Vec<Value> {
     let property = |name: &str, description: &str| {
-        json!({"name": name, "required": true, "key": name == "Variable", "secret": false,
+        json!({"name": name, "required": true, "key": matches!(name, "Variable" | "AlarmName" | "FunctionName"), "secret": false,
                "queryable": false, "description": description, "type": "String"})
     };
     let optional = |name: &str, description: &str| {
@@ -495,6 +626,16 @@ pub fn rule_types() -> Vec<Value> {
     };
     vec![
         json!({
+            "id": {"category": "Rule", "owner": "AWS", "provider": "CloudWatchAlarm", "version": "1"},
+            "settings": {},
+            "ruleConfigurationProperties": [
+                property("AlarmName", "The name of the CloudWatch alarm"),
+                optional("AlarmStates", "The alarm states that fail the rule (ALARM unless given)"),
+                optional("WaitTime", "Minutes to wait for the alarm to leave those states before the rule fails"),
+            ],
+            "inputArtifactDetails": {"minimumCount": 0, "maximumCount": 0},
+        }),
+        json!({
             "id": {"category": "Rule", "owner": "AWS", "provider": "DeploymentWindow", "version": "1"},
             "settings": {},
             "ruleConfigurationProperties": [
@@ -502,6 +643,15 @@ pub fn rule_types() -> Vec<Value> {
                 optional("TimeZone", "The time zone of the Cron expression (UTC unless given)"),
             ],
             "inputArtifactDetails": {"minimumCount": 0, "maximumCount": 0},
+        }),
+        json!({
+            "id": {"category": "Rule", "owner": "AWS", "provider": "LambdaInvoke", "version": "1"},
+            "settings": {},
+            "ruleConfigurationProperties": [
+                property("FunctionName", "The Lambda function that reports the rule's result with PutJobSuccessResult or PutJobFailureResult"),
+                optional("UserParameters", "Given to the function in its job's configuration"),
+            ],
+            "inputArtifactDetails": {"minimumCount": 0, "maximumCount": 1},
         }),
         json!({
             "id": {"category": "Rule", "owner": "AWS", "provider": "VariableCheck", "version": "1"},

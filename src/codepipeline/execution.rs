@@ -723,6 +723,15 @@ pub enum ExecutionCommand {
     },
     /// The conditions of the current stage that wait (a deployment window) are checked again.
     CheckConditions,
+    /// A rule evaluated outside the execution (`super::rules`) ended.
+    RuleDone {
+        /// Its rule execution id.
+        rule_id: String,
+        /// Whether it succeeded.
+        succeeded: bool,
+        /// Why, in a line.
+        summary: String,
+    },
     /// OverrideStageCondition: a waiting condition of the stage ends as met.
     OverrideCondition {
         /// The stage.
@@ -800,6 +809,8 @@ pub enum ExecutionRefusal {
     Job(JobRefusal),
     /// OverrideStageCondition of a condition that is not waiting.
     NotOverridable(String),
+    /// The outcome of a rule that is not pending (any more).
+    RuleNotPending(String),
     /// Start of an execution that already started.
     AlreadyStarted,
     /// A command for an execution that has not started.
@@ -1033,10 +1044,47 @@ pub fn handle(
             let Some(condition) = waiting.kind.of(declared) else {
                 return Ok(vec![]);
             };
-            let run = super::conditions::check(state, waiting.kind, condition, now, new_id);
+            let run = super::conditions::check(
+                state,
+                waiting.kind,
+                condition,
+                now,
+                new_id,
+                Some(waiting),
+            );
             let checked = ExecutionEvent::ConditionChecked {
                 stage: current.name.clone(),
                 check: Box::new(run),
+            };
+            let mut s = state.clone();
+            apply(&mut s, &checked);
+            return Ok(advance(s, checked, now, new_id));
+        }
+        ExecutionCommand::RuleDone {
+            rule_id,
+            succeeded,
+            summary,
+        } => {
+            let done = state
+                .current_stage()
+                .filter(|_| state.status == ExecutionStatus::InProgress)
+                .and_then(|current| {
+                    let check = [
+                        super::conditions::ConditionKind::BeforeEntry,
+                        super::conditions::ConditionKind::OnSuccess,
+                        super::conditions::ConditionKind::OnFailure,
+                    ]
+                    .into_iter()
+                    .filter_map(|kind| current.condition(kind))
+                    .find_map(|c| c.with_outcome(&rule_id, succeeded, &summary, now))?;
+                    Some((current.name.clone(), check))
+                });
+            let Some((stage, check)) = done else {
+                return Err(ExecutionRefusal::RuleNotPending(rule_id));
+            };
+            let checked = ExecutionEvent::ConditionChecked {
+                stage,
+                check: Box::new(check),
             };
             let mut s = state.clone();
             apply(&mut s, &checked);
@@ -1319,7 +1367,7 @@ fn next_event(
                     return None;
                 }
                 if current.condition(ConditionKind::OnFailure).is_none() {
-                    let run = check(s, ConditionKind::OnFailure, condition, now, new_id);
+                    let run = check(s, ConditionKind::OnFailure, condition, now, new_id, None);
                     return Some(ExecutionEvent::ConditionChecked {
                         stage: current.name.clone(),
                         check: Box::new(run),
@@ -1394,7 +1442,7 @@ fn next_event(
         if let Some(condition) = ConditionKind::BeforeEntry.of(stage) {
             match current.condition(ConditionKind::BeforeEntry) {
                 None if runs.is_empty() => {
-                    let run = check(s, ConditionKind::BeforeEntry, condition, now, new_id);
+                    let run = check(s, ConditionKind::BeforeEntry, condition, now, new_id, None);
                     return Some(ExecutionEvent::ConditionChecked {
                         stage: current.name.clone(),
                         check: Box::new(run),
@@ -1443,7 +1491,7 @@ fn next_event(
             if let Some(condition) = ConditionKind::OnSuccess.of(stage) {
                 match current.condition(ConditionKind::OnSuccess) {
                     None => {
-                        let run = check(s, ConditionKind::OnSuccess, condition, now, new_id);
+                        let run = check(s, ConditionKind::OnSuccess, condition, now, new_id, None);
                         return Some(ExecutionEvent::ConditionChecked {
                             stage: current.name.clone(),
                             check: Box::new(run),

@@ -38,6 +38,7 @@ pub mod model;
 pub mod pipeline;
 pub mod retention;
 pub mod rollback;
+pub mod rules;
 pub mod validate;
 pub mod views;
 

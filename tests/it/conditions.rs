@@ -302,12 +302,24 @@ async fn conditions_are_declared_as_aws_allows_and_rule_types_are_listed() {
         .0,
         "InvalidStageDeclarationException"
     );
+    let build = json!({"name": "ask",
+        "ruleTypeId": {"category": "Rule", "owner": "AWS", "provider": "CodeBuild", "version": "1"},
+        "configuration": {"ProjectName": "decide"}});
+    let (code, message) = refused("beforeEntry", json!({"result": "FAIL", "rules": [build]}));
+    assert_eq!(code, "InvalidStageDeclarationException");
+    assert!(message.contains("CodeBuild"), "{message}");
+    let alarm = json!({"name": "alarm",
+        "ruleTypeId": {"category": "Rule", "owner": "AWS", "provider": "CloudWatchAlarm", "version": "1"},
+        "configuration": {"AlarmName": "errors", "AlarmStates": "ALARM,BROKEN"}});
+    let (code, message) = refused("beforeEntry", json!({"result": "FAIL", "rules": [alarm]}));
+    assert_eq!(code, "InvalidStageDeclarationException");
+    assert!(message.contains("AlarmStates"), "{message}");
     let lambda = json!({"name": "ask",
         "ruleTypeId": {"category": "Rule", "owner": "AWS", "provider": "LambdaInvoke", "version": "1"},
-        "configuration": {"FunctionName": "decide"}});
+        "configuration": {"UserParameters": "x"}});
     let (code, message) = refused("beforeEntry", json!({"result": "FAIL", "rules": [lambda]}));
     assert_eq!(code, "InvalidStageDeclarationException");
-    assert!(message.contains("LambdaInvoke"), "{message}");
+    assert!(message.contains("'FunctionName'"), "{message}");
     let (code, message) = refused(
         "beforeEntry",
         json!({"result": "FAIL", "rules": [window("0 0 25 ? * * *", None)]}),
@@ -348,14 +360,22 @@ async fn conditions_are_declared_as_aws_allows_and_rule_types_are_listed() {
         .iter()
         .map(|t| t["id"]["provider"].as_str().unwrap())
         .collect();
-    assert_eq!(ids, ["DeploymentWindow", "VariableCheck"]);
+    assert_eq!(
+        ids,
+        [
+            "CloudWatchAlarm",
+            "DeploymentWindow",
+            "LambdaInvoke",
+            "VariableCheck"
+        ]
+    );
     let sdk = server
         .codepipeline()
         .list_rule_types()
         .send()
         .await
         .unwrap();
-    let properties = sdk.rule_types()[1].rule_configuration_properties();
+    let properties = sdk.rule_types()[3].rule_configuration_properties();
     assert_eq!(properties.len(), 3);
     assert!(properties.iter().all(|p| p.required()));
 }
@@ -448,4 +468,236 @@ async fn a_closed_deployment_window_holds_the_stage_until_overridden() {
         finished(&cp, "open", &id).await,
         PipelineExecutionStatus::Succeeded
     );
+}
+
+/// The state of the deploy stage's `beforeEntry` condition once it was checked.
+async fn before_entry_state(server: &Server, pipeline: &str) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let state = server
+            .call("GetPipelineState", json!({ "name": pipeline }))
+            .json();
+        let condition = &state["stageStates"][1]["beforeEntryConditionState"];
+        if condition.is_object() {
+            return condition.clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the condition was never checked: {state}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+fn alarm_rule(wait_minutes: Option<&str>) -> Value {
+    let mut config = json!({ "AlarmName": "errors" });
+    if let Some(wait) = wait_minutes {
+        config["WaitTime"] = wait.into();
+    }
+    json!({"name": "no-alarm",
+           "ruleTypeId": {"category": "Rule", "owner": "AWS", "provider": "CloudWatchAlarm", "version": "1"},
+           "configuration": config})
+}
+
+async fn set_alarm(server: &Server, state: aws_sdk_cloudwatch::types::StateValue) {
+    server
+        .cloudwatch()
+        .set_alarm_state()
+        .alarm_name("errors")
+        .state_value(state)
+        .state_reason("test")
+        .send()
+        .await
+        .unwrap();
+}
+
+/// A server whose pipeline `watched` waits before its deploy stage, on an alarm in ALARM that
+/// its rule waits up to ten minutes to leave: (server, execution id, the condition's state).
+async fn held_by_alarm() -> (Server, String, Value) {
+    let server = Server::start();
+    let (cp, s3) = (server.codepipeline(), server.s3());
+    tutorial_buckets(&s3).await;
+    crate::cloudwatch::put(&server.cloudwatch(), "errors").await;
+    set_alarm(&server, aws_sdk_cloudwatch::types::StateValue::Alarm).await;
+    let condition = json!({"result": "FAIL", "rules": [alarm_rule(Some("10"))]});
+    let r = server.call(
+        "CreatePipeline",
+        json!({"pipeline": with_condition("watched", "beforeEntry", condition)}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let id = latest_execution(&cp, "watched").await;
+    let condition = before_entry_state(&server, "watched").await;
+    assert_eq!(
+        condition["latestExecution"]["status"], "InProgress",
+        "{condition}"
+    );
+    (server, id, condition)
+}
+
+#[tokio::test]
+async fn a_cloudwatch_alarm_holds_the_stage_until_set_alarm_state_releases_it() {
+    use aws_sdk_cloudwatch::types::StateValue;
+    let (server, id, condition) = held_by_alarm().await;
+    let cp = server.codepipeline();
+    assert_eq!(
+        condition["conditionStates"][0]["ruleStates"][0]["latestExecution"]["status"],
+        "InProgress"
+    );
+    assert_eq!(deploys(&server, "watched", &id), 0);
+    set_alarm(&server, StateValue::Ok).await;
+    assert_eq!(
+        finished(&cp, "watched", &id).await,
+        PipelineExecutionStatus::Succeeded
+    );
+    assert_eq!(deploys(&server, "watched", &id), 1);
+    let rules = server
+        .call(
+            "ListRuleExecutions",
+            json!({"pipelineName": "watched", "filter": {"pipelineExecutionId": id}}),
+        )
+        .json();
+    let details = rules["ruleExecutionDetails"].as_array().unwrap();
+    assert_eq!(details.len(), 1, "{rules}");
+    assert_eq!(details[0]["status"], "Succeeded");
+    assert_eq!(
+        details[0]["output"]["executionResult"]["externalExecutionSummary"],
+        "The alarm errors is OK"
+    );
+
+    // Without a wait, an alarm in ALARM fails the condition at once.
+    set_alarm(&server, StateValue::Alarm).await;
+    let condition = json!({"result": "FAIL", "rules": [alarm_rule(None)]});
+    let r = server.call(
+        "CreatePipeline",
+        json!({"pipeline": with_condition("strict", "beforeEntry", condition)}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let id = latest_execution(&cp, "strict").await;
+    assert_eq!(
+        finished(&cp, "strict", &id).await,
+        PipelineExecutionStatus::Failed
+    );
+    assert_eq!(deploys(&server, "strict", &id), 0);
+    let condition = before_entry_state(&server, "strict").await;
+    assert_eq!(
+        condition["latestExecution"]["status"], "Failed",
+        "{condition}"
+    );
+}
+
+/// A function for the LambdaInvoke rule: passes or fails the rule as its user parameters say,
+/// through the job API, with boto3.
+const RULE_APP: &str = r#"
+import boto3
+def handler(event, context):
+    job = event["CodePipeline.job"]
+    verdict = job["data"]["actionConfiguration"]["configuration"]["UserParameters"]
+    cp = boto3.client("codepipeline")
+    if verdict == "pass":
+        cp.put_job_success_result(jobId=job["id"], executionDetails={"summary": "looks good"})
+    else:
+        cp.put_job_failure_result(jobId=job["id"],
+            failureDetails={"type": "JobFailed", "message": "not today"})
+"#;
+
+#[tokio::test]
+async fn a_lambda_invoke_rule_lets_its_function_decide() {
+    use aws_sdk_lambda::primitives::Blob;
+    use aws_sdk_lambda::types::{FunctionCode, Runtime};
+    let server = Server::start();
+    let (cp, s3) = (server.codepipeline(), server.s3());
+    tutorial_buckets(&s3).await;
+    server
+        .lambda()
+        .create_function()
+        .function_name("decide")
+        .runtime(Runtime::Python312)
+        .handler("app.handler")
+        .role("arn:aws:iam::000000000000:role/role")
+        .timeout(30)
+        .code(
+            FunctionCode::builder()
+                .zip_file(Blob::new(crate::engine::zip_of(&[("app.py", RULE_APP)])))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let rule = json!({"name": "ask",
+        "ruleTypeId": {"category": "Rule", "owner": "AWS", "provider": "LambdaInvoke", "version": "1"},
+        "configuration": {"FunctionName": "decide", "UserParameters": "#{variables.Env}"}});
+    let condition = json!({"result": "FAIL", "rules": [rule]});
+    let mut decl = with_condition("asked", "beforeEntry", condition);
+    decl["variables"] = json!([{"name": "Env", "defaultValue": "pass"}]);
+    let r = server.call("CreatePipeline", json!({ "pipeline": decl }));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let first = latest_execution(&cp, "asked").await;
+    assert_eq!(
+        finished(&cp, "asked", &first).await,
+        PipelineExecutionStatus::Succeeded
+    );
+    assert_eq!(deploys(&server, "asked", &first), 1);
+    let failing = start(&server, "asked", "fail");
+    assert_eq!(
+        finished(&cp, "asked", &failing).await,
+        PipelineExecutionStatus::Failed
+    );
+    assert_eq!(deploys(&server, "asked", &failing), 0);
+    let rules = server
+        .call(
+            "ListRuleExecutions",
+            json!({"pipelineName": "asked", "filter": {"pipelineExecutionId": failing}}),
+        )
+        .json();
+    let detail = &rules["ruleExecutionDetails"][0];
+    assert_eq!(detail["status"], "Failed", "{rules}");
+    assert_eq!(
+        detail["input"]["resolvedConfiguration"]["UserParameters"],
+        "fail"
+    );
+    assert_eq!(
+        detail["output"]["executionResult"]["externalExecutionSummary"],
+        "not today"
+    );
+    // The rule's job took its one result: a second is refused.
+    let job = detail["ruleExecutionId"].as_str().unwrap();
+    let again = server.call("PutJobSuccessResult", json!({ "jobId": job }));
+    assert_eq!(
+        again.error_code(),
+        "InvalidJobStateException",
+        "{}",
+        again.text()
+    );
+    let passed = server
+        .call(
+            "ListRuleExecutions",
+            json!({"pipelineName": "asked", "filter": {"pipelineExecutionId": first}}),
+        )
+        .json();
+    assert_eq!(
+        passed["ruleExecutionDetails"][0]["output"]["executionResult"]["externalExecutionSummary"],
+        "looks good"
+    );
+}
+
+/// A rule still being evaluated when the server dies is evaluated again when it starts.
+#[tokio::test]
+async fn a_pending_alarm_rule_is_evaluated_again_after_sigkill() {
+    use aws_sdk_cloudwatch::types::StateValue;
+    let (server, id, _) = held_by_alarm().await;
+    let dir = server.data_dir.clone();
+    let _tmp = server.kill9();
+    let server = Server::start_in(&dir);
+    let cp = server.codepipeline();
+    let condition = before_entry_state(&server, "watched").await;
+    assert_eq!(
+        condition["latestExecution"]["status"], "InProgress",
+        "{condition}"
+    );
+    set_alarm(&server, StateValue::Ok).await;
+    assert_eq!(
+        finished(&cp, "watched", &id).await,
+        PipelineExecutionStatus::Succeeded
+    );
+    assert_eq!(deploys(&server, "watched", &id), 1);
 }

@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod checkpoints;
+mod cloudwatch;
 mod codebuild;
 mod common;
 mod conditions;

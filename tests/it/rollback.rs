@@ -3,7 +3,7 @@
 
 use aws_sdk_codepipeline::types::PipelineExecutionStatus;
 use aws_sdk_s3::primitives::ByteStream;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::common::{tutorial_declaration, Server};
 use crate::engine::{body, finished, latest_execution, tutorial_buckets};
@@ -503,4 +503,104 @@ async fn a_stage_declared_to_roll_back_on_failure_rolls_back_to_its_last_success
         .unwrap();
     let variables = e.pipeline_execution().unwrap().variables();
     assert_eq!(variables[0].resolved_value(), Some("target-bucket"));
+}
+
+/// The token of the approval in the pipeline's second stage once it is not `old`.
+async fn new_approval_token(
+    cp: &aws_sdk_codepipeline::Client,
+    pipeline: &str,
+    old: &str,
+) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let state = cp.get_pipeline_state().name(pipeline).send().await.unwrap();
+        let token = state.stage_states()[1].action_states()[0]
+            .latest_execution()
+            .and_then(|e| e.token())
+            .filter(|t| *t != old)
+            .map(str::to_string);
+        if let Some(token) = token {
+            return token;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no new approval token: {state:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_retry_waiting_at_an_approval_survives_sigkill_and_replay_shows_it() {
+    use crate::engine::{approval, approval_declaration, approval_token};
+    use aws_sdk_codepipeline::types::{ApprovalStatus, StageRetryMode};
+    let server = Server::start();
+    let (cp, s3) = (server.codepipeline(), server.s3());
+    tutorial_buckets(&s3).await;
+    let created = server.call(
+        "CreatePipeline",
+        json!({"pipeline": approval_declaration("pipeline")}),
+    );
+    assert_eq!(created.status, 200, "{}", created.text());
+    let id = latest_execution(&cp, "pipeline").await;
+    let token = approval_token(&cp, "pipeline").await;
+    approval(&cp, "pipeline", &token, ApprovalStatus::Rejected)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        finished(&cp, "pipeline", &id).await,
+        PipelineExecutionStatus::Failed
+    );
+    let retried = cp
+        .retry_stage_execution()
+        .pipeline_name("pipeline")
+        .stage_name("gate")
+        .pipeline_execution_id(&id)
+        .retry_mode(StageRetryMode::FailedActions)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(retried.pipeline_execution_id(), Some(id.as_str()));
+    // The retried approval waits; the server dies.
+    let waiting = new_approval_token(&cp, "pipeline", &token).await;
+    let dir = server.data_dir.clone();
+    let _tmp = server.kill9();
+    let server = Server::start_in(&dir);
+    let cp = server.codepipeline();
+    approval(&cp, "pipeline", &waiting, ApprovalStatus::Approved)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        finished(&cp, "pipeline", &id).await,
+        PipelineExecutionStatus::Succeeded
+    );
+    // Both approvals are listed: the rejected one and the one approved after the restart.
+    let actions = server.call(
+        "ListActionExecutions",
+        json!({"pipelineName": "pipeline", "filter": {"pipelineExecutionId": id}}),
+    );
+    let mut approvals: Vec<String> = actions.json()["actionExecutionDetails"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["actionName"] == "approve")
+        .map(|a| a["status"].as_str().unwrap().to_string())
+        .collect();
+    approvals.sort();
+    assert_eq!(approvals, ["Failed", "Succeeded"], "{}", actions.text());
+    // Replay shows the retry as such.
+    let timeline: Value =
+        serde_json::from_str(&server.run_cli(&["replay", &id, "--output", "json"]))
+            .expect("replay prints JSON");
+    let retry = timeline
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["event"] == "StageRetried")
+        .expect("the retry is in the timeline");
+    assert_eq!(retry["stageName"], "gate");
+    assert_eq!(retry["details"]["retryMode"], "FAILED_ACTIONS");
+    assert_eq!(retry["details"]["trigger"], "ManualStageRetry");
 }

@@ -88,6 +88,8 @@ pub struct ActionRegistry {
     entries: Vec<Entry>,
     /// What runs custom actions (their types are the accounts' own, not in the catalogue).
     custom: Option<Arc<dyn ActionExecutor>>,
+    /// What evaluates the condition rules decided outside the execution.
+    rules: Option<super::rules::RuleEvaluators>,
 }
 
 /// What the executors drive.
@@ -107,6 +109,8 @@ pub struct Services {
     pub lambda: Arc<dyn Functions>,
     /// How long a job of the Lambda invoke action waits for its function's result.
     pub lambda_job_timeout: std::time::Duration,
+    /// CloudWatch's alarms, for the CloudWatchAlarm rule.
+    pub alarms: Arc<dyn super::rules::AlarmStates>,
 }
 
 /// Where and within which limits an executor unpacks artifacts.
@@ -185,7 +189,23 @@ impl ActionRegistry {
                 job_timeout: services.lambda_job_timeout,
             },
         );
+        registry.rules = Some(super::rules::RuleEvaluators {
+            alarms: services.alarms.clone(),
+            lambda: services.lambda.clone(),
+            lambda_timeout: services.lambda_job_timeout,
+        });
         registry
+    }
+
+    /// Evaluates a pending condition rule (see `super::rules`).
+    pub async fn evaluate_rule(&self, job: &super::rules::RuleJob) -> super::rules::RuleOutcome {
+        match &self.rules {
+            Some(rules) => rules.evaluate(job).await,
+            None => super::rules::RuleOutcome {
+                succeeded: false,
+                summary: "Rules are not evaluated by this registry".into(),
+            },
+        }
     }
 
     /// The catalogue alone: every type is known and none runs (for checking declarations).
@@ -199,6 +219,7 @@ impl ActionRegistry {
                 })
                 .collect(),
             custom: None,
+            rules: None,
         }
     }
 

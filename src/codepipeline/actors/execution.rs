@@ -35,6 +35,14 @@ struct ActionDone {
     result: Result<ActionOutput, ErrorDetails>,
 }
 
+/// A condition rule evaluated outside the execution ended.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct RuleDone {
+    rule_id: String,
+    outcome: crate::codepipeline::rules::RuleOutcome,
+}
+
 /// Drives one execution.
 pub struct ExecutionActor {
     stream: String,
@@ -53,6 +61,8 @@ pub struct ExecutionActor {
     rollbacks: Option<Rollbacks>,
     /// The timer that checks a waiting condition again.
     recheck: Option<SpawnHandle>,
+    /// The evaluations of pending condition rules, by rule execution id.
+    rule_tasks: HashMap<String, SpawnHandle>,
 }
 
 /// Where automatic rollbacks are asked for.
@@ -84,6 +94,7 @@ impl Actor for ExecutionActor {
             }
         }
         self.schedule_recheck(ctx);
+        self.launch_rules(ctx);
     }
 }
 
@@ -176,6 +187,60 @@ impl ExecutionActor {
                     .do_send(Command(ExecutionCommand::CheckConditions));
             },
         ));
+    }
+
+    /// Evaluates the pending rules of the current stage's conditions that are not evaluated yet,
+    /// and ends the evaluations of rules no longer pending.
+    fn launch_rules(&mut self, ctx: &mut Context<Self>) {
+        use crate::codepipeline::conditions::ConditionKind::*;
+        let running = self.state.status == ExecutionStatus::InProgress;
+        let pending: Vec<(crate::codepipeline::conditions::RuleRun, f64)> = self
+            .state
+            .current_stage()
+            .into_iter()
+            .flat_map(|s| {
+                [BeforeEntry, OnSuccess, OnFailure]
+                    .into_iter()
+                    .filter_map(|kind| s.condition(kind))
+            })
+            .filter(|_| running)
+            .flat_map(|c| c.pending().map(|r| (r.clone(), c.at)))
+            .collect();
+        let ended: Vec<String> = self
+            .rule_tasks
+            .keys()
+            .filter(|id| !pending.iter().any(|(r, _)| r.id == **id))
+            .cloned()
+            .collect();
+        for id in ended {
+            if let Some(task) = self.rule_tasks.remove(&id) {
+                ctx.cancel_future(task);
+            }
+        }
+        let account = self.pipeline_key.split(':').next().unwrap_or_default();
+        for (rule, checked) in pending {
+            if self.rule_tasks.contains_key(&rule.id) {
+                continue;
+            }
+            let job = crate::codepipeline::rules::RuleJob {
+                account: account.to_string(),
+                region: self.state.region.clone(),
+                rule,
+                checked,
+            };
+            let actions = self.actions.clone();
+            let id = job.rule.id.clone();
+            let key = id.clone();
+            let evaluate = async move { actions.evaluate_rule(&job).await };
+            let task = ctx.spawn(evaluate.into_actor(self).map(move |outcome, act, ctx| {
+                act.rule_tasks.remove(&id);
+                ctx.notify(RuleDone {
+                    rule_id: id,
+                    outcome,
+                });
+            }));
+            self.rule_tasks.insert(key, task);
+        }
     }
 
     /// Ends the executor of an action run, if it still runs.
@@ -286,6 +351,7 @@ impl ExecutionActor {
                             }
                         }
                         act.schedule_recheck(ctx);
+                        act.launch_rules(ctx);
                         if !act.state.status.is_running() {
                             act.gates.left(&act.pipeline_key, &act.state.id);
                             let finished = events
@@ -349,6 +415,30 @@ impl Handler<ActionDone> for ExecutionActor {
                     act.stream
                 ),
                 Err(e) => log::error!("recording the result of action execution {id} failed: {e:?}"),
+            },
+        )))
+    }
+}
+
+impl Handler<RuleDone> for ExecutionActor {
+    type Result = AtomicResponse<Self, ()>;
+
+    fn handle(&mut self, msg: RuleDone, ctx: &mut Self::Context) -> Self::Result {
+        let id = msg.rule_id.clone();
+        let command = ExecutionCommand::RuleDone {
+            rule_id: msg.rule_id,
+            succeeded: msg.outcome.succeeded,
+            summary: msg.outcome.summary,
+        };
+        AtomicResponse::new(Box::pin(self.execute(command, ctx).map(
+            move |result, act, _| match result {
+                Ok(()) => {}
+                // Its outcome came another way first (a function's PutJob*Result, an override).
+                Err(CommandError::ExecutionRefused(ExecutionRefusal::RuleNotPending(_))) => {}
+                Err(e) => log::error!(
+                    "recording the outcome of rule execution {id} of {} failed: {e:?}",
+                    act.stream
+                ),
             },
         )))
     }
@@ -436,6 +526,7 @@ impl ExecutionRegistry {
             tasks: HashMap::new(),
             rollbacks: self.rollbacks.get().cloned(),
             recheck: None,
+            rule_tasks: HashMap::new(),
         };
         let turn = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let arbiter = &self.arbiters[turn % self.arbiters.len()];

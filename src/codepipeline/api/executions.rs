@@ -1039,9 +1039,22 @@ struct ListRulesInput {
 /// The rule executions of an execution, newest first, as ListRuleExecutions shows them.
 fn rule_details(e: &Execution) -> Vec<(String, Value)> {
     let mut out = Vec::new();
+    // A rule evaluated outside the execution is in every check from the one that started it to
+    // the one that recorded its outcome: the newest tells.
+    let mut seen = std::collections::HashSet::new();
+    // When each rule execution started: the first check that holds it.
+    let mut started = std::collections::HashMap::new();
+    for check in e.stages.iter().flat_map(|s| &s.conditions) {
+        for r in &check.rules {
+            started.entry(r.id.as_str()).or_insert(check.at);
+        }
+    }
     for stage in e.stages.iter().rev() {
         for check in stage.conditions.iter().rev() {
             for r in check.rules.iter().rev() {
+                if !seen.insert(r.id.as_str()) {
+                    continue;
+                }
                 let mut result = json!({
                     "externalExecutionId": r.id,
                     "externalExecutionSummary": r.summary,
@@ -1057,7 +1070,7 @@ fn rule_details(e: &Execution) -> Vec<(String, Value)> {
                         "pipelineVersion": e.pipeline_version,
                         "stageName": stage.name,
                         "ruleName": r.name,
-                        "startTime": check.at,
+                        "startTime": started.get(r.id.as_str()).copied().unwrap_or(check.at),
                         "lastUpdateTime": check.at,
                         "status": r.status(),
                         "input": {

@@ -95,6 +95,74 @@ fn find(
     })
 }
 
+/// A LambdaInvoke rule's job: its pipeline, execution and rule run.
+struct RuleFound {
+    key: PipelineKey,
+    execution_id: String,
+    rule: crate::codepipeline::conditions::RuleRun,
+}
+
+/// The LambdaInvoke rule whose job this is, if it is one (of the caller's account).
+fn find_rule(
+    svc: &CodePipelineService,
+    ctx: &RequestContext,
+    job_id: &str,
+) -> Result<Option<RuleFound>, AwsError> {
+    let Some((key, execution)) = svc
+        .execution_views
+        .job(job_id)
+        .map_err(|e| AwsError::internal(e.to_string()))?
+    else {
+        return Ok(None);
+    };
+    let rule = execution
+        .stages
+        .iter()
+        .flat_map(|s| &s.conditions)
+        .flat_map(|c| &c.rules)
+        .rev()
+        .find(|r| r.id == job_id && r.runs_as_job())
+        .cloned();
+    let key = PipelineKey::parse(&key).filter(|k| k.account == ctx.account_id);
+    Ok(match (rule, key) {
+        (Some(rule), Some(key)) => Some(RuleFound {
+            key,
+            execution_id: execution.id,
+            rule,
+        }),
+        _ => None,
+    })
+}
+
+/// Records a LambdaInvoke rule's outcome, as its function reported it.
+async fn rule_outcome(
+    svc: &CodePipelineService,
+    found: RuleFound,
+    succeeded: bool,
+    summary: String,
+) -> Result<(), AwsError> {
+    let job_id = found.rule.id.clone();
+    let command = ExecutionCommand::RuleDone {
+        rule_id: found.rule.id,
+        succeeded,
+        summary,
+    };
+    match svc
+        .registry
+        .to_execution(&found.key, &found.execution_id, command)
+        .await
+    {
+        Ok(()) => Ok(()),
+        Err(CommandError::ExecutionRefused(_)) => Err(AwsError::new(
+            "InvalidJobStateException",
+            format!("The job {job_id} is not waiting for a result"),
+        )),
+        Err(e) => Err(AwsError::internal(format!(
+            "the job's result was not recorded: {e:?}"
+        ))),
+    }
+}
+
 /// The job's data (the wire shape `JobData`): what the worker needs to do the action's work.
 fn job_data(svc: &CodePipelineService, found: &Found) -> Value {
     let Found {
@@ -399,6 +467,16 @@ async fn acknowledge(
     family: Family,
 ) -> Reply {
     let input: AcknowledgeInput = from_value(input)?;
+    if family == Family::Job {
+        if let Some(rule) = find_rule(svc, ctx, &input.job_id)? {
+            let status = match (rule.rule.pending, rule.rule.succeeded) {
+                (true, _) => "InProgress",
+                (false, true) => "Succeeded",
+                (false, false) => "Failed",
+            };
+            return reply(&json!({ "status": status }));
+        }
+    }
     let found = find(svc, ctx, &input.job_id, family)?;
     let op = JobOp::Acknowledge {
         nonce: input.nonce,
@@ -437,6 +515,13 @@ pub(super) fn handle_get_job_details(
     input: Value,
 ) -> Reply {
     let input: JobIdInput = from_value(input)?;
+    if let Some(rule) = find_rule(svc, ctx, &input.job_id)? {
+        return reply(&json!({"jobDetails": {
+            "id": input.job_id,
+            "data": crate::codepipeline::rules::job_data(&rule.rule),
+            "accountId": rule.key.account,
+        }}));
+    }
     let found = find(svc, ctx, &input.job_id, Family::Job)?;
     reply(&json!({"jobDetails": {
         "id": input.job_id,
@@ -512,6 +597,16 @@ async fn succeed(
             ),
         ));
     }
+    if family == Family::Job {
+        if let Some(rule) = find_rule(svc, ctx, &input.job_id)? {
+            let summary = input
+                .execution_details
+                .and_then(|d| d.summary)
+                .unwrap_or_else(|| "The function reported success".into());
+            rule_outcome(svc, rule, true, summary).await?;
+            return reply(&json!({}));
+        }
+    }
     let found = find(svc, ctx, &input.job_id, family)?;
     let op = JobOp::Succeed {
         details: input.execution_details,
@@ -564,6 +659,13 @@ async fn fail(
     family: Family,
 ) -> Reply {
     let input: FailureInput = from_value(input)?;
+    if family == Family::Job {
+        if let Some(rule) = find_rule(svc, ctx, &input.job_id)? {
+            let summary = input.failure_details.message;
+            rule_outcome(svc, rule, false, summary).await?;
+            return reply(&json!({}));
+        }
+    }
     let found = find(svc, ctx, &input.job_id, family)?;
     let details = input.failure_details;
     let op = JobOp::Fail {

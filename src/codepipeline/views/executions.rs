@@ -589,6 +589,12 @@ impl ExecutionViews {
         if let Some(job) = job {
             inner.jobs.insert(job.clone(), id.to_string());
         }
+        // A LambdaInvoke rule's job is its rule execution id.
+        if let ExecutionEvent::ConditionChecked { check, .. } = &event {
+            for rule in check.pending().filter(|r| r.runs_as_job()) {
+                inner.jobs.insert(rule.id.clone(), id.to_string());
+            }
+        }
         // Its place in the pipeline's start order (an execution whose start is not in the
         // views, which only a damaged log could hold, has none and indexes nothing).
         let ordinal = inner
@@ -612,7 +618,19 @@ impl ExecutionViews {
         }
         if !state.status.is_running() {
             if let Some((_, finished)) = inner.running.remove(id) {
-                for job in finished.runs.iter().flat_map(|r| r.job_ids()) {
+                let rule_jobs = finished
+                    .stages
+                    .iter()
+                    .flat_map(|s| &s.conditions)
+                    .flat_map(|c| &c.rules)
+                    .filter(|r| r.runs_as_job())
+                    .map(|r| r.id.as_str());
+                for job in finished
+                    .runs
+                    .iter()
+                    .flat_map(|r| r.job_ids())
+                    .chain(rule_jobs)
+                {
                     inner.jobs.remove(job);
                     inner.ended_jobs.add(job, id);
                 }

@@ -213,6 +213,19 @@ impl Server {
         aws_sdk_lambda::Client::from_conf(config)
     }
 
+    /// A CloudWatch client for this server (it speaks RPC v2 CBOR), region eu-central-1.
+    pub fn cloudwatch(&self) -> aws_sdk_cloudwatch::Client {
+        let config = aws_sdk_cloudwatch::Config::builder()
+            .behavior_version(aws_sdk_cloudwatch::config::BehaviorVersion::latest())
+            .region(aws_sdk_cloudwatch::config::Region::new("eu-central-1"))
+            .credentials_provider(aws_sdk_cloudwatch::config::Credentials::new(
+                "test", "test", None, None, "tests",
+            ))
+            .endpoint_url(&self.endpoint)
+            .build();
+        aws_sdk_cloudwatch::Client::from_conf(config)
+    }
+
     /// An S3 client for this server, path-style, region eu-central-1.
     pub fn s3(&self) -> aws_sdk_s3::Client {
         s3_client(&self.endpoint, "eu-central-1")

@@ -996,15 +996,18 @@ pub fn handle(
             if state.id.is_empty() {
                 return Err(ExecutionRefusal::NotStarted);
             }
-            if state.status != ExecutionStatus::Failed {
+            if !matches!(
+                state.status,
+                ExecutionStatus::Failed | ExecutionStatus::Stopped
+            ) {
                 return Err(ExecutionRefusal::NotRetryable(format!(
-                    "Pipeline execution {} is {}; only a failed one can be retried",
+                    "Pipeline execution {} is {}; only a failed or stopped one can be retried",
                     state.id, state.status
                 )));
             }
-            let failed_here = state
-                .current_stage()
-                .is_some_and(|s| s.name == stage && s.status == StageStatus::Failed);
+            let failed_here = state.current_stage().is_some_and(|s| {
+                s.name == stage && matches!(s.status, StageStatus::Failed | StageStatus::Stopped)
+            });
             if !failed_here {
                 return Err(ExecutionRefusal::NotRetryable(format!(
                     "Stage {stage} is not the stage that failed in pipeline execution {}",
@@ -1771,6 +1774,7 @@ pub fn apply(s: &mut Execution, event: &ExecutionEvent) {
         } => {
             s.status = ExecutionStatus::InProgress;
             s.summary = None;
+            s.stop_reason = None;
             s.retrying = Some(*mode);
             s.retrying_automatic = *automatic;
             s.updated = *at;

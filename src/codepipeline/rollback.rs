@@ -189,3 +189,16 @@ pub async fn run_automatic(svc: &super::CodePipelineService, ask: AutomaticRollb
         ),
     }
 }
+
+/// Sets an execution's `executionType` and, for a rollback (to `rollback_target`),
+/// `rollbackMetadata`, as GetPipelineExecution, ListPipelineExecutions and the history show them.
+pub fn execution_type(out: &mut serde_json::Value, rollback_target: Option<&String>) {
+    match rollback_target {
+        Some(target) => {
+            out["executionType"] = "ROLLBACK".into();
+            out["rollbackMetadata"] =
+                serde_json::json!({ "rollbackTargetPipelineExecutionId": target });
+        }
+        None => out["executionType"] = "STANDARD".into(),
+    }
+}

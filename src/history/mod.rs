@@ -326,6 +326,7 @@ fn summary_json(s: &ExecutionSummary) -> Value {
     if let Some(summary) = &s.summary {
         v["statusSummary"] = summary.clone().into();
     }
+    crate::codepipeline::rollback::execution_type(&mut v, s.rollback_target.as_ref());
     v
 }
 

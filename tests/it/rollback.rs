@@ -138,6 +138,29 @@ async fn a_manual_rollback_deploys_the_first_version_again() {
     assert_eq!(details.len(), 1, "{details:?}");
     assert_eq!(details[0]["stageName"], "stage2");
 
+    // The history lists it as a rollback, as the API does.
+    let history: Value = serde_json::from_str(&server.run_cli(&[
+        "history",
+        "executions",
+        "pipeline",
+        "--region",
+        "eu-central-1",
+        "--output",
+        "json",
+    ]))
+    .expect("history prints JSON");
+    let listed = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["pipelineExecutionId"] == id.as_str())
+        .expect("the rollback is in the history");
+    assert_eq!(listed["executionType"], "ROLLBACK");
+    assert_eq!(
+        listed["rollbackMetadata"]["rollbackTargetPipelineExecutionId"],
+        first.as_str()
+    );
+    assert_eq!(listed["trigger"]["triggerType"], "ManualRollback");
     // A rollback is no target, and the source stage cannot be rolled back.
     assert_eq!(
         rollback(&server, "pipeline", "stage2", &id).error_code(),
@@ -603,4 +626,70 @@ async fn a_retry_waiting_at_an_approval_survives_sigkill_and_replay_shows_it() {
     assert_eq!(retry["stageName"], "gate");
     assert_eq!(retry["details"]["retryMode"], "FAILED_ACTIONS");
     assert_eq!(retry["details"]["trigger"], "ManualStageRetry");
+}
+
+#[tokio::test]
+async fn a_stopped_execution_is_retried_from_its_stopped_stage() {
+    use crate::engine::{approval, approval_declaration, approval_token};
+    use aws_sdk_codepipeline::types::{ApprovalStatus, StageRetryMode};
+    let server = Server::start();
+    let (cp, s3) = (server.codepipeline(), server.s3());
+    tutorial_buckets(&s3).await;
+    let created = server.call(
+        "CreatePipeline",
+        json!({"pipeline": approval_declaration("pipeline")}),
+    );
+    assert_eq!(created.status, 200, "{}", created.text());
+    let id = latest_execution(&cp, "pipeline").await;
+    let token = approval_token(&cp, "pipeline").await;
+    // Retrying what still runs is refused.
+    let early = server.call(
+        "RetryStageExecution",
+        json!({"pipelineName": "pipeline", "stageName": "gate", "pipelineExecutionId": id, "retryMode": "FAILED_ACTIONS"}),
+    );
+    assert_eq!(
+        early.error_code(),
+        "StageNotRetryableException",
+        "{}",
+        early.text()
+    );
+    cp.stop_pipeline_execution()
+        .pipeline_name("pipeline")
+        .pipeline_execution_id(&id)
+        .abandon(true)
+        .reason("not now")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        finished(&cp, "pipeline", &id).await,
+        PipelineExecutionStatus::Stopped
+    );
+    let retried = cp
+        .retry_stage_execution()
+        .pipeline_name("pipeline")
+        .stage_name("gate")
+        .pipeline_execution_id(&id)
+        .retry_mode(StageRetryMode::FailedActions)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(retried.pipeline_execution_id(), Some(id.as_str()));
+    let waiting = new_approval_token(&cp, "pipeline", &token).await;
+    approval(&cp, "pipeline", &waiting, ApprovalStatus::Approved)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        finished(&cp, "pipeline", &id).await,
+        PipelineExecutionStatus::Succeeded
+    );
+    let e = cp
+        .get_pipeline_execution()
+        .pipeline_name("pipeline")
+        .pipeline_execution_id(&id)
+        .send()
+        .await
+        .unwrap();
+    assert!(e.pipeline_execution().unwrap().status_summary().is_none());
 }

@@ -175,17 +175,6 @@ fn artifact_revisions(e: &Execution) -> Vec<Value> {
         .collect()
 }
 
-/// `executionType` and, for a rollback, `rollbackMetadata`.
-fn execution_type(out: &mut Value, rollback_target: Option<&String>) {
-    match rollback_target {
-        Some(target) => {
-            out["executionType"] = "ROLLBACK".into();
-            out["rollbackMetadata"] = json!({ "rollbackTargetPipelineExecutionId": target });
-        }
-        None => out["executionType"] = "STANDARD".into(),
-    }
-}
-
 fn source_revisions(e: &ExecutionSummary) -> Vec<Value> {
     e.source_revisions
         .iter()
@@ -217,7 +206,7 @@ pub(super) fn handle_get_pipeline_execution(
         "trigger": e.trigger,
         "executionMode": e.execution_mode,
     });
-    execution_type(&mut out, e.rollback.as_ref().map(|r| &r.target));
+    crate::codepipeline::rollback::execution_type(&mut out, e.rollback.as_ref().map(|r| &r.target));
     if let Some(summary) = &e.summary {
         out["statusSummary"] = summary.clone().into();
     }
@@ -300,7 +289,7 @@ pub(super) fn handle_list_pipeline_executions(
                 "trigger": e.trigger,
                 "executionMode": e.execution_mode,
             });
-            execution_type(&mut s, e.rollback_target.as_ref());
+            crate::codepipeline::rollback::execution_type(&mut s, e.rollback_target.as_ref());
             if let Some(summary) = &e.summary {
                 s["statusSummary"] = summary.clone().into();
             }
@@ -814,9 +803,9 @@ pub(super) async fn handle_retry_stage_execution(
             ),
         ));
     }
-    if run.status != StageStatus::Failed {
+    if !matches!(run.status, StageStatus::Failed | StageStatus::Stopped) {
         return Err(not_retryable(format!(
-            "Stage {} of pipeline execution {latest_id} is {}, not Failed",
+            "Stage {} of pipeline execution {latest_id} is {}, not Failed or Stopped",
             input.stage_name, run.status
         )));
     }

@@ -320,6 +320,12 @@ async fn a_rollback_waiting_at_an_approval_survives_sigkill() {
     // The rollback waits at the approval it runs again; the server dies.
     let waiting = approval_token(&cp, "pipeline").await;
     assert_ne!(waiting, token);
+    // The pipeline is busy with it: no retry now.
+    let busy = server.call(
+        "RetryStageExecution",
+        json!({"pipelineName": "pipeline", "stageName": "gate", "pipelineExecutionId": first, "retryMode": "ALL_ACTIONS"}),
+    );
+    assert_eq!(busy.error_code(), "ConflictException", "{}", busy.text());
     let dir = server.data_dir.clone();
     let _tmp = server.kill9();
     let server = Server::start_in(&dir);

@@ -783,6 +783,16 @@ pub(super) async fn handle_retry_stage_execution(
     }
     let not_retryable = |message: String| AwsError::new("StageNotRetryableException", message);
     let key = PipelineKey::new(&ctx.account_id, &ctx.region, &input.pipeline_name);
+    // The pipeline is busy while it rolls a stage back.
+    if rolling_back(svc, &key) {
+        return Err(AwsError::new(
+            "ConflictException",
+            format!(
+                "A rollback of pipeline {} is in progress; retry once it ends",
+                input.pipeline_name
+            ),
+        ));
+    }
     // Only the execution that ran the stage last may retry it.
     let latest = svc
         .execution_views
@@ -830,6 +840,14 @@ pub(super) async fn handle_retry_stage_execution(
             "the retry could not be recorded: {e:?}"
         ))),
     }
+}
+
+/// Whether a rollback of the pipeline runs.
+fn rolling_back(svc: &CodePipelineService, key: &PipelineKey) -> bool {
+    svc.execution_views
+        .running_of(&key.key())
+        .iter()
+        .any(|e| e.rollback.is_some())
 }
 
 #[derive(Deserialize)]
@@ -891,12 +909,7 @@ pub(super) async fn handle_rollback_stage(
         )));
     }
     let key = PipelineKey::new(&ctx.account_id, &ctx.region, &input.pipeline_name);
-    if svc
-        .execution_views
-        .running_of(&key.key())
-        .iter()
-        .any(|e| e.rollback.is_some())
-    {
+    if rolling_back(svc, &key) {
         return Err(AwsError::new(
             "ConflictException",
             format!(

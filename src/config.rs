@@ -55,6 +55,8 @@ pub struct Config {
     pub lambda_job_timeout_seconds: u64,
     /// Seconds an idle Lambda instance is kept warm.
     pub lambda_idle_seconds: u64,
+    /// Where the Git repositories of connection source actions are (empty: none).
+    pub git_repos_dir: String,
     /// Entries one zip artifact may hold when an action unpacks it.
     pub zip_max_entries: usize,
     /// Bytes one zip artifact may unpack to.
@@ -80,6 +82,8 @@ pub struct Overrides {
     pub port: Option<u16>,
     /// `--data-dir`.
     pub data_dir: Option<PathBuf>,
+    /// `--git-repos-dir`.
+    pub git_repos_dir: Option<PathBuf>,
 }
 
 impl Config {
@@ -152,6 +156,9 @@ impl Config {
         }
         if let Some(dir) = &overrides.data_dir {
             config.data_dir = dir.clone();
+        }
+        if let Some(dir) = &overrides.git_repos_dir {
+            config.git_repos_dir = dir.to_string_lossy().into_owned();
         }
         Ok(config)
     }

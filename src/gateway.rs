@@ -30,6 +30,13 @@ pub enum Service {
     Lambda,
     /// Amazon CloudWatch (RPC v2 CBOR, JSON 1.0 or query).
     CloudWatch,
+    /// Connections (JSON 1.0), under either of their service names; carries `X-Amz-Target`.
+    Connections {
+        /// Which service name.
+        flavour: crate::connections::api::Flavour,
+        /// The `X-Amz-Target` value.
+        target: String,
+    },
     /// A service this endpoint does not serve (yet); carries what named it.
     Unknown(String),
 }
@@ -47,6 +54,9 @@ pub fn route(path: &str, headers: &HeaderMap, scope: Option<&CredentialScope>) -
     }
     if service == "codebuild" || (service.is_empty() && target.starts_with("CodeBuild_")) {
         return Service::CodeBuild { target };
+    }
+    if let Some(flavour) = crate::connections::api::Flavour::of(service, &target) {
+        return Service::Connections { flavour, target };
     }
     match service {
         "s3" => return Service::S3,

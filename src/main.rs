@@ -108,6 +108,10 @@ struct ServeArgs {
     /// A TOML file with settings (see config/default.toml for every key).
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Where the Git repositories of connection source actions are: FullRepositoryId
+    /// owner/name is DIR/owner/name.
+    #[arg(long)]
+    git_repos_dir: Option<PathBuf>,
 }
 
 fn main() {
@@ -170,6 +174,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         host: args.host,
         port: args.port,
         data_dir: args.data_dir,
+        git_repos_dir: args.git_repos_dir,
     };
     let config = Config::load(args.config.as_deref(), std::env::vars(), &overrides)?;
     let listener = std::net::TcpListener::bind((config.host.as_str(), config.port))

@@ -30,6 +30,8 @@ pub struct Projections {
     pub lambda: Arc<crate::lambda::Lambda>,
     /// CloudWatch alarms.
     pub alarms: Arc<crate::cloudwatch::Alarms>,
+    /// Connections.
+    pub connections: Arc<crate::connections::Connections>,
 }
 
 impl Projections {
@@ -61,11 +63,12 @@ impl Projections {
                 std::time::Duration::from_secs(1),
             )),
             alarms: Arc::new(crate::cloudwatch::Alarms::new(store.clone())),
+            connections: Arc::new(crate::connections::Connections::new(store.clone())),
         }
     }
 
     /// All of them, as a checkpoint takes them.
-    pub fn all(&self) -> [&dyn Projection; 8] {
+    pub fn all(&self) -> [&dyn Projection; 9] {
         [
             self.pipelines.as_ref(),
             self.executions.as_ref(),
@@ -75,6 +78,7 @@ impl Projections {
             self.custom_types.as_ref(),
             self.lambda.as_ref(),
             self.alarms.as_ref(),
+            self.connections.as_ref(),
         ]
     }
 }

@@ -38,6 +38,7 @@ struct AppState {
     codebuild: Arc<crate::codebuild::CodeBuild>,
     lambda: Arc<crate::lambda::Lambda>,
     alarms: Arc<crate::cloudwatch::Alarms>,
+    connections: Arc<crate::connections::Connections>,
     /// The object store pipelines use (Lambda reads function code from it).
     objects: Arc<dyn ObjectStore>,
 }
@@ -100,6 +101,7 @@ pub async fn run(
         store.clone(),
     ));
     let alarms = Arc::new(crate::cloudwatch::Alarms::new(store.clone()));
+    let connections = Arc::new(crate::connections::Connections::new(store.clone()));
     let live = Projections {
         pipelines: views.clone(),
         executions: execution_views.clone(),
@@ -109,6 +111,7 @@ pub async fn run(
         custom_types: custom_types.clone(),
         lambda: lambda.clone(),
         alarms: alarms.clone(),
+        connections: connections.clone(),
     };
     let checkpoint_file = crate::checkpoint::file(&config.data_dir);
     let loaded = crate::checkpoint::load(store.as_ref(), &checkpoint_file, &live.all())
@@ -168,6 +171,7 @@ pub async fn run(
                     Box::new(p.custom_types),
                     Box::new(p.lambda),
                     Box::new(p.alarms),
+                    Box::new(p.connections),
                 ]
             }),
         ))
@@ -231,6 +235,9 @@ pub async fn run(
         lambda_job_timeout: Duration::from_secs(config.lambda_job_timeout_seconds),
         job_timeout: Duration::from_secs(config.job_timeout_seconds),
         alarms: Arc::new(crate::cloudwatch::RuleAlarms(alarms.clone())),
+        connections: Arc::new(crate::connections::SourceConnections(connections.clone())),
+        git_repos_dir: (!config.git_repos_dir.is_empty())
+            .then(|| std::path::PathBuf::from(&config.git_repos_dir)),
     }));
     let executions = Arc::new(ExecutionRegistry::new(
         execution_arbiters
@@ -272,6 +279,7 @@ pub async fn run(
         codebuild,
         lambda: lambda.clone(),
         alarms,
+        connections,
         objects: pipeline_objects_for_lambda,
         iam: iam.clone(),
         s3,
@@ -505,6 +513,14 @@ async fn entry(
             return crate::lambda::api::handle(&state.lambda, state.objects.as_ref(), &ctx, request)
                 .await;
         }
+        Service::Connections { flavour, target } => {
+            let body = match read_body(&req, payload, &state.config).await {
+                Ok(body) => body,
+                Err(err) => return json::error(&ctx, &err),
+            };
+            return crate::connections::api::handle(&state.connections, &ctx, flavour, &target, &body)
+                .await;
+        }
         Service::CloudWatch => {
             let body = match read_body(&req, payload, &state.config).await {
                 Ok(body) => body,
@@ -668,7 +684,8 @@ fn expect_continue(
         Service::CodePipeline { .. }
         | Service::CodeBuild { .. }
         | Service::Lambda
-        | Service::CloudWatch => json::error(&ctx, &too_large(limit)),
+        | Service::CloudWatch
+        | Service::Connections { .. } => json::error(&ctx, &too_large(limit)),
     };
     Err(actix_web::error::InternalError::from_response("request body too large", answer).into())
 }

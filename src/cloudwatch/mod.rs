@@ -14,12 +14,12 @@
 pub mod api;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::eventstore::{EventStore, EventType, RecordedEvent, StoreError, StreamWriter};
+use crate::eventstore::{EventStore, EventType, RecordedEvent, StoreError};
 
 /// The prefix of alarm streams.
 pub const STREAM_PREFIX: &str = "cloudwatch:";
@@ -169,10 +169,6 @@ pub fn arn(account: &str, region: &str, name: &str) -> String {
     format!("arn:aws:cloudwatch:{region}:{account}:alarm:{name}")
 }
 
-fn stream(account: &str, region: &str) -> String {
-    format!("{STREAM_PREFIX}{account}:{region}")
-}
-
 /// Why a change to the alarms did not happen.
 #[derive(Debug, Clone, PartialEq)]
 pub enum AlarmFailure {
@@ -186,9 +182,7 @@ pub enum AlarmFailure {
 
 /// The alarms of every account and region.
 pub struct Alarms {
-    log: Arc<dyn EventStore>,
-    regions: RwLock<BTreeMap<String, RegionAlarms>>,
-    writer: StreamWriter,
+    regions: crate::regional::Regional<AlarmEvent, RegionAlarms>,
     /// Counts the changes, so that waiters learn of each.
     changes: tokio::sync::watch::Sender<u64>,
 }
@@ -197,23 +191,16 @@ impl Alarms {
     /// Alarms from `log` (fed by [`Alarms::apply`] at startup).
     pub fn new(log: Arc<dyn EventStore>) -> Self {
         Alarms {
-            log,
-            regions: RwLock::new(BTreeMap::new()),
-            writer: StreamWriter::new(256),
+            regions: crate::regional::Regional::new(log, STREAM_PREFIX, "cloudwatch_alarms", apply),
             changes: tokio::sync::watch::channel(0).0,
         }
     }
 
     /// Folds one event of the log.
     pub fn apply(&self, record: &RecordedEvent) {
-        if !record.stream.starts_with(STREAM_PREFIX) {
-            return;
+        if self.regions.apply(record) {
+            self.changes.send_modify(|n| *n += 1);
         }
-        if let Some(event) = AlarmEvent::from_record(record) {
-            let mut regions = self.regions.write().expect("alarms lock");
-            apply(regions.entry(record.stream.clone()).or_default(), event);
-        }
-        self.changes.send_modify(|n| *n += 1);
     }
 
     /// A subscription to changes: it sees a new value after each.
@@ -223,20 +210,15 @@ impl Alarms {
 
     /// One alarm.
     pub fn get(&self, account: &str, region: &str, name: &str) -> Option<Alarm> {
-        let regions = self.regions.read().expect("alarms lock");
-        regions.get(&stream(account, region))?.get(name).cloned()
+        self.regions
+            .read(account, region, |alarms| alarms.get(name).cloned())
     }
 
     /// The alarms of an account in a region, by name, that `keep` selects.
     pub fn list(&self, account: &str, region: &str, keep: impl Fn(&Alarm) -> bool) -> Vec<Alarm> {
-        let regions = self.regions.read().expect("alarms lock");
-        regions
-            .get(&stream(account, region))
-            .into_iter()
-            .flat_map(|r| r.values())
-            .filter(|a| keep(a))
-            .cloned()
-            .collect()
+        self.regions.read(account, region, |alarms| {
+            alarms.values().filter(|a| keep(a)).cloned().collect()
+        })
     }
 
     /// Records an event decided on the region's alarms as they stand.
@@ -246,17 +228,19 @@ impl Alarms {
         region: &str,
         decide: impl FnOnce(&RegionAlarms) -> Result<Option<AlarmEvent>, AlarmFailure>,
     ) -> Result<(), AlarmFailure> {
-        let key = stream(account, region);
         let recorded = self
-            .writer
-            .append(self.log.as_ref(), &key, || {
-                let regions = self.regions.read().expect("alarms lock");
-                let empty = RegionAlarms::new();
-                decide(regions.get(&key).unwrap_or(&empty)).map(|e| e.into_iter().collect())
+            .regions
+            .record(account, region, |alarms| {
+                decide(alarms).map(|e| e.into_iter().collect())
             })
             .await
-            .map_err(AlarmFailure::Store)??;
-        recorded.iter().for_each(|r| self.apply(r));
+            .map_err(|e| match e {
+                crate::regional::RegionalFailure::Refused(f) => f,
+                crate::regional::RegionalFailure::Store(e) => AlarmFailure::Store(e),
+            })?;
+        if !recorded.is_empty() {
+            self.changes.send_modify(|n| *n += 1);
+        }
         Ok(())
     }
 
@@ -315,7 +299,7 @@ impl Alarms {
 
 impl crate::checkpoint::Projection for Alarms {
     fn name(&self) -> &'static str {
-        "cloudwatch_alarms"
+        self.regions.name()
     }
 
     fn apply(&self, record: &RecordedEvent) {
@@ -323,19 +307,15 @@ impl crate::checkpoint::Projection for Alarms {
     }
 
     fn export(&self) -> Result<Box<serde_json::value::RawValue>, String> {
-        let regions = self.regions.read().expect("alarms lock");
-        serde_json::value::to_raw_value(&*regions).map_err(|e| e.to_string())
+        self.regions.export()
     }
 
     fn restore(&self, json: &str) -> Result<(), String> {
-        let regions: BTreeMap<String, RegionAlarms> =
-            serde_json::from_str(json).map_err(|e| e.to_string())?;
-        *self.regions.write().expect("alarms lock") = regions;
-        Ok(())
+        self.regions.restore(json)
     }
 
     fn clear(&self) {
-        self.regions.write().expect("alarms lock").clear();
+        self.regions.clear();
     }
 }
 

@@ -170,15 +170,7 @@ async fn alarms_survive_sigkill() {
 }
 
 fn aws(server: &Server, args: &[&str]) -> std::process::Output {
-    std::process::Command::new("aws")
-        .arg("--endpoint-url")
-        .arg(&server.endpoint)
-        .args(args)
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_DEFAULT_REGION", "eu-central-1")
-        .output()
-        .expect("the AWS CLI must be installed (pip install awscli)")
+    server.aws_cli(args)
 }
 
 /// The AWS CLI, whose botocore sends JSON 1.0 (or CBOR, in newer versions), sets and reads

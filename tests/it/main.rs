@@ -10,6 +10,7 @@ mod declarations;
 mod engine;
 mod external_s3;
 mod fixtures;
+mod git;
 mod history;
 mod iam;
 mod jobs;

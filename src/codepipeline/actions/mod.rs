@@ -20,6 +20,7 @@
 
 pub mod archive;
 mod codebuild;
+mod git_source;
 mod job_worker;
 mod lambda_invoke;
 mod manual_approval;
@@ -34,6 +35,7 @@ use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use futures_util::{FutureExt, StreamExt};
 
+pub use self::git_source::{commit, git, repository_dir, CommitInfo, ConnectionLookup};
 pub use self::lambda_invoke::Functions;
 use super::action_types::{ActionTypeSpec, CATALOG};
 use super::execution::{ActionInput, ActionOutput, ArtifactDetail, CurrentJob, ErrorDetails};
@@ -111,6 +113,10 @@ pub struct Services {
     pub lambda_job_timeout: std::time::Duration,
     /// CloudWatch's alarms, for the CloudWatchAlarm rule.
     pub alarms: Arc<dyn super::rules::AlarmStates>,
+    /// The connections, for the connection source action.
+    pub connections: Arc<dyn ConnectionLookup>,
+    /// Where that action's repositories are.
+    pub git_repos_dir: Option<PathBuf>,
 }
 
 /// Where and within which limits an executor unpacks artifacts.
@@ -166,6 +172,17 @@ impl ActionRegistry {
             s3_deploy::S3Deploy::new(objects.clone(), services.unpacking()),
         );
         registry.register("Approval", "AWS", "Manual", manual_approval::ManualApproval);
+        registry.register(
+            "Source",
+            "AWS",
+            "CodeStarSourceConnection",
+            git_source::GitSource {
+                connections: services.connections.clone(),
+                repos_dir: services.git_repos_dir.clone(),
+                objects: objects.clone(),
+                max_bytes: services.zip_limits.max_bytes,
+            },
+        );
         let build = Arc::new(codebuild::CodeBuildAction::new(
             objects,
             services.builds.clone(),

@@ -79,14 +79,41 @@ pub(super) async fn handle_start_pipeline_execution(
     let input: StartInput = from_value(input)?;
     let key = PipelineKey::new(&ctx.account_id, &ctx.region, &input.name);
     let mut revisions = BTreeMap::new();
-    for r in input.source_revisions {
-        if r.revision_type != "S3_OBJECT_VERSION_ID" {
-            return Err(AwsError::validation(format!(
-                "Source revision type {} is not supported by codepipeline-local yet; S3_OBJECT_VERSION_ID is",
-                r.revision_type
-            )));
+    if !input.source_revisions.is_empty() {
+        let (declaration, ..) = current(svc, ctx, &input.name)?;
+        for r in input.source_revisions {
+            let action = declaration
+                .stages
+                .iter()
+                .flat_map(|s| &s.actions)
+                .find(|a| a.name == r.action_name && a.action_type_id.category == "Source")
+                .ok_or_else(|| {
+                    AwsError::validation(format!(
+                        "Pipeline {} has no source action named {}",
+                        input.name, r.action_name
+                    ))
+                })?;
+            let expected = match action.action_type_id.provider.as_str() {
+                "S3" => "S3_OBJECT_VERSION_ID",
+                "CodeStarSourceConnection" | "CodeCommit" => "COMMIT_ID",
+                "ECR" => "IMAGE_DIGEST",
+                _ => "",
+            };
+            if r.revision_type != expected {
+                return Err(AwsError::validation(format!(
+                    "Source action {} ({}) takes a revision of type {}, not {}",
+                    r.action_name,
+                    action.action_type_id.provider,
+                    if expected.is_empty() {
+                        "none"
+                    } else {
+                        expected
+                    },
+                    r.revision_type
+                )));
+            }
+            revisions.insert(r.action_name, r.revision_value);
         }
-        revisions.insert(r.action_name, r.revision_value);
     }
     let caller = format!(
         "arn:aws:sts::{}:assumed-role/codepipeline-local",
@@ -178,7 +205,14 @@ fn artifact_revisions(e: &Execution) -> Vec<Value> {
 fn source_revisions(e: &ExecutionSummary) -> Vec<Value> {
     e.source_revisions
         .iter()
-        .map(|(action, revision)| json!({"actionName": action, "revisionId": revision, "revisionSummary": format!("Amazon S3 version id: {revision}")}))
+        .map(|(action, revision)| {
+            let summary = e
+                .revision_summaries
+                .get(action)
+                .cloned()
+                .unwrap_or_else(|| format!("Amazon S3 version id: {revision}"));
+            json!({"actionName": action, "revisionId": revision, "revisionSummary": summary})
+        })
         .collect()
 }
 

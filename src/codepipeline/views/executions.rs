@@ -52,6 +52,9 @@ pub struct ExecutionSummary {
     pub updated: f64,
     /// (action, revision) of every source action that produced a revision.
     pub source_revisions: Vec<(String, String)>,
+    /// The summary of each of those revisions, by action (a commit's message and provider).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub revision_summaries: std::collections::BTreeMap<String, String>,
     /// Stage attempts, in the order they were entered.
     pub stages: Vec<StageRun>,
     /// For a rollback execution: the execution it rolled back to.
@@ -75,6 +78,16 @@ impl ExecutionSummary {
                 .source_outputs()
                 .filter_map(|(action, output, _)| {
                     Some((action.to_string(), output.revision.clone()?))
+                })
+                .collect(),
+            revision_summaries: e
+                .source_outputs()
+                .filter_map(|(action, output, _)| {
+                    output.revision.as_ref()?;
+                    Some((
+                        action.to_string(),
+                        output.external_execution_summary.clone()?,
+                    ))
                 })
                 .collect(),
             stages: e.stages.clone(),

@@ -226,6 +226,19 @@ impl Server {
         aws_sdk_cloudwatch::Client::from_conf(config)
     }
 
+    /// Runs the AWS CLI against this server, region eu-central-1.
+    pub fn aws_cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new("aws")
+            .arg("--endpoint-url")
+            .arg(&self.endpoint)
+            .args(args)
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_DEFAULT_REGION", "eu-central-1")
+            .output()
+            .expect("the AWS CLI must be installed (pip install awscli)")
+    }
+
     /// An S3 client for this server, path-style, region eu-central-1.
     pub fn s3(&self) -> aws_sdk_s3::Client {
         s3_client(&self.endpoint, "eu-central-1")

@@ -1,0 +1,239 @@
+//! The connection source action (`Source/AWS/CodeStarSourceConnection/1`): reads a branch of a
+//! Git repository on this machine, `<git_repos_dir>/<FullRepositoryId>`, through a connection
+//! that exists in the account (`ConnectionArn`), and makes the tree at its head commit (or the
+//! commit a start's `sourceRevisions` names, `COMMIT_ID`) the output artifact.
+//!
+//! Git is read with the `git` binary: it is what the repositories on a developer's machine are
+//! made with, so every repository format and setting they use (packed refs, worktrees,
+//! alternates, partial clones) is read as Git itself reads it, `git archive` writes the tree's
+//! zip exactly, and no Git library is compiled into the server.
+//!
+//! # LIMITATIONS
+//! - The repositories are local directories: no provider (GitHub, GitLab, Bitbucket) is reached.
+//! - `OutputArtifactFormat` `CODEBUILD_CLONE_REF` is refused with a message naming it; the
+//!   artifact is the tree zipped (`CODE_ZIP`).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+
+use super::{body_of, config, failed, store_failure, ActionExecutor, ActionJob};
+use crate::codepipeline::execution::{ActionOutput, ErrorDetails};
+use crate::s3::objects::ObjectStore;
+
+/// What the connection source action asks of the connections.
+pub trait ConnectionLookup: Send + Sync {
+    /// The provider type of a connection of the account and region (ARN of either service
+    /// name), if it exists.
+    fn provider_type(&self, account: &str, region: &str, arn: &str) -> Option<String>;
+}
+
+/// How long one Git command may take.
+const GIT_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Reads sources from local Git repositories.
+pub(super) struct GitSource {
+    pub connections: Arc<dyn ConnectionLookup>,
+    pub repos_dir: Option<PathBuf>,
+    pub objects: Arc<dyn ObjectStore>,
+    /// The largest zip an artifact may be.
+    pub max_bytes: u64,
+}
+
+impl ActionExecutor for GitSource {
+    fn run<'a>(&'a self, job: &'a ActionJob) -> BoxFuture<'a, Result<ActionOutput, ErrorDetails>> {
+        Box::pin(self.read(job))
+    }
+}
+
+/// A repository's directory under `root`: `owner/name` (or deeper groups, as GitLab has),
+/// without `..`, empty or absolute parts.
+pub fn repository_dir(root: &Path, full_id: &str) -> Option<PathBuf> {
+    let parts: Vec<&str> = full_id.split('/').collect();
+    let plain = parts.len() >= 2
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && *p != "." && *p != ".." && !p.contains('\\'));
+    plain.then(|| parts.iter().fold(root.to_path_buf(), |dir, p| dir.join(p)))
+}
+
+/// Runs `git` in `dir`; its standard output, or its standard error as the failure.
+pub async fn git(dir: &Path, args: &[&str]) -> Result<Vec<u8>, String> {
+    let run = tokio::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(GIT_TIMEOUT, run)
+        .await
+        .map_err(|_| format!("git {} took more than {GIT_TIMEOUT:?}", args.join(" ")))?
+        .map_err(|e| format!("git could not be run: {e}"))?;
+    if out.status.success() {
+        Ok(out.stdout)
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+    }
+}
+
+/// A commit as the source action reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CommitInfo {
+    /// The commit id.
+    pub id: String,
+    /// The author date, ISO 8601.
+    pub author_date: String,
+    /// The full message.
+    pub message: String,
+}
+
+/// The commit `revision` names in the repository at `dir`.
+pub async fn commit(dir: &Path, revision: &str) -> Result<CommitInfo, String> {
+    let spec = format!("{revision}^{{commit}}");
+    let out = git(dir, &["log", "-1", "--format=%H%x00%aI%x00%B", &spec, "--"]).await?;
+    let text = String::from_utf8_lossy(&out);
+    let mut parts = text.splitn(3, '\0');
+    let (Some(id), Some(date), Some(message)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(format!("git log printed no commit for {revision}"));
+    };
+    Ok(CommitInfo {
+        id: id.trim().to_string(),
+        author_date: date.trim().to_string(),
+        message: message.trim_end().to_string(),
+    })
+}
+
+impl GitSource {
+    async fn read(&self, run: &ActionJob) -> Result<ActionOutput, ErrorDetails> {
+        let config = config(run);
+        let get = |k: &str| config.get(k).cloned().unwrap_or_default();
+        let (arn, repo, branch) = (
+            get("ConnectionArn"),
+            get("FullRepositoryId"),
+            get("BranchName"),
+        );
+        let format = config
+            .get("OutputArtifactFormat")
+            .map_or("CODE_ZIP", String::as_str);
+        if format != "CODE_ZIP" {
+            return Err(failed(format!(
+                "OutputArtifactFormat {format} is not supported by codepipeline-local yet; use CODE_ZIP"
+            )));
+        }
+        let provider = self
+            .connections
+            .provider_type(&run.account, &run.input.region, &arn)
+            .ok_or_else(|| {
+                failed(format!(
+                    "Connection {arn} does not exist in account {} and region {}",
+                    run.account, run.input.region
+                ))
+            })?;
+        let root = self.repos_dir.as_ref().ok_or_else(|| {
+            failed(
+                "No git_repos_dir is configured: start the server with --git-repos-dir DIR \
+                 (or CODEPIPELINE_LOCAL_GIT_REPOS_DIR) so that FullRepositoryId owner/name is DIR/owner/name",
+            )
+        })?;
+        let not_found = || failed(format!("[{provider}] Repository [{repo}] not found"));
+        let dir = repository_dir(root, &repo).ok_or_else(not_found)?;
+        if !dir.is_dir() {
+            return Err(not_found());
+        }
+        let revision = match &run.source_revision {
+            Some(commit) => commit.clone(),
+            None => format!("refs/heads/{branch}"),
+        };
+        let info = commit(&dir, &revision)
+            .await
+            .map_err(|_| match &run.source_revision {
+                Some(commit) => failed(format!(
+                    "[{provider}] No commit [{commit}] found for FullRepositoryName [{repo}]"
+                )),
+                None => failed(format!(
+                    "[{provider}] No Branch [{branch}] found for FullRepositoryName [{repo}]"
+                )),
+            })?;
+        let zip = git(&dir, &["archive", "--format=zip", &info.id])
+            .await
+            .map_err(|e| {
+                failed(format!(
+                    "The tree of commit {} could not be zipped: {e}",
+                    info.id
+                ))
+            })?;
+        if zip.len() as u64 > self.max_bytes {
+            return Err(failed(format!(
+                "The tree of commit {} zips to {} bytes, more than zip_max_bytes ({})",
+                info.id,
+                zip.len(),
+                self.max_bytes
+            )));
+        }
+        let zip = Bytes::from(zip);
+        for artifact in &run.planned_outputs {
+            let location = &artifact.s3location;
+            self.objects
+                .put(
+                    &location.bucket,
+                    &location.key,
+                    &Default::default(),
+                    body_of(zip.clone()),
+                )
+                .await
+                .map_err(|e| store_failure(e, &location.bucket, &location.key))?;
+        }
+        let summary = serde_json::json!({"ProviderType": provider, "CommitMessage": info.message});
+        Ok(ActionOutput {
+            output_artifacts: run.planned_outputs.clone(),
+            external_execution_id: Some(info.id.clone()),
+            external_execution_summary: Some(summary.to_string()),
+            output_variables: [
+                ("AuthorDate", info.author_date.clone()),
+                ("BranchName", branch.clone()),
+                ("CommitId", info.id.clone()),
+                ("CommitMessage", info.message.clone()),
+                ("ConnectionArn", arn.clone()),
+                ("FullRepositoryName", repo.clone()),
+                ("ProviderType", provider.clone()),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+            revision: Some(info.id),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repository_ids_stay_under_the_root() {
+        let root = Path::new("/repos");
+        assert_eq!(
+            repository_dir(root, "acme/web"),
+            Some(PathBuf::from("/repos/acme/web"))
+        );
+        assert_eq!(
+            repository_dir(root, "group/sub/web"),
+            Some(PathBuf::from("/repos/group/sub/web"))
+        );
+        for bad in [
+            "web",
+            "acme/../etc",
+            "/etc/passwd",
+            "acme//web",
+            "acme/.",
+            "a\\b/c",
+        ] {
+            assert_eq!(repository_dir(root, bad), None, "{bad}");
+        }
+    }
+}

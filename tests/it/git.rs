@@ -1,0 +1,402 @@
+//! Connections (`codestar-connections`, `codeconnections`) with the AWS CLI, and the connection
+//! source action reading real Git repositories made here with the `git` binary.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use aws_sdk_codepipeline::types::PipelineExecutionStatus;
+use serde_json::{json, Value};
+
+use crate::common::Server;
+use crate::engine::{body, finished, latest_execution, tutorial_buckets};
+
+/// Runs git in `dir`; its standard output, trimmed.
+pub(crate) fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .env("GIT_AUTHOR_NAME", "Dev")
+        .env("GIT_AUTHOR_EMAIL", "dev@example.com")
+        .env("GIT_COMMITTER_NAME", "Dev")
+        .env("GIT_COMMITTER_EMAIL", "dev@example.com")
+        .output()
+        .expect("git must be installed");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A repository `<root>/acme/web` on branch main with `index.html` and `css/site.css`.
+pub(crate) fn repository(root: &Path) -> PathBuf {
+    let dir = root.join("acme").join("web");
+    std::fs::create_dir_all(dir.join("css")).unwrap();
+    git(&dir, &["init", "-q", "-b", "main"]);
+    std::fs::write(dir.join("index.html"), "<h1>v1</h1>\n").unwrap();
+    std::fs::write(dir.join("css/site.css"), "h1 { color: red }\n").unwrap();
+    git(&dir, &["add", "."]);
+    git(
+        &dir,
+        &["commit", "-q", "-m", "First version\n\nWith a body."],
+    );
+    dir
+}
+
+/// Commits `content` as `index.html`; the new commit id.
+pub(crate) fn commit_change(dir: &Path, content: &str, message: &str) -> String {
+    std::fs::write(dir.join("index.html"), content).unwrap();
+    git(dir, &["commit", "-q", "-am", message]);
+    git(dir, &["rev-parse", "HEAD"])
+}
+
+fn aws(server: &Server, args: &[&str]) -> Value {
+    let out = server.aws_cli(args);
+    assert!(
+        out.status.success(),
+        "aws {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if out.stdout.is_empty() {
+        return Value::Null;
+    }
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// A connection made with the AWS CLI; its ARN.
+pub(crate) fn connection(server: &Server) -> String {
+    let made = aws(
+        server,
+        &[
+            "codestar-connections",
+            "create-connection",
+            "--provider-type",
+            "GitHub",
+            "--connection-name",
+            "local",
+        ],
+    );
+    made["ConnectionArn"].as_str().unwrap().to_string()
+}
+
+/// A V2 pipeline: the connection source on acme/web `branch`, then an S3 deploy that extracts
+/// the tree under `site/`.
+pub(crate) fn git_declaration(name: &str, arn: &str, branch: &str) -> Value {
+    json!({
+        "name": name, "pipelineType": "V2", "executionMode": "QUEUED",
+        "roleArn": "arn:aws:iam::000000000000:role/role",
+        "artifactStore": {"type": "S3", "location": "artifact-store-bucket"},
+        "stages": [
+            {"name": "Source", "actions": [{"name": "Source", "namespace": "SourceVariables",
+                "actionTypeId": {"category": "Source", "owner": "AWS", "provider": "CodeStarSourceConnection", "version": "1"},
+                "configuration": {"ConnectionArn": arn, "FullRepositoryId": "acme/web", "BranchName": branch,
+                                  "OutputArtifactFormat": "CODE_ZIP"},
+                "outputArtifacts": [{"name": "code"}]}]},
+            {"name": "Deploy", "actions": [{"name": "Deploy",
+                "actionTypeId": {"category": "Deploy", "owner": "AWS", "provider": "S3", "version": "1"},
+                "configuration": {"BucketName": "target-bucket", "Extract": "true", "ObjectKey": "site"},
+                "inputArtifacts": [{"name": "code"}]}]}
+        ]
+    })
+}
+
+pub(crate) fn server_for(repos: &Path) -> Server {
+    Server::start_with(&[("CODEPIPELINE_LOCAL_GIT_REPOS_DIR", repos.to_str().unwrap())])
+}
+
+#[test]
+fn connections_are_created_read_listed_tagged_and_deleted_under_both_names() {
+    let server = Server::start();
+    let arn = connection(&server);
+    assert!(
+        arn.starts_with("arn:aws:codestar-connections:eu-central-1:000000000000:connection/"),
+        "{arn}"
+    );
+    let got = aws(
+        &server,
+        &[
+            "codestar-connections",
+            "get-connection",
+            "--connection-arn",
+            &arn,
+        ],
+    );
+    assert_eq!(got["Connection"]["ConnectionStatus"], "AVAILABLE");
+    assert_eq!(got["Connection"]["ProviderType"], "GitHub");
+    assert_eq!(got["Connection"]["OwnerAccountId"], "000000000000");
+    // The same connection under the other service name.
+    let other = arn.replace("codestar-connections", "codeconnections");
+    let got = aws(
+        &server,
+        &[
+            "codeconnections",
+            "get-connection",
+            "--connection-arn",
+            &other,
+        ],
+    );
+    assert_eq!(got["Connection"]["ConnectionName"], "local");
+    let made = aws(
+        &server,
+        &[
+            "codeconnections",
+            "create-connection",
+            "--provider-type",
+            "GitLab",
+            "--connection-name",
+            "lab",
+            "--tags",
+            "Key=team,Value=web",
+        ],
+    );
+    let lab = made["ConnectionArn"].as_str().unwrap().to_string();
+    assert!(lab.starts_with("arn:aws:codeconnections:"), "{lab}");
+    let listed = aws(&server, &["codestar-connections", "list-connections"]);
+    assert_eq!(listed["Connections"].as_array().unwrap().len(), 2);
+    let gitlab = aws(
+        &server,
+        &[
+            "codestar-connections",
+            "list-connections",
+            "--provider-type-filter",
+            "GitLab",
+        ],
+    );
+    assert_eq!(gitlab["Connections"][0]["ConnectionArn"], lab.as_str());
+    aws(
+        &server,
+        &[
+            "codeconnections",
+            "tag-resource",
+            "--resource-arn",
+            &lab,
+            "--tags",
+            "Key=env,Value=dev",
+        ],
+    );
+    let tags = aws(
+        &server,
+        &[
+            "codeconnections",
+            "list-tags-for-resource",
+            "--resource-arn",
+            &lab,
+        ],
+    );
+    assert_eq!(tags["Tags"].as_array().unwrap().len(), 2);
+    aws(
+        &server,
+        &[
+            "codestar-connections",
+            "delete-connection",
+            "--connection-arn",
+            &arn,
+        ],
+    );
+    let raw = server.client().raw_for(
+        "codestar-connections",
+        Some("com.amazonaws.codestar.connections.CodeStar_connections_20191201.GetConnection"),
+        json!({ "ConnectionArn": arn }).to_string().as_bytes(),
+    );
+    assert_eq!(
+        raw.error_code(),
+        "ResourceNotFoundException",
+        "{}",
+        raw.text()
+    );
+    let bad = server.client().raw_for(
+        "codestar-connections",
+        Some("com.amazonaws.codestar.connections.CodeStar_connections_20191201.CreateConnection"),
+        json!({ "ConnectionName": "x", "ProviderType": "Nowhere" })
+            .to_string()
+            .as_bytes(),
+    );
+    assert_eq!(bad.error_code(), "ValidationException", "{}", bad.text());
+    let hosts = server.client().raw_for(
+        "codestar-connections",
+        Some("com.amazonaws.codestar.connections.CodeStar_connections_20191201.ListHosts"),
+        b"{}",
+    );
+    assert_eq!(hosts.status, 501);
+    assert!(hosts.text().contains("ListHosts"), "{}", hosts.text());
+}
+
+#[tokio::test]
+async fn a_connection_source_deploys_the_tree_of_the_branch_head_with_its_commit_variables() {
+    let repos = tempfile::tempdir().unwrap();
+    let dir = repository(repos.path());
+    let server = server_for(repos.path());
+    let (cp, s3) = (server.codepipeline(), server.s3());
+    tutorial_buckets(&s3).await;
+    let arn = connection(&server);
+    let r = server.call(
+        "CreatePipeline",
+        json!({"pipeline": git_declaration("web", &arn, "main")}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let first = latest_execution(&cp, "web").await;
+    assert_eq!(
+        finished(&cp, "web", &first).await,
+        PipelineExecutionStatus::Succeeded
+    );
+    let head = git(&dir, &["rev-parse", "HEAD"]);
+    // The tree, as git archive has it, extracted under site/.
+    assert_eq!(
+        body(&s3, "target-bucket", "site/index.html").await,
+        b"<h1>v1</h1>\n"
+    );
+    assert_eq!(
+        body(&s3, "target-bucket", "site/css/site.css").await,
+        b"h1 { color: red }\n"
+    );
+    let actions = server
+        .call(
+            "ListActionExecutions",
+            json!({"pipelineName": "web", "filter": {"pipelineExecutionId": first}}),
+        )
+        .json();
+    let source = actions["actionExecutionDetails"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["actionName"] == "Source")
+        .unwrap()
+        .clone();
+    let variables = &source["output"]["outputVariables"];
+    assert_eq!(variables["CommitId"], head.as_str());
+    assert_eq!(
+        variables["CommitMessage"],
+        git(&dir, &["log", "-1", "--format=%B"]).as_str()
+    );
+    assert_eq!(
+        variables["AuthorDate"],
+        git(&dir, &["log", "-1", "--format=%aI"]).as_str()
+    );
+    assert_eq!(variables["BranchName"], "main");
+    assert_eq!(variables["FullRepositoryName"], "acme/web");
+    assert_eq!(variables["ProviderType"], "GitHub");
+    assert_eq!(variables["ConnectionArn"], arn.as_str());
+    let state = server
+        .call("GetPipelineState", json!({"name": "web"}))
+        .json();
+    assert_eq!(
+        state["stageStates"][0]["actionStates"][0]["currentRevision"]["revisionId"],
+        head.as_str()
+    );
+    let listed = server
+        .call("ListPipelineExecutions", json!({"pipelineName": "web"}))
+        .json();
+    let revision = &listed["pipelineExecutionSummaries"][0]["sourceRevisions"][0];
+    assert_eq!(revision["revisionId"], head.as_str());
+    let summary: Value =
+        serde_json::from_str(revision["revisionSummary"].as_str().unwrap()).unwrap();
+    assert_eq!(summary["ProviderType"], "GitHub");
+    assert_eq!(summary["CommitMessage"], "First version\n\nWith a body.");
+
+    // A second commit is deployed by the next start; the first one again by its COMMIT_ID.
+    commit_change(&dir, "<h1>v2</h1>\n", "Second version");
+    let second = server
+        .call("StartPipelineExecution", json!({"name": "web"}))
+        .json()["pipelineExecutionId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        finished(&cp, "web", &second).await,
+        PipelineExecutionStatus::Succeeded
+    );
+    assert_eq!(
+        body(&s3, "target-bucket", "site/index.html").await,
+        b"<h1>v2</h1>\n"
+    );
+    let again = server
+        .call(
+            "StartPipelineExecution",
+            json!({"name": "web", "sourceRevisions": [
+                {"actionName": "Source", "revisionType": "COMMIT_ID", "revisionValue": head}]}),
+        )
+        .json()["pipelineExecutionId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        finished(&cp, "web", &again).await,
+        PipelineExecutionStatus::Succeeded
+    );
+    assert_eq!(
+        body(&s3, "target-bucket", "site/index.html").await,
+        b"<h1>v1</h1>\n"
+    );
+    let wrong = server.call(
+        "StartPipelineExecution",
+        json!({"name": "web", "sourceRevisions": [
+            {"actionName": "Source", "revisionType": "S3_OBJECT_VERSION_ID", "revisionValue": head}]}),
+    );
+    assert_eq!(
+        wrong.error_code(),
+        "ValidationException",
+        "{}",
+        wrong.text()
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_branch_repository_or_connection_fails_the_source_as_aws_words_it() {
+    let repos = tempfile::tempdir().unwrap();
+    repository(repos.path());
+    let server = server_for(repos.path());
+    let (cp, s3) = (server.codepipeline(), server.s3());
+    tutorial_buckets(&s3).await;
+    let arn = connection(&server);
+    let failure = |pipeline: &'static str| {
+        let server = &server;
+        async move {
+            let r = server
+                .call("ListActionExecutions", json!({ "pipelineName": pipeline }))
+                .json();
+            r["actionExecutionDetails"][0]["output"]["executionResult"]["errorDetails"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        }
+    };
+    let mut other_repo = git_declaration("norepo", &arn, "main");
+    other_repo["stages"][0]["actions"][0]["configuration"]["FullRepositoryId"] = "acme/api".into();
+    let mut no_connection = git_declaration("noconn", &arn, "main");
+    no_connection["stages"][0]["actions"][0]["configuration"]["ConnectionArn"] = arn
+        .replace(
+            crate::git::tail(&arn),
+            "00000000-0000-0000-0000-000000000000",
+        )
+        .into();
+    for (name, decl, message) in [
+        (
+            "nobranch",
+            git_declaration("nobranch", &arn, "nope"),
+            "[GitHub] No Branch [nope] found for FullRepositoryName [acme/web]".to_string(),
+        ),
+        (
+            "norepo",
+            other_repo,
+            "[GitHub] Repository [acme/api] not found".to_string(),
+        ),
+        ("noconn", no_connection, "does not exist".to_string()),
+    ] {
+        let r = server.call("CreatePipeline", json!({ "pipeline": decl }));
+        assert_eq!(r.status, 200, "{}", r.text());
+        let id = latest_execution(&cp, name).await;
+        assert_eq!(
+            finished(&cp, name, &id).await,
+            PipelineExecutionStatus::Failed
+        );
+        let got = failure(name).await;
+        assert!(got.contains(&message), "{name}: {got}");
+    }
+}
+
+/// The id at the end of a connection ARN.
+pub(crate) fn tail(arn: &str) -> &str {
+    arn.rsplit('/').next().unwrap()
+}

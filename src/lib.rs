@@ -79,6 +79,7 @@ pub mod connections;
 pub mod eventstore;
 mod fuzz;
 pub mod gateway;
+pub mod git_watch;
 pub mod history;
 pub mod iam;
 pub mod lambda;

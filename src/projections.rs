@@ -32,6 +32,8 @@ pub struct Projections {
     pub alarms: Arc<crate::cloudwatch::Alarms>,
     /// Connections.
     pub connections: Arc<crate::connections::Connections>,
+    /// The Git refs the triggers saw last.
+    pub git_seen: Arc<crate::git_watch::Seen>,
 }
 
 impl Projections {
@@ -64,11 +66,12 @@ impl Projections {
             )),
             alarms: Arc::new(crate::cloudwatch::Alarms::new(store.clone())),
             connections: Arc::new(crate::connections::Connections::new(store.clone())),
+            git_seen: Arc::new(crate::git_watch::seen(store.clone())),
         }
     }
 
     /// All of them, as a checkpoint takes them.
-    pub fn all(&self) -> [&dyn Projection; 9] {
+    pub fn all(&self) -> [&dyn Projection; 10] {
         [
             self.pipelines.as_ref(),
             self.executions.as_ref(),
@@ -79,6 +82,7 @@ impl Projections {
             self.lambda.as_ref(),
             self.alarms.as_ref(),
             self.connections.as_ref(),
+            self.git_seen.as_ref(),
         ]
     }
 }

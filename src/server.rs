@@ -102,6 +102,7 @@ pub async fn run(
     ));
     let alarms = Arc::new(crate::cloudwatch::Alarms::new(store.clone()));
     let connections = Arc::new(crate::connections::Connections::new(store.clone()));
+    let git_seen = Arc::new(crate::git_watch::seen(store.clone()));
     let live = Projections {
         pipelines: views.clone(),
         executions: execution_views.clone(),
@@ -112,6 +113,7 @@ pub async fn run(
         lambda: lambda.clone(),
         alarms: alarms.clone(),
         connections: connections.clone(),
+        git_seen: git_seen.clone(),
     };
     let checkpoint_file = crate::checkpoint::file(&config.data_dir);
     let loaded = crate::checkpoint::load(store.as_ref(), &checkpoint_file, &live.all())
@@ -172,6 +174,7 @@ pub async fn run(
                     Box::new(p.lambda),
                     Box::new(p.alarms),
                     Box::new(p.connections),
+                    Box::new(p.git_seen),
                 ]
             }),
         ))
@@ -298,6 +301,20 @@ pub async fn run(
             dispatched: Default::default(),
         },
     });
+    if !state.config.git_repos_dir.is_empty() {
+        // Pushes start pipelines through their actors, as every start does.
+        let state = state.clone();
+        let watch = crate::git_watch::GitWatch::new(
+            std::path::PathBuf::from(&state.config.git_repos_dir),
+            state.codepipeline.views.clone(),
+            git_seen,
+            state.codepipeline.execution_views.clone(),
+        );
+        let interval = Duration::from_millis(state.config.git_poll_interval_ms.max(10));
+        actix_rt::spawn(async move {
+            watch.run(interval, &state.codepipeline.registry).await;
+        });
+    }
     {
         // Automatic rollbacks go through the pipeline's actor, as every start does.
         let state = state.clone();

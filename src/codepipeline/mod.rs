@@ -39,6 +39,7 @@ pub mod pipeline;
 pub mod retention;
 pub mod rollback;
 pub mod rules;
+pub mod triggers;
 pub mod validate;
 pub mod views;
 

@@ -400,3 +400,136 @@ async fn an_unknown_branch_repository_or_connection_fails_the_source_as_aws_word
 pub(crate) fn tail(arn: &str) -> &str {
     arn.rsplit('/').next().unwrap()
 }
+
+/// The pipeline's executions, newest first, once there are `n` (waits at most 30 s).
+async fn executions(server: &Server, pipeline: &str, n: usize) -> Vec<Value> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let listed = server
+            .call(
+                "ListPipelineExecutions",
+                json!({ "pipelineName": pipeline }),
+            )
+            .json();
+        let all = listed["pipelineExecutionSummaries"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if all.len() >= n {
+            assert_eq!(all.len(), n, "more executions than expected: {listed}");
+            return all;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{pipeline} never had {n} executions: {listed}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// The newest execution once it finished, as ListPipelineExecutions shows it then.
+async fn newest_finished(server: &Server, pipeline: &str, n: usize) -> Value {
+    let runs = executions(server, pipeline, n).await;
+    let id = runs[0]["pipelineExecutionId"].as_str().unwrap().to_string();
+    assert_eq!(
+        finished(&server.codepipeline(), pipeline, &id).await,
+        PipelineExecutionStatus::Succeeded
+    );
+    executions(server, pipeline, n).await[0].clone()
+}
+
+fn watching_server(repos: &Path, data: Option<&Path>) -> Server {
+    let env = [
+        ("CODEPIPELINE_LOCAL_GIT_REPOS_DIR", repos.to_str().unwrap()),
+        ("CODEPIPELINE_LOCAL_GIT_POLL_INTERVAL_MS", "50"),
+    ];
+    match data {
+        Some(dir) => Server::try_start_with(dir, &env).expect("the server starts"),
+        None => Server::start_with(&env),
+    }
+}
+
+#[tokio::test]
+async fn pushes_start_the_pipeline_as_its_trigger_filters_select() {
+    let repos = tempfile::tempdir().unwrap();
+    let dir = repository(repos.path());
+    let server = watching_server(repos.path(), None);
+    let (cp, s3) = (server.codepipeline(), server.s3());
+    tutorial_buckets(&s3).await;
+    let arn = connection(&server);
+    let mut decl = git_declaration("web", &arn, "main");
+    decl["triggers"] = json!([{"providerType": "CodeStarSourceConnection", "gitConfiguration": {
+    "sourceActionName": "Source",
+    "push": [
+        {"branches": {"includes": ["main", "release/*"]}, "filePaths": {"excludes": ["docs/**"]}},
+        {"tags": {"includes": ["v*"]}}
+    ]}}]);
+    let r = server.call("CreatePipeline", json!({ "pipeline": decl }));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let first = latest_execution(&cp, "web").await;
+    assert_eq!(
+        finished(&cp, "web", &first).await,
+        PipelineExecutionStatus::Succeeded
+    );
+    // A push to main after the first run read its head starts a run.
+    executions(&server, "web", 1).await;
+    let pushed = commit_change(&dir, "<h1>v2</h1>\n", "Second version");
+    let run = newest_finished(&server, "web", 2).await;
+    assert_eq!(run["trigger"]["triggerType"], "WebhookV2");
+    assert_eq!(run["trigger"]["triggerDetail"], arn.as_str());
+    assert_eq!(run["sourceRevisions"][0]["revisionId"], pushed.as_str());
+
+    // Only docs changed: excluded. A branch nobody selects: nothing. A release branch: a run.
+    std::fs::create_dir_all(dir.join("docs")).unwrap();
+    std::fs::write(dir.join("docs/guide.md"), "read me\n").unwrap();
+    git(&dir, &["add", "."]);
+    git(&dir, &["commit", "-q", "-m", "Docs only"]);
+    git(&dir, &["checkout", "-q", "-b", "dev"]);
+    commit_change(&dir, "<h1>dev</h1>\n", "On dev");
+    git(&dir, &["checkout", "-q", "-b", "release/1", "main"]);
+    let release = commit_change(&dir, "<h1>release</h1>\n", "Release");
+    let runs = executions(&server, "web", 3).await;
+    assert_eq!(
+        runs[0]["sourceRevisions"][0]["revisionId"],
+        release.as_str()
+    );
+    // A tag that does not match, then one that does.
+    git(&dir, &["tag", "x1"]);
+    git(&dir, &["tag", "-a", "v1", "-m", "version 1", "main"]);
+    let tagged = git(&dir, &["rev-parse", "main"]);
+    let run = newest_finished(&server, "web", 4).await;
+    assert_eq!(run["sourceRevisions"][0]["revisionId"], tagged.as_str());
+}
+
+#[tokio::test]
+async fn a_commit_made_while_the_server_was_down_starts_exactly_one_execution() {
+    let repos = tempfile::tempdir().unwrap();
+    let dir = repository(repos.path());
+    let data = tempfile::tempdir().unwrap();
+    let server = watching_server(repos.path(), Some(data.path()));
+    let (cp, s3) = (server.codepipeline(), server.s3());
+    tutorial_buckets(&s3).await;
+    let arn = connection(&server);
+    let r = server.call(
+        "CreatePipeline",
+        json!({"pipeline": git_declaration("web", &arn, "main")}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let first = latest_execution(&cp, "web").await;
+    assert_eq!(
+        finished(&cp, "web", &first).await,
+        PipelineExecutionStatus::Succeeded
+    );
+    // A first push: its start proves the watcher has recorded what it saw.
+    commit_change(&dir, "<h1>v2</h1>\n", "Second version");
+    executions(&server, "web", 2).await;
+    server.kill9();
+    let down = commit_change(&dir, "<h1>v3</h1>\n", "Made while down");
+    let server = watching_server(repos.path(), Some(data.path()));
+    let run = newest_finished(&server, "web", 3).await;
+    assert_eq!(run["sourceRevisions"][0]["revisionId"], down.as_str());
+    // And only once: the next push is the fourth run.
+    let next = commit_change(&dir, "<h1>v4</h1>\n", "After the restart");
+    let run = newest_finished(&server, "web", 4).await;
+    assert_eq!(run["sourceRevisions"][0]["revisionId"], next.as_str());
+}

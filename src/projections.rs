@@ -34,6 +34,8 @@ pub struct Projections {
     pub connections: Arc<crate::connections::Connections>,
     /// The Git refs the triggers saw last.
     pub git_seen: Arc<crate::git_watch::Seen>,
+    /// Webhooks.
+    pub webhooks: Arc<crate::codepipeline::webhooks::Webhooks>,
 }
 
 impl Projections {
@@ -67,11 +69,12 @@ impl Projections {
             alarms: Arc::new(crate::cloudwatch::Alarms::new(store.clone())),
             connections: Arc::new(crate::connections::Connections::new(store.clone())),
             git_seen: Arc::new(crate::git_watch::seen(store.clone())),
+            webhooks: Arc::new(crate::codepipeline::webhooks::webhooks(store.clone())),
         }
     }
 
     /// All of them, as a checkpoint takes them.
-    pub fn all(&self) -> [&dyn Projection; 10] {
+    pub fn all(&self) -> [&dyn Projection; 11] {
         [
             self.pipelines.as_ref(),
             self.executions.as_ref(),
@@ -83,6 +86,7 @@ impl Projections {
             self.alarms.as_ref(),
             self.connections.as_ref(),
             self.git_seen.as_ref(),
+            self.webhooks.as_ref(),
         ]
     }
 }

@@ -103,6 +103,7 @@ pub async fn run(
     let alarms = Arc::new(crate::cloudwatch::Alarms::new(store.clone()));
     let connections = Arc::new(crate::connections::Connections::new(store.clone()));
     let git_seen = Arc::new(crate::git_watch::seen(store.clone()));
+    let webhooks = Arc::new(crate::codepipeline::webhooks::webhooks(store.clone()));
     let live = Projections {
         pipelines: views.clone(),
         executions: execution_views.clone(),
@@ -114,6 +115,7 @@ pub async fn run(
         alarms: alarms.clone(),
         connections: connections.clone(),
         git_seen: git_seen.clone(),
+        webhooks: webhooks.clone(),
     };
     let checkpoint_file = crate::checkpoint::file(&config.data_dir);
     let loaded = crate::checkpoint::load(store.as_ref(), &checkpoint_file, &live.all())
@@ -175,6 +177,7 @@ pub async fn run(
                     Box::new(p.alarms),
                     Box::new(p.connections),
                     Box::new(p.git_seen),
+                    Box::new(p.webhooks),
                 ]
             }),
         ))
@@ -299,6 +302,7 @@ pub async fn run(
             actions,
             custom_types,
             dispatched: Default::default(),
+            webhooks,
         },
     });
     if !state.config.git_repos_dir.is_empty() {
@@ -447,6 +451,30 @@ async fn entry(
         .get(crate::admin::RERUN_HEADER)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
+    ctx.host = req.connection_info().host().to_string();
+    if let Some(rest) = req
+        .path()
+        .strip_prefix(crate::codepipeline::webhooks::URL_PREFIX)
+    {
+        let rest = rest.to_string();
+        let body = match read_body(&req, payload, &state.config).await {
+            Ok(body) => body,
+            Err(err) => return json::error(&ctx, &err),
+        };
+        let signature = req
+            .headers()
+            .get("x-hub-signature-256")
+            .and_then(|v| v.to_str().ok());
+        let peer = req.peer_addr().map(|a| a.ip());
+        return codepipeline::api::receive_webhook(
+            &state.codepipeline,
+            &rest,
+            signature,
+            peer,
+            &body,
+        )
+        .await;
+    }
     if let Some(rest) = req
         .path()
         .strip_prefix(crate::lambda::runtime::RUNTIME_PREFIX)

@@ -50,6 +50,8 @@ pub struct RequestContext {
     /// The execution a StartPipelineExecution runs again (`codepipeline-local rerun`), from the
     /// `x-codepipeline-local-rerun-of` header.
     pub rerun_of: Option<String>,
+    /// The `Host` the request was sent to, for URLs on this endpoint (a webhook's).
+    pub host: String,
 }
 
 impl RequestContext {
@@ -69,6 +71,7 @@ impl RequestContext {
             account_id,
             request_id: request_id(),
             rerun_of: None,
+            host: String::new(),
         }
     }
 }

@@ -60,6 +60,7 @@ impl CodeBuild {
             account_id: o.account.clone(),
             request_id: String::new(),
             rerun_of: None,
+            host: String::new(),
         };
         let name = o.project.clone();
         let project = self.project(&ctx, &name).ok_or_else(|| {

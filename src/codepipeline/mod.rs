@@ -42,6 +42,7 @@ pub mod rules;
 pub mod triggers;
 pub mod validate;
 pub mod views;
+pub mod webhooks;
 
 use std::sync::{Arc, LazyLock};
 
@@ -81,4 +82,6 @@ pub struct CodePipelineService {
     pub custom_types: Arc<custom_types::CustomActionTypes>,
     /// The jobs polls handed out that no worker acknowledged yet.
     pub dispatched: api::jobs::Dispatched,
+    /// Webhooks (PutWebhook).
+    pub webhooks: Arc<webhooks::Webhooks>,
 }

@@ -22,4 +22,5 @@ mod retention;
 mod rollback;
 mod s3;
 mod tags;
+mod webhooks;
 mod wire;

@@ -29,7 +29,7 @@ fn exists(svc: &CodePipelineService, ctx: &RequestContext, name: &str) -> Result
 
 /// The current declaration of a pipeline with its version, creation and update times, or
 /// `PipelineNotFoundException`.
-fn current(
+pub(super) fn current(
     svc: &CodePipelineService,
     ctx: &RequestContext,
     name: &str,
@@ -874,6 +874,80 @@ pub(super) async fn handle_retry_stage_execution(
             "the retry could not be recorded: {e:?}"
         ))),
     }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ActionRevisionInput {
+    revision_id: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PutActionRevisionInput {
+    pipeline_name: String,
+    stage_name: String,
+    action_name: String,
+    action_revision: ActionRevisionInput,
+}
+
+/// PutActionRevision: a revision of a source action that it did not read last starts an
+/// execution with it (trigger `PutActionRevision`); the one it read last starts nothing.
+pub(super) async fn handle_put_action_revision(
+    svc: &CodePipelineService,
+    ctx: &RequestContext,
+    input: Value,
+) -> Reply {
+    let input: PutActionRevisionInput = from_value(input)?;
+    let (declaration, ..) = current(svc, ctx, &input.pipeline_name)?;
+    let stage = declaration
+        .stage(&input.stage_name)
+        .ok_or_else(|| stage_not_found(&input.stage_name, &input.pipeline_name))?;
+    if !stage.actions.iter().any(|a| a.name == input.action_name) {
+        return Err(AwsError::new(
+            "ActionNotFoundException",
+            format!(
+                "Action {} does not exist in stage {} of pipeline {}",
+                input.action_name, input.stage_name, input.pipeline_name
+            ),
+        ));
+    }
+    let key = PipelineKey::new(&ctx.account_id, &ctx.region, &input.pipeline_name);
+    let latest = svc
+        .execution_views
+        .latest(&key.key())
+        .map_err(|e| AwsError::internal(format!("the executions could not be read: {e:?}")))?;
+    let read = latest
+        .actions
+        .get(&(input.stage_name.clone(), input.action_name.clone()))
+        .and_then(|a| a.revision.as_ref())
+        .map(|(id, ..)| id.clone());
+    let revision = input.action_revision.revision_id;
+    if read.as_deref() == Some(revision.as_str()) {
+        return reply(&json!({ "newRevision": false }));
+    }
+    let start = StartExecution {
+        trigger: Trigger {
+            trigger_type: "PutActionRevision".into(),
+            trigger_detail: Some(format!(
+                "arn:aws:sts::{}:assumed-role/codepipeline-local",
+                ctx.account_id
+            )),
+        },
+        variables: BTreeMap::new(),
+        source_revisions: [(input.action_name, revision)].into(),
+        client_request_token: None,
+        rollback: None,
+    };
+    let id = svc.registry.start(&key, start).await.map_err(|e| {
+        super::command_error(
+            e,
+            &input.pipeline_name,
+            &ctx.account_id,
+            "PipelineNotFoundException",
+        )
+    })?;
+    reply(&json!({ "newRevision": true, "pipelineExecutionId": id }))
 }
 
 /// Whether a rollback of the pipeline runs.

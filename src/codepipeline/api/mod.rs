@@ -9,6 +9,9 @@ mod executions;
 pub mod jobs;
 mod pipelines;
 mod tags;
+mod webhooks;
+
+pub use webhooks::receive as receive_webhook;
 
 use actix_web::web::Bytes;
 use actix_web::HttpResponse;
@@ -100,7 +103,7 @@ async fn serve(
     target: &str,
     body: &[u8],
 ) -> Reply {
-    let served = |name: &str| Operation::from_name(name).filter(|op| op.is_served());
+    let served = Operation::from_name;
     let op = service::operation("CodePipeline", svc.model, target, served)?;
     let input = json::parse_body(body)?;
     // Tag operations name a malformed ARN with their own code, before the model's pattern check.
@@ -169,61 +172,16 @@ async fn serve(
         EnableStageTransition => {
             executions::handle_set_stage_transition(svc, ctx, input, true).await
         }
-        DeleteWebhook
-        | DeregisterWebhookWithThirdParty
-        | ListWebhooks
-        | PutActionRevision
-        | PutWebhook
-        | RegisterWebhookWithThirdParty => Err(AwsError::not_supported("CodePipeline", op.name())),
-    }
-}
-
-impl Operation {
-    /// Whether codepipeline-local serves this operation; the others answer
-    /// `NotImplementedException` before their input is looked at.
-    pub fn is_served(self) -> bool {
-        use Operation::*;
-        matches!(
-            self,
-            CreatePipeline
-                | GetPipeline
-                | UpdatePipeline
-                | DeletePipeline
-                | ListPipelines
-                | TagResource
-                | UntagResource
-                | ListTagsForResource
-                | ListActionTypes
-                | StartPipelineExecution
-                | GetPipelineExecution
-                | ListPipelineExecutions
-                | ListActionExecutions
-                | GetPipelineState
-                | PutApprovalResult
-                | StopPipelineExecution
-                | DisableStageTransition
-                | EnableStageTransition
-                | RetryStageExecution
-                | RollbackStage
-                | ListRuleTypes
-                | ListRuleExecutions
-                | OverrideStageCondition
-                | ListDeployActionExecutionTargets
-                | CreateCustomActionType
-                | DeleteCustomActionType
-                | GetActionType
-                | UpdateActionType
-                | PollForJobs
-                | PollForThirdPartyJobs
-                | AcknowledgeJob
-                | AcknowledgeThirdPartyJob
-                | GetJobDetails
-                | GetThirdPartyJobDetails
-                | PutJobSuccessResult
-                | PutJobFailureResult
-                | PutThirdPartyJobSuccessResult
-                | PutThirdPartyJobFailureResult
-        )
+        PutActionRevision => executions::handle_put_action_revision(svc, ctx, input).await,
+        PutWebhook => webhooks::handle_put_webhook(svc, ctx, input).await,
+        ListWebhooks => webhooks::handle_list_webhooks(svc, ctx, input),
+        DeleteWebhook => webhooks::handle_delete_webhook(svc, ctx, input).await,
+        RegisterWebhookWithThirdParty => {
+            webhooks::handle_register_webhook(svc, ctx, input, true).await
+        }
+        DeregisterWebhookWithThirdParty => {
+            webhooks::handle_register_webhook(svc, ctx, input, false).await
+        }
     }
 }
 

@@ -58,7 +58,7 @@ pub struct Config {
     /// Where the Git repositories of connection source actions are (empty: none).
     pub git_repos_dir: String,
     /// Milliseconds between two reads of the watched repositories' refs.
-    pub git_poll_interval_ms: u64,
+    pub source_poll_interval_ms: u64,
     /// Entries one zip artifact may hold when an action unpacks it.
     pub zip_max_entries: usize,
     /// Bytes one zip artifact may unpack to.

@@ -32,8 +32,8 @@ pub struct Projections {
     pub alarms: Arc<crate::cloudwatch::Alarms>,
     /// Connections.
     pub connections: Arc<crate::connections::Connections>,
-    /// The Git refs the triggers saw last.
-    pub git_seen: Arc<crate::git_watch::Seen>,
+    /// What the source watch saw last.
+    pub source_seen: Arc<crate::source_watch::Seen>,
     /// Webhooks.
     pub webhooks: Arc<crate::codepipeline::webhooks::Webhooks>,
 }
@@ -68,7 +68,7 @@ impl Projections {
             )),
             alarms: Arc::new(crate::cloudwatch::Alarms::new(store.clone())),
             connections: Arc::new(crate::connections::Connections::new(store.clone())),
-            git_seen: Arc::new(crate::git_watch::seen(store.clone())),
+            source_seen: Arc::new(crate::source_watch::seen(store.clone())),
             webhooks: Arc::new(crate::codepipeline::webhooks::webhooks(store.clone())),
         }
     }
@@ -85,7 +85,7 @@ impl Projections {
             self.lambda.as_ref(),
             self.alarms.as_ref(),
             self.connections.as_ref(),
-            self.git_seen.as_ref(),
+            self.source_seen.as_ref(),
             self.webhooks.as_ref(),
         ]
     }

@@ -102,7 +102,7 @@ pub async fn run(
     ));
     let alarms = Arc::new(crate::cloudwatch::Alarms::new(store.clone()));
     let connections = Arc::new(crate::connections::Connections::new(store.clone()));
-    let git_seen = Arc::new(crate::git_watch::seen(store.clone()));
+    let source_seen = Arc::new(crate::source_watch::seen(store.clone()));
     let webhooks = Arc::new(crate::codepipeline::webhooks::webhooks(store.clone()));
     let live = Projections {
         pipelines: views.clone(),
@@ -114,7 +114,7 @@ pub async fn run(
         lambda: lambda.clone(),
         alarms: alarms.clone(),
         connections: connections.clone(),
-        git_seen: git_seen.clone(),
+        source_seen: source_seen.clone(),
         webhooks: webhooks.clone(),
     };
     let checkpoint_file = crate::checkpoint::file(&config.data_dir);
@@ -176,7 +176,7 @@ pub async fn run(
                     Box::new(p.lambda),
                     Box::new(p.alarms),
                     Box::new(p.connections),
-                    Box::new(p.git_seen),
+                    Box::new(p.source_seen),
                     Box::new(p.webhooks),
                 ]
             }),
@@ -195,6 +195,7 @@ pub async fn run(
     } else {
         config.workers
     };
+    let objects_changed = objects.objects_changed();
     let (pipeline_objects, s3): (Arc<dyn ObjectStore>, Option<S3Service>) =
         if config.s3_endpoint.is_empty() {
             (
@@ -305,18 +306,22 @@ pub async fn run(
             webhooks,
         },
     });
-    if !state.config.git_repos_dir.is_empty() {
-        // Pushes start pipelines through their actors, as every start does.
+    {
+        // Source changes start pipelines through their actors, as every start does.
         let state = state.clone();
-        let watch = crate::git_watch::GitWatch::new(
-            std::path::PathBuf::from(&state.config.git_repos_dir),
+        let repos = &state.config.git_repos_dir;
+        let watch = crate::source_watch::SourceWatch::new(
+            (!repos.is_empty()).then(|| std::path::PathBuf::from(repos)),
+            state.objects.clone(),
             state.codepipeline.views.clone(),
-            git_seen,
+            source_seen,
             state.codepipeline.execution_views.clone(),
         );
-        let interval = Duration::from_millis(state.config.git_poll_interval_ms.max(10));
+        let interval = Duration::from_millis(state.config.source_poll_interval_ms.max(10));
         actix_rt::spawn(async move {
-            watch.run(interval, &state.codepipeline.registry).await;
+            watch
+                .run(interval, objects_changed, &state.codepipeline.registry)
+                .await;
         });
     }
     {

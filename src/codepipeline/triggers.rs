@@ -1,7 +1,8 @@
-//! Which Git pushes start a pipeline, decided without I/O: the connection source actions a
+//! Which source changes start a pipeline, decided without I/O: the connection source actions a
 //! pipeline watches, its V2 `triggers` push filters (branches, tags and file paths, with AWS's
 //! glob rules), and, for a source action no trigger names, a push to its `BranchName` unless
-//! `DetectChanges` is `false`.
+//! `DetectChanges` is `false`; and the S3 source actions that poll for changes
+//! (`PollForSourceChanges`, true unless `false`).
 
 use regex::Regex;
 
@@ -52,6 +53,41 @@ pub fn watches(declaration: &Declaration) -> Vec<Watch> {
                 repository: get("FullRepositoryId"),
                 branch: get("BranchName"),
                 filters,
+            })
+        })
+        .collect()
+}
+
+/// An S3 source action that polls its object for new versions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObjectWatch {
+    /// The source action.
+    pub action: String,
+    /// Its `S3Bucket`.
+    pub bucket: String,
+    /// Its `S3ObjectKey`.
+    pub key: String,
+}
+
+/// The S3 source actions of a declaration that poll for changes.
+pub fn object_watches(declaration: &Declaration) -> Vec<ObjectWatch> {
+    declaration
+        .stages
+        .iter()
+        .flat_map(|s| &s.actions)
+        .filter(|a| {
+            let id = &a.action_type_id;
+            id.category == "Source" && id.owner == "AWS" && id.provider == "S3"
+        })
+        .filter_map(|a| {
+            let config = a.configuration();
+            let polls = config
+                .get("PollForSourceChanges")
+                .is_none_or(|p| !p.eq_ignore_ascii_case("false"));
+            polls.then(|| ObjectWatch {
+                action: a.name.clone(),
+                bucket: config.get("S3Bucket").cloned().unwrap_or_default(),
+                key: config.get("S3ObjectKey").cloned().unwrap_or_default(),
             })
         })
         .collect()

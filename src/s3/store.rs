@@ -117,6 +117,8 @@ pub struct LocalStore {
     role: Role,
     state: RwLock<S3State>,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Told when an object version is taken, so that S3 sources that poll learn at once.
+    objects_changed: Arc<tokio::sync::Notify>,
 }
 
 impl LocalStore {
@@ -141,7 +143,13 @@ impl LocalStore {
             log,
             state: RwLock::new(S3State::default()),
             locks: Mutex::new(HashMap::new()),
+            objects_changed: Arc::new(tokio::sync::Notify::new()),
         }
+    }
+
+    /// What is told when an object version is taken.
+    pub fn objects_changed(&self) -> Arc<tokio::sync::Notify> {
+        self.objects_changed.clone()
     }
 
     /// Folds one event of the log (at startup, all of them in order).
@@ -152,6 +160,9 @@ impl LocalStore {
         let Some(event) = S3Event::from_record(record) else {
             return;
         };
+        if matches!(event, S3Event::ObjectPut { .. }) {
+            self.objects_changed.notify_one();
+        }
         let mut state = self.state.write().expect("s3 state lock");
         state.heads.insert(bucket.to_string(), record.sequence);
         events::apply(

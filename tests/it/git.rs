@@ -441,7 +441,7 @@ async fn newest_finished(server: &Server, pipeline: &str, n: usize) -> Value {
 fn watching_server(repos: &Path, data: Option<&Path>) -> Server {
     let env = [
         ("CODEPIPELINE_LOCAL_GIT_REPOS_DIR", repos.to_str().unwrap()),
-        ("CODEPIPELINE_LOCAL_GIT_POLL_INTERVAL_MS", "50"),
+        ("CODEPIPELINE_LOCAL_SOURCE_POLL_INTERVAL_MS", "50"),
     ];
     match data {
         Some(dir) => Server::try_start_with(dir, &env).expect("the server starts"),
@@ -488,11 +488,8 @@ async fn pushes_start_the_pipeline_as_its_trigger_filters_select() {
     commit_change(&dir, "<h1>dev</h1>\n", "On dev");
     git(&dir, &["checkout", "-q", "-b", "release/1", "main"]);
     let release = commit_change(&dir, "<h1>release</h1>\n", "Release");
-    let runs = executions(&server, "web", 3).await;
-    assert_eq!(
-        runs[0]["sourceRevisions"][0]["revisionId"],
-        release.as_str()
-    );
+    let run = newest_finished(&server, "web", 3).await;
+    assert_eq!(run["sourceRevisions"][0]["revisionId"], release.as_str());
     // A tag that does not match, then one that does.
     git(&dir, &["tag", "x1"]);
     git(&dir, &["tag", "-a", "v1", "-m", "version 1", "main"]);

@@ -1,5 +1,6 @@
-//! PutActionRevision, and webhooks: created and listed with aws-sdk-codepipeline, their URLs
-//! receiving POSTs that pass or fail their authentication and filters.
+//! Starts that are not StartPipelineExecution: PutActionRevision; webhooks, created and listed
+//! with aws-sdk-codepipeline, their URLs receiving POSTs that pass or fail their authentication
+//! and filters; and S3 sources that poll for changes.
 
 use aws_sdk_codepipeline::types::{
     ActionRevision, PipelineExecutionStatus, WebhookAuthConfiguration, WebhookAuthenticationType,
@@ -317,5 +318,54 @@ async fn put_webhook_refuses_what_aws_refuses() {
     assert_eq!(
         server.call("ListWebhooks", json!({})).json()["webhooks"],
         json!([])
+    );
+}
+
+#[tokio::test]
+async fn a_new_version_of_a_polled_s3_source_starts_the_pipeline_at_once() {
+    let server = Server::start();
+    let (cp, s3) = (server.codepipeline(), server.s3());
+    tutorial_buckets(&s3).await;
+    let mut decl = tutorial_declaration("pipeline");
+    decl["stages"][0]["actions"][0]["configuration"]
+        .as_object_mut()
+        .unwrap()
+        .remove("PollForSourceChanges");
+    let r = server.call("CreatePipeline", json!({ "pipeline": decl }));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let first = latest_execution(&cp, "pipeline").await;
+    assert_eq!(
+        finished(&cp, "pipeline", &first).await,
+        PipelineExecutionStatus::Succeeded
+    );
+    let put = s3
+        .put_object()
+        .bucket("source-bucket")
+        .key("file")
+        .body(ByteStream::from_static(b"polled\n"))
+        .send()
+        .await
+        .unwrap();
+    let version = put.version_id().unwrap().to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let id = loop {
+        let runs = executions(&server);
+        if runs.len() == 2 {
+            break runs[0]["pipelineExecutionId"].as_str().unwrap().to_string();
+        }
+        assert!(runs.len() < 3, "{runs:?}");
+        assert!(std::time::Instant::now() < deadline, "no run started");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    };
+    assert_eq!(
+        finished(&cp, "pipeline", &id).await,
+        PipelineExecutionStatus::Succeeded
+    );
+    let runs = executions(&server);
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    assert_eq!(runs[0]["trigger"]["triggerType"], "PollForSourceChanges");
+    assert_eq!(
+        runs[0]["sourceRevisions"][0]["revisionId"],
+        version.as_str()
     );
 }

@@ -30,6 +30,11 @@ pub enum Service {
     Lambda,
     /// Amazon CloudWatch (RPC v2 CBOR, JSON 1.0 or query).
     CloudWatch,
+    /// AWS CodeCommit (JSON 1.1); carries the `X-Amz-Target` header.
+    CodeCommit {
+        /// The `X-Amz-Target` value.
+        target: String,
+    },
     /// Connections (JSON 1.0), under either of their service names; carries `X-Amz-Target`.
     Connections {
         /// Which service name.
@@ -54,6 +59,9 @@ pub fn route(path: &str, headers: &HeaderMap, scope: Option<&CredentialScope>) -
     }
     if service == "codebuild" || (service.is_empty() && target.starts_with("CodeBuild_")) {
         return Service::CodeBuild { target };
+    }
+    if service == "codecommit" || (service.is_empty() && target.starts_with("CodeCommit_")) {
+        return Service::CodeCommit { target };
     }
     if let Some(flavour) = crate::connections::api::Flavour::of(service, &target) {
         return Service::Connections { flavour, target };

@@ -73,6 +73,7 @@ pub mod checkpoint;
 pub mod cli;
 pub mod cloudwatch;
 pub mod codebuild;
+pub mod codecommit;
 pub mod codepipeline;
 pub mod config;
 pub mod connections;

@@ -36,6 +36,8 @@ pub struct Projections {
     pub source_seen: Arc<crate::source_watch::Seen>,
     /// Webhooks.
     pub webhooks: Arc<crate::codepipeline::webhooks::Webhooks>,
+    /// CodeCommit repositories.
+    pub codecommit: Arc<crate::codecommit::CodeCommit>,
 }
 
 impl Projections {
@@ -70,11 +72,16 @@ impl Projections {
             connections: Arc::new(crate::connections::Connections::new(store.clone())),
             source_seen: Arc::new(crate::source_watch::seen(store.clone())),
             webhooks: Arc::new(crate::codepipeline::webhooks::webhooks(store.clone())),
+            codecommit: Arc::new(crate::codecommit::CodeCommit::new(
+                store.clone(),
+                data_dir.join("codecommit"),
+                Default::default(),
+            )),
         }
     }
 
     /// All of them, as a checkpoint takes them.
-    pub fn all(&self) -> [&dyn Projection; 11] {
+    pub fn all(&self) -> [&dyn Projection; 12] {
         [
             self.pipelines.as_ref(),
             self.executions.as_ref(),
@@ -87,6 +94,7 @@ impl Projections {
             self.connections.as_ref(),
             self.source_seen.as_ref(),
             self.webhooks.as_ref(),
+            self.codecommit.as_ref(),
         ]
     }
 }

@@ -39,6 +39,7 @@ struct AppState {
     lambda: Arc<crate::lambda::Lambda>,
     alarms: Arc<crate::cloudwatch::Alarms>,
     connections: Arc<crate::connections::Connections>,
+    codecommit: Arc<crate::codecommit::CodeCommit>,
     /// The object store pipelines use (Lambda reads function code from it).
     objects: Arc<dyn ObjectStore>,
 }
@@ -104,6 +105,13 @@ pub async fn run(
     let connections = Arc::new(crate::connections::Connections::new(store.clone()));
     let source_seen = Arc::new(crate::source_watch::seen(store.clone()));
     let webhooks = Arc::new(crate::codepipeline::webhooks::webhooks(store.clone()));
+    // Pushes to CodeCommit and objects taken by the embedded S3 tell the source watch at once.
+    let objects_changed = objects.objects_changed();
+    let codecommit = Arc::new(crate::codecommit::CodeCommit::new(
+        store.clone(),
+        config.data_dir.join("codecommit"),
+        objects_changed.clone(),
+    ));
     let live = Projections {
         pipelines: views.clone(),
         executions: execution_views.clone(),
@@ -116,6 +124,7 @@ pub async fn run(
         connections: connections.clone(),
         source_seen: source_seen.clone(),
         webhooks: webhooks.clone(),
+        codecommit: codecommit.clone(),
     };
     let checkpoint_file = crate::checkpoint::file(&config.data_dir);
     let loaded = crate::checkpoint::load(store.as_ref(), &checkpoint_file, &live.all())
@@ -178,6 +187,7 @@ pub async fn run(
                     Box::new(p.connections),
                     Box::new(p.source_seen),
                     Box::new(p.webhooks),
+                    Box::new(p.codecommit),
                 ]
             }),
         ))
@@ -195,7 +205,6 @@ pub async fn run(
     } else {
         config.workers
     };
-    let objects_changed = objects.objects_changed();
     let (pipeline_objects, s3): (Arc<dyn ObjectStore>, Option<S3Service>) =
         if config.s3_endpoint.is_empty() {
             (
@@ -243,6 +252,7 @@ pub async fn run(
         job_timeout: Duration::from_secs(config.job_timeout_seconds),
         alarms: Arc::new(crate::cloudwatch::RuleAlarms(alarms.clone())),
         connections: Arc::new(crate::connections::SourceConnections(connections.clone())),
+        repositories: Arc::new(crate::codecommit::SourceRepositories(codecommit.clone())),
         git_repos_dir: (!config.git_repos_dir.is_empty())
             .then(|| std::path::PathBuf::from(&config.git_repos_dir)),
     }));
@@ -287,6 +297,7 @@ pub async fn run(
         lambda: lambda.clone(),
         alarms,
         connections,
+        codecommit,
         objects: pipeline_objects_for_lambda,
         iam: iam.clone(),
         s3,
@@ -313,6 +324,9 @@ pub async fn run(
         let watch = crate::source_watch::SourceWatch::new(
             (!repos.is_empty()).then(|| std::path::PathBuf::from(repos)),
             state.objects.clone(),
+            Arc::new(crate::codecommit::SourceRepositories(
+                state.codecommit.clone(),
+            )),
             state.codepipeline.views.clone(),
             source_seen,
             state.codepipeline.execution_views.clone(),
@@ -457,6 +471,17 @@ async fn entry(
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     ctx.host = req.connection_info().host().to_string();
+    if crate::codecommit::http::is_git_request(req.path()) {
+        // Git's smart HTTP protocol: clones and pushes stream, with no AWS signature.
+        return crate::codecommit::http::serve(
+            &state.codecommit,
+            &ctx.account_id,
+            &state.config.region,
+            &req,
+            payload,
+        )
+        .await;
+    }
     if let Some(rest) = req
         .path()
         .strip_prefix(crate::codepipeline::webhooks::URL_PREFIX)
@@ -570,6 +595,13 @@ async fn entry(
             };
             return crate::connections::api::handle(&state.connections, &ctx, flavour, &target, &body)
                 .await;
+        }
+        Service::CodeCommit { target } => {
+            let body = match read_body(&req, payload, &state.config).await {
+                Ok(body) => body,
+                Err(err) => return json::error(&ctx, &err),
+            };
+            return crate::codecommit::api::handle(&state.codecommit, &ctx, &target, &body).await;
         }
         Service::CloudWatch => {
             let body = match read_body(&req, payload, &state.config).await {
@@ -735,6 +767,7 @@ fn expect_continue(
         | Service::CodeBuild { .. }
         | Service::Lambda
         | Service::CloudWatch
+        | Service::CodeCommit { .. }
         | Service::Connections { .. } => json::error(&ctx, &too_large(limit)),
     };
     Err(actix_web::error::InternalError::from_response("request body too large", answer).into())

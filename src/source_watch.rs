@@ -21,12 +21,15 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::codepipeline::actions::RepositoryLookup;
 use crate::codepipeline::actions::{git, repository_dir};
 use crate::codepipeline::actors::{PipelineRegistry, StartExecution};
 use crate::codepipeline::execution::Trigger;
 use crate::codepipeline::ids::PipelineKey;
 use crate::codepipeline::model::Declaration;
-use crate::codepipeline::triggers::{object_watches, watches, ObjectWatch, Push, Watch};
+use crate::codepipeline::triggers::{
+    object_watches, repository_watches, watches, ObjectWatch, Push, RepositoryWatch, Watch,
+};
 use crate::codepipeline::views::executions::ExecutionViews;
 use crate::codepipeline::views::{declaration_of_output, PipelineViews};
 use crate::eventstore::{EventStore, EventType};
@@ -103,11 +106,12 @@ pub fn seen(log: Arc<dyn EventStore>) -> Seen {
 struct Watches {
     git: Vec<Watch>,
     objects: Vec<ObjectWatch>,
+    repositories: Vec<RepositoryWatch>,
 }
 
 impl Watches {
     fn is_empty(&self) -> bool {
-        self.git.is_empty() && self.objects.is_empty()
+        self.git.is_empty() && self.objects.is_empty() && self.repositories.is_empty()
     }
 }
 
@@ -120,6 +124,8 @@ pub struct SourceWatch {
     pub repos_dir: Option<PathBuf>,
     /// Where S3 sources are.
     pub objects: Arc<dyn ObjectStore>,
+    /// Where CodeCommit sources are.
+    pub repositories: Arc<dyn RepositoryLookup>,
     /// The pipelines.
     pub views: Arc<PipelineViews>,
     /// What was seen.
@@ -135,6 +141,7 @@ impl SourceWatch {
     pub fn new(
         repos_dir: Option<PathBuf>,
         objects: Arc<dyn ObjectStore>,
+        repositories: Arc<dyn RepositoryLookup>,
         views: Arc<PipelineViews>,
         seen: Arc<Seen>,
         executions: Arc<ExecutionViews>,
@@ -142,6 +149,7 @@ impl SourceWatch {
         SourceWatch {
             repos_dir,
             objects,
+            repositories,
             views,
             seen,
             executions,
@@ -175,6 +183,7 @@ impl SourceWatch {
                     .map(|d: Declaration| Watches {
                         git: watches(&d),
                         objects: object_watches(&d),
+                        repositories: repository_watches(&d),
                     })
                     .unwrap_or_default();
                 self.cache.insert(key.clone(), (version, found));
@@ -247,6 +256,33 @@ impl SourceWatch {
                 for (_, _, version) in self.moved(&key, &watch.action, &refs, &object) {
                     let trigger = ("PollForSourceChanges", watch.action.as_str());
                     start(registry, &key, &watch.action, trigger, &object, &version).await;
+                }
+                self.seen_now(&key, &watch.action, &refs).await;
+            }
+            for watch in &found.repositories {
+                let Some(dir) = self
+                    .repositories
+                    .dir(&key.account, &key.region, &watch.repository)
+                else {
+                    continue;
+                };
+                let Some(all) = read_refs(&dir).await else {
+                    continue;
+                };
+                let branch = format!("refs/heads/{}", watch.branch);
+                let refs: Refs = all.into_iter().filter(|(r, _)| *r == branch).collect();
+                let trigger = if watch.polls {
+                    "PollForSourceChanges"
+                } else {
+                    "CloudWatchEvent"
+                };
+                let detail = format!(
+                    "arn:aws:codecommit:{}:{}:{}",
+                    key.region, key.account, watch.repository
+                );
+                for (_, _, commit) in self.moved(&key, &watch.action, &refs, &branch) {
+                    let trigger = (trigger, detail.as_str());
+                    start(registry, &key, &watch.action, trigger, &branch, &commit).await;
                 }
                 self.seen_now(&key, &watch.action, &refs).await;
             }

@@ -52,6 +52,8 @@ pub struct RequestContext {
     pub rerun_of: Option<String>,
     /// The `Host` the request was sent to, for URLs on this endpoint (a webhook's).
     pub host: String,
+    /// The server's region (where a request that names none goes).
+    pub default_region: String,
 }
 
 impl RequestContext {
@@ -72,6 +74,7 @@ impl RequestContext {
             request_id: request_id(),
             rerun_of: None,
             host: String::new(),
+            default_region: default_region.to_string(),
         }
     }
 }

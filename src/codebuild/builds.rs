@@ -61,6 +61,7 @@ impl CodeBuild {
             request_id: String::new(),
             rerun_of: None,
             host: String::new(),
+            default_region: o.region.clone(),
         };
         let name = o.project.clone();
         let project = self.project(&ctx, &name).ok_or_else(|| {

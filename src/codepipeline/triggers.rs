@@ -93,6 +93,45 @@ pub fn object_watches(declaration: &Declaration) -> Vec<ObjectWatch> {
         .collect()
 }
 
+/// A CodeCommit source action: a commit on its branch starts its pipeline, by polling
+/// (`PollForSourceChanges`, true unless `false`, trigger `PollForSourceChanges`) or as the
+/// EventBridge rule AWS sets up when it is `false` would (trigger `CloudWatchEvent`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RepositoryWatch {
+    /// The source action.
+    pub action: String,
+    /// Its `RepositoryName`.
+    pub repository: String,
+    /// Its `BranchName`.
+    pub branch: String,
+    /// Whether it polls.
+    pub polls: bool,
+}
+
+/// The CodeCommit source actions of a declaration.
+pub fn repository_watches(declaration: &Declaration) -> Vec<RepositoryWatch> {
+    declaration
+        .stages
+        .iter()
+        .flat_map(|s| &s.actions)
+        .filter(|a| {
+            let id = &a.action_type_id;
+            id.category == "Source" && id.owner == "AWS" && id.provider == "CodeCommit"
+        })
+        .map(|a| {
+            let config = a.configuration();
+            RepositoryWatch {
+                action: a.name.clone(),
+                repository: config.get("RepositoryName").cloned().unwrap_or_default(),
+                branch: config.get("BranchName").cloned().unwrap_or_default(),
+                polls: config
+                    .get("PollForSourceChanges")
+                    .is_none_or(|p| !p.eq_ignore_ascii_case("false")),
+            }
+        })
+        .collect()
+}
+
 /// A push: a ref that moved (`refs/heads/…` or `refs/tags/…`) and the files its new commit
 /// changed (`None` when unknown: a new ref).
 #[derive(Debug, Clone, PartialEq)]

@@ -4,6 +4,7 @@ mod bad_input;
 mod checkpoints;
 mod cloudwatch;
 mod codebuild;
+mod codecommit;
 mod common;
 mod conditions;
 mod declarations;

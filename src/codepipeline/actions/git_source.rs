@@ -8,6 +8,8 @@
 //! alternates, partial clones) is read as Git itself reads it, `git archive` writes the tree's
 //! zip exactly, and no Git library is compiled into the server.
 //!
+//! The CodeCommit source action reads the embedded CodeCommit's repositories the same way.
+//!
 //! # LIMITATIONS
 //! - The repositories are local directories: no provider (GitHub, GitLab, Bitbucket) is reached.
 //! - `OutputArtifactFormat` `CODEBUILD_CLONE_REF` is refused with a message naming it; the
@@ -159,35 +161,7 @@ impl GitSource {
                     "[{provider}] No Branch [{branch}] found for FullRepositoryName [{repo}]"
                 )),
             })?;
-        let zip = git(&dir, &["archive", "--format=zip", &info.id])
-            .await
-            .map_err(|e| {
-                failed(format!(
-                    "The tree of commit {} could not be zipped: {e}",
-                    info.id
-                ))
-            })?;
-        if zip.len() as u64 > self.max_bytes {
-            return Err(failed(format!(
-                "The tree of commit {} zips to {} bytes, more than zip_max_bytes ({})",
-                info.id,
-                zip.len(),
-                self.max_bytes
-            )));
-        }
-        let zip = Bytes::from(zip);
-        for artifact in &run.planned_outputs {
-            let location = &artifact.s3location;
-            self.objects
-                .put(
-                    &location.bucket,
-                    &location.key,
-                    &Default::default(),
-                    body_of(zip.clone()),
-                )
-                .await
-                .map_err(|e| store_failure(e, &location.bucket, &location.key))?;
-        }
+        publish(&dir, &info, self.objects.as_ref(), run, self.max_bytes).await?;
         let summary = serde_json::json!({"ProviderType": provider, "CommitMessage": info.message});
         Ok(ActionOutput {
             output_artifacts: run.planned_outputs.clone(),
@@ -201,6 +175,127 @@ impl GitSource {
                 ("ConnectionArn", arn.clone()),
                 ("FullRepositoryName", repo.clone()),
                 ("ProviderType", provider.clone()),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+            revision: Some(info.id),
+        })
+    }
+}
+
+/// Zips the tree of `info` (as `git archive` does) into the action's output artifacts.
+async fn publish(
+    dir: &Path,
+    info: &CommitInfo,
+    objects: &dyn ObjectStore,
+    run: &ActionJob,
+    max_bytes: u64,
+) -> Result<(), ErrorDetails> {
+    let zip = git(dir, &["archive", "--format=zip", &info.id])
+        .await
+        .map_err(|e| {
+            failed(format!(
+                "The tree of commit {} could not be zipped: {e}",
+                info.id
+            ))
+        })?;
+    if zip.len() as u64 > max_bytes {
+        return Err(failed(format!(
+            "The tree of commit {} zips to {} bytes, more than zip_max_bytes ({max_bytes})",
+            info.id,
+            zip.len(),
+        )));
+    }
+    let zip = Bytes::from(zip);
+    for artifact in &run.planned_outputs {
+        let location = &artifact.s3location;
+        objects
+            .put(
+                &location.bucket,
+                &location.key,
+                &Default::default(),
+                body_of(zip.clone()),
+            )
+            .await
+            .map_err(|e| store_failure(e, &location.bucket, &location.key))?;
+    }
+    Ok(())
+}
+
+/// What the CodeCommit source action asks of CodeCommit.
+pub trait RepositoryLookup: Send + Sync {
+    /// The bare repository of a repository of the account and region, if it exists.
+    fn dir(&self, account: &str, region: &str, name: &str) -> Option<PathBuf>;
+}
+
+/// The CodeCommit source action (`Source/AWS/CodeCommit/1`): the tree of `BranchName`'s head
+/// (or of the commit a start names) in the embedded CodeCommit's repository `RepositoryName`.
+pub(super) struct CodeCommitSource {
+    pub repositories: Arc<dyn RepositoryLookup>,
+    pub objects: Arc<dyn ObjectStore>,
+    pub max_bytes: u64,
+}
+
+impl ActionExecutor for CodeCommitSource {
+    fn run<'a>(&'a self, job: &'a ActionJob) -> BoxFuture<'a, Result<ActionOutput, ErrorDetails>> {
+        Box::pin(self.read(job))
+    }
+}
+
+impl CodeCommitSource {
+    async fn read(&self, run: &ActionJob) -> Result<ActionOutput, ErrorDetails> {
+        let config = config(run);
+        let get = |k: &str| config.get(k).cloned().unwrap_or_default();
+        let (repo, branch) = (get("RepositoryName"), get("BranchName"));
+        let format = config
+            .get("OutputArtifactFormat")
+            .map_or("CODE_ZIP", String::as_str);
+        if format != "CODE_ZIP" {
+            return Err(failed(format!(
+                "OutputArtifactFormat {format} is not supported by codepipeline-local yet; use CODE_ZIP"
+            )));
+        }
+        let dir = self
+            .repositories
+            .dir(&run.account, &run.input.region, &repo)
+            .ok_or_else(|| {
+                failed(format!(
+                    "The repository {repo} does not exist in account {} and region {}",
+                    run.account, run.input.region
+                ))
+            })?;
+        let revision = match &run.source_revision {
+            Some(commit) => commit.clone(),
+            None => format!("refs/heads/{branch}"),
+        };
+        let info = commit(&dir, &revision)
+            .await
+            .map_err(|_| match &run.source_revision {
+                Some(commit) => failed(format!(
+                    "The commit {commit} does not exist in repository {repo}"
+                )),
+                None => failed(format!(
+                    "The branch {branch} does not exist in repository {repo}"
+                )),
+            })?;
+        publish(&dir, &info, self.objects.as_ref(), run, self.max_bytes).await?;
+        let committer = git(&dir, &["log", "-1", "--format=%cI", &info.id, "--"])
+            .await
+            .map(|o| String::from_utf8_lossy(&o).trim().to_string())
+            .unwrap_or_default();
+        let summary = info.message.lines().next().unwrap_or_default().to_string();
+        Ok(ActionOutput {
+            output_artifacts: run.planned_outputs.clone(),
+            external_execution_id: Some(info.id.clone()),
+            external_execution_summary: Some(summary),
+            output_variables: [
+                ("AuthorDate", info.author_date.clone()),
+                ("BranchName", branch.clone()),
+                ("CommitId", info.id.clone()),
+                ("CommitMessage", info.message.clone()),
+                ("CommitterDate", committer),
+                ("RepositoryName", repo.clone()),
             ]
             .into_iter()
             .map(|(k, v)| (k.to_string(), v))

@@ -35,7 +35,9 @@ use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use futures_util::{FutureExt, StreamExt};
 
-pub use self::git_source::{commit, git, repository_dir, CommitInfo, ConnectionLookup};
+pub use self::git_source::{
+    commit, git, repository_dir, CommitInfo, ConnectionLookup, RepositoryLookup,
+};
 pub use self::lambda_invoke::Functions;
 use super::action_types::{ActionTypeSpec, CATALOG};
 use super::execution::{ActionInput, ActionOutput, ArtifactDetail, CurrentJob, ErrorDetails};
@@ -117,6 +119,8 @@ pub struct Services {
     pub connections: Arc<dyn ConnectionLookup>,
     /// Where that action's repositories are.
     pub git_repos_dir: Option<PathBuf>,
+    /// CodeCommit's repositories, for the CodeCommit source action.
+    pub repositories: Arc<dyn RepositoryLookup>,
 }
 
 /// Where and within which limits an executor unpacks artifacts.
@@ -172,6 +176,16 @@ impl ActionRegistry {
             s3_deploy::S3Deploy::new(objects.clone(), services.unpacking()),
         );
         registry.register("Approval", "AWS", "Manual", manual_approval::ManualApproval);
+        registry.register(
+            "Source",
+            "AWS",
+            "CodeCommit",
+            git_source::CodeCommitSource {
+                repositories: services.repositories.clone(),
+                objects: objects.clone(),
+                max_bytes: services.zip_limits.max_bytes,
+            },
+        );
         registry.register(
             "Source",
             "AWS",

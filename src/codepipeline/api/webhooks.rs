@@ -262,6 +262,7 @@ pub async fn receive(
         request_id: crate::aws::scope::request_id(),
         rerun_of: None,
         host: String::new(),
+        default_region: region.to_string(),
     };
     let Ok((declaration, ..)) = current(svc, &ctx, &key.name) else {
         return answer(404, format!("The pipeline {} does not exist", key.name));

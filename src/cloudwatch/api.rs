@@ -394,8 +394,7 @@ fn error(ctx: &RequestContext, protocol: Protocol, f: &Failure) -> HttpResponse 
     let status = StatusCode::from_u16(f.status).unwrap_or(StatusCode::BAD_REQUEST);
     let fault = if f.sender { "Sender" } else { "Receiver" };
     let query_error = format!("{};{fault}", f.code);
-    let envelope =
-        json!({"__type": format!("com.amazonaws.cloudwatch#{}", f.code), "message": f.message});
+    let envelope = json!({"__type": f.code, "message": f.message});
     match protocol {
         Protocol::Cbor => HttpResponse::build(status)
             .content_type("application/cbor")

@@ -149,6 +149,26 @@ fn malformed_requests_get_aws_errors_and_change_nothing() {
             "models/codebuild-2016-10-06.json",
             "CodeBuild_20161006",
         ),
+        (
+            "codecommit",
+            "models/codecommit-2015-04-13.json",
+            "CodeCommit_20150413",
+        ),
+        (
+            "codestar-connections",
+            "models/codestar-connections-2019-12-01.json",
+            "com.amazonaws.codestar.connections.CodeStar_connections_20191201",
+        ),
+        (
+            "codeconnections",
+            "models/codeconnections-2023-12-01.json",
+            "com.amazonaws.codeconnections.CodeConnections_20231201",
+        ),
+        (
+            "monitoring",
+            "models/monitoring-2010-08-01.json",
+            "GraniteServiceVersion20100801",
+        ),
     ] {
         let model: Value =
             serde_json::from_str(&std::fs::read_to_string(repo_file(model_file)).unwrap()).unwrap();

@@ -166,7 +166,7 @@ async fn bad_input_and_operations_not_served_get_aws_errors() {
 }
 
 /// A project whose inline buildspec is `buildspec`.
-async fn project_with(cb: &aws_sdk_codebuild::Client, name: &str, buildspec: &str) {
+pub(crate) async fn project_with(cb: &aws_sdk_codebuild::Client, name: &str, buildspec: &str) {
     cb.create_project()
         .name(name)
         .source(

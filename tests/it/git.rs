@@ -530,3 +530,45 @@ async fn a_commit_made_while_the_server_was_down_starts_exactly_one_execution() 
     let run = newest_finished(&server, "web", 4).await;
     assert_eq!(run["sourceRevisions"][0]["revisionId"], next.as_str());
 }
+
+#[tokio::test]
+async fn a_clone_ref_source_gives_the_build_a_clone_with_its_history() {
+    let repos = tempfile::tempdir().unwrap();
+    let dir = repository(repos.path());
+    let second = commit_change(&dir, "<h1>v2</h1>\n", "Second version");
+    let server = server_for(repos.path());
+    let (cp, s3, cb) = (server.codepipeline(), server.s3(), server.codebuild());
+    tutorial_buckets(&s3).await;
+    let arn = connection(&server);
+    crate::codebuild::project_with(
+        &cb,
+        "history",
+        "version: 0.2\nphases:\n  build:\n    commands:\n      - mkdir -p out\n      - git log --format=%H > out/log.txt\n      - git rev-parse --abbrev-ref HEAD > out/branch.txt\nartifacts:\n  files:\n    - '**/*'\n  base-directory: out\n",
+    )
+    .await;
+    let mut decl = git_declaration("cloned", &arn, "main");
+    decl["stages"][0]["actions"][0]["configuration"]["OutputArtifactFormat"] =
+        "CODEBUILD_CLONE_REF".into();
+    decl["stages"][1]["actions"][0]["inputArtifacts"] = json!([{"name": "built"}]);
+    decl["stages"]
+        .as_array_mut()
+        .unwrap()
+        .insert(1, json!({"name": "Build", "actions": [{"name": "Build",
+            "actionTypeId": {"category": "Build", "owner": "AWS", "provider": "CodeBuild", "version": "1"},
+            "configuration": {"ProjectName": "history"},
+            "inputArtifacts": [{"name": "code"}], "outputArtifacts": [{"name": "built"}]}]}));
+    let r = server.call("CreatePipeline", json!({ "pipeline": decl }));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let id = latest_execution(&cp, "cloned").await;
+    assert_eq!(
+        finished(&cp, "cloned", &id).await,
+        PipelineExecutionStatus::Succeeded
+    );
+    let log = String::from_utf8(body(&s3, "target-bucket", "site/log.txt").await).unwrap();
+    assert_eq!(log, git(&dir, &["log", "--format=%H"]) + "\n");
+    assert!(log.starts_with(&second));
+    assert_eq!(
+        body(&s3, "target-bucket", "site/branch.txt").await,
+        b"main\n"
+    );
+}

@@ -67,6 +67,45 @@ impl ActionExecutor for CodeBuildAction {
     }
 }
 
+/// The reference a `CODEBUILD_CLONE_REF` artifact unpacked in `dir` holds, if it is one.
+fn clone_reference(dir: &std::path::Path) -> Option<serde_json::Value> {
+    let file = dir.join(super::git_source::CLONE_REF_FILE);
+    let only = std::fs::read_dir(dir).ok()?.count() == 1;
+    let text = std::fs::read_to_string(file).ok().filter(|_| only)?;
+    serde_json::from_str(&text).ok()
+}
+
+impl CodeBuildAction {
+    /// A clone, with its `.git`, of the repository a clone reference names, on its branch at
+    /// its commit: what CodeBuild gives a build whose source is `CODEBUILD_CLONE_REF`.
+    async fn clone_of(
+        &self,
+        reference: &serde_json::Value,
+        artifact: &str,
+    ) -> Result<super::archive::Scratch, ErrorDetails> {
+        let text = |k: &str| reference[k].as_str().unwrap_or_default().to_string();
+        let (repository, commit, branch) = (text("repository"), text("commitId"), text("branch"));
+        let scratch = super::archive::Scratch::new(&self.unpacking.scratch)
+            .map_err(|e| failed(format!("No room to clone {artifact}: {e}")))?;
+        let dir = scratch.path().to_path_buf();
+        let fail = |e: String| {
+            failed(format!(
+                "CLIENT_ERROR in DOWNLOAD_SOURCE: git clone of {repository} failed: {e}"
+            ))
+        };
+        super::git(&dir, &["clone", "-q", "--no-checkout", &repository, "."])
+            .await
+            .map_err(fail)?;
+        let checkout = if branch.is_empty() {
+            vec!["checkout", "-q", commit.as_str()]
+        } else {
+            vec!["checkout", "-q", "-B", branch.as_str(), commit.as_str()]
+        };
+        super::git(&dir, &checkout).await.map_err(fail)?;
+        Ok(scratch)
+    }
+}
+
 async fn run(ctx: &CodeBuildAction, job: &ActionJob) -> Result<ActionOutput, ErrorDetails> {
     let config = config(job);
     let project = config
@@ -107,6 +146,10 @@ async fn run(ctx: &CodeBuildAction, job: &ActionJob) -> Result<ActionOutput, Err
             .unpack(bytes, &artifact.name)
             .await
             .map_err(|e| failed(format!("CLIENT_ERROR in DOWNLOAD_SOURCE: {}", e.message)))?;
+        let scratch = match clone_reference(scratch.path()) {
+            Some(reference) => ctx.clone_of(&reference, &artifact.name).await?,
+            None => scratch,
+        };
         sources.push((artifact.name.clone(), scratch.path().to_path_buf()));
         scratches.push(scratch);
     }

@@ -12,8 +12,9 @@
 //!
 //! # LIMITATIONS
 //! - The repositories are local directories: no provider (GitHub, GitLab, Bitbucket) is reached.
-//! - `OutputArtifactFormat` `CODEBUILD_CLONE_REF` is refused with a message naming it; the
-//!   artifact is the tree zipped (`CODE_ZIP`).
+//! - `OutputArtifactFormat` `CODEBUILD_CLONE_REF` writes a reference of this product's own
+//!   (`codepipeline-local-clone-ref.json`: the repository's path, the commit, the branch) that
+//!   the CodeBuild action clones; other actions see that file, not the tree.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -122,11 +123,15 @@ impl GitSource {
         let format = config
             .get("OutputArtifactFormat")
             .map_or("CODE_ZIP", String::as_str);
-        if format != "CODE_ZIP" {
-            return Err(failed(format!(
-                "OutputArtifactFormat {format} is not supported by codepipeline-local yet; use CODE_ZIP"
-            )));
-        }
+        let clone_ref = match format {
+            "CODE_ZIP" => false,
+            "CODEBUILD_CLONE_REF" => true,
+            other => {
+                return Err(failed(format!(
+                    "OutputArtifactFormat {other} is not valid; use CODE_ZIP or CODEBUILD_CLONE_REF"
+                )))
+            }
+        };
         let provider = self
             .connections
             .provider_type(&run.account, &run.input.region, &arn)
@@ -161,7 +166,13 @@ impl GitSource {
                     "[{provider}] No Branch [{branch}] found for FullRepositoryName [{repo}]"
                 )),
             })?;
-        publish(&dir, &info, self.objects.as_ref(), run, self.max_bytes).await?;
+        let artifact = Artifact {
+            dir: &dir,
+            info: &info,
+            branch: &branch,
+            clone_ref,
+        };
+        publish(&artifact, self.objects.as_ref(), run, self.max_bytes).await?;
         let summary = serde_json::json!({"ProviderType": provider, "CommitMessage": info.message});
         Ok(ActionOutput {
             output_artifacts: run.planned_outputs.clone(),
@@ -184,22 +195,57 @@ impl GitSource {
     }
 }
 
-/// Zips the tree of `info` (as `git archive` does) into the action's output artifacts.
+/// The name of the one file of a `CODEBUILD_CLONE_REF` artifact.
+pub const CLONE_REF_FILE: &str = "codepipeline-local-clone-ref.json";
+
+/// What a source action makes its artifact of.
+struct Artifact<'a> {
+    dir: &'a Path,
+    info: &'a CommitInfo,
+    branch: &'a str,
+    /// `CODEBUILD_CLONE_REF`: a reference the CodeBuild action clones, not the tree.
+    clone_ref: bool,
+}
+
+/// A zip holding one file.
+fn zip_of(name: &str, content: &[u8]) -> Result<Vec<u8>, ErrorDetails> {
+    use std::io::Write;
+    let mut writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let made = writer
+        .start_file(name, zip::write::SimpleFileOptions::default())
+        .map_err(|e| e.to_string())
+        .and_then(|()| writer.write_all(content).map_err(|e| e.to_string()))
+        .and_then(|()| writer.finish().map_err(|e| e.to_string()));
+    made.map(|cursor| cursor.into_inner())
+        .map_err(|e| failed(format!("The clone reference could not be written: {e}")))
+}
+
+/// Writes the action's output artifacts: the tree of the commit zipped (as `git archive` does),
+/// or for `CODEBUILD_CLONE_REF` a reference to the repository and commit.
 async fn publish(
-    dir: &Path,
-    info: &CommitInfo,
+    artifact: &Artifact<'_>,
     objects: &dyn ObjectStore,
     run: &ActionJob,
     max_bytes: u64,
 ) -> Result<(), ErrorDetails> {
-    let zip = git(dir, &["archive", "--format=zip", &info.id])
-        .await
-        .map_err(|e| {
-            failed(format!(
-                "The tree of commit {} could not be zipped: {e}",
-                info.id
-            ))
-        })?;
+    let (dir, info) = (artifact.dir, artifact.info);
+    let zip = if artifact.clone_ref {
+        let reference = serde_json::json!({
+            "repository": dir.to_string_lossy(),
+            "commitId": info.id,
+            "branch": artifact.branch,
+        });
+        zip_of(CLONE_REF_FILE, reference.to_string().as_bytes())?
+    } else {
+        git(dir, &["archive", "--format=zip", &info.id])
+            .await
+            .map_err(|e| {
+                failed(format!(
+                    "The tree of commit {} could not be zipped: {e}",
+                    info.id
+                ))
+            })?
+    };
     if zip.len() as u64 > max_bytes {
         return Err(failed(format!(
             "The tree of commit {} zips to {} bytes, more than zip_max_bytes ({max_bytes})",
@@ -251,11 +297,15 @@ impl CodeCommitSource {
         let format = config
             .get("OutputArtifactFormat")
             .map_or("CODE_ZIP", String::as_str);
-        if format != "CODE_ZIP" {
-            return Err(failed(format!(
-                "OutputArtifactFormat {format} is not supported by codepipeline-local yet; use CODE_ZIP"
-            )));
-        }
+        let clone_ref = match format {
+            "CODE_ZIP" => false,
+            "CODEBUILD_CLONE_REF" => true,
+            other => {
+                return Err(failed(format!(
+                    "OutputArtifactFormat {other} is not valid; use CODE_ZIP or CODEBUILD_CLONE_REF"
+                )))
+            }
+        };
         let dir = self
             .repositories
             .dir(&run.account, &run.input.region, &repo)
@@ -279,7 +329,13 @@ impl CodeCommitSource {
                     "The branch {branch} does not exist in repository {repo}"
                 )),
             })?;
-        publish(&dir, &info, self.objects.as_ref(), run, self.max_bytes).await?;
+        let artifact = Artifact {
+            dir: &dir,
+            info: &info,
+            branch: &branch,
+            clone_ref,
+        };
+        publish(&artifact, self.objects.as_ref(), run, self.max_bytes).await?;
         let committer = git(&dir, &["log", "-1", "--format=%cI", &info.id, "--"])
             .await
             .map(|o| String::from_utf8_lossy(&o).trim().to_string())

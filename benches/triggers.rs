@@ -94,6 +94,20 @@ fn pipeline(conn: &mut Conn, name: &str, source: serde_json::Value) {
     let (status, answer) = conn.call_json("CreatePipeline", &body.to_string());
     assert_eq!(status, 200, "{answer}");
     started(conn, name, 1);
+    // Changes come once the first run has read its source.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, listed) = conn.call_json(
+            "ListPipelineExecutions",
+            &json!({ "pipelineName": name }).to_string(),
+        );
+        let status = listed["pipelineExecutionSummaries"][0]["status"].clone();
+        if status == "Succeeded" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{name}: {listed}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
 
 fn main() {
@@ -149,9 +163,15 @@ fn main() {
             "outputArtifacts": [{"name": "code"}]}),
     );
     let mut commits = Vec::new();
+    // Commits come at any moment of the poll interval: a pseudo-random pause before each.
+    let mut seed = (now() * 1e6) as u64;
     for i in 1..=runs {
         std::fs::write(dir.join("f"), format!("{i}\n")).unwrap();
         git(&dir, &["add", "."]);
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        std::thread::sleep(Duration::from_millis((seed >> 33) % 500));
         let t = now();
         git(&dir, &["commit", "-q", "-m", &i.to_string()]);
         commits.push((started(&mut conn, "git", i + 1) - t) * 1000.0);

@@ -157,17 +157,23 @@ impl SourceWatch {
         }
     }
 
-    /// Polls for ever, every `interval` or as soon as `wake` is notified, starting pipelines
-    /// through `registry`.
+    /// Polls everything every `interval`, and the embedded sources (S3 objects, CodeCommit
+    /// repositories) as soon as `wake` is notified, starting pipelines through `registry`.
     pub async fn run(
         mut self,
         interval: Duration,
         wake: Arc<tokio::sync::Notify>,
         registry: &PipelineRegistry,
     ) {
+        let mut next = tokio::time::Instant::now() + interval;
         loop {
-            let _ = tokio::time::timeout(interval, wake.notified()).await;
-            self.poll(registry).await;
+            let woken = tokio::time::timeout_at(next, wake.notified()).await.is_ok();
+            if woken {
+                self.poll(registry, false).await;
+            } else {
+                self.poll(registry, true).await;
+                next = tokio::time::Instant::now() + interval;
+            }
         }
     }
 
@@ -203,8 +209,9 @@ impl SourceWatch {
         (out, gone)
     }
 
-    /// One look at every watched repository and object.
-    pub async fn poll(&mut self, registry: &PipelineRegistry) {
+    /// One look at every watched object and CodeCommit repository, and with `git` at every
+    /// watched repository under `git_repos_dir`.
+    pub async fn poll(&mut self, registry: &PipelineRegistry, git: bool) {
         let (watched, gone) = self.watched();
         for key in gone {
             let event = SeenEvent::Forgotten {
@@ -214,7 +221,7 @@ impl SourceWatch {
         }
         let mut refs_of: HashMap<PathBuf, Option<Refs>> = HashMap::new();
         for (key, found) in watched {
-            for watch in &found.git {
+            for watch in found.git.iter().filter(|_| git) {
                 let Some(dir) = self
                     .repos_dir
                     .as_ref()
@@ -230,7 +237,10 @@ impl SourceWatch {
                     continue;
                 };
                 let branch = format!("refs/heads/{}", watch.branch);
-                for (refname, old, commit) in self.moved(&key, &watch.action, refs, &branch) {
+                let Some(moved) = self.moved(&key, &watch.action, refs, &branch) else {
+                    continue;
+                };
+                for (refname, old, commit) in moved {
                     let files = match &old {
                         Some(old) => changed_files(&dir, old, &commit).await,
                         None => None,
@@ -253,7 +263,10 @@ impl SourceWatch {
                 let object = format!("s3://{}/{}", watch.bucket, watch.key);
                 let version = info.version_id.unwrap_or_else(|| "null".into());
                 let refs: Refs = [(object.clone(), version)].into();
-                for (_, _, version) in self.moved(&key, &watch.action, &refs, &object) {
+                let Some(moved) = self.moved(&key, &watch.action, &refs, &object) else {
+                    continue;
+                };
+                for (_, _, version) in moved {
                     let trigger = ("PollForSourceChanges", watch.action.as_str());
                     start(registry, &key, &watch.action, trigger, &object, &version).await;
                 }
@@ -280,7 +293,10 @@ impl SourceWatch {
                     "arn:aws:codecommit:{}:{}:{}",
                     key.region, key.account, watch.repository
                 );
-                for (_, _, commit) in self.moved(&key, &watch.action, &refs, &branch) {
+                let Some(moved) = self.moved(&key, &watch.action, &refs, &branch) else {
+                    continue;
+                };
+                for (_, _, commit) in moved {
                     let trigger = (trigger, detail.as_str());
                     start(registry, &key, &watch.action, trigger, &branch, &commit).await;
                 }
@@ -291,22 +307,34 @@ impl SourceWatch {
 
     /// The refs that moved since the watch saw them. The first look takes what is there as
     /// seen, except that `read_ref` counts as at the revision the pipeline's newest execution
-    /// read: a change since starts it.
-    fn moved(&self, key: &PipelineKey, action: &str, refs: &Refs, read_ref: &str) -> Vec<Moved> {
+    /// read: a change since starts it; while that execution has yet to read, `None`: look again
+    /// later.
+    fn moved(
+        &self,
+        key: &PipelineKey,
+        action: &str,
+        refs: &Refs,
+        read_ref: &str,
+    ) -> Option<Vec<Moved>> {
         let before = self.seen.read(&key.account, &key.region, |s| {
             s.get(&key.name).and_then(|p| p.get(action)).cloned()
         });
-        let before = before.unwrap_or_else(|| {
-            let mut base = refs.clone();
-            if let Some(read) = self.last_read(key, action) {
-                base.insert(read_ref.to_string(), read);
+        let before = match before {
+            Some(before) => before,
+            None => {
+                let mut base = refs.clone();
+                if let Some(read) = self.last_read(key, action).ok()? {
+                    base.insert(read_ref.to_string(), read);
+                }
+                base
             }
-            base
-        });
-        refs.iter()
-            .filter(|(r, now)| before.get(*r) != Some(now))
-            .map(|(r, now)| (r.clone(), before.get(r).cloned(), now.clone()))
-            .collect()
+        };
+        Some(
+            refs.iter()
+                .filter(|(r, now)| before.get(*r) != Some(now))
+                .map(|(r, now)| (r.clone(), before.get(r).cloned(), now.clone()))
+                .collect(),
+        )
     }
 
     /// Records what a watch sees now, if it is not what it saw.
@@ -337,15 +365,21 @@ impl SourceWatch {
         }
     }
 
-    /// The revision the pipeline's newest execution read with the source action, if it read one.
-    fn last_read(&self, key: &PipelineKey, action: &str) -> Option<String> {
-        let mut read = None;
+    /// What the pipeline's newest execution read with the source action: `Ok(Some(revision))`,
+    /// `Ok(None)` when it read nothing (or there is none), `Err(())` while it has yet to read.
+    fn last_read(&self, key: &PipelineKey, action: &str) -> Result<Option<String>, ()> {
+        let mut read = Ok(None);
         let _ = self.executions.walk_newest(&key.key(), 0, 1, |summary, _| {
-            read = summary
+            let revision = summary
                 .source_revisions
                 .iter()
                 .find(|(a, _)| a == action)
                 .map(|(_, r)| r.clone());
+            read = match revision {
+                Some(r) => Ok(Some(r)),
+                None if summary.status.is_running() => Err(()),
+                None => Ok(None),
+            };
             Ok::<bool, ()>(false)
         });
         read

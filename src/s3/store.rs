@@ -160,9 +160,6 @@ impl LocalStore {
         let Some(event) = S3Event::from_record(record) else {
             return;
         };
-        if matches!(event, S3Event::ObjectPut { .. }) {
-            self.objects_changed.notify_one();
-        }
         let mut state = self.state.write().expect("s3 state lock");
         state.heads.insert(bucket.to_string(), record.sequence);
         events::apply(
@@ -217,6 +214,9 @@ impl LocalStore {
         // the event it comes from (the bucket's lock keeps other writers out meanwhile).
         self.log.durable().await?;
         let mut freed = Vec::new();
+        let object_put = events
+            .iter()
+            .any(|e| matches!(e, S3Event::ObjectPut { .. }));
         {
             let mut state = self.state.write().expect("s3 state lock");
             for (record, event) in recorded.iter().zip(events) {
@@ -229,6 +229,9 @@ impl LocalStore {
                     event,
                 ));
             }
+        }
+        if object_put {
+            self.objects_changed.notify_one();
         }
         for blob in freed {
             let _ = tokio::fs::remove_file(self.blob_path(&blob)).await;

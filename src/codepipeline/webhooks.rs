@@ -70,6 +70,10 @@ pub enum WebhookEvent {
     Registered(String, bool),
     /// A POST started its pipeline.
     Triggered(String, f64),
+    /// TagResource: tags added, an existing key getting the new value.
+    Tagged(String, Vec<Tag>),
+    /// UntagResource: keys removed.
+    Untagged(String, Vec<String>),
 }
 
 impl EventType for WebhookEvent {
@@ -110,6 +114,16 @@ fn fold(hooks: &mut RegionWebhooks, event: WebhookEvent) {
         WebhookEvent::Triggered(name, at) => {
             if let Some(h) = hooks.get_mut(&name) {
                 h.last_triggered = Some(at);
+            }
+        }
+        WebhookEvent::Tagged(name, tags) => {
+            if let Some(h) = hooks.get_mut(&name) {
+                h.tags = super::pipeline::merged(&h.tags, &tags);
+            }
+        }
+        WebhookEvent::Untagged(name, keys) => {
+            if let Some(h) = hooks.get_mut(&name) {
+                h.tags.retain(|t| !keys.contains(&t.key));
             }
         }
     }

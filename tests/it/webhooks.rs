@@ -264,6 +264,46 @@ async fn a_webhook_starts_its_pipeline_when_authenticated_and_selected() {
     let far = listed.webhooks()[0].url();
     assert_eq!(post(&server, far, body, None).status, 403);
 
+    // Webhooks are taggable resources.
+    let arn = "arn:aws:codepipeline:eu-central-1:000000000000:webhook:github";
+    cp.tag_resource()
+        .resource_arn(arn)
+        .tags(
+            aws_sdk_codepipeline::types::Tag::builder()
+                .key("team")
+                .value("web")
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let tags = cp
+        .list_tags_for_resource()
+        .resource_arn(arn)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(tags.tags()[0].key(), "team");
+    cp.untag_resource()
+        .resource_arn(arn)
+        .tag_keys("team")
+        .send()
+        .await
+        .unwrap();
+    let tags = cp
+        .list_tags_for_resource()
+        .resource_arn(arn)
+        .send()
+        .await
+        .unwrap();
+    assert!(tags.tags().is_empty());
+    let missing = server.call(
+        "ListTagsForResource",
+        json!({"resourceArn": "arn:aws:codepipeline:eu-central-1:000000000000:webhook:nope"}),
+    );
+    assert_eq!(missing.error_code(), "ResourceNotFoundException");
+
     // Registration is recorded; a deleted webhook is gone, and its URL with it.
     cp.register_webhook_with_third_party()
         .webhook_name("github")

@@ -101,6 +101,43 @@ fn custom_type_of(
     Ok(Some((parsed, id)))
 }
 
+/// A webhook named by its ARN (`…:webhook:NAME`), if the ARN names one;
+/// `ResourceNotFoundException` when it does not exist.
+fn webhook_of(
+    svc: &CodePipelineService,
+    arn: &str,
+) -> Result<Option<(PipelineArn, crate::codepipeline::webhooks::Webhook)>, AwsError> {
+    let parsed = parse_arn(arn)?;
+    let Some(name) = parsed.name.strip_prefix("webhook:") else {
+        return Ok(None);
+    };
+    let hook = svc
+        .webhooks
+        .read(&parsed.account, &parsed.region, |all| {
+            all.get(name).cloned()
+        })
+        .ok_or_else(|| {
+            AwsError::new(
+                "ResourceNotFoundException",
+                format!("The webhook {arn} does not exist"),
+            )
+        })?;
+    Ok(Some((parsed, hook)))
+}
+
+/// Records a tag change of a webhook.
+async fn change_webhook_tags(
+    svc: &CodePipelineService,
+    arn: &PipelineArn,
+    event: crate::codepipeline::webhooks::WebhookEvent,
+) -> Reply {
+    svc.webhooks
+        .record(&arn.account, &arn.region, |_| Ok::<_, ()>(vec![event]))
+        .await
+        .map_err(|e| AwsError::internal(format!("the tags were not recorded: {e:?}")))?;
+    reply(&json!({}))
+}
+
 /// Tags or untags a custom action type.
 async fn change_custom_tags(
     svc: &CodePipelineService,
@@ -141,6 +178,24 @@ pub(super) async fn handle_tag_resource(svc: &CodePipelineService, input: Value)
     if let Some((arn, id)) = custom_type_of(svc, &input.resource_arn)? {
         return change_custom_tags(svc, &arn, &id, CustomTypeCommand::Tag(input.tags)).await;
     }
+    if let Some((arn, hook)) = webhook_of(svc, &input.resource_arn)? {
+        if crate::codepipeline::pipeline::merged(&hook.tags, &input.tags).len()
+            > crate::codepipeline::pipeline::MAX_TAGS
+        {
+            return Err(AwsError::new(
+                "TooManyTagsException",
+                format!(
+                    "Tag limit exceeded: a resource can have at most {} tags",
+                    crate::codepipeline::pipeline::MAX_TAGS
+                ),
+            ));
+        }
+        let event = crate::codepipeline::webhooks::WebhookEvent::Tagged(
+            hook.name().to_string(),
+            input.tags,
+        );
+        return change_webhook_tags(svc, &arn, event).await;
+    }
     let (arn, key) = key_of(svc, &input.resource_arn)?;
     svc.registry
         .execute(&key, PipelineCommand::Tag(input.tags))
@@ -162,6 +217,13 @@ pub(super) async fn handle_untag_resource(svc: &CodePipelineService, input: Valu
     if let Some((arn, id)) = custom_type_of(svc, &input.resource_arn)? {
         return change_custom_tags(svc, &arn, &id, CustomTypeCommand::Untag(input.tag_keys)).await;
     }
+    if let Some((arn, hook)) = webhook_of(svc, &input.resource_arn)? {
+        let event = crate::codepipeline::webhooks::WebhookEvent::Untagged(
+            hook.name().to_string(),
+            input.tag_keys,
+        );
+        return change_webhook_tags(svc, &arn, event).await;
+    }
     let (arn, key) = key_of(svc, &input.resource_arn)?;
     svc.registry
         .execute(&key, PipelineCommand::Untag(input.tag_keys))
@@ -180,12 +242,14 @@ struct ListTagsInput {
 
 pub(super) fn handle_list_tags_for_resource(svc: &CodePipelineService, input: Value) -> Reply {
     let input: ListTagsInput = from_value(input)?;
+    let webhook = webhook_of(svc, &input.resource_arn)?;
     let tags = match custom_type_of(svc, &input.resource_arn)? {
         Some((arn, id)) => svc
             .custom_types
             .live(&arn.account, &arn.region, &id)
             .map(|t| t.tags)
             .unwrap_or_default(),
+        None if webhook.is_some() => webhook.map(|(_, h)| h.tags).unwrap_or_default(),
         None => {
             let (_, key) = key_of(svc, &input.resource_arn)?;
             svc.views

@@ -230,20 +230,7 @@ async fn repositories_are_pushed_to_over_http_read_and_start_their_pipelines() {
         body(&s3, "target-bucket", "app/index.html").await,
         b"<h1>v2</h1>\n"
     );
-    let actions = server
-        .call(
-            "ListActionExecutions",
-            json!({"pipelineName": "app", "filter": {"pipelineExecutionId": id}}),
-        )
-        .json();
-    let source = actions["actionExecutionDetails"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["actionName"] == "Source")
-        .unwrap()
-        .clone();
-    let variables = &source["output"]["outputVariables"];
+    let variables = &crate::git::source_variables(&server, "app", id);
     assert_eq!(variables["CommitId"], second.as_str());
     assert_eq!(variables["RepositoryName"], "app");
     assert_eq!(variables["BranchName"], "main");

@@ -231,16 +231,7 @@ async fn a_connection_source_deploys_the_tree_of_the_branch_head_with_its_commit
     let (cp, s3) = (server.codepipeline(), server.s3());
     tutorial_buckets(&s3).await;
     let arn = connection(&server);
-    let r = server.call(
-        "CreatePipeline",
-        json!({"pipeline": git_declaration("web", &arn, "main")}),
-    );
-    assert_eq!(r.status, 200, "{}", r.text());
-    let first = latest_execution(&cp, "web").await;
-    assert_eq!(
-        finished(&cp, "web", &first).await,
-        PipelineExecutionStatus::Succeeded
-    );
+    let first = run_first(&server, git_declaration("web", &arn, "main")).await;
     let head = git(&dir, &["rev-parse", "HEAD"]);
     // The tree, as git archive has it, extracted under site/.
     assert_eq!(
@@ -251,20 +242,7 @@ async fn a_connection_source_deploys_the_tree_of_the_branch_head_with_its_commit
         body(&s3, "target-bucket", "site/css/site.css").await,
         b"h1 { color: red }\n"
     );
-    let actions = server
-        .call(
-            "ListActionExecutions",
-            json!({"pipelineName": "web", "filter": {"pipelineExecutionId": first}}),
-        )
-        .json();
-    let source = actions["actionExecutionDetails"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["actionName"] == "Source")
-        .unwrap()
-        .clone();
-    let variables = &source["output"]["outputVariables"];
+    let variables = &source_variables(&server, "web", &first);
     assert_eq!(variables["CommitId"], head.as_str());
     assert_eq!(
         variables["CommitMessage"],
@@ -504,19 +482,9 @@ async fn a_commit_made_while_the_server_was_down_starts_exactly_one_execution() 
     let dir = repository(repos.path());
     let data = tempfile::tempdir().unwrap();
     let server = watching_server(repos.path(), Some(data.path()));
-    let (cp, s3) = (server.codepipeline(), server.s3());
-    tutorial_buckets(&s3).await;
+    tutorial_buckets(&server.s3()).await;
     let arn = connection(&server);
-    let r = server.call(
-        "CreatePipeline",
-        json!({"pipeline": git_declaration("web", &arn, "main")}),
-    );
-    assert_eq!(r.status, 200, "{}", r.text());
-    let first = latest_execution(&cp, "web").await;
-    assert_eq!(
-        finished(&cp, "web", &first).await,
-        PipelineExecutionStatus::Succeeded
-    );
+    run_first(&server, git_declaration("web", &arn, "main")).await;
     // A first push: its start proves the watcher has recorded what it saw.
     commit_change(&dir, "<h1>v2</h1>\n", "Second version");
     executions(&server, "web", 2).await;
@@ -571,4 +539,35 @@ async fn a_clone_ref_source_gives_the_build_a_clone_with_its_history() {
         body(&s3, "target-bucket", "site/branch.txt").await,
         b"main\n"
     );
+}
+
+/// Creates the pipeline; its first execution's id once it succeeded.
+pub(crate) async fn run_first(server: &Server, declaration: Value) -> String {
+    let name = declaration["name"].as_str().unwrap().to_string();
+    let cp = server.codepipeline();
+    let r = server.call("CreatePipeline", json!({ "pipeline": declaration }));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let first = latest_execution(&cp, &name).await;
+    assert_eq!(
+        finished(&cp, &name, &first).await,
+        PipelineExecutionStatus::Succeeded
+    );
+    first
+}
+
+/// The output variables of a source action `Source` in an execution.
+pub(crate) fn source_variables(server: &Server, pipeline: &str, id: &str) -> Value {
+    let actions = server
+        .call(
+            "ListActionExecutions",
+            json!({"pipelineName": pipeline, "filter": {"pipelineExecutionId": id}}),
+        )
+        .json();
+    actions["actionExecutionDetails"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["actionName"] == "Source")
+        .unwrap()["output"]["outputVariables"]
+        .clone()
 }

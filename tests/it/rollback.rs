@@ -291,16 +291,9 @@ async fn deploy_targets_are_listed_for_the_deploy_actions_that_run_here() {
 
 #[tokio::test]
 async fn a_rollback_waiting_at_an_approval_survives_sigkill() {
-    use crate::engine::{approval, approval_declaration, approval_token};
+    use crate::engine::{approval, approval_token};
     use aws_sdk_codepipeline::types::ApprovalStatus;
-    let server = Server::start();
-    let (cp, s3) = (server.codepipeline(), server.s3());
-    tutorial_buckets(&s3).await;
-    let created = server.call(
-        "CreatePipeline",
-        json!({"pipeline": approval_declaration("pipeline")}),
-    );
-    assert_eq!(created.status, 200, "{}", created.text());
+    let (server, cp) = approval_pipeline().await;
     let first = latest_execution(&cp, "pipeline").await;
     let token = approval_token(&cp, "pipeline").await;
     approval(&cp, "pipeline", &token, ApprovalStatus::Approved)
@@ -561,16 +554,9 @@ async fn new_approval_token(
 
 #[tokio::test]
 async fn a_retry_waiting_at_an_approval_survives_sigkill_and_replay_shows_it() {
-    use crate::engine::{approval, approval_declaration, approval_token};
+    use crate::engine::{approval, approval_token};
     use aws_sdk_codepipeline::types::{ApprovalStatus, StageRetryMode};
-    let server = Server::start();
-    let (cp, s3) = (server.codepipeline(), server.s3());
-    tutorial_buckets(&s3).await;
-    let created = server.call(
-        "CreatePipeline",
-        json!({"pipeline": approval_declaration("pipeline")}),
-    );
-    assert_eq!(created.status, 200, "{}", created.text());
+    let (server, cp) = approval_pipeline().await;
     let id = latest_execution(&cp, "pipeline").await;
     let token = approval_token(&cp, "pipeline").await;
     approval(&cp, "pipeline", &token, ApprovalStatus::Rejected)
@@ -636,16 +622,9 @@ async fn a_retry_waiting_at_an_approval_survives_sigkill_and_replay_shows_it() {
 
 #[tokio::test]
 async fn a_stopped_execution_is_retried_from_its_stopped_stage() {
-    use crate::engine::{approval, approval_declaration, approval_token};
+    use crate::engine::{approval, approval_token};
     use aws_sdk_codepipeline::types::{ApprovalStatus, StageRetryMode};
-    let server = Server::start();
-    let (cp, s3) = (server.codepipeline(), server.s3());
-    tutorial_buckets(&s3).await;
-    let created = server.call(
-        "CreatePipeline",
-        json!({"pipeline": approval_declaration("pipeline")}),
-    );
-    assert_eq!(created.status, 200, "{}", created.text());
+    let (server, cp) = approval_pipeline().await;
     let id = latest_execution(&cp, "pipeline").await;
     let token = approval_token(&cp, "pipeline").await;
     // Retrying what still runs is refused.
@@ -698,4 +677,17 @@ async fn a_stopped_execution_is_retried_from_its_stopped_stage() {
         .await
         .unwrap();
     assert!(e.pipeline_execution().unwrap().status_summary().is_none());
+}
+
+/// A server whose pipeline `pipeline` (the tutorial with an approval stage `gate`) was created.
+async fn approval_pipeline() -> (Server, aws_sdk_codepipeline::Client) {
+    let server = Server::start();
+    let (cp, s3) = (server.codepipeline(), server.s3());
+    tutorial_buckets(&s3).await;
+    let created = server.call(
+        "CreatePipeline",
+        json!({"pipeline": crate::engine::approval_declaration("pipeline")}),
+    );
+    assert_eq!(created.status, 200, "{}", created.text());
+    (server, cp)
 }

@@ -120,18 +120,7 @@ impl GitSource {
             get("FullRepositoryId"),
             get("BranchName"),
         );
-        let format = config
-            .get("OutputArtifactFormat")
-            .map_or("CODE_ZIP", String::as_str);
-        let clone_ref = match format {
-            "CODE_ZIP" => false,
-            "CODEBUILD_CLONE_REF" => true,
-            other => {
-                return Err(failed(format!(
-                    "OutputArtifactFormat {other} is not valid; use CODE_ZIP or CODEBUILD_CLONE_REF"
-                )))
-            }
-        };
+        let clone_ref = clone_ref(config)?;
         let provider = self
             .connections
             .provider_type(&run.account, &run.input.region, &arn)
@@ -152,10 +141,7 @@ impl GitSource {
         if !dir.is_dir() {
             return Err(not_found());
         }
-        let revision = match &run.source_revision {
-            Some(commit) => commit.clone(),
-            None => format!("refs/heads/{branch}"),
-        };
+        let revision = revision_of(run, &branch);
         let info = commit(&dir, &revision)
             .await
             .map_err(|_| match &run.source_revision {
@@ -192,6 +178,28 @@ impl GitSource {
             .collect(),
             revision: Some(info.id),
         })
+    }
+}
+
+/// Whether the action's `OutputArtifactFormat` is `CODEBUILD_CLONE_REF` (else `CODE_ZIP`).
+fn clone_ref(config: &std::collections::BTreeMap<String, String>) -> Result<bool, ErrorDetails> {
+    match config
+        .get("OutputArtifactFormat")
+        .map_or("CODE_ZIP", String::as_str)
+    {
+        "CODE_ZIP" => Ok(false),
+        "CODEBUILD_CLONE_REF" => Ok(true),
+        other => Err(failed(format!(
+            "OutputArtifactFormat {other} is not valid; use CODE_ZIP or CODEBUILD_CLONE_REF"
+        ))),
+    }
+}
+
+/// What a source action reads: the commit a start names, or its branch's head.
+fn revision_of(run: &ActionJob, branch: &str) -> String {
+    match &run.source_revision {
+        Some(commit) => commit.clone(),
+        None => format!("refs/heads/{branch}"),
     }
 }
 
@@ -294,18 +302,7 @@ impl CodeCommitSource {
         let config = config(run);
         let get = |k: &str| config.get(k).cloned().unwrap_or_default();
         let (repo, branch) = (get("RepositoryName"), get("BranchName"));
-        let format = config
-            .get("OutputArtifactFormat")
-            .map_or("CODE_ZIP", String::as_str);
-        let clone_ref = match format {
-            "CODE_ZIP" => false,
-            "CODEBUILD_CLONE_REF" => true,
-            other => {
-                return Err(failed(format!(
-                    "OutputArtifactFormat {other} is not valid; use CODE_ZIP or CODEBUILD_CLONE_REF"
-                )))
-            }
-        };
+        let clone_ref = clone_ref(config)?;
         let dir = self
             .repositories
             .dir(&run.account, &run.input.region, &repo)
@@ -315,10 +312,7 @@ impl CodeCommitSource {
                     run.account, run.input.region
                 ))
             })?;
-        let revision = match &run.source_revision {
-            Some(commit) => commit.clone(),
-            None => format!("refs/heads/{branch}"),
-        };
+        let revision = revision_of(run, &branch);
         let info = commit(&dir, &revision)
             .await
             .map_err(|_| match &run.source_revision {

@@ -107,10 +107,11 @@ pub async fn run(
     let webhooks = Arc::new(crate::codepipeline::webhooks::webhooks(store.clone()));
     // Pushes to CodeCommit and objects taken by the embedded S3 tell the source watch at once.
     let objects_changed = objects.objects_changed();
+    let pushed = Arc::new(tokio::sync::Notify::new());
     let codecommit = Arc::new(crate::codecommit::CodeCommit::new(
         store.clone(),
         config.data_dir.join("codecommit"),
-        objects_changed.clone(),
+        pushed.clone(),
     ));
     let live = Projections {
         pipelines: views.clone(),
@@ -334,7 +335,12 @@ pub async fn run(
         let interval = Duration::from_millis(state.config.source_poll_interval_ms.max(10));
         actix_rt::spawn(async move {
             watch
-                .run(interval, objects_changed, &state.codepipeline.registry)
+                .run(
+                    interval,
+                    objects_changed,
+                    pushed,
+                    &state.codepipeline.registry,
+                )
                 .await;
         });
     }

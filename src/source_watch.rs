@@ -115,6 +115,35 @@ impl Watches {
     }
 }
 
+/// Which kinds of sources a poll looks at.
+#[derive(Debug, Clone, Copy)]
+pub struct Look {
+    git: bool,
+    objects: bool,
+    repositories: bool,
+}
+
+impl Look {
+    /// Every kind.
+    pub const ALL: Look = Look {
+        git: true,
+        objects: true,
+        repositories: true,
+    };
+    /// S3 objects only.
+    pub const OBJECTS: Look = Look {
+        git: false,
+        objects: true,
+        repositories: false,
+    };
+    /// CodeCommit repositories only.
+    pub const REPOSITORIES: Look = Look {
+        git: false,
+        objects: false,
+        repositories: true,
+    };
+}
+
 /// A ref that moved since it was seen: (ref, commit or version before, now).
 type Moved = (String, Option<String>, String);
 
@@ -157,23 +186,27 @@ impl SourceWatch {
         }
     }
 
-    /// Polls everything every `interval`, and the embedded sources (S3 objects, CodeCommit
-    /// repositories) as soon as `wake` is notified, starting pipelines through `registry`.
+    /// Polls everything every `interval`; S3 sources as soon as `objects_changed` is notified
+    /// (the embedded S3 took an object) and CodeCommit sources as soon as `pushed` is (a push
+    /// ended), starting pipelines through `registry`.
     pub async fn run(
         mut self,
         interval: Duration,
-        wake: Arc<tokio::sync::Notify>,
+        objects_changed: Arc<tokio::sync::Notify>,
+        pushed: Arc<tokio::sync::Notify>,
         registry: &PipelineRegistry,
     ) {
         let mut next = tokio::time::Instant::now() + interval;
         loop {
-            let woken = tokio::time::timeout_at(next, wake.notified()).await.is_ok();
-            if woken {
-                self.poll(registry, false).await;
-            } else {
-                self.poll(registry, true).await;
-                next = tokio::time::Instant::now() + interval;
-            }
+            let look = tokio::select! {
+                () = objects_changed.notified() => Look::OBJECTS,
+                () = pushed.notified() => Look::REPOSITORIES,
+                () = tokio::time::sleep_until(next) => {
+                    next = tokio::time::Instant::now() + interval;
+                    Look::ALL
+                }
+            };
+            self.poll(registry, look).await;
         }
     }
 
@@ -209,9 +242,8 @@ impl SourceWatch {
         (out, gone)
     }
 
-    /// One look at every watched object and CodeCommit repository, and with `git` at every
-    /// watched repository under `git_repos_dir`.
-    pub async fn poll(&mut self, registry: &PipelineRegistry, git: bool) {
+    /// One look at every watched source of the kinds `look` names.
+    pub async fn poll(&mut self, registry: &PipelineRegistry, look: Look) {
         let (watched, gone) = self.watched();
         for key in gone {
             let event = SeenEvent::Forgotten {
@@ -221,7 +253,7 @@ impl SourceWatch {
         }
         let mut refs_of: HashMap<PathBuf, Option<Refs>> = HashMap::new();
         for (key, found) in watched {
-            for watch in found.git.iter().filter(|_| git) {
+            for watch in found.git.iter().filter(|_| look.git) {
                 let Some(dir) = self
                     .repos_dir
                     .as_ref()
@@ -256,7 +288,7 @@ impl SourceWatch {
                 }
                 self.seen_now(&key, &watch.action, refs).await;
             }
-            for watch in &found.objects {
+            for watch in found.objects.iter().filter(|_| look.objects) {
                 let Ok(info) = self.objects.head(&watch.bucket, &watch.key, None).await else {
                     continue;
                 };
@@ -272,7 +304,7 @@ impl SourceWatch {
                 }
                 self.seen_now(&key, &watch.action, &refs).await;
             }
-            for watch in &found.repositories {
+            for watch in found.repositories.iter().filter(|_| look.repositories) {
                 let Some(dir) = self
                     .repositories
                     .dir(&key.account, &key.region, &watch.repository)

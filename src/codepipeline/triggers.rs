@@ -58,6 +58,69 @@ pub fn watches(declaration: &Declaration) -> Vec<Watch> {
         .collect()
 }
 
+/// Checks a declaration's `triggers` as AWS does: each names a connection source action of the
+/// pipeline, at most one trigger per action; a push filter selects tags or branches (a tag filter
+/// takes no branches or file paths); every pattern is a glob.
+pub fn validate(declaration: &Declaration) -> Result<(), String> {
+    let sources: Vec<&str> = declaration
+        .stages
+        .iter()
+        .flat_map(|s| &s.actions)
+        .filter(|a| {
+            let id = &a.action_type_id;
+            id.category == "Source" && id.provider == "CodeStarSourceConnection"
+        })
+        .map(|a| a.name.as_str())
+        .collect();
+    let mut seen = std::collections::HashSet::new();
+    for trigger in declaration.triggers.iter().flatten() {
+        let action = trigger.git_configuration.source_action_name.as_str();
+        if !sources.contains(&action) {
+            return Err(format!(
+                "The trigger's sourceActionName {action} is not a CodeStarSourceConnection source action of the pipeline"
+            ));
+        }
+        if !seen.insert(action) {
+            return Err(format!(
+                "The source action {action} has more than one trigger"
+            ));
+        }
+        for push in trigger.git_configuration.push.iter().flatten() {
+            match (&push.tags, &push.branches, &push.file_paths) {
+                (Some(_), None, None) | (None, Some(_), _) => {}
+                (Some(_), _, _) => {
+                    return Err(format!(
+                        "A push filter of the trigger on {action} with tags cannot also have branches or file paths"
+                    ))
+                }
+                (None, None, _) => {
+                    return Err(format!(
+                        "A push filter of the trigger on {action} must select branches or tags"
+                    ))
+                }
+            }
+            for patterns in [&push.tags, &push.branches, &push.file_paths]
+                .into_iter()
+                .flatten()
+            {
+                let all = patterns
+                    .includes
+                    .iter()
+                    .flatten()
+                    .chain(patterns.excludes.iter().flatten());
+                for pattern in all {
+                    if glob(pattern).is_none() {
+                        return Err(format!(
+                            "The pattern '{pattern}' of the trigger on {action} is not a valid glob"
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// An S3 source action that polls its object for new versions.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ObjectWatch {

@@ -171,6 +171,7 @@ fn check(decl: &Declaration, types: &Types) -> Result<(), Invalid> {
             }
         }
     }
+    super::triggers::validate(decl).map_err(Invalid::Field)?;
     Ok(())
 }
 

@@ -571,3 +571,65 @@ pub(crate) fn source_variables(server: &Server, pipeline: &str, id: &str) -> Val
         .unwrap()["output"]["outputVariables"]
         .clone()
 }
+
+#[test]
+fn triggers_are_declared_as_aws_allows() {
+    let server = Server::start();
+    let arn = "arn:aws:codestar-connections:eu-central-1:000000000000:connection/x";
+    let refused = |trigger: Value| {
+        let mut decl = git_declaration("web", arn, "main");
+        decl["triggers"] = trigger;
+        let r = server.call("CreatePipeline", json!({ "pipeline": decl }));
+        (
+            r.error_code(),
+            r.json()["message"].as_str().unwrap_or_default().to_string(),
+        )
+    };
+    let trigger = |action: &str, push: Value| {
+        json!({"providerType": "CodeStarSourceConnection",
+               "gitConfiguration": {"sourceActionName": action, "push": [push]}})
+    };
+    let main = json!({"branches": {"includes": ["main"]}});
+    for (triggers, words) in [
+        (
+            json!([trigger("Deploy", main.clone())]),
+            "sourceActionName Deploy",
+        ),
+        (
+            json!([
+                trigger("Source", main.clone()),
+                trigger("Source", main.clone())
+            ]),
+            "more than one trigger",
+        ),
+        (
+            json!([trigger(
+                "Source",
+                json!({"tags": {"includes": ["v*"]}, "branches": {"includes": ["main"]}})
+            )]),
+            "with tags",
+        ),
+        (
+            json!([trigger(
+                "Source",
+                json!({"filePaths": {"includes": ["src/**"]}})
+            )]),
+            "branches or tags",
+        ),
+        (
+            json!([trigger(
+                "Source",
+                json!({"branches": {"includes": ["{main"]}})
+            )]),
+            "not a valid glob",
+        ),
+    ] {
+        let (code, message) = refused(triggers);
+        assert_eq!(code, "ValidationException", "{message}");
+        assert!(message.contains(words), "{message}");
+    }
+    assert_eq!(
+        server.call("ListPipelines", json!({})).json()["pipelines"],
+        json!([])
+    );
+}

@@ -141,24 +141,24 @@ impl GitSource {
         if !dir.is_dir() {
             return Err(not_found());
         }
-        let revision = revision_of(run, &branch);
-        let info = commit(&dir, &revision)
-            .await
-            .map_err(|_| match &run.source_revision {
-                Some(commit) => failed(format!(
-                    "[{provider}] No commit [{commit}] found for FullRepositoryName [{repo}]"
-                )),
-                None => failed(format!(
-                    "[{provider}] No Branch [{branch}] found for FullRepositoryName [{repo}]"
-                )),
-            })?;
-        let artifact = Artifact {
-            dir: &dir,
-            info: &info,
-            branch: &branch,
-            clone_ref,
+        let missing = |revision: Option<&str>| match revision {
+            Some(commit) => failed(format!(
+                "[{provider}] No commit [{commit}] found for FullRepositoryName [{repo}]"
+            )),
+            None => failed(format!(
+                "[{provider}] No Branch [{branch}] found for FullRepositoryName [{repo}]"
+            )),
         };
-        publish(&artifact, self.objects.as_ref(), run, self.max_bytes).await?;
+        let info = read_and_publish(
+            &dir,
+            &branch,
+            clone_ref,
+            run,
+            self.objects.as_ref(),
+            self.max_bytes,
+            missing,
+        )
+        .await?;
         let summary = serde_json::json!({"ProviderType": provider, "CommitMessage": info.message});
         Ok(ActionOutput {
             output_artifacts: run.planned_outputs.clone(),
@@ -195,12 +195,33 @@ fn clone_ref(config: &std::collections::BTreeMap<String, String>) -> Result<bool
     }
 }
 
-/// What a source action reads: the commit a start names, or its branch's head.
-fn revision_of(run: &ActionJob, branch: &str) -> String {
-    match &run.source_revision {
+/// Reads the commit a start names (`sourceRevisions`) or the branch's head in the repository at
+/// `dir`, and writes the action's output artifacts of it; `missing` words the failure when there
+/// is no such commit or branch (given the commit asked for, if one was).
+async fn read_and_publish(
+    dir: &Path,
+    branch: &str,
+    clone_ref: bool,
+    run: &ActionJob,
+    objects: &dyn ObjectStore,
+    max_bytes: u64,
+    missing: impl Fn(Option<&str>) -> ErrorDetails,
+) -> Result<CommitInfo, ErrorDetails> {
+    let revision = match &run.source_revision {
         Some(commit) => commit.clone(),
         None => format!("refs/heads/{branch}"),
-    }
+    };
+    let info = commit(dir, &revision)
+        .await
+        .map_err(|_| missing(run.source_revision.as_deref()))?;
+    let artifact = Artifact {
+        dir,
+        info: &info,
+        branch,
+        clone_ref,
+    };
+    publish(&artifact, objects, run, max_bytes).await?;
+    Ok(info)
 }
 
 /// The name of the one file of a `CODEBUILD_CLONE_REF` artifact.
@@ -312,24 +333,24 @@ impl CodeCommitSource {
                     run.account, run.input.region
                 ))
             })?;
-        let revision = revision_of(run, &branch);
-        let info = commit(&dir, &revision)
-            .await
-            .map_err(|_| match &run.source_revision {
-                Some(commit) => failed(format!(
-                    "The commit {commit} does not exist in repository {repo}"
-                )),
-                None => failed(format!(
-                    "The branch {branch} does not exist in repository {repo}"
-                )),
-            })?;
-        let artifact = Artifact {
-            dir: &dir,
-            info: &info,
-            branch: &branch,
-            clone_ref,
+        let missing = |revision: Option<&str>| match revision {
+            Some(commit) => failed(format!(
+                "The commit {commit} does not exist in repository {repo}"
+            )),
+            None => failed(format!(
+                "The branch {branch} does not exist in repository {repo}"
+            )),
         };
-        publish(&artifact, self.objects.as_ref(), run, self.max_bytes).await?;
+        let info = read_and_publish(
+            &dir,
+            &branch,
+            clone_ref,
+            run,
+            self.objects.as_ref(),
+            self.max_bytes,
+            missing,
+        )
+        .await?;
         let committer = git(&dir, &["log", "-1", "--format=%cI", &info.id, "--"])
             .await
             .map(|o| String::from_utf8_lossy(&o).trim().to_string())

@@ -6,6 +6,8 @@ use std::sync::Arc;
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use crate::codebuild::CodeBuild;
+use crate::connections::pull_requests::PullRequests;
+pub use crate::connections::pull_requests::PATH as PULL_REQUESTS_PATH;
 use crate::history::HistoryReader;
 
 /// Path of the health check, for scripts that wait for the server.
@@ -35,6 +37,10 @@ pub struct AdminState {
     pub codebuild: Arc<CodeBuild>,
     /// The data dir, for Lambda's invocation logs.
     pub data_dir: std::path::PathBuf,
+    /// Pull requests on the repositories under `git_repos_dir`.
+    pub pull_requests: Arc<PullRequests>,
+    /// Where those repositories are, if anywhere.
+    pub git_repos_dir: Option<std::path::PathBuf>,
 }
 
 /// Adds the admin routes to an app.
@@ -46,7 +52,114 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AdminState>) {
             web::get().to(history_api),
         )
         .route(BUILD_LOG_PATH, web::get().to(build_log))
-        .route(LAMBDA_LOG_PATH, web::get().to(lambda_log));
+        .route(LAMBDA_LOG_PATH, web::get().to(lambda_log))
+        .route(PULL_REQUESTS_PATH, web::get().to(list_pull_requests))
+        .route(PULL_REQUESTS_PATH, web::post().to(open_pull_request))
+        .route(
+            &format!("{PULL_REQUESTS_PATH}/close"),
+            web::post().to(close_pull_request),
+        );
+}
+
+/// `{"pullRequests": [...]}`: the pull requests of `?repository=` (of every repository without
+/// it), oldest first.
+async fn list_pull_requests(req: HttpRequest, state: web::Data<AdminState>) -> HttpResponse {
+    let params = crate::aws::query::parse_form(req.query_string());
+    let list: Vec<serde_json::Value> = match params.get("repository") {
+        Some(repository) => state
+            .pull_requests
+            .of(repository)
+            .iter()
+            .map(|p| p.to_json(repository))
+            .collect(),
+        None => state
+            .pull_requests
+            .all()
+            .iter()
+            .flat_map(|(r, prs)| prs.values().map(move |p| p.to_json(r)))
+            .collect(),
+    };
+    HttpResponse::Ok().json(serde_json::json!({ "pullRequests": list }))
+}
+
+/// The JSON body of a pull-request change. Only `application/json` is taken, so that a web page
+/// elsewhere cannot post one (a browser sends that type cross-origin only after asking).
+fn pull_request_body(req: &HttpRequest, body: &[u8]) -> Result<serde_json::Value, (u16, String)> {
+    let json_type = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !json_type {
+        return Err((415, "the body must be application/json".into()));
+    }
+    serde_json::from_slice(body).map_err(|e| (400, format!("the body is not JSON: {e}")))
+}
+
+fn pull_request_answer(
+    repository: &str,
+    done: Result<crate::connections::pull_requests::PullRequest, (u16, String)>,
+) -> HttpResponse {
+    match done {
+        Ok(pr) => {
+            HttpResponse::Ok().json(serde_json::json!({"pullRequest": pr.to_json(repository)}))
+        }
+        Err((status, message)) => HttpResponse::build(
+            actix_web::http::StatusCode::from_u16(status)
+                .unwrap_or(actix_web::http::StatusCode::BAD_REQUEST),
+        )
+        .json(serde_json::json!({ "message": message })),
+    }
+}
+
+/// Opens a pull request: `{"repository", "sourceBranch", "destinationBranch", "title"}`.
+async fn open_pull_request(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<AdminState>,
+) -> HttpResponse {
+    let body = match pull_request_body(&req, &body) {
+        Ok(b) => b,
+        Err(refused) => return pull_request_answer("", Err(refused)),
+    };
+    let text = |k: &str| body[k].as_str().unwrap_or_default().to_string();
+    let repository = text("repository");
+    let done = state
+        .pull_requests
+        .open(
+            state.git_repos_dir.as_deref(),
+            &repository,
+            &text("sourceBranch"),
+            &text("destinationBranch"),
+            &text("title"),
+        )
+        .await;
+    pull_request_answer(&repository, done)
+}
+
+/// Closes a pull request: `{"repository", "pullRequestId"}`.
+async fn close_pull_request(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<AdminState>,
+) -> HttpResponse {
+    let body = match pull_request_body(&req, &body) {
+        Ok(b) => b,
+        Err(refused) => return pull_request_answer("", Err(refused)),
+    };
+    let repository = body["repository"].as_str().unwrap_or_default().to_string();
+    let number = match &body["pullRequestId"] {
+        serde_json::Value::String(s) => s.parse().ok(),
+        n => n.as_u64(),
+    };
+    let Some(number) = number else {
+        return pull_request_answer("", Err((400, "pullRequestId must be a number".into())));
+    };
+    let done = state
+        .pull_requests
+        .close(state.git_repos_dir.as_deref(), &repository, number)
+        .await;
+    pull_request_answer(&repository, done)
 }
 
 /// The invocation logs of a function (its last 10) or of one request: `{"text"}`.

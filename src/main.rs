@@ -85,6 +85,14 @@ enum Command {
         #[command(flatten)]
         common: history::Common,
     },
+    /// Open, close and list pull requests on the repositories under the server's
+    /// git_repos_dir: they start pipelines whose triggers have pull-request filters.
+    PullRequest {
+        #[command(subcommand)]
+        what: history::pull_requests::PullRequestCommand,
+        #[command(flatten)]
+        common: history::Common,
+    },
     /// An execution's events as JSON lines (the first line: its pipeline declaration).
     Export {
         /// Execution id.
@@ -135,6 +143,16 @@ fn main() {
         Some(Command::Diff { a, b, common }) => (common, history::Request::Diff { a, b }),
         Some(Command::Export { execution, common }) => {
             (common, history::Request::Export { execution })
+        }
+        Some(Command::PullRequest { what, common }) => {
+            match history::pull_requests::run(&common, &what) {
+                Ok(out) => print!("{out}"),
+                Err(e) => {
+                    eprintln!("codepipeline-local: {e}");
+                    std::process::exit(1);
+                }
+            }
+            return;
         }
         Some(Command::Logs {
             build,

@@ -38,6 +38,8 @@ pub struct Projections {
     pub webhooks: Arc<crate::codepipeline::webhooks::Webhooks>,
     /// CodeCommit repositories.
     pub codecommit: Arc<crate::codecommit::CodeCommit>,
+    /// Pull requests on the local repositories.
+    pub pull_requests: Arc<crate::connections::pull_requests::PullRequests>,
 }
 
 impl Projections {
@@ -77,11 +79,14 @@ impl Projections {
                 data_dir.join("codecommit"),
                 Default::default(),
             )),
+            pull_requests: Arc::new(crate::connections::pull_requests::PullRequests::new(
+                store.clone(),
+            )),
         }
     }
 
     /// All of them, as a checkpoint takes them.
-    pub fn all(&self) -> [&dyn Projection; 12] {
+    pub fn all(&self) -> [&dyn Projection; 13] {
         [
             self.pipelines.as_ref(),
             self.executions.as_ref(),
@@ -95,6 +100,26 @@ impl Projections {
             self.source_seen.as_ref(),
             self.webhooks.as_ref(),
             self.codecommit.as_ref(),
+            self.pull_requests.as_ref(),
+        ]
+    }
+
+    /// All of them, owned, as the background checkpoint folds into them.
+    pub fn into_boxes(self) -> Vec<Box<dyn Projection>> {
+        vec![
+            Box::new(self.pipelines),
+            Box::new(self.executions),
+            Box::new(self.s3),
+            Box::new(self.iam),
+            Box::new(self.codebuild),
+            Box::new(self.custom_types),
+            Box::new(self.lambda),
+            Box::new(self.alarms),
+            Box::new(self.connections),
+            Box::new(self.source_seen),
+            Box::new(self.webhooks),
+            Box::new(self.codecommit),
+            Box::new(self.pull_requests),
         ]
     }
 }

@@ -123,3 +123,32 @@ impl<E: EventType, R: Default + Clone + Serialize + DeserializeOwned + Send + Sy
         self.regions.write().expect("regional lock").clear();
     }
 }
+
+/// Makes a type whose state is the `Regional` in one of its fields a checkpointed projection:
+/// everything it holds is that field's.
+macro_rules! regional_projection {
+    ($ty:ty, $field:ident) => {
+        impl $crate::checkpoint::Projection for $ty {
+            fn name(&self) -> &'static str {
+                $crate::checkpoint::Projection::name(&self.$field)
+            }
+
+            fn apply(&self, record: &$crate::eventstore::RecordedEvent) {
+                self.$field.apply(record);
+            }
+
+            fn export(&self) -> Result<Box<serde_json::value::RawValue>, String> {
+                $crate::checkpoint::Projection::export(&self.$field)
+            }
+
+            fn restore(&self, json: &str) -> Result<(), String> {
+                $crate::checkpoint::Projection::restore(&self.$field, json)
+            }
+
+            fn clear(&self) {
+                $crate::checkpoint::Projection::clear(&self.$field);
+            }
+        }
+    };
+}
+pub(crate) use regional_projection;

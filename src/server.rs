@@ -12,7 +12,7 @@ use futures_util::StreamExt;
 
 use crate::aws::scope::credential_scope;
 use crate::aws::{json, AwsError, RequestContext};
-use crate::checkpoint::{Checkpointer, Projection};
+use crate::checkpoint::Checkpointer;
 use crate::codepipeline::actions::{ActionRegistry, Services};
 use crate::codepipeline::actors::execution::ExecutionRegistry;
 use crate::codepipeline::actors::PipelineRegistry;
@@ -113,6 +113,9 @@ pub async fn run(
         config.data_dir.join("codecommit"),
         pushed.clone(),
     ));
+    let pull_requests = Arc::new(crate::connections::pull_requests::PullRequests::new(
+        store.clone(),
+    ));
     let live = Projections {
         pipelines: views.clone(),
         executions: execution_views.clone(),
@@ -126,6 +129,7 @@ pub async fn run(
         source_seen: source_seen.clone(),
         webhooks: webhooks.clone(),
         codecommit: codecommit.clone(),
+        pull_requests: pull_requests.clone(),
     };
     let checkpoint_file = crate::checkpoint::file(&config.data_dir);
     let loaded = crate::checkpoint::load(store.as_ref(), &checkpoint_file, &live.all())
@@ -175,21 +179,7 @@ pub async fn run(
             checkpoint_file,
             checkpointed,
             Box::new(move || {
-                let p = Projections::detached(&store, &data_dir, Role::Checkpoint);
-                vec![
-                    Box::new(p.pipelines) as Box<dyn Projection>,
-                    Box::new(p.executions),
-                    Box::new(p.s3),
-                    Box::new(p.iam),
-                    Box::new(p.codebuild),
-                    Box::new(p.custom_types),
-                    Box::new(p.lambda),
-                    Box::new(p.alarms),
-                    Box::new(p.connections),
-                    Box::new(p.source_seen),
-                    Box::new(p.webhooks),
-                    Box::new(p.codecommit),
-                ]
+                Projections::detached(&store, &data_dir, Role::Checkpoint).into_boxes()
             }),
         ))
     };
@@ -292,6 +282,9 @@ pub async fn run(
         ),
         codebuild: codebuild.clone(),
         data_dir: config.data_dir.clone(),
+        pull_requests: pull_requests.clone(),
+        git_repos_dir: (!config.git_repos_dir.is_empty())
+            .then(|| std::path::PathBuf::from(&config.git_repos_dir)),
     });
     let state = web::Data::new(AppState {
         codebuild,
@@ -331,6 +324,7 @@ pub async fn run(
             state.codepipeline.views.clone(),
             source_seen,
             state.codepipeline.execution_views.clone(),
+            pull_requests,
         );
         let interval = Duration::from_millis(state.config.source_poll_interval_ms.max(10));
         actix_rt::spawn(async move {

@@ -1,5 +1,6 @@
 //! Starts pipelines when their sources change: Git pushes to the repositories under
-//! `git_repos_dir` (connection sources) and new versions of S3 source objects (S3 sources that
+//! `git_repos_dir` (connection sources), pull requests opened, updated or closed on them (see
+//! `connections::pull_requests`), and new versions of S3 source objects (S3 sources that
 //! poll, `PollForSourceChanges`). Every `source_poll_interval_ms` — and at once when the embedded
 //! S3 takes an object — each watched repository's branches and tags (`git for-each-ref`) and
 //! each watched object's newest version are compared with what was seen last; a ref that moved
@@ -28,10 +29,12 @@ use crate::codepipeline::execution::Trigger;
 use crate::codepipeline::ids::PipelineKey;
 use crate::codepipeline::model::Declaration;
 use crate::codepipeline::triggers::{
-    object_watches, repository_watches, watches, ObjectWatch, Push, RepositoryWatch, Watch,
+    object_watches, repository_watches, watches, ObjectWatch, PullRequestChange, Push,
+    RepositoryWatch, Watch,
 };
 use crate::codepipeline::views::executions::ExecutionViews;
 use crate::codepipeline::views::{declaration_of_output, PipelineViews};
+use crate::connections::pull_requests::PullRequests;
 use crate::eventstore::{EventStore, EventType};
 use crate::regional::Regional;
 use crate::s3::objects::ObjectStore;
@@ -136,6 +139,12 @@ impl Look {
         objects: true,
         repositories: false,
     };
+    /// Local repositories (and their pull requests) only.
+    pub const GIT: Look = Look {
+        git: true,
+        objects: false,
+        repositories: false,
+    };
     /// CodeCommit repositories only.
     pub const REPOSITORIES: Look = Look {
         git: false,
@@ -161,6 +170,8 @@ pub struct SourceWatch {
     pub seen: Arc<Seen>,
     /// The executions, for what a pipeline read last.
     pub executions: Arc<ExecutionViews>,
+    /// Pull requests on the local repositories.
+    pub pull_requests: Arc<PullRequests>,
     /// Declarations already read, by pipeline key: (version, watches).
     cache: HashMap<String, (u64, Watches)>,
 }
@@ -174,6 +185,7 @@ impl SourceWatch {
         views: Arc<PipelineViews>,
         seen: Arc<Seen>,
         executions: Arc<ExecutionViews>,
+        pull_requests: Arc<PullRequests>,
     ) -> Self {
         SourceWatch {
             repos_dir,
@@ -182,13 +194,15 @@ impl SourceWatch {
             views,
             seen,
             executions,
+            pull_requests,
             cache: HashMap::new(),
         }
     }
 
     /// Polls everything every `interval`; S3 sources as soon as `objects_changed` is notified
-    /// (the embedded S3 took an object) and CodeCommit sources as soon as `pushed` is (a push
-    /// ended), starting pipelines through `registry`.
+    /// (the embedded S3 took an object), CodeCommit sources as soon as `pushed` is (a push
+    /// ended) and local repositories as soon as a pull request is opened or closed, starting
+    /// pipelines through `registry`.
     pub async fn run(
         mut self,
         interval: Duration,
@@ -197,10 +211,12 @@ impl SourceWatch {
         registry: &PipelineRegistry,
     ) {
         let mut next = tokio::time::Instant::now() + interval;
+        let pull_requests = self.pull_requests.changed.clone();
         loop {
             let look = tokio::select! {
                 () = objects_changed.notified() => Look::OBJECTS,
                 () = pushed.notified() => Look::REPOSITORIES,
+                () = pull_requests.notified() => Look::GIT,
                 () = tokio::time::sleep_until(next) => {
                     next = tokio::time::Instant::now() + interval;
                     Look::ALL
@@ -268,11 +284,39 @@ impl SourceWatch {
                 let Some(Some(refs)) = refs_of.get(&dir) else {
                     continue;
                 };
+                let mut refs = refs.clone();
+                if !watch.pull_requests.is_empty() {
+                    refs.extend(self.pull_request_refs(&watch.repository, &refs));
+                }
                 let branch = format!("refs/heads/{}", watch.branch);
-                let Some(moved) = self.moved(&key, &watch.action, refs, &branch) else {
+                let Some(moved) = self.moved(&key, &watch.action, &refs, &branch) else {
                     continue;
                 };
                 for (refname, old, commit) in moved {
+                    if let Some(number) = refname.strip_prefix(PULL_PREFIX) {
+                        let Some((event, commit)) = pull_request_event(old.as_deref(), &commit)
+                        else {
+                            continue;
+                        };
+                        let pr = self
+                            .pull_requests
+                            .of(&watch.repository)
+                            .into_iter()
+                            .find(|p| p.number.to_string() == number);
+                        let Some(pr) = pr else { continue };
+                        let files = pull_request_files(&dir, &pr.destination, commit).await;
+                        let change = PullRequestChange {
+                            event,
+                            destination: &pr.destination,
+                            files: files.as_deref(),
+                        };
+                        if watch.starts_on_pull_request(&change) {
+                            let trigger = ("WebhookV2", watch.connection.as_str());
+                            let what = format!("{refname} {event}");
+                            start(registry, &key, &watch.action, trigger, &what, commit).await;
+                        }
+                        continue;
+                    }
                     let files = match &old {
                         Some(old) => changed_files(&dir, old, &commit).await,
                         None => None,
@@ -286,7 +330,7 @@ impl SourceWatch {
                         start(registry, &key, &watch.action, trigger, &refname, &commit).await;
                     }
                 }
-                self.seen_now(&key, &watch.action, refs).await;
+                self.seen_now(&key, &watch.action, &refs).await;
             }
             for watch in found.objects.iter().filter(|_| look.objects) {
                 let Ok(info) = self.objects.head(&watch.bucket, &watch.key, None).await else {
@@ -335,6 +379,24 @@ impl SourceWatch {
                 self.seen_now(&key, &watch.action, &refs).await;
             }
         }
+    }
+
+    /// A repository's pull requests as refs of their own: `pull/<number>` at `OPEN <commit>`
+    /// (the source branch's commit in `refs`) or `CLOSED <commit>`.
+    fn pull_request_refs(&self, repository: &str, refs: &Refs) -> Refs {
+        self.pull_requests
+            .of(repository)
+            .into_iter()
+            .map(|pr| {
+                let source = refs.get(&format!("refs/heads/{}", pr.source));
+                let value = match (pr.open, source) {
+                    (true, Some(commit)) => format!("OPEN {commit}"),
+                    (true, None) => format!("OPEN {}", pr.commit),
+                    (false, _) => format!("CLOSED {}", pr.commit),
+                };
+                (format!("{PULL_PREFIX}{}", pr.number), value)
+            })
+            .collect()
     }
 
     /// The refs that moved since the watch saw them. The first look takes what is there as
@@ -487,6 +549,31 @@ pub async fn read_refs(dir: &Path) -> Option<Refs> {
     )
 }
 
+/// The prefix of the refs that stand for pull requests in what a watch saw.
+const PULL_PREFIX: &str = "pull/";
+
+/// The event of a pull request that was at `before` (`OPEN <commit>`, `CLOSED <commit>`, or
+/// unseen) and is at `now`, with the commit it is at; `None` when nothing happened.
+fn pull_request_event<'a>(before: Option<&str>, now: &'a str) -> Option<(&'static str, &'a str)> {
+    let (state, commit) = now.split_once(' ')?;
+    let event = match (before.and_then(|b| b.split_once(' ')), state) {
+        (None, "OPEN") => "OPEN",
+        (None | Some(("OPEN", _)), "CLOSED") => "CLOSED",
+        (Some(("OPEN", old)), "OPEN") if old != commit => "UPDATED",
+        _ => return None,
+    };
+    Some((event, commit))
+}
+
+/// The files a pull request at `commit` changes: those that differ between it and where it
+/// left `destination`.
+async fn pull_request_files(dir: &Path, destination: &str, commit: &str) -> Option<Vec<String>> {
+    let base = format!("refs/heads/{destination}");
+    let out = git(dir, &["merge-base", &base, commit]).await.ok()?;
+    let base = String::from_utf8_lossy(&out).trim().to_string();
+    changed_files(dir, &base, commit).await
+}
+
 /// The files that differ between two commits; `None` when Git cannot tell.
 async fn changed_files(dir: &Path, old: &str, new: &str) -> Option<Vec<String>> {
     let out = git(dir, &["diff", "--name-only", "-z", old, new, "--"])
@@ -498,4 +585,25 @@ async fn changed_files(dir: &Path, old: &str, new: &str) -> Option<Vec<String>> 
             .map(|p| String::from_utf8_lossy(p).into_owned())
             .collect(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pull_request_events_follow_their_states() {
+        assert_eq!(pull_request_event(None, "OPEN a"), Some(("OPEN", "a")));
+        assert_eq!(pull_request_event(Some("OPEN a"), "OPEN a"), None);
+        assert_eq!(
+            pull_request_event(Some("OPEN a"), "OPEN b"),
+            Some(("UPDATED", "b"))
+        );
+        assert_eq!(
+            pull_request_event(Some("OPEN a"), "CLOSED b"),
+            Some(("CLOSED", "b"))
+        );
+        assert_eq!(pull_request_event(None, "CLOSED b"), Some(("CLOSED", "b")));
+        assert_eq!(pull_request_event(Some("CLOSED b"), "CLOSED b"), None);
+    }
 }

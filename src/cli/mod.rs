@@ -11,6 +11,7 @@
 
 pub mod args;
 mod client;
+pub mod pull_requests;
 mod render;
 
 use std::io::{IsTerminal, Write};

@@ -160,27 +160,7 @@ impl CodeCommit {
     }
 }
 
-impl crate::checkpoint::Projection for CodeCommit {
-    fn name(&self) -> &'static str {
-        self.repositories.name()
-    }
-
-    fn apply(&self, record: &crate::eventstore::RecordedEvent) {
-        self.repositories.apply(record);
-    }
-
-    fn export(&self) -> Result<Box<serde_json::value::RawValue>, String> {
-        self.repositories.export()
-    }
-
-    fn restore(&self, json: &str) -> Result<(), String> {
-        self.repositories.restore(json)
-    }
-
-    fn clear(&self) {
-        self.repositories.clear();
-    }
-}
+crate::regional::regional_projection!(CodeCommit, repositories);
 
 /// Creates the bare repository at `dir`, accepting pushes over HTTP.
 pub async fn init_bare(dir: &Path) -> Result<(), String> {

@@ -1,12 +1,12 @@
 //! Which source changes start a pipeline, decided without I/O: the connection source actions a
 //! pipeline watches, its V2 `triggers` push filters (branches, tags and file paths, with AWS's
-//! glob rules), and, for a source action no trigger names, a push to its `BranchName` unless
-//! `DetectChanges` is `false`; and the S3 source actions that poll for changes
+//! glob rules) and pull-request filters (events, destination branches, file paths), and, for a
+//! source action no trigger names, a push to its `BranchName` unless `DetectChanges` is `false`; and the S3 source actions that poll for changes
 //! (`PollForSourceChanges`, true unless `false`).
 
 use regex::Regex;
 
-use super::model::{Declaration, GitPushFilter, Patterns};
+use super::model::{Declaration, GitPullRequestFilter, GitPushFilter, Patterns};
 
 /// A source action that starts its pipeline on pushes.
 #[derive(Debug, Clone, PartialEq)]
@@ -21,6 +21,8 @@ pub struct Watch {
     pub branch: String,
     /// The push filters of its trigger; `None`: a push to `branch`.
     pub filters: Option<Vec<GitPushFilter>>,
+    /// The pull-request filters of its trigger.
+    pub pull_requests: Vec<GitPullRequestFilter>,
 }
 
 /// The connection source actions of a declaration that start it on pushes.
@@ -53,6 +55,9 @@ pub fn watches(declaration: &Declaration) -> Vec<Watch> {
                 repository: get("FullRepositoryId"),
                 branch: get("BranchName"),
                 filters,
+                pull_requests: trigger
+                    .and_then(|t| t.git_configuration.pull_request.clone())
+                    .unwrap_or_default(),
             })
         })
         .collect()
@@ -99,22 +104,40 @@ pub fn validate(declaration: &Declaration) -> Result<(), String> {
                     ))
                 }
             }
-            for patterns in [&push.tags, &push.branches, &push.file_paths]
-                .into_iter()
+            check_globs(action, [&push.tags, &push.branches, &push.file_paths])?;
+        }
+        for pull in trigger.git_configuration.pull_request.iter().flatten() {
+            if let Some(event) = pull
+                .events
+                .iter()
                 .flatten()
+                .find(|e| !PULL_REQUEST_EVENTS.contains(&e.as_str()))
             {
-                let all = patterns
-                    .includes
-                    .iter()
-                    .flatten()
-                    .chain(patterns.excludes.iter().flatten());
-                for pattern in all {
-                    if glob(pattern).is_none() {
-                        return Err(format!(
-                            "The pattern '{pattern}' of the trigger on {action} is not a valid glob"
-                        ));
-                    }
-                }
+                return Err(format!(
+                    "The pull request event '{event}' of the trigger on {action} is not one of OPEN, UPDATED, CLOSED"
+                ));
+            }
+            check_globs(action, [&pull.branches, &pull.file_paths])?;
+        }
+    }
+    Ok(())
+}
+
+/// The events of a pull request.
+pub const PULL_REQUEST_EVENTS: [&str; 3] = ["OPEN", "UPDATED", "CLOSED"];
+
+fn check_globs<const N: usize>(action: &str, lists: [&Option<Patterns>; N]) -> Result<(), String> {
+    for patterns in lists.into_iter().flatten() {
+        let all = patterns
+            .includes
+            .iter()
+            .flatten()
+            .chain(patterns.excludes.iter().flatten());
+        for pattern in all {
+            if glob(pattern).is_none() {
+                return Err(format!(
+                    "The pattern '{pattern}' of the trigger on {action} is not a valid glob"
+                ));
             }
         }
     }
@@ -205,7 +228,33 @@ pub struct Push<'a> {
     pub files: Option<&'a [String]>,
 }
 
+/// A pull-request event: `OPEN`, `UPDATED` or `CLOSED`, of a pull request into `destination`
+/// (a branch) whose changes are `files` (`None` when unknown).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PullRequestChange<'a> {
+    /// The event.
+    pub event: &'a str,
+    /// The destination branch.
+    pub destination: &'a str,
+    /// The files the pull request changes.
+    pub files: Option<&'a [String]>,
+}
+
 impl Watch {
+    /// Whether the pull-request event starts the pipeline: a filter takes its event (every
+    /// event, without `events`), its destination branch and one of its files.
+    pub fn starts_on_pull_request(&self, change: &PullRequestChange<'_>) -> bool {
+        self.pull_requests.iter().any(|f| {
+            f.events
+                .as_ref()
+                .is_none_or(|events| events.iter().any(|e| e == change.event))
+                && f.branches
+                    .as_ref()
+                    .is_none_or(|b| selects(b, change.destination))
+                && files_pass(f.file_paths.as_ref(), change.files)
+        })
+    }
+
     /// Whether the push starts the pipeline.
     pub fn starts_on(&self, push: &Push<'_>) -> bool {
         let branch = push.refname.strip_prefix("refs/heads/");
@@ -235,7 +284,11 @@ fn filter_matches(
     if !filter.branches.as_ref().is_none_or(|b| selects(b, branch)) {
         return false;
     }
-    match (&filter.file_paths, files) {
+    files_pass(filter.file_paths.as_ref(), files)
+}
+
+fn files_pass(paths: Option<&Patterns>, files: Option<&[String]>) -> bool {
+    match (paths, files) {
         (None, _) => true,
         // A new branch: its files are not known to have changed, so it passes.
         (Some(_), None) => true,
@@ -354,6 +407,7 @@ mod tests {
             repository: "acme/web".into(),
             branch: "main".into(),
             filters: Some(filters),
+            pull_requests: Vec::new(),
         };
         fn push<'a>(refname: &'a str, files: Option<&'a [String]>) -> Push<'a> {
             Push { refname, files }
@@ -382,5 +436,42 @@ mod tests {
         };
         assert!(default.starts_on(&push("refs/heads/main", Some(&docs))));
         assert!(!default.starts_on(&push("refs/heads/dev", Some(&docs))));
+    }
+
+    #[test]
+    fn pull_request_filters_match_events_destinations_and_files() {
+        let watch = Watch {
+            action: "Source".into(),
+            connection: String::new(),
+            repository: "acme/web".into(),
+            branch: "main".into(),
+            filters: Some(Vec::new()),
+            pull_requests: vec![serde_json::from_value(serde_json::json!({
+                "events": ["OPEN", "UPDATED"],
+                "branches": {"includes": ["main"]},
+                "filePaths": {"includes": ["src/**"]}}))
+            .unwrap()],
+        };
+        let code = vec!["src/app.rs".to_string()];
+        let docs = ["docs/a.md".to_string()];
+        let change = |event, destination, files| PullRequestChange {
+            event,
+            destination,
+            files,
+        };
+        assert!(watch.starts_on_pull_request(&change("OPEN", "main", Some(&code[..]))));
+        assert!(watch.starts_on_pull_request(&change("UPDATED", "main", Some(&code[..]))));
+        assert!(!watch.starts_on_pull_request(&change("CLOSED", "main", Some(&code[..]))));
+        assert!(!watch.starts_on_pull_request(&change("OPEN", "dev", Some(&code[..]))));
+        assert!(!watch.starts_on_pull_request(&change("OPEN", "main", Some(&docs[..]))));
+        assert!(!watch.starts_on(&Push {
+            refname: "refs/heads/main",
+            files: Some(&code),
+        }));
+        let every = Watch {
+            pull_requests: vec![serde_json::from_value(serde_json::json!({})).unwrap()],
+            ..watch
+        };
+        assert!(every.starts_on_pull_request(&change("CLOSED", "dev", None)));
     }
 }

@@ -11,6 +11,7 @@
 //!   clear error naming them.
 
 pub mod api;
+pub mod pull_requests;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -195,27 +196,7 @@ impl Connections {
     }
 }
 
-impl crate::checkpoint::Projection for Connections {
-    fn name(&self) -> &'static str {
-        self.regions.name()
-    }
-
-    fn apply(&self, record: &RecordedEvent) {
-        self.regions.apply(record);
-    }
-
-    fn export(&self) -> Result<Box<serde_json::value::RawValue>, String> {
-        self.regions.export()
-    }
-
-    fn restore(&self, json: &str) -> Result<(), String> {
-        self.regions.restore(json)
-    }
-
-    fn clear(&self) {
-        self.regions.clear();
-    }
-}
+crate::regional::regional_projection!(Connections, regions);
 
 /// The connections as the pipelines' source actions read them.
 pub struct SourceConnections(pub Arc<Connections>);

@@ -464,8 +464,11 @@ async fn pushes_start_the_pipeline_as_its_trigger_filters_select() {
     git(&dir, &["commit", "-q", "-m", "Docs only"]);
     git(&dir, &["checkout", "-q", "-b", "dev"]);
     commit_change(&dir, "<h1>dev</h1>\n", "On dev");
-    git(&dir, &["checkout", "-q", "-b", "release/1", "main"]);
+    // The release branch is made at its commit: a new branch at main's head would be a push
+    // of its own (its files unknown, it passes the file filter).
+    git(&dir, &["checkout", "-q", "--detach", "main"]);
     let release = commit_change(&dir, "<h1>release</h1>\n", "Release");
+    git(&dir, &["branch", "release/1"]);
     let run = newest_finished(&server, "web", 3).await;
     assert_eq!(run["sourceRevisions"][0]["revisionId"], release.as_str());
     // A tag that does not match, then one that does.
@@ -632,4 +635,180 @@ fn triggers_are_declared_as_aws_allows() {
         server.call("ListPipelines", json!({})).json()["pipelines"],
         json!([])
     );
+}
+
+#[tokio::test]
+async fn pull_requests_start_the_pipeline_as_its_pull_request_filters_select() {
+    let repos = tempfile::tempdir().unwrap();
+    let dir = repository(repos.path());
+    let server = watching_server(repos.path(), None);
+    let cp = server.codepipeline();
+    tutorial_buckets(&server.s3()).await;
+    let arn = connection(&server);
+    let mut decl = git_declaration("web", &arn, "main");
+    decl["triggers"] = json!([{"providerType": "CodeStarSourceConnection", "gitConfiguration": {
+        "sourceActionName": "Source",
+        "pullRequest": [{"events": ["OPEN", "UPDATED"], "branches": {"includes": ["main"]},
+                         "filePaths": {"includes": ["index.html"]}}]}}]);
+    let r = server.call("CreatePipeline", json!({ "pipeline": decl }));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let first = latest_execution(&cp, "web").await;
+    assert_eq!(
+        finished(&cp, "web", &first).await,
+        PipelineExecutionStatus::Succeeded
+    );
+    executions(&server, "web", 1).await;
+
+    // A push to main is no pull request: no run. A pull request into a branch no filter
+    // selects: no run either.
+    commit_change(&dir, "<h1>main</h1>\n", "On main");
+    git(&dir, &["checkout", "-q", "-b", "feature"]);
+    let feature = commit_change(&dir, "<h1>feature</h1>\n", "Feature");
+    git(&dir, &["branch", "-q", "dev", "main"]);
+    let cli = |args: &[&str]| server.run_cli(args);
+    let opened = cli(&[
+        "pull-request",
+        "open",
+        "acme/web",
+        "--source",
+        "feature",
+        "--destination",
+        "dev",
+        "--title",
+        "Into dev",
+        "--output",
+        "json",
+    ]);
+    let opened: Value = serde_json::from_str(&opened).unwrap();
+    assert_eq!(opened["pullRequest"]["pullRequestId"], "1");
+    assert_eq!(opened["pullRequest"]["pullRequestStatus"], "OPEN");
+    assert_eq!(opened["pullRequest"]["sourceCommit"], feature.as_str());
+
+    // Into main: OPEN starts a run of the source branch's commit.
+    let opened = cli(&[
+        "pull-request",
+        "open",
+        "acme/web",
+        "--source",
+        "feature",
+        "--destination",
+        "main",
+    ]);
+    assert!(
+        opened.contains("acme/web #2 OPEN feature -> main"),
+        "{opened}"
+    );
+    let run = newest_finished(&server, "web", 2).await;
+    assert_eq!(run["trigger"]["triggerType"], "WebhookV2");
+    assert_eq!(run["trigger"]["triggerDetail"], arn.as_str());
+    assert_eq!(run["sourceRevisions"][0]["revisionId"], feature.as_str());
+
+    // A commit on the source branch: UPDATED, a run of it (and the pull request into dev,
+    // updated too, still starts nothing).
+    let updated = commit_change(&dir, "<h1>feature 2</h1>\n", "Feature, again");
+    let run = newest_finished(&server, "web", 3).await;
+    assert_eq!(run["sourceRevisions"][0]["revisionId"], updated.as_str());
+
+    // CLOSED is not among the filter's events; a pull request that changes no selected file
+    // starts nothing when opened; then one that does.
+    cli(&["pull-request", "close", "acme/web", "2"]);
+    git(&dir, &["checkout", "-q", "-b", "docs", "main"]);
+    std::fs::write(dir.join("README.md"), "docs\n").unwrap();
+    git(&dir, &["add", "."]);
+    git(&dir, &["commit", "-q", "-m", "Docs"]);
+    cli(&[
+        "pull-request",
+        "open",
+        "acme/web",
+        "--source",
+        "docs",
+        "--destination",
+        "main",
+    ]);
+    git(&dir, &["checkout", "-q", "-b", "fix", "main"]);
+    let fix = commit_change(&dir, "<h1>fix</h1>\n", "Fix");
+    cli(&[
+        "pull-request",
+        "open",
+        "acme/web",
+        "--source",
+        "fix",
+        "--destination",
+        "main",
+    ]);
+    let run = newest_finished(&server, "web", 4).await;
+    assert_eq!(run["sourceRevisions"][0]["revisionId"], fix.as_str());
+
+    let listed = cli(&["pull-request", "list", "acme/web", "--output", "json"]);
+    let listed: Value = serde_json::from_str(&listed).unwrap();
+    let states: Vec<&str> = listed["pullRequests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["pullRequestStatus"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["OPEN", "CLOSED", "OPEN", "OPEN"]);
+}
+
+#[test]
+fn pull_requests_are_refused_as_their_repository_and_branches_require() {
+    let repos = tempfile::tempdir().unwrap();
+    repository(repos.path());
+    let server = server_for(repos.path());
+    let post = |path: &str, content_type: &str, body: Value| {
+        let body = body.to_string();
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
+             Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        server.client().exchange(head.as_bytes(), body.as_bytes())
+    };
+    let path = "/_codepipeline_local/pull-requests";
+    let open = |repository: &str, source: &str, destination: &str| {
+        post(
+            path,
+            "application/json",
+            json!({"repository": repository, "sourceBranch": source, "destinationBranch": destination}),
+        )
+    };
+    let r = open("acme/nothing", "main", "main");
+    assert_eq!(r.status, 404, "{}", r.text());
+    assert_eq!(
+        r.json()["message"],
+        format!(
+            "repository acme/nothing does not exist under {}",
+            repos.path().display()
+        )
+    );
+    let r = open("acme/web", "nope", "main");
+    assert_eq!(r.status, 404);
+    assert_eq!(
+        r.json()["message"],
+        "branch nope does not exist in acme/web"
+    );
+    let r = open("acme/web", "main", "main");
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        r.json()["message"],
+        "the source and destination branches are the same"
+    );
+    let r = open("../etc", "main", "x");
+    assert_eq!(r.status, 404);
+    // A form post (what a page elsewhere could send) is refused.
+    let r = post(path, "text/plain", json!({"repository": "acme/web"}));
+    assert_eq!(r.status, 415);
+    let r = post(
+        &format!("{path}/close"),
+        "application/json",
+        json!({"repository": "acme/web", "pullRequestId": 9}),
+    );
+    assert_eq!(r.status, 404);
+    assert_eq!(
+        r.json()["message"],
+        "pull request 9 of acme/web does not exist"
+    );
+    let listed = server.client().http("GET", path, "localhost", b"");
+    assert_eq!(listed.status, 200);
+    assert_eq!(listed.json(), json!({"pullRequests": []}));
 }

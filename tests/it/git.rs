@@ -413,7 +413,8 @@ async fn newest_finished(server: &Server, pipeline: &str, n: usize) -> Value {
         finished(&server.codepipeline(), pipeline, &id).await,
         PipelineExecutionStatus::Succeeded
     );
-    executions(server, pipeline, n).await[0].clone()
+    let all = executions(server, pipeline, n).await;
+    all[0].clone()
 }
 
 fn watching_server(repos: &Path, data: Option<&Path>) -> Server {
@@ -707,7 +708,11 @@ async fn pull_requests_start_the_pipeline_as_its_pull_request_filters_select() {
     // updated too, still starts nothing).
     let updated = commit_change(&dir, "<h1>feature 2</h1>\n", "Feature, again");
     let run = newest_finished(&server, "web", 3).await;
-    assert_eq!(run["sourceRevisions"][0]["revisionId"], updated.as_str());
+    assert_eq!(
+        run["sourceRevisions"][0]["revisionId"],
+        updated.as_str(),
+        "{run}"
+    );
 
     // CLOSED is not among the filter's events; a pull request that changes no selected file
     // starts nothing when opened; then one that does.

@@ -277,25 +277,30 @@ pub(super) fn handle_list_pipeline_executions(
     };
     let max = input.max_results.unwrap_or(100);
     // Executions are read newest first a page at a time, from just after the token's.
-    let mut index = match input.next_token.as_deref() {
+    // Executions are read newest first a page at a time, from just after the token's.
+    let mut last = match input.next_token.as_deref() {
         Some(t) => {
             let after = token::decode(t)?;
             svc.execution_views
                 .index_of(&key, &after)
-                .ok_or_else(token::invalid)?
-                + 1
+                .ok_or_else(token::invalid)?;
+            Some(after)
         }
-        None => 0,
+        None => None,
     };
     let (mut executions, mut more) = (Vec::new(), false);
+    let take = max.saturating_add(1).clamp(1, 1000);
     while !more {
-        let chunk = svc
-            .execution_views
-            .newest(&key, index, max.saturating_add(1).clamp(1, 1000));
-        if chunk.is_empty() {
+        // After the first page, the next is read from the last execution seen: executions that
+        // start meanwhile neither shift it nor come back.
+        let chunk = match &last {
+            None => svc.execution_views.newest(&key, 0, take),
+            Some(id) => svc.execution_views.older_than(&key, id, take),
+        };
+        let Some(end) = chunk.last() else {
             break;
-        }
-        index += chunk.len();
+        };
+        last = Some(end.id.clone());
         for e in chunk.into_iter().filter(|e| keep(e)) {
             if executions.len() == max {
                 more = true;

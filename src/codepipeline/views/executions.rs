@@ -703,6 +703,23 @@ impl ExecutionViews {
     /// Up to `take` of a pipeline's executions as summaries, newest first, after skipping the
     /// `skip` newest: a page costs its own executions, whatever the pipeline's history holds.
     pub fn newest(&self, key: &str, skip: usize, take: usize) -> Vec<ExecutionSummary> {
+        self.page(key, None, skip, take)
+    }
+
+    /// Up to `take` of a pipeline's executions older than `id` as summaries, newest first: the
+    /// page after one that ended with `id`, whatever executions started since (which a count
+    /// of executions to skip would not see past).
+    pub fn older_than(&self, key: &str, id: &str, take: usize) -> Vec<ExecutionSummary> {
+        self.page(key, Some(id), 0, take)
+    }
+
+    fn page(
+        &self,
+        key: &str,
+        before: Option<&str>,
+        skip: usize,
+        take: usize,
+    ) -> Vec<ExecutionSummary> {
         // Running executions are summed up under the views' lock; finished ones are read from
         // the shelf after it is released, so that a page never holds up the views' writers.
         let page: Vec<Result<ExecutionSummary, Box<str>>> = {
@@ -710,7 +727,15 @@ impl ExecutionViews {
             let Some(ids) = inner.by_pipeline.get(key) else {
                 return Vec::new();
             };
-            ids.iter()
+            let end = match before {
+                Some(before) => match ids.iter().rposition(|i| **i == *before) {
+                    Some(at) => at,
+                    None => return Vec::new(),
+                },
+                None => ids.len(),
+            };
+            ids[..end]
+                .iter()
                 .rev()
                 .skip(skip)
                 .take(take)
@@ -794,11 +819,19 @@ impl ExecutionViews {
     ) -> Result<(), E> {
         let bounds = self.newest_updates(key);
         let mut index = first;
+        let mut last: Option<String> = None;
         while index - first < count {
-            let chunk = self.newest(key, index, 16.min(count - (index - first)));
-            if chunk.is_empty() {
+            let take = 16.min(count - (index - first));
+            // After the first page, the next is read from the last one seen: executions that
+            // start meanwhile neither shift it nor come back.
+            let chunk = match &last {
+                None => self.newest(key, index, take),
+                Some(id) => self.older_than(key, id, take),
+            };
+            let Some(end) = chunk.last() else {
                 return Ok(());
-            }
+            };
+            last = Some(end.id.clone());
             for summary in chunk {
                 let bound = bounds.get(index).copied().unwrap_or(f64::MIN);
                 index += 1;
@@ -1078,6 +1111,30 @@ mod tests {
         restored.restore(exported.get()).unwrap();
         assert_eq!(restored.newest(KEY, 0, 10), page);
         assert_eq!(restored.running_of(KEY).len(), 1);
+    }
+
+    #[test]
+    fn a_page_read_from_the_last_one_seen_is_not_shifted_by_new_starts() {
+        let store = Arc::new(MemoryStore::new());
+        let live = views(&store, Role::Live);
+        for id in ["a", "b", "c"] {
+            run(&store, id, &[started(id, None)])
+                .iter()
+                .for_each(|r| live.apply(r));
+        }
+        let first: Vec<String> = live.newest(KEY, 0, 2).into_iter().map(|s| s.id).collect();
+        assert_eq!(first, ["c", "b"]);
+        // "d" starts between two pages: the second is still what comes after "b".
+        run(&store, "d", &[started("d", None)])
+            .iter()
+            .for_each(|r| live.apply(r));
+        let next: Vec<String> = live
+            .older_than(KEY, "b", 2)
+            .into_iter()
+            .map(|s| s.id)
+            .collect();
+        assert_eq!(next, ["a"]);
+        assert!(live.older_than(KEY, "nothing", 2).is_empty());
     }
 
     #[test]

@@ -27,7 +27,19 @@ pub const HISTORY_PREFIX: &str = "/_codepipeline_local/history";
 pub const RERUN_HEADER: &str = "x-codepipeline-local-rerun-of";
 
 /// The services the endpoint serves, as the health check lists them.
-pub const SERVICES: &[&str] = &["codepipeline", "codebuild", "s3", "iam", "sts", "lambda"];
+pub const SERVICES: &[&str] = &[
+    "codepipeline",
+    "codebuild",
+    "s3",
+    "iam",
+    "sts",
+    "lambda",
+    "cloudwatch",
+    "codecommit",
+    "codestar-connections",
+    "codeconnections",
+    "events",
+];
 
 /// What the admin routes read.
 pub struct AdminState {

@@ -42,6 +42,11 @@ pub enum Service {
         /// The `X-Amz-Target` value.
         target: String,
     },
+    /// Amazon EventBridge (JSON 1.1); carries the `X-Amz-Target` header.
+    Events {
+        /// The `X-Amz-Target` value.
+        target: String,
+    },
     /// A service this endpoint does not serve (yet); carries what named it.
     Unknown(String),
 }
@@ -62,6 +67,9 @@ pub fn route(path: &str, headers: &HeaderMap, scope: Option<&CredentialScope>) -
     }
     if service == "codecommit" || (service.is_empty() && target.starts_with("CodeCommit_")) {
         return Service::CodeCommit { target };
+    }
+    if crate::events::api::is_events(service, &target) {
+        return Service::Events { target };
     }
     if let Some(flavour) = crate::connections::api::Flavour::of(service, &target) {
         return Service::Connections { flavour, target };

@@ -77,6 +77,7 @@ pub mod codecommit;
 pub mod codepipeline;
 pub mod config;
 pub mod connections;
+pub mod events;
 pub mod eventstore;
 mod fuzz;
 pub mod gateway;

@@ -40,6 +40,8 @@ pub struct Projections {
     pub codecommit: Arc<crate::codecommit::CodeCommit>,
     /// Pull requests on the local repositories.
     pub pull_requests: Arc<crate::connections::pull_requests::PullRequests>,
+    /// EventBridge rules.
+    pub events: Arc<crate::events::Events>,
 }
 
 impl Projections {
@@ -82,11 +84,12 @@ impl Projections {
             pull_requests: Arc::new(crate::connections::pull_requests::PullRequests::new(
                 store.clone(),
             )),
+            events: Arc::new(crate::events::Events::new(store.clone())),
         }
     }
 
     /// All of them, as a checkpoint takes them.
-    pub fn all(&self) -> [&dyn Projection; 13] {
+    pub fn all(&self) -> [&dyn Projection; 14] {
         [
             self.pipelines.as_ref(),
             self.executions.as_ref(),
@@ -101,6 +104,7 @@ impl Projections {
             self.webhooks.as_ref(),
             self.codecommit.as_ref(),
             self.pull_requests.as_ref(),
+            self.events.as_ref(),
         ]
     }
 
@@ -120,6 +124,7 @@ impl Projections {
             Box::new(self.webhooks),
             Box::new(self.codecommit),
             Box::new(self.pull_requests),
+            Box::new(self.events),
         ]
     }
 }

@@ -40,6 +40,7 @@ struct AppState {
     alarms: Arc<crate::cloudwatch::Alarms>,
     connections: Arc<crate::connections::Connections>,
     codecommit: Arc<crate::codecommit::CodeCommit>,
+    events: Arc<crate::events::Events>,
     /// The object store pipelines use (Lambda reads function code from it).
     objects: Arc<dyn ObjectStore>,
 }
@@ -116,6 +117,7 @@ pub async fn run(
     let pull_requests = Arc::new(crate::connections::pull_requests::PullRequests::new(
         store.clone(),
     ));
+    let events = Arc::new(crate::events::Events::new(store.clone()));
     let live = Projections {
         pipelines: views.clone(),
         executions: execution_views.clone(),
@@ -130,6 +132,7 @@ pub async fn run(
         webhooks: webhooks.clone(),
         codecommit: codecommit.clone(),
         pull_requests: pull_requests.clone(),
+        events: events.clone(),
     };
     let checkpoint_file = crate::checkpoint::file(&config.data_dir);
     let loaded = crate::checkpoint::load(store.as_ref(), &checkpoint_file, &live.all())
@@ -292,6 +295,7 @@ pub async fn run(
         alarms,
         connections,
         codecommit,
+        events: events.clone(),
         objects: pipeline_objects_for_lambda,
         iam: iam.clone(),
         s3,
@@ -315,17 +319,18 @@ pub async fn run(
         // Source changes start pipelines through their actors, as every start does.
         let state = state.clone();
         let repos = &state.config.git_repos_dir;
-        let watch = crate::source_watch::SourceWatch::new(
-            (!repos.is_empty()).then(|| std::path::PathBuf::from(repos)),
-            state.objects.clone(),
-            Arc::new(crate::codecommit::SourceRepositories(
+        let watch = crate::source_watch::SourceWatch::new(crate::source_watch::Sources {
+            repos_dir: (!repos.is_empty()).then(|| std::path::PathBuf::from(repos)),
+            objects: state.objects.clone(),
+            repositories: Arc::new(crate::codecommit::SourceRepositories(
                 state.codecommit.clone(),
             )),
-            state.codepipeline.views.clone(),
-            source_seen,
-            state.codepipeline.execution_views.clone(),
+            views: state.codepipeline.views.clone(),
+            seen: source_seen,
+            executions: state.codepipeline.execution_views.clone(),
             pull_requests,
-        );
+            events: state.events.clone(),
+        });
         let interval = Duration::from_millis(state.config.source_poll_interval_ms.max(10));
         actix_rt::spawn(async move {
             watch
@@ -596,6 +601,20 @@ async fn entry(
             return crate::connections::api::handle(&state.connections, &ctx, flavour, &target, &body)
                 .await;
         }
+        Service::Events { target } => {
+            let body = match read_body(&req, payload, &state.config).await {
+                Ok(body) => body,
+                Err(err) => return json::error(&ctx, &err),
+            };
+            return crate::events::api::handle(
+                &state.events,
+                &state.codepipeline.registry,
+                &ctx,
+                &target,
+                &body,
+            )
+            .await;
+        }
         Service::CodeCommit { target } => {
             let body = match read_body(&req, payload, &state.config).await {
                 Ok(body) => body,
@@ -768,6 +787,7 @@ fn expect_continue(
         | Service::Lambda
         | Service::CloudWatch
         | Service::CodeCommit { .. }
+        | Service::Events { .. }
         | Service::Connections { .. } => json::error(&ctx, &too_large(limit)),
     };
     Err(actix_web::error::InternalError::from_response("request body too large", answer).into())

@@ -5,8 +5,10 @@
 //! S3 takes an object — each watched repository's branches and tags (`git for-each-ref`) and
 //! each watched object's newest version are compared with what was seen last; a ref that moved
 //! starts each pipeline whose trigger (see `codepipeline::triggers`) selects it, through the
-//! pipeline's one door: trigger `WebhookV2` for a push, `PollForSourceChanges` for an object,
-//! with the new commit or version as the source action's revision.
+//! pipeline's one door: trigger `WebhookV2` for a push, `PollForSourceChanges` for an object or
+//! CodeCommit commit of a source that polls, and `CloudWatchEvent` for one of a source that does
+//! not when an EventBridge rule targets the pipeline (see `events`), with the new commit or
+//! version as the source action's revision.
 //!
 //! What was seen is recorded in the log (one stream per account and region,
 //! `sourcewatch:<account>:<region>`), so a change made while the server was down starts its
@@ -35,6 +37,7 @@ use crate::codepipeline::triggers::{
 use crate::codepipeline::views::executions::ExecutionViews;
 use crate::codepipeline::views::{declaration_of_output, PipelineViews};
 use crate::connections::pull_requests::PullRequests;
+use crate::events::{codecommit_push, s3_object_created, Events};
 use crate::eventstore::{EventStore, EventType};
 use crate::regional::Regional;
 use crate::s3::objects::ObjectStore;
@@ -156,6 +159,26 @@ impl Look {
 /// A ref that moved since it was seen: (ref, commit or version before, now).
 type Moved = (String, Option<String>, String);
 
+/// What a watcher reads.
+pub struct Sources {
+    /// Where the repositories of connection sources are, if anywhere.
+    pub repos_dir: Option<PathBuf>,
+    /// Where S3 sources are.
+    pub objects: Arc<dyn ObjectStore>,
+    /// Where CodeCommit sources are.
+    pub repositories: Arc<dyn RepositoryLookup>,
+    /// The pipelines.
+    pub views: Arc<PipelineViews>,
+    /// What was seen.
+    pub seen: Arc<Seen>,
+    /// The executions, for what a pipeline read last.
+    pub executions: Arc<ExecutionViews>,
+    /// Pull requests on the local repositories.
+    pub pull_requests: Arc<PullRequests>,
+    /// EventBridge's rules.
+    pub events: Arc<Events>,
+}
+
 /// The watcher.
 pub struct SourceWatch {
     /// Where the repositories are, if anywhere.
@@ -172,29 +195,24 @@ pub struct SourceWatch {
     pub executions: Arc<ExecutionViews>,
     /// Pull requests on the local repositories.
     pub pull_requests: Arc<PullRequests>,
+    /// EventBridge's rules, for the sources that do not poll.
+    pub events: Arc<Events>,
     /// Declarations already read, by pipeline key: (version, watches).
     cache: HashMap<String, (u64, Watches)>,
 }
 
 impl SourceWatch {
-    /// A watcher of the repositories under `repos_dir` and of S3 sources in `objects`.
-    pub fn new(
-        repos_dir: Option<PathBuf>,
-        objects: Arc<dyn ObjectStore>,
-        repositories: Arc<dyn RepositoryLookup>,
-        views: Arc<PipelineViews>,
-        seen: Arc<Seen>,
-        executions: Arc<ExecutionViews>,
-        pull_requests: Arc<PullRequests>,
-    ) -> Self {
+    /// A watcher of what `sources` names.
+    pub fn new(sources: Sources) -> Self {
         SourceWatch {
-            repos_dir,
-            objects,
-            repositories,
-            views,
-            seen,
-            executions,
-            pull_requests,
+            repos_dir: sources.repos_dir,
+            objects: sources.objects,
+            repositories: sources.repositories,
+            views: sources.views,
+            seen: sources.seen,
+            executions: sources.executions,
+            pull_requests: sources.pull_requests,
+            events: sources.events,
             cache: HashMap::new(),
         }
     }
@@ -343,8 +361,16 @@ impl SourceWatch {
                     continue;
                 };
                 for (_, _, version) in moved {
-                    let trigger = ("PollForSourceChanges", watch.action.as_str());
-                    start(registry, &key, &watch.action, trigger, &object, &version).await;
+                    if watch.polls {
+                        let trigger = ("PollForSourceChanges", watch.action.as_str());
+                        start(registry, &key, &watch.action, trigger, &object, &version).await;
+                        continue;
+                    }
+                    let (account, region) = (key.account.as_str(), key.region.as_str());
+                    let made =
+                        s3_object_created(account, region, &watch.bucket, &watch.key, &version);
+                    self.start_by_rule(registry, &key, &watch.action, &made, &object, &version)
+                        .await;
                 }
                 self.seen_now(&key, &watch.action, &refs).await;
             }
@@ -360,11 +386,6 @@ impl SourceWatch {
                 };
                 let branch = format!("refs/heads/{}", watch.branch);
                 let refs: Refs = all.into_iter().filter(|(r, _)| *r == branch).collect();
-                let trigger = if watch.polls {
-                    "PollForSourceChanges"
-                } else {
-                    "CloudWatchEvent"
-                };
                 let detail = format!(
                     "arn:aws:codecommit:{}:{}:{}",
                     key.region, key.account, watch.repository
@@ -372,12 +393,53 @@ impl SourceWatch {
                 let Some(moved) = self.moved(&key, &watch.action, &refs, &branch) else {
                     continue;
                 };
-                for (_, _, commit) in moved {
-                    let trigger = (trigger, detail.as_str());
-                    start(registry, &key, &watch.action, trigger, &branch, &commit).await;
+                for (_, old, commit) in moved {
+                    if watch.polls {
+                        let trigger = ("PollForSourceChanges", detail.as_str());
+                        start(registry, &key, &watch.action, trigger, &branch, &commit).await;
+                        continue;
+                    }
+                    let (account, region) = (key.account.as_str(), key.region.as_str());
+                    let made = codecommit_push(
+                        account,
+                        region,
+                        &watch.repository,
+                        &watch.branch,
+                        old.as_deref(),
+                        &commit,
+                    );
+                    self.start_by_rule(registry, &key, &watch.action, &made, &branch, &commit)
+                        .await;
                 }
                 self.seen_now(&key, &watch.action, &refs).await;
             }
+        }
+    }
+
+    /// Starts the pipeline as the first enabled EventBridge rule that targets it and matches
+    /// one of `events` (a source's change) would; nothing when no rule does.
+    async fn start_by_rule(
+        &self,
+        registry: &PipelineRegistry,
+        key: &PipelineKey,
+        action: &str,
+        events: &[Value],
+        refname: &str,
+        revision: &str,
+    ) {
+        let rule = self
+            .events
+            .rule_starting(&key.account, &key.region, &key.name, events);
+        match rule {
+            Some(rule) => {
+                let token = token(&key.name, action, refname, revision);
+                let source = Some((action, revision, token));
+                crate::events::api::start(registry, key, &rule, source).await;
+            }
+            None => log::debug!(
+                "{refname} moved to {revision}: no EventBridge rule starts pipeline {}",
+                key.name
+            ),
         }
     }
 

@@ -1,8 +1,9 @@
 //! Which source changes start a pipeline, decided without I/O: the connection source actions a
 //! pipeline watches, its V2 `triggers` push filters (branches, tags and file paths, with AWS's
 //! glob rules) and pull-request filters (events, destination branches, file paths), and, for a
-//! source action no trigger names, a push to its `BranchName` unless `DetectChanges` is `false`; and the S3 source actions that poll for changes
-//! (`PollForSourceChanges`, true unless `false`).
+//! source action no trigger names, a push to its `BranchName` unless `DetectChanges` is `false`;
+//! and the S3 and CodeCommit source actions, which poll (`PollForSourceChanges`, true unless
+//! `false`) or are started by EventBridge rules.
 
 use regex::Regex;
 
@@ -144,7 +145,9 @@ fn check_globs<const N: usize>(action: &str, lists: [&Option<Patterns>; N]) -> R
     Ok(())
 }
 
-/// An S3 source action that polls its object for new versions.
+/// An S3 source action: a new version of its object starts its pipeline, by polling
+/// (`PollForSourceChanges`, true unless `false`, trigger `PollForSourceChanges`) or, when it is
+/// `false`, through an EventBridge rule that targets the pipeline (trigger `CloudWatchEvent`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ObjectWatch {
     /// The source action.
@@ -153,9 +156,11 @@ pub struct ObjectWatch {
     pub bucket: String,
     /// Its `S3ObjectKey`.
     pub key: String,
+    /// Whether it polls.
+    pub polls: bool,
 }
 
-/// The S3 source actions of a declaration that poll for changes.
+/// The S3 source actions of a declaration.
 pub fn object_watches(declaration: &Declaration) -> Vec<ObjectWatch> {
     declaration
         .stages
@@ -165,23 +170,24 @@ pub fn object_watches(declaration: &Declaration) -> Vec<ObjectWatch> {
             let id = &a.action_type_id;
             id.category == "Source" && id.owner == "AWS" && id.provider == "S3"
         })
-        .filter_map(|a| {
+        .map(|a| {
             let config = a.configuration();
             let polls = config
                 .get("PollForSourceChanges")
                 .is_none_or(|p| !p.eq_ignore_ascii_case("false"));
-            polls.then(|| ObjectWatch {
+            ObjectWatch {
                 action: a.name.clone(),
                 bucket: config.get("S3Bucket").cloned().unwrap_or_default(),
                 key: config.get("S3ObjectKey").cloned().unwrap_or_default(),
-            })
+                polls,
+            }
         })
         .collect()
 }
 
 /// A CodeCommit source action: a commit on its branch starts its pipeline, by polling
-/// (`PollForSourceChanges`, true unless `false`, trigger `PollForSourceChanges`) or as the
-/// EventBridge rule AWS sets up when it is `false` would (trigger `CloudWatchEvent`).
+/// (`PollForSourceChanges`, true unless `false`, trigger `PollForSourceChanges`) or, when it is
+/// `false`, through an EventBridge rule that targets the pipeline (trigger `CloudWatchEvent`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct RepositoryWatch {
     /// The source action.

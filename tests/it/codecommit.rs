@@ -22,7 +22,7 @@ fn cli(server: &Server, args: &[&str]) -> Result<Value, String> {
 }
 
 /// A clone of `url` in `dir` with one commit pushed to main: its commit id.
-fn push_first(url: &str, dir: &Path) -> String {
+pub(crate) fn push_first(url: &str, dir: &Path) -> String {
     let out = std::process::Command::new("git")
         .args(["clone", "-q", url])
         .arg(dir)

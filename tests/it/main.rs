@@ -9,6 +9,7 @@ mod common;
 mod conditions;
 mod declarations;
 mod engine;
+mod events;
 mod external_s3;
 mod fixtures;
 mod git;

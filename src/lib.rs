@@ -71,6 +71,7 @@ pub mod allocator;
 pub mod aws;
 pub mod checkpoint;
 pub mod cli;
+pub mod cloudformation;
 pub mod cloudwatch;
 pub mod codebuild;
 pub mod codecommit;

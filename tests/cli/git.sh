@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Git sources with the real AWS CLI and git, as the README shows them: a connection and a V2
-# pipeline whose trigger a `git commit` in a local repository fires; an embedded CodeCommit
-# repository that `git push` over HTTP fills and whose push starts its pipeline; both kept across
-# kill -9.
+# pipeline whose trigger a `git commit` in a local repository fires, and one whose pull-request
+# filter `codepipeline-local pull-request open` fires; an embedded CodeCommit repository that
+# `git push` over HTTP fills and whose push starts its pipelines, polling or through an
+# EventBridge rule made with `aws events`; all kept across kill -9.
 # Usage: tests/cli/git.sh BINARY
 set -euo pipefail
 bin=${1:?usage: git.sh PATH-TO-codepipeline-local}
@@ -25,6 +26,15 @@ executions() {
     sleep 0.1
   done
   echo "FAIL: $1 never had $2 executions"; exit 1
+}
+
+# Waits (at most 30 s) until PIPELINE's newest execution succeeded.
+succeeded() {
+  for _ in $(seq 1 300); do
+    [ "$(cli codepipeline list-pipeline-executions --pipeline-name "$1" | jq -r '.pipelineExecutionSummaries[0].status')" = Succeeded ] && return 0
+    sleep 0.1
+  done
+  echo "FAIL: $1's newest execution did not succeed"; exit 1
 }
 
 mkdir -p "$work/src/acme/web"
@@ -50,10 +60,7 @@ cat > "$work/web.json" <<JSON
 JSON
 cli codepipeline create-pipeline --pipeline "file://$work/web.json" > /dev/null
 check "first run" "$(executions web 1)" CreatePipeline
-for _ in $(seq 1 300); do
-  [ "$(cli codepipeline list-pipeline-executions --pipeline-name web | jq -r '.pipelineExecutionSummaries[0].status')" = Succeeded ] && break
-  sleep 0.1
-done
+succeeded web
 echo v2 > "$work/src/acme/web/index.html"
 git -C "$work/src/acme/web" commit -q -am second
 check "git commit starts the pipeline" "$(executions web 2)" WebhookV2
@@ -64,6 +71,25 @@ for _ in $(seq 1 300); do
   sleep 0.1
 done
 check "current revision" "$state" "$head"
+
+# A pull request into main starts the pipeline whose trigger has a pull-request filter.
+sed -e 's/"name": "web"/"name": "review"/' \
+    -e 's/"push": \[{"branches": {"includes": \["main", "release\/\*"\]}, "filePaths": {"excludes": \["docs\/\*\*"\]}}\]/"pullRequest": [{"events": ["OPEN", "UPDATED"], "branches": {"includes": ["main"]}}]/' \
+    "$work/web.json" > "$work/review.json"
+grep -q pullRequest "$work/review.json"
+cli codepipeline create-pipeline --pipeline "file://$work/review.json" > /dev/null
+executions review 1 > /dev/null
+succeeded review
+git -C "$work/src/acme/web" checkout -q -b feature
+echo feature > "$work/src/acme/web/index.html"
+git -C "$work/src/acme/web" commit -q -am feature
+opened=$("$bin" pull-request open acme/web --source feature --destination main --title Feature --endpoint "$endpoint")
+check "pull request opened" "$(echo "$opened" | cut -d' ' -f1-6)" "acme/web #1 OPEN feature -> main"
+check "a pull request starts the pipeline" "$(executions review 2)" WebhookV2
+succeeded review
+check "on the source branch's commit" \
+  "$(cli codepipeline list-pipeline-executions --pipeline-name review | jq -r '.pipelineExecutionSummaries[0].sourceRevisions[0].revisionId')" \
+  "$(git -C "$work/src/acme/web" rev-parse feature)"
 
 url=$(cli codecommit create-repository --repository-name app | jq -r .repositoryMetadata.cloneUrlHttp)
 git clone -q "$url" "$work/app" 2> /dev/null
@@ -81,12 +107,27 @@ cat > "$work/app.json" <<JSON
 JSON
 cli codepipeline create-pipeline --pipeline "file://$work/app.json" > /dev/null
 executions app 1 > /dev/null
-for _ in $(seq 1 300); do
-  [ "$(cli codepipeline list-pipeline-executions --pipeline-name app | jq -r '.pipelineExecutionSummaries[0].status')" = Succeeded ] && break
-  sleep 0.1
-done
+succeeded app
 echo more >> "$work/app/README" && git -C "$work/app" commit -q -am more && git -C "$work/app" push -q origin main
 check "git push starts the pipeline" "$(executions app 2)" PollForSourceChanges
+
+# The same repository, a pipeline that does not poll: the EventBridge rule AWS documents starts it.
+sed -e 's/"name": "app"/"name": "app-events"/' -e 's/"BranchName": "main"}/"BranchName": "main", "PollForSourceChanges": "false"}/' \
+    "$work/app.json" > "$work/app-events.json"
+grep -q '"PollForSourceChanges": "false"' "$work/app-events.json"
+cli codepipeline create-pipeline --pipeline "file://$work/app-events.json" > /dev/null
+executions app-events 1 > /dev/null
+succeeded app-events
+rule=$(cli events put-rule --name app-main --event-pattern '{"source": ["aws.codecommit"],
+  "detail-type": ["CodeCommit Repository State Change"], "resources": ["arn:aws:codecommit:eu-central-1:000000000000:app"],
+  "detail": {"event": ["referenceCreated", "referenceUpdated"], "referenceType": ["branch"], "referenceName": ["main"]}}' | jq -r .RuleArn)
+cli events put-targets --rule app-main \
+  --targets Id=pipeline,Arn=arn:aws:codepipeline:eu-central-1:000000000000:app-events,RoleArn=arn:aws:iam::000000000000:role/events > /dev/null
+echo rule >> "$work/app/README" && git -C "$work/app" commit -q -am rule && git -C "$work/app" push -q origin main
+check "a push starts the polling pipeline" "$(executions app 3)" PollForSourceChanges
+check "and the rule's pipeline" "$(executions app-events 2)" CloudWatchEvent
+check "named by the rule" \
+  "$(cli codepipeline list-pipeline-executions --pipeline-name app-events | jq -r '.pipelineExecutionSummaries[0].trigger.triggerDetail')" "$rule"
 
 stop_hard
 start
@@ -95,5 +136,7 @@ check "repository after kill -9" "$(cli codecommit get-repository --repository-n
 echo again >> "$work/app/README" && git -C "$work/app" commit -q -am again
 url=$(cli codecommit get-repository --repository-name app | jq -r .repositoryMetadata.cloneUrlHttp)
 git -C "$work/app" push -q "$url" main
-check "a push after kill -9 starts the pipeline" "$(executions app 3)" PollForSourceChanges
+check "rule after kill -9" "$(cli events list-targets-by-rule --rule app-main | jq -r '.Targets[0].Id')" pipeline
+check "a push after kill -9 starts the pipeline" "$(executions app 4)" PollForSourceChanges
+check "and the rule's pipeline after kill -9" "$(executions app-events 3)" CloudWatchEvent
 echo "git CLI script: all checks passed"

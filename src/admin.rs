@@ -39,6 +39,7 @@ pub const SERVICES: &[&str] = &[
     "codestar-connections",
     "codeconnections",
     "events",
+    "ssm",
 ];
 
 /// What the admin routes read.

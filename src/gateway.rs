@@ -42,6 +42,11 @@ pub enum Service {
         /// The `X-Amz-Target` value.
         target: String,
     },
+    /// SSM Parameter Store (JSON 1.1); carries the `X-Amz-Target` header.
+    Ssm {
+        /// The `X-Amz-Target` value.
+        target: String,
+    },
     /// Amazon EventBridge (JSON 1.1); carries the `X-Amz-Target` header.
     Events {
         /// The `X-Amz-Target` value.
@@ -67,6 +72,9 @@ pub fn route(path: &str, headers: &HeaderMap, scope: Option<&CredentialScope>) -
     }
     if service == "codecommit" || (service.is_empty() && target.starts_with("CodeCommit_")) {
         return Service::CodeCommit { target };
+    }
+    if crate::ssm::api::is_ssm(service, &target) {
+        return Service::Ssm { target };
     }
     if crate::events::api::is_events(service, &target) {
         return Service::Events { target };

@@ -90,3 +90,4 @@ pub mod regional;
 pub mod s3;
 pub mod server;
 pub mod source_watch;
+pub mod ssm;

@@ -42,6 +42,8 @@ pub struct Projections {
     pub pull_requests: Arc<crate::connections::pull_requests::PullRequests>,
     /// EventBridge rules.
     pub events: Arc<crate::events::Events>,
+    /// SSM parameters.
+    pub ssm: Arc<crate::ssm::ParameterStore>,
 }
 
 impl Projections {
@@ -85,11 +87,12 @@ impl Projections {
                 store.clone(),
             )),
             events: Arc::new(crate::events::Events::new(store.clone())),
+            ssm: Arc::new(crate::ssm::ParameterStore::new(store.clone())),
         }
     }
 
     /// All of them, as a checkpoint takes them.
-    pub fn all(&self) -> [&dyn Projection; 14] {
+    pub fn all(&self) -> [&dyn Projection; 15] {
         [
             self.pipelines.as_ref(),
             self.executions.as_ref(),
@@ -105,6 +108,7 @@ impl Projections {
             self.codecommit.as_ref(),
             self.pull_requests.as_ref(),
             self.events.as_ref(),
+            self.ssm.as_ref(),
         ]
     }
 
@@ -125,6 +129,7 @@ impl Projections {
             Box::new(self.codecommit),
             Box::new(self.pull_requests),
             Box::new(self.events),
+            Box::new(self.ssm),
         ]
     }
 }

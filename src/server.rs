@@ -41,6 +41,7 @@ struct AppState {
     connections: Arc<crate::connections::Connections>,
     codecommit: Arc<crate::codecommit::CodeCommit>,
     events: Arc<crate::events::Events>,
+    ssm: Arc<crate::ssm::ParameterStore>,
     /// The object store pipelines use (Lambda reads function code from it).
     objects: Arc<dyn ObjectStore>,
 }
@@ -118,6 +119,7 @@ pub async fn run(
         store.clone(),
     ));
     let events = Arc::new(crate::events::Events::new(store.clone()));
+    let ssm = Arc::new(crate::ssm::ParameterStore::new(store.clone()));
     let live = Projections {
         pipelines: views.clone(),
         executions: execution_views.clone(),
@@ -133,6 +135,7 @@ pub async fn run(
         codecommit: codecommit.clone(),
         pull_requests: pull_requests.clone(),
         events: events.clone(),
+        ssm: ssm.clone(),
     };
     let checkpoint_file = crate::checkpoint::file(&config.data_dir);
     let loaded = crate::checkpoint::load(store.as_ref(), &checkpoint_file, &live.all())
@@ -229,6 +232,7 @@ pub async fn run(
             )
         };
     codebuild.set_objects(pipeline_objects.clone());
+    codebuild.set_parameters(Arc::new(crate::ssm::BuildParameters(ssm.clone())));
     let pipeline_objects_for_lambda = pipeline_objects.clone();
     let enforce_roles = config.iam_enforce_roles;
     let execution_arbiters: Vec<actix::Arbiter> =
@@ -296,6 +300,7 @@ pub async fn run(
         connections,
         codecommit,
         events: events.clone(),
+        ssm: ssm.clone(),
         objects: pipeline_objects_for_lambda,
         iam: iam.clone(),
         s3,
@@ -601,6 +606,13 @@ async fn entry(
             return crate::connections::api::handle(&state.connections, &ctx, flavour, &target, &body)
                 .await;
         }
+        Service::Ssm { target } => {
+            let body = match read_body(&req, payload, &state.config).await {
+                Ok(body) => body,
+                Err(err) => return json::error(&ctx, &err),
+            };
+            return crate::ssm::api::handle(&state.ssm, &ctx, &target, &body).await;
+        }
         Service::Events { target } => {
             let body = match read_body(&req, payload, &state.config).await {
                 Ok(body) => body,
@@ -788,6 +800,7 @@ fn expect_continue(
         | Service::CloudWatch
         | Service::CodeCommit { .. }
         | Service::Events { .. }
+        | Service::Ssm { .. }
         | Service::Connections { .. } => json::error(&ctx, &too_large(limit)),
     };
     Err(actix_web::error::InternalError::from_response("request body too large", answer).into())

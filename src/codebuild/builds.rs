@@ -130,14 +130,26 @@ impl CodeBuild {
             variables.retain(|old| old["name"] != v["name"]);
             variables.push(v.clone());
         }
-        for v in &variables {
-            let kind = v["type"].as_str().unwrap_or("PLAINTEXT");
-            if kind != "PLAINTEXT" {
-                return Err(BuildError::Invalid(format!(
-                        "Environment variable {} is of type {kind}, which codepipeline-local does not resolve yet (PLAINTEXT only)",
-                        v["name"].as_str().unwrap_or_default()
-                    ),
-                ));
+        let parameter = |var: &str, name: &str| {
+            self.parameter(&o.account, &o.region, name).ok_or_else(|| {
+                BuildError::Invalid(format!(
+                    "Parameter Store parameter {name} of environment variable {var} does not exist"
+                ))
+            })
+        };
+        for v in &mut variables {
+            let name = v["name"].as_str().unwrap_or_default().to_string();
+            match v["type"].as_str().unwrap_or("PLAINTEXT") {
+                "PLAINTEXT" => {}
+                "PARAMETER_STORE" => {
+                    let value = parameter(&name, v["value"].as_str().unwrap_or_default())?;
+                    v["value"] = value.into();
+                }
+                kind => {
+                    return Err(BuildError::Invalid(format!(
+                        "Environment variable {name} is of type {kind}, which codepipeline-local does not resolve (PLAINTEXT and PARAMETER_STORE only)"
+                    )))
+                }
             }
         }
         environment["environmentVariables"] = Value::Array(variables.clone());
@@ -261,6 +273,9 @@ impl CodeBuild {
             ));
         }
         env.extend(spec.variables.iter().cloned());
+        for (var, name) in &spec.parameter_store {
+            env.push((var.clone(), parameter(var, name)?));
+        }
         for v in &variables {
             env.push((
                 v["name"].as_str().unwrap_or_default().to_string(),

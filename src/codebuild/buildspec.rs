@@ -43,6 +43,8 @@ pub struct Buildspec {
     pub variables: Vec<(String, String)>,
     /// `env.exported-variables`.
     pub exported: Vec<String>,
+    /// `env.parameter-store`: variable, parameter name.
+    pub parameter_store: Vec<(String, String)>,
     /// `env.shell` (only `bash` runs here).
     pub shell: Option<String>,
     /// The declared phases, in run order.
@@ -94,6 +96,19 @@ pub fn parse(text: &str) -> Result<Buildspec, String> {
                 spec.variables.push((k, v));
             }
         }
+    }
+    if let Some(vars) = env["parameter-store"].as_hash() {
+        for (k, v) in vars {
+            if let (Some(k), Some(v)) = (scalar(k), scalar(v)) {
+                spec.parameter_store.push((k, v));
+            }
+        }
+    }
+    if !env["secrets-manager"].is_badvalue() {
+        return Err(
+            "YAML_FILE_ERROR: env.secrets-manager is not served by codepipeline-local (no Secrets Manager)"
+                .into(),
+        );
     }
     spec.exported = strings(&env["exported-variables"]);
     spec.shell = scalar(&env["shell"]);

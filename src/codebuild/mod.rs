@@ -18,8 +18,9 @@
 //!   project's `source.buildspec` or `buildspecOverride`); its artifacts are uploaded when the
 //!   project's artifacts are of type S3 (its secondary artifacts are not).
 //! - Batch builds and the operations on reports, webhooks, fleets and sandboxes are not served.
-//! - Environment variables of type PARAMETER_STORE and SECRETS_MANAGER are refused until those
-//!   services exist.
+//! - Environment variables of type SECRETS_MANAGER (and a buildspec's `env.secrets-manager`) are
+//!   refused: Secrets Manager is not served. PARAMETER_STORE ones are read from the embedded
+//!   Parameter Store when the build starts; one that names no parameter refuses StartBuild.
 
 pub mod api;
 pub mod artifacts;
@@ -126,6 +127,7 @@ pub struct CodeBuild {
     running: Mutex<HashMap<String, Arc<AtomicBool>>>,
     /// Where builds outside pipelines upload their artifacts (set once the S3 is chosen).
     objects: std::sync::OnceLock<Arc<dyn crate::s3::objects::ObjectStore>>,
+    parameters: std::sync::OnceLock<Arc<dyn port::ParameterLookup>>,
 }
 
 impl CodeBuild {
@@ -147,6 +149,7 @@ impl CodeBuild {
             log_max_bytes,
             running: Mutex::new(HashMap::new()),
             objects: std::sync::OnceLock::new(),
+            parameters: std::sync::OnceLock::new(),
         }
     }
 
@@ -342,6 +345,16 @@ impl CodeBuild {
     /// The S3 builds outside pipelines upload their artifacts to.
     pub fn set_objects(&self, objects: Arc<dyn crate::s3::objects::ObjectStore>) {
         let _ = self.objects.set(objects);
+    }
+
+    /// Where `PARAMETER_STORE` variables are read.
+    pub fn set_parameters(&self, parameters: Arc<dyn port::ParameterLookup>) {
+        let _ = self.parameters.set(parameters);
+    }
+
+    /// A Parameter Store parameter's value, for a build of `account` and `region`.
+    fn parameter(&self, account: &str, region: &str, name: &str) -> Option<String> {
+        self.parameters.get()?.value(account, region, name)
     }
 
     /// Stops a running build by id: its processes are ended and it ends `STOPPED`.

@@ -11,6 +11,13 @@ use serde::Deserialize;
 use super::buildspec::Buildspec;
 use super::{CodeBuild, StartOptions};
 
+/// Where `PARAMETER_STORE` variables (and a buildspec's `env.parameter-store`) are read: the
+/// current value of a parameter, by name.
+pub trait ParameterLookup: Send + Sync {
+    /// The parameter's value, if it exists.
+    fn value(&self, account: &str, region: &str, name: &str) -> Option<String>;
+}
+
 /// A build to start.
 pub struct BuildRequest {
     /// Account of the project.

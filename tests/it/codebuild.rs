@@ -204,7 +204,10 @@ pub(crate) async fn project_with(cb: &aws_sdk_codebuild::Client, name: &str, bui
 }
 
 /// Waits (at most 60 s) until the build is complete; returns it.
-async fn completed(cb: &aws_sdk_codebuild::Client, id: &str) -> aws_sdk_codebuild::types::Build {
+pub(crate) async fn completed(
+    cb: &aws_sdk_codebuild::Client,
+    id: &str,
+) -> aws_sdk_codebuild::types::Build {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
         let out = cb.batch_get_builds().ids(id).send().await.unwrap();

@@ -23,6 +23,7 @@ mod restart;
 mod retention;
 mod rollback;
 mod s3;
+mod ssm;
 mod tags;
 mod webhooks;
 mod wire;

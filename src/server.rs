@@ -556,11 +556,11 @@ async fn entry(
             let mut params = crate::aws::query::parse_form(req.query_string());
             params.extend(crate::aws::query::parse_form(&String::from_utf8_lossy(&body)));
             let sts = service == Service::Sts
-                || params
-                    .get("Action")
-                    .is_some_and(|a| a == "GetCallerIdentity");
+                || params.get("Action").is_some_and(|a| {
+                    iam::api::StsOperation::from_action(a).is_some()
+                });
             return if sts {
-                iam::api::handle_sts(&ctx, &params).await
+                iam::api::handle_sts(&state.iam, &ctx, &params).await
             } else {
                 iam::api::handle_iam(&state.iam, &ctx, &params).await
             };

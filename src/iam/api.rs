@@ -53,7 +53,11 @@ actions!(
 
 actions!(
     /// The STS actions served.
-    StsOperation { GetCallerIdentity }
+    StsOperation {
+        GetCallerIdentity,
+        AssumeRole,
+        AssumeRoleWithWebIdentity,
+    }
 );
 
 type Reply = Result<String, QueryError>;
@@ -81,25 +85,102 @@ pub async fn handle_iam(iam: &Iam, ctx: &RequestContext, params: &Params) -> Htt
 }
 
 /// Serves one STS query request.
-pub async fn handle_sts(ctx: &RequestContext, params: &Params) -> HttpResponse {
+pub async fn handle_sts(iam: &Iam, ctx: &RequestContext, params: &Params) -> HttpResponse {
     let action = params.get("Action").cloned().unwrap_or_default();
-    match StsOperation::from_action(&action) {
-        Some(StsOperation::GetCallerIdentity) => {
-            let body = format!(
-                "<UserId>AKIAIOSFODNN7EXAMPLE</UserId><Account>{0}</Account><Arn>arn:aws:iam::{0}:root</Arn>",
-                ctx.account_id
-            );
-            query::respond(STS_NS, &action, &body, ctx)
+    let answer = match StsOperation::from_action(&action) {
+        Some(StsOperation::GetCallerIdentity) => Ok(format!(
+            "<UserId>AKIAIOSFODNN7EXAMPLE</UserId><Account>{0}</Account><Arn>arn:aws:iam::{0}:root</Arn>",
+            ctx.account_id
+        )),
+        Some(op @ (StsOperation::AssumeRole | StsOperation::AssumeRoleWithWebIdentity)) => {
+            assume_role(iam, ctx, params, op == StsOperation::AssumeRoleWithWebIdentity)
         }
-        None => {
-            let e = QueryError::new(
-                400,
-                "InvalidAction",
-                format!("The action {action} is not valid for this web service (codepipeline-local serves GetCallerIdentity only)."),
-            );
-            query::error(STS_NS, &e, ctx)
-        }
+        None => Err(QueryError::new(
+            400,
+            "InvalidAction",
+            format!("The action {action} is not valid for this web service (codepipeline-local serves GetCallerIdentity, AssumeRole and AssumeRoleWithWebIdentity)."),
+        )),
+    };
+    match answer {
+        Ok(body) => query::respond(STS_NS, &action, &body, ctx),
+        Err(e) => query::error(STS_NS, &e, ctx),
     }
+}
+
+/// Temporary credentials for a role that exists, in AWS's shape. Every key is accepted by this
+/// endpoint, so they are made up; the role's trust policy is not evaluated.
+fn assume_role(iam: &Iam, ctx: &RequestContext, p: &Params, web_identity: bool) -> Reply {
+    let arn = member(p, "RoleArn", &ROLE_ARN)?;
+    let session = member(p, "RoleSessionName", &SESSION_NAME)?;
+    if web_identity {
+        member(p, "WebIdentityToken", &WEB_IDENTITY_TOKEN)?;
+    }
+    let duration: u32 = match p.get("DurationSeconds") {
+        Some(d) => d.parse().map_err(|_| {
+            QueryError::new(400, "ValidationError", format!("Value '{d}' at 'durationSeconds' failed to satisfy constraint: Member must be a number"))
+        })?,
+        None => 3600,
+    };
+    if !(900..=43200).contains(&duration) {
+        return Err(QueryError::new(
+            400,
+            "ValidationError",
+            format!("1 validation error detected: Value '{duration}' at 'durationSeconds' failed to satisfy constraint: Member must have value greater than or equal to 900"),
+        ));
+    }
+    let denied = || {
+        QueryError::new(
+            403,
+            "AccessDenied",
+            format!("User: arn:aws:iam::{}:root is not authorized to perform: sts:AssumeRole on resource: {arn}", ctx.account_id),
+        )
+    };
+    let role = iam.role_by_arn(&arn).ok_or_else(denied)?;
+    if duration > role.max_session_duration {
+        return Err(QueryError::new(
+            400,
+            "ValidationError",
+            "The requested DurationSeconds exceeds the MaxSessionDuration set for this role.",
+        ));
+    }
+    let random = |n: usize| -> String {
+        let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+        uuid::Uuid::new_v4()
+            .as_bytes()
+            .iter()
+            .chain(uuid::Uuid::new_v4().as_bytes())
+            .take(n)
+            .map(|b| alphabet[usize::from(*b) % alphabet.len()] as char)
+            .collect()
+    };
+    let secret: String = format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
+    .chars()
+    .take(40)
+    .collect();
+    let expires = chrono::Utc::now() + chrono::Duration::seconds(i64::from(duration));
+    let token = format!("FQoGZXIvYXdzE{}", uuid::Uuid::new_v4().simple());
+    let assumed = format!(
+        "arn:aws:sts::{}:assumed-role/{}/{}",
+        role.account,
+        role.name,
+        xml(&session)
+    );
+    let extra = if web_identity {
+        "<SubjectFromWebIdentityToken>web-identity</SubjectFromWebIdentityToken><Audience>sts.amazonaws.com</Audience><Provider>codepipeline-local</Provider>"
+    } else {
+        "<PackedPolicySize>0</PackedPolicySize>"
+    };
+    Ok(format!(
+        "<Credentials><AccessKeyId>ASIA{}</AccessKeyId><SecretAccessKey>{secret}</SecretAccessKey><SessionToken>{token}</SessionToken><Expiration>{}</Expiration></Credentials><AssumedRoleUser><AssumedRoleId>{}:{}</AssumedRoleId><Arn>{assumed}</Arn></AssumedRoleUser>{extra}",
+        random(16),
+        expires.format("%Y-%m-%dT%H:%M:%SZ"),
+        role.id,
+        xml(&session),
+    ))
 }
 
 async fn serve_iam(iam: &Iam, ctx: &RequestContext, op: IamOperation, p: &Params) -> Reply {
@@ -356,6 +437,22 @@ const ROLE_NAME: Constraint = Constraint {
     min: 1,
     max: 64,
     pattern: r"^[\w+=,.@-]+$",
+};
+/// From STS's model (botocore `sts/2011-06-15`).
+const ROLE_ARN: Constraint = Constraint {
+    min: 20,
+    max: 2048,
+    pattern: r"^[\x09\x0A\x0D\x20-\x7E\x{85}\x{A0}-\x{D7FF}\x{E000}-\x{FFFD}]+$",
+};
+const SESSION_NAME: Constraint = Constraint {
+    min: 2,
+    max: 64,
+    pattern: r"^[\w+=,.@-]*$",
+};
+const WEB_IDENTITY_TOKEN: Constraint = Constraint {
+    min: 4,
+    max: 20_000,
+    pattern: r"^[\x09\x0A\x0D\x20-\x7E]+$",
 };
 const POLICY_NAME: Constraint = Constraint {
     min: 1,

@@ -9,7 +9,9 @@
 //!   not modelled, so any well-formed policy ARN can be attached.
 //! - CreatePipeline checks that its role exists and trusts `codepipeline.amazonaws.com` only when
 //!   `iam_enforce_roles` is on (off by default, as in LocalStack).
-//! - STS answers GetCallerIdentity only.
+//! - STS answers GetCallerIdentity, AssumeRole and AssumeRoleWithWebIdentity: the credentials
+//!   are made up (this endpoint accepts any), the role must exist, its trust policy is not
+//!   evaluated.
 
 pub mod api;
 pub mod roles;

@@ -262,3 +262,106 @@ fn iam_refuses_what_aws_refuses_and_stores_nothing() {
         got.text()
     );
 }
+
+#[test]
+fn assume_role_gives_credentials_in_aws_shape_for_a_role_that_exists() {
+    let server = Server::start();
+    let cli = |args: &[&str]| {
+        let out = server.aws_cli(args);
+        match out.status.success() {
+            true => Ok(serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()),
+            false => Err(String::from_utf8_lossy(&out.stderr).to_string()),
+        }
+    };
+    cli(&[
+        "iam", "create-role", "--role-name", "deploy",
+        "--assume-role-policy-document", r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"*"},"Action":"sts:AssumeRole"}]}"#,
+    ])
+    .unwrap();
+    let arn = "arn:aws:iam::000000000000:role/deploy";
+    let assumed = cli(&[
+        "sts",
+        "assume-role",
+        "--role-arn",
+        arn,
+        "--role-session-name",
+        "cdk",
+    ])
+    .unwrap();
+    let credentials = &assumed["Credentials"];
+    let key = credentials["AccessKeyId"].as_str().unwrap();
+    assert!(key.starts_with("ASIA") && key.len() == 20, "{key}");
+    assert_eq!(credentials["SecretAccessKey"].as_str().unwrap().len(), 40);
+    assert!(credentials["SessionToken"].is_string());
+    assert!(credentials["Expiration"].is_string());
+    assert_eq!(
+        assumed["AssumedRoleUser"]["Arn"],
+        "arn:aws:sts::000000000000:assumed-role/deploy/cdk"
+    );
+    assert!(assumed["AssumedRoleUser"]["AssumedRoleId"]
+        .as_str()
+        .unwrap()
+        .ends_with(":cdk"));
+    let web = cli(&[
+        "sts",
+        "assume-role-with-web-identity",
+        "--role-arn",
+        arn,
+        "--role-session-name",
+        "ci",
+        "--web-identity-token",
+        "token",
+    ])
+    .unwrap();
+    assert!(web["Credentials"]["AccessKeyId"]
+        .as_str()
+        .unwrap()
+        .starts_with("ASIA"));
+    // The credentials work against the endpoint.
+    let out = std::process::Command::new("aws")
+        .args([
+            "--endpoint-url",
+            &server.endpoint,
+            "sts",
+            "get-caller-identity",
+        ])
+        .env("AWS_ACCESS_KEY_ID", key)
+        .env(
+            "AWS_SECRET_ACCESS_KEY",
+            credentials["SecretAccessKey"].as_str().unwrap(),
+        )
+        .env(
+            "AWS_SESSION_TOKEN",
+            credentials["SessionToken"].as_str().unwrap(),
+        )
+        .env("AWS_DEFAULT_REGION", "eu-central-1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let e = cli(&[
+        "sts",
+        "assume-role",
+        "--role-arn",
+        "arn:aws:iam::000000000000:role/none",
+        "--role-session-name",
+        "x1",
+    ])
+    .unwrap_err();
+    assert!(e.contains("AccessDenied"), "{e}");
+    let e = cli(&[
+        "sts",
+        "assume-role",
+        "--role-arn",
+        arn,
+        "--role-session-name",
+        "x1",
+        "--duration-seconds",
+        "7200",
+    ])
+    .unwrap_err();
+    assert!(e.contains("ValidationError"), "{e}");
+}

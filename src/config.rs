@@ -59,6 +59,9 @@ pub struct Config {
     pub git_repos_dir: String,
     /// Milliseconds between two reads of the watched repositories' refs.
     pub source_poll_interval_ms: u64,
+    /// Milliseconds CloudFormation's API waits for a stack operation it starts before it
+    /// answers.
+    pub cloudformation_answer_within_ms: u64,
     /// Entries one zip artifact may hold when an action unpacks it.
     pub zip_max_entries: usize,
     /// Bytes one zip artifact may unpack to.

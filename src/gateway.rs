@@ -26,6 +26,8 @@ pub enum Service {
     Iam,
     /// STS (query protocol).
     Sts,
+    /// CloudFormation (query protocol).
+    CloudFormation,
     /// AWS Lambda (REST-JSON).
     Lambda,
     /// Amazon CloudWatch (RPC v2 CBOR, JSON 1.0 or query).
@@ -86,6 +88,7 @@ pub fn route(path: &str, headers: &HeaderMap, scope: Option<&CredentialScope>) -
         "s3" => return Service::S3,
         "iam" => return Service::Iam,
         "sts" => return Service::Sts,
+        "cloudformation" => return Service::CloudFormation,
         "lambda" => return Service::Lambda,
         "monitoring" => return Service::CloudWatch,
         _ => {}

@@ -44,6 +44,8 @@ pub struct Projections {
     pub events: Arc<crate::events::Events>,
     /// SSM parameters.
     pub ssm: Arc<crate::ssm::ParameterStore>,
+    /// CloudFormation stacks.
+    pub cloudformation: Arc<crate::cloudformation::CloudFormation>,
 }
 
 impl Projections {
@@ -88,11 +90,12 @@ impl Projections {
             )),
             events: Arc::new(crate::events::Events::new(store.clone())),
             ssm: Arc::new(crate::ssm::ParameterStore::new(store.clone())),
+            cloudformation: Arc::new(crate::cloudformation::CloudFormation::new(store.clone())),
         }
     }
 
     /// All of them, as a checkpoint takes them.
-    pub fn all(&self) -> [&dyn Projection; 15] {
+    pub fn all(&self) -> [&dyn Projection; 16] {
         [
             self.pipelines.as_ref(),
             self.executions.as_ref(),
@@ -109,6 +112,7 @@ impl Projections {
             self.pull_requests.as_ref(),
             self.events.as_ref(),
             self.ssm.as_ref(),
+            self.cloudformation.as_ref(),
         ]
     }
 
@@ -130,6 +134,7 @@ impl Projections {
             Box::new(self.pull_requests),
             Box::new(self.events),
             Box::new(self.ssm),
+            Box::new(self.cloudformation),
         ]
     }
 }

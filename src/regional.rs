@@ -73,6 +73,16 @@ impl<E: EventType, R: Default + Clone + Serialize + DeserializeOwned + Send + Sy
         }
     }
 
+    /// The accounts and regions that have state.
+    pub fn keys(&self) -> Vec<(String, String)> {
+        let regions = self.regions.read().expect("regional lock");
+        regions
+            .keys()
+            .filter_map(|k| k.strip_prefix(self.prefix)?.split_once(':'))
+            .map(|(a, r)| (a.to_string(), r.to_string()))
+            .collect()
+    }
+
     /// Records the events `decide` makes of the region's state as it stands; resolves once
     /// they are durable and folded in.
     pub async fn record<F>(

@@ -42,6 +42,9 @@ struct AppState {
     codecommit: Arc<crate::codecommit::CodeCommit>,
     events: Arc<crate::events::Events>,
     ssm: Arc<crate::ssm::ParameterStore>,
+    cloudformation: Arc<crate::cloudformation::CloudFormation>,
+    /// The embedded S3's store, for CloudFormation's buckets; `None` with an external S3.
+    local_s3: Option<Arc<LocalStore>>,
     /// The object store pipelines use (Lambda reads function code from it).
     objects: Arc<dyn ObjectStore>,
 }
@@ -120,6 +123,7 @@ pub async fn run(
     ));
     let events = Arc::new(crate::events::Events::new(store.clone()));
     let ssm = Arc::new(crate::ssm::ParameterStore::new(store.clone()));
+    let cloudformation = Arc::new(crate::cloudformation::CloudFormation::new(store.clone()));
     let live = Projections {
         pipelines: views.clone(),
         executions: execution_views.clone(),
@@ -136,6 +140,7 @@ pub async fn run(
         pull_requests: pull_requests.clone(),
         events: events.clone(),
         ssm: ssm.clone(),
+        cloudformation: cloudformation.clone(),
     };
     let checkpoint_file = crate::checkpoint::file(&config.data_dir);
     let loaded = crate::checkpoint::load(store.as_ref(), &checkpoint_file, &live.all())
@@ -202,6 +207,7 @@ pub async fn run(
     } else {
         config.workers
     };
+    let local_s3 = config.s3_endpoint.is_empty().then(|| objects.clone());
     let (pipeline_objects, s3): (Arc<dyn ObjectStore>, Option<S3Service>) =
         if config.s3_endpoint.is_empty() {
             (
@@ -301,6 +307,8 @@ pub async fn run(
         codecommit,
         events: events.clone(),
         ssm: ssm.clone(),
+        cloudformation: cloudformation.clone(),
+        local_s3,
         objects: pipeline_objects_for_lambda,
         iam: iam.clone(),
         s3,
@@ -379,6 +387,16 @@ pub async fn run(
             }
         });
     }
+    // CloudFormation's providers call the services in-process; operations a stop cut end now.
+    state
+        .cloudformation
+        .set_services(Arc::new(InProcess(Arc::downgrade(
+            &state.clone().into_inner(),
+        ))));
+    state
+        .cloudformation
+        .set_answer_within(state.config.cloudformation_answer_within_ms);
+    state.cloudformation.recover(state.cloudformation.regions());
     let app_state = state.clone();
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     // Functions reach this endpoint on loopback when it listens on every address.
@@ -540,7 +558,7 @@ async fn entry(
                 )),
             }
         }
-        Service::Iam | Service::Sts => {
+        Service::Iam | Service::Sts | Service::CloudFormation => {
             let body = match read_body(&req, payload, &state.config).await {
                 Ok(body) => body,
                 // Query services answer in XML, whatever went wrong.
@@ -555,10 +573,18 @@ async fn entry(
             };
             let mut params = crate::aws::query::parse_form(req.query_string());
             params.extend(crate::aws::query::parse_form(&String::from_utf8_lossy(&body)));
+            let action = params.get("Action").cloned().unwrap_or_default();
+            // An unsigned query request is named by its Action.
+            let cloudformation = service == Service::CloudFormation
+                || (service == Service::Iam
+                    && scope.is_none()
+                    && crate::cloudformation::api::is_action(&action));
+            if cloudformation {
+                return crate::cloudformation::api::handle(&state.cloudformation, &ctx, &params)
+                    .await;
+            }
             let sts = service == Service::Sts
-                || params.get("Action").is_some_and(|a| {
-                    iam::api::StsOperation::from_action(a).is_some()
-                });
+                || iam::api::StsOperation::from_action(&action).is_some();
             return if sts {
                 iam::api::handle_sts(&state.iam, &ctx, &params).await
             } else {
@@ -789,7 +815,7 @@ fn expect_continue(
     let ctx = RequestContext::new(scope.as_ref(), &state.config.region);
     let answer = match gateway::route(req.path(), req.headers(), scope.as_ref()) {
         Service::S3 | Service::Unknown(_) => return Ok(req),
-        Service::Iam | Service::Sts => {
+        Service::Iam | Service::Sts | Service::CloudFormation => {
             let err = too_large(limit);
             let e = crate::aws::query::QueryError::new(err.status, err.code, err.message);
             crate::aws::query::error("", &e, &ctx)
@@ -863,4 +889,154 @@ async fn read_body_within(
         body.extend_from_slice(&chunk);
     }
     Ok(body.freeze())
+}
+
+/// The services as CloudFormation's providers call them: each operation through the code its
+/// API runs (a weak link: the state owns CloudFormation).
+struct InProcess(std::sync::Weak<AppState>);
+
+impl crate::cloudformation::providers::Services for InProcess {
+    fn call<'a>(
+        &'a self,
+        ctx: &'a RequestContext,
+        service: &'static str,
+        operation: &'static str,
+        input: serde_json::Value,
+    ) -> futures_util::future::BoxFuture<
+        'a,
+        Result<serde_json::Value, crate::cloudformation::providers::CallError>,
+    > {
+        use crate::cloudformation::providers::CallError;
+        Box::pin(async move {
+            let aws = |e: crate::aws::AwsError| CallError {
+                code: e.code,
+                message: e.message,
+            };
+            let query = |e: crate::aws::query::QueryError| CallError {
+                code: e.code,
+                message: e.message,
+            };
+            let state = self.0.upgrade().ok_or_else(|| CallError {
+                code: "ServiceUnavailable".into(),
+                message: "the server is stopping".into(),
+            })?;
+            match service {
+                "s3" => s3_call(state.local_s3.as_deref(), ctx, operation, &input).await,
+                "iam" => iam::api::call(&state.iam, ctx, operation, &input)
+                    .await
+                    .map_err(query),
+                "ssm" => crate::ssm::api::call(&state.ssm, ctx, operation, &input)
+                    .await
+                    .map_err(aws),
+                "codebuild" => {
+                    crate::codebuild::api::call(&state.codebuild, ctx, operation, &input)
+                        .await
+                        .map_err(aws)
+                }
+                "codepipeline" => {
+                    codepipeline::api::call(&state.codepipeline, ctx, operation, &input)
+                        .await
+                        .map_err(aws)
+                }
+                other => Err(CallError {
+                    code: "NotImplemented".into(),
+                    message: format!("{other} is not served to CloudFormation"),
+                }),
+            }
+        })
+    }
+}
+
+/// The bucket operations CloudFormation's providers use, on the embedded S3's store.
+async fn s3_call(
+    store: Option<&LocalStore>,
+    ctx: &RequestContext,
+    operation: &str,
+    input: &serde_json::Value,
+) -> Result<serde_json::Value, crate::cloudformation::providers::CallError> {
+    use crate::cloudformation::providers::CallError;
+    use crate::s3::store::S3StoreError;
+    let Some(store) = store else {
+        return Err(CallError {
+            code: "NotImplemented".into(),
+            message: "S3 is external: CloudFormation makes buckets only in the embedded S3".into(),
+        });
+    };
+    let bucket = input["Bucket"].as_str().unwrap_or_default();
+    let failed = |e: S3StoreError| {
+        let (code, message) = match e {
+            S3StoreError::NoSuchBucket => (
+                "NoSuchBucket",
+                format!("The specified bucket does not exist: {bucket}"),
+            ),
+            S3StoreError::BucketAlreadyOwnedByYou => (
+                "BucketAlreadyOwnedByYou",
+                format!("{bucket} already exists"),
+            ),
+            S3StoreError::BucketNotEmpty => (
+                "BucketNotEmpty",
+                format!("The bucket you tried to delete is not empty: {bucket}"),
+            ),
+            S3StoreError::NoSuchKey => {
+                ("NoSuchKey", "The specified key does not exist.".to_string())
+            }
+            other => ("InternalError", format!("{other:?}")),
+        };
+        CallError {
+            code: code.into(),
+            message,
+        }
+    };
+    match operation {
+        "CreateBucket" => {
+            let valid = (3..=63).contains(&bucket.len())
+                && bucket
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-')
+                && bucket.starts_with(|c: char| c.is_ascii_alphanumeric())
+                && bucket.ends_with(|c: char| c.is_ascii_alphanumeric());
+            if !valid {
+                return Err(CallError {
+                    code: "InvalidBucketName".into(),
+                    message: format!("The specified bucket is not valid: {bucket}"),
+                });
+            }
+            store
+                .create_bucket(bucket, &ctx.region)
+                .await
+                .map_err(failed)?;
+        }
+        "DeleteBucket" => store.delete_bucket(bucket).await.map_err(failed)?,
+        "HeadBucket" => drop(store.bucket(bucket).map_err(failed)?),
+        "PutBucketVersioning" => {
+            let enabled = input["VersioningConfiguration"]["Status"] == "Enabled";
+            store
+                .set_versioning(bucket, enabled)
+                .await
+                .map_err(failed)?;
+        }
+        "GetObject" => {
+            let key = input["Key"].as_str().unwrap_or_default();
+            let (version, path) = store.get_object(bucket, key, None).map_err(failed)?;
+            // Templates are small: a larger object is refused before it is read.
+            if version.size > crate::cloudformation::template::MAX_URL_BODY_BYTES as u64 {
+                return Err(CallError {
+                    code: "ValidationError".into(),
+                    message: "Template may not exceed 1000000 bytes in size.".into(),
+                });
+            }
+            let bytes = std::fs::read(&path).map_err(|e| CallError {
+                code: "InternalError".into(),
+                message: e.to_string(),
+            })?;
+            return Ok(serde_json::json!({"Body": String::from_utf8_lossy(&bytes)}));
+        }
+        other => {
+            return Err(CallError {
+                code: "NotImplemented".into(),
+                message: format!("S3 {other} is not served to CloudFormation"),
+            })
+        }
+    }
+    Ok(serde_json::json!({}))
 }

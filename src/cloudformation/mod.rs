@@ -1,8 +1,11 @@
-//! The embedded CloudFormation.
+//! The embedded CloudFormation: stacks made, updated and deleted from templates, with change
+//! sets, events, outputs and exports, event-sourced in one stream per account and region
+//! (`cloudformation:<account>:<region>`).
 //!
-//! `template` reads and evaluates templates without I/O: sections, parameters, conditions,
-//! rules, the order resources are made in, and the intrinsic functions; `yaml` reads YAML
-//! templates with their short-form tags into the JSON form.
+//! `template` reads and evaluates templates without I/O (sections, parameters, conditions,
+//! rules, resource order, intrinsic functions; `yaml` reads YAML's short-form tags); `engine`
+//! runs stack operations in the background as CloudFormation does; `providers` makes each
+//! resource type through the API of the service that serves it; `api` is the query protocol.
 //!
 //! # LIMITATIONS
 //! - `Transform` (SAM, `AWS::Include`, macros) is not served: a template that names one is
@@ -10,6 +13,162 @@
 //!   `AWS::LanguageExtensions` transform.
 //! - `Fn::GetAZs` gives three zones, `<region>a` to `<region>c`; `Fn::Cidr` divides IPv4 blocks
 //!   only.
+//! - Resource types are served as far as `providers` lists them; another type fails its
+//!   resource, naming it, and the stack rolls back. KMS keys and aliases and ECR repositories
+//!   are recorded only (no cryptography; ECR is not served yet); bucket policies are recorded,
+//!   not evaluated.
+//! - Stack policies, notifications, rollback triggers, nested stacks, drift detection, stack
+//!   sets and resource import are not served. Capabilities are recorded, not required.
+//! - An operation cut by a stop of the server is ended when it starts again: a creation or
+//!   deletion is resumed as a rollback or deletion; an update is rolled back.
 
+pub mod api;
+pub mod engine;
+pub mod providers;
+pub mod stacks;
 pub mod template;
 pub mod yaml;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock};
+
+use serde_json::Value;
+
+use self::providers::{CallError, Services};
+use self::stacks::{RegionStacks, Stack, StackChange};
+use crate::aws::RequestContext;
+use crate::eventstore::EventStore;
+use crate::regional::Regional;
+
+/// The prefix of stack streams.
+pub const STREAM_PREFIX: &str = "cloudformation:";
+
+/// How many stacks an account may have in a region (AWS's quota).
+pub const MAX_STACKS: usize = 2000;
+
+/// The embedded CloudFormation.
+pub struct CloudFormation {
+    /// The stacks.
+    pub stacks: Regional<StackChange, RegionStacks>,
+    services: OnceLock<Arc<dyn Services>>,
+    /// How long an operation that starts a stack operation waits for it before it answers.
+    answer_within: std::sync::atomic::AtomicU64,
+}
+
+crate::regional::regional_projection!(CloudFormation, stacks);
+
+/// A port that answers every call with an error: before the services are set.
+struct NoServices;
+
+impl Services for NoServices {
+    fn call<'a>(
+        &'a self,
+        _: &'a RequestContext,
+        service: &'static str,
+        _: &'static str,
+        _: Value,
+    ) -> futures_util::future::BoxFuture<'a, Result<Value, CallError>> {
+        Box::pin(async move {
+            Err(CallError {
+                code: "ServiceUnavailable".into(),
+                message: format!("{service} is not reachable from CloudFormation"),
+            })
+        })
+    }
+}
+
+impl CloudFormation {
+    /// No stacks yet, from `log`.
+    pub fn new(log: Arc<dyn EventStore>) -> Self {
+        CloudFormation {
+            stacks: Regional::new(log, STREAM_PREFIX, "cloudformation", stacks::fold),
+            services: OnceLock::new(),
+            answer_within: std::sync::atomic::AtomicU64::new(5000),
+        }
+    }
+
+    /// How long (milliseconds) an operation that starts a stack operation waits for it before it
+    /// answers (`cloudformation_answer_within_ms`).
+    pub fn set_answer_within(&self, millis: u64) {
+        self.answer_within
+            .store(millis, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn answer_within(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(
+            self.answer_within
+                .load(std::sync::atomic::Ordering::Relaxed),
+        )
+    }
+
+    /// Where resources are made.
+    pub fn set_services(&self, services: Arc<dyn Services>) {
+        let _ = self.services.set(services);
+    }
+
+    fn services(&self) -> &dyn Services {
+        match self.services.get() {
+            Some(s) => s.as_ref(),
+            None => &NoServices,
+        }
+    }
+
+    async fn call(
+        &self,
+        ctx: &RequestContext,
+        service: &'static str,
+        operation: &'static str,
+        input: Value,
+    ) -> Result<Value, CallError> {
+        self.services().call(ctx, service, operation, input).await
+    }
+
+    /// A live stack by name.
+    pub fn stack(&self, account: &str, region: &str, name: &str) -> Option<Stack> {
+        self.stacks
+            .read(account, region, |r| r.live.get(name).cloned())
+    }
+
+    /// The region's exports: name → (value, exporting stack id).
+    pub fn exports(&self, account: &str, region: &str) -> BTreeMap<String, (String, String)> {
+        self.stacks.read(account, region, |r| {
+            r.live
+                .values()
+                .flat_map(|s| {
+                    s.outputs
+                        .iter()
+                        .filter_map(|o| Some((o.export.clone()?, (o.value.clone(), s.id.clone()))))
+                })
+                .collect()
+        })
+    }
+
+    /// Ends the operations a stop of the server cut: creations and rollbacks roll back,
+    /// deletions go on, updates roll back.
+    pub fn recover(self: &Arc<Self>, regions: Vec<(String, String)>) {
+        for (account, region) in regions {
+            let cut: Vec<(String, String)> = self.stacks.read(&account, &region, |r| {
+                r.live
+                    .values()
+                    .filter(|s| {
+                        s.status.ends_with("_IN_PROGRESS") && s.status != "REVIEW_IN_PROGRESS"
+                    })
+                    .map(|s| (s.name.clone(), s.status.clone()))
+                    .collect()
+            });
+            for (name, status) in cut {
+                let me = self.clone();
+                let (account, region) = (account.clone(), region.clone());
+                actix_rt::spawn(async move {
+                    log::info!("stack {name} was {status} when the server stopped: ending it");
+                    me.resume(account, region, name, status).await;
+                });
+            }
+        }
+    }
+
+    /// The accounts and regions that have stacks.
+    pub fn regions(&self) -> Vec<(String, String)> {
+        self.stacks.keys()
+    }
+}

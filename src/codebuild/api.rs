@@ -47,6 +47,18 @@ pub async fn handle(
     service::respond(ctx, target, answer)
 }
 
+/// One operation called in-process (CloudFormation's providers), with AWS's JSON input: the
+/// same path a client's request takes.
+pub async fn call(
+    cb: &Arc<CodeBuild>,
+    ctx: &RequestContext,
+    operation: &str,
+    input: &Value,
+) -> Reply {
+    let target = format!("{}.{operation}", model().target_prefix);
+    serve(cb, ctx, &target, input.to_string().as_bytes()).await
+}
+
 async fn serve(cb: &Arc<CodeBuild>, ctx: &RequestContext, target: &str, body: &[u8]) -> Reply {
     let model = model();
     let op = service::operation("CodeBuild", model, target, Operation::from_name)?;

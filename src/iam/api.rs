@@ -183,6 +183,64 @@ fn assume_role(iam: &Iam, ctx: &RequestContext, p: &Params, web_identity: bool) 
     ))
 }
 
+/// One IAM operation called in-process (CloudFormation's providers), with the input in AWS's
+/// JSON shape, through the same checks and commands a client's request goes through. GetRole
+/// answers the role's `Arn`, `RoleId` and `RoleName`; the other operations answer nothing.
+pub async fn call(
+    iam: &Iam,
+    ctx: &RequestContext,
+    operation: &str,
+    input: &serde_json::Value,
+) -> Result<serde_json::Value, QueryError> {
+    let mut params = Params::new();
+    flatten("", input, &mut params);
+    if operation == "GetRole" {
+        let role = role(iam, ctx, &params)?;
+        return Ok(
+            serde_json::json!({"Role": {"Arn": role.arn(), "RoleId": role.id, "RoleName": role.name}}),
+        );
+    }
+    let op = IamOperation::from_action(operation).ok_or_else(|| {
+        QueryError::new(
+            400,
+            "InvalidAction",
+            format!("The action {operation} is not valid for this web service."),
+        )
+    })?;
+    serve_iam(iam, ctx, op, &params)
+        .await
+        .map(|_| serde_json::json!({}))
+}
+
+/// A JSON input as query parameters: `A.B` for members, `A.member.N` for list items.
+fn flatten(prefix: &str, v: &serde_json::Value, out: &mut Params) {
+    use serde_json::Value;
+    match v {
+        Value::Object(map) => {
+            for (k, item) in map {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten(&key, item, out);
+            }
+        }
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                flatten(&format!("{prefix}.member.{}", i + 1), item, out);
+            }
+        }
+        Value::String(s) => {
+            out.insert(prefix.to_string(), s.clone());
+        }
+        Value::Null => {}
+        other => {
+            out.insert(prefix.to_string(), other.to_string());
+        }
+    }
+}
+
 async fn serve_iam(iam: &Iam, ctx: &RequestContext, op: IamOperation, p: &Params) -> Reply {
     use IamOperation::*;
     match op {

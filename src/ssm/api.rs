@@ -153,6 +153,19 @@ fn under(name: &str, path: &str, recursive: bool) -> bool {
     !rest.is_empty() && (recursive || !rest.contains('/'))
 }
 
+/// One operation called in-process (CloudFormation's providers), with AWS's JSON input: the
+/// same path a client's request takes.
+pub async fn call(
+    store: &ParameterStore,
+    ctx: &RequestContext,
+    operation: &str,
+    input: &Value,
+) -> Result<Value, AwsError> {
+    let target = format!("{}.{operation}", MODEL.target_prefix);
+    let out = run(store, ctx, &target, input.to_string().as_bytes()).await?;
+    serde_json::from_slice(&out).map_err(|e| AwsError::internal(e.to_string()))
+}
+
 async fn run(
     store: &ParameterStore,
     ctx: &RequestContext,

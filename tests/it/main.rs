@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod checkpoints;
+mod cloudformation;
 mod cloudwatch;
 mod codebuild;
 mod codecommit;

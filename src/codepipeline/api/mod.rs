@@ -97,6 +97,19 @@ pub async fn handle(
     service::respond(ctx, target, serve(svc, ctx, target, body).await)
 }
 
+/// One operation called in-process (CloudFormation's providers), with AWS's JSON input: the
+/// same path a client's request takes.
+pub async fn call(
+    svc: &CodePipelineService,
+    ctx: &RequestContext,
+    operation: &str,
+    input: &Value,
+) -> Result<Value, AwsError> {
+    let target = format!("{}.{operation}", svc.model.target_prefix);
+    let out = serve(svc, ctx, &target, input.to_string().as_bytes()).await?;
+    serde_json::from_slice(&out).map_err(|e| AwsError::internal(e.to_string()))
+}
+
 async fn serve(
     svc: &CodePipelineService,
     ctx: &RequestContext,

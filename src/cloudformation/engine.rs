@@ -1,0 +1,999 @@
+//! Stack operations as CloudFormation runs them, in the background after the API answered:
+//! creation (rolled back on a failure unless rollback is disabled), update (each resource left
+//! alone, updated in place or replaced, from its old and new properties; rolled back on a
+//! failure; what left the template deleted last), and deletion (in the reverse order, resources
+//! with `DeletionPolicy: Retain` kept). Every step is an event of the stack's log.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+use super::providers::{provider, Made, Scope as ProviderScope, Updated};
+use super::stacks::{Output, Resource, StackChange};
+use super::template::{resolve, Scope, Template};
+use super::CloudFormation;
+use crate::aws::RequestContext;
+
+/// What a deployment is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// The stack's first.
+    Create,
+    /// A later one.
+    Update,
+}
+
+/// A resource as the operation knows it: physical id, attributes, resolved properties.
+#[derive(Debug, Clone)]
+struct Live {
+    kind: String,
+    physical_id: String,
+    attributes: BTreeMap<String, Value>,
+    properties: Value,
+    retain: bool,
+}
+
+impl Live {
+    fn of(r: &Resource) -> Option<Live> {
+        Some(Live {
+            kind: r.kind.clone(),
+            physical_id: r.physical_id.clone()?,
+            attributes: r.attributes.clone(),
+            properties: r.properties.clone(),
+            retain: r.retain,
+        })
+    }
+}
+
+/// The values a template's functions see, for the stack as it stands.
+pub struct Values {
+    /// Parameter values.
+    pub parameters: BTreeMap<String, Value>,
+    /// Conditions.
+    pub conditions: BTreeMap<String, bool>,
+}
+
+impl CloudFormation {
+    fn ctx(account: &str, region: &str) -> RequestContext {
+        let mut ctx = RequestContext::new(None, region);
+        ctx.account_id = account.to_string();
+        ctx.region = region.to_string();
+        ctx
+    }
+
+    /// Resolves a template's parameters (those of SSM types from the Parameter Store) and
+    /// conditions, and checks its rules.
+    pub async fn values(
+        &self,
+        ctx: &RequestContext,
+        template: &Template,
+        stack: &str,
+        stack_id: &str,
+        given: &BTreeMap<String, String>,
+    ) -> Result<Values, String> {
+        let mut ssm = BTreeMap::new();
+        for (name, declaration) in template.parameters() {
+            let kind = declaration["Type"].as_str().unwrap_or_default();
+            if !kind.starts_with("AWS::SSM::Parameter::Value<") {
+                continue;
+            }
+            let key = given
+                .get(name)
+                .cloned()
+                .or_else(|| declaration["Default"].as_str().map(str::to_string))
+                .unwrap_or_default();
+            let found = self
+                .call(
+                    ctx,
+                    "ssm",
+                    "GetParameter",
+                    serde_json::json!({ "Name": key }),
+                )
+                .await
+                .ok()
+                .and_then(|v| v["Parameter"]["Value"].as_str().map(str::to_string));
+            if let Some(v) = found {
+                ssm.insert(key, v);
+            }
+        }
+        let parameters = template.parameter_values(given, &|name| ssm.get(name).cloned())?;
+        let none = BTreeMap::new();
+        let exports = self.exports(&ctx.account_id, &ctx.region);
+        let physical = |_: &str| None;
+        let attribute = |_: &str, _: &str| None;
+        let export = |name: &str| exports.get(name).map(|(v, _)| v.clone());
+        let mappings = template.body.get("Mappings");
+        let scope = Scope {
+            parameters: &parameters,
+            conditions: &none,
+            mappings,
+            account: &ctx.account_id,
+            region: &ctx.region,
+            stack_name: stack,
+            stack_id,
+            physical_id: &physical,
+            attribute: &attribute,
+            export: &export,
+        };
+        let conditions = template.conditions(&scope)?;
+        let scope = Scope {
+            conditions: &conditions,
+            ..scope
+        };
+        template.check_rules(&scope)?;
+        Ok(Values {
+            parameters,
+            conditions,
+        })
+    }
+
+    async fn record(&self, account: &str, region: &str, changes: Vec<StackChange>) {
+        if let Err(e) = self
+            .stacks
+            .record(account, region, |_| Ok::<_, ()>(changes))
+            .await
+        {
+            log::error!("a stack's change was not recorded: {e:?}");
+        }
+    }
+
+    async fn status(
+        &self,
+        account: &str,
+        region: &str,
+        stack: &str,
+        status: &str,
+        reason: Option<String>,
+    ) {
+        let change = StackChange::Status {
+            stack: stack.to_string(),
+            status: status.to_string(),
+            reason,
+            event: uuid::Uuid::new_v4().to_string(),
+            at: crate::aws::now_epoch(),
+        };
+        self.record(account, region, vec![change]).await;
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn resource(
+        &self,
+        account: &str,
+        region: &str,
+        stack: &str,
+        logical: &str,
+        kind: &str,
+        live: Option<&Live>,
+        properties: &Value,
+        status: &str,
+        reason: Option<String>,
+    ) {
+        let resource = Resource {
+            kind: kind.to_string(),
+            physical_id: live.map(|l| l.physical_id.clone()),
+            status: status.to_string(),
+            reason,
+            properties: properties.clone(),
+            attributes: live.map(|l| l.attributes.clone()).unwrap_or_default(),
+            retain: live.is_some_and(|l| l.retain),
+            updated: crate::aws::now_epoch(),
+        };
+        let change = StackChange::Resource {
+            stack: stack.to_string(),
+            logical: logical.to_string(),
+            resource: Box::new(resource),
+            event: uuid::Uuid::new_v4().to_string(),
+        };
+        self.record(account, region, vec![change]).await;
+    }
+
+    /// Runs a deployment of stack `name` whose `Deploying` and first status are recorded.
+    pub async fn deploy(
+        self: Arc<Self>,
+        account: String,
+        region: String,
+        name: String,
+        kind: Kind,
+    ) {
+        let ctx = Self::ctx(&account, &region);
+        let Some(stack) = self.stack(&account, &region, &name) else {
+            return;
+        };
+        let Some(Ok(template)) = stack.template.as_deref().map(Template::parse) else {
+            return;
+        };
+        let values = match self
+            .values(&ctx, &template, &name, &stack.id, &stack.parameters)
+            .await
+        {
+            Ok(v) => v,
+            Err(e) => {
+                let failed = if kind == Kind::Create {
+                    "ROLLBACK_COMPLETE"
+                } else {
+                    "UPDATE_ROLLBACK_COMPLETE"
+                };
+                self.status(&account, &region, &name, failed, Some(e)).await;
+                return;
+            }
+        };
+        let mut live: BTreeMap<String, Live> = stack
+            .resources
+            .iter()
+            .filter_map(|(k, r)| Some((k.clone(), Live::of(r)?)))
+            .collect();
+        let before = live.clone();
+        let mut touched: Vec<String> = Vec::new();
+        let mut replaced: Vec<(String, Live)> = Vec::new();
+        let mut failure: Option<(String, String)> = None;
+        let order = template.order().unwrap_or_default();
+        let declared = template.resources();
+        let mut wanted: BTreeSet<String> = BTreeSet::new();
+        for logical in &order {
+            let declaration = &declared[logical];
+            if let Some(c) = declaration.get("Condition").and_then(Value::as_str) {
+                if !values.conditions.get(c).copied().unwrap_or(false) {
+                    continue;
+                }
+            }
+            wanted.insert(logical.clone());
+            let kind_name = declaration["Type"].as_str().unwrap_or_default().to_string();
+            let retain = declaration["DeletionPolicy"].as_str() == Some("Retain");
+            let props = match self.resolve_props(
+                &ctx,
+                &name,
+                &stack.id,
+                &template,
+                &values,
+                &live,
+                declaration,
+            ) {
+                Ok(p) => p,
+                Err(e) => {
+                    failure = Some((logical.clone(), e));
+                    break;
+                }
+            };
+            let scope = ProviderScope {
+                ctx: &ctx,
+                services: self.services(),
+                stack: &name,
+                logical,
+            };
+            let Some(provider) = provider(&kind_name) else {
+                let reason = format!(
+                    "Resource type {kind_name} is not served by this endpoint (codepipeline-local)"
+                );
+                self.resource(
+                    &account,
+                    &region,
+                    &name,
+                    logical,
+                    &kind_name,
+                    None,
+                    &props,
+                    "CREATE_FAILED",
+                    Some(reason.clone()),
+                )
+                .await;
+                failure = Some((logical.clone(), reason));
+                break;
+            };
+            let existing = live.get(logical).filter(|l| l.kind == kind_name).cloned();
+            match existing {
+                Some(old) if old.properties == props && old.retain == retain => continue,
+                Some(old) => {
+                    self.resource(
+                        &account,
+                        &region,
+                        &name,
+                        logical,
+                        &kind_name,
+                        Some(&old),
+                        &props,
+                        "UPDATE_IN_PROGRESS",
+                        None,
+                    )
+                    .await;
+                    let updated = provider
+                        .update(&scope, &old.physical_id, &old.properties, &props)
+                        .await;
+                    let result = match updated {
+                        Ok(Updated::InPlace(made)) => Ok(made),
+                        Ok(Updated::Replace) => {
+                            self.resource(&account, &region, &name, logical, &kind_name, Some(&old), &props, "UPDATE_IN_PROGRESS",
+                                Some("Requested update requires the creation of a new physical resource; hence creating one.".into())).await;
+                            let made = provider.create(&scope, &props).await;
+                            if made.is_ok() {
+                                replaced.push((logical.clone(), old.clone()));
+                            }
+                            made
+                        }
+                        Err(e) => Err(e),
+                    };
+                    touched.push(logical.clone());
+                    match result {
+                        Ok(made) => {
+                            let now = live_of(made, &kind_name, props.clone(), retain);
+                            self.resource(
+                                &account,
+                                &region,
+                                &name,
+                                logical,
+                                &kind_name,
+                                Some(&now),
+                                &props,
+                                "UPDATE_COMPLETE",
+                                None,
+                            )
+                            .await;
+                            live.insert(logical.clone(), now);
+                        }
+                        Err(e) => {
+                            self.resource(
+                                &account,
+                                &region,
+                                &name,
+                                logical,
+                                &kind_name,
+                                Some(&old),
+                                &props,
+                                "UPDATE_FAILED",
+                                Some(e.clone()),
+                            )
+                            .await;
+                            failure = Some((logical.clone(), e));
+                            break;
+                        }
+                    }
+                }
+                None => {
+                    self.resource(
+                        &account,
+                        &region,
+                        &name,
+                        logical,
+                        &kind_name,
+                        None,
+                        &props,
+                        "CREATE_IN_PROGRESS",
+                        None,
+                    )
+                    .await;
+                    touched.push(logical.clone());
+                    match provider.create(&scope, &props).await {
+                        Ok(made) => {
+                            let now = live_of(made, &kind_name, props.clone(), retain);
+                            self.resource(
+                                &account,
+                                &region,
+                                &name,
+                                logical,
+                                &kind_name,
+                                Some(&now),
+                                &props,
+                                "CREATE_COMPLETE",
+                                None,
+                            )
+                            .await;
+                            live.insert(logical.clone(), now);
+                        }
+                        Err(e) => {
+                            self.resource(
+                                &account,
+                                &region,
+                                &name,
+                                logical,
+                                &kind_name,
+                                None,
+                                &props,
+                                "CREATE_FAILED",
+                                Some(e.clone()),
+                            )
+                            .await;
+                            failure = Some((logical.clone(), e));
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        if let Some((logical, reason)) = failure {
+            let _ = reason;
+            self.roll_back(
+                &ctx,
+                &name,
+                kind,
+                &stack.disable_rollback,
+                &before,
+                &mut live,
+                &touched,
+                &replaced,
+                &logical,
+            )
+            .await;
+            return;
+        }
+        // Outputs, from what the stack now holds.
+        let outputs = match self.outputs(&ctx, &name, &stack.id, &template, &values, &live) {
+            Ok(o) => o,
+            Err(e) => {
+                self.roll_back(
+                    &ctx,
+                    &name,
+                    kind,
+                    &stack.disable_rollback,
+                    &before,
+                    &mut live,
+                    &touched,
+                    &replaced,
+                    &e,
+                )
+                .await;
+                return;
+            }
+        };
+        self.record(
+            &account,
+            &region,
+            vec![StackChange::Outputs {
+                stack: name.clone(),
+                outputs,
+            }],
+        )
+        .await;
+        if kind == Kind::Create {
+            self.status(&account, &region, &name, "CREATE_COMPLETE", None)
+                .await;
+            return;
+        }
+        self.status(
+            &account,
+            &region,
+            &name,
+            "UPDATE_COMPLETE_CLEANUP_IN_PROGRESS",
+            None,
+        )
+        .await;
+        // What left the template goes, newest first; then the resources replaced.
+        let old_order: Vec<String> = stack
+            .previous
+            .as_ref()
+            .and_then(|(t, _)| Template::parse(t).ok())
+            .and_then(|t| t.order().ok())
+            .unwrap_or_default();
+        let mut gone: Vec<(String, Live)> = old_order
+            .iter()
+            .rev()
+            .filter(|l| !wanted.contains(*l))
+            .filter_map(|l| Some((l.clone(), live.get(l)?.clone())))
+            .collect();
+        for (logical, old) in live
+            .iter()
+            .filter(|(l, _)| !wanted.contains(*l) && !old_order.contains(l))
+        {
+            gone.push((logical.clone(), old.clone()));
+        }
+        for (logical, old) in gone {
+            self.delete_one(&ctx, &name, &logical, &old).await;
+            self.record(
+                &account,
+                &region,
+                vec![StackChange::ResourceGone {
+                    stack: name.clone(),
+                    logical,
+                }],
+            )
+            .await;
+        }
+        for (logical, old) in replaced {
+            self.delete_replaced(&ctx, &name, &logical, &old).await;
+        }
+        self.status(&account, &region, &name, "UPDATE_COMPLETE", None)
+            .await;
+    }
+
+    /// A resource's properties resolved against the stack's resources as they are; `None` when
+    /// they refer to what is not made yet.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn resolve_for_change(
+        &self,
+        ctx: &RequestContext,
+        stack: &str,
+        stack_id: &str,
+        template: &Template,
+        values: &Values,
+        current: &BTreeMap<String, Resource>,
+        declaration: &Value,
+    ) -> Option<Value> {
+        let live: BTreeMap<String, Live> = current
+            .iter()
+            .filter_map(|(k, r)| Some((k.clone(), Live::of(r)?)))
+            .collect();
+        self.resolve_props(ctx, stack, stack_id, template, values, &live, declaration)
+            .ok()
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn resolve_props(
+        &self,
+        ctx: &RequestContext,
+        stack: &str,
+        stack_id: &str,
+        template: &Template,
+        values: &Values,
+        live: &BTreeMap<String, Live>,
+        declaration: &Value,
+    ) -> Result<Value, String> {
+        let exports = self.exports(&ctx.account_id, &ctx.region);
+        let physical = |name: &str| live.get(name).map(|l| l.physical_id.clone());
+        let attribute =
+            |name: &str, attr: &str| live.get(name).and_then(|l| l.attributes.get(attr).cloned());
+        let export = |name: &str| exports.get(name).map(|(v, _)| v.clone());
+        let scope = Scope {
+            parameters: &values.parameters,
+            conditions: &values.conditions,
+            mappings: template.body.get("Mappings"),
+            account: &ctx.account_id,
+            region: &ctx.region,
+            stack_name: stack,
+            stack_id,
+            physical_id: &physical,
+            attribute: &attribute,
+            export: &export,
+        };
+        let props = declaration
+            .get("Properties")
+            .cloned()
+            .unwrap_or(Value::Object(Map::new()));
+        Ok(resolve(&props, &scope)?.unwrap_or(Value::Object(Map::new())))
+    }
+
+    fn outputs(
+        &self,
+        ctx: &RequestContext,
+        stack: &str,
+        stack_id: &str,
+        template: &Template,
+        values: &Values,
+        live: &BTreeMap<String, Live>,
+    ) -> Result<Vec<Output>, String> {
+        let mut out = Vec::new();
+        let Some(declared) = template.outputs() else {
+            return Ok(out);
+        };
+        let exports = self.exports(&ctx.account_id, &ctx.region);
+        for (key, output) in declared {
+            if let Some(c) = output.get("Condition").and_then(Value::as_str) {
+                if !values.conditions.get(c).copied().unwrap_or(false) {
+                    continue;
+                }
+            }
+            let wrapper = serde_json::json!({"Value": output["Value"], "Export": output.get("Export").cloned().unwrap_or(Value::Null)});
+            let resolved = self.resolve_props(
+                ctx,
+                stack,
+                stack_id,
+                template,
+                values,
+                live,
+                &serde_json::json!({ "Properties": wrapper }),
+            )?;
+            let text = |v: &Value| match v {
+                Value::String(s) => s.clone(),
+                Value::Array(items) => items
+                    .iter()
+                    .map(|i| {
+                        i.as_str()
+                            .map(str::to_string)
+                            .unwrap_or_else(|| i.to_string())
+                    })
+                    .collect::<Vec<_>>()
+                    .join(","),
+                other => other.to_string(),
+            };
+            let export = resolved["Export"]["Name"].as_str().map(str::to_string);
+            if let Some(name) = &export {
+                if let Some((_, owner)) = exports.get(name).filter(|(_, owner)| owner != stack_id) {
+                    return Err(format!(
+                        "Export with name {name} is already exported by stack {owner}"
+                    ));
+                }
+            }
+            out.push(Output {
+                key: key.clone(),
+                value: text(&resolved["Value"]),
+                description: output["Description"].as_str().map(str::to_string),
+                export,
+            });
+        }
+        Ok(out)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn roll_back(
+        &self,
+        ctx: &RequestContext,
+        name: &str,
+        kind: Kind,
+        disable_rollback: &bool,
+        before: &BTreeMap<String, Live>,
+        live: &mut BTreeMap<String, Live>,
+        touched: &[String],
+        replaced: &[(String, Live)],
+        failed: &str,
+    ) {
+        let (account, region) = (ctx.account_id.as_str(), ctx.region.as_str());
+        let reason = match kind {
+            Kind::Create => format!("The following resource(s) failed to create: [{failed}]. Rollback requested by user."),
+            Kind::Update => format!("The following resource(s) failed to update: [{failed}]. "),
+        };
+        if kind == Kind::Create && *disable_rollback {
+            self.status(account, region, name, "CREATE_FAILED", Some(reason))
+                .await;
+            return;
+        }
+        let (going, done) = match kind {
+            Kind::Create => ("ROLLBACK_IN_PROGRESS", "ROLLBACK_COMPLETE"),
+            Kind::Update => ("UPDATE_ROLLBACK_IN_PROGRESS", "UPDATE_ROLLBACK_COMPLETE"),
+        };
+        self.status(account, region, name, going, Some(reason))
+            .await;
+        for logical in touched.iter().rev() {
+            let now = live.get(logical).cloned();
+            match (before.get(logical), now) {
+                // Made by this operation: deleted.
+                (None, Some(now)) => {
+                    self.delete_one(ctx, name, logical, &now).await;
+                    self.record(
+                        account,
+                        region,
+                        vec![StackChange::ResourceGone {
+                            stack: name.into(),
+                            logical: logical.clone(),
+                        }],
+                    )
+                    .await;
+                }
+                (None, None) => {
+                    let kind_name = self
+                        .stack(account, region, name)
+                        .and_then(|s| s.resources.get(logical).map(|r| r.kind.clone()))
+                        .unwrap_or_default();
+                    self.resource(
+                        account,
+                        region,
+                        name,
+                        logical,
+                        &kind_name,
+                        None,
+                        &Value::Null,
+                        "DELETE_COMPLETE",
+                        None,
+                    )
+                    .await;
+                    self.record(
+                        account,
+                        region,
+                        vec![StackChange::ResourceGone {
+                            stack: name.into(),
+                            logical: logical.clone(),
+                        }],
+                    )
+                    .await;
+                }
+                // Changed by this operation: changed back, or the new one of a replacement deleted.
+                (Some(old), now) => {
+                    let scope = ProviderScope {
+                        ctx,
+                        services: self.services(),
+                        stack: name,
+                        logical,
+                    };
+                    let Some(provider) = provider(&old.kind) else {
+                        continue;
+                    };
+                    let was_replaced = replaced.iter().any(|(l, _)| l == logical);
+                    if let (true, Some(new)) = (was_replaced, now.as_ref()) {
+                        let _ = provider
+                            .delete(&scope, &new.physical_id, &new.properties)
+                            .await;
+                    } else if let Some(now) = &now {
+                        if now.properties != old.properties {
+                            self.resource(
+                                account,
+                                region,
+                                name,
+                                logical,
+                                &old.kind,
+                                Some(now),
+                                &old.properties,
+                                "UPDATE_IN_PROGRESS",
+                                None,
+                            )
+                            .await;
+                            let _ = provider
+                                .update(&scope, &old.physical_id, &now.properties, &old.properties)
+                                .await;
+                        }
+                    }
+                    self.resource(
+                        account,
+                        region,
+                        name,
+                        logical,
+                        &old.kind,
+                        Some(old),
+                        &old.properties,
+                        "UPDATE_COMPLETE",
+                        None,
+                    )
+                    .await;
+                    live.insert(logical.clone(), old.clone());
+                }
+            }
+        }
+        if kind == Kind::Update {
+            // The template and parameters in force are the previous ones again.
+            if let Some((template, parameters)) =
+                self.stack(account, region, name).and_then(|s| s.previous)
+            {
+                let description = Template::parse(&template)
+                    .ok()
+                    .and_then(|t| t.description().map(str::to_string));
+                let stack = self.stack(account, region, name);
+                let (no_echo, capabilities) = stack
+                    .map(|s| (s.no_echo, s.capabilities))
+                    .unwrap_or_default();
+                self.record(
+                    account,
+                    region,
+                    vec![StackChange::Deploying {
+                        stack: name.into(),
+                        template,
+                        description,
+                        parameters,
+                        no_echo,
+                        capabilities,
+                    }],
+                )
+                .await;
+            }
+            self.status(
+                account,
+                region,
+                name,
+                "UPDATE_ROLLBACK_COMPLETE_CLEANUP_IN_PROGRESS",
+                None,
+            )
+            .await;
+        }
+        self.status(account, region, name, done, None).await;
+    }
+
+    async fn delete_one(
+        &self,
+        ctx: &RequestContext,
+        stack: &str,
+        logical: &str,
+        old: &Live,
+    ) -> bool {
+        let (account, region) = (ctx.account_id.as_str(), ctx.region.as_str());
+        if old.retain {
+            self.resource(
+                account,
+                region,
+                stack,
+                logical,
+                &old.kind,
+                Some(old),
+                &old.properties,
+                "DELETE_SKIPPED",
+                None,
+            )
+            .await;
+            return true;
+        }
+        self.resource(
+            account,
+            region,
+            stack,
+            logical,
+            &old.kind,
+            Some(old),
+            &old.properties,
+            "DELETE_IN_PROGRESS",
+            None,
+        )
+        .await;
+        let scope = ProviderScope {
+            ctx,
+            services: self.services(),
+            stack,
+            logical,
+        };
+        let result = match provider(&old.kind) {
+            Some(p) => p.delete(&scope, &old.physical_id, &old.properties).await,
+            None => Ok(()),
+        };
+        match result {
+            Ok(()) => {
+                self.resource(
+                    account,
+                    region,
+                    stack,
+                    logical,
+                    &old.kind,
+                    Some(old),
+                    &old.properties,
+                    "DELETE_COMPLETE",
+                    None,
+                )
+                .await;
+                true
+            }
+            Err(e) => {
+                self.resource(
+                    account,
+                    region,
+                    stack,
+                    logical,
+                    &old.kind,
+                    Some(old),
+                    &old.properties,
+                    "DELETE_FAILED",
+                    Some(e),
+                )
+                .await;
+                false
+            }
+        }
+    }
+
+    async fn delete_replaced(&self, ctx: &RequestContext, stack: &str, logical: &str, old: &Live) {
+        let scope = ProviderScope {
+            ctx,
+            services: self.services(),
+            stack,
+            logical,
+        };
+        if let Some(p) = provider(&old.kind) {
+            if let Err(e) = p.delete(&scope, &old.physical_id, &old.properties).await {
+                log::warn!(
+                    "the replaced {logical} ({}) of stack {stack} was not deleted: {e}",
+                    old.physical_id
+                );
+            }
+        }
+    }
+
+    /// Deletes stack `name` whose `DELETE_IN_PROGRESS` is recorded: its resources in the reverse
+    /// of their order (those no template orders last), then the stack.
+    pub async fn delete(self: Arc<Self>, account: String, region: String, name: String) {
+        let ctx = Self::ctx(&account, &region);
+        let Some(stack) = self.stack(&account, &region, &name) else {
+            return;
+        };
+        let order: Vec<String> = stack
+            .template
+            .as_deref()
+            .and_then(|t| Template::parse(t).ok())
+            .and_then(|t| t.order().ok())
+            .unwrap_or_default();
+        let mut all: Vec<String> = order
+            .iter()
+            .rev()
+            .filter(|l| stack.resources.contains_key(*l))
+            .cloned()
+            .collect();
+        all.extend(
+            stack
+                .resources
+                .keys()
+                .filter(|l| !order.contains(l))
+                .cloned(),
+        );
+        let mut failed = Vec::new();
+        for logical in all {
+            let resource = &stack.resources[&logical];
+            let Some(old) = Live::of(resource) else {
+                continue;
+            };
+            if !self.delete_one(&ctx, &name, &logical, &old).await {
+                failed.push(logical);
+            }
+        }
+        if !failed.is_empty() {
+            let reason = format!(
+                "The following resource(s) failed to delete: [{}]. ",
+                failed.join(", ")
+            );
+            self.status(&account, &region, &name, "DELETE_FAILED", Some(reason))
+                .await;
+            return;
+        }
+        self.status(&account, &region, &name, "DELETE_COMPLETE", None)
+            .await;
+        self.record(
+            &account,
+            &region,
+            vec![StackChange::Deleted {
+                stack: name,
+                at: crate::aws::now_epoch(),
+            }],
+        )
+        .await;
+    }
+}
+
+impl CloudFormation {
+    /// Ends an operation a stop of the server cut (see [`CloudFormation::recover`]).
+    pub async fn resume(
+        self: Arc<Self>,
+        account: String,
+        region: String,
+        name: String,
+        status: String,
+    ) {
+        let ctx = Self::ctx(&account, &region);
+        let Some(stack) = self.stack(&account, &region, &name) else {
+            return;
+        };
+        match status.as_str() {
+            "DELETE_IN_PROGRESS" => self.delete(account, region, name).await,
+            "CREATE_IN_PROGRESS" | "ROLLBACK_IN_PROGRESS" => {
+                let mut live: BTreeMap<String, Live> = stack
+                    .resources
+                    .iter()
+                    .filter_map(|(k, r)| Some((k.clone(), Live::of(r)?)))
+                    .collect();
+                let touched: Vec<String> = stack.resources.keys().cloned().collect();
+                let failed = "the server stopped";
+                self.roll_back(
+                    &ctx,
+                    &name,
+                    Kind::Create,
+                    &false,
+                    &BTreeMap::new(),
+                    &mut live,
+                    &touched,
+                    &[],
+                    failed,
+                )
+                .await;
+            }
+            "UPDATE_COMPLETE_CLEANUP_IN_PROGRESS" => {
+                self.status(&account, &region, &name, "UPDATE_COMPLETE", None)
+                    .await;
+            }
+            "UPDATE_ROLLBACK_COMPLETE_CLEANUP_IN_PROGRESS" => {
+                self.status(&account, &region, &name, "UPDATE_ROLLBACK_COMPLETE", None)
+                    .await;
+            }
+            _ => {
+                let reason =
+                    "The server stopped during the update; its resources are as the events show"
+                        .to_string();
+                self.status(
+                    &account,
+                    &region,
+                    &name,
+                    "UPDATE_ROLLBACK_FAILED",
+                    Some(reason),
+                )
+                .await;
+            }
+        }
+    }
+}
+
+fn live_of(made: Made, kind: &str, properties: Value, retain: bool) -> Live {
+    Live {
+        kind: kind.to_string(),
+        physical_id: made.physical_id,
+        attributes: made.attributes,
+        properties,
+        retain,
+    }
+}

@@ -1,0 +1,655 @@
+//! CloudFormation with the real AWS CLI: `deploy` (change sets) of a YAML template with
+//! parameters, mappings, conditions, GetAtt, Sub and outputs making buckets, a role with a
+//! policy, a parameter, a CodeBuild project and a pipeline that then runs; updates (in place,
+//! added, replaced), "No changes", a change set described then executed, a failure rolled back
+//! with nothing left, delete-stack, and kill -9 during a creation.
+
+use std::path::Path;
+
+use aws_sdk_codepipeline::types::PipelineExecutionStatus;
+use aws_sdk_s3::primitives::ByteStream;
+use serde_json::Value;
+
+use crate::common::{repo_file, Server};
+use crate::engine::{finished, zip_of};
+
+fn cfn(server: &Server, args: &[&str]) -> Result<String, String> {
+    let out = server.aws_cli(args);
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).to_string())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).to_string())
+    }
+}
+
+fn json(server: &Server, args: &[&str]) -> Value {
+    let text = cfn(server, args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    serde_json::from_str(&text).unwrap_or(Value::Null)
+}
+
+fn stack(server: &Server, name: &str) -> Value {
+    json(
+        server,
+        &["cloudformation", "describe-stacks", "--stack-name", name],
+    )["Stacks"][0]
+        .clone()
+}
+
+fn output(stack: &Value, key: &str) -> String {
+    stack["Outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["OutputKey"] == key)
+        .and_then(|o| o["OutputValue"].as_str())
+        .unwrap_or_else(|| panic!("no output {key}: {stack}"))
+        .to_string()
+}
+
+fn physical(server: &Server, stack: &str, logical: &str) -> String {
+    json(
+        server,
+        &[
+            "cloudformation",
+            "describe-stack-resource",
+            "--stack-name",
+            stack,
+            "--logical-resource-id",
+            logical,
+        ],
+    )["StackResourceDetail"]["PhysicalResourceId"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+fn deploy(server: &Server, template: &Path, overrides: &[&str]) -> Result<String, String> {
+    let template = template.to_str().unwrap();
+    let mut args = vec![
+        "cloudformation",
+        "deploy",
+        "--template-file",
+        template,
+        "--stack-name",
+        "ci",
+        "--capabilities",
+        "CAPABILITY_IAM",
+    ];
+    if !overrides.is_empty() {
+        args.push("--parameter-overrides");
+        args.extend(overrides);
+    }
+    cfn(server, &args)
+}
+
+fn buckets(server: &Server) -> Vec<String> {
+    json(server, &["s3api", "list-buckets"])["Buckets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["Name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_template_deploys_updates_and_deletes_a_pipeline_stack() {
+    let server = Server::start();
+    let template = repo_file("tests/fixtures/cloudformation/pipeline.yaml");
+    let file = template.to_str().unwrap();
+    let e = cfn(
+        &server,
+        &[
+            "cloudformation",
+            "deploy",
+            "--template-file",
+            file,
+            "--stack-name",
+            "ci",
+        ],
+    )
+    .unwrap_err();
+    assert!(
+        e.contains("Requires capabilities : [CAPABILITY_IAM]")
+            || e.contains("InsufficientCapabilities"),
+        "{e}"
+    );
+    let out = cfn(
+        &server,
+        &[
+            "cloudformation",
+            "deploy",
+            "--template-file",
+            template.to_str().unwrap(),
+            "--stack-name",
+            "ci",
+            "--capabilities",
+            "CAPABILITY_IAM",
+            "--parameter-overrides",
+            "RepoName=web",
+        ],
+    )
+    .unwrap();
+    assert!(
+        out.contains("Successfully created/updated stack - ci"),
+        "{out}"
+    );
+    let made = stack(&server, "ci");
+    assert_eq!(made["StackStatus"], "CREATE_COMPLETE");
+    assert_eq!(made["Description"], "A pipeline stack");
+    let pipeline = output(&made, "PipelineName");
+    assert!(pipeline.starts_with("ci-Pipeline-"), "{pipeline}");
+    let role = output(&made, "RoleArn");
+    assert!(
+        role.starts_with("arn:aws:iam::000000000000:role/ci-Role-"),
+        "{role}"
+    );
+    let exports = json(&server, &["cloudformation", "list-exports"]);
+    assert_eq!(exports["Exports"][0]["Name"], "ci-pipeline");
+    assert_eq!(exports["Exports"][0]["Value"], pipeline.as_str());
+    let param = json(
+        &server,
+        &["ssm", "get-parameter", "--name", &output(&made, "Param")],
+    );
+    assert_eq!(param["Parameter"]["Value"], "web-eu-central-1");
+    let inline = json(
+        &server,
+        &[
+            "iam",
+            "list-role-policies",
+            "--role-name",
+            role.rsplit('/').next().unwrap(),
+        ],
+    );
+    assert_eq!(inline["PolicyNames"], serde_json::json!(["all"]));
+    let project = physical(&server, "ci", "Build");
+    let projects = json(
+        &server,
+        &["codebuild", "batch-get-projects", "--names", &project],
+    );
+    assert_eq!(projects["projects"][0]["timeoutInMinutes"], 10);
+    assert_eq!(projects["projects"][0]["serviceRole"], role.as_str());
+    // CloudFormation's way with configuration values: `false` is the text "false".
+    let declared = json(
+        &server,
+        &["codepipeline", "get-pipeline", "--name", &pipeline],
+    );
+    let source = &declared["pipeline"]["stages"][0]["actions"][0];
+    assert_eq!(source["configuration"]["PollForSourceChanges"], "false");
+    let events = json(
+        &server,
+        &[
+            "cloudformation",
+            "describe-stack-events",
+            "--stack-name",
+            "ci",
+        ],
+    );
+    let first = events["StackEvents"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(first["ResourceStatus"], "REVIEW_IN_PROGRESS");
+    assert_eq!(
+        events["StackEvents"][0]["ResourceStatus"],
+        "CREATE_COMPLETE"
+    );
+    assert_eq!(
+        events["StackEvents"][0]["ResourceType"],
+        "AWS::CloudFormation::Stack"
+    );
+
+    // The pipeline the stack made runs, once its source object is there.
+    let s3 = server.s3();
+    s3.put_object()
+        .bucket(physical(&server, "ci", "Source"))
+        .key("app.zip")
+        .body(ByteStream::from(zip_of(&[("index.html", "hi")])))
+        .send()
+        .await
+        .unwrap();
+    let cp = server.codepipeline();
+    let run = cp
+        .start_pipeline_execution()
+        .name(&pipeline)
+        .send()
+        .await
+        .unwrap();
+    let id = run.pipeline_execution_id().unwrap();
+    assert_eq!(
+        finished(&cp, &pipeline, id).await,
+        PipelineExecutionStatus::Succeeded
+    );
+
+    // No change: nothing to deploy.
+    // (The CLI ends non-zero when there is nothing to deploy.)
+    let out = deploy(&server, &template, &["RepoName=web"]).unwrap_err();
+    assert!(out.contains("No changes to deploy"), "{out}");
+    let listed = json(
+        &server,
+        &["cloudformation", "list-change-sets", "--stack-name", "ci"],
+    );
+    let failed = &listed["Summaries"][0];
+    assert_eq!(failed["Status"], "FAILED");
+    assert_eq!(failed["StatusReason"], "The submitted information didn't contain changes. Submit different information to create a change set.");
+    cfn(
+        &server,
+        &[
+            "cloudformation",
+            "delete-change-set",
+            "--stack-name",
+            "ci",
+            "--change-set-name",
+            failed["ChangeSetName"].as_str().unwrap(),
+        ],
+    )
+    .unwrap();
+
+    // An update: a resource its condition adds, one updated in place.
+    let out = deploy(&server, &template, &["Env=prod"]).unwrap();
+    assert!(out.contains("Successfully created/updated stack"), "{out}");
+    assert_eq!(stack(&server, "ci")["StackStatus"], "UPDATE_COMPLETE");
+    let projects = json(
+        &server,
+        &["codebuild", "batch-get-projects", "--names", &project],
+    );
+    assert_eq!(projects["projects"][0]["timeoutInMinutes"], 30);
+    let extra = physical(&server, "ci", "Extra");
+    assert!(buckets(&server).contains(&extra));
+
+    // A change set that replaces a bucket, described, then executed.
+    let replaced = std::fs::read_to_string(&template).unwrap().replace(
+        "  Artifacts:\n    Type: AWS::S3::Bucket\n",
+        "  Artifacts:\n    Type: AWS::S3::Bucket\n    Properties: {BucketName: ci-artifacts-replaced}\n",
+    );
+    assert!(replaced.contains("ci-artifacts-replaced"));
+    let old_artifacts = physical(&server, "ci", "Artifacts");
+    // A bucket is deleted only empty, on AWS as here: the run's artifacts go first.
+    cfn(
+        &server,
+        &["s3", "rm", &format!("s3://{old_artifacts}"), "--recursive"],
+    )
+    .unwrap();
+    let made = json(
+        &server,
+        &[
+            "cloudformation",
+            "create-change-set",
+            "--stack-name",
+            "ci",
+            "--change-set-name",
+            "rename",
+            "--template-body",
+            &replaced,
+            "--capabilities",
+            "CAPABILITY_IAM",
+            "--parameters",
+            "ParameterKey=Env,UsePreviousValue=true",
+            "ParameterKey=RepoName,UsePreviousValue=true",
+        ],
+    );
+    assert!(made["Id"].as_str().unwrap().contains(":changeSet/rename/"));
+    cfn(
+        &server,
+        &[
+            "cloudformation",
+            "wait",
+            "change-set-create-complete",
+            "--stack-name",
+            "ci",
+            "--change-set-name",
+            "rename",
+        ],
+    )
+    .unwrap();
+    let described = json(
+        &server,
+        &[
+            "cloudformation",
+            "describe-change-set",
+            "--stack-name",
+            "ci",
+            "--change-set-name",
+            "rename",
+        ],
+    );
+    assert_eq!(described["ExecutionStatus"], "AVAILABLE");
+    let changes: Vec<(String, String, String)> = described["Changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            let rc = &c["ResourceChange"];
+            (
+                rc["LogicalResourceId"].as_str().unwrap().into(),
+                rc["Action"].as_str().unwrap().into(),
+                rc["Replacement"].as_str().unwrap_or("").into(),
+            )
+        })
+        .collect();
+    assert!(
+        changes.contains(&("Artifacts".into(), "Modify".into(), "True".into())),
+        "{changes:?}"
+    );
+    assert!(changes.iter().all(|(l, _, _)| l != "Build"), "{changes:?}");
+    cfn(
+        &server,
+        &[
+            "cloudformation",
+            "execute-change-set",
+            "--stack-name",
+            "ci",
+            "--change-set-name",
+            "rename",
+        ],
+    )
+    .unwrap();
+    cfn(
+        &server,
+        &[
+            "cloudformation",
+            "wait",
+            "stack-update-complete",
+            "--stack-name",
+            "ci",
+        ],
+    )
+    .unwrap();
+    assert_eq!(
+        physical(&server, "ci", "Artifacts"),
+        "ci-artifacts-replaced"
+    );
+    let now = buckets(&server);
+    assert!(now.contains(&"ci-artifacts-replaced".to_string()));
+    assert!(!now.contains(&old_artifacts), "{now:?}");
+    let declared = json(
+        &server,
+        &["codepipeline", "get-pipeline", "--name", &pipeline],
+    );
+    assert_eq!(
+        declared["pipeline"]["artifactStore"]["location"],
+        "ci-artifacts-replaced"
+    );
+    let e = cfn(
+        &server,
+        &[
+            "cloudformation",
+            "update-stack",
+            "--stack-name",
+            "ci",
+            "--use-previous-template",
+            "--capabilities",
+            "CAPABILITY_IAM",
+            "--parameters",
+            "ParameterKey=Env,UsePreviousValue=true",
+            "ParameterKey=RepoName,UsePreviousValue=true",
+        ],
+    )
+    .unwrap_err();
+    assert!(e.contains("No updates are to be performed."), "{e}");
+
+    // Deleting the stack deletes what it made (the source bucket emptied first, as on AWS).
+    let source = physical(&server, "ci", "Source");
+    cfn(
+        &server,
+        &["s3", "rm", &format!("s3://{source}"), "--recursive"],
+    )
+    .unwrap();
+    let versions = json(
+        &server,
+        &["s3api", "list-object-versions", "--bucket", &source],
+    );
+    for v in versions["Versions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .chain(versions["DeleteMarkers"].as_array().into_iter().flatten())
+    {
+        cfn(
+            &server,
+            &[
+                "s3api",
+                "delete-object",
+                "--bucket",
+                &source,
+                "--key",
+                v["Key"].as_str().unwrap(),
+                "--version-id",
+                v["VersionId"].as_str().unwrap(),
+            ],
+        )
+        .unwrap();
+    }
+    let artifacts = "ci-artifacts-replaced";
+    cfn(
+        &server,
+        &["s3", "rm", &format!("s3://{artifacts}"), "--recursive"],
+    )
+    .unwrap();
+    cfn(
+        &server,
+        &["cloudformation", "delete-stack", "--stack-name", "ci"],
+    )
+    .unwrap();
+    cfn(
+        &server,
+        &[
+            "cloudformation",
+            "wait",
+            "stack-delete-complete",
+            "--stack-name",
+            "ci",
+        ],
+    )
+    .unwrap();
+    let e = cfn(
+        &server,
+        &["cloudformation", "describe-stacks", "--stack-name", "ci"],
+    )
+    .unwrap_err();
+    assert!(e.contains("Stack with id ci does not exist"), "{e}");
+    assert!(buckets(&server).is_empty(), "{:?}", buckets(&server));
+    assert_eq!(
+        json(&server, &["codepipeline", "list-pipelines"])["pipelines"],
+        serde_json::json!([])
+    );
+    assert_eq!(
+        json(&server, &["iam", "list-roles"])["Roles"],
+        serde_json::json!([])
+    );
+    let listed = json(
+        &server,
+        &[
+            "cloudformation",
+            "list-stacks",
+            "--stack-status-filter",
+            "DELETE_COMPLETE",
+        ],
+    );
+    assert_eq!(listed["StackSummaries"][0]["StackName"], "ci");
+}
+
+#[test]
+fn a_failing_resource_rolls_the_stack_back_and_bad_templates_are_refused() {
+    let server = Server::start();
+    let template = "Resources:\n  Ok: {Type: AWS::S3::Bucket, Properties: {BucketName: kept-not}}\n  Queue: {Type: AWS::SQS::Queue, DependsOn: Ok}\n";
+    cfn(
+        &server,
+        &[
+            "cloudformation",
+            "create-stack",
+            "--stack-name",
+            "bad",
+            "--template-body",
+            template,
+        ],
+    )
+    .unwrap();
+    let e = cfn(
+        &server,
+        &[
+            "cloudformation",
+            "wait",
+            "stack-create-complete",
+            "--stack-name",
+            "bad",
+        ],
+    )
+    .unwrap_err();
+    assert!(
+        e.contains("ROLLBACK_COMPLETE") || e.contains("failed"),
+        "{e}"
+    );
+    let made = stack(&server, "bad");
+    assert_eq!(made["StackStatus"], "ROLLBACK_COMPLETE");
+    let events = json(
+        &server,
+        &[
+            "cloudformation",
+            "describe-stack-events",
+            "--stack-name",
+            "bad",
+        ],
+    );
+    let queue = events["StackEvents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["LogicalResourceId"] == "Queue")
+        .unwrap()
+        .clone();
+    assert_eq!(queue["ResourceStatus"], "CREATE_FAILED");
+    assert!(
+        queue["ResourceStatusReason"]
+            .as_str()
+            .unwrap()
+            .contains("AWS::SQS::Queue"),
+        "{queue}"
+    );
+    assert!(buckets(&server).is_empty());
+    let e = cfn(
+        &server,
+        &[
+            "cloudformation",
+            "create-stack",
+            "--stack-name",
+            "bad",
+            "--template-body",
+            template,
+        ],
+    )
+    .unwrap_err();
+    assert!(e.contains("AlreadyExistsException"), "{e}");
+    for (body, message) in [
+        (
+            "Resources: {}",
+            "At least one Resources member must be defined.",
+        ),
+        (
+            "Resources: {A: {Type: AWS::S3::Bucket, Properties: {BucketName: !Ref Nope}}}",
+            "Unresolved resource dependencies [Nope]",
+        ),
+        (
+            "Transform: AWS::Serverless-2016-10-31\nResources: {A: {Type: AWS::S3::Bucket}}",
+            "is not served",
+        ),
+        ("{\"Resources\": ", "JSON not well-formed"),
+    ] {
+        let e = cfn(
+            &server,
+            &[
+                "cloudformation",
+                "validate-template",
+                "--template-body",
+                body,
+            ],
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("ValidationError") && e.contains(message),
+            "{body}: {e}"
+        );
+    }
+    let validated = json(&server, &["cloudformation", "validate-template", "--template-body",
+        "Description: d\nParameters: {P: {Type: String, Default: x, Description: p}}\nResources: {R: {Type: AWS::IAM::Role, Properties: {AssumeRolePolicyDocument: {}}}}"]);
+    assert_eq!(validated["Parameters"][0]["ParameterKey"], "P");
+    assert_eq!(validated["Parameters"][0]["DefaultValue"], "x");
+    assert_eq!(
+        validated["Capabilities"],
+        serde_json::json!(["CAPABILITY_IAM"])
+    );
+    let e = cfn(&server, &["cloudformation", "create-stack", "--stack-name", "p", "--template-body",
+        "Parameters: {Env: {Type: String, AllowedValues: [a, b]}}\nResources: {R: {Type: AWS::S3::Bucket}}",
+        "--parameters", "ParameterKey=Env,ParameterValue=c"]).unwrap_err();
+    assert!(
+        e.contains("Parameter 'Env' must be one of AllowedValues"),
+        "{e}"
+    );
+    let e = cfn(
+        &server,
+        &["cloudformation", "describe-stacks", "--stack-name", "nope"],
+    )
+    .unwrap_err();
+    assert!(e.contains("Stack with id nope does not exist"), "{e}");
+}
+
+#[test]
+fn a_creation_cut_by_kill_9_ends_when_the_server_starts_again() {
+    let data = tempfile::tempdir().unwrap();
+    // CreateStack answers at once, so that the kill comes during the creation.
+    let at_once = [("CODEPIPELINE_LOCAL_CLOUDFORMATION_ANSWER_WITHIN_MS", "0")];
+    let server = Server::try_start_with(data.path(), &at_once).unwrap();
+    let mut template = String::from("Resources:\n");
+    for i in 0..150 {
+        template.push_str(&format!("  P{i}: {{Type: AWS::SSM::Parameter, Properties: {{Name: /cut/p{i}, Type: String, Value: v}}}}\n"));
+    }
+    cfn(
+        &server,
+        &[
+            "cloudformation",
+            "create-stack",
+            "--stack-name",
+            "cut",
+            "--template-body",
+            &template,
+        ],
+    )
+    .unwrap();
+    server.kill9();
+    let server = Server::start_in(data.path());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let status = loop {
+        let status = stack(&server, "cut")["StackStatus"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        if !status.ends_with("_IN_PROGRESS") {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "stack still {status} after 60 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let left = json(
+        &server,
+        &[
+            "ssm",
+            "get-parameters-by-path",
+            "--path",
+            "/cut",
+            "--max-items",
+            "1000",
+        ],
+    );
+    let count = left["Parameters"].as_array().map_or(0, Vec::len);
+    match status.as_str() {
+        // Cut during the creation: rolled back, nothing left.
+        "ROLLBACK_COMPLETE" => assert_eq!(count, 0, "{left}"),
+        // Done before the kill: everything there.
+        "CREATE_COMPLETE" => assert_eq!(count, 150),
+        other => panic!("stack ended {other}"),
+    }
+}

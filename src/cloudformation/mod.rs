@@ -18,9 +18,11 @@
 //!   are recorded only (no cryptography; ECR is not served yet); bucket policies are recorded,
 //!   not evaluated.
 //! - Stack policies, notifications, rollback triggers, nested stacks, drift detection, stack
-//!   sets and resource import are not served. Capabilities are recorded, not required.
-//! - An operation cut by a stop of the server is ended when it starts again: a creation or
-//!   deletion is resumed as a rollback or deletion; an update is rolled back.
+//!   sets and resource import are not served. IAM resources need `CAPABILITY_IAM` (named ones
+//!   `CAPABILITY_NAMED_IAM`), as on AWS.
+//! - An operation cut by a stop of the server is ended when it starts again: a creation is
+//!   rolled back, a deletion finished, an update's cleanup finished; an update cut before its
+//!   cleanup ends `UPDATE_ROLLBACK_FAILED` (what it changed is in the stack's events).
 
 pub mod api;
 pub mod engine;

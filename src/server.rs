@@ -257,6 +257,9 @@ pub async fn run(
         alarms: Arc::new(crate::cloudwatch::RuleAlarms(alarms.clone())),
         connections: Arc::new(crate::connections::SourceConnections(connections.clone())),
         repositories: Arc::new(crate::codecommit::SourceRepositories(codecommit.clone())),
+        stacks: Arc::new(crate::cloudformation::PipelineStacks(
+            cloudformation.clone(),
+        )),
         git_repos_dir: (!config.git_repos_dir.is_empty())
             .then(|| std::path::PathBuf::from(&config.git_repos_dir)),
     }));

@@ -119,9 +119,21 @@ async fn serve(
         Some(shape) => SHAPES.from_query(shape, &form).map_err(validation)?,
         None => json!({}),
     };
+    operate(cf, ctx, action, &input).await
+}
+
+/// One operation with its input in AWS's JSON shape: what a request asks once its form is
+/// read, and what the CloudFormation deploy action asks in-process.
+pub async fn operate(
+    cf: &Arc<CloudFormation>,
+    ctx: &RequestContext,
+    action: &str,
+    input: &Value,
+) -> Result<Value, QueryError> {
     MODEL
-        .validate_input(action, &input)
+        .validate_input(action, input)
         .map_err(|e| validation(e.message))?;
+    let input = input.clone();
     let (account, region) = (ctx.account_id.as_str(), ctx.region.as_str());
     let text = |k: &str| input[k].as_str().map(str::to_string);
     match action {

@@ -26,6 +26,7 @@
 
 pub mod api;
 pub mod engine;
+mod pipeline_actions;
 pub mod providers;
 pub mod stacks;
 pub mod template;
@@ -36,6 +37,7 @@ use std::sync::{Arc, OnceLock};
 
 use serde_json::Value;
 
+pub use self::pipeline_actions::PipelineStacks;
 use self::providers::{CallError, Services};
 use self::stacks::{RegionStacks, Stack, StackChange};
 use crate::aws::RequestContext;

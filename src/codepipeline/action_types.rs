@@ -156,7 +156,17 @@ pub const CATALOG: &[ActionTypeSpec] = &[
         "CloudFormation",
         (0, 10),
         (0, 1),
-        &[("ActionMode", true)]
+        &[
+            ("ActionMode", true),
+            ("StackName", true),
+            ("Capabilities", false),
+            ("ChangeSetName", false),
+            ("OutputFileName", false),
+            ("ParameterOverrides", false),
+            ("RoleArn", false),
+            ("TemplateConfiguration", false),
+            ("TemplatePath", false),
+        ]
     ),
     spec!(
         "Deploy",

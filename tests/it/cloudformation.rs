@@ -653,3 +653,207 @@ fn a_creation_cut_by_kill_9_ends_when_the_server_starts_again() {
         other => panic!("stack ended {other}"),
     }
 }
+
+/// The template the deploy action deploys: a parameter whose value is the `Value` parameter.
+const ACTION_TEMPLATE: &str = "Parameters:\n  Value: {Type: String}\n  Suffix: {Type: String}\nResources:\n  Param:\n    Type: AWS::SSM::Parameter\n    Properties: {Name: !Sub '/deployed/${Suffix}', Type: String, Value: !Ref Value}\nOutputs:\n  ParamName: {Value: !Ref Param}\n  ParamValue: {Value: !Ref Value}\n";
+
+fn cfn_action(
+    name: &str,
+    run_order: u32,
+    config: Value,
+    outputs: &[&str],
+    namespace: Option<&str>,
+) -> Value {
+    let mut action = serde_json::json!({
+        "name": name, "runOrder": run_order,
+        "actionTypeId": {"category": "Deploy", "owner": "AWS", "provider": "CloudFormation", "version": "1"},
+        "configuration": config,
+        "inputArtifacts": [{"name": "src"}],
+        "outputArtifacts": outputs.iter().map(|o| serde_json::json!({"name": o})).collect::<Vec<_>>(),
+    });
+    if let Some(ns) = namespace {
+        action["namespace"] = ns.into();
+    }
+    action
+}
+
+#[tokio::test]
+async fn the_deploy_action_runs_each_mode_with_its_files_overrides_and_outputs() {
+    use crate::engine::tutorial_buckets;
+    let server = Server::start();
+    let (cp, s3) = (server.codepipeline(), server.s3());
+    tutorial_buckets(&s3).await;
+    let source = zip_of(&[
+        ("infra/template.yaml", ACTION_TEMPLATE),
+        (
+            "infra/config.json",
+            r#"{"Parameters": {"Value": "from-config", "Suffix": "x"}, "Tags": {"team": "ci"}}"#,
+        ),
+        ("infra/params.json", r#"{"value": "from-param-file"}"#),
+        ("broken.yaml", "Resources:\n  Q: {Type: AWS::SQS::Queue}\n"),
+    ]);
+    s3.put_object()
+        .bucket("source-bucket")
+        .key("infra.zip")
+        .body(ByteStream::from(source))
+        .send()
+        .await
+        .unwrap();
+    // A stack left failed beforehand, for REPLACE_ON_FAILURE.
+    cfn(
+        &server,
+        &[
+            "cloudformation",
+            "create-stack",
+            "--stack-name",
+            "broken",
+            "--template-body",
+            "Resources:\n  Q: {Type: AWS::SQS::Queue}\n",
+        ],
+    )
+    .unwrap();
+    assert_eq!(stack(&server, "broken")["StackStatus"], "ROLLBACK_COMPLETE");
+    let config = |mode: &str, stack: &str, extra: Value| {
+        let mut c = serde_json::json!({"ActionMode": mode, "StackName": stack});
+        for (k, v) in extra.as_object().unwrap() {
+            c[k] = v.clone();
+        }
+        c
+    };
+    let template = serde_json::json!({"TemplatePath": "src::infra/template.yaml"});
+    let declaration = serde_json::json!({
+        "name": "infra", "pipelineType": "V2", "executionMode": "QUEUED",
+        "roleArn": "arn:aws:iam::000000000000:role/role",
+        "artifactStore": {"type": "S3", "location": "artifact-store-bucket"},
+        "stages": [
+            {"name": "Source", "actions": [{"name": "Source",
+                "actionTypeId": {"category": "Source", "owner": "AWS", "provider": "S3", "version": "1"},
+                "configuration": {"S3Bucket": "source-bucket", "S3ObjectKey": "infra.zip", "PollForSourceChanges": "false"},
+                "outputArtifacts": [{"name": "src"}]}]},
+            {"name": "Create", "actions": [cfn_action("Create", 1, config("CREATE_UPDATE", "app", serde_json::json!({
+                "TemplatePath": "src::infra/template.yaml",
+                "TemplateConfiguration": "src::infra/config.json",
+                "OutputFileName": "outputs.json"})), &["stackout"], Some("Created"))]},
+            {"name": "Publish", "actions": [{"name": "Publish",
+                "actionTypeId": {"category": "Deploy", "owner": "AWS", "provider": "S3", "version": "1"},
+                "configuration": {"BucketName": "target-bucket", "Extract": "true", "ObjectKey": "#{Created.ParamValue}"},
+                "inputArtifacts": [{"name": "stackout"}]}]},
+            {"name": "ChangeSet", "actions": [
+                cfn_action("Prepare", 1, config("CHANGE_SET_REPLACE", "app", serde_json::json!({
+                    "TemplatePath": "src::infra/template.yaml", "ChangeSetName": "next",
+                    "ParameterOverrides": "{\"Value\": {\"Fn::GetParam\": [\"src\", \"infra/params.json\", \"value\"]}, \"Suffix\": \"x\"}"})), &[], None),
+                cfn_action("Execute", 2, config("CHANGE_SET_EXECUTE", "app", serde_json::json!({"ChangeSetName": "next"})), &[], Some("Executed"))]},
+            {"name": "Replace", "actions": [cfn_action("Replace", 1, config("REPLACE_ON_FAILURE", "broken", serde_json::json!({
+                "TemplatePath": "src::infra/template.yaml",
+                "ParameterOverrides": "{\"Value\": {\"Fn::GetArtifactAtt\": [\"src\", \"BucketName\"]}, \"Suffix\": \"y\"}"})), &[], None)]},
+            {"name": "Delete", "actions": [cfn_action("Delete", 1, config("DELETE_ONLY", "app", serde_json::json!({}).clone()), &[], None)]},
+        ]
+    });
+    let _ = template;
+    let r = server.call(
+        "CreatePipeline",
+        serde_json::json!({ "pipeline": declaration }),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let id = crate::engine::latest_execution(&cp, "infra").await;
+    let status = finished(&cp, "infra", &id).await;
+    let actions = server
+        .call(
+            "ListActionExecutions",
+            serde_json::json!({"pipelineName": "infra"}),
+        )
+        .json();
+    assert_eq!(status, PipelineExecutionStatus::Succeeded, "{actions}");
+    let details = actions["actionExecutionDetails"].as_array().unwrap();
+    let of = |name: &str| {
+        details
+            .iter()
+            .find(|d| d["actionName"] == name)
+            .unwrap()
+            .clone()
+    };
+    let created = of("Create");
+    assert_eq!(
+        created["output"]["outputVariables"]["ParamValue"],
+        "from-config"
+    );
+    assert_eq!(
+        created["output"]["outputVariables"]["ParamName"],
+        "/deployed/x"
+    );
+    assert!(created["output"]["executionResult"]["externalExecutionId"]
+        .as_str()
+        .unwrap()
+        .starts_with("arn:aws:cloudformation:"));
+    // The outputs file, through the artifact the Publish action deployed under the output's value.
+    let published = crate::engine::body(&s3, "target-bucket", "from-config/outputs.json").await;
+    let outputs: Value = serde_json::from_slice(&published).unwrap();
+    assert_eq!(outputs["ParamName"], "/deployed/x");
+    assert_eq!(
+        of("Execute")["output"]["outputVariables"]["ParamValue"],
+        "from-param-file"
+    );
+    // REPLACE_ON_FAILURE replaced the failed stack; DELETE_ONLY deleted app (and its parameter).
+    let replaced = stack(&server, "broken");
+    assert_eq!(replaced["StackStatus"], "CREATE_COMPLETE");
+    assert_eq!(output(&replaced, "ParamValue"), "artifact-store-bucket");
+    let e = cfn(
+        &server,
+        &["cloudformation", "describe-stacks", "--stack-name", "app"],
+    )
+    .unwrap_err();
+    assert!(e.contains("does not exist"), "{e}");
+    let gone = json(
+        &server,
+        &["ssm", "get-parameters", "--names", "/deployed/x"],
+    );
+    assert_eq!(
+        gone["InvalidParameters"],
+        serde_json::json!(["/deployed/x"])
+    );
+
+    // A stack that fails fails the action, naming its resource.
+    let failing = serde_json::json!({
+        "name": "failing", "pipelineType": "V2",
+        "roleArn": "arn:aws:iam::000000000000:role/role",
+        "artifactStore": {"type": "S3", "location": "artifact-store-bucket"},
+        "stages": [
+            {"name": "Source", "actions": [{"name": "Source",
+                "actionTypeId": {"category": "Source", "owner": "AWS", "provider": "S3", "version": "1"},
+                "configuration": {"S3Bucket": "source-bucket", "S3ObjectKey": "infra.zip", "PollForSourceChanges": "false"},
+                "outputArtifacts": [{"name": "src"}]}]},
+            {"name": "Deploy", "actions": [cfn_action("Deploy", 1, config("CREATE_UPDATE", "bad", serde_json::json!({"TemplatePath": "src::broken.yaml"})), &[], None)]}
+        ]
+    });
+    let r = server.call("CreatePipeline", serde_json::json!({ "pipeline": failing }));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let id = crate::engine::latest_execution(&cp, "failing").await;
+    assert_eq!(
+        finished(&cp, "failing", &id).await,
+        PipelineExecutionStatus::Failed
+    );
+    let actions = server
+        .call(
+            "ListActionExecutions",
+            serde_json::json!({"pipelineName": "failing"}),
+        )
+        .json();
+    let deploy = actions["actionExecutionDetails"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["actionName"] == "Deploy")
+        .unwrap()
+        .clone();
+    let message = deploy["output"]["executionResult"]["externalExecutionSummary"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+        + deploy["output"]["executionResult"]["errorDetails"]["message"]
+            .as_str()
+            .unwrap_or_default();
+    assert!(
+        message.contains("ROLLBACK_COMPLETE") && message.contains("AWS::SQS::Queue"),
+        "{deploy}"
+    );
+}

@@ -141,8 +141,8 @@ fn health_answers() {
 #[test]
 fn unknown_services_answer_in_their_protocol() {
     let server = Server::start();
-    // Query protocol (CloudFormation, as the CDK calls it): <ErrorResponse>.
-    let r = server.query("cloudformation", "Action=DescribeStacks&Version=2010-05-15");
+    // Query protocol (SNS): <ErrorResponse>.
+    let r = server.query("sns", "Action=ListTopics&Version=2010-03-31");
     assert_eq!(r.status, 400);
     let text = r.text();
     assert!(text.starts_with("<?xml"), "{text}");
@@ -151,7 +151,7 @@ fn unknown_services_answer_in_their_protocol() {
         text.contains("<Code>UnknownServiceException</Code>"),
         "{text}"
     );
-    assert!(text.contains("cloudformation"), "{text}");
+    assert!(text.contains("sns"), "{text}");
     // JSON 1.0/1.1 (a target): __type.
     let r = server
         .client()
@@ -194,8 +194,8 @@ fn the_aws_cli_reads_an_unknown_query_service_s_error() {
         .args([
             "--endpoint-url",
             &server.endpoint,
-            "cloudformation",
-            "describe-stacks",
+            "sns",
+            "list-topics",
         ])
         .env("AWS_ACCESS_KEY_ID", "test")
         .env("AWS_SECRET_ACCESS_KEY", "test")

@@ -237,7 +237,7 @@ struct Artifact<'a> {
 }
 
 /// A zip holding one file.
-fn zip_of(name: &str, content: &[u8]) -> Result<Vec<u8>, ErrorDetails> {
+pub(super) fn zip_of(name: &str, content: &[u8]) -> Result<Vec<u8>, ErrorDetails> {
     use std::io::Write;
     let mut writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
     let made = writer

@@ -12,13 +12,14 @@
 //! object store, CodeBuild through its port) and nothing of the execution.
 //!
 //! # LIMITATIONS
-//! - Run: S3 source, S3 deploy (with `Extract` true or false), manual approval (no notifications
-//!   are sent), CodeBuild (builds run here, see `crate::codebuild`), the Lambda invoke action
+//! - Run: S3 source, S3 deploy (with `Extract` true or false), CloudFormation deploy (on the
+//!   embedded CloudFormation), manual approval (no notifications are sent), CodeBuild (builds run here, see `crate::codebuild`), the Lambda invoke action
 //!   (functions run here, in the embedded Lambda), and custom and third-party actions (their job
 //!   workers do the work). Every other provider fails its action with a
 //!   message naming it.
 
 pub mod archive;
+mod cloudformation;
 mod codebuild;
 mod git_source;
 mod job_worker;
@@ -35,6 +36,7 @@ use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use futures_util::{FutureExt, StreamExt};
 
+pub use self::cloudformation::{StackRequest, StackResult, Stacks};
 pub use self::git_source::{
     commit, git, repository_dir, CommitInfo, ConnectionLookup, RepositoryLookup,
 };
@@ -121,6 +123,8 @@ pub struct Services {
     pub git_repos_dir: Option<PathBuf>,
     /// CodeCommit's repositories, for the CodeCommit source action.
     pub repositories: Arc<dyn RepositoryLookup>,
+    /// CloudFormation, for the CloudFormation deploy action.
+    pub stacks: Arc<dyn Stacks>,
 }
 
 /// Where and within which limits an executor unpacks artifacts.
@@ -176,6 +180,15 @@ impl ActionRegistry {
             s3_deploy::S3Deploy::new(objects.clone(), services.unpacking()),
         );
         registry.register("Approval", "AWS", "Manual", manual_approval::ManualApproval);
+        registry.register(
+            "Deploy",
+            "AWS",
+            "CloudFormation",
+            cloudformation::CloudFormationDeploy {
+                objects: objects.clone(),
+                stacks: services.stacks.clone(),
+            },
+        );
         registry.register(
             "Source",
             "AWS",

@@ -280,14 +280,17 @@ impl CloudFormation {
                 failure = Some((logical.clone(), reason));
                 break;
             };
+            let on = On {
+                cf: &self,
+                account: &account,
+                region: &region,
+                stack: &name,
+            };
             let existing = live.get(logical).filter(|l| l.kind == kind_name).cloned();
-            match existing {
+            let (result, done, failed, before) = match existing {
                 Some(old) if old.properties == props && old.retain == retain => continue,
                 Some(old) => {
-                    self.resource(
-                        &account,
-                        &region,
-                        &name,
+                    on.mark(
                         logical,
                         &kind_name,
                         Some(&old),
@@ -296,14 +299,22 @@ impl CloudFormation {
                         None,
                     )
                     .await;
-                    let updated = provider
+                    let result = match provider
                         .update(&scope, &old.physical_id, &old.properties, &props)
-                        .await;
-                    let result = match updated {
+                        .await
+                    {
                         Ok(Updated::InPlace(made)) => Ok(made),
                         Ok(Updated::Replace) => {
-                            self.resource(&account, &region, &name, logical, &kind_name, Some(&old), &props, "UPDATE_IN_PROGRESS",
-                                Some("Requested update requires the creation of a new physical resource; hence creating one.".into())).await;
+                            let why = "Requested update requires the creation of a new physical resource; hence creating one.";
+                            on.mark(
+                                logical,
+                                &kind_name,
+                                Some(&old),
+                                &props,
+                                "UPDATE_IN_PROGRESS",
+                                Some(why.into()),
+                            )
+                            .await;
                             let made = provider.create(&scope, &props).await;
                             if made.is_ok() {
                                 replaced.push((logical.clone(), old.clone()));
@@ -312,47 +323,10 @@ impl CloudFormation {
                         }
                         Err(e) => Err(e),
                     };
-                    touched.push(logical.clone());
-                    match result {
-                        Ok(made) => {
-                            let now = live_of(made, &kind_name, props.clone(), retain);
-                            self.resource(
-                                &account,
-                                &region,
-                                &name,
-                                logical,
-                                &kind_name,
-                                Some(&now),
-                                &props,
-                                "UPDATE_COMPLETE",
-                                None,
-                            )
-                            .await;
-                            live.insert(logical.clone(), now);
-                        }
-                        Err(e) => {
-                            self.resource(
-                                &account,
-                                &region,
-                                &name,
-                                logical,
-                                &kind_name,
-                                Some(&old),
-                                &props,
-                                "UPDATE_FAILED",
-                                Some(e.clone()),
-                            )
-                            .await;
-                            failure = Some((logical.clone(), e));
-                            break;
-                        }
-                    }
+                    (result, "UPDATE_COMPLETE", "UPDATE_FAILED", Some(old))
                 }
                 None => {
-                    self.resource(
-                        &account,
-                        &region,
-                        &name,
+                    on.mark(
                         logical,
                         &kind_name,
                         None,
@@ -361,41 +335,30 @@ impl CloudFormation {
                         None,
                     )
                     .await;
-                    touched.push(logical.clone());
-                    match provider.create(&scope, &props).await {
-                        Ok(made) => {
-                            let now = live_of(made, &kind_name, props.clone(), retain);
-                            self.resource(
-                                &account,
-                                &region,
-                                &name,
-                                logical,
-                                &kind_name,
-                                Some(&now),
-                                &props,
-                                "CREATE_COMPLETE",
-                                None,
-                            )
-                            .await;
-                            live.insert(logical.clone(), now);
-                        }
-                        Err(e) => {
-                            self.resource(
-                                &account,
-                                &region,
-                                &name,
-                                logical,
-                                &kind_name,
-                                None,
-                                &props,
-                                "CREATE_FAILED",
-                                Some(e.clone()),
-                            )
-                            .await;
-                            failure = Some((logical.clone(), e));
-                            break;
-                        }
-                    }
+                    let result = provider.create(&scope, &props).await;
+                    (result, "CREATE_COMPLETE", "CREATE_FAILED", None)
+                }
+            };
+            touched.push(logical.clone());
+            match result {
+                Ok(made) => {
+                    let now = live_of(made, &kind_name, props.clone(), retain);
+                    on.mark(logical, &kind_name, Some(&now), &props, done, None)
+                        .await;
+                    live.insert(logical.clone(), now);
+                }
+                Err(e) => {
+                    on.mark(
+                        logical,
+                        &kind_name,
+                        before.as_ref(),
+                        &props,
+                        failed,
+                        Some(e.clone()),
+                    )
+                    .await;
+                    failure = Some((logical.clone(), e));
+                    break;
                 }
             }
         }
@@ -985,6 +948,41 @@ impl CloudFormation {
                 .await;
             }
         }
+    }
+}
+
+/// Where resource changes are recorded: a stack of an account and region.
+struct On<'a> {
+    cf: &'a CloudFormation,
+    account: &'a str,
+    region: &'a str,
+    stack: &'a str,
+}
+
+impl On<'_> {
+    /// Records a resource's status.
+    async fn mark(
+        &self,
+        logical: &str,
+        kind: &str,
+        live: Option<&Live>,
+        properties: &Value,
+        status: &str,
+        reason: Option<String>,
+    ) {
+        self.cf
+            .resource(
+                self.account,
+                self.region,
+                self.stack,
+                logical,
+                kind,
+                live,
+                properties,
+                status,
+                reason,
+            )
+            .await;
     }
 }
 

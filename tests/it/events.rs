@@ -22,32 +22,6 @@ fn ok(r: RawResponse) -> Value {
     r.json()
 }
 
-/// The pipeline's executions, newest first, once there are `n` (waits at most 30 s).
-async fn runs(server: &Server, pipeline: &str, n: usize) -> Vec<Value> {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        let listed = server
-            .call(
-                "ListPipelineExecutions",
-                json!({ "pipelineName": pipeline }),
-            )
-            .json();
-        let all = listed["pipelineExecutionSummaries"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        if all.len() >= n {
-            assert_eq!(all.len(), n, "more executions than expected: {listed}");
-            return all;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{pipeline} never had {n} executions: {listed}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-}
-
 #[test]
 fn rules_and_targets_are_kept_and_refused_as_eventbridge_words_it() {
     let server = Server::start();
@@ -205,7 +179,7 @@ async fn an_s3_source_that_does_not_poll_is_started_by_the_rule_that_targets_it(
         finished(&cp, "site", &first).await,
         PipelineExecutionStatus::Succeeded
     );
-    runs(&server, "site", 1).await;
+    crate::git::executions(&server, "site", 1).await;
     let put = |body: &'static [u8]| {
         let s3 = s3.clone();
         async move {
@@ -234,7 +208,7 @@ async fn an_s3_source_that_does_not_poll_is_started_by_the_rule_that_targets_it(
         "site",
     );
     let v3 = put(b"v3\n").await;
-    let run = runs(&server, "site", 2).await[0].clone();
+    let run = crate::git::executions(&server, "site", 2).await[0].clone();
     assert_eq!(run["trigger"]["triggerType"], "CloudWatchEvent");
     assert_eq!(run["trigger"]["triggerDetail"], rule.as_str());
     let id = run["pipelineExecutionId"].as_str().unwrap();
@@ -242,7 +216,7 @@ async fn an_s3_source_that_does_not_poll_is_started_by_the_rule_that_targets_it(
         finished(&cp, "site", id).await,
         PipelineExecutionStatus::Succeeded
     );
-    let run = runs(&server, "site", 2).await[0].clone();
+    let run = crate::git::executions(&server, "site", 2).await[0].clone();
     assert_eq!(run["sourceRevisions"][0]["revisionId"], v3.as_str());
 
     // A disabled rule starts nothing; an event put with PutEvents that a rule selects does.
@@ -272,7 +246,7 @@ async fn an_s3_source_that_does_not_poll_is_started_by_the_rule_that_targets_it(
     assert!(answer["Entries"][0]["EventId"].is_string());
     assert_eq!(answer["Entries"][2]["ErrorCode"], "MalformedDetail");
     assert_eq!(answer["Entries"][3]["ErrorCode"], "InvalidArgument");
-    let run = runs(&server, "site", 3).await[0].clone();
+    let run = crate::git::executions(&server, "site", 3).await[0].clone();
     assert_eq!(run["trigger"]["triggerType"], "CloudWatchEvent");
     assert_eq!(run["trigger"]["triggerDetail"], custom.as_str());
 }
@@ -323,7 +297,7 @@ async fn a_codecommit_source_that_does_not_poll_is_started_by_the_repository_rul
         finished(&cp, "app", &first).await,
         PipelineExecutionStatus::Succeeded
     );
-    runs(&server, "app", 1).await;
+    crate::git::executions(&server, "app", 1).await;
     // No rule: a push starts nothing. The rule AWS documents for the branch: the next does.
     crate::git::commit_change(&dir, "<h1>v2</h1>\n", "Second");
     crate::git::git(&dir, &["push", "-q", "origin", "main"]);
@@ -338,7 +312,7 @@ async fn a_codecommit_source_that_does_not_poll_is_started_by_the_repository_rul
     );
     let third = crate::git::commit_change(&dir, "<h1>v3</h1>\n", "Third");
     crate::git::git(&dir, &["push", "-q", "origin", "main"]);
-    let run = runs(&server, "app", 2).await[0].clone();
+    let run = crate::git::executions(&server, "app", 2).await[0].clone();
     assert_eq!(run["trigger"]["triggerType"], "CloudWatchEvent");
     assert_eq!(run["trigger"]["triggerDetail"], rule.as_str());
     let id = run["pipelineExecutionId"].as_str().unwrap();
@@ -346,6 +320,6 @@ async fn a_codecommit_source_that_does_not_poll_is_started_by_the_repository_rul
         finished(&cp, "app", id).await,
         PipelineExecutionStatus::Succeeded
     );
-    let run = runs(&server, "app", 2).await[0].clone();
+    let run = crate::git::executions(&server, "app", 2).await[0].clone();
     assert_eq!(run["sourceRevisions"][0]["revisionId"], third.as_str());
 }

@@ -380,7 +380,7 @@ pub(crate) fn tail(arn: &str) -> &str {
 }
 
 /// The pipeline's executions, newest first, once there are `n` (waits at most 30 s).
-async fn executions(server: &Server, pipeline: &str, n: usize) -> Vec<Value> {
+pub(crate) async fn executions(server: &Server, pipeline: &str, n: usize) -> Vec<Value> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
         let listed = server

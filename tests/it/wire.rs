@@ -191,12 +191,7 @@ fn unknown_services_answer_in_their_protocol() {
 fn the_aws_cli_reads_an_unknown_query_service_s_error() {
     let server = Server::start();
     let out = std::process::Command::new("aws")
-        .args([
-            "--endpoint-url",
-            &server.endpoint,
-            "sns",
-            "list-topics",
-        ])
+        .args(["--endpoint-url", &server.endpoint, "sns", "list-topics"])
         .env("AWS_ACCESS_KEY_ID", "test")
         .env("AWS_SECRET_ACCESS_KEY", "test")
         .env("AWS_DEFAULT_REGION", "eu-central-1")

@@ -28,6 +28,8 @@ pub struct Regional<E, R> {
     regions: RwLock<BTreeMap<String, R>>,
     writer: StreamWriter,
     fold: fn(&mut R, E),
+    /// Told after every change this process records, for those who wait for a state.
+    changed: tokio::sync::Notify,
 }
 
 impl<E: EventType, R: Default + Clone + Serialize + DeserializeOwned + Send + Sync> Regional<E, R> {
@@ -45,6 +47,7 @@ impl<E: EventType, R: Default + Clone + Serialize + DeserializeOwned + Send + Sy
             regions: RwLock::new(BTreeMap::new()),
             writer: StreamWriter::new(256),
             fold,
+            changed: tokio::sync::Notify::new(),
         }
     }
 
@@ -71,6 +74,12 @@ impl<E: EventType, R: Default + Clone + Serialize + DeserializeOwned + Send + Sy
             Some(state) => f(state),
             None => f(&R::default()),
         }
+    }
+
+    /// Resolves at the next change recorded after it is first polled (see
+    /// [`tokio::sync::Notify::notified`]): create it, look at the state, then await it.
+    pub fn changed(&self) -> tokio::sync::futures::Notified<'_> {
+        self.changed.notified()
     }
 
     /// The accounts and regions that have state.
@@ -103,6 +112,7 @@ impl<E: EventType, R: Default + Clone + Serialize + DeserializeOwned + Send + Sy
         for r in &recorded {
             self.apply(r);
         }
+        self.changed.notify_waiters();
         Ok(recorded)
     }
 }

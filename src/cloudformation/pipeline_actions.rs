@@ -19,9 +19,6 @@ use crate::codepipeline::actions::{StackRequest, StackResult, Stacks};
 /// an action's is an hour).
 const LONGEST: Duration = Duration::from_secs(3600);
 
-/// How often the stack's state is looked at while it is waited for.
-const LOOK_EVERY: Duration = Duration::from_millis(100);
-
 /// CloudFormation as the CloudFormation deploy action reads it.
 pub struct PipelineStacks(pub Arc<CloudFormation>);
 
@@ -194,12 +191,16 @@ async fn run(
 async fn settle(cf: &CloudFormation, account: &str, region: &str, name: &str) -> Option<Stack> {
     let deadline = tokio::time::Instant::now() + LONGEST;
     loop {
+        // Asked for before the look, so that a change between the look and the wait wakes it.
+        let changed = cf.stacks.changed();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
         let stack = cf.stack(account, region, name)?;
         let busy = stack.status.ends_with("_IN_PROGRESS") && stack.status != "REVIEW_IN_PROGRESS";
         if !busy || tokio::time::Instant::now() >= deadline {
             return Some(stack);
         }
-        tokio::time::sleep(LOOK_EVERY).await;
+        let _ = tokio::time::timeout_at(deadline, changed).await;
     }
 }
 

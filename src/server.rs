@@ -931,6 +931,12 @@ impl crate::cloudformation::providers::Services for InProcess {
                 "ssm" => crate::ssm::api::call(&state.ssm, ctx, operation, &input)
                     .await
                     .map_err(aws),
+                "events" => {
+                    let registry = &state.codepipeline.registry;
+                    crate::events::api::call(&state.events, registry, ctx, operation, &input)
+                        .await
+                        .map_err(aws)
+                }
                 "codebuild" => {
                     crate::codebuild::api::call(&state.codebuild, ctx, operation, &input)
                         .await

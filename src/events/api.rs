@@ -132,6 +132,20 @@ fn page<T: Clone>(
     ))
 }
 
+/// One operation called in-process (CloudFormation's providers), with AWS's JSON input: the
+/// same path a client's request takes.
+pub async fn call(
+    events: &Events,
+    registry: &PipelineRegistry,
+    ctx: &RequestContext,
+    operation: &str,
+    input: &Value,
+) -> Result<Value, AwsError> {
+    let target = format!("{}.{operation}", MODEL.target_prefix);
+    let out = run(events, registry, ctx, &target, input.to_string().as_bytes()).await?;
+    serde_json::from_slice(&out).map_err(|e| AwsError::internal(e.to_string()))
+}
+
 async fn run(
     events: &Events,
     registry: &PipelineRegistry,

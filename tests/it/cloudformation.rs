@@ -35,6 +35,25 @@ fn stack(server: &Server, name: &str) -> Value {
         .clone()
 }
 
+/// Runs a CloudFormation waiter on a stack; on a failure, the stack's events say why.
+fn wait(server: &Server, waiter: &str, name: &str) {
+    if let Err(e) = cfn(
+        server,
+        &["cloudformation", "wait", waiter, "--stack-name", name],
+    ) {
+        let events = cfn(
+            server,
+            &[
+                "cloudformation",
+                "describe-stack-events",
+                "--stack-name",
+                name,
+            ],
+        );
+        panic!("{waiter} {name}: {e}\n{events:?}");
+    }
+}
+
 fn output(stack: &Value, key: &str) -> String {
     stack["Outputs"]
         .as_array()
@@ -856,4 +875,184 @@ async fn the_deploy_action_runs_each_mode_with_its_files_overrides_and_outputs()
         message.contains("ROLLBACK_COMPLETE") && message.contains("AWS::SQS::Queue"),
         "{deploy}"
     );
+}
+
+#[tokio::test]
+async fn rules_custom_action_types_and_webhooks_are_made_from_a_template() {
+    let server = Server::start();
+    let template = r#"
+Resources:
+  Source: {Type: AWS::S3::Bucket, Properties: {VersioningConfiguration: {Status: Enabled}}}
+  Target: {Type: AWS::S3::Bucket}
+  Pipeline:
+    Type: AWS::CodePipeline::Pipeline
+    Properties:
+      RoleArn: !Sub arn:aws:iam::${AWS::AccountId}:role/role
+      ArtifactStore: {Type: S3, Location: !Ref Target}
+      Stages:
+        - Name: Source
+          Actions:
+            - Name: Source
+              ActionTypeId: {Category: Source, Owner: AWS, Provider: S3, Version: 1}
+              Configuration: {S3Bucket: !Ref Source, S3ObjectKey: app.zip, PollForSourceChanges: false}
+              OutputArtifacts: [{Name: code}]
+        - Name: Deploy
+          Actions:
+            - Name: Deploy
+              ActionTypeId: {Category: Deploy, Owner: AWS, Provider: S3, Version: 1}
+              Configuration: {BucketName: !Ref Target, Extract: true}
+              InputArtifacts: [{Name: code}]
+  Rule:
+    Type: AWS::Events::Rule
+    Properties:
+      EventPattern: {source: [acme.release]}
+      Targets:
+        - Id: pipeline
+          Arn: !Sub arn:aws:codepipeline:${AWS::Region}:${AWS::AccountId}:${Pipeline}
+  Custom:
+    Type: AWS::CodePipeline::CustomActionType
+    Properties:
+      Category: Build
+      Provider: MyTool
+      Version: "1"
+      Settings: {EntityUrlTemplate: "https://tool.example/{Config:Project}"}
+      ConfigurationProperties: [{Name: Project, Required: true, Key: true, Secret: false}]
+      InputArtifactDetails: {MinimumCount: 0, MaximumCount: 1}
+      OutputArtifactDetails: {MinimumCount: 0, MaximumCount: 1}
+  Hook:
+    Type: AWS::CodePipeline::Webhook
+    Properties:
+      Authentication: UNAUTHENTICATED
+      AuthenticationConfiguration: {}
+      Filters: [{JsonPath: "$.ref", MatchEquals: refs/heads/main}]
+      TargetPipeline: !Ref Pipeline
+      TargetAction: Source
+      TargetPipelineVersion: 1
+Outputs:
+  Pipeline: {Value: !Ref Pipeline}
+  RuleArn: {Value: !GetAtt Rule.Arn}
+  HookUrl: {Value: !GetAtt Hook.Url}
+"#;
+    cfn(
+        &server,
+        &[
+            "cloudformation",
+            "create-stack",
+            "--stack-name",
+            "wired",
+            "--template-body",
+            template,
+        ],
+    )
+    .unwrap();
+    wait(&server, "stack-create-complete", "wired");
+    let made = stack(&server, "wired");
+    let (pipeline, rule) = (output(&made, "Pipeline"), output(&made, "RuleArn"));
+    assert!(
+        rule.starts_with("arn:aws:events:eu-central-1:000000000000:rule/wired-Rule-"),
+        "{rule}"
+    );
+    assert!(
+        output(&made, "HookUrl").contains("/_codepipeline_local/webhooks/"),
+        "{made}"
+    );
+    // The rule starts the pipeline on an event that matches.
+    let cp = server.codepipeline();
+    let first = crate::engine::latest_execution(&cp, &pipeline).await;
+    finished(&cp, &pipeline, &first).await;
+    let put = json(
+        &server,
+        &[
+            "events",
+            "put-events",
+            "--entries",
+            r#"[{"Source": "acme.release", "DetailType": "Release", "Detail": "{}"}]"#,
+        ],
+    );
+    assert_eq!(put["FailedEntryCount"], 0);
+    let runs = crate::git::executions(&server, &pipeline, 2).await;
+    assert_eq!(runs[0]["trigger"]["triggerType"], "CloudWatchEvent");
+    assert_eq!(runs[0]["trigger"]["triggerDetail"], rule.as_str());
+    let types = json(
+        &server,
+        &[
+            "codepipeline",
+            "list-action-types",
+            "--action-owner-filter",
+            "Custom",
+        ],
+    );
+    assert_eq!(types["actionTypes"][0]["id"]["provider"], "MyTool");
+    let hooks = json(&server, &["codepipeline", "list-webhooks"]);
+    assert_eq!(
+        hooks["webhooks"][0]["definition"]["targetPipeline"],
+        pipeline.as_str()
+    );
+    assert_eq!(
+        hooks["webhooks"][0]["definition"]["authenticationConfiguration"],
+        serde_json::json!({})
+    );
+
+    // Deleting the stack takes them away (its buckets emptied first).
+    for logical in ["Source", "Target"] {
+        let bucket = physical(&server, "wired", logical);
+        let versions = json(
+            &server,
+            &["s3api", "list-object-versions", "--bucket", &bucket],
+        );
+        for v in versions["Versions"].as_array().into_iter().flatten() {
+            cfn(
+                &server,
+                &[
+                    "s3api",
+                    "delete-object",
+                    "--bucket",
+                    &bucket,
+                    "--key",
+                    v["Key"].as_str().unwrap(),
+                    "--version-id",
+                    v["VersionId"].as_str().unwrap(),
+                ],
+            )
+            .unwrap();
+        }
+        cfn(
+            &server,
+            &["s3", "rm", &format!("s3://{bucket}"), "--recursive"],
+        )
+        .unwrap();
+    }
+    cfn(
+        &server,
+        &["cloudformation", "delete-stack", "--stack-name", "wired"],
+    )
+    .unwrap();
+    cfn(
+        &server,
+        &[
+            "cloudformation",
+            "wait",
+            "stack-delete-complete",
+            "--stack-name",
+            "wired",
+        ],
+    )
+    .unwrap();
+    let name = rule.rsplit('/').next().unwrap();
+    let e = cfn(&server, &["events", "describe-rule", "--name", name]).unwrap_err();
+    assert!(e.contains("ResourceNotFoundException"), "{e}");
+    assert_eq!(
+        json(&server, &["codepipeline", "list-webhooks"])["webhooks"],
+        serde_json::json!([])
+    );
+    let types = json(
+        &server,
+        &[
+            "codepipeline",
+            "list-action-types",
+            "--action-owner-filter",
+            "Custom",
+        ],
+    );
+    assert_eq!(types["actionTypes"], serde_json::json!([]));
 }

@@ -5,7 +5,34 @@
 use futures_util::future::BoxFuture;
 use serde_json::{json, Value};
 
-use super::{camel, changed, text, Made, Provider, Scope, Updated};
+use super::{camel, changed, text, typed, Made, Provider, Scope, Types, Updated};
+
+/// How CodeBuild's input types the members CloudFormation may write otherwise.
+const TYPES: Types = Types {
+    strings: &[
+        "name",
+        "value",
+        "buildspec",
+        "location",
+        "image",
+        "sourceVersion",
+    ],
+    numbers: &[
+        "timeoutInMinutes",
+        "queuedTimeoutInMinutes",
+        "gitCloneDepth",
+        "concurrentBuildLimit",
+    ],
+    booleans: &[
+        "privilegedMode",
+        "insecureSsl",
+        "reportBuildStatus",
+        "encryptionDisabled",
+        "overrideArtifactName",
+        "badgeEnabled",
+        "fetchSubmodules",
+    ],
+};
 
 /// The provider.
 pub struct Project;
@@ -23,7 +50,7 @@ fn input(name: &str, props: &Value) -> Value {
             map.remove(*key);
         }
     }
-    let mut input = camel(&props, &[], RENAMES);
+    let mut input = typed(&camel(&props, &[], RENAMES), &TYPES);
     input["name"] = name.into();
     input
 }

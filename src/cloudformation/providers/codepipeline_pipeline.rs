@@ -7,7 +7,14 @@
 use futures_util::future::BoxFuture;
 use serde_json::{json, Map, Value};
 
-use super::{camel, changed, text, Made, Provider, Scope, Updated};
+use super::{camel, changed, text, typed, Made, Provider, Scope, Types, Updated};
+
+/// How CodePipeline's declaration types the members CloudFormation may write otherwise.
+const TYPES: Types = Types {
+    strings: &["version", "defaultValue", "name"],
+    numbers: &["runOrder", "timeoutInMinutes"],
+    booleans: &[],
+};
 
 /// The provider.
 pub struct Pipeline;
@@ -25,7 +32,7 @@ fn declaration(name: &str, props: &Value) -> Value {
             map.remove(key);
         }
     }
-    let mut declaration = camel(&body, &["Configuration"], &[]);
+    let mut declaration = typed(&camel(&body, &["Configuration"], &[]), &TYPES);
     declaration["name"] = name.into();
     for stage in declaration["stages"].as_array_mut().into_iter().flatten() {
         for action in stage["actions"].as_array_mut().into_iter().flatten() {

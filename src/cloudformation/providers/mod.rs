@@ -5,6 +5,8 @@
 mod cdk_metadata;
 mod codebuild_project;
 mod codepipeline_pipeline;
+mod codepipeline_types;
+mod events_rule;
 mod iam_policy;
 mod iam_role;
 mod recorded;
@@ -35,7 +37,7 @@ impl std::fmt::Display for CallError {
 }
 
 /// What providers ask of the other services: one operation of a service's API (`s3`, `iam`,
-/// `ssm`, `codebuild`, `codepipeline`), with its input in AWS's JSON shape; its output in AWS's
+/// `ssm`, `codebuild`, `codepipeline`, `events`), with its input in AWS's JSON shape; its output in AWS's
 /// JSON shape, or its error.
 pub trait Services: Send + Sync {
     /// Calls `operation` of `service` as `ctx`'s account and region.
@@ -161,6 +163,9 @@ pub fn provider(kind: &str) -> Option<&'static dyn Provider> {
         "AWS::SSM::Parameter" => &ssm_parameter::SsmParameter,
         "AWS::CodeBuild::Project" => &codebuild_project::Project,
         "AWS::CodePipeline::Pipeline" => &codepipeline_pipeline::Pipeline,
+        "AWS::CodePipeline::CustomActionType" => &codepipeline_types::CustomActionType,
+        "AWS::CodePipeline::Webhook" => &codepipeline_types::Webhook,
+        "AWS::Events::Rule" => &events_rule::Rule,
         "AWS::CDK::Metadata" => &cdk_metadata::CdkMetadata,
         "AWS::KMS::Key" => &recorded::KMS_KEY,
         "AWS::KMS::Alias" => &recorded::KMS_ALIAS,
@@ -226,6 +231,51 @@ pub fn camel(v: &Value, verbatim: &[&str], renames: &[(&str, &str)]) -> Value {
     }
 }
 
+/// Which API members are of which type, for [`typed`].
+pub struct Types {
+    /// Members that are strings.
+    pub strings: &'static [&'static str],
+    /// Members that are numbers.
+    pub numbers: &'static [&'static str],
+    /// Members that are booleans.
+    pub booleans: &'static [&'static str],
+}
+
+/// Scalars as the API's members are typed, as CloudFormation converts them from its schema
+/// (`Version: 1` is the text "1", `TimeoutInMinutes: "10"` the number 10).
+pub fn typed(v: &Value, types: &Types) -> Value {
+    match v {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, item)| {
+                    let key = k.as_str();
+                    let value = match item {
+                        Value::Number(n) if types.strings.contains(&key) => {
+                            Value::String(n.to_string())
+                        }
+                        Value::Bool(b) if types.strings.contains(&key) => {
+                            Value::String(b.to_string())
+                        }
+                        Value::String(s) if types.numbers.contains(&key) => s
+                            .parse::<i64>()
+                            .map(Value::from)
+                            .unwrap_or_else(|_| item.clone()),
+                        Value::String(s) if types.booleans.contains(&key) => match s.as_str() {
+                            "true" => Value::Bool(true),
+                            "false" => Value::Bool(false),
+                            _ => item.clone(),
+                        },
+                        other => typed(other, types),
+                    };
+                    (k.clone(), value)
+                })
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(|i| typed(i, types)).collect()),
+        other => other.clone(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -238,6 +288,18 @@ mod tests {
         assert_eq!(name.len(), "my-stack-Bucket-".len() + 12);
         let long = generated(&"s".repeat(100), &"L".repeat(100), 64);
         assert_eq!(long.len(), 64);
+        let types = Types {
+            strings: &["version"],
+            numbers: &["runOrder"],
+            booleans: &["required"],
+        };
+        assert_eq!(
+            typed(
+                &json!({"a": [{"version": 1, "runOrder": "2", "required": "true", "other": 3}]}),
+                &types
+            ),
+            json!({"a": [{"version": "1", "runOrder": 2, "required": true, "other": 3}]})
+        );
         assert_eq!(
             camel(
                 &json!({"Name": "p", "Stages": [{"Actions": [{"Configuration": {"BranchName": "main"}}]}]}),

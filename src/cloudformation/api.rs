@@ -472,6 +472,19 @@ pub async fn operate(
             Ok(json!({}))
         }
         "DeleteChangeSet" => {
+            // Deleting a change set a stack does not have succeeds, as on AWS (the CDK deletes
+            // its change set's name before it makes one).
+            let named_stack = input["StackName"]
+                .as_str()
+                .and_then(|n| find_live(cf, account, region, n).ok());
+            let name = input["ChangeSetName"].as_str().unwrap_or_default();
+            if named_stack.is_some_and(|s| {
+                !s.change_sets
+                    .values()
+                    .any(|c| c.name == name || c.id == name)
+            }) {
+                return Ok(json!({}));
+            }
             let (stack, cs) = change_set_of(cf, account, region, &input)?;
             record(
                 cf,

@@ -844,6 +844,26 @@ fn resolve_at(v: &Value, scope: &Scope<'_>, depth: usize) -> Result<Option<Value
                 (scope.export)(&name).ok_or_else(|| format!("No export named {name} found."))?,
             )
         }
+        // The rule functions (in `Rules` assertions).
+        "Fn::Contains" | "Fn::EachMemberEquals" | "Fn::EachMemberIn" => {
+            let a = args(2)?;
+            let items: Vec<String> = match value(&a[0])? {
+                Value::Array(items) => items.iter().map(scalar_text).collect(),
+                other => vec![scalar_text(&other)],
+            };
+            let other = value(&a[1])?;
+            Value::Bool(match function {
+                "Fn::Contains" => items.contains(&scalar_text(&other)),
+                "Fn::EachMemberEquals" => items.iter().all(|i| *i == scalar_text(&other)),
+                _ => {
+                    let allowed: Vec<String> = match other {
+                        Value::Array(list) => list.iter().map(scalar_text).collect(),
+                        single => vec![scalar_text(&single)],
+                    };
+                    items.iter().all(|i| allowed.contains(i))
+                }
+            })
+        }
         "Fn::ToJsonString" => Value::String(value(arg)?.to_string()),
         "Fn::Length" => Value::Number(list(arg)?.len().into()),
         other => {
@@ -1071,6 +1091,14 @@ Resources:
             Some(json!("{\"a\":1}"))
         );
         assert_eq!(r(json!({"Fn::Length": [1, 2]})), Some(json!(2)));
+        assert_eq!(
+            r(json!({"Fn::Contains": [["1", "2"], "2"]})),
+            Some(json!(true))
+        );
+        assert_eq!(
+            r(json!({"Fn::EachMemberIn": [["1", "3"], ["1", "2"]]})),
+            Some(json!(false))
+        );
         assert_eq!(
             r(json!({"Fn::Sub": ["${x}-${AWS::AccountId}", {"x": "v"}]})),
             Some(json!("v-000000000000"))

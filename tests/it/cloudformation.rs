@@ -264,6 +264,37 @@ async fn a_template_deploys_updates_and_deletes_a_pipeline_stack() {
         ],
     )
     .unwrap();
+    let listed = json(
+        &server,
+        &["cloudformation", "list-change-sets", "--stack-name", "ci"],
+    );
+    assert_eq!(listed["Summaries"], serde_json::json!([]));
+    // A change set the stack does not have: deleted all the same, as on AWS.
+    cfn(
+        &server,
+        &[
+            "cloudformation",
+            "delete-change-set",
+            "--stack-name",
+            "ci",
+            "--change-set-name",
+            "never-made",
+        ],
+    )
+    .unwrap();
+    let e = cfn(
+        &server,
+        &[
+            "cloudformation",
+            "describe-change-set",
+            "--stack-name",
+            "ci",
+            "--change-set-name",
+            "never-made",
+        ],
+    )
+    .unwrap_err();
+    assert!(e.contains("ChangeSet [never-made] does not exist"), "{e}");
 
     // An update: a resource its condition adds, one updated in place.
     let out = deploy(&server, &template, &["Env=prod"]).unwrap();

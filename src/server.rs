@@ -931,6 +931,12 @@ impl crate::cloudformation::providers::Services for InProcess {
                 "ssm" => crate::ssm::api::call(&state.ssm, ctx, operation, &input)
                     .await
                     .map_err(aws),
+                "lambda" => {
+                    let objects = state.objects.as_ref();
+                    crate::lambda::api::call(&state.lambda, objects, ctx, operation, &input)
+                        .await
+                        .map_err(aws)
+                }
                 "events" => {
                     let registry = &state.codepipeline.registry;
                     crate::events::api::call(&state.events, registry, ctx, operation, &input)

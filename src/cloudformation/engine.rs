@@ -226,6 +226,8 @@ impl CloudFormation {
         let before = live.clone();
         let mut touched: Vec<String> = Vec::new();
         let mut replaced: Vec<(String, Live)> = Vec::new();
+        // Replaced resources whose `UpdateReplacePolicy` keeps the old one.
+        let mut retained: BTreeSet<String> = BTreeSet::new();
         let mut failure: Option<(String, String)> = None;
         let order = template.order().unwrap_or_default();
         let declared = template.resources();
@@ -318,6 +320,9 @@ impl CloudFormation {
                             let made = provider.create(&scope, &props).await;
                             if made.is_ok() {
                                 replaced.push((logical.clone(), old.clone()));
+                                if declaration["UpdateReplacePolicy"].as_str() == Some("Retain") {
+                                    retained.insert(logical.clone());
+                                }
                             }
                             made
                         }
@@ -450,8 +455,8 @@ impl CloudFormation {
             )
             .await;
         }
-        for (logical, old) in replaced {
-            self.delete_replaced(&ctx, &name, &logical, &old).await;
+        for (logical, old) in replaced.iter().filter(|(l, _)| !retained.contains(l)) {
+            self.delete_replaced(&ctx, &name, logical, old).await;
         }
         self.status(&account, &region, &name, "UPDATE_COMPLETE", None)
             .await;

@@ -239,6 +239,38 @@ pub async fn handle(
     }
 }
 
+/// One operation called in-process (CloudFormation's providers), with AWS's JSON input (the
+/// function's name as `FunctionName`), through the model's checks and the operation's own code.
+pub async fn call(
+    lambda: &std::sync::Arc<Lambda>,
+    objects: &dyn ObjectStore,
+    ctx: &RequestContext,
+    operation: &str,
+    input: &Value,
+) -> Result<Value, AwsError> {
+    MODEL.validate_input(operation, input)?;
+    let name = function_name(input["FunctionName"].as_str().unwrap_or_default());
+    let response = match operation {
+        "CreateFunction" => create(lambda, objects, ctx, input.clone()).await?,
+        "UpdateFunctionCode" => update_code(lambda, objects, ctx, &name, input.clone()).await?,
+        "UpdateFunctionConfiguration" => {
+            update_configuration(lambda, ctx, &name, input.clone()).await?
+        }
+        "DeleteFunction" => {
+            lambda
+                .execute(&ctx.account_id, &ctx.region, &name, FunctionCommand::Delete)
+                .await
+                .map_err(|e| failure(e, ctx, &name))?;
+            return Ok(json!({}));
+        }
+        other => return Err(AwsError::not_supported("Lambda", other)),
+    };
+    // The answers here are whole JSON bodies.
+    let bytes = actix_web::body::MessageBody::try_into_bytes(response.into_body())
+        .map_err(|_| AwsError::internal("the answer is not a whole body"))?;
+    serde_json::from_slice(&bytes).map_err(|e| AwsError::internal(e.to_string()))
+}
+
 async fn serve(
     lambda: &std::sync::Arc<Lambda>,
     objects: &dyn ObjectStore,

@@ -1087,3 +1087,149 @@ Outputs:
     );
     assert_eq!(types["actionTypes"], serde_json::json!([]));
 }
+
+#[test]
+fn a_lambda_function_is_made_updated_and_deleted_from_a_template() {
+    let server = Server::start();
+    let template = |message: &str| {
+        format!(
+            "Resources:\n  Role:\n    Type: AWS::IAM::Role\n    Properties:\n      AssumeRolePolicyDocument: {{Version: '2012-10-17', Statement: [{{Effect: Allow, Principal: {{Service: lambda.amazonaws.com}}, Action: 'sts:AssumeRole'}}]}}\n  Function:\n    Type: AWS::Lambda::Function\n    Properties:\n      Runtime: python3.12\n      Handler: index.handler\n      Role: !GetAtt Role.Arn\n      Timeout: 30\n      Environment: {{Variables: {{GREETING: hello}}}}\n      Code:\n        ZipFile: |\n          import os\n          def handler(event, context):\n              return {{'message': '{message}', 'greeting': os.environ['GREETING']}}\n  Allow:\n    Type: AWS::Lambda::Permission\n    Properties: {{FunctionName: !Ref Function, Action: 'lambda:InvokeFunction', Principal: events.amazonaws.com}}\nOutputs:\n  Name: {{Value: !Ref Function}}\n  Arn: {{Value: !GetAtt Function.Arn}}\n"
+        )
+    };
+    cfn(
+        &server,
+        &[
+            "cloudformation",
+            "create-stack",
+            "--stack-name",
+            "fn",
+            "--capabilities",
+            "CAPABILITY_IAM",
+            "--template-body",
+            &template("first"),
+        ],
+    )
+    .unwrap();
+    wait(&server, "stack-create-complete", "fn");
+    let made = stack(&server, "fn");
+    let name = output(&made, "Name");
+    assert_eq!(
+        output(&made, "Arn"),
+        format!("arn:aws:lambda:eu-central-1:000000000000:function:{name}")
+    );
+    let scratch = tempfile::tempdir().unwrap();
+    let out = scratch.path().join("answer.json");
+    let invoke = |server: &Server| {
+        cfn(
+            server,
+            &[
+                "lambda",
+                "invoke",
+                "--function-name",
+                &name,
+                out.to_str().unwrap(),
+            ],
+        )
+        .unwrap();
+        serde_json::from_str::<Value>(&std::fs::read_to_string(&out).unwrap()).unwrap()
+    };
+    assert_eq!(
+        invoke(&server),
+        serde_json::json!({"message": "first", "greeting": "hello"})
+    );
+    cfn(
+        &server,
+        &[
+            "cloudformation",
+            "update-stack",
+            "--stack-name",
+            "fn",
+            "--capabilities",
+            "CAPABILITY_IAM",
+            "--template-body",
+            &template("second"),
+        ],
+    )
+    .unwrap();
+    wait(&server, "stack-update-complete", "fn");
+    assert_eq!(invoke(&server)["message"], "second");
+    cfn(
+        &server,
+        &["cloudformation", "delete-stack", "--stack-name", "fn"],
+    )
+    .unwrap();
+    wait(&server, "stack-delete-complete", "fn");
+    let e = cfn(
+        &server,
+        &["lambda", "get-function", "--function-name", &name],
+    )
+    .unwrap_err();
+    assert!(e.contains("ResourceNotFoundException"), "{e}");
+}
+
+#[test]
+fn a_replacement_keeps_the_old_resource_when_its_update_replace_policy_retains_it() {
+    let server = Server::start();
+    let template = |name: &str, policy: &str| {
+        format!("Resources:\n  P:\n    Type: AWS::SSM::Parameter\n    UpdateReplacePolicy: {policy}\n    Properties: {{Name: {name}, Type: String, Value: v}}\n")
+    };
+    cfn(
+        &server,
+        &[
+            "cloudformation",
+            "create-stack",
+            "--stack-name",
+            "keep",
+            "--template-body",
+            &template("/keep/a", "Retain"),
+        ],
+    )
+    .unwrap();
+    wait(&server, "stack-create-complete", "keep");
+    cfn(
+        &server,
+        &[
+            "cloudformation",
+            "update-stack",
+            "--stack-name",
+            "keep",
+            "--template-body",
+            &template("/keep/b", "Retain"),
+        ],
+    )
+    .unwrap();
+    wait(&server, "stack-update-complete", "keep");
+    cfn(
+        &server,
+        &[
+            "cloudformation",
+            "update-stack",
+            "--stack-name",
+            "keep",
+            "--template-body",
+            &template("/keep/c", "Delete"),
+        ],
+    )
+    .unwrap();
+    wait(&server, "stack-update-complete", "keep");
+    let left = json(
+        &server,
+        &[
+            "ssm",
+            "get-parameters",
+            "--names",
+            "/keep/a",
+            "/keep/b",
+            "/keep/c",
+        ],
+    );
+    let names: Vec<&str> = left["Parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["Name"].as_str().unwrap())
+        .collect();
+    // a: replaced while Retain, kept; b: replaced while Delete, deleted; c: the stack's.
+    assert_eq!(names, ["/keep/a", "/keep/c"]);
+    assert_eq!(physical(&server, "keep", "P"), "/keep/c");
+}

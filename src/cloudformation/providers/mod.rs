@@ -9,6 +9,7 @@ mod codepipeline_types;
 mod events_rule;
 mod iam_policy;
 mod iam_role;
+mod lambda_function;
 mod recorded;
 mod s3_bucket;
 mod s3_bucket_policy;
@@ -37,7 +38,7 @@ impl std::fmt::Display for CallError {
 }
 
 /// What providers ask of the other services: one operation of a service's API (`s3`, `iam`,
-/// `ssm`, `codebuild`, `codepipeline`, `events`), with its input in AWS's JSON shape; its output in AWS's
+/// `ssm`, `codebuild`, `codepipeline`, `events`, `lambda`), with its input in AWS's JSON shape; its output in AWS's
 /// JSON shape, or its error.
 pub trait Services: Send + Sync {
     /// Calls `operation` of `service` as `ctx`'s account and region.
@@ -166,6 +167,8 @@ pub fn provider(kind: &str) -> Option<&'static dyn Provider> {
         "AWS::CodePipeline::CustomActionType" => &codepipeline_types::CustomActionType,
         "AWS::CodePipeline::Webhook" => &codepipeline_types::Webhook,
         "AWS::Events::Rule" => &events_rule::Rule,
+        "AWS::Lambda::Function" => &lambda_function::Function,
+        "AWS::Lambda::Permission" => &lambda_function::Permission,
         "AWS::CDK::Metadata" => &cdk_metadata::CdkMetadata,
         "AWS::KMS::Key" => &recorded::KMS_KEY,
         "AWS::KMS::Alias" => &recorded::KMS_ALIAS,

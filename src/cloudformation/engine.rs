@@ -819,21 +819,39 @@ impl CloudFormation {
         }
     }
 
+    /// Deletes the old copy of a replaced resource in the cleanup; its events say how it went
+    /// (a failure leaves it, and the update complete, as on AWS).
     async fn delete_replaced(&self, ctx: &RequestContext, stack: &str, logical: &str, old: &Live) {
+        let (account, region) = (ctx.account_id.as_str(), ctx.region.as_str());
+        let event = |status: &str, reason: Option<String>| StackChange::Event {
+            stack: stack.to_string(),
+            event: super::stacks::Event {
+                id: uuid::Uuid::new_v4().to_string(),
+                logical: logical.to_string(),
+                physical_id: Some(old.physical_id.clone()),
+                kind: old.kind.clone(),
+                status: status.to_string(),
+                reason,
+                at: crate::aws::now_epoch(),
+            },
+        };
+        self.record(account, region, vec![event("DELETE_IN_PROGRESS", None)])
+            .await;
         let scope = ProviderScope {
             ctx,
             services: self.services(),
             stack,
             logical,
         };
-        if let Some(p) = provider(&old.kind) {
-            if let Err(e) = p.delete(&scope, &old.physical_id, &old.properties).await {
-                log::warn!(
-                    "the replaced {logical} ({}) of stack {stack} was not deleted: {e}",
-                    old.physical_id
-                );
-            }
-        }
+        let result = match provider(&old.kind) {
+            Some(p) => p.delete(&scope, &old.physical_id, &old.properties).await,
+            None => Ok(()),
+        };
+        let done = match result {
+            Ok(()) => event("DELETE_COMPLETE", None),
+            Err(e) => event("DELETE_FAILED", Some(e)),
+        };
+        self.record(account, region, vec![done]).await;
     }
 
     /// Deletes stack `name` whose `DELETE_IN_PROGRESS` is recorded: its resources in the reverse

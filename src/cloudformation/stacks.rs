@@ -229,6 +229,14 @@ pub enum StackChange {
         /// The event's id.
         event: String,
     },
+    /// An event of a physical resource that is no longer the stack's resource: the old copy of
+    /// a replaced one, deleted during the cleanup.
+    Event {
+        /// The stack.
+        stack: String,
+        /// The event.
+        event: Event,
+    },
     /// A resource left the stack (deleted, or replaced and the old one gone).
     ResourceGone {
         /// The stack.
@@ -372,6 +380,11 @@ pub fn fold(region: &mut RegionStacks, change: StackChange) {
                 };
                 push_event(s, record);
                 s.resources.insert(logical, *resource);
+            }
+        }
+        StackChange::Event { stack, event } => {
+            if let Some(s) = region.live.get_mut(&stack) {
+                push_event(s, event);
             }
         }
         StackChange::ResourceGone { stack, logical } => {

@@ -54,6 +54,41 @@ fn wait(server: &Server, waiter: &str, name: &str) {
     }
 }
 
+/// Empties a bucket, every version and delete marker too (a bucket is deleted only empty).
+fn empty_bucket(server: &Server, bucket: &str) {
+    cfn(
+        server,
+        &["s3", "rm", &format!("s3://{bucket}"), "--recursive"],
+    )
+    .unwrap();
+    let versions = json(
+        server,
+        &["s3api", "list-object-versions", "--bucket", bucket],
+    );
+    let all = versions["Versions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .chain(versions["DeleteMarkers"].as_array().into_iter().flatten());
+    for v in all {
+        let (key, id) = (v["Key"].as_str().unwrap(), v["VersionId"].as_str().unwrap());
+        cfn(
+            server,
+            &[
+                "s3api",
+                "delete-object",
+                "--bucket",
+                bucket,
+                "--key",
+                key,
+                "--version-id",
+                id,
+            ],
+        )
+        .unwrap();
+    }
+}
+
 fn output(stack: &Value, key: &str) -> String {
     stack["Outputs"]
         .as_array()
@@ -413,6 +448,21 @@ async fn a_template_deploys_updates_and_deletes_a_pipeline_stack() {
     let now = buckets(&server);
     assert!(now.contains(&"ci-artifacts-replaced".to_string()));
     assert!(!now.contains(&old_artifacts), "{now:?}");
+    // The cleanup's deletion of the old bucket is in the stack's events.
+    let events = json(
+        &server,
+        &[
+            "cloudformation",
+            "describe-stack-events",
+            "--stack-name",
+            "ci",
+        ],
+    );
+    let old_deleted = events["StackEvents"].as_array().unwrap().iter().any(|e| {
+        e["PhysicalResourceId"] == old_artifacts.as_str()
+            && e["ResourceStatus"] == "DELETE_COMPLETE"
+    });
+    assert!(old_deleted, "{events}");
     let declared = json(
         &server,
         &["codepipeline", "get-pipeline", "--name", &pipeline],
@@ -440,43 +490,8 @@ async fn a_template_deploys_updates_and_deletes_a_pipeline_stack() {
     assert!(e.contains("No updates are to be performed."), "{e}");
 
     // Deleting the stack deletes what it made (the source bucket emptied first, as on AWS).
-    let source = physical(&server, "ci", "Source");
-    cfn(
-        &server,
-        &["s3", "rm", &format!("s3://{source}"), "--recursive"],
-    )
-    .unwrap();
-    let versions = json(
-        &server,
-        &["s3api", "list-object-versions", "--bucket", &source],
-    );
-    for v in versions["Versions"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .chain(versions["DeleteMarkers"].as_array().into_iter().flatten())
-    {
-        cfn(
-            &server,
-            &[
-                "s3api",
-                "delete-object",
-                "--bucket",
-                &source,
-                "--key",
-                v["Key"].as_str().unwrap(),
-                "--version-id",
-                v["VersionId"].as_str().unwrap(),
-            ],
-        )
-        .unwrap();
-    }
-    let artifacts = "ci-artifacts-replaced";
-    cfn(
-        &server,
-        &["s3", "rm", &format!("s3://{artifacts}"), "--recursive"],
-    )
-    .unwrap();
+    empty_bucket(&server, &physical(&server, "ci", "Source"));
+    empty_bucket(&server, "ci-artifacts-replaced");
     cfn(
         &server,
         &["cloudformation", "delete-stack", "--stack-name", "ci"],
@@ -1026,32 +1041,7 @@ Outputs:
 
     // Deleting the stack takes them away (its buckets emptied first).
     for logical in ["Source", "Target"] {
-        let bucket = physical(&server, "wired", logical);
-        let versions = json(
-            &server,
-            &["s3api", "list-object-versions", "--bucket", &bucket],
-        );
-        for v in versions["Versions"].as_array().into_iter().flatten() {
-            cfn(
-                &server,
-                &[
-                    "s3api",
-                    "delete-object",
-                    "--bucket",
-                    &bucket,
-                    "--key",
-                    v["Key"].as_str().unwrap(),
-                    "--version-id",
-                    v["VersionId"].as_str().unwrap(),
-                ],
-            )
-            .unwrap();
-        }
-        cfn(
-            &server,
-            &["s3", "rm", &format!("s3://{bucket}"), "--recursive"],
-        )
-        .unwrap();
+        empty_bucket(&server, &physical(&server, "wired", logical));
     }
     cfn(
         &server,

@@ -775,16 +775,7 @@ impl CloudFormation {
             None,
         )
         .await;
-        let scope = ProviderScope {
-            ctx,
-            services: self.services(),
-            stack,
-            logical,
-        };
-        let result = match provider(&old.kind) {
-            Some(p) => p.delete(&scope, &old.physical_id, &old.properties).await,
-            None => Ok(()),
-        };
+        let result = self.delete_physical(ctx, stack, logical, old).await;
         match result {
             Ok(()) => {
                 self.resource(
@@ -819,6 +810,27 @@ impl CloudFormation {
         }
     }
 
+    /// Deletes a resource's physical copy through its type's provider (a type no provider
+    /// serves made nothing to delete).
+    async fn delete_physical(
+        &self,
+        ctx: &RequestContext,
+        stack: &str,
+        logical: &str,
+        old: &Live,
+    ) -> Result<(), String> {
+        let scope = ProviderScope {
+            ctx,
+            services: self.services(),
+            stack,
+            logical,
+        };
+        match provider(&old.kind) {
+            Some(p) => p.delete(&scope, &old.physical_id, &old.properties).await,
+            None => Ok(()),
+        }
+    }
+
     /// Deletes the old copy of a replaced resource in the cleanup; its events say how it went
     /// (a failure leaves it, and the update complete, as on AWS).
     async fn delete_replaced(&self, ctx: &RequestContext, stack: &str, logical: &str, old: &Live) {
@@ -837,16 +849,7 @@ impl CloudFormation {
         };
         self.record(account, region, vec![event("DELETE_IN_PROGRESS", None)])
             .await;
-        let scope = ProviderScope {
-            ctx,
-            services: self.services(),
-            stack,
-            logical,
-        };
-        let result = match provider(&old.kind) {
-            Some(p) => p.delete(&scope, &old.physical_id, &old.properties).await,
-            None => Ok(()),
-        };
+        let result = self.delete_physical(ctx, stack, logical, old).await;
         let done = match result {
             Ok(()) => event("DELETE_COMPLETE", None),
             Err(e) => event("DELETE_FAILED", Some(e)),

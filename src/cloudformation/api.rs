@@ -42,6 +42,7 @@ pub const SERVED: &[&str] = &[
     "DeleteChangeSet",
     "ListChangeSets",
     "ListExports",
+    "ListImports",
 ];
 
 /// Whether a query `Action` is one of CloudFormation's (for unsigned requests).
@@ -259,6 +260,20 @@ pub async fn operate(
                     "Stack [{}] cannot be deleted while in status {}",
                     stack.name, stack.status
                 )));
+            }
+            // A stack whose export another stack imports stays as it is; its events say why.
+            let importers = cf.importers(account, region);
+            let in_use = stack.outputs.iter().find_map(|o| {
+                let name = o.export.as_ref()?;
+                let user = importers.get(name)?.iter().find(|u| **u != stack.name)?;
+                Some(format!(
+                    "Export {name} cannot be deleted as it is in use by {user}"
+                ))
+            });
+            if let Some(reason) = in_use {
+                let same = status_change(&stack.name, &stack.status, Some(reason));
+                record(cf, account, region, vec![same]).await?;
+                return Ok(json!({}));
             }
             record(
                 cf,
@@ -524,6 +539,19 @@ pub async fn operate(
                 .map(|(name, (value, stack))| json!({"ExportingStackId": stack, "Name": name, "Value": value}))
                 .collect();
             Ok(json!({ "Exports": exports }))
+        }
+        "ListImports" => {
+            let name = text("ExportName").unwrap_or_default();
+            let users = cf
+                .importers(account, region)
+                .remove(&name)
+                .unwrap_or_default();
+            if users.is_empty() {
+                return Err(validation(format!(
+                    "Export '{name}' is not imported by any stack."
+                )));
+            }
+            Ok(json!({ "Imports": users }))
         }
         other => Err(QueryError::new(
             501,
@@ -800,9 +828,11 @@ fn new_stack(id: &str, name: &str, status: &str, input: &Value) -> Stack {
         description: None,
         parameters: BTreeMap::new(),
         previous: None,
+        before_update: None,
         no_echo: Vec::new(),
         capabilities: Vec::new(),
         outputs: Vec::new(),
+        imports: Vec::new(),
         tags: input["Tags"]
             .as_array()
             .into_iter()

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 
 use super::providers::{provider, Made, Scope as ProviderScope, Updated};
-use super::stacks::{Output, Resource, StackChange};
+use super::stacks::{Output, Resource, Stack, StackChange};
 use super::template::{resolve, Scope, Template};
 use super::CloudFormation;
 use crate::aws::RequestContext;
@@ -209,12 +209,19 @@ impl CloudFormation {
         {
             Ok(v) => v,
             Err(e) => {
-                let failed = if kind == Kind::Create {
-                    "ROLLBACK_COMPLETE"
-                } else {
-                    "UPDATE_ROLLBACK_COMPLETE"
-                };
-                self.status(&account, &region, &name, failed, Some(e)).await;
+                let mut live = BTreeMap::new();
+                let (before, rollback) = (BTreeMap::new(), Rollback::default());
+                self.roll_back(
+                    &ctx,
+                    &name,
+                    kind,
+                    &stack.disable_rollback,
+                    &before,
+                    &mut live,
+                    &rollback,
+                    e,
+                )
+                .await;
                 return;
             }
         };
@@ -367,8 +374,9 @@ impl CloudFormation {
                 }
             }
         }
-        if let Some((logical, reason)) = failure {
-            let _ = reason;
+        let rollback = Rollback { touched, replaced };
+        if let Some((logical, _)) = failure {
+            let reason = failed_reason(kind, &logical);
             self.roll_back(
                 &ctx,
                 &name,
@@ -376,9 +384,8 @@ impl CloudFormation {
                 &stack.disable_rollback,
                 &before,
                 &mut live,
-                &touched,
-                &replaced,
-                &logical,
+                &rollback,
+                reason,
             )
             .await;
             return;
@@ -394,20 +401,23 @@ impl CloudFormation {
                     &stack.disable_rollback,
                     &before,
                     &mut live,
-                    &touched,
-                    &replaced,
-                    &e,
+                    &rollback,
+                    e,
                 )
                 .await;
                 return;
             }
         };
+        let imports = self.with_scope(&ctx, &name, &stack.id, &template, &values, &live, |scope| {
+            template.imports(scope)
+        });
         self.record(
             &account,
             &region,
             vec![StackChange::Outputs {
                 stack: name.clone(),
                 outputs,
+                imports,
             }],
         )
         .await;
@@ -455,7 +465,11 @@ impl CloudFormation {
             )
             .await;
         }
-        for (logical, old) in replaced.iter().filter(|(l, _)| !retained.contains(l)) {
+        for (logical, old) in rollback
+            .replaced
+            .iter()
+            .filter(|(l, _)| !retained.contains(l))
+        {
             self.delete_replaced(&ctx, &name, logical, old).await;
         }
         self.status(&account, &region, &name, "UPDATE_COMPLETE", None)
@@ -494,6 +508,27 @@ impl CloudFormation {
         live: &BTreeMap<String, Live>,
         declaration: &Value,
     ) -> Result<Value, String> {
+        let props = declaration
+            .get("Properties")
+            .cloned()
+            .unwrap_or(Value::Object(Map::new()));
+        self.with_scope(ctx, stack, stack_id, template, values, live, |scope| {
+            Ok(resolve(&props, scope)?.unwrap_or(Value::Object(Map::new())))
+        })
+    }
+
+    /// Runs `f` with the scope a template's functions see in the stack as `live` has it.
+    #[allow(clippy::too_many_arguments)]
+    fn with_scope<R>(
+        &self,
+        ctx: &RequestContext,
+        stack: &str,
+        stack_id: &str,
+        template: &Template,
+        values: &Values,
+        live: &BTreeMap<String, Live>,
+        f: impl FnOnce(&Scope<'_>) -> R,
+    ) -> R {
         let exports = self.exports(&ctx.account_id, &ctx.region);
         let physical = |name: &str| live.get(name).map(|l| l.physical_id.clone());
         let attribute =
@@ -511,11 +546,7 @@ impl CloudFormation {
             attribute: &attribute,
             export: &export,
         };
-        let props = declaration
-            .get("Properties")
-            .cloned()
-            .unwrap_or(Value::Object(Map::new()));
-        Ok(resolve(&props, &scope)?.unwrap_or(Value::Object(Map::new())))
+        f(&scope)
     }
 
     fn outputs(
@@ -528,11 +559,8 @@ impl CloudFormation {
         live: &BTreeMap<String, Live>,
     ) -> Result<Vec<Output>, String> {
         let mut out = Vec::new();
-        let Some(declared) = template.outputs() else {
-            return Ok(out);
-        };
         let exports = self.exports(&ctx.account_id, &ctx.region);
-        for (key, output) in declared {
+        for (key, output) in template.outputs().into_iter().flatten() {
             if let Some(c) = output.get("Condition").and_then(Value::as_str) {
                 if !values.conditions.get(c).copied().unwrap_or(false) {
                     continue;
@@ -576,6 +604,32 @@ impl CloudFormation {
                 export,
             });
         }
+        // An export another stack imports can be neither removed nor changed.
+        let importers = self.importers(&ctx.account_id, &ctx.region);
+        let old = self
+            .stack(&ctx.account_id, &ctx.region, stack)
+            .map(|s| s.outputs)
+            .unwrap_or_default();
+        for was in old {
+            let Some(name) = &was.export else { continue };
+            let Some(user) = importers.get(name).and_then(|users| users.first()) else {
+                continue;
+            };
+            let now = out.iter().find(|o| o.export.as_ref() == Some(name));
+            match now {
+                None => {
+                    return Err(format!(
+                        "Export {name} cannot be deleted as it is in use by {user}"
+                    ))
+                }
+                Some(o) if o.value != was.value => {
+                    return Err(format!(
+                        "Export {name} cannot be updated as it is in use by {user}"
+                    ))
+                }
+                Some(_) => {}
+            }
+        }
         Ok(out)
     }
 
@@ -588,15 +642,11 @@ impl CloudFormation {
         disable_rollback: &bool,
         before: &BTreeMap<String, Live>,
         live: &mut BTreeMap<String, Live>,
-        touched: &[String],
-        replaced: &[(String, Live)],
-        failed: &str,
+        rollback: &Rollback,
+        reason: String,
     ) {
         let (account, region) = (ctx.account_id.as_str(), ctx.region.as_str());
-        let reason = match kind {
-            Kind::Create => format!("The following resource(s) failed to create: [{failed}]. Rollback requested by user."),
-            Kind::Update => format!("The following resource(s) failed to update: [{failed}]. "),
-        };
+        let (touched, replaced) = (&rollback.touched, &rollback.replaced);
         if kind == Kind::Create && *disable_rollback {
             self.status(account, region, name, "CREATE_FAILED", Some(reason))
                 .await;
@@ -704,26 +754,17 @@ impl CloudFormation {
         }
         if kind == Kind::Update {
             // The template and parameters in force are the previous ones again.
-            if let Some((template, parameters)) =
-                self.stack(account, region, name).and_then(|s| s.previous)
+            if let Some((template, _)) = self.stack(account, region, name).and_then(|s| s.previous)
             {
                 let description = Template::parse(&template)
                     .ok()
                     .and_then(|t| t.description().map(str::to_string));
-                let stack = self.stack(account, region, name);
-                let (no_echo, capabilities) = stack
-                    .map(|s| (s.no_echo, s.capabilities))
-                    .unwrap_or_default();
                 self.record(
                     account,
                     region,
-                    vec![StackChange::Deploying {
+                    vec![StackChange::Restored {
                         stack: name.into(),
-                        template,
                         description,
-                        parameters,
-                        no_echo,
-                        capabilities,
                     }],
                 )
                 .await;
@@ -937,8 +978,10 @@ impl CloudFormation {
                     .iter()
                     .filter_map(|(k, r)| Some((k.clone(), Live::of(r)?)))
                     .collect();
-                let touched: Vec<String> = stack.resources.keys().cloned().collect();
-                let failed = "the server stopped";
+                let rollback = Rollback {
+                    touched: stack.resources.keys().cloned().collect(),
+                    replaced: Vec::new(),
+                };
                 self.roll_back(
                     &ctx,
                     &name,
@@ -946,9 +989,34 @@ impl CloudFormation {
                     &false,
                     &BTreeMap::new(),
                     &mut live,
-                    &touched,
-                    &[],
-                    failed,
+                    &rollback,
+                    STOPPED.to_string(),
+                )
+                .await;
+            }
+            "UPDATE_IN_PROGRESS" | "UPDATE_ROLLBACK_IN_PROGRESS" => {
+                let lives = |resources: &BTreeMap<String, Resource>| -> BTreeMap<String, Live> {
+                    resources
+                        .iter()
+                        .filter_map(|(k, r)| Some((k.clone(), Live::of(r)?)))
+                        .collect()
+                };
+                let before = lives(stack.before_update.as_ref().unwrap_or(&stack.resources));
+                let mut live = lives(&stack.resources);
+                let rollback = Rollback::between(&stack, &before, &live);
+                let reason = match status.as_str() {
+                    "UPDATE_IN_PROGRESS" => STOPPED.to_string(),
+                    _ => stack.reason.clone().unwrap_or_else(|| STOPPED.to_string()),
+                };
+                self.roll_back(
+                    &ctx,
+                    &name,
+                    Kind::Update,
+                    &false,
+                    &before,
+                    &mut live,
+                    &rollback,
+                    reason,
                 )
                 .await;
             }
@@ -960,20 +1028,79 @@ impl CloudFormation {
                 self.status(&account, &region, &name, "UPDATE_ROLLBACK_COMPLETE", None)
                     .await;
             }
-            _ => {
-                let reason =
-                    "The server stopped during the update; its resources are as the events show"
-                        .to_string();
-                self.status(
-                    &account,
-                    &region,
-                    &name,
-                    "UPDATE_ROLLBACK_FAILED",
-                    Some(reason),
-                )
-                .await;
+            _ => {}
+        }
+    }
+}
+
+/// Why an operation a stop of the server cut is rolled back.
+const STOPPED: &str = "The server stopped during the operation (codepipeline-local)";
+
+/// The reason a rollback gives for the resource that failed.
+fn failed_reason(kind: Kind, logical: &str) -> String {
+    match kind {
+        Kind::Create => format!(
+            "The following resource(s) failed to create: [{logical}]. Rollback requested by user."
+        ),
+        Kind::Update => format!("The following resource(s) failed to update: [{logical}]. "),
+    }
+}
+
+/// What a rollback undoes: the resources the operation touched, in the order it touched them,
+/// and the old copies of those it replaced.
+#[derive(Default)]
+struct Rollback {
+    touched: Vec<String>,
+    replaced: Vec<(String, Live)>,
+}
+
+impl Rollback {
+    /// What an update cut by a stop of the server changed, from the resources before it
+    /// (`before`) and as its events left them (`now`), in the order of the template it deployed.
+    fn between(
+        stack: &Stack,
+        before: &BTreeMap<String, Live>,
+        now: &BTreeMap<String, Live>,
+    ) -> Rollback {
+        let order: Vec<String> = stack
+            .template
+            .as_deref()
+            .and_then(|t| Template::parse(t).ok())
+            .and_then(|t| t.order().ok())
+            .unwrap_or_default();
+        let mut names: Vec<String> = order
+            .into_iter()
+            .filter(|l| stack.resources.contains_key(l))
+            .collect();
+        for l in stack.resources.keys() {
+            if !names.contains(l) {
+                names.push(l.clone());
             }
         }
+        let mut rollback = Rollback::default();
+        let status_before = |l: &str| {
+            let resources = stack.before_update.as_ref().unwrap_or(&stack.resources);
+            resources.get(l).map(|r| r.status.clone())
+        };
+        for logical in names {
+            match (before.get(&logical), now.get(&logical)) {
+                // Left alone (the same copy, properties and status as before the update).
+                (Some(a), Some(b))
+                    if a.physical_id == b.physical_id
+                        && a.properties == b.properties
+                        && status_before(&logical)
+                            == stack.resources.get(&logical).map(|r| r.status.clone()) =>
+                {
+                    continue
+                }
+                (Some(a), Some(b)) if a.physical_id != b.physical_id => {
+                    rollback.replaced.push((logical.clone(), a.clone()));
+                }
+                _ => {}
+            }
+            rollback.touched.push(logical);
+        }
+        rollback
     }
 }
 

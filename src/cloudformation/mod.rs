@@ -22,7 +22,9 @@
 //!   `CAPABILITY_NAMED_IAM`), as on AWS.
 //! - An operation cut by a stop of the server is ended when it starts again: a creation is
 //!   rolled back, a deletion finished, an update's cleanup finished; an update cut before its
-//!   cleanup ends `UPDATE_ROLLBACK_FAILED` (what it changed is in the stack's events).
+//!   cleanup is rolled back from the resources as they were when it began (kept with the stack
+//!   for the length of an update) and as its events left them. A resource whose creation was
+//!   under way at the instant of a `kill -9` has no recorded physical id and is left behind.
 
 pub mod api;
 pub mod engine;
@@ -147,8 +149,21 @@ impl CloudFormation {
         })
     }
 
-    /// Ends the operations a stop of the server cut: creations and rollbacks roll back,
-    /// deletions go on, updates roll back.
+    /// Who imports the region's exports: export name → the names of the stacks that import it.
+    pub fn importers(&self, account: &str, region: &str) -> BTreeMap<String, Vec<String>> {
+        self.stacks.read(account, region, |r| {
+            let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+            for s in r.live.values() {
+                for name in &s.imports {
+                    out.entry(name.clone()).or_default().push(s.name.clone());
+                }
+            }
+            out
+        })
+    }
+
+    /// Ends the operations a stop of the server cut: creations, updates and their rollbacks
+    /// roll back, deletions go on.
     pub fn recover(self: &Arc<Self>, regions: Vec<(String, String)>) {
         for (account, region) in regions {
             let cut: Vec<(String, String)> = self.stacks.read(&account, &region, |r| {

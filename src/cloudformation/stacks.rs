@@ -151,6 +151,10 @@ pub struct Stack {
     /// The template and parameters before the deployment in progress, for its rollback.
     #[serde(default)]
     pub previous: Option<(String, BTreeMap<String, String>)>,
+    /// The resources as they were when the update in progress began, for its rollback (also
+    /// after a stop of the server); none outside an update.
+    #[serde(default)]
+    pub before_update: Option<BTreeMap<String, Resource>>,
     /// Parameters shown as `****`.
     #[serde(default)]
     pub no_echo: Vec<String>,
@@ -160,6 +164,9 @@ pub struct Stack {
     /// Its outputs.
     #[serde(default)]
     pub outputs: Vec<Output>,
+    /// The exports its template imports (`Fn::ImportValue`), as last deployed.
+    #[serde(default)]
+    pub imports: Vec<String>,
     /// Its tags.
     #[serde(default)]
     pub tags: Vec<(String, String)>,
@@ -205,6 +212,13 @@ pub enum StackChange {
         /// The capabilities.
         capabilities: Vec<String>,
     },
+    /// An update's rollback put the template and parameters in force before it back.
+    Restored {
+        /// The stack.
+        stack: String,
+        /// The description of the template put back.
+        description: Option<String>,
+    },
     /// The stack's status changed.
     Status {
         /// The stack.
@@ -244,12 +258,15 @@ pub enum StackChange {
         /// The resource.
         logical: String,
     },
-    /// The stack's outputs.
+    /// The stack's outputs, and the exports it imports, when a deployment succeeded.
     Outputs {
         /// The stack.
         stack: String,
         /// The outputs.
         outputs: Vec<Output>,
+        /// The exports imported.
+        #[serde(default)]
+        imports: Vec<String>,
     },
     /// A change set was made or changed.
     ChangeSet {
@@ -330,11 +347,21 @@ pub fn fold(region: &mut RegionStacks, change: StackChange) {
         } => {
             if let Some(s) = region.live.get_mut(&stack) {
                 s.previous = s.template.take().map(|t| (t, s.parameters.clone()));
+                s.before_update = s.previous.as_ref().map(|_| s.resources.clone());
                 s.template = Some(template);
                 s.description = description;
                 s.parameters = parameters;
                 s.no_echo = no_echo;
                 s.capabilities = capabilities;
+            }
+        }
+        StackChange::Restored { stack, description } => {
+            if let Some(s) = region.live.get_mut(&stack) {
+                if let Some((template, parameters)) = s.previous.take() {
+                    s.template = Some(template);
+                    s.parameters = parameters;
+                    s.description = description;
+                }
             }
         }
         StackChange::Status {
@@ -345,6 +372,9 @@ pub fn fold(region: &mut RegionStacks, change: StackChange) {
             at,
         } => {
             if let Some(s) = region.live.get_mut(&stack) {
+                if status != "UPDATE_IN_PROGRESS" && status != "UPDATE_ROLLBACK_IN_PROGRESS" {
+                    s.before_update = None;
+                }
                 if status.starts_with("UPDATE_") && status.ends_with("_IN_PROGRESS") {
                     s.updated = Some(at);
                 }
@@ -392,9 +422,14 @@ pub fn fold(region: &mut RegionStacks, change: StackChange) {
                 s.resources.remove(&logical);
             }
         }
-        StackChange::Outputs { stack, outputs } => {
+        StackChange::Outputs {
+            stack,
+            outputs,
+            imports,
+        } => {
             if let Some(s) = region.live.get_mut(&stack) {
                 s.outputs = outputs;
+                s.imports = imports;
             }
         }
         StackChange::ChangeSet { stack, change_set } => {

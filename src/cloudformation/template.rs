@@ -80,6 +80,32 @@ impl Template {
         self.section("Outputs")
     }
 
+    /// The export names its `Fn::ImportValue`s ask for, in the resources and outputs its
+    /// conditions keep, as `scope` resolves them.
+    pub fn imports(&self, scope: &Scope<'_>) -> Vec<String> {
+        let kept = |declaration: &Value| match declaration.get("Condition").and_then(Value::as_str)
+        {
+            Some(c) => scope.conditions.get(c).copied().unwrap_or(false),
+            None => true,
+        };
+        let mut arguments = Vec::new();
+        let declarations = self
+            .resources()
+            .values()
+            .chain(self.outputs().into_iter().flat_map(|o| o.values()));
+        for declaration in declarations.filter(|d| kept(d)) {
+            collect_imports(declaration, &mut arguments, 0);
+        }
+        let mut names: Vec<String> = arguments
+            .iter()
+            .filter_map(|a| resolve(a, scope).ok().flatten())
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
     /// Its description.
     pub fn description(&self) -> Option<&str> {
         self.body.get("Description").and_then(Value::as_str)
@@ -510,6 +536,25 @@ fn single(v: &Value) -> Option<(&str, &Value)> {
     }
     let (k, v) = map.iter().next()?;
     (k == "Ref" || k == "Condition" || k.starts_with("Fn::")).then_some((k.as_str(), v))
+}
+
+fn collect_imports<'a>(v: &'a Value, out: &mut Vec<&'a Value>, depth: usize) {
+    if depth > super::yaml::MAX_DEPTH * 2 {
+        return;
+    }
+    if let Some(("Fn::ImportValue", argument)) = single(v) {
+        out.push(argument);
+        return;
+    }
+    match v {
+        Value::Object(map) => map
+            .values()
+            .for_each(|v| collect_imports(v, out, depth + 1)),
+        Value::Array(items) => items
+            .iter()
+            .for_each(|v| collect_imports(v, out, depth + 1)),
+        _ => {}
+    }
 }
 
 /// The resources and parameters a value refers to: (name, attribute for `Fn::GetAtt`).

@@ -3,6 +3,7 @@
 mod bad_input;
 mod checkpoints;
 mod cloudformation;
+mod cloudformation_sdk;
 mod cloudwatch;
 mod codebuild;
 mod codecommit;

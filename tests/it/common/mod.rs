@@ -213,6 +213,20 @@ impl Server {
         aws_sdk_lambda::Client::from_conf(config)
     }
 
+    /// A CloudFormation client for this server (it speaks the query protocol), region
+    /// eu-central-1.
+    pub fn cloudformation(&self) -> aws_sdk_cloudformation::Client {
+        let config = aws_sdk_cloudformation::Config::builder()
+            .behavior_version(aws_sdk_cloudformation::config::BehaviorVersion::latest())
+            .region(aws_sdk_cloudformation::config::Region::new("eu-central-1"))
+            .credentials_provider(aws_sdk_cloudformation::config::Credentials::new(
+                "test", "test", None, None, "tests",
+            ))
+            .endpoint_url(&self.endpoint)
+            .build();
+        aws_sdk_cloudformation::Client::from_conf(config)
+    }
+
     /// A CloudWatch client for this server (it speaks RPC v2 CBOR), region eu-central-1.
     pub fn cloudwatch(&self) -> aws_sdk_cloudwatch::Client {
         let config = aws_sdk_cloudwatch::Config::builder()

@@ -1,7 +1,7 @@
 //! CloudFormation with the official `aws-sdk-cloudformation` crate: stacks made, changed and
 //! deleted through the SDK and its waiters, AWS's error codes, exports in use by another stack
 //! (neither deleted nor changed, ListImports), and an update cut by kill -9 rolled back when the
-//! server starts again.
+//! server starts again; instance profiles recorded under the IAM capability.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -427,4 +427,55 @@ async fn an_update_cut_by_kill_9_is_rolled_back_when_the_server_starts_again() {
     assert_eq!(settled(&cf, "cut").await, StackStatus::UpdateComplete);
     assert_eq!(parameter(&server, "/cut/p2").unwrap(), "v3");
     assert_eq!(parameter(&server, "/cut/p3"), None);
+}
+
+#[tokio::test]
+async fn an_instance_profile_is_recorded_with_its_arn_under_the_iam_capability() {
+    let server = Server::start();
+    let cf = server.cloudformation();
+    let template = "Resources:\n  Role:\n    Type: AWS::IAM::Role\n    Properties:\n      AssumeRolePolicyDocument: {Version: '2012-10-17', Statement: [{Effect: Allow, Principal: {Service: ec2.amazonaws.com}, Action: 'sts:AssumeRole'}]}\n  Profile:\n    Type: AWS::IAM::InstanceProfile\n    Properties: {Path: /ci/, Roles: [!Ref Role]}\nOutputs:\n  ProfileArn: {Value: !GetAtt Profile.Arn}\n";
+    let refused = cf
+        .create_stack()
+        .stack_name("profile")
+        .template_body(template)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Some("InsufficientCapabilitiesException"));
+    assert_eq!(
+        refused.message(),
+        Some("Requires capabilities : [CAPABILITY_IAM]")
+    );
+    cf.create_stack()
+        .stack_name("profile")
+        .template_body(template)
+        .capabilities(aws_sdk_cloudformation::types::Capability::CapabilityIam)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(settled(&cf, "profile").await, StackStatus::CreateComplete);
+    let got = cf
+        .describe_stacks()
+        .stack_name("profile")
+        .send()
+        .await
+        .unwrap();
+    let output = &got.stacks()[0].outputs()[0];
+    let profile = cf
+        .describe_stack_resource()
+        .stack_name("profile")
+        .logical_resource_id("Profile")
+        .send()
+        .await
+        .unwrap();
+    let name = profile
+        .stack_resource_detail()
+        .unwrap()
+        .physical_resource_id()
+        .unwrap();
+    assert!(name.starts_with("profile-Profile-"), "{name}");
+    assert_eq!(
+        output.output_value().unwrap(),
+        format!("arn:aws:iam::000000000000:instance-profile/ci/{name}")
+    );
 }

@@ -173,6 +173,7 @@ pub fn provider(kind: &str) -> Option<&'static dyn Provider> {
         "AWS::KMS::Key" => &recorded::KMS_KEY,
         "AWS::KMS::Alias" => &recorded::KMS_ALIAS,
         "AWS::ECR::Repository" => &recorded::ECR_REPOSITORY,
+        "AWS::IAM::InstanceProfile" => &recorded::INSTANCE_PROFILE,
         _ => return None,
     })
 }

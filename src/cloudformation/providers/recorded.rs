@@ -1,5 +1,6 @@
 //! Types recorded with the stack but not served by a service here: `AWS::KMS::Key` and
-//! `AWS::KMS::Alias` (no cryptography), `AWS::ECR::Repository` (until ECR is served). Each gets
+//! `AWS::KMS::Alias` (no cryptography), `AWS::ECR::Repository` (until ECR is served),
+//! `AWS::IAM::InstanceProfile` (IAM here serves roles only, and no instance runs). Each gets
 //! the physical id and attributes CloudFormation would give it, so that templates referring to
 //! them deploy.
 
@@ -66,6 +67,26 @@ pub const ECR_REPOSITORY: Recorded = Recorded {
         }
     },
     replacing: &["RepositoryName"],
+};
+
+/// `AWS::IAM::InstanceProfile`: its `InstanceProfileName`; attribute `Arn`.
+pub const INSTANCE_PROFILE: Recorded = Recorded {
+    make: |scope, props| {
+        let name = text(props, "InstanceProfileName").unwrap_or_else(|| scope.generated_name(128));
+        let path = text(props, "Path").unwrap_or_else(|| "/".to_string());
+        Made {
+            attributes: [(
+                "Arn".to_string(),
+                json!(format!(
+                    "arn:aws:iam::{}:instance-profile{path}{name}",
+                    scope.ctx.account_id
+                )),
+            )]
+            .into(),
+            physical_id: name,
+        }
+    },
+    replacing: &["InstanceProfileName", "Path"],
 };
 
 impl Provider for Recorded {

@@ -203,25 +203,20 @@ impl CloudFormation {
         let Some(Ok(template)) = stack.template.as_deref().map(Template::parse) else {
             return;
         };
+        let op = Operation {
+            ctx: &ctx,
+            name: &name,
+            kind,
+            keep_on_failure: stack.disable_rollback,
+        };
         let values = match self
             .values(&ctx, &template, &name, &stack.id, &stack.parameters)
             .await
         {
             Ok(v) => v,
             Err(e) => {
-                let mut live = BTreeMap::new();
-                let (before, rollback) = (BTreeMap::new(), Rollback::default());
-                self.roll_back(
-                    &ctx,
-                    &name,
-                    kind,
-                    &stack.disable_rollback,
-                    &before,
-                    &mut live,
-                    &rollback,
-                    e,
-                )
-                .await;
+                let (mut live, undo) = (BTreeMap::new(), Rollback::default());
+                self.roll_back(&op, &undo, &mut live, e).await;
                 return;
             }
         };
@@ -230,9 +225,10 @@ impl CloudFormation {
             .iter()
             .filter_map(|(k, r)| Some((k.clone(), Live::of(r)?)))
             .collect();
-        let before = live.clone();
-        let mut touched: Vec<String> = Vec::new();
-        let mut replaced: Vec<(String, Live)> = Vec::new();
+        let mut undo = Rollback {
+            before: live.clone(),
+            ..Rollback::default()
+        };
         // Replaced resources whose `UpdateReplacePolicy` keeps the old one.
         let mut retained: BTreeSet<String> = BTreeSet::new();
         let mut failure: Option<(String, String)> = None;
@@ -326,7 +322,7 @@ impl CloudFormation {
                             .await;
                             let made = provider.create(&scope, &props).await;
                             if made.is_ok() {
-                                replaced.push((logical.clone(), old.clone()));
+                                undo.replaced.push((logical.clone(), old.clone()));
                                 if declaration["UpdateReplacePolicy"].as_str() == Some("Retain") {
                                     retained.insert(logical.clone());
                                 }
@@ -351,7 +347,7 @@ impl CloudFormation {
                     (result, "CREATE_COMPLETE", "CREATE_FAILED", None)
                 }
             };
-            touched.push(logical.clone());
+            undo.touched.push(logical.clone());
             match result {
                 Ok(made) => {
                     let now = live_of(made, &kind_name, props.clone(), retain);
@@ -374,37 +370,16 @@ impl CloudFormation {
                 }
             }
         }
-        let rollback = Rollback { touched, replaced };
         if let Some((logical, _)) = failure {
             let reason = failed_reason(kind, &logical);
-            self.roll_back(
-                &ctx,
-                &name,
-                kind,
-                &stack.disable_rollback,
-                &before,
-                &mut live,
-                &rollback,
-                reason,
-            )
-            .await;
+            self.roll_back(&op, &undo, &mut live, reason).await;
             return;
         }
         // Outputs, from what the stack now holds.
         let outputs = match self.outputs(&ctx, &name, &stack.id, &template, &values, &live) {
             Ok(o) => o,
             Err(e) => {
-                self.roll_back(
-                    &ctx,
-                    &name,
-                    kind,
-                    &stack.disable_rollback,
-                    &before,
-                    &mut live,
-                    &rollback,
-                    e,
-                )
-                .await;
+                self.roll_back(&op, &undo, &mut live, e).await;
                 return;
             }
         };
@@ -465,11 +440,7 @@ impl CloudFormation {
             )
             .await;
         }
-        for (logical, old) in rollback
-            .replaced
-            .iter()
-            .filter(|(l, _)| !retained.contains(l))
-        {
+        for (logical, old) in undo.replaced.iter().filter(|(l, _)| !retained.contains(l)) {
             self.delete_replaced(&ctx, &name, logical, old).await;
         }
         self.status(&account, &region, &name, "UPDATE_COMPLETE", None)
@@ -633,21 +604,19 @@ impl CloudFormation {
         Ok(out)
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Undoes what an operation did (`undo`; `live` is the stack's resources as it left them),
+    /// or, for a creation that keeps what it made on a failure, only says it failed.
     async fn roll_back(
         &self,
-        ctx: &RequestContext,
-        name: &str,
-        kind: Kind,
-        disable_rollback: &bool,
-        before: &BTreeMap<String, Live>,
+        op: &Operation<'_>,
+        undo: &Rollback,
         live: &mut BTreeMap<String, Live>,
-        rollback: &Rollback,
         reason: String,
     ) {
+        let (ctx, name, kind) = (op.ctx, op.name, op.kind);
         let (account, region) = (ctx.account_id.as_str(), ctx.region.as_str());
-        let (touched, replaced) = (&rollback.touched, &rollback.replaced);
-        if kind == Kind::Create && *disable_rollback {
+        let (before, touched, replaced) = (&undo.before, &undo.touched, &undo.replaced);
+        if kind == Kind::Create && op.keep_on_failure {
             self.status(account, region, name, "CREATE_FAILED", Some(reason))
                 .await;
             return;
@@ -978,21 +947,13 @@ impl CloudFormation {
                     .iter()
                     .filter_map(|(k, r)| Some((k.clone(), Live::of(r)?)))
                     .collect();
-                let rollback = Rollback {
+                let undo = Rollback {
                     touched: stack.resources.keys().cloned().collect(),
-                    replaced: Vec::new(),
+                    ..Rollback::default()
                 };
-                self.roll_back(
-                    &ctx,
-                    &name,
-                    Kind::Create,
-                    &false,
-                    &BTreeMap::new(),
-                    &mut live,
-                    &rollback,
-                    STOPPED.to_string(),
-                )
-                .await;
+                let op = Operation::resumed(&ctx, &name, Kind::Create);
+                self.roll_back(&op, &undo, &mut live, STOPPED.to_string())
+                    .await;
             }
             "UPDATE_IN_PROGRESS" | "UPDATE_ROLLBACK_IN_PROGRESS" => {
                 let lives = |resources: &BTreeMap<String, Resource>| -> BTreeMap<String, Live> {
@@ -1003,22 +964,13 @@ impl CloudFormation {
                 };
                 let before = lives(stack.before_update.as_ref().unwrap_or(&stack.resources));
                 let mut live = lives(&stack.resources);
-                let rollback = Rollback::between(&stack, &before, &live);
+                let undo = Rollback::between(&stack, before, &live);
                 let reason = match status.as_str() {
                     "UPDATE_IN_PROGRESS" => STOPPED.to_string(),
                     _ => stack.reason.clone().unwrap_or_else(|| STOPPED.to_string()),
                 };
-                self.roll_back(
-                    &ctx,
-                    &name,
-                    Kind::Update,
-                    &false,
-                    &before,
-                    &mut live,
-                    &rollback,
-                    reason,
-                )
-                .await;
+                let op = Operation::resumed(&ctx, &name, Kind::Update);
+                self.roll_back(&op, &undo, &mut live, reason).await;
             }
             "UPDATE_COMPLETE_CLEANUP_IN_PROGRESS" => {
                 self.status(&account, &region, &name, "UPDATE_COMPLETE", None)
@@ -1046,10 +998,32 @@ fn failed_reason(kind: Kind, logical: &str) -> String {
     }
 }
 
-/// What a rollback undoes: the resources the operation touched, in the order it touched them,
-/// and the old copies of those it replaced.
+/// A stack operation under way: the stack, its kind, and whether a failed creation keeps what
+/// it made (`DisableRollback`).
+struct Operation<'a> {
+    ctx: &'a RequestContext,
+    name: &'a str,
+    kind: Kind,
+    keep_on_failure: bool,
+}
+
+impl<'a> Operation<'a> {
+    /// An operation a stop of the server cut, ended at the next start (always rolled back).
+    fn resumed(ctx: &'a RequestContext, name: &'a str, kind: Kind) -> Self {
+        Operation {
+            ctx,
+            name,
+            kind,
+            keep_on_failure: false,
+        }
+    }
+}
+
+/// What a rollback undoes: the resources as they were before the operation, those it touched
+/// in the order it touched them, and the old copies of those it replaced.
 #[derive(Default)]
 struct Rollback {
+    before: BTreeMap<String, Live>,
     touched: Vec<String>,
     replaced: Vec<(String, Live)>,
 }
@@ -1059,7 +1033,7 @@ impl Rollback {
     /// (`before`) and as its events left them (`now`), in the order of the template it deployed.
     fn between(
         stack: &Stack,
-        before: &BTreeMap<String, Live>,
+        before: BTreeMap<String, Live>,
         now: &BTreeMap<String, Live>,
     ) -> Rollback {
         let order: Vec<String> = stack
@@ -1100,6 +1074,7 @@ impl Rollback {
             }
             rollback.touched.push(logical);
         }
+        rollback.before = before;
         rollback
     }
 }

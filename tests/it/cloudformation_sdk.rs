@@ -10,9 +10,9 @@ use aws_sdk_cloudformation::client::Waiters;
 use aws_sdk_cloudformation::error::ProvideErrorMetadata;
 use aws_sdk_cloudformation::types::{ChangeSetType, Replacement, StackStatus};
 use aws_sdk_cloudformation::Client;
-use serde_json::Value;
 
 use crate::common::Server;
+use crate::ssm::ssm;
 
 /// How long a waiter may wait.
 const WAIT: Duration = Duration::from_secs(60);
@@ -26,16 +26,6 @@ fn producer(name: &str, value: &str) -> String {
 
 /// A template whose parameter's value is the `shared-name` export.
 const CONSUMER: &str = "Resources:\n  Copy:\n    Type: AWS::SSM::Parameter\n    Properties: {Name: /consumer/copy, Type: String, Value: !ImportValue shared-name}\n";
-
-fn ssm(server: &Server, args: &[&str]) -> Result<Value, String> {
-    let mut all = vec!["ssm"];
-    all.extend(args);
-    let out = server.aws_cli(&all);
-    if !out.status.success() {
-        return Err(String::from_utf8_lossy(&out.stderr).to_string());
-    }
-    Ok(serde_json::from_slice(&out.stdout).unwrap_or(Value::Null))
-}
 
 fn parameter(server: &Server, name: &str) -> Option<String> {
     let got = ssm(server, &["get-parameter", "--name", name]).ok()?;
@@ -67,6 +57,31 @@ async fn settled(cf: &Client, stack: &str) -> StackStatus {
     }
 }
 
+/// Creates a stack and waits for it with the SDK's waiter.
+async fn create(cf: &Client, stack: &str, template: impl Into<String>) {
+    cf.create_stack()
+        .stack_name(stack)
+        .template_body(template)
+        .send()
+        .await
+        .unwrap();
+    cf.wait_until_stack_create_complete()
+        .stack_name(stack)
+        .wait(WAIT)
+        .await
+        .unwrap();
+}
+
+/// Deletes a stack and waits for it with the SDK's waiter.
+async fn delete(cf: &Client, stack: &str) {
+    cf.delete_stack().stack_name(stack).send().await.unwrap();
+    cf.wait_until_stack_delete_complete()
+        .stack_name(stack)
+        .wait(WAIT)
+        .await
+        .unwrap();
+}
+
 async fn newest_event_reason(cf: &Client, stack: &str) -> String {
     let events = cf
         .describe_stack_events()
@@ -84,28 +99,8 @@ async fn newest_event_reason(cf: &Client, stack: &str) -> String {
 async fn the_sdk_makes_changes_and_deletes_stacks_and_exports_in_use_are_kept() {
     let server = Server::start();
     let cf = server.cloudformation();
-    cf.create_stack()
-        .stack_name("producer")
-        .template_body(producer("/shared/one", "one"))
-        .send()
-        .await
-        .unwrap();
-    cf.wait_until_stack_create_complete()
-        .stack_name("producer")
-        .wait(WAIT)
-        .await
-        .unwrap();
-    cf.create_stack()
-        .stack_name("consumer")
-        .template_body(CONSUMER)
-        .send()
-        .await
-        .unwrap();
-    cf.wait_until_stack_create_complete()
-        .stack_name("consumer")
-        .wait(WAIT)
-        .await
-        .unwrap();
+    create(&cf, "producer", producer("/shared/one", "one")).await;
+    create(&cf, "consumer", CONSUMER).await;
     assert_eq!(parameter(&server, "/consumer/copy").unwrap(), "/shared/one");
 
     // AWS's error codes.
@@ -270,26 +265,8 @@ async fn the_sdk_makes_changes_and_deletes_stacks_and_exports_in_use_are_kept() 
     );
 
     // Once nothing imports it, the producer goes.
-    cf.delete_stack()
-        .stack_name("consumer")
-        .send()
-        .await
-        .unwrap();
-    cf.wait_until_stack_delete_complete()
-        .stack_name("consumer")
-        .wait(WAIT)
-        .await
-        .unwrap();
-    cf.delete_stack()
-        .stack_name("producer")
-        .send()
-        .await
-        .unwrap();
-    cf.wait_until_stack_delete_complete()
-        .stack_name("producer")
-        .wait(WAIT)
-        .await
-        .unwrap();
+    delete(&cf, "consumer").await;
+    delete(&cf, "producer").await;
     assert_eq!(parameter(&server, "/shared/one"), None);
     assert!(cf.list_exports().send().await.unwrap().exports().is_empty());
 }

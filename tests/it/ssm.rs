@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use crate::common::Server;
 
-fn ssm(server: &Server, args: &[&str]) -> Result<Value, String> {
+pub(crate) fn ssm(server: &Server, args: &[&str]) -> Result<Value, String> {
     let mut all = vec!["ssm"];
     all.extend(args);
     let out = server.aws_cli(&all);

@@ -874,25 +874,8 @@ impl CloudFormation {
         let Some(stack) = self.stack(&account, &region, &name) else {
             return;
         };
-        let order: Vec<String> = stack
-            .template
-            .as_deref()
-            .and_then(|t| Template::parse(t).ok())
-            .and_then(|t| t.order().ok())
-            .unwrap_or_default();
-        let mut all: Vec<String> = order
-            .iter()
-            .rev()
-            .filter(|l| stack.resources.contains_key(*l))
-            .cloned()
-            .collect();
-        all.extend(
-            stack
-                .resources
-                .keys()
-                .filter(|l| !order.contains(l))
-                .cloned(),
-        );
+        let (ordered, others) = in_order(&stack);
+        let all = ordered.into_iter().rev().chain(others);
         let mut failed = Vec::new();
         for logical in all {
             let resource = &stack.resources[&logical];
@@ -985,6 +968,27 @@ impl CloudFormation {
     }
 }
 
+/// A stack's resources in the order its template makes them, and those it does not order.
+fn in_order(stack: &Stack) -> (Vec<String>, Vec<String>) {
+    let order: Vec<String> = stack
+        .template
+        .as_deref()
+        .and_then(|t| Template::parse(t).ok())
+        .and_then(|t| t.order().ok())
+        .unwrap_or_default();
+    let ordered: Vec<String> = order
+        .into_iter()
+        .filter(|l| stack.resources.contains_key(l))
+        .collect();
+    let others = stack
+        .resources
+        .keys()
+        .filter(|l| !ordered.contains(l))
+        .cloned()
+        .collect();
+    (ordered, others)
+}
+
 /// Why an operation a stop of the server cut is rolled back.
 const STOPPED: &str = "The server stopped during the operation (codepipeline-local)";
 
@@ -1036,21 +1040,8 @@ impl Rollback {
         before: BTreeMap<String, Live>,
         now: &BTreeMap<String, Live>,
     ) -> Rollback {
-        let order: Vec<String> = stack
-            .template
-            .as_deref()
-            .and_then(|t| Template::parse(t).ok())
-            .and_then(|t| t.order().ok())
-            .unwrap_or_default();
-        let mut names: Vec<String> = order
-            .into_iter()
-            .filter(|l| stack.resources.contains_key(l))
-            .collect();
-        for l in stack.resources.keys() {
-            if !names.contains(l) {
-                names.push(l.clone());
-            }
-        }
+        let (ordered, others) = in_order(stack);
+        let names = ordered.into_iter().chain(others);
         let mut rollback = Rollback::default();
         let status_before = |l: &str| {
             let resources = stack.before_update.as_ref().unwrap_or(&stack.resources);

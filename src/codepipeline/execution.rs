@@ -753,6 +753,13 @@ pub enum ExecutionCommand {
         /// Its result.
         result: Result<ActionOutput, ErrorDetails>,
     },
+    /// A running action's executor reports how it goes (the id of the build it started).
+    Progress {
+        /// Action execution id.
+        action_execution_id: String,
+        /// What it reports.
+        details: ExecutionDetails,
+    },
 }
 
 /// What a job's worker does.
@@ -1113,6 +1120,27 @@ pub fn handle(
             let mut s = state.clone();
             apply(&mut s, &checked);
             return Ok(advance(s, checked, now, new_id));
+        }
+        ExecutionCommand::Progress {
+            action_execution_id,
+            details,
+        } => {
+            // Only a running action's report is recorded; a late one changes nothing.
+            let running = state
+                .runs
+                .iter()
+                .any(|r| r.id == action_execution_id && r.status == ActionStatus::InProgress);
+            if !running {
+                return Err(ExecutionRefusal::LateResult);
+            }
+            let events = vec![ExecutionEvent::JobProgressed {
+                action_execution_id,
+                details,
+                at: now,
+            }];
+            let mut s = state.clone();
+            events.iter().for_each(|e| apply(&mut s, e));
+            return Ok(settle(s, events, now, new_id));
         }
         ExecutionCommand::Job { job_id, op } => {
             let events = job_events(state, &job_id, op, now, new_id)?;

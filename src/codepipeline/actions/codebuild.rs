@@ -167,6 +167,12 @@ async fn run(ctx: &CodeBuildAction, job: &ActionJob) -> Result<ActionOutput, Err
         .map_err(|e| failed(format!("The build of {project} did not start: {e}")))?;
     let id = handle.id.clone();
     ctx.waits(&job.action_execution_id, Some(&id));
+    // The build's id shows while it runs, as on AWS.
+    job.progress
+        .report(crate::codepipeline::execution::ExecutionDetails {
+            external_execution_id: Some(id.clone()),
+            ..Default::default()
+        });
     let outcome = handle.outcome.await;
     ctx.waits(&job.action_execution_id, None);
     if outcome.status != BuildStatus::Succeeded {

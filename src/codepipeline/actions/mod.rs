@@ -42,7 +42,9 @@ pub use self::git_source::{
 };
 pub use self::lambda_invoke::Functions;
 use super::action_types::{ActionTypeSpec, CATALOG};
-use super::execution::{ActionInput, ActionOutput, ArtifactDetail, CurrentJob, ErrorDetails};
+use super::execution::{
+    ActionInput, ActionOutput, ArtifactDetail, CurrentJob, ErrorDetails, ExecutionDetails,
+};
 use crate::codebuild::port::Builds;
 use crate::s3::objects::ObjectStore;
 use crate::s3::store::{BodyStream, S3StoreError};
@@ -72,6 +74,37 @@ pub struct ActionJob {
     pub timeout_minutes: Option<u64>,
     /// Its current job, for an action run by a job worker or a Lambda function.
     pub job: Option<CurrentJob>,
+    /// Where its executor reports how it goes.
+    pub progress: Progress,
+}
+
+/// Where an executor reports how its running action goes (the id of the build it started),
+/// recorded as the action's progress: GetPipelineState shows it before the action ends.
+#[derive(Clone, Default)]
+pub struct Progress(Option<Arc<dyn Fn(ExecutionDetails) + Send + Sync>>);
+
+impl Progress {
+    /// Reports through `report`.
+    pub fn new(report: impl Fn(ExecutionDetails) + Send + Sync + 'static) -> Self {
+        Progress(Some(Arc::new(report)))
+    }
+
+    /// Reports `details` (nowhere, for a job no execution runs).
+    pub fn report(&self, details: ExecutionDetails) {
+        if let Some(report) = &self.0 {
+            report(details);
+        }
+    }
+}
+
+impl std::fmt::Debug for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Progress"
+        } else {
+            "Progress(none)"
+        })
+    }
 }
 
 /// The side effects of one provider.
@@ -480,6 +513,7 @@ mod tests {
             started: 0.0,
             timeout_minutes: None,
             job: None,
+            progress: Progress::default(),
         }
     }
 

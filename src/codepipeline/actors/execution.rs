@@ -135,15 +135,23 @@ impl ExecutionActor {
             started: run.started,
             timeout_minutes: run.timeout_minutes,
             job: run.job.clone(),
+            progress: Default::default(),
         })
     }
 
     /// Starts the executor of an action run as a task that reports back to this actor (in place
     /// of the one it had: a job continued is run again with its new job).
     fn launch(&mut self, action_execution_id: &str, ctx: &mut Context<Self>) {
-        let Some(job) = self.job(action_execution_id) else {
+        let Some(mut job) = self.job(action_execution_id) else {
             return;
         };
+        let (me, reporting) = (ctx.address(), job.action_execution_id.clone());
+        job.progress = crate::codepipeline::actions::Progress::new(move |details| {
+            me.do_send(Command(ExecutionCommand::Progress {
+                action_execution_id: reporting.clone(),
+                details,
+            }));
+        });
         self.end_task(action_execution_id, ctx);
         let actions = self.actions.clone();
         let id = job.action_execution_id.clone();

@@ -78,6 +78,7 @@ pub mod codecommit;
 pub mod codepipeline;
 pub mod config;
 pub mod connections;
+pub mod console;
 pub mod events;
 pub mod eventstore;
 mod fuzz;

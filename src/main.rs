@@ -202,6 +202,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         listener,
         |addr| {
             println!("codepipeline-local listening on http://{addr}");
+            println!("codepipeline-local console at http://{addr}/_console/");
             let _ = std::io::stdout().flush();
         },
         shutdown_signal(),

@@ -74,6 +74,8 @@ pub async fn run(
         Some(config.engine),
         config.cache_mb << 20,
     )?;
+    // The console's live pages wake when the log grows.
+    let (store, appended) = crate::eventstore::announcing::Announcing::wrap(store);
     log::debug!(
         "event store opened in {:.1} ms",
         started.elapsed().as_secs_f64() * 1000.0
@@ -290,6 +292,10 @@ pub async fn run(
         log::info!("resumed {resumed} executions that were running");
     }
     executions.start_missing_first(&views);
+    let console_history =
+        crate::history::HistoryReader::new(store.clone(), views.clone(), execution_views.clone());
+    let console_codebuild = codebuild.clone();
+    let console_store = store.clone();
     let admin = web::Data::new(crate::admin::AdminState {
         history: crate::history::HistoryReader::new(
             store.clone(),
@@ -400,6 +406,17 @@ pub async fn run(
         .cloudformation
         .set_answer_within(state.config.cloudformation_answer_within_ms);
     state.cloudformation.recover(state.cloudformation.regions());
+    let (stop_console, console_stopping) = tokio::sync::watch::channel(false);
+    let console = web::Data::new(crate::console::ConsoleState {
+        api: Arc::new(ConsoleApi(Arc::downgrade(&state.clone().into_inner()))),
+        history: console_history,
+        codebuild: console_codebuild,
+        store: console_store,
+        appended,
+        stopping: console_stopping,
+        token: crate::console::new_token(),
+        region: state.config.region.clone(),
+    });
     let app_state = state.clone();
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     // Functions reach this endpoint on loopback when it listens on every address.
@@ -429,6 +446,7 @@ pub async fn run(
             let app = App::new()
                 .app_data(app_state.clone())
                 .configure(|cfg| crate::admin::configure(cfg, admin.clone()))
+                .configure(|cfg| crate::console::configure(cfg, console.clone()))
                 .default_service(web::to(entry));
             let expect_state = app_state.clone();
             let signal = signal.clone();
@@ -460,6 +478,8 @@ pub async fn run(
     actix_rt::spawn(async move {
         shutdown.await;
         log::info!("shutting down");
+        // The console's live streams end, so that no connection holds the stop.
+        let _ = stop_console.send(true);
         // Functions' processes end, and with them their held Runtime API requests.
         lambda.runtime.shutdown();
         handle.stop(true).await;
@@ -494,6 +514,9 @@ async fn entry(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> HttpResponse {
+    if crate::console::is_browser_visit(&req) {
+        return crate::console::redirect();
+    }
     let scope = credential_scope(req.headers());
     let mut ctx = RequestContext::new(scope.as_ref(), &state.config.region);
     ctx.rerun_of = req
@@ -958,6 +981,33 @@ impl crate::cloudformation::providers::Services for InProcess {
                     message: format!("{other} is not served to CloudFormation"),
                 }),
             }
+        })
+    }
+}
+
+/// CodePipeline's operations as the console calls them: through the code the API runs (a weak
+/// link: the state owns the console's routes).
+struct ConsoleApi(std::sync::Weak<AppState>);
+
+impl crate::console::PipelineApi for ConsoleApi {
+    fn call<'a>(
+        &'a self,
+        region: &'a str,
+        operation: &'a str,
+        input: serde_json::Value,
+    ) -> futures_util::future::BoxFuture<'a, Result<serde_json::Value, crate::console::ApiError>>
+    {
+        Box::pin(async move {
+            let state = self.0.upgrade().ok_or_else(|| {
+                (
+                    "ServiceUnavailable".to_string(),
+                    "the server is stopping".to_string(),
+                )
+            })?;
+            let ctx = RequestContext::new(None, region);
+            codepipeline::api::call(&state.codepipeline, &ctx, operation, &input)
+                .await
+                .map_err(|e| (e.code, e.message))
         })
     }
 }

@@ -12,6 +12,7 @@
 //! Storage engines are kept behind this trait: [`sled_store`] is the default and the only file
 //! that names sled; [`memory`] serves unit tests.
 
+pub mod announcing;
 mod codec;
 pub mod event;
 pub mod memory;

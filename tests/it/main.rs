@@ -9,6 +9,7 @@ mod codebuild;
 mod codecommit;
 mod common;
 mod conditions;
+mod console;
 mod declarations;
 mod engine;
 mod events;

@@ -1,0 +1,147 @@
+// codepipeline-local console: live pages (server-sent events from the event log), the buttons
+// that call CodePipeline's operations, and build logs that follow a running build.
+(() => {
+  "use strict";
+  const token = document.querySelector('meta[name="console-token"]').content;
+  const live = document.getElementById("live");
+  const message = document.getElementById("message");
+  const ask = document.getElementById("ask");
+
+  const say = (text) => { message.textContent = text; };
+
+  // Fetches the page's content again; while a dialog is open, waits for it to close.
+  let busy = false, again = false;
+  async function refresh() {
+    if (busy || ask.open) { again = true; return; }
+    busy = true;
+    try {
+      const answer = await fetch(location.href, { headers: { "X-Console-Fragment": "1" } });
+      if (answer.ok) {
+        const focused = document.activeElement && document.activeElement.id;
+        live.innerHTML = await answer.text();
+        if (focused) { const el = document.getElementById(focused); if (el) el.focus(); }
+        follow();
+      }
+    } catch (e) {
+      // The server went away; the event stream reconnects by itself.
+    } finally {
+      busy = false;
+      if (again) { again = false; setTimeout(refresh, 150); }
+    }
+  }
+
+  // The page follows the log: a change to a stream it shows brings its content again.
+  const events = new EventSource("/_console/events");
+  events.addEventListener("change", (e) => {
+    let data;
+    try { data = JSON.parse(e.data); } catch (err) { return; }
+    const watched = live.querySelector("[data-watch]");
+    const key = watched && watched.dataset.watch;
+    if (!key || data.streams.some((s) => s.includes(key))) refresh();
+  });
+
+  async function call(operation, input) {
+    // The region of what the page shows (a pipeline's, when the address names none).
+    const shown = live.querySelector("[data-region]");
+    const region = (shown && shown.dataset.region) || new URLSearchParams(location.search).get("region") || "";
+    const answer = await fetch("/_console/api/" + operation + (region ? "?region=" + encodeURIComponent(region) : ""), {
+      method: "POST",
+      headers: { "Content-Type": "application/json", "X-Console-Token": token },
+      body: JSON.stringify(input),
+    });
+    const body = await answer.json().catch(() => ({}));
+    if (!answer.ok) throw new Error((body.__type || answer.status) + ": " + (body.message || ""));
+    return body;
+  }
+
+  function setPath(object, path, value) {
+    const keys = path.split(".");
+    let at = object;
+    for (const k of keys.slice(0, -1)) { at[k] = at[k] || {}; at = at[k]; }
+    at[keys[keys.length - 1]] = value;
+  }
+
+  async function run(operation, input) {
+    say("");
+    try {
+      await call(operation, input);
+      refresh();
+    } catch (e) {
+      say(e.message);
+    }
+  }
+
+  // A button asks first (a dialog with a text and choices) when it says so.
+  let opener = null;
+  function open(button) {
+    opener = button;
+    const input = JSON.parse(button.dataset.input || "{}");
+    document.getElementById("ask-title").textContent = button.dataset.ask;
+    const label = document.getElementById("ask-label");
+    const text = document.getElementById("ask-text");
+    const field = button.dataset.text;
+    label.textContent = button.dataset.textLabel || "";
+    label.hidden = text.hidden = !field;
+    text.value = "";
+    text.required = button.dataset.required === "true";
+    const choices = document.getElementById("ask-choices");
+    choices.replaceChildren();
+    for (const choice of JSON.parse(button.dataset.choices || "[]")) {
+      const b = document.createElement("button");
+      b.type = "button";
+      b.textContent = choice.label;
+      b.addEventListener("click", () => {
+        if (field && text.required && !text.value.trim()) { text.focus(); say(label.textContent + " is required."); return; }
+        const full = JSON.parse(JSON.stringify(input));
+        for (const [path, value] of Object.entries(choice.set || {})) setPath(full, path, value);
+        if (field && text.value.trim()) setPath(full, field, text.value.trim());
+        close();
+        run(button.dataset.op, full);
+      });
+      choices.appendChild(b);
+    }
+    ask.showModal();
+    (field ? text : choices.querySelector("button")).focus();
+  }
+  function close() {
+    ask.close();
+    if (opener && document.body.contains(opener)) opener.focus();
+    if (again) { again = false; refresh(); }
+  }
+  document.getElementById("ask-cancel").addEventListener("click", close);
+  ask.addEventListener("close", () => { if (again) { again = false; refresh(); } });
+
+  document.addEventListener("click", (e) => {
+    const button = e.target.closest("button[data-op]");
+    if (!button) return;
+    if (button.dataset.ask) open(button);
+    else run(button.dataset.op, JSON.parse(button.dataset.input || "{}"));
+  });
+
+  // A running build's log grows on the page.
+  let following = false;
+  async function follow() {
+    const log = document.getElementById("log");
+    if (!log || following || log.dataset.complete === "true") return;
+    following = true;
+    try {
+      while (log.dataset.complete !== "true" && document.body.contains(log)) {
+        const url = "/_codepipeline_local/builds/log?id=" + encodeURIComponent(log.dataset.build) + "&offset=" + log.dataset.offset;
+        const answer = await fetch(url);
+        if (!answer.ok) break;
+        const part = await answer.json();
+        if (part.text) log.append(part.text);
+        log.dataset.offset = part.nextOffset;
+        if (part.complete) {
+          log.dataset.complete = "true";
+          document.getElementById("build-state").textContent = "Complete.";
+          break;
+        }
+        await new Promise((r) => setTimeout(r, 500));
+      }
+    } finally {
+      following = false;
+    }
+  }
+  follow();
+})();

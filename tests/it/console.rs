@@ -1,0 +1,230 @@
+//! The console over HTTP: a browser's visit of `/` is sent to it (and no AWS client's request
+//! is), its pages show what the API shows, a change runs only from its own pages (JSON, token,
+//! same origin) and then through CodePipeline's operation, and its live stream names the
+//! streams that changed. The browser itself is driven in `tests/cli/console.sh`.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::common::{tutorial_declaration, RawResponse, Server};
+
+fn get(server: &Server, path: &str, extra: &str) -> RawResponse {
+    let head = format!(
+        "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n{extra}\r\n",
+        server.addr
+    );
+    server.client().exchange(head.as_bytes(), b"")
+}
+
+fn post(server: &Server, path: &str, headers: &str, body: &str) -> RawResponse {
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n{headers}Content-Length: {}\r\n\r\n",
+        server.addr,
+        body.len()
+    );
+    server.client().exchange(head.as_bytes(), body.as_bytes())
+}
+
+/// The token the console's pages carry.
+fn token(server: &Server) -> String {
+    let page = get(server, "/_console/", "").text();
+    let (_, rest) = page
+        .split_once("name=\"console-token\" content=\"")
+        .expect("a token in the page");
+    rest.split('"').next().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn a_browser_visit_is_sent_to_the_console_and_aws_clients_are_not() {
+    let server = Server::start();
+    let visit = get(&server, "/", "Accept: text/html,application/xhtml+xml\r\n");
+    assert_eq!(visit.status, 302);
+    assert_eq!(visit.header("location"), Some("/_console/"));
+    // A signed request, or one that does not ask for HTML, is S3's ListBuckets as before.
+    let signed = get(
+        &server,
+        "/",
+        "Accept: text/html\r\nAuthorization: AWS4-HMAC-SHA256 Credential=test/20261126/eu-central-1/s3/aws4_request, SignedHeaders=host, Signature=0\r\n",
+    );
+    assert_eq!(signed.status, 200);
+    assert!(
+        signed.text().contains("<ListAllMyBucketsResult"),
+        "{}",
+        signed.text()
+    );
+    let plain = get(&server, "/", "");
+    assert!(
+        plain.text().contains("<ListAllMyBucketsResult"),
+        "{}",
+        plain.text()
+    );
+    // And the SDK lists buckets as it always did.
+    server.s3().list_buckets().send().await.unwrap();
+}
+
+#[tokio::test]
+async fn pages_show_the_pipeline_and_changes_run_only_from_the_console() {
+    let server = Server::start();
+    let cp = server.codepipeline();
+    crate::engine::tutorial_buckets(&server.s3()).await;
+    server
+        .call(
+            "CreatePipeline",
+            json!({"pipeline": tutorial_declaration("shown")}),
+        )
+        .json();
+    let list = get(&server, "/_console/", "");
+    assert_eq!(list.status, 200);
+    assert_eq!(
+        list.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    assert!(list.text().contains(">shown</a>"), "{}", list.text());
+    let page = get(&server, "/_console/pipeline/shown", "");
+    assert_eq!(page.status, 200);
+    assert!(page.text().contains("Release change"));
+    assert!(page.text().contains("aria-label=\"Stage stage1\""));
+    // Its content alone, as the page fetches it when the log moves.
+    let fragment = get(
+        &server,
+        "/_console/pipeline/shown",
+        "X-Console-Fragment: 1\r\n",
+    );
+    assert!(fragment
+        .text()
+        .starts_with("<div data-watch=\":shown\" data-region=\"eu-central-1\">"));
+    assert_eq!(get(&server, "/_console/pipeline/nope", "").status, 404);
+    assert_eq!(get(&server, "/_console/execution/nope", "").status, 404);
+    assert_eq!(get(&server, "/_console/build/nope:1", "").status, 404);
+    assert_eq!(get(&server, "/_console/assets/nope.js", "").status, 404);
+    // Markup in a name cannot get into a page: names are escaped.
+    let odd = get(&server, "/_console/pipeline/%3Cb%3E", "");
+    assert!(!odd.text().contains("<b>"), "{}", odd.text());
+
+    let token = token(&server);
+    let json_with = |t: &str| format!("Content-Type: application/json\r\nX-Console-Token: {t}\r\n");
+    let start = r#"{"name":"shown"}"#;
+    let path = "/_console/api/StartPipelineExecution?region=eu-central-1";
+    let refused = post(&server, path, "Content-Type: application/json\r\n", start);
+    assert_eq!(refused.status, 403);
+    assert_eq!(refused.error_code(), "AccessDeniedException");
+    let wrong = post(&server, path, &json_with("0000"), start);
+    assert_eq!(wrong.status, 403);
+    let form = post(
+        &server,
+        path,
+        &format!("Content-Type: text/plain\r\nX-Console-Token: {token}\r\n"),
+        start,
+    );
+    assert_eq!(form.status, 403);
+    let elsewhere = post(
+        &server,
+        path,
+        &format!("{}Origin: http://elsewhere.example\r\n", json_with(&token)),
+        start,
+    );
+    assert_eq!(elsewhere.status, 403);
+    let unknown = post(
+        &server,
+        "/_console/api/DeletePipeline",
+        &json_with(&token),
+        start,
+    );
+    assert_eq!(unknown.status, 400);
+    assert_eq!(unknown.error_code(), "UnknownOperationException");
+    let bad = post(&server, path, &json_with(&token), "[1]");
+    assert_eq!(bad.error_code(), "ValidationException");
+    // CodePipeline's own answer to a wrong input.
+    let missing = post(&server, path, &json_with(&token), r#"{"name":"nope"}"#);
+    assert_eq!(missing.status, 400);
+    assert_eq!(missing.error_code(), "PipelineNotFoundException");
+    // Nothing refused started anything: only the creation's execution.
+    let listed = cp
+        .list_pipeline_executions()
+        .pipeline_name("shown")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.pipeline_execution_summaries().len(), 1);
+
+    let same_origin = format!("{}Origin: http://{}\r\n", json_with(&token), server.addr);
+    let started = post(&server, path, &same_origin, start);
+    assert_eq!(started.status, 200, "{}", started.text());
+    let id = started.json()["pipelineExecutionId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let got = cp
+        .get_pipeline_execution()
+        .pipeline_name("shown")
+        .pipeline_execution_id(&id)
+        .send()
+        .await
+        .unwrap();
+    let trigger = got.pipeline_execution().unwrap().trigger().unwrap();
+    assert_eq!(
+        trigger.trigger_type().unwrap().as_str(),
+        "StartPipelineExecution"
+    );
+    // Its page, with the timeline from the log.
+    let execution = get(&server, &format!("/_console/execution/{id}"), "");
+    assert_eq!(execution.status, 200);
+    assert!(
+        execution.text().contains("ExecutionStarted"),
+        "{}",
+        execution.text()
+    );
+    let history = get(
+        &server,
+        "/_console/pipeline/shown/executions?trigger=StartPipelineExecution",
+        "",
+    );
+    assert!(history.text().contains(&id));
+    assert!(!history.text().contains(
+        &listed.pipeline_execution_summaries()[0]
+            .pipeline_execution_id()
+            .unwrap()
+            .to_string()
+    ));
+}
+
+#[tokio::test]
+async fn the_live_stream_names_the_streams_that_changed() {
+    let server = Server::start();
+    crate::engine::tutorial_buckets(&server.s3()).await;
+    let mut stream = TcpStream::connect(&server.addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    write!(
+        stream,
+        "GET /_console/events HTTP/1.1\r\nHost: {}\r\nAccept: text/event-stream\r\n\r\n",
+        server.addr
+    )
+    .unwrap();
+    let mut seen = String::new();
+    let mut read_until = |stream: &mut TcpStream, wanted: &str| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut buf = [0u8; 4096];
+        while !seen.contains(wanted) {
+            assert!(Instant::now() < deadline, "no {wanted} in {seen}");
+            if let Ok(n) = stream.read(&mut buf) {
+                seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        }
+        seen.clone()
+    };
+    let head = read_until(&mut stream, "retry: 2000");
+    assert!(head.contains("content-type: text/event-stream"), "{head}");
+    server
+        .call(
+            "CreatePipeline",
+            json!({"pipeline": tutorial_declaration("live")}),
+        )
+        .json();
+    let after = read_until(&mut stream, "pipeline:000000000000:eu-central-1:live");
+    assert!(after.contains("event: change"), "{after}");
+}

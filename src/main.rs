@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use codepipeline_local::cli as history;
 use codepipeline_local::config::{Config, Overrides};
 
@@ -100,6 +100,65 @@ enum Command {
         #[command(flatten)]
         common: history::Common,
     },
+    /// Wait for an execution to end. Exit code: 0 Succeeded, 2 Failed, 3 Stopped,
+    /// 4 Superseded, 5 Cancelled, 124 when --timeout ran out, 1 on an error.
+    Wait {
+        /// Execution id.
+        execution: String,
+        /// Give up after this many seconds.
+        #[arg(long)]
+        timeout: Option<u64>,
+        #[command(flatten)]
+        common: history::Common,
+    },
+    /// Follow a pipeline's stages and actions: redrawn in place on a terminal, a line for each
+    /// change when piped.
+    Watch {
+        /// Pipeline name.
+        pipeline: String,
+        /// End when the newest execution ends, with `wait`'s exit code.
+        #[arg(long)]
+        until_finished: bool,
+        #[command(flatten)]
+        common: history::Common,
+    },
+    /// Approve the approval waiting at a pipeline's stage and action.
+    Approve(Review),
+    /// Reject the approval waiting at a pipeline's stage and action.
+    Reject(Review),
+    /// Retry a pipeline's failed stage (its failed actions; all of them with --all).
+    Retry {
+        /// Pipeline name.
+        pipeline: String,
+        /// Stage name.
+        stage: String,
+        /// Run every action of the stage again, not only the failed ones.
+        #[arg(long)]
+        all: bool,
+        #[command(flatten)]
+        common: history::Common,
+    },
+    /// Print a completion script for a shell (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+}
+
+/// `approve` / `reject`.
+#[derive(clap::Args)]
+struct Review {
+    /// Pipeline name.
+    pipeline: String,
+    /// Stage name.
+    stage: String,
+    /// Action name.
+    action: String,
+    /// The comment recorded with the result.
+    #[arg(long)]
+    summary: Option<String>,
+    #[command(flatten)]
+    common: history::Common,
 }
 
 #[derive(clap::Args, Clone, Default)]
@@ -154,6 +213,47 @@ fn main() {
             }
             return;
         }
+        Some(Command::Wait {
+            execution,
+            timeout,
+            common,
+        }) => match history::steer::wait(&common, &execution, timeout) {
+            Ok((line, code)) => {
+                print!("{line}");
+                let _ = std::io::stdout().flush();
+                std::process::exit(code);
+            }
+            Err(e) => fail(&e),
+        },
+        Some(Command::Watch {
+            pipeline,
+            until_finished,
+            common,
+        }) => {
+            let mut stdout = std::io::stdout().lock();
+            match history::steer::watch(&common, &pipeline, until_finished, &mut stdout) {
+                Ok(code) => std::process::exit(code),
+                Err(e) => fail(&e),
+            }
+        }
+        Some(Command::Approve(r)) => finish(review(&r, true)),
+        Some(Command::Reject(r)) => finish(review(&r, false)),
+        Some(Command::Retry {
+            pipeline,
+            stage,
+            all,
+            common,
+        }) => finish(history::steer::retry(&common, &pipeline, &stage, all)),
+        Some(Command::Completions { shell }) => {
+            let mut stdout = std::io::stdout().lock();
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "codepipeline-local",
+                &mut stdout,
+            );
+            return;
+        }
         Some(Command::Logs {
             build,
             follow,
@@ -178,6 +278,34 @@ fn main() {
             std::process::exit(1);
         }
     }
+}
+
+fn review(r: &Review, approve: bool) -> Result<String, String> {
+    history::steer::review(
+        &r.common,
+        &r.pipeline,
+        &r.stage,
+        &r.action,
+        r.summary.as_deref(),
+        approve,
+    )
+}
+
+/// Prints a command's output, or its error and exits 1.
+fn finish(result: Result<String, String>) -> ! {
+    match result {
+        Ok(out) => {
+            print!("{out}");
+            let _ = std::io::stdout().flush();
+            std::process::exit(0);
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+fn fail(e: &str) -> ! {
+    eprintln!("codepipeline-local: {e}");
+    std::process::exit(1);
 }
 
 fn serve_or_exit(args: ServeArgs) {

@@ -12,11 +12,24 @@ use crate::admin::{HEALTH_PATH, HISTORY_PREFIX, RERUN_HEADER};
 use crate::config::Config;
 use crate::history::{self, ActionFilter, HistoryReader};
 
+/// The server's address: `--endpoint`, else the user's AWS configuration's endpoint, else the
+/// configured host and port.
 pub fn endpoint(common: &Common, config: &Config) -> String {
     common
         .endpoint
         .clone()
+        .or_else(|| super::aws_config::load(&|k| std::env::var(k).ok()).endpoint_url)
         .unwrap_or_else(|| format!("http://{}:{}", config.host, config.port))
+}
+
+/// The region: `--region`, else the user's AWS configuration's, else the configured one.
+pub fn region(common: &Common, config: &Config) -> String {
+    common
+        .region
+        .clone()
+        .filter(|r| !r.is_empty())
+        .or_else(|| super::aws_config::load(&|k| std::env::var(k).ok()).region)
+        .unwrap_or(config.region.clone())
 }
 
 /// The server, or the data dir read directly.
@@ -242,39 +255,52 @@ fn unchunk(mut data: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Calls one of CodePipeline's operations on the server at `addr` in `region`, as the AWS CLI
+/// would; its answer, or `Code: message`.
+pub fn call(
+    addr: &str,
+    region: &str,
+    operation: &str,
+    input: &Value,
+    extra: &[(&str, &str)],
+) -> Result<Value, String> {
+    let credential = format!(
+        "AWS4-HMAC-SHA256 Credential=test/{}/{region}/codepipeline/aws4_request, SignedHeaders=host, Signature=0",
+        chrono::Utc::now().format("%Y%m%d")
+    );
+    let target = format!("CodePipeline_20150709.{operation}");
+    let mut headers = vec![
+        ("Content-Type", "application/x-amz-json-1.1"),
+        ("X-Amz-Target", target.as_str()),
+        ("Authorization", credential.as_str()),
+    ];
+    headers.extend_from_slice(extra);
+    let (status, body) = http(addr, "POST", "/", &headers, input.to_string().as_bytes())?;
+    let answer: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    if status != 200 {
+        return Err(format!(
+            "{}: {}",
+            answer["__type"].as_str().unwrap_or("error"),
+            answer["message"].as_str().unwrap_or_default()
+        ));
+    }
+    Ok(answer)
+}
+
 /// Starts the execution again on the server at `addr`, with its recorded variables and source
 /// revisions; the new execution's id.
 pub fn rerun(addr: &str, record: &Value) -> Result<String, String> {
     let input = history::rerun_input(record)?;
     let original = record["pipelineExecutionId"].as_str().unwrap_or_default();
     let region = record["region"].as_str().unwrap_or_default();
-    let credential = format!(
-        "AWS4-HMAC-SHA256 Credential=test/{}/{region}/codepipeline/aws4_request, SignedHeaders=host, Signature=0",
-        chrono::Utc::now().format("%Y%m%d")
-    );
-    let (status, body) = http(
+    let answer = call(
         addr,
-        "POST",
-        "/",
-        &[
-            ("Content-Type", "application/x-amz-json-1.1"),
-            (
-                "X-Amz-Target",
-                "CodePipeline_20150709.StartPipelineExecution",
-            ),
-            ("Authorization", &credential),
-            (RERUN_HEADER, original),
-        ],
-        input.to_string().as_bytes(),
-    )?;
-    let answer: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    if status != 200 {
-        return Err(format!(
-            "the server refused the rerun: {}: {}",
-            answer["__type"].as_str().unwrap_or("error"),
-            answer["message"].as_str().unwrap_or_default()
-        ));
-    }
+        region,
+        "StartPipelineExecution",
+        &input,
+        &[(RERUN_HEADER, original)],
+    )
+    .map_err(|e| format!("the server refused the rerun: {e}"))?;
     answer["pipelineExecutionId"]
         .as_str()
         .map(str::to_string)

@@ -10,9 +10,11 @@
 //! rerun) lives in [`crate::history`].
 
 pub mod args;
+mod aws_config;
 mod client;
 pub mod pull_requests;
 mod render;
+pub mod steer;
 
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
@@ -33,19 +35,21 @@ pub fn run(common: &Common, request: &Request) -> Result<String, String> {
         std::env::vars(),
         &Default::default(),
     )?;
-    let region = common
-        .region
-        .clone()
-        .or_else(|| std::env::var("AWS_REGION").ok())
-        .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok())
-        .filter(|r| !r.is_empty())
-        .unwrap_or(config.region.clone());
+    let region = client::region(common, &config);
     let source = Source::find(common, &config)?;
-    let color = common.output == Output::Table && std::io::stdout().is_terminal();
+    let color = colored(common);
     let json_out = common.output == Output::Json;
     match request {
         Request::History(HistoryCommand::Pipelines) => {
-            let list = source.pipelines()?;
+            let all = source.pipelines()?;
+            let list: Vec<Value> = all
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|p| p["region"] == region.as_str())
+                .cloned()
+                .collect();
+            let list = Value::Array(list);
             Ok(if json_out {
                 pretty(&list)
             } else {
@@ -57,6 +61,10 @@ pub fn run(common: &Common, request: &Request) -> Result<String, String> {
             status,
             limit,
         }) => {
+            check_limit(*limit)?;
+            if let Some(s) = status {
+                check_status(s, EXECUTION_STATUSES)?;
+            }
             let list = source.executions(&region, pipeline, status.as_deref(), *limit)?;
             Ok(if json_out {
                 pretty(&list)
@@ -73,6 +81,13 @@ pub fn run(common: &Common, request: &Request) -> Result<String, String> {
             since,
             limit,
         }) => {
+            check_limit(*limit)?;
+            if let Some(s) = status {
+                check_status(s, ACTION_STATUSES)?;
+            }
+            if let Some(stage) = stage {
+                check_stage(&source, &region, pipeline, stage)?;
+            }
             let filter = ActionFilter {
                 execution: execution.clone(),
                 stage: stage.clone(),
@@ -133,6 +148,16 @@ pub fn run(common: &Common, request: &Request) -> Result<String, String> {
         }
         Request::Diff { a, b } => {
             let (ra, rb) = (source.execution(a)?, source.execution(b)?);
+            if ra["pipeline"] != rb["pipeline"] || ra["region"] != rb["region"] {
+                eprintln!(
+                    "codepipeline-local: warning: {a} is an execution of {} ({}) and {b} of {} ({}): \
+                     their actions are compared by stage and action name",
+                    ra["pipeline"].as_str().unwrap_or_default(),
+                    ra["region"].as_str().unwrap_or_default(),
+                    rb["pipeline"].as_str().unwrap_or_default(),
+                    rb["region"].as_str().unwrap_or_default(),
+                );
+            }
             let diff = diff(&ra, &rb)?;
             Ok(if json_out {
                 pretty(&diff)
@@ -159,6 +184,73 @@ pub fn run(common: &Common, request: &Request) -> Result<String, String> {
             })
         }
     }
+}
+
+/// The statuses an execution can have.
+const EXECUTION_STATUSES: &[&str] = &[
+    "Cancelled",
+    "InProgress",
+    "Stopped",
+    "Stopping",
+    "Succeeded",
+    "Superseded",
+    "Failed",
+];
+
+/// The statuses an action execution can have.
+const ACTION_STATUSES: &[&str] = &["InProgress", "Abandoned", "Succeeded", "Failed"];
+
+/// The most a `--limit` may ask for.
+const MAX_LIMIT: usize = 10_000;
+
+/// Whether tables are coloured: on a terminal, unless `NO_COLOR` is set (no-color.org).
+fn colored(common: &Common) -> bool {
+    common.output == Output::Table
+        && std::io::stdout().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+fn check_limit(limit: usize) -> Result<(), String> {
+    if limit == 0 || limit > MAX_LIMIT {
+        return Err(format!("--limit {limit}: give 1 to {MAX_LIMIT}"));
+    }
+    Ok(())
+}
+
+fn check_status(status: &str, known: &[&str]) -> Result<(), String> {
+    if known.iter().any(|k| k.eq_ignore_ascii_case(status)) {
+        return Ok(());
+    }
+    Err(format!(
+        "--status {status}: give one of {}",
+        known.join(", ")
+    ))
+}
+
+/// An unknown stage is an error, not an empty table.
+fn check_stage(source: &Source, region: &str, pipeline: &str, stage: &str) -> Result<(), String> {
+    let all = source.pipelines()?;
+    let Some(found) = all
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| p["name"] == pipeline && p["region"] == region)
+    else {
+        return Err(format!("pipeline {pipeline} does not exist in {region}"));
+    };
+    let stages: Vec<&str> = found["stages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    if stages.contains(&stage) {
+        return Ok(());
+    }
+    Err(format!(
+        "--stage {stage}: pipeline {pipeline} has no such stage (its stages: {})",
+        stages.join(", ")
+    ))
 }
 
 /// `codepipeline-local logs BUILD_ID [--follow]`: a build's output, written to `out` as it comes.

@@ -16,8 +16,35 @@ fn local_time(epoch: &Value) -> String {
     chrono::Local
         .timestamp_millis_opt((t * 1000.0) as i64)
         .single()
-        .map(|d| d.format("%Y-%m-%d %H:%M:%S").to_string())
+        .map(|d| d.format("%Y-%m-%d %H:%M:%S %:z").to_string())
         .unwrap_or_default()
+}
+
+/// Whether a status is that of something still going on.
+fn running(status: &Value) -> bool {
+    status == "InProgress" || status == "Stopping"
+}
+
+/// How long from `from` to `to`, or to now for something still `running`.
+fn duration_of(from: &Value, to: &Value, running_now: bool) -> String {
+    if running_now {
+        return duration(from, &crate::aws::now_epoch().into());
+    }
+    duration(from, to)
+}
+
+/// The first line of a text, shortened to fit a table's row (whole in JSON and `replay`).
+fn one_line(s: &str) -> String {
+    const MAX: usize = 80;
+    let first = s.lines().next().unwrap_or_default();
+    let more = s.lines().nth(1).is_some();
+    if first.chars().count() > MAX {
+        format!("{}…", first.chars().take(MAX - 1).collect::<String>())
+    } else if more {
+        format!("{first} …")
+    } else {
+        first.to_string()
+    }
 }
 
 fn duration(from: &Value, to: &Value) -> String {
@@ -143,9 +170,12 @@ pub fn executions_table(list: &Value, color: bool) -> String {
                 text(&e["pipelineExecutionId"]),
                 text(&e["status"]),
                 local_time(&e["startTime"]),
-                duration(&e["startTime"], &e["lastUpdateTime"]),
+                duration_of(&e["startTime"], &e["lastUpdateTime"], running(&e["status"])),
                 text(&e["trigger"]["triggerType"]),
-                text(&e["statusSummary"]),
+                match e["waitingFor"].as_str() {
+                    Some(why) => format!("waits for {why}"),
+                    None => one_line(&text(&e["statusSummary"])),
+                },
             ]
         })
         .collect();
@@ -177,12 +207,13 @@ pub fn actions_table(list: &Value, color: bool) -> String {
             };
             vec![
                 local_time(&a["startTime"]),
-                duration(&a["startTime"], &a["lastUpdateTime"]),
+                duration_of(&a["startTime"], &a["lastUpdateTime"], running(&a["status"])),
                 text(&a["stageName"]),
                 text(&a["actionName"]),
                 text(&a["status"]),
                 text(&a["pipelineExecutionId"]),
-                detail,
+                text(&a["externalExecutionId"]),
+                one_line(&detail),
             ]
         })
         .collect();
@@ -194,6 +225,7 @@ pub fn actions_table(list: &Value, color: bool) -> String {
             "ACTION",
             "STATUS",
             "EXECUTION",
+            "EXTERNAL ID",
             "DETAIL",
         ],
         rows,
@@ -214,6 +246,9 @@ pub fn timeline_table(record: &Value, timeline: &[Value], color: bool) -> String
         text(&record["pipelineVersion"]),
         local_time(&start)
     );
+    if let Some(why) = record["waitingFor"].as_str() {
+        out.push_str(&format!("waits for {why}\n"));
+    }
     let rows = timeline
         .iter()
         .map(|e| {

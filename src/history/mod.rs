@@ -138,17 +138,25 @@ impl HistoryReader {
     /// Every pipeline, with its number of executions and its latest one.
     pub fn pipelines(&self) -> Value {
         let mut out = Vec::new();
-        for (key, version, _) in self.pipelines.current_versions() {
+        for (key, version, declared) in self.pipelines.current_versions() {
             let mut parts = key.splitn(3, ':');
             let (Some(_), Some(region), Some(name)) = (parts.next(), parts.next(), parts.next())
             else {
                 continue;
             };
+            let stages: Vec<Value> = serde_json::from_slice::<Value>(&declared)
+                .ok()
+                .and_then(|d| d["pipeline"]["stages"].as_array().cloned())
+                .unwrap_or_default()
+                .iter()
+                .map(|s| s["name"].clone())
+                .collect();
             let mut p = json!({
                 "name": name,
                 "region": region,
                 "version": version,
                 "executions": self.executions.count(&key),
+                "stages": stages,
             });
             if let Some(latest) = self.executions.newest(&key, 0, 1).first() {
                 p["latestExecution"] = summary_json(latest);
@@ -173,11 +181,79 @@ impl HistoryReader {
         }
         self.executions.walk_newest(&key, 0, usize::MAX, |s, _| {
             if status.is_none_or(|st| s.status.as_str().eq_ignore_ascii_case(st)) {
-                out.push(summary_json(&s));
+                let mut v = summary_json(&s);
+                if s.status == crate::codepipeline::model::ExecutionStatus::InProgress {
+                    if let Some(why) = self.waits_for(&key, &s.id)? {
+                        v["waitingFor"] = why.into();
+                    }
+                }
+                out.push(v);
             }
             Ok::<_, HistoryError>(out.len() < limit)
         })?;
         Ok(Value::Array(out))
+    }
+
+    /// Why a running execution of pipeline `key` does not move on, if it waits: an approval, a
+    /// condition being checked, a disabled transition, or a stage another execution holds.
+    pub fn waits_for(&self, key: &str, id: &str) -> Result<Option<String>, HistoryError> {
+        let Some(e) = self.executions.get(id)? else {
+            return Ok(None);
+        };
+        if let Some(run) = e.runs.iter().find(|r| {
+            r.status == crate::codepipeline::model::ActionStatus::InProgress
+                && r.input.action_type_id.category == "Approval"
+        }) {
+            return Ok(Some(format!("approval {}/{}", run.stage, run.action)));
+        }
+        if let Some(stage) = e.current_stage() {
+            if let Some(c) = stage.conditions.iter().rev().find(|c| c.waiting()) {
+                return Ok(Some(format!(
+                    "{} condition of stage {}",
+                    c.kind.field(),
+                    stage.name
+                )));
+            }
+        }
+        let Some(stage) = &e.waiting else {
+            return Ok(None);
+        };
+        let stream = format!("{}{key}", crate::codepipeline::ids::PIPELINE_STREAM_PREFIX);
+        let disabled = self
+            .pipelines
+            .with(&stream, |p| {
+                p.transitions
+                    .get(stage)
+                    .filter(|t| !t.enabled)
+                    .map(|t| t.reason.clone().unwrap_or_default())
+            })
+            .flatten();
+        if let Some(reason) = disabled {
+            return Ok(Some(format!(
+                "transition into stage {stage} disabled: {reason}"
+            )));
+        }
+        // The execution in that stage now.
+        let mut holder = None;
+        self.executions.walk_newest(key, 0, usize::MAX, |s, _| {
+            if s.id != id && s.status.is_running() {
+                if let Some(other) = self.executions.get(&s.id)? {
+                    let inside = other.current_stage().is_some_and(|c| {
+                        &c.name == stage
+                            && c.status == crate::codepipeline::model::StageStatus::InProgress
+                    });
+                    if inside {
+                        holder = Some(s.id.clone());
+                        return Ok(false);
+                    }
+                }
+            }
+            Ok::<_, HistoryError>(true)
+        })?;
+        Ok(Some(match holder {
+            Some(other) => format!("stage {stage}, held by execution {other}"),
+            None => format!("stage {stage}"),
+        }))
     }
 
     /// A pipeline's action runs, newest first, at most `limit`. Executions are read newest
@@ -265,14 +341,18 @@ impl HistoryReader {
         .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
         .map(|mut o| o["pipeline"].take())
         .unwrap_or(Value::Null);
-        Ok(json!({
+        let mut record = json!({
             "pipelineExecutionId": id,
             "pipeline": pipeline,
             "region": region,
             "pipelineVersion": version,
             "declaration": declaration,
             "events": events,
-        }))
+        });
+        if let Some(why) = self.waits_for(&key, id)? {
+            record["waitingFor"] = why.into();
+        }
+        Ok(record)
     }
 }
 
@@ -346,6 +426,19 @@ fn run_json(e: &Execution, r: &ActionRun) -> Value {
         if let Some(summary) = &o.external_execution_summary {
             v["summary"] = summary.clone().into();
         }
+    }
+    // The id of the work outside the pipeline (a build's id), also while it runs.
+    let external = r
+        .output
+        .as_ref()
+        .and_then(|o| o.external_execution_id.clone())
+        .or_else(|| {
+            r.progress
+                .as_ref()
+                .and_then(|p| p.external_execution_id.clone())
+        });
+    if let Some(id) = external {
+        v["externalExecutionId"] = id.into();
     }
     if let Some(error) = &r.error {
         v["errorDetails"] = json!({"code": error.code, "message": error.message});

@@ -27,6 +27,7 @@ mod retention;
 mod rollback;
 mod s3;
 mod ssm;
+mod steer;
 mod tags;
 mod webhooks;
 mod wire;

@@ -411,6 +411,7 @@ pub async fn run(
         api: Arc::new(ConsoleApi(Arc::downgrade(&state.clone().into_inner()))),
         history: console_history,
         codebuild: console_codebuild,
+        data_dir: state.config.data_dir.clone(),
         store: console_store,
         appended,
         stopping: console_stopping,

@@ -76,6 +76,8 @@ pub struct ConsoleState {
     pub history: HistoryReader,
     /// Builds, for their logs.
     pub codebuild: Arc<CodeBuild>,
+    /// The data dir, for Lambda functions' invocation logs.
+    pub data_dir: std::path::PathBuf,
     /// The log, to say what changed.
     pub store: Arc<dyn EventStore>,
     /// The position of the log's last event, moved by every append.
@@ -105,6 +107,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<ConsoleState>) {
         )
         .route(&format!("{PREFIX}/execution/{{id}}"), web::get().to(page))
         .route(&format!("{PREFIX}/build/{{id}}"), web::get().to(page))
+        .route(&format!("{PREFIX}/lambda/{{name}}"), web::get().to(page))
         .route(&format!("{PREFIX}/assets/{{file}}"), web::get().to(asset))
         .route(&format!("{PREFIX}/events"), web::get().to(events))
         .route(

@@ -248,6 +248,7 @@ impl View<'_> {
                 Err(e) => Err((404, e.to_string())),
             },
             ["build", id] => self.build(id),
+            ["lambda", name] => self.lambda(name),
             _ => Err((404, "Not found".to_string())),
         };
         match result {
@@ -515,6 +516,9 @@ impl View<'_> {
                 @if provider == "CodeBuild" && !external.is_empty() {
                     p { a href=(self.link(&format!("/build/{external}"))) { "Build log" } }
                 }
+                @if let (true, Some(function)) = (provider == "Lambda", declared["configuration"]["FunctionName"].as_str()) {
+                    p { a href=(self.link(&format!("/lambda/{function}"))) { "Function logs" } }
+                }
                 @if text(&kind["category"]) == "Approval" && latest["status"] == "InProgress" {
                     @if let Some(token) = latest["token"].as_str() {
                         (button("Review", "PutApprovalResult",
@@ -731,8 +735,31 @@ impl View<'_> {
                 @if provider == "CodeBuild" && !external.is_empty() {
                     p { a href=(self.link(&format!("/build/{external}"))) { "Build log" } }
                 }
+                @if let (true, Some(function)) = (provider == "Lambda", input["configuration"]["FunctionName"].as_str()) {
+                    p { a href=(self.link(&format!("/lambda/{function}"))) { "Function logs" } }
+                }
             }
         }
+    }
+
+    /// A Lambda function's latest invocations' logs (or one invocation's, by request id).
+    fn lambda(&self, name: &str) -> Page {
+        let found = crate::lambda::find_logs(&self.state.data_dir, name, 10);
+        if found.is_empty() {
+            return Err((
+                404,
+                format!("no Lambda function or request {name} has output"),
+            ));
+        }
+        let text: Vec<u8> = found.into_iter().flat_map(|(_, text)| text).collect();
+        let content = html! {
+            div data-watch=(name) {
+                h1 { "Function logs " code { (name) } }
+                p.meta { "The latest invocations, oldest first." }
+                pre { (String::from_utf8_lossy(&text)) }
+            }
+        };
+        Ok((format!("Function logs {name}"), content))
     }
 
     fn build(&self, id: &str) -> Page {

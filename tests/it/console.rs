@@ -228,3 +228,30 @@ async fn the_live_stream_names_the_streams_that_changed() {
     let after = read_until(&mut stream, "pipeline:000000000000:eu-central-1:live");
     assert!(after.contains("event: change"), "{after}");
 }
+
+#[tokio::test]
+async fn a_functions_logs_have_a_page() {
+    let server = Server::start();
+    let lambda = server.lambda();
+    crate::lambda::create(
+        &lambda,
+        "talker",
+        aws_sdk_lambda::types::Runtime::Python312,
+        "app.handler",
+        &[(
+            "app.py",
+            "def handler(event, context):\n    print('said <b>hello</b>')\n    return 1\n",
+        )],
+    )
+    .await;
+    crate::lambda::invoke(&lambda, "talker", json!({})).await;
+    let page = get(&server, "/_console/lambda/talker", "");
+    assert_eq!(page.status, 200);
+    // The function's output, escaped.
+    assert!(
+        page.text().contains("said &lt;b&gt;hello&lt;/b&gt;"),
+        "{}",
+        page.text()
+    );
+    assert_eq!(get(&server, "/_console/lambda/silent", "").status, 404);
+}

@@ -39,7 +39,7 @@ async fn try_create(
         .await
 }
 
-async fn create(
+pub(crate) async fn create(
     lambda: &aws_sdk_lambda::Client,
     name: &str,
     runtime: Runtime,
@@ -52,7 +52,7 @@ async fn create(
 }
 
 /// Invokes synchronously; returns (function error, payload as JSON, log).
-async fn invoke(
+pub(crate) async fn invoke(
     lambda: &aws_sdk_lambda::Client,
     name: &str,
     payload: Value,

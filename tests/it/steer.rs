@@ -26,7 +26,6 @@ fn run(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
             cmd.env_remove(k);
         }
     }
-    cmd.env("AWS_REGION", "eu-central-1");
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -42,7 +41,7 @@ fn run(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
 fn cli(server: &Server, args: &[&str]) -> (i32, String, String) {
     let mut all = args.to_vec();
     all.extend(["--endpoint", &server.endpoint]);
-    run(&all, &[])
+    run(&all, &[("AWS_REGION", "eu-central-1")])
 }
 
 #[tokio::test]
@@ -216,23 +215,9 @@ async fn the_region_and_endpoint_come_from_the_aws_configuration() {
         args.extend(extra);
         let mut all: Vec<(&str, &str)> = vec![("AWS_CONFIG_FILE", config)];
         all.extend(env);
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_codepipeline-local"));
-        cmd.args(&args).env("RUST_LOG", "warn");
-        for (k, _) in std::env::vars() {
-            if k.starts_with("AWS_") {
-                cmd.env_remove(k);
-            }
-        }
-        for (k, v) in &all {
-            cmd.env(k, v);
-        }
-        let out = cmd.output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
+        let (code, out, err) = run(&args, &all);
+        assert_eq!(code, 0, "{err}");
+        serde_json::from_str(&out).unwrap()
     };
     // The profile's region and endpoint: the pipeline is found without --endpoint or --region.
     let found = listed(&[("AWS_PROFILE", "lab")], &[]);

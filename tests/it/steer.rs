@@ -374,3 +374,78 @@ async fn a_running_execution_shows_the_time_so_far_and_colours_follow_no_color()
         "{plain:?}"
     );
 }
+
+/// Polls `history executions PIPELINE` (at most 30 s) until `id` is said to wait for `wanted`.
+fn waits_for(server: &Server, pipeline: &str, id: &str, wanted: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, out, _) = cli(
+            server,
+            &["history", "executions", pipeline, "--output", "json"],
+        );
+        let list: Value = serde_json::from_str(&out).unwrap_or(Value::Null);
+        let found = list
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|e| e["pipelineExecutionId"] == id)
+            .map(|e| e["waitingFor"].clone());
+        if found.as_ref().and_then(Value::as_str) == Some(wanted) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{id} never waited for {wanted}: {found:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test]
+async fn what_a_running_execution_waits_for_is_said() {
+    let server = Server::start();
+    let cp = server.codepipeline();
+    tutorial_buckets(&server.s3()).await;
+    create(&server, approval_declaration("held"));
+    let first = latest_execution(&cp, "held").await;
+    let token = approval_token(&cp, "held").await;
+    waits_for(&server, "held", &first, "approval gate/approve");
+    // A second execution waits to enter the stage the first holds.
+    let second = start(&cp, "held").await;
+    waits_for(
+        &server,
+        "held",
+        &second,
+        &format!("stage gate, held by execution {first}"),
+    );
+    // A disabled transition stops the first once approved; the second then reaches the approval.
+    cp.disable_stage_transition()
+        .pipeline_name("held")
+        .stage_name("stage2")
+        .transition_type(aws_sdk_codepipeline::types::StageTransitionType::Inbound)
+        .reason("release freeze")
+        .send()
+        .await
+        .unwrap();
+    crate::engine::approval(
+        &cp,
+        "held",
+        &token,
+        aws_sdk_codepipeline::types::ApprovalStatus::Approved,
+    )
+    .send()
+    .await
+    .unwrap();
+    waits_for(
+        &server,
+        "held",
+        &first,
+        "transition into stage stage2 disabled: release freeze",
+    );
+    waits_for(&server, "held", &second, "approval gate/approve");
+    let (_, replay, _) = cli(&server, &["replay", &first]);
+    assert!(
+        replay.contains("\nwaits for transition into stage stage2 disabled: release freeze\n"),
+        "{replay}"
+    );
+}

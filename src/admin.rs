@@ -40,6 +40,7 @@ pub const SERVICES: &[&str] = &[
     "codeconnections",
     "events",
     "ssm",
+    "ecr",
 ];
 
 /// What the admin routes read.

@@ -49,6 +49,11 @@ pub enum Service {
         /// The `X-Amz-Target` value.
         target: String,
     },
+    /// Amazon ECR (JSON 1.1); carries the `X-Amz-Target` header.
+    Ecr {
+        /// The `X-Amz-Target` value.
+        target: String,
+    },
     /// Amazon EventBridge (JSON 1.1); carries the `X-Amz-Target` header.
     Events {
         /// The `X-Amz-Target` value.
@@ -77,6 +82,9 @@ pub fn route(path: &str, headers: &HeaderMap, scope: Option<&CredentialScope>) -
     }
     if crate::ssm::api::is_ssm(service, &target) {
         return Service::Ssm { target };
+    }
+    if crate::ecr::api::is_ecr(service, &target) {
+        return Service::Ecr { target };
     }
     if crate::events::api::is_events(service, &target) {
         return Service::Events { target };

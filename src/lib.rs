@@ -79,6 +79,7 @@ pub mod codepipeline;
 pub mod config;
 pub mod connections;
 pub mod console;
+pub mod ecr;
 pub mod events;
 pub mod eventstore;
 mod fuzz;

@@ -46,6 +46,8 @@ pub struct Projections {
     pub ssm: Arc<crate::ssm::ParameterStore>,
     /// CloudFormation stacks.
     pub cloudformation: Arc<crate::cloudformation::CloudFormation>,
+    /// ECR repositories and images.
+    pub ecr: Arc<crate::ecr::Ecr>,
 }
 
 impl Projections {
@@ -91,11 +93,12 @@ impl Projections {
             events: Arc::new(crate::events::Events::new(store.clone())),
             ssm: Arc::new(crate::ssm::ParameterStore::new(store.clone())),
             cloudformation: Arc::new(crate::cloudformation::CloudFormation::new(store.clone())),
+            ecr: Arc::new(crate::ecr::Ecr::new(store.clone())),
         }
     }
 
     /// All of them, as a checkpoint takes them.
-    pub fn all(&self) -> [&dyn Projection; 16] {
+    pub fn all(&self) -> [&dyn Projection; 17] {
         [
             self.pipelines.as_ref(),
             self.executions.as_ref(),
@@ -113,6 +116,7 @@ impl Projections {
             self.events.as_ref(),
             self.ssm.as_ref(),
             self.cloudformation.as_ref(),
+            self.ecr.as_ref(),
         ]
     }
 
@@ -135,6 +139,7 @@ impl Projections {
             Box::new(self.events),
             Box::new(self.ssm),
             Box::new(self.cloudformation),
+            Box::new(self.ecr),
         ]
     }
 }

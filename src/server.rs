@@ -42,6 +42,7 @@ struct AppState {
     codecommit: Arc<crate::codecommit::CodeCommit>,
     events: Arc<crate::events::Events>,
     ssm: Arc<crate::ssm::ParameterStore>,
+    ecr: Arc<crate::ecr::Ecr>,
     cloudformation: Arc<crate::cloudformation::CloudFormation>,
     /// The embedded S3's store, for CloudFormation's buckets; `None` with an external S3.
     local_s3: Option<Arc<LocalStore>>,
@@ -125,6 +126,7 @@ pub async fn run(
     ));
     let events = Arc::new(crate::events::Events::new(store.clone()));
     let ssm = Arc::new(crate::ssm::ParameterStore::new(store.clone()));
+    let ecr = Arc::new(crate::ecr::Ecr::new(store.clone()));
     let cloudformation = Arc::new(crate::cloudformation::CloudFormation::new(store.clone()));
     let live = Projections {
         pipelines: views.clone(),
@@ -143,6 +145,7 @@ pub async fn run(
         events: events.clone(),
         ssm: ssm.clone(),
         cloudformation: cloudformation.clone(),
+        ecr: ecr.clone(),
     };
     let checkpoint_file = crate::checkpoint::file(&config.data_dir);
     let loaded = crate::checkpoint::load(store.as_ref(), &checkpoint_file, &live.all())
@@ -262,6 +265,7 @@ pub async fn run(
         stacks: Arc::new(crate::cloudformation::PipelineStacks(
             cloudformation.clone(),
         )),
+        images: Arc::new(crate::ecr::SourceImages(ecr.clone())),
         git_repos_dir: (!config.git_repos_dir.is_empty())
             .then(|| std::path::PathBuf::from(&config.git_repos_dir)),
     }));
@@ -316,6 +320,7 @@ pub async fn run(
         codecommit,
         events: events.clone(),
         ssm: ssm.clone(),
+        ecr: ecr.clone(),
         cloudformation: cloudformation.clone(),
         local_s3,
         objects: pipeline_objects_for_lambda,
@@ -406,6 +411,23 @@ pub async fn run(
         .cloudformation
         .set_answer_within(state.config.cloudformation_answer_within_ms);
     state.cloudformation.recover(state.cloudformation.regions());
+    // An image pushed to ECR is an event for the rules that start pipelines.
+    {
+        let weak = Arc::downgrade(&state.clone().into_inner());
+        state.ecr.set_on_push(Box::new(move |pushed| {
+            let weak = weak.clone();
+            actix_rt::spawn(async move {
+                if let Some(state) = weak.upgrade() {
+                    crate::events::api::image_pushed(
+                        &state.events,
+                        &state.codepipeline.registry,
+                        pushed,
+                    )
+                    .await;
+                }
+            });
+        }));
+    }
     let (stop_console, console_stopping) = tokio::sync::watch::channel(false);
     let console = web::Data::new(crate::console::ConsoleState {
         api: Arc::new(ConsoleApi(Arc::downgrade(&state.clone().into_inner()))),
@@ -666,6 +688,13 @@ async fn entry(
             };
             return crate::ssm::api::handle(&state.ssm, &ctx, &target, &body).await;
         }
+        Service::Ecr { target } => {
+            let body = match read_body(&req, payload, &state.config).await {
+                Ok(body) => body,
+                Err(err) => return json::error(&ctx, &err),
+            };
+            return crate::ecr::api::handle(&state.ecr, &ctx, &target, &body).await;
+        }
         Service::Events { target } => {
             let body = match read_body(&req, payload, &state.config).await {
                 Ok(body) => body,
@@ -854,6 +883,7 @@ fn expect_continue(
         | Service::CodeCommit { .. }
         | Service::Events { .. }
         | Service::Ssm { .. }
+        | Service::Ecr { .. }
         | Service::Connections { .. } => json::error(&ctx, &too_large(limit)),
     };
     Err(actix_web::error::InternalError::from_response("request body too large", answer).into())
@@ -952,6 +982,9 @@ impl crate::cloudformation::providers::Services for InProcess {
                 "iam" => iam::api::call(&state.iam, ctx, operation, &input)
                     .await
                     .map_err(query),
+                "ecr" => crate::ecr::api::call(&state.ecr, ctx, operation, &input)
+                    .await
+                    .map_err(aws),
                 "ssm" => crate::ssm::api::call(&state.ssm, ctx, operation, &input)
                     .await
                     .map_err(aws),

@@ -14,9 +14,9 @@
 //! - `Fn::GetAZs` gives three zones, `<region>a` to `<region>c`; `Fn::Cidr` divides IPv4 blocks
 //!   only.
 //! - Resource types are served as far as `providers` lists them; another type fails its
-//!   resource, naming it, and the stack rolls back. KMS keys and aliases, ECR repositories and
-//!   IAM instance profiles are recorded only (no cryptography; ECR is not served yet; IAM
-//!   serves roles only); bucket policies are recorded, not evaluated.
+//!   resource, naming it, and the stack rolls back. KMS keys and aliases and IAM instance
+//!   profiles are recorded only (no cryptography; IAM serves roles only); bucket policies are
+//!   recorded, not evaluated.
 //! - Stack policies, notifications, rollback triggers, nested stacks, drift detection, stack
 //!   sets and resource import are not served. IAM resources need `CAPABILITY_IAM` (named ones
 //!   `CAPABILITY_NAMED_IAM`), as on AWS.

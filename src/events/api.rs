@@ -389,6 +389,19 @@ async fn put_event(
     Ok(event["id"].as_str().unwrap_or_default().to_string())
 }
 
+/// Starts the pipelines whose rules match the event of an image pushed to ECR.
+pub async fn image_pushed(
+    events: &Events,
+    registry: &PipelineRegistry,
+    pushed: crate::ecr::Pushed,
+) {
+    let event = super::ecr_image_pushed(&pushed);
+    for (rule, pipeline) in events.pipelines_for(&pushed.account, &pushed.region, &event) {
+        let key = PipelineKey::new(&pushed.account, &pushed.region, &pipeline);
+        start(registry, &key, &rule, None).await;
+    }
+}
+
 /// Starts a pipeline as a rule's target: trigger `CloudWatchEvent`, the rule's ARN as the detail;
 /// `source` is (source action, revision, client request token) when the event was a source's
 /// change.

@@ -18,6 +18,9 @@
 //! - Only the default event bus; scheduled rules are recorded but never fire; targets other than
 //!   pipelines are recorded and receive nothing; input transformers are not applied (a pipeline
 //!   target takes no input).
+//! - an image put under a tag in an ECR repository is an `ECR Image Action` event
+//!   (`action-type` `PUSH`, `result` `SUCCESS`, `repository-name`, `image-tag`, `image-digest`):
+//!   an ECR source action starts its pipeline through a rule for it, as on AWS.
 //! - S3 events are made for every bucket as if a CloudTrail trail logged its data events and
 //!   EventBridge notifications were on; they are made only for the S3 source objects of
 //!   pipelines, when the source watch sees their new versions.
@@ -288,6 +291,31 @@ pub fn codecommit_push(
         )],
         detail,
     )]
+}
+
+/// The event an image put under a tag in an ECR repository makes.
+pub fn ecr_image_pushed(pushed: &crate::ecr::Pushed) -> Value {
+    let mut detail = json!({
+        "result": "SUCCESS",
+        "repository-name": pushed.repository,
+        "image-digest": pushed.digest,
+        "action-type": "PUSH",
+    });
+    if let Some(tag) = &pushed.tag {
+        detail["image-tag"] = tag.clone().into();
+    }
+    envelope(
+        &pushed.account,
+        &pushed.region,
+        "aws.ecr",
+        "ECR Image Action",
+        vec![crate::ecr::arn(
+            &pushed.account,
+            &pushed.region,
+            &pushed.repository,
+        )],
+        detail,
+    )
 }
 
 /// The events a new version of an S3 object makes: CloudTrail's and EventBridge's own.

@@ -456,3 +456,64 @@ async fn an_instance_profile_is_recorded_with_its_arn_under_the_iam_capability()
         format!("arn:aws:iam::000000000000:instance-profile/ci/{name}")
     );
 }
+
+#[tokio::test]
+async fn an_ecr_repository_is_made_and_deleted_with_its_stack() {
+    let server = Server::start();
+    let (cf, ecr) = (server.cloudformation(), server.ecr());
+    let template = "Resources:\n  Images:\n    Type: AWS::ECR::Repository\n    Properties: {RepositoryName: stacked/web, ImageTagMutability: IMMUTABLE, EmptyOnDelete: true}\n  Generated:\n    Type: AWS::ECR::Repository\nOutputs:\n  Uri: {Value: !GetAtt Images.RepositoryUri}\n  Arn: {Value: !GetAtt Images.Arn}\n";
+    create(&cf, "images", template).await;
+    let got = cf
+        .describe_stacks()
+        .stack_name("images")
+        .send()
+        .await
+        .unwrap();
+    let outputs = got.stacks()[0].outputs();
+    let value = |k: &str| {
+        outputs
+            .iter()
+            .find(|o| o.output_key() == Some(k))
+            .and_then(|o| o.output_value())
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(
+        value("Uri"),
+        "000000000000.dkr.ecr.eu-central-1.amazonaws.com/stacked/web"
+    );
+    assert_eq!(
+        value("Arn"),
+        "arn:aws:ecr:eu-central-1:000000000000:repository/stacked/web"
+    );
+    let repositories = ecr.describe_repositories().send().await.unwrap();
+    let names: Vec<&str> = repositories
+        .repositories()
+        .iter()
+        .filter_map(|r| r.repository_name())
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(names.contains(&"stacked/web"));
+    // The generated name is the stack's and the resource's, in lower case.
+    assert!(
+        names.iter().any(|n| n.starts_with("images-generated-")),
+        "{names:?}"
+    );
+    let made =
+        &repositories.repositories()[names.iter().position(|n| *n == "stacked/web").unwrap()];
+    assert_eq!(
+        made.image_tag_mutability().map(|m| m.as_str()),
+        Some("IMMUTABLE")
+    );
+    ecr.put_image()
+        .repository_name("stacked/web")
+        .image_tag("1")
+        .image_manifest("{\"schemaVersion\":2}")
+        .send()
+        .await
+        .unwrap();
+    // EmptyOnDelete: the repository goes with its images.
+    delete(&cf, "images").await;
+    let left = ecr.describe_repositories().send().await.unwrap();
+    assert!(left.repositories().is_empty(), "{left:?}");
+}

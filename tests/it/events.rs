@@ -153,7 +153,7 @@ fn not_polling(server: &Server, name: &str) {
     assert_eq!(r.status, 200, "{}", r.text());
 }
 
-fn rule_for(server: &Server, rule: &str, pattern: Value, pipeline: &str) -> String {
+pub(crate) fn rule_for(server: &Server, rule: &str, pattern: Value, pipeline: &str) -> String {
     let made = ok(events(
         server,
         "PutRule",

@@ -11,6 +11,7 @@ mod common;
 mod conditions;
 mod console;
 mod declarations;
+mod ecr;
 mod engine;
 mod events;
 mod external_s3;

@@ -6,6 +6,7 @@ mod cdk_metadata;
 mod codebuild_project;
 mod codepipeline_pipeline;
 mod codepipeline_types;
+mod ecr_repository;
 mod events_rule;
 mod iam_policy;
 mod iam_role;
@@ -172,7 +173,7 @@ pub fn provider(kind: &str) -> Option<&'static dyn Provider> {
         "AWS::CDK::Metadata" => &cdk_metadata::CdkMetadata,
         "AWS::KMS::Key" => &recorded::KMS_KEY,
         "AWS::KMS::Alias" => &recorded::KMS_ALIAS,
-        "AWS::ECR::Repository" => &recorded::ECR_REPOSITORY,
+        "AWS::ECR::Repository" => &ecr_repository::Repository,
         "AWS::IAM::InstanceProfile" => &recorded::INSTANCE_PROFILE,
         _ => return None,
     })

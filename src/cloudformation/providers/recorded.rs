@@ -1,6 +1,6 @@
 //! Types recorded with the stack but not served by a service here: `AWS::KMS::Key` and
-//! `AWS::KMS::Alias` (no cryptography), `AWS::ECR::Repository` (until ECR is served),
-//! `AWS::IAM::InstanceProfile` (IAM here serves roles only, and no instance runs). Each gets
+//! `AWS::KMS::Alias` (no cryptography), `AWS::IAM::InstanceProfile` (IAM here serves roles
+//! only, and no instance runs). Each gets
 //! the physical id and attributes CloudFormation would give it, so that templates referring to
 //! them deploy.
 
@@ -43,30 +43,6 @@ pub const KMS_ALIAS: Recorded = Recorded {
         attributes: Default::default(),
     },
     replacing: &["AliasName"],
-};
-
-/// `AWS::ECR::Repository`: its `RepositoryName`; attributes `Arn`, `RepositoryUri`.
-pub const ECR_REPOSITORY: Recorded = Recorded {
-    make: |scope, props| {
-        let name = text(props, "RepositoryName")
-            .unwrap_or_else(|| scope.generated_name(256).to_lowercase());
-        let (account, region) = (&scope.ctx.account_id, &scope.ctx.region);
-        Made {
-            physical_id: name.clone(),
-            attributes: [
-                (
-                    "Arn".to_string(),
-                    json!(format!("arn:aws:ecr:{region}:{account}:repository/{name}")),
-                ),
-                (
-                    "RepositoryUri".to_string(),
-                    json!(format!("{account}.dkr.ecr.{region}.amazonaws.com/{name}")),
-                ),
-            ]
-            .into(),
-        }
-    },
-    replacing: &["RepositoryName"],
 };
 
 /// `AWS::IAM::InstanceProfile`: its `InstanceProfileName`; attribute `Arn`.

@@ -246,7 +246,7 @@ pub(super) fn zip_of(name: &str, content: &[u8]) -> Result<Vec<u8>, ErrorDetails
         .and_then(|()| writer.write_all(content).map_err(|e| e.to_string()))
         .and_then(|()| writer.finish().map_err(|e| e.to_string()));
     made.map(|cursor| cursor.into_inner())
-        .map_err(|e| failed(format!("The clone reference could not be written: {e}")))
+        .map_err(|e| failed(format!("The artifact {name} could not be written: {e}")))
 }
 
 /// Writes the action's output artifacts: the tree of the commit zipped (as `git archive` does),

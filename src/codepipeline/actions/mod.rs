@@ -21,6 +21,7 @@
 pub mod archive;
 mod cloudformation;
 mod codebuild;
+mod ecr_source;
 mod git_source;
 mod job_worker;
 mod lambda_invoke;
@@ -37,6 +38,7 @@ use futures_util::future::BoxFuture;
 use futures_util::{FutureExt, StreamExt};
 
 pub use self::cloudformation::{StackRequest, StackResult, Stacks};
+pub use self::ecr_source::{ImageInfo, Images};
 pub use self::git_source::{
     commit, git, repository_dir, CommitInfo, ConnectionLookup, RepositoryLookup,
 };
@@ -158,6 +160,8 @@ pub struct Services {
     pub repositories: Arc<dyn RepositoryLookup>,
     /// CloudFormation, for the CloudFormation deploy action.
     pub stacks: Arc<dyn Stacks>,
+    /// ECR's images, for the ECR source action.
+    pub images: Arc<dyn Images>,
 }
 
 /// Where and within which limits an executor unpacks artifacts.
@@ -213,6 +217,15 @@ impl ActionRegistry {
             s3_deploy::S3Deploy::new(objects.clone(), services.unpacking()),
         );
         registry.register("Approval", "AWS", "Manual", manual_approval::ManualApproval);
+        registry.register(
+            "Source",
+            "AWS",
+            "ECR",
+            ecr_source::EcrSource {
+                images: services.images.clone(),
+                objects: objects.clone(),
+            },
+        );
         registry.register(
             "Deploy",
             "AWS",

@@ -41,6 +41,7 @@ pub const SERVICES: &[&str] = &[
     "events",
     "ssm",
     "ecr",
+    "ecs",
 ];
 
 /// What the admin routes read.

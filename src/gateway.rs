@@ -54,6 +54,11 @@ pub enum Service {
         /// The `X-Amz-Target` value.
         target: String,
     },
+    /// Amazon ECS (JSON 1.1); carries the `X-Amz-Target` header.
+    Ecs {
+        /// The `X-Amz-Target` value.
+        target: String,
+    },
     /// Amazon EventBridge (JSON 1.1); carries the `X-Amz-Target` header.
     Events {
         /// The `X-Amz-Target` value.
@@ -85,6 +90,9 @@ pub fn route(path: &str, headers: &HeaderMap, scope: Option<&CredentialScope>) -
     }
     if crate::ecr::api::is_ecr(service, &target) {
         return Service::Ecr { target };
+    }
+    if crate::ecs::api::is_ecs(service, &target) {
+        return Service::Ecs { target };
     }
     if crate::events::api::is_events(service, &target) {
         return Service::Events { target };

@@ -80,6 +80,7 @@ pub mod config;
 pub mod connections;
 pub mod console;
 pub mod ecr;
+pub mod ecs;
 pub mod events;
 pub mod eventstore;
 mod fuzz;

@@ -48,6 +48,8 @@ pub struct Projections {
     pub cloudformation: Arc<crate::cloudformation::CloudFormation>,
     /// ECR repositories and images.
     pub ecr: Arc<crate::ecr::Ecr>,
+    /// ECS clusters, task definitions and services.
+    pub ecs: Arc<crate::ecs::Ecs>,
 }
 
 impl Projections {
@@ -94,11 +96,12 @@ impl Projections {
             ssm: Arc::new(crate::ssm::ParameterStore::new(store.clone())),
             cloudformation: Arc::new(crate::cloudformation::CloudFormation::new(store.clone())),
             ecr: Arc::new(crate::ecr::Ecr::new(store.clone())),
+            ecs: Arc::new(crate::ecs::Ecs::new(store.clone())),
         }
     }
 
     /// All of them, as a checkpoint takes them.
-    pub fn all(&self) -> [&dyn Projection; 17] {
+    pub fn all(&self) -> [&dyn Projection; 18] {
         [
             self.pipelines.as_ref(),
             self.executions.as_ref(),
@@ -117,6 +120,7 @@ impl Projections {
             self.ssm.as_ref(),
             self.cloudformation.as_ref(),
             self.ecr.as_ref(),
+            self.ecs.as_ref(),
         ]
     }
 
@@ -140,6 +144,7 @@ impl Projections {
             Box::new(self.ssm),
             Box::new(self.cloudformation),
             Box::new(self.ecr),
+            Box::new(self.ecs),
         ]
     }
 }

@@ -43,6 +43,7 @@ struct AppState {
     events: Arc<crate::events::Events>,
     ssm: Arc<crate::ssm::ParameterStore>,
     ecr: Arc<crate::ecr::Ecr>,
+    ecs: Arc<crate::ecs::Ecs>,
     cloudformation: Arc<crate::cloudformation::CloudFormation>,
     /// The embedded S3's store, for CloudFormation's buckets; `None` with an external S3.
     local_s3: Option<Arc<LocalStore>>,
@@ -127,6 +128,7 @@ pub async fn run(
     let events = Arc::new(crate::events::Events::new(store.clone()));
     let ssm = Arc::new(crate::ssm::ParameterStore::new(store.clone()));
     let ecr = Arc::new(crate::ecr::Ecr::new(store.clone()));
+    let ecs = Arc::new(crate::ecs::Ecs::new(store.clone()));
     let cloudformation = Arc::new(crate::cloudformation::CloudFormation::new(store.clone()));
     let live = Projections {
         pipelines: views.clone(),
@@ -146,6 +148,7 @@ pub async fn run(
         ssm: ssm.clone(),
         cloudformation: cloudformation.clone(),
         ecr: ecr.clone(),
+        ecs: ecs.clone(),
     };
     let checkpoint_file = crate::checkpoint::file(&config.data_dir);
     let loaded = crate::checkpoint::load(store.as_ref(), &checkpoint_file, &live.all())
@@ -266,6 +269,7 @@ pub async fn run(
             cloudformation.clone(),
         )),
         images: Arc::new(crate::ecr::SourceImages(ecr.clone())),
+        containers: Arc::new(crate::ecs::PipelineEcs(ecs.clone())),
         git_repos_dir: (!config.git_repos_dir.is_empty())
             .then(|| std::path::PathBuf::from(&config.git_repos_dir)),
     }));
@@ -321,6 +325,7 @@ pub async fn run(
         events: events.clone(),
         ssm: ssm.clone(),
         ecr: ecr.clone(),
+        ecs: ecs.clone(),
         cloudformation: cloudformation.clone(),
         local_s3,
         objects: pipeline_objects_for_lambda,
@@ -411,6 +416,8 @@ pub async fn run(
         .cloudformation
         .set_answer_within(state.config.cloudformation_answer_within_ms);
     state.cloudformation.recover(state.cloudformation.regions());
+    // Deployments a stop left in progress reach their steady state.
+    state.ecs.recover();
     // An image pushed to ECR is an event for the rules that start pipelines.
     {
         let weak = Arc::downgrade(&state.clone().into_inner());
@@ -695,6 +702,13 @@ async fn entry(
             };
             return crate::ecr::api::handle(&state.ecr, &ctx, &target, &body).await;
         }
+        Service::Ecs { target } => {
+            let body = match read_body(&req, payload, &state.config).await {
+                Ok(body) => body,
+                Err(err) => return json::error(&ctx, &err),
+            };
+            return crate::ecs::api::handle(&state.ecs, &ctx, &target, &body).await;
+        }
         Service::Events { target } => {
             let body = match read_body(&req, payload, &state.config).await {
                 Ok(body) => body,
@@ -884,6 +898,7 @@ fn expect_continue(
         | Service::Events { .. }
         | Service::Ssm { .. }
         | Service::Ecr { .. }
+        | Service::Ecs { .. }
         | Service::Connections { .. } => json::error(&ctx, &too_large(limit)),
     };
     Err(actix_web::error::InternalError::from_response("request body too large", answer).into())
@@ -982,6 +997,9 @@ impl crate::cloudformation::providers::Services for InProcess {
                 "iam" => iam::api::call(&state.iam, ctx, operation, &input)
                     .await
                     .map_err(query),
+                "ecs" => crate::ecs::api::call(&state.ecs, ctx, operation, &input)
+                    .await
+                    .map_err(aws),
                 "ecr" => crate::ecr::api::call(&state.ecr, ctx, operation, &input)
                     .await
                     .map_err(aws),

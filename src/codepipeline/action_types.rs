@@ -199,7 +199,12 @@ pub const CATALOG: &[ActionTypeSpec] = &[
         "ECS",
         (1, 1),
         (0, 0),
-        &[("ClusterName", true), ("ServiceName", true)]
+        &[
+            ("ClusterName", true),
+            ("ServiceName", true),
+            ("FileName", false),
+            ("DeploymentTimeout", false)
+        ]
     ),
     spec!(
         "Deploy",

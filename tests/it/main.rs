@@ -12,6 +12,7 @@ mod conditions;
 mod console;
 mod declarations;
 mod ecr;
+mod ecs;
 mod engine;
 mod events;
 mod external_s3;

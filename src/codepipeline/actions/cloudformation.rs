@@ -213,14 +213,14 @@ fn text_of(v: &Value) -> String {
 }
 
 /// The input artifacts' files, read on demand (each artifact once).
-struct Files<'a> {
+pub(super) struct Files<'a> {
     objects: &'a dyn ObjectStore,
     inputs: &'a [ArtifactDetail],
     read: BTreeMap<String, bytes::Bytes>,
 }
 
 impl<'a> Files<'a> {
-    fn new(objects: &'a dyn ObjectStore, inputs: &'a [ArtifactDetail]) -> Self {
+    pub(super) fn new(objects: &'a dyn ObjectStore, inputs: &'a [ArtifactDetail]) -> Self {
         Files {
             objects,
             inputs,
@@ -246,7 +246,11 @@ impl<'a> Files<'a> {
         self.file(artifact, path).await
     }
 
-    async fn file(&mut self, artifact: &str, path: &str) -> Result<String, ErrorDetails> {
+    pub(super) async fn file(
+        &mut self,
+        artifact: &str,
+        path: &str,
+    ) -> Result<String, ErrorDetails> {
         if !self.read.contains_key(artifact) {
             let detail = self.artifact(artifact)?;
             let bytes = read_artifact(self.objects, detail).await?;

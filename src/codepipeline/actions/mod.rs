@@ -22,6 +22,7 @@ pub mod archive;
 mod cloudformation;
 mod codebuild;
 mod ecr_source;
+mod ecs_deploy;
 mod git_source;
 mod job_worker;
 mod lambda_invoke;
@@ -39,6 +40,7 @@ use futures_util::{FutureExt, StreamExt};
 
 pub use self::cloudformation::{StackRequest, StackResult, Stacks};
 pub use self::ecr_source::{ImageInfo, Images};
+pub use self::ecs_deploy::Containers;
 pub use self::git_source::{
     commit, git, repository_dir, CommitInfo, ConnectionLookup, RepositoryLookup,
 };
@@ -162,6 +164,8 @@ pub struct Services {
     pub stacks: Arc<dyn Stacks>,
     /// ECR's images, for the ECR source action.
     pub images: Arc<dyn Images>,
+    /// ECS, for the ECS deploy action.
+    pub containers: Arc<dyn Containers>,
 }
 
 /// Where and within which limits an executor unpacks artifacts.
@@ -217,6 +221,15 @@ impl ActionRegistry {
             s3_deploy::S3Deploy::new(objects.clone(), services.unpacking()),
         );
         registry.register("Approval", "AWS", "Manual", manual_approval::ManualApproval);
+        registry.register(
+            "Deploy",
+            "AWS",
+            "ECS",
+            ecs_deploy::EcsDeploy {
+                ecs: services.containers.clone(),
+                objects: objects.clone(),
+            },
+        );
         registry.register(
             "Source",
             "AWS",

@@ -240,6 +240,19 @@ impl Server {
         aws_sdk_ecr::Client::from_conf(config)
     }
 
+    /// An ECS client for this server, region eu-central-1.
+    pub fn ecs(&self) -> aws_sdk_ecs::Client {
+        let config = aws_sdk_ecs::Config::builder()
+            .behavior_version(aws_sdk_ecs::config::BehaviorVersion::latest())
+            .region(aws_sdk_ecs::config::Region::new("eu-central-1"))
+            .credentials_provider(aws_sdk_ecs::config::Credentials::new(
+                "test", "test", None, None, "tests",
+            ))
+            .endpoint_url(&self.endpoint)
+            .build();
+        aws_sdk_ecs::Client::from_conf(config)
+    }
+
     /// A CloudWatch client for this server (it speaks RPC v2 CBOR), region eu-central-1.
     pub fn cloudwatch(&self) -> aws_sdk_cloudwatch::Client {
         let config = aws_sdk_cloudwatch::Config::builder()

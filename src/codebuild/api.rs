@@ -225,6 +225,7 @@ async fn handle_start_build(cb: &Arc<CodeBuild>, ctx: &RequestContext, input: &V
                 .as_str()
                 .unwrap_or_default()
                 .to_string(),
+            inline_project: None,
             buildspec_override: input["buildspecOverride"].as_str().map(str::to_string),
             env_overrides: input["environmentVariablesOverride"]
                 .as_array()

@@ -64,12 +64,15 @@ impl CodeBuild {
             default_region: o.region.clone(),
         };
         let name = o.project.clone();
-        let project = self.project(&ctx, &name).ok_or_else(|| {
-            BuildError::ProjectNotFound(format!(
-                "Project cannot be found: {}",
-                Self::arn(&ctx, &name)
-            ))
-        })?;
+        let project = match &o.inline_project {
+            Some(p) => p.clone(),
+            None => self.project(&ctx, &name).ok_or_else(|| {
+                BuildError::ProjectNotFound(format!(
+                    "Project cannot be found: {}",
+                    Self::arn(&ctx, &name)
+                ))
+            })?,
+        };
         if !self.run_builds {
             return Err(BuildError::BuildsOff(
                 "Builds are turned off on this codepipeline-local (run_builds = false)".into(),

@@ -65,6 +65,8 @@ pub struct StartOptions {
     pub region: String,
     /// Project name (or ARN).
     pub project: String,
+    /// A project given whole, in place of the named one (recorded nowhere).
+    pub inline_project: Option<Value>,
     /// `buildspecOverride`.
     pub buildspec_override: Option<String>,
     /// `environmentVariablesOverride` (`EnvironmentVariable` wire shapes).

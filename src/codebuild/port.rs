@@ -33,6 +33,11 @@ pub struct BuildRequest {
     /// Input directories by artifact name: the first is the primary source. Their files are
     /// moved into the build's work dir.
     pub sources: Vec<(String, PathBuf)>,
+    /// A project given whole (CreateProject's shape), recorded nowhere: what the Commands
+    /// action builds with, in place of a project of the account.
+    pub inline_project: Option<serde_json::Value>,
+    /// The buildspec, over the project's.
+    pub buildspec: Option<String>,
 }
 
 /// An environment variable, as CodeBuild's `EnvironmentVariable` shape (and the CodeBuild
@@ -187,7 +192,8 @@ impl Builds for LocalBuilds {
                     account: request.account,
                     region: request.region,
                     project: request.project,
-                    buildspec_override: None,
+                    inline_project: request.inline_project,
+                    buildspec_override: request.buildspec,
                     env_overrides: request
                         .env_overrides
                         .into_iter()

@@ -7,6 +7,7 @@ mod cloudformation_sdk;
 mod cloudwatch;
 mod codebuild;
 mod codecommit;
+mod commands;
 mod common;
 mod conditions;
 mod console;

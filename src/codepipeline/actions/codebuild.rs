@@ -106,6 +106,15 @@ impl CodeBuildAction {
     }
 }
 
+/// The build an action runs: a project of the account, or (the Commands action) one given
+/// whole with its buildspec.
+struct Build {
+    project: String,
+    inline_project: Option<serde_json::Value>,
+    buildspec: Option<String>,
+    env_overrides: Vec<EnvironmentVariable>,
+}
+
 async fn run(ctx: &CodeBuildAction, job: &ActionJob) -> Result<ActionOutput, ErrorDetails> {
     let config = config(job);
     let project = config
@@ -127,6 +136,23 @@ async fn run(ctx: &CodeBuildAction, job: &ActionJob) -> Result<ActionOutput, Err
         })?,
         _ => Vec::new(),
     };
+    let build = Build {
+        project: project.clone(),
+        inline_project: None,
+        buildspec: None,
+        env_overrides,
+    };
+    run_build(ctx, job, build).await
+}
+
+/// Runs `build` on the action's input artifacts; its output artifacts and variables.
+async fn run_build(
+    ctx: &CodeBuildAction,
+    job: &ActionJob,
+    build: Build,
+) -> Result<ActionOutput, ErrorDetails> {
+    let config = config(job);
+    let project = &build.project;
     // The primary source first.
     let mut inputs = job.input.input_artifacts.clone();
     if let Some(primary) = config.get("PrimarySource") {
@@ -159,9 +185,11 @@ async fn run(ctx: &CodeBuildAction, job: &ActionJob) -> Result<ActionOutput, Err
             account: job.account.clone(),
             region: job.input.region.clone(),
             project: project.clone(),
-            env_overrides,
+            env_overrides: build.env_overrides,
             initiator: format!("codepipeline/{}", job.stage),
             sources,
+            inline_project: build.inline_project,
+            buildspec: build.buildspec,
         })
         .await
         .map_err(|e| failed(format!("The build of {project} did not start: {e}")))?;
@@ -208,4 +236,74 @@ async fn run(ctx: &CodeBuildAction, job: &ActionJob) -> Result<ActionOutput, Err
         output_variables: outcome.exported.into_iter().collect(),
         revision: None,
     })
+}
+
+/// The Commands action (`Compute/AWS/Commands/1`): its shell commands run as a build of their
+/// own (no project: the build is named `codepipeline-commands`), with the input artifacts in
+/// its work dir; its output artifact holds the declared `files`, and its declared
+/// `outputVariables` are exported from the shell as output variables. The build's output reads
+/// like a build's (`codepipeline-local logs BUILD_ID`, the console's build page).
+pub(super) struct CommandsAction(pub(super) Arc<CodeBuildAction>);
+
+/// The name of the Commands action's builds.
+pub const COMMANDS_BUILD: &str = "codepipeline-commands";
+
+/// A YAML scalar: JSON's double-quoted string, which YAML reads as is.
+fn quoted(s: &str) -> String {
+    serde_json::Value::String(s.to_string()).to_string()
+}
+
+/// The buildspec of a Commands action.
+fn commands_buildspec(commands: &super::Commands, output: Option<&str>) -> String {
+    let mut spec = String::from("version: 0.2\n");
+    if !commands.output_variables.is_empty() {
+        spec.push_str("env:\n  exported-variables:\n");
+        for v in &commands.output_variables {
+            spec.push_str(&format!("    - {}\n", quoted(v)));
+        }
+    }
+    spec.push_str("phases:\n  build:\n    commands:\n");
+    for c in &commands.commands {
+        spec.push_str(&format!("      - {}\n", quoted(c)));
+    }
+    let files = output
+        .and_then(|o| commands.files.get(o))
+        .filter(|f| !f.is_empty());
+    if let Some(files) = files {
+        spec.push_str("artifacts:\n  files:\n");
+        for f in files {
+            spec.push_str(&format!("    - {}\n", quoted(f)));
+        }
+    }
+    spec
+}
+
+impl ActionExecutor for CommandsAction {
+    fn run<'a>(&'a self, job: &'a ActionJob) -> BoxFuture<'a, Result<ActionOutput, ErrorDetails>> {
+        Box::pin(async move {
+            if job.commands.commands.is_empty() {
+                return Err(failed("The Commands action declares no commands"));
+            }
+            let output = job.planned_outputs.first().map(|o| o.name.as_str());
+            let project = serde_json::json!({
+                "name": COMMANDS_BUILD,
+                "environment": {"type": "LINUX_CONTAINER", "computeType": "BUILD_GENERAL1_SMALL",
+                                "image": "aws/codebuild/amazonlinux-x86_64-standard:5.0"},
+                "timeoutInMinutes": job.timeout_minutes.unwrap_or(55),
+                "artifacts": {"type": "CODEPIPELINE"},
+                "source": {"type": "CODEPIPELINE"},
+            });
+            let build = Build {
+                project: COMMANDS_BUILD.to_string(),
+                inline_project: Some(project),
+                buildspec: Some(commands_buildspec(&job.commands, output)),
+                env_overrides: Vec::new(),
+            };
+            run_build(&self.0, job, build).await
+        })
+    }
+
+    fn abandon(&self, action_execution_id: &str) {
+        self.0.abandon(action_execution_id);
+    }
 }

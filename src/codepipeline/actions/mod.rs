@@ -80,6 +80,20 @@ pub struct ActionJob {
     pub job: Option<CurrentJob>,
     /// Where its executor reports how it goes.
     pub progress: Progress,
+    /// For the Commands action: its shell commands (variables resolved), the output variables
+    /// it exports, and the files of each output artifact.
+    pub commands: Commands,
+}
+
+/// What a Commands action declares beside its configuration.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Commands {
+    /// Its shell commands, variables resolved.
+    pub commands: Vec<String>,
+    /// The environment variables it exports as output variables.
+    pub output_variables: Vec<String>,
+    /// The files (globs) of each output artifact, by name.
+    pub files: BTreeMap<String, Vec<String>>,
 }
 
 /// Where an executor reports how its running action goes (the id of the build it started),
@@ -275,7 +289,13 @@ impl ActionRegistry {
             services.unpacking(),
         ));
         registry.register_shared("Build", "AWS", "CodeBuild", build.clone());
-        registry.register_shared("Test", "AWS", "CodeBuild", build);
+        registry.register_shared("Test", "AWS", "CodeBuild", build.clone());
+        registry.register(
+            "Compute",
+            "AWS",
+            "Commands",
+            codebuild::CommandsAction(build),
+        );
         let worker: Arc<dyn ActionExecutor> = Arc::new(job_worker::JobWorker {
             timeout: services.job_timeout,
         });
@@ -540,6 +560,7 @@ mod tests {
             timeout_minutes: None,
             job: None,
             progress: Progress::default(),
+            commands: Commands::default(),
         }
     }
 

@@ -111,6 +111,35 @@ impl ExecutionActor {
         )
     }
 
+    /// What a Commands action declares: its commands (variables resolved), output variables and
+    /// output artifacts' files.
+    fn commands_of(&self, stage: &str, action: &str) -> crate::codepipeline::actions::Commands {
+        let declared = self
+            .state
+            .declaration
+            .stages
+            .iter()
+            .filter(|s| s.name == stage)
+            .flat_map(|s| &s.actions)
+            .find(|a| a.name == action);
+        let Some(a) = declared else {
+            return Default::default();
+        };
+        let resolve = |c: &String| {
+            crate::codepipeline::execution::resolve(&self.state, c).unwrap_or_else(|_| c.clone())
+        };
+        crate::codepipeline::actions::Commands {
+            commands: a.commands.iter().flatten().map(resolve).collect(),
+            output_variables: a.output_variables.clone().unwrap_or_default(),
+            files: a
+                .output_artifacts
+                .iter()
+                .flatten()
+                .map(|o| (o.name.clone(), o.files.clone().unwrap_or_default()))
+                .collect(),
+        }
+    }
+
     /// The job of an action run: what its executor is given.
     fn job(&self, action_execution_id: &str) -> Option<ActionJob> {
         let run = self
@@ -136,6 +165,7 @@ impl ExecutionActor {
             timeout_minutes: run.timeout_minutes,
             job: run.job.clone(),
             progress: Default::default(),
+            commands: self.commands_of(&run.stage, &run.action),
         })
     }
 

@@ -42,6 +42,7 @@ pub const SERVICES: &[&str] = &[
     "ssm",
     "ecr",
     "ecs",
+    "codedeploy",
 ];
 
 /// What the admin routes read.

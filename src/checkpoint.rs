@@ -29,7 +29,7 @@ use serde_json::value::RawValue;
 use crate::eventstore::{EventStore, RecordedEvent, StoreError};
 
 /// Bumped whenever what any projection keeps changes shape.
-pub const CHECKPOINT_VERSION: u64 = 18;
+pub const CHECKPOINT_VERSION: u64 = 19;
 
 /// A state folded from the log that a checkpoint can hold.
 pub trait Projection: Send + Sync {

@@ -59,6 +59,11 @@ pub enum Service {
         /// The `X-Amz-Target` value.
         target: String,
     },
+    /// AWS CodeDeploy (JSON 1.1); carries the `X-Amz-Target` header.
+    CodeDeploy {
+        /// The `X-Amz-Target` value.
+        target: String,
+    },
     /// Amazon EventBridge (JSON 1.1); carries the `X-Amz-Target` header.
     Events {
         /// The `X-Amz-Target` value.
@@ -93,6 +98,9 @@ pub fn route(path: &str, headers: &HeaderMap, scope: Option<&CredentialScope>) -
     }
     if crate::ecs::api::is_ecs(service, &target) {
         return Service::Ecs { target };
+    }
+    if crate::codedeploy::api::is_codedeploy(service, &target) {
+        return Service::CodeDeploy { target };
     }
     if crate::events::api::is_events(service, &target) {
         return Service::Events { target };

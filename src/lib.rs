@@ -75,6 +75,7 @@ pub mod cloudformation;
 pub mod cloudwatch;
 pub mod codebuild;
 pub mod codecommit;
+pub mod codedeploy;
 pub mod codepipeline;
 pub mod config;
 pub mod connections;

@@ -50,6 +50,8 @@ pub struct Projections {
     pub ecr: Arc<crate::ecr::Ecr>,
     /// ECS clusters, task definitions and services.
     pub ecs: Arc<crate::ecs::Ecs>,
+    /// CodeDeploy applications, deployment groups and deployments.
+    pub codedeploy: Arc<crate::codedeploy::CodeDeploy>,
 }
 
 impl Projections {
@@ -97,11 +99,15 @@ impl Projections {
             cloudformation: Arc::new(crate::cloudformation::CloudFormation::new(store.clone())),
             ecr: Arc::new(crate::ecr::Ecr::new(store.clone())),
             ecs: Arc::new(crate::ecs::Ecs::new(store.clone())),
+            codedeploy: Arc::new(crate::codedeploy::CodeDeploy::new(
+                store.clone(),
+                Arc::new(crate::ecs::Ecs::new(store.clone())),
+            )),
         }
     }
 
     /// All of them, as a checkpoint takes them.
-    pub fn all(&self) -> [&dyn Projection; 18] {
+    pub fn all(&self) -> [&dyn Projection; 19] {
         [
             self.pipelines.as_ref(),
             self.executions.as_ref(),
@@ -121,6 +127,7 @@ impl Projections {
             self.cloudformation.as_ref(),
             self.ecr.as_ref(),
             self.ecs.as_ref(),
+            self.codedeploy.as_ref(),
         ]
     }
 
@@ -145,6 +152,7 @@ impl Projections {
             Box::new(self.cloudformation),
             Box::new(self.ecr),
             Box::new(self.ecs),
+            Box::new(self.codedeploy),
         ]
     }
 }

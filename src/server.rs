@@ -44,6 +44,7 @@ struct AppState {
     ssm: Arc<crate::ssm::ParameterStore>,
     ecr: Arc<crate::ecr::Ecr>,
     ecs: Arc<crate::ecs::Ecs>,
+    codedeploy: Arc<crate::codedeploy::CodeDeploy>,
     cloudformation: Arc<crate::cloudformation::CloudFormation>,
     /// The embedded S3's store, for CloudFormation's buckets; `None` with an external S3.
     local_s3: Option<Arc<LocalStore>>,
@@ -129,6 +130,10 @@ pub async fn run(
     let ssm = Arc::new(crate::ssm::ParameterStore::new(store.clone()));
     let ecr = Arc::new(crate::ecr::Ecr::new(store.clone()));
     let ecs = Arc::new(crate::ecs::Ecs::new(store.clone()));
+    let codedeploy = Arc::new(crate::codedeploy::CodeDeploy::new(
+        store.clone(),
+        ecs.clone(),
+    ));
     let cloudformation = Arc::new(crate::cloudformation::CloudFormation::new(store.clone()));
     let live = Projections {
         pipelines: views.clone(),
@@ -149,6 +154,7 @@ pub async fn run(
         cloudformation: cloudformation.clone(),
         ecr: ecr.clone(),
         ecs: ecs.clone(),
+        codedeploy: codedeploy.clone(),
     };
     let checkpoint_file = crate::checkpoint::file(&config.data_dir);
     let loaded = crate::checkpoint::load(store.as_ref(), &checkpoint_file, &live.all())
@@ -269,7 +275,10 @@ pub async fn run(
             cloudformation.clone(),
         )),
         images: Arc::new(crate::ecr::SourceImages(ecr.clone())),
-        containers: Arc::new(crate::ecs::PipelineEcs(ecs.clone())),
+        containers: Arc::new(crate::codedeploy::PipelineContainers {
+            ecs: ecs.clone(),
+            codedeploy: codedeploy.clone(),
+        }),
         git_repos_dir: (!config.git_repos_dir.is_empty())
             .then(|| std::path::PathBuf::from(&config.git_repos_dir)),
     }));
@@ -326,6 +335,7 @@ pub async fn run(
         ssm: ssm.clone(),
         ecr: ecr.clone(),
         ecs: ecs.clone(),
+        codedeploy: codedeploy.clone(),
         cloudformation: cloudformation.clone(),
         local_s3,
         objects: pipeline_objects_for_lambda,
@@ -418,6 +428,7 @@ pub async fn run(
     state.cloudformation.recover(state.cloudformation.regions());
     // Deployments a stop left in progress reach their steady state.
     state.ecs.recover();
+    state.codedeploy.recover();
     // An image pushed to ECR is an event for the rules that start pipelines.
     {
         let weak = Arc::downgrade(&state.clone().into_inner());
@@ -709,6 +720,13 @@ async fn entry(
             };
             return crate::ecs::api::handle(&state.ecs, &ctx, &target, &body).await;
         }
+        Service::CodeDeploy { target } => {
+            let body = match read_body(&req, payload, &state.config).await {
+                Ok(body) => body,
+                Err(err) => return json::error(&ctx, &err),
+            };
+            return crate::codedeploy::api::handle(&state.codedeploy, &ctx, &target, &body).await;
+        }
         Service::Events { target } => {
             let body = match read_body(&req, payload, &state.config).await {
                 Ok(body) => body,
@@ -899,6 +917,7 @@ fn expect_continue(
         | Service::Ssm { .. }
         | Service::Ecr { .. }
         | Service::Ecs { .. }
+        | Service::CodeDeploy { .. }
         | Service::Connections { .. } => json::error(&ctx, &too_large(limit)),
     };
     Err(actix_web::error::InternalError::from_response("request body too large", answer).into())
@@ -997,6 +1016,11 @@ impl crate::cloudformation::providers::Services for InProcess {
                 "iam" => iam::api::call(&state.iam, ctx, operation, &input)
                     .await
                     .map_err(query),
+                "codedeploy" => {
+                    crate::codedeploy::api::call(&state.codedeploy, ctx, operation, &input)
+                        .await
+                        .map_err(aws)
+                }
                 "ecs" => crate::ecs::api::call(&state.ecs, ctx, operation, &input)
                     .await
                     .map_err(aws),

@@ -192,7 +192,29 @@ pub const CATALOG: &[ActionTypeSpec] = &[
         (0, 0),
         &[("ApplicationName", true), ("DeploymentGroupName", true)]
     ),
-    spec!("Deploy", "AWS", "CodeDeployToECS", (1, 5), (0, 0), &[]),
+    spec!(
+        "Deploy",
+        "AWS",
+        "CodeDeployToECS",
+        (1, 5),
+        (0, 0),
+        &[
+            ("ApplicationName", true),
+            ("DeploymentGroupName", true),
+            ("TaskDefinitionTemplateArtifact", true),
+            ("TaskDefinitionTemplatePath", false),
+            ("AppSpecTemplateArtifact", true),
+            ("AppSpecTemplatePath", false),
+            ("Image1ArtifactName", false),
+            ("Image1ContainerName", false),
+            ("Image2ArtifactName", false),
+            ("Image2ContainerName", false),
+            ("Image3ArtifactName", false),
+            ("Image3ContainerName", false),
+            ("Image4ArtifactName", false),
+            ("Image4ContainerName", false)
+        ]
+    ),
     spec!(
         "Deploy",
         "AWS",

@@ -376,27 +376,6 @@ fn fold(region: &mut EcsRegion, event: EcsEvent) {
     }
 }
 
-/// ECS as the deploy actions call it.
-pub struct PipelineEcs(pub Arc<Ecs>);
-
-impl crate::codepipeline::actions::Containers for PipelineEcs {
-    fn call<'a>(
-        &'a self,
-        account: &'a str,
-        region: &'a str,
-        operation: &'a str,
-        input: Value,
-    ) -> futures_util::future::BoxFuture<'a, Result<Value, String>> {
-        Box::pin(async move {
-            let mut ctx = crate::aws::RequestContext::new(None, region);
-            ctx.account_id = account.to_string();
-            api::call(&self.0, &ctx, operation, &input)
-                .await
-                .map_err(|e| format!("{}: {}", e.code, e.message))
-        })
-    }
-}
-
 /// ECS.
 pub struct Ecs {
     /// Every account's and region's clusters and task definitions.

@@ -358,3 +358,207 @@ async fn the_ecs_deploy_action_puts_the_pushed_image_into_a_new_task_definition(
         "The ECS service absent does not exist in cluster prod"
     );
 }
+
+fn codedeploy(server: &Server, operation: &str, body: Value) -> Value {
+    let r = server.client().raw_for(
+        "codedeploy",
+        Some(&format!("CodeDeploy_20141006.{operation}")),
+        body.to_string().as_bytes(),
+    );
+    assert_eq!(r.status, 200, "{operation}: {}", r.text());
+    r.json()
+}
+
+/// S3 source (taskdef.json, appspec.yaml) and ECR source → CodeDeployToECS.
+fn blue_green_pipeline(name: &str, group: &str) -> Value {
+    json!({
+        "name": name, "pipelineType": "V2", "executionMode": "QUEUED",
+        "roleArn": "arn:aws:iam::000000000000:role/role",
+        "artifactStore": {"type": "S3", "location": "artifact-store-bucket"},
+        "stages": [
+            {"name": "Source", "actions": [
+                {"name": "Code",
+                 "actionTypeId": {"category": "Source", "owner": "AWS", "provider": "S3", "version": "1"},
+                 "configuration": {"S3Bucket": "source-bucket", "S3ObjectKey": "deploy.zip", "PollForSourceChanges": "false"},
+                 "outputArtifacts": [{"name": "code"}]},
+                {"name": "Image",
+                 "actionTypeId": {"category": "Source", "owner": "AWS", "provider": "ECR", "version": "1"},
+                 "configuration": {"RepositoryName": "web"},
+                 "outputArtifacts": [{"name": "image"}]}]},
+            {"name": "Deploy", "actions": [{"name": "BlueGreen",
+                "actionTypeId": {"category": "Deploy", "owner": "AWS", "provider": "CodeDeployToECS", "version": "1"},
+                "configuration": {"ApplicationName": "web-app", "DeploymentGroupName": group,
+                    "TaskDefinitionTemplateArtifact": "code", "AppSpecTemplateArtifact": "code",
+                    "Image1ArtifactName": "image", "Image1ContainerName": "IMAGE1_NAME"},
+                "inputArtifacts": [{"name": "code"}, {"name": "image"}]}]}
+        ]
+    })
+}
+
+#[tokio::test]
+async fn a_blue_green_deployment_registers_the_filled_task_definition_through_codedeploy() {
+    let server = Server::start();
+    let (cp, ecs, ecr, s3) = (
+        server.codepipeline(),
+        server.ecs(),
+        server.ecr(),
+        server.s3(),
+    );
+    tutorial_buckets(&s3).await;
+    ecr.create_repository()
+        .repository_name("web")
+        .send()
+        .await
+        .unwrap();
+    let digest = ecr
+        .put_image()
+        .repository_name("web")
+        .image_tag("latest")
+        .image_manifest("{\"schemaVersion\":2,\"layers\":[]}")
+        .send()
+        .await
+        .unwrap()
+        .image()
+        .unwrap()
+        .image_id()
+        .unwrap()
+        .image_digest()
+        .unwrap()
+        .to_string();
+    ecs.create_cluster()
+        .cluster_name("prod")
+        .send()
+        .await
+        .unwrap();
+    register(&ecs, "web", "nginx:1").await;
+    ecs.create_service()
+        .cluster("prod")
+        .service_name("site")
+        .task_definition("web")
+        .desired_count(1)
+        .deployment_controller(
+            aws_sdk_ecs::types::DeploymentController::builder()
+                .r#type(aws_sdk_ecs::types::DeploymentControllerType::CodeDeploy)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    steady(&ecs, "prod", "site").await;
+    codedeploy(
+        &server,
+        "CreateApplication",
+        json!({"applicationName": "web-app", "computePlatform": "ECS"}),
+    );
+    codedeploy(
+        &server,
+        "CreateDeploymentGroup",
+        json!({"applicationName": "web-app", "deploymentGroupName": "blue-green",
+               "serviceRoleArn": "arn:aws:iam::000000000000:role/codedeploy",
+               "deploymentStyle": {"deploymentType": "BLUE_GREEN", "deploymentOption": "WITH_TRAFFIC_CONTROL"},
+               "ecsServices": [{"clusterName": "prod", "serviceName": "site"}]}),
+    );
+    let taskdef = json!({"family": "web", "containerDefinitions": [
+        {"name": "web", "image": "<IMAGE1_NAME>", "essential": true, "portMappings": [{"containerPort": 80}]}]});
+    let appspec = "version: 0.0\nResources:\n  - TargetService:\n      Type: AWS::ECS::Service\n      Properties:\n        TaskDefinition: <TASK_DEFINITION>\n        LoadBalancerInfo:\n          ContainerName: web\n          ContainerPort: 80\n";
+    s3.put_object()
+        .bucket("source-bucket")
+        .key("deploy.zip")
+        .body(aws_sdk_s3::primitives::ByteStream::from(
+            crate::engine::zip_of(&[
+                ("taskdef.json", &taskdef.to_string()),
+                ("appspec.yaml", appspec),
+            ]),
+        ))
+        .send()
+        .await
+        .unwrap();
+    crate::engine::create(&server, blue_green_pipeline("bluegreen", "blue-green"));
+    let id = latest_execution(&cp, "bluegreen").await;
+    assert_eq!(
+        finished(&cp, "bluegreen", &id).await,
+        PipelineExecutionStatus::Succeeded
+    );
+    // The deployment recorded, with the AppSpec filled with the new revision.
+    let listed = codedeploy(
+        &server,
+        "ListDeployments",
+        json!({"applicationName": "web-app", "deploymentGroupName": "blue-green"}),
+    );
+    let deployment = listed["deployments"][0].as_str().unwrap().to_string();
+    let got = codedeploy(
+        &server,
+        "GetDeployment",
+        json!({ "deploymentId": deployment }),
+    );
+    let info = &got["deploymentInfo"];
+    assert_eq!(info["status"], "Succeeded");
+    let revision = "arn:aws:ecs:eu-central-1:000000000000:task-definition/web:2";
+    let content = info["revision"]["appSpecContent"]["content"]
+        .as_str()
+        .unwrap();
+    assert!(
+        content.contains(&format!("TaskDefinition: {revision}")),
+        "{content}"
+    );
+    // The service runs it, with the image from imageDetail.json.
+    let service = steady(&ecs, "prod", "site").await;
+    assert_eq!(service.task_definition(), Some(revision));
+    let described = ecs
+        .describe_task_definition()
+        .task_definition(revision)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        described.task_definition().unwrap().container_definitions()[0].image(),
+        Some(format!("000000000000.dkr.ecr.eu-central-1.amazonaws.com/web@{digest}").as_str())
+    );
+    // The action's external id is the deployment.
+    let runs = cp
+        .list_action_executions()
+        .pipeline_name("bluegreen")
+        .send()
+        .await
+        .unwrap();
+    let run = runs
+        .action_execution_details()
+        .iter()
+        .find(|r| r.action_name() == Some("BlueGreen"))
+        .unwrap();
+    assert_eq!(
+        run.output()
+            .unwrap()
+            .execution_result()
+            .unwrap()
+            .external_execution_id(),
+        Some(deployment.as_str())
+    );
+
+    // An unknown deployment group fails the action with CodeDeploy's words.
+    crate::engine::create(&server, blue_green_pipeline("nogroup", "nope"));
+    let id = latest_execution(&cp, "nogroup").await;
+    assert_eq!(
+        finished(&cp, "nogroup", &id).await,
+        PipelineExecutionStatus::Failed
+    );
+    let state = cp
+        .get_pipeline_state()
+        .name("nogroup")
+        .send()
+        .await
+        .unwrap();
+    let message = state.stage_states()[1].action_states()[0]
+        .latest_execution()
+        .unwrap()
+        .error_details()
+        .unwrap()
+        .message()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        message,
+        "DeploymentGroupDoesNotExistException: No Deployment Group found for name: nope"
+    );
+}

@@ -15,13 +15,15 @@ use super::{config, failed, ActionExecutor, ActionJob};
 use crate::codepipeline::execution::{ActionOutput, ErrorDetails};
 use crate::s3::objects::ObjectStore;
 
-/// ECS's operations, as the deploy actions call them (AWS's JSON shapes).
+/// ECS's and CodeDeploy's operations, as the deploy actions call them (AWS's JSON shapes).
 pub trait Containers: Send + Sync {
-    /// Runs `operation` in the account and region: its answer, or `Code: message`.
+    /// Runs `operation` of `service` (`ecs` or `codedeploy`) in the account and region: its
+    /// answer, or `Code: message`.
     fn call<'a>(
         &'a self,
         account: &'a str,
         region: &'a str,
+        service: &'a str,
         operation: &'a str,
         input: Value,
     ) -> BoxFuture<'a, Result<Value, String>>;
@@ -66,6 +68,7 @@ pub(super) async fn service_task_definition(
         .call(
             account,
             region,
+            "ecs",
             "DescribeServices",
             json!({"cluster": cluster, "services": [service]}),
         )
@@ -83,6 +86,7 @@ pub(super) async fn service_task_definition(
         .call(
             account,
             region,
+            "ecs",
             "DescribeTaskDefinition",
             json!({ "taskDefinition": task_definition }),
         )
@@ -106,6 +110,7 @@ pub(super) async fn register(
         .call(
             &job.account,
             &job.input.region,
+            "ecs",
             "RegisterTaskDefinition",
             body,
         )
@@ -203,6 +208,7 @@ pub(super) async fn deploy(
         .call(
             account,
             region,
+            "ecs",
             "UpdateService",
             json!({"cluster": cluster, "service": service, "taskDefinition": task_definition}),
         )
@@ -218,6 +224,7 @@ pub(super) async fn deploy(
             .call(
                 account,
                 region,
+                "ecs",
                 "DescribeServices",
                 json!({"cluster": cluster, "services": [service]}),
             )
@@ -239,4 +246,148 @@ pub(super) async fn deploy(
         }
         tokio::time::sleep(EVERY).await;
     }
+}
+
+/// The ECS blue/green action (`CodeDeployToECS`): the task definition template
+/// (`TaskDefinitionTemplateArtifact`/`TaskDefinitionTemplatePath`, `taskdef.json` by default)
+/// with its `<IMAGE1_NAME>` … placeholders (`Image1ContainerName` … name them) filled from the
+/// `imageDetail.json` of `Image1ArtifactName` …, registered as a new revision; the AppSpec
+/// template (`AppSpecTemplateArtifact`/`AppSpecTemplatePath`, `appspec.yaml` by default) with
+/// `<TASK_DEFINITION>` filled with it, deployed through CodeDeploy (`ApplicationName`,
+/// `DeploymentGroupName`); the action waits for the deployment to end.
+pub(super) struct CodeDeployToEcs {
+    pub(super) ecs: Arc<dyn Containers>,
+    pub(super) objects: Arc<dyn ObjectStore>,
+}
+
+impl ActionExecutor for CodeDeployToEcs {
+    fn run<'a>(&'a self, job: &'a ActionJob) -> BoxFuture<'a, Result<ActionOutput, ErrorDetails>> {
+        Box::pin(blue_green(self, job))
+    }
+}
+
+/// How long the action waits for its deployment (the action's own timeout ends it sooner).
+const DEPLOYMENT_WITHIN: Duration = Duration::from_secs(3600);
+
+async fn blue_green(
+    action: &CodeDeployToEcs,
+    job: &ActionJob,
+) -> Result<ActionOutput, ErrorDetails> {
+    let config = config(job);
+    let required = |k: &str| {
+        config
+            .get(k)
+            .cloned()
+            .ok_or_else(|| failed(format!("{k} is not configured")))
+    };
+    let (application, group) = (
+        required("ApplicationName")?,
+        required("DeploymentGroupName")?,
+    );
+    let (taskdef_artifact, appspec_artifact) = (
+        required("TaskDefinitionTemplateArtifact")?,
+        required("AppSpecTemplateArtifact")?,
+    );
+    let taskdef_path = config
+        .get("TaskDefinitionTemplatePath")
+        .cloned()
+        .unwrap_or_else(|| "taskdef.json".into());
+    let appspec_path = config
+        .get("AppSpecTemplatePath")
+        .cloned()
+        .unwrap_or_else(|| "appspec.yaml".into());
+    let mut files = Files::new(action.objects.as_ref(), &job.input.input_artifacts);
+    let mut taskdef = files.file(&taskdef_artifact, &taskdef_path).await?;
+    for n in 1..=4 {
+        let Some(artifact) = config.get(&format!("Image{n}ArtifactName")) else {
+            continue;
+        };
+        let placeholder = config
+            .get(&format!("Image{n}ContainerName"))
+            .cloned()
+            .unwrap_or_else(|| format!("IMAGE{n}_NAME"));
+        let detail = files.file(artifact, "imageDetail.json").await?;
+        let detail: Value = serde_json::from_str(&detail).map_err(|e| {
+            failed(format!(
+                "The imageDetail.json of {artifact} is not JSON: {e}"
+            ))
+        })?;
+        let uri = detail["ImageURI"].as_str().ok_or_else(|| {
+            failed(format!(
+                "The imageDetail.json of {artifact} has no ImageURI"
+            ))
+        })?;
+        taskdef = taskdef.replace(&format!("<{placeholder}>"), uri);
+    }
+    let body: Value = serde_json::from_str(&taskdef).map_err(|e| {
+        failed(format!(
+            "The task definition {taskdef_path} is not valid JSON: {e}"
+        ))
+    })?;
+    let ecs = action.ecs.as_ref();
+    let arn = register(ecs, job, body).await?;
+    let appspec = files
+        .file(&appspec_artifact, &appspec_path)
+        .await?
+        .replace("<TASK_DEFINITION>", &arn);
+    let (account, region) = (job.account.as_str(), job.input.region.as_str());
+    let created = ecs
+        .call(
+            account,
+            region,
+            "codedeploy",
+            "CreateDeployment",
+            json!({"applicationName": application, "deploymentGroupName": group,
+                   "revision": {"revisionType": "AppSpecContent", "appSpecContent": {"content": appspec}}}),
+        )
+        .await
+        .map_err(failed)?;
+    let id = created["deploymentId"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    job.progress
+        .report(crate::codepipeline::execution::ExecutionDetails {
+            external_execution_id: Some(id.clone()),
+            ..Default::default()
+        });
+    let deadline = Instant::now() + DEPLOYMENT_WITHIN;
+    loop {
+        let got = ecs
+            .call(
+                account,
+                region,
+                "codedeploy",
+                "GetDeployment",
+                json!({ "deploymentId": id }),
+            )
+            .await
+            .map_err(failed)?;
+        let info = &got["deploymentInfo"];
+        match info["status"].as_str().unwrap_or_default() {
+            "Succeeded" => break,
+            "Failed" | "Stopped" => {
+                return Err(failed(format!(
+                    "The CodeDeploy deployment {id} {}: {}",
+                    info["status"].as_str().unwrap_or_default().to_lowercase(),
+                    info["errorInformation"]["message"]
+                        .as_str()
+                        .unwrap_or_default()
+                )))
+            }
+            _ if Instant::now() >= deadline => {
+                return Err(failed(format!(
+                    "The CodeDeploy deployment {id} did not end"
+                )))
+            }
+            _ => tokio::time::sleep(EVERY).await,
+        }
+    }
+    Ok(ActionOutput {
+        output_artifacts: Vec::new(),
+        external_execution_id: Some(id.clone()),
+        external_execution_summary: Some(format!("Deployment {id} of {arn} succeeded")),
+        output_variables: Default::default(),
+        revision: None,
+    })
 }

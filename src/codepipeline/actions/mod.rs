@@ -245,6 +245,15 @@ impl ActionRegistry {
             },
         );
         registry.register(
+            "Deploy",
+            "AWS",
+            "CodeDeployToECS",
+            ecs_deploy::CodeDeployToEcs {
+                ecs: services.containers.clone(),
+                objects: objects.clone(),
+            },
+        );
+        registry.register(
             "Source",
             "AWS",
             "ECR",

@@ -43,6 +43,8 @@ struct AppState {
     events: Arc<crate::events::Events>,
     ssm: Arc<crate::ssm::ParameterStore>,
     ecr: Arc<crate::ecr::Ecr>,
+    /// The OCI registry over ECR's repositories.
+    registry: crate::ecr::registry::Registry,
     ecs: Arc<crate::ecs::Ecs>,
     codedeploy: Arc<crate::codedeploy::CodeDeploy>,
     cloudformation: Arc<crate::cloudformation::CloudFormation>,
@@ -333,6 +335,12 @@ pub async fn run(
         codecommit,
         events: events.clone(),
         ssm: ssm.clone(),
+        registry: crate::ecr::registry::Registry {
+            ecr: ecr.clone(),
+            dir: config.data_dir.join("ecr"),
+            account: crate::aws::scope::DEFAULT_ACCOUNT.to_string(),
+            region: config.region.clone(),
+        },
         ecr: ecr.clone(),
         ecs: ecs.clone(),
         codedeploy: codedeploy.clone(),
@@ -557,6 +565,9 @@ async fn entry(
 ) -> HttpResponse {
     if crate::console::is_browser_visit(&req) {
         return crate::console::redirect();
+    }
+    if crate::ecr::registry::is_registry(&req) {
+        return state.registry.serve(&req, payload).await;
     }
     let scope = credential_scope(req.headers());
     let mut ctx = RequestContext::new(scope.as_ref(), &state.config.region);

@@ -6,12 +6,13 @@
 //! - Served: CreateRepository, DescribeRepositories, DeleteRepository, PutImage, BatchGetImage,
 //!   DescribeImages, ListImages, BatchDeleteImage, GetAuthorizationToken, TagResource,
 //!   UntagResource, ListTagsForResource; the other operations answer a clear error naming them.
-//! - The registry itself (the OCI distribution API that `docker push` speaks) is not served yet:
-//!   images come in through PutImage, and the layers a manifest names are not required to exist.
+//! - PutImage does not require the layers a manifest names to exist (a push through the
+//!   registry, [`registry`], does).
 //! - Scanning, replication, lifecycle and repository policies, pull-through caches and KMS
 //!   encryption are not served; a repository's scanning and encryption settings are recorded.
 
 pub mod api;
+pub mod registry;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

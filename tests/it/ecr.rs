@@ -415,3 +415,180 @@ async fn the_ecr_source_gives_the_image_and_a_push_starts_the_pipeline_through_a
         "The image with imageId {imageDigest:'null', imageTag:'nope'} does not exist within the repository with name 'web' in the registry with id '000000000000'"
     );
 }
+
+fn registry(
+    server: &Server,
+    method: &str,
+    path: &str,
+    headers: &str,
+    body: &[u8],
+) -> crate::common::RawResponse {
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n{headers}Content-Length: {}\r\n\r\n",
+        server.addr,
+        body.len()
+    );
+    server.client().exchange(head.as_bytes(), body)
+}
+
+#[tokio::test]
+async fn an_image_pushed_through_the_registry_api_is_an_ecr_image_and_starts_the_pipeline() {
+    let server = Server::start();
+    let (cp, ecr) = (server.codepipeline(), server.ecr());
+    tutorial_buckets(&server.s3()).await;
+    let base = registry(&server, "GET", "/v2/", "", b"");
+    assert_eq!(base.status, 200);
+    assert_eq!(
+        base.header("docker-distribution-api-version"),
+        Some("registry/2.0")
+    );
+    let unknown = registry(&server, "GET", "/v2/web/tags/list", "", b"");
+    assert_eq!(unknown.status, 404);
+    assert_eq!(unknown.json()["errors"][0]["code"], "NAME_UNKNOWN");
+    ecr.create_repository()
+        .repository_name("web")
+        .send()
+        .await
+        .unwrap();
+    crate::engine::create(&server, ecr_pipeline("pushed", "v1"));
+    crate::events::rule_for(
+        &server,
+        "on-push",
+        json!({"source": ["aws.ecr"], "detail-type": ["ECR Image Action"],
+               "detail": {"repository-name": ["web"], "image-tag": ["v1"]}}),
+        "pushed",
+    );
+
+    // The config in one request; the layer in two parts.
+    let config = br#"{"architecture":"amd64","os":"linux"}"#;
+    let config_digest = digest(std::str::from_utf8(config).unwrap());
+    let made = registry(
+        &server,
+        "POST",
+        &format!("/v2/web/blobs/uploads/?digest={config_digest}"),
+        "",
+        config,
+    );
+    assert_eq!(made.status, 201, "{}", made.text());
+    let layer = "layer bytes ".repeat(1000);
+    let layer_digest = digest(&layer);
+    let started = registry(&server, "POST", "/v2/web/blobs/uploads/", "", b"");
+    assert_eq!(started.status, 202);
+    let location = started.header("location").unwrap().to_string();
+    let (first, second) = layer.as_bytes().split_at(5000);
+    let part = registry(&server, "PATCH", &location, "", first);
+    assert_eq!(part.status, 202);
+    assert_eq!(part.header("range"), Some("0-4999"));
+    let wrong = registry(
+        &server,
+        "PUT",
+        &format!("{location}?digest={}", digest("other")),
+        "",
+        second,
+    );
+    assert_eq!(wrong.status, 400);
+    assert_eq!(wrong.json()["errors"][0]["code"], "DIGEST_INVALID");
+    // The failed end dropped the upload: the layer goes up again.
+    let started = registry(&server, "POST", "/v2/web/blobs/uploads/", "", b"");
+    let location = started.header("location").unwrap().to_string();
+    registry(&server, "PATCH", &location, "", first);
+    let done = registry(
+        &server,
+        "PUT",
+        &format!("{location}?digest={layer_digest}"),
+        "",
+        second,
+    );
+    assert_eq!(done.status, 201, "{}", done.text());
+    let head = registry(
+        &server,
+        "HEAD",
+        &format!("/v2/web/blobs/{layer_digest}"),
+        "",
+        b"",
+    );
+    assert_eq!(head.header("content-length"), Some("12000"));
+    let got = registry(
+        &server,
+        "GET",
+        &format!("/v2/web/blobs/{layer_digest}"),
+        "",
+        b"",
+    );
+    assert!(got.body == layer.as_bytes(), "the blob differs");
+
+    // A manifest naming a blob never pushed is refused; the right one is the image.
+    let manifest_of = |layer: &str| {
+        json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+               "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "size": config.len(), "digest": config_digest},
+               "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "size": 12000, "digest": layer}]})
+        .to_string()
+    };
+    let media = "Content-Type: application/vnd.oci.image.manifest.v1+json\r\n";
+    let missing = registry(
+        &server,
+        "PUT",
+        "/v2/web/manifests/v1",
+        media,
+        manifest_of(&digest("never")).as_bytes(),
+    );
+    assert_eq!(missing.status, 400);
+    assert_eq!(missing.json()["errors"][0]["code"], "MANIFEST_BLOB_UNKNOWN");
+    let manifest = manifest_of(&layer_digest);
+    let put = registry(
+        &server,
+        "PUT",
+        "/v2/web/manifests/v1",
+        media,
+        manifest.as_bytes(),
+    );
+    assert_eq!(put.status, 201, "{}", put.text());
+    let image_digest = digest(&manifest);
+    assert_eq!(
+        put.header("docker-content-digest"),
+        Some(image_digest.as_str())
+    );
+
+    // ECR's API sees it.
+    let described = ecr
+        .describe_images()
+        .repository_name("web")
+        .image_ids(by_tag("v1"))
+        .send()
+        .await
+        .unwrap();
+    let detail = &described.image_details()[0];
+    assert_eq!(detail.image_digest(), Some(image_digest.as_str()));
+    assert_eq!(detail.image_size_in_bytes(), Some(12000));
+    assert_eq!(
+        detail.image_manifest_media_type(),
+        Some("application/vnd.oci.image.manifest.v1+json")
+    );
+    let pulled = registry(&server, "GET", "/v2/web/manifests/v1", "", b"");
+    assert!(pulled.body == manifest.as_bytes(), "the manifest differs");
+    assert_eq!(
+        pulled.header("content-type"),
+        Some("application/vnd.oci.image.manifest.v1+json")
+    );
+    let tags = registry(&server, "GET", "/v2/web/tags/list", "", b"");
+    assert_eq!(tags.json(), json!({"name": "web", "tags": ["v1"]}));
+
+    // And the push started the pipeline through the rule, with that image.
+    let listed = crate::git::executions(&server, "pushed", 2).await;
+    let run = listed[0]["pipelineExecutionId"].as_str().unwrap();
+    assert_eq!(
+        finished(&cp, "pushed", run).await,
+        PipelineExecutionStatus::Succeeded
+    );
+    let got = cp
+        .get_pipeline_execution()
+        .pipeline_name("pushed")
+        .pipeline_execution_id(run)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        got.pipeline_execution().unwrap().artifact_revisions()[0].revision_id(),
+        Some(image_digest.as_str())
+    );
+}

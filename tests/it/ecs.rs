@@ -342,6 +342,40 @@ async fn the_ecs_deploy_action_puts_the_pushed_image_into_a_new_task_definition(
     );
     assert_eq!(containers[0].memory(), Some(512));
     assert_eq!(containers[1].image(), Some("busybox:1"));
+    // The deploy action's target is the service, as ListDeployActionExecutionTargets says.
+    let runs = cp
+        .list_action_executions()
+        .pipeline_name("release")
+        .send()
+        .await
+        .unwrap();
+    let deploy = runs
+        .action_execution_details()
+        .iter()
+        .find(|r| r.action_name() == Some("Deploy"))
+        .unwrap();
+    let targets = server
+        .call(
+            "ListDeployActionExecutionTargets",
+            json!({"pipelineName": "release", "actionExecutionId": deploy.action_execution_id()}),
+        )
+        .json();
+    let target = &targets["targets"][0];
+    assert_eq!(
+        target["targetId"],
+        "arn:aws:ecs:eu-central-1:000000000000:service/prod/site"
+    );
+    assert_eq!(target["targetType"], "ECS");
+    assert_eq!(target["status"], "Succeeded");
+    assert_eq!(target["events"][0]["status"], "Succeeded");
+    let none = server
+        .call(
+            "ListDeployActionExecutionTargets",
+            json!({"pipelineName": "release", "actionExecutionId": deploy.action_execution_id(),
+                   "filters": [{"name": "TARGET_STATUS", "values": ["Failed"]}]}),
+        )
+        .json();
+    assert_eq!(none["targets"], json!([]));
 
     // A missing file and a missing service fail the action, saying which.
     crate::engine::create(

@@ -1056,6 +1056,61 @@ struct DeployTargetsInput {
     pipeline_name: Option<String>,
     action_execution_id: String,
     next_token: Option<String>,
+    #[serde(default)]
+    filters: Vec<DeployTargetFilter>,
+}
+
+#[derive(Deserialize)]
+struct DeployTargetFilter {
+    name: Option<String>,
+    #[serde(default)]
+    values: Vec<String>,
+}
+
+/// The deploy targets of an action run: for the ECS deploy actions, the ECS service (or the
+/// CodeDeploy deployment group) the action deployed to; none for the others (S3 deploy has no
+/// targets on AWS either).
+fn deploy_targets(
+    ctx: &RequestContext,
+    run: &crate::codepipeline::execution::ActionRun,
+) -> Vec<Value> {
+    let config = &run.input.resolved_configuration;
+    let get = |k: &str| config.get(k).cloned().unwrap_or_default();
+    let (account, region) = (&ctx.account_id, &run.input.region);
+    let target = match run.input.action_type_id.provider.as_str() {
+        "ECS" => format!(
+            "arn:aws:ecs:{region}:{account}:service/{}/{}",
+            get("ClusterName"),
+            get("ServiceName")
+        ),
+        "CodeDeployToECS" => format!(
+            "arn:aws:codedeploy:{region}:{account}:deploymentgroup:{}/{}",
+            get("ApplicationName"),
+            get("DeploymentGroupName")
+        ),
+        _ => return Vec::new(),
+    };
+    let status = run.status.as_str().to_string();
+    let message = run
+        .error
+        .as_ref()
+        .map(|e| e.message.clone())
+        .or_else(|| {
+            run.output
+                .as_ref()
+                .and_then(|o| o.external_execution_summary.clone())
+        })
+        .unwrap_or_default();
+    let mut event = json!({"name": "Deployment", "status": status, "startTime": run.started,
+                           "context": {"message": message}});
+    let mut out = json!({"targetId": target, "targetType": "ECS", "status": status,
+                         "startTime": run.started, "events": []});
+    if status != "InProgress" {
+        event["endTime"] = run.updated.into();
+        out["endTime"] = run.updated.into();
+    }
+    out["events"] = json!([event]);
+    vec![out]
 }
 
 /// How many of a pipeline's newest executions ListDeployActionExecutionTargets looks through
@@ -1090,29 +1145,48 @@ pub(super) fn handle_list_deploy_action_execution_targets(
             |all: &mut dyn Iterator<Item = (&str, &Execution)>| {
                 let prefix = format!("{}:{}:", ctx.account_id, ctx.region);
                 all.filter(|(key, _)| key.starts_with(&prefix))
-                    .any(|(_, e)| e.runs.iter().any(|r| r.id == input.action_execution_id))
+                    .find_map(|(_, e)| {
+                        e.runs
+                            .iter()
+                            .find(|r| r.id == input.action_execution_id)
+                            .map(|r| deploy_targets(ctx, r))
+                    })
             },
         );
-        return if found {
-            reply(&json!({ "targets": [] }))
-        } else {
-            Err(not_found())
+        return match found {
+            Some(targets) => reply(&json!({ "targets": filtered(targets, &input.filters) })),
+            None => Err(not_found()),
         };
     };
     exists(svc, ctx, pipeline)?;
     let key = pipeline_key(&ctx.account_id, &ctx.region, pipeline);
-    let mut found = false;
+    let mut found = None;
     svc.execution_views
         .walk_newest(&key, 0, DEPLOY_TARGETS_LOOKBACK, |summary, _| {
             let execution = load(svc, &summary.id)?;
-            found =
-                execution.is_some_and(|e| e.runs.iter().any(|r| r.id == input.action_execution_id));
-            Ok::<bool, AwsError>(!found)
+            found = execution.and_then(|e| {
+                e.runs
+                    .iter()
+                    .find(|r| r.id == input.action_execution_id)
+                    .map(|r| deploy_targets(ctx, r))
+            });
+            Ok::<bool, AwsError>(found.is_none())
         })?;
-    if !found {
-        return Err(not_found());
-    }
-    reply(&json!({ "targets": [] }))
+    let targets = found.ok_or_else(not_found)?;
+    reply(&json!({ "targets": filtered(targets, &input.filters) }))
+}
+
+/// Targets whose status a `TARGET_STATUS` filter names.
+fn filtered(targets: Vec<Value>, filters: &[DeployTargetFilter]) -> Vec<Value> {
+    targets
+        .into_iter()
+        .filter(|t| {
+            filters
+                .iter()
+                .filter(|f| f.name.as_deref() == Some("TARGET_STATUS"))
+                .all(|f| f.values.iter().any(|v| t["status"] == v.as_str()))
+        })
+        .collect()
 }
 
 #[derive(Deserialize)]

@@ -18,8 +18,10 @@ static MODEL: LazyLock<ServiceModel> =
 const SERVED: &[&str] = &[
     "CreateApplication",
     "GetApplication",
+    "DeleteApplication",
     "CreateDeploymentGroup",
     "GetDeploymentGroup",
+    "DeleteDeploymentGroup",
     "CreateDeployment",
     "GetDeployment",
     "ListDeployments",
@@ -173,6 +175,46 @@ async fn run(
                 "createTime": a.created, "linkedToGitHub": false, "computePlatform": a.platform}}),
             )
         })?,
+        "DeleteApplication" => {
+            // Deleting an application that is not there succeeds, as on AWS.
+            codedeploy
+                .regions
+                .record(account, region, |r| {
+                    Ok(if r.applications.contains_key(&app) {
+                        vec![CodeDeployEvent::ApplicationDeleted { name: app.clone() }]
+                    } else {
+                        vec![]
+                    })
+                })
+                .await
+                .map_err(recorded)?;
+            json!({})
+        }
+        "DeleteDeploymentGroup" => {
+            codedeploy
+                .regions
+                .record(account, region, |r| {
+                    if !r.applications.contains_key(&app) {
+                        return Err(no_application(&app));
+                    }
+                    Ok(
+                        if r.groups
+                            .get(&app)
+                            .is_some_and(|g| g.contains_key(&group_name))
+                        {
+                            vec![CodeDeployEvent::GroupDeleted {
+                                application: app.clone(),
+                                name: group_name.clone(),
+                            }]
+                        } else {
+                            vec![]
+                        },
+                    )
+                })
+                .await
+                .map_err(recorded)?;
+            json!({ "hooksNotCleanedUp": [] })
+        }
         "CreateDeploymentGroup" => {
             let id = uuid::Uuid::new_v4().to_string();
             let group = Group {

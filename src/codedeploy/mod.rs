@@ -8,8 +8,8 @@
 //! `errorInformation`). A deployment a stop of the server cut goes on when it starts again.
 //!
 //! # LIMITATIONS
-//! - Served: CreateApplication, GetApplication, CreateDeploymentGroup, GetDeploymentGroup,
-//!   CreateDeployment, GetDeployment, ListDeployments, StopDeployment; other operations answer a
+//! - Served: CreateApplication, GetApplication, DeleteApplication, CreateDeploymentGroup,
+//!   GetDeploymentGroup, DeleteDeploymentGroup, CreateDeployment, GetDeployment, ListDeployments, StopDeployment; other operations answer a
 //!   clear error naming them. Only the ECS compute platform, and AppSpec revisions given inline
 //!   (`AppSpecContent`).
 //! - There is no load balancer: the replacement task set is not shifted traffic to; the service
@@ -117,6 +117,18 @@ pub enum CodeDeployEvent {
         /// It.
         group: Group,
     },
+    /// DeleteApplication (its deployment groups go with it).
+    ApplicationDeleted {
+        /// Its name.
+        name: String,
+    },
+    /// DeleteDeploymentGroup.
+    GroupDeleted {
+        /// Its application.
+        application: String,
+        /// Its name.
+        name: String,
+    },
     /// CreateDeployment.
     DeploymentCreated(Box<Deployment>),
     /// A deployment's status changed.
@@ -161,6 +173,15 @@ fn fold(region: &mut Region, event: CodeDeployEvent) {
                 .entry(application)
                 .or_default()
                 .insert(name, group);
+        }
+        CodeDeployEvent::ApplicationDeleted { name } => {
+            region.applications.remove(&name);
+            region.groups.remove(&name);
+        }
+        CodeDeployEvent::GroupDeleted { application, name } => {
+            if let Some(groups) = region.groups.get_mut(&application) {
+                groups.remove(&name);
+            }
         }
         CodeDeployEvent::DeploymentCreated(d) => {
             region.deployments.insert(d.id.clone(), *d);

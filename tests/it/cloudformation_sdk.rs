@@ -11,6 +11,8 @@ use aws_sdk_cloudformation::error::ProvideErrorMetadata;
 use aws_sdk_cloudformation::types::{ChangeSetType, Replacement, StackStatus};
 use aws_sdk_cloudformation::Client;
 
+use serde_json::json;
+
 use crate::common::Server;
 use crate::ssm::ssm;
 
@@ -516,4 +518,146 @@ async fn an_ecr_repository_is_made_and_deleted_with_its_stack() {
     delete(&cf, "images").await;
     let left = ecr.describe_repositories().send().await.unwrap();
     assert!(left.repositories().is_empty(), "{left:?}");
+}
+
+/// A cluster, a task definition running `image`, a service on it, and CodeDeploy's application
+/// and deployment group for it.
+fn containers_template(image: &str) -> String {
+    format!(
+        "Resources:
+  Cluster:
+    Type: AWS::ECS::Cluster
+    Properties: {{ClusterName: stacked}}
+  TaskDef:
+    Type: AWS::ECS::TaskDefinition
+    Properties:
+      Family: web
+      Cpu: 256
+      Memory: 512
+      RequiresCompatibilities: [FARGATE]
+      ContainerDefinitions:
+        - {{Name: web, Image: {image}, Memory: 512, PortMappings: [{{ContainerPort: 80}}]}}
+  Service:
+    Type: AWS::ECS::Service
+    Properties:
+      Cluster: !Ref Cluster
+      ServiceName: site
+      TaskDefinition: !Ref TaskDef
+      DesiredCount: 2
+      DeploymentController: {{Type: CODE_DEPLOY}}
+  App:
+    Type: AWS::CodeDeploy::Application
+    Properties: {{ComputePlatform: ECS}}
+  Group:
+    Type: AWS::CodeDeploy::DeploymentGroup
+    Properties:
+      ApplicationName: !Ref App
+      DeploymentGroupName: blue-green
+      ServiceRoleArn: arn:aws:iam::000000000000:role/codedeploy
+      DeploymentStyle: {{DeploymentType: BLUE_GREEN, DeploymentOption: WITH_TRAFFIC_CONTROL}}
+      ECSServices: [{{ClusterName: !Ref Cluster, ServiceName: !GetAtt Service.Name}}]
+Outputs:
+  App: {{Value: !Ref App}}
+"
+    )
+}
+
+#[tokio::test]
+async fn ecs_and_codedeploy_resources_are_made_updated_and_deleted_with_their_stack() {
+    let server = Server::start();
+    let (cf, ecs) = (server.cloudformation(), server.ecs());
+    create(&cf, "containers", containers_template("nginx:1")).await;
+    let described = ecs
+        .describe_services()
+        .cluster("stacked")
+        .services("site")
+        .send()
+        .await
+        .unwrap();
+    let service = &described.services()[0];
+    assert_eq!(
+        service.task_definition(),
+        Some("arn:aws:ecs:eu-central-1:000000000000:task-definition/web:1")
+    );
+    assert_eq!(service.desired_count(), 2);
+    let task = ecs
+        .describe_task_definition()
+        .task_definition("web:1")
+        .send()
+        .await
+        .unwrap();
+    let task = task.task_definition().unwrap();
+    assert_eq!(task.memory(), Some("512"));
+    assert_eq!(task.container_definitions()[0].memory(), Some(512));
+    let got = cf
+        .describe_stacks()
+        .stack_name("containers")
+        .send()
+        .await
+        .unwrap();
+    let app = got.stacks()[0].outputs()[0]
+        .output_value()
+        .unwrap()
+        .to_string();
+    assert!(app.starts_with("containers-App-"), "{app}");
+    let group = server.client().raw_for(
+        "codedeploy",
+        Some("CodeDeploy_20141006.GetDeploymentGroup"),
+        json!({"applicationName": app, "deploymentGroupName": "blue-green"})
+            .to_string()
+            .as_bytes(),
+    );
+    assert_eq!(group.status, 200, "{}", group.text());
+    assert_eq!(
+        group.json()["deploymentGroupInfo"]["ecsServices"][0],
+        json!({"clusterName": "stacked", "serviceName": "site"})
+    );
+
+    // A new image is a new revision; the service moves to it in place; the old one goes.
+    cf.update_stack()
+        .stack_name("containers")
+        .template_body(containers_template("nginx:2"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        settled(&cf, "containers").await,
+        StackStatus::UpdateComplete
+    );
+    let described = ecs
+        .describe_services()
+        .cluster("stacked")
+        .services("site")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        described.services()[0].task_definition(),
+        Some("arn:aws:ecs:eu-central-1:000000000000:task-definition/web:2")
+    );
+    let old = ecs
+        .describe_task_definition()
+        .task_definition("web:1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        old.task_definition().unwrap().status().map(|s| s.as_str()),
+        Some("INACTIVE")
+    );
+
+    delete(&cf, "containers").await;
+    let clusters = ecs
+        .describe_clusters()
+        .clusters("stacked")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(clusters.failures()[0].reason(), Some("MISSING"));
+    let app_gone = server.client().raw_for(
+        "codedeploy",
+        Some("CodeDeploy_20141006.GetApplication"),
+        json!({ "applicationName": app }).to_string().as_bytes(),
+    );
+    assert_eq!(app_gone.error_code(), "ApplicationDoesNotExistException");
 }

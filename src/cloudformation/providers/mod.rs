@@ -7,6 +7,7 @@ mod codebuild_project;
 mod codepipeline_pipeline;
 mod codepipeline_types;
 mod ecr_repository;
+mod ecs;
 mod events_rule;
 mod iam_policy;
 mod iam_role;
@@ -174,6 +175,11 @@ pub fn provider(kind: &str) -> Option<&'static dyn Provider> {
         "AWS::KMS::Key" => &recorded::KMS_KEY,
         "AWS::KMS::Alias" => &recorded::KMS_ALIAS,
         "AWS::ECR::Repository" => &ecr_repository::Repository,
+        "AWS::ECS::Cluster" => &ecs::Cluster,
+        "AWS::ECS::TaskDefinition" => &ecs::TaskDefinition,
+        "AWS::ECS::Service" => &ecs::Service,
+        "AWS::CodeDeploy::Application" => &ecs::Application,
+        "AWS::CodeDeploy::DeploymentGroup" => &ecs::DeploymentGroup,
         "AWS::IAM::InstanceProfile" => &recorded::INSTANCE_PROFILE,
         _ => return None,
     })

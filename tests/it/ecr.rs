@@ -27,7 +27,7 @@ fn manifest(size: u64) -> String {
     .to_string()
 }
 
-fn digest(text: &str) -> String {
+pub(crate) fn digest(text: &str) -> String {
     use sha2::Digest;
     let sum = sha2::Sha256::digest(text.as_bytes());
     format!(
@@ -414,9 +414,31 @@ async fn the_ecr_source_gives_the_image_and_a_push_starts_the_pipeline_through_a
         error,
         "The image with imageId {imageDigest:'null', imageTag:'nope'} does not exist within the repository with name 'web' in the registry with id '000000000000'"
     );
+    // So does an unknown repository.
+    let mut absent = ecr_pipeline("absent", "latest");
+    absent["stages"][0]["actions"][0]["configuration"]["RepositoryName"] = json!("absent");
+    crate::engine::create(&server, absent);
+    let id = latest_execution(&cp, "absent").await;
+    assert_eq!(
+        finished(&cp, "absent", &id).await,
+        PipelineExecutionStatus::Failed
+    );
+    let state = cp.get_pipeline_state().name("absent").send().await.unwrap();
+    let error = state.stage_states()[0].action_states()[0]
+        .latest_execution()
+        .unwrap()
+        .error_details()
+        .unwrap()
+        .message()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        error,
+        "The repository with name 'absent' does not exist in the registry with id '000000000000'"
+    );
 }
 
-fn registry(
+pub(crate) fn registry(
     server: &Server,
     method: &str,
     path: &str,

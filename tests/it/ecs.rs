@@ -377,6 +377,48 @@ async fn the_ecs_deploy_action_puts_the_pushed_image_into_a_new_task_definition(
         .json();
     assert_eq!(none["targets"], json!([]));
 
+    // An image pushed through the registry starts the pipeline through a rule; the service
+    // then runs it.
+    crate::events::rule_for(
+        &server,
+        "on-push",
+        json!({"source": ["aws.ecr"], "detail-type": ["ECR Image Action"],
+               "detail": {"repository-name": ["web"], "image-tag": ["latest"]}}),
+        "release",
+    );
+    let manifest = "{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\",\"layers\":[]}";
+    let pushed = crate::ecr::registry(
+        &server,
+        "PUT",
+        "/v2/web/manifests/latest",
+        "Content-Type: application/vnd.oci.image.manifest.v1+json\r\n",
+        manifest.as_bytes(),
+    );
+    assert_eq!(pushed.status, 201, "{}", pushed.text());
+    let listed = crate::git::executions(&server, "release", 2).await;
+    let run = listed[0]["pipelineExecutionId"].as_str().unwrap();
+    assert_eq!(
+        finished(&cp, "release", run).await,
+        PipelineExecutionStatus::Succeeded
+    );
+    let service = steady(&ecs, "prod", "site").await;
+    let described = ecs
+        .describe_task_definition()
+        .task_definition(service.task_definition().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        described.task_definition().unwrap().container_definitions()[0].image(),
+        Some(
+            format!(
+                "000000000000.dkr.ecr.eu-central-1.amazonaws.com/web@{}",
+                crate::ecr::digest(manifest)
+            )
+            .as_str()
+        )
+    );
+
     // A missing file and a missing service fail the action, saying which.
     crate::engine::create(
         &server,

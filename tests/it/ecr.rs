@@ -391,25 +391,7 @@ async fn the_ecr_source_gives_the_image_and_a_push_starts_the_pipeline_through_a
 
     // An unknown tag fails the source with ECR's words.
     crate::engine::create(&server, ecr_pipeline("untagged", "nope"));
-    let id = latest_execution(&cp, "untagged").await;
-    assert_eq!(
-        finished(&cp, "untagged", &id).await,
-        PipelineExecutionStatus::Failed
-    );
-    let state = cp
-        .get_pipeline_state()
-        .name("untagged")
-        .send()
-        .await
-        .unwrap();
-    let error = state.stage_states()[0].action_states()[0]
-        .latest_execution()
-        .unwrap()
-        .error_details()
-        .unwrap()
-        .message()
-        .unwrap()
-        .to_string();
+    let error = crate::engine::failure_of(&cp, "untagged", 0).await;
     assert_eq!(
         error,
         "The image with imageId {imageDigest:'null', imageTag:'nope'} does not exist within the repository with name 'web' in the registry with id '000000000000'"
@@ -418,20 +400,7 @@ async fn the_ecr_source_gives_the_image_and_a_push_starts_the_pipeline_through_a
     let mut absent = ecr_pipeline("absent", "latest");
     absent["stages"][0]["actions"][0]["configuration"]["RepositoryName"] = json!("absent");
     crate::engine::create(&server, absent);
-    let id = latest_execution(&cp, "absent").await;
-    assert_eq!(
-        finished(&cp, "absent", &id).await,
-        PipelineExecutionStatus::Failed
-    );
-    let state = cp.get_pipeline_state().name("absent").send().await.unwrap();
-    let error = state.stage_states()[0].action_states()[0]
-        .latest_execution()
-        .unwrap()
-        .error_details()
-        .unwrap()
-        .message()
-        .unwrap()
-        .to_string();
+    let error = crate::engine::failure_of(&cp, "absent", 0).await;
     assert_eq!(
         error,
         "The repository with name 'absent' does not exist in the registry with id '000000000000'"

@@ -253,27 +253,10 @@ fn deploy_pipeline(name: &str, file: Option<&str>, service: &str) -> Value {
     })
 }
 
-async fn failure(cp: &aws_sdk_codepipeline::Client, pipeline: &str) -> String {
-    let id = latest_execution(cp, pipeline).await;
-    assert_eq!(
-        finished(cp, pipeline, &id).await,
-        PipelineExecutionStatus::Failed
-    );
-    let state = cp.get_pipeline_state().name(pipeline).send().await.unwrap();
-    state.stage_states()[2].action_states()[0]
-        .latest_execution()
-        .unwrap()
-        .error_details()
-        .unwrap()
-        .message()
-        .unwrap()
-        .to_string()
-}
-
-#[tokio::test]
-async fn the_ecs_deploy_action_puts_the_pushed_image_into_a_new_task_definition() {
-    let server = Server::start();
-    let (cp, ecs, ecr) = (server.codepipeline(), server.ecs(), server.ecr());
+/// The tutorial's buckets, an image tagged `latest` in repository `web` (its digest), and
+/// service `site` of cluster `prod` on task definition `web:1`, deployed by `controller`.
+async fn image_and_service(server: &Server, controller: &str) -> String {
+    let (ecs, ecr) = (server.ecs(), server.ecr());
     tutorial_buckets(&server.s3()).await;
     ecr.create_repository()
         .repository_name("web")
@@ -306,10 +289,26 @@ async fn the_ecs_deploy_action_puts_the_pushed_image_into_a_new_task_definition(
         .service_name("site")
         .task_definition("web")
         .desired_count(1)
+        .deployment_controller(
+            aws_sdk_ecs::types::DeploymentController::builder()
+                .r#type(aws_sdk_ecs::types::DeploymentControllerType::from(
+                    controller,
+                ))
+                .build()
+                .unwrap(),
+        )
         .send()
         .await
         .unwrap();
     steady(&ecs, "prod", "site").await;
+    digest
+}
+
+#[tokio::test]
+async fn the_ecs_deploy_action_puts_the_pushed_image_into_a_new_task_definition() {
+    let server = Server::start();
+    let (cp, ecs) = (server.codepipeline(), server.ecs());
+    let digest = image_and_service(&server, "ECS").await;
     crate::codebuild::project_with(
         &server.codebuild(),
         "definitions",
@@ -425,12 +424,12 @@ async fn the_ecs_deploy_action_puts_the_pushed_image_into_a_new_task_definition(
         deploy_pipeline("nofile", Some("nope.json"), "site"),
     );
     assert_eq!(
-        failure(&cp, "nofile").await,
+        crate::engine::failure_of(&cp, "nofile", 2).await,
         "The file nope.json is not in the input artifact defs"
     );
     crate::engine::create(&server, deploy_pipeline("noservice", None, "absent"));
     assert_eq!(
-        failure(&cp, "noservice").await,
+        crate::engine::failure_of(&cp, "noservice", 2).await,
         "The ECS service absent does not exist in cluster prod"
     );
 }
@@ -474,54 +473,8 @@ fn blue_green_pipeline(name: &str, group: &str) -> Value {
 #[tokio::test]
 async fn a_blue_green_deployment_registers_the_filled_task_definition_through_codedeploy() {
     let server = Server::start();
-    let (cp, ecs, ecr, s3) = (
-        server.codepipeline(),
-        server.ecs(),
-        server.ecr(),
-        server.s3(),
-    );
-    tutorial_buckets(&s3).await;
-    ecr.create_repository()
-        .repository_name("web")
-        .send()
-        .await
-        .unwrap();
-    let digest = ecr
-        .put_image()
-        .repository_name("web")
-        .image_tag("latest")
-        .image_manifest("{\"schemaVersion\":2,\"layers\":[]}")
-        .send()
-        .await
-        .unwrap()
-        .image()
-        .unwrap()
-        .image_id()
-        .unwrap()
-        .image_digest()
-        .unwrap()
-        .to_string();
-    ecs.create_cluster()
-        .cluster_name("prod")
-        .send()
-        .await
-        .unwrap();
-    register(&ecs, "web", "nginx:1").await;
-    ecs.create_service()
-        .cluster("prod")
-        .service_name("site")
-        .task_definition("web")
-        .desired_count(1)
-        .deployment_controller(
-            aws_sdk_ecs::types::DeploymentController::builder()
-                .r#type(aws_sdk_ecs::types::DeploymentControllerType::CodeDeploy)
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
-    steady(&ecs, "prod", "site").await;
+    let (cp, ecs, s3) = (server.codepipeline(), server.ecs(), server.s3());
+    let digest = image_and_service(&server, "CODE_DEPLOY").await;
     codedeploy(
         &server,
         "CreateApplication",
@@ -614,25 +567,7 @@ async fn a_blue_green_deployment_registers_the_filled_task_definition_through_co
 
     // An unknown deployment group fails the action with CodeDeploy's words.
     crate::engine::create(&server, blue_green_pipeline("nogroup", "nope"));
-    let id = latest_execution(&cp, "nogroup").await;
-    assert_eq!(
-        finished(&cp, "nogroup", &id).await,
-        PipelineExecutionStatus::Failed
-    );
-    let state = cp
-        .get_pipeline_state()
-        .name("nogroup")
-        .send()
-        .await
-        .unwrap();
-    let message = state.stage_states()[1].action_states()[0]
-        .latest_execution()
-        .unwrap()
-        .error_details()
-        .unwrap()
-        .message()
-        .unwrap()
-        .to_string();
+    let message = crate::engine::failure_of(&cp, "nogroup", 1).await;
     assert_eq!(
         message,
         "DeploymentGroupDoesNotExistException: No Deployment Group found for name: nope"

@@ -85,6 +85,29 @@ pub(crate) async fn latest_execution(cp: &aws_sdk_codepipeline::Client, pipeline
     }
 }
 
+/// The error of the first action of stage `stage` (by position) once the pipeline's latest
+/// execution has failed.
+pub(crate) async fn failure_of(
+    cp: &aws_sdk_codepipeline::Client,
+    pipeline: &str,
+    stage: usize,
+) -> String {
+    let id = latest_execution(cp, pipeline).await;
+    assert_eq!(
+        finished(cp, pipeline, &id).await,
+        PipelineExecutionStatus::Failed
+    );
+    let state = cp.get_pipeline_state().name(pipeline).send().await.unwrap();
+    state.stage_states()[stage].action_states()[0]
+        .latest_execution()
+        .unwrap()
+        .error_details()
+        .unwrap()
+        .message()
+        .unwrap()
+        .to_string()
+}
+
 pub(crate) async fn body(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Vec<u8> {
     let out = s3
         .get_object()

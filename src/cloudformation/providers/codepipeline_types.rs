@@ -39,16 +39,6 @@ impl Provider for CustomActionType {
         })
     }
 
-    fn update<'a>(
-        &'a self,
-        _: &'a Scope<'a>,
-        _: &'a str,
-        _: &'a Value,
-        _: &'a Value,
-    ) -> BoxFuture<'a, Result<Updated, String>> {
-        Box::pin(async { Ok(Updated::Replace) })
-    }
-
     fn delete<'a>(
         &'a self,
         scope: &'a Scope<'a>,

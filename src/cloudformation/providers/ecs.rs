@@ -180,16 +180,6 @@ impl Provider for TaskDefinition {
         })
     }
 
-    fn update<'a>(
-        &'a self,
-        _: &'a Scope<'a>,
-        _: &'a str,
-        _: &'a Value,
-        _: &'a Value,
-    ) -> BoxFuture<'a, Result<Updated, String>> {
-        Box::pin(async { Ok(Updated::Replace) })
-    }
-
     fn delete<'a>(
         &'a self,
         scope: &'a Scope<'a>,
@@ -385,16 +375,6 @@ impl Provider for DeploymentGroup {
                 .await?;
             Ok(made(name, &[]))
         })
-    }
-
-    fn update<'a>(
-        &'a self,
-        _: &'a Scope<'a>,
-        _: &'a str,
-        _: &'a Value,
-        _: &'a Value,
-    ) -> BoxFuture<'a, Result<Updated, String>> {
-        Box::pin(async { Ok(Updated::Replace) })
     }
 
     fn delete<'a>(

@@ -177,16 +177,6 @@ impl Provider for Permission {
         })
     }
 
-    fn update<'a>(
-        &'a self,
-        _: &'a Scope<'a>,
-        _: &'a str,
-        _: &'a Value,
-        _: &'a Value,
-    ) -> BoxFuture<'a, Result<Updated, String>> {
-        Box::pin(async { Ok(Updated::Replace) })
-    }
-
     fn delete<'a>(
         &'a self,
         _: &'a Scope<'a>,

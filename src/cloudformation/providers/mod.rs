@@ -133,14 +133,17 @@ pub trait Provider: Send + Sync {
         props: &'a Value,
     ) -> BoxFuture<'a, Result<Made, String>>;
 
-    /// Changes the resource from `old` properties to `new` ones.
+    /// Changes the resource from `old` properties to `new` ones (by default: any change
+    /// replaces it).
     fn update<'a>(
         &'a self,
-        scope: &'a Scope<'a>,
-        physical_id: &'a str,
-        old: &'a Value,
-        new: &'a Value,
-    ) -> BoxFuture<'a, Result<Updated, String>>;
+        _scope: &'a Scope<'a>,
+        _physical_id: &'a str,
+        _old: &'a Value,
+        _new: &'a Value,
+    ) -> BoxFuture<'a, Result<Updated, String>> {
+        Box::pin(async { Ok(Updated::Replace) })
+    }
 
     /// Deletes the resource.
     fn delete<'a>(

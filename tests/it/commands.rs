@@ -2,7 +2,7 @@
 //! declared files, declared output variables used downstream, its output readable as a build's,
 //! and a failing command failing the action with its last lines.
 
-use aws_sdk_codepipeline::types::{ActionExecutionFilter, PipelineExecutionStatus};
+use aws_sdk_codepipeline::types::PipelineExecutionStatus;
 use aws_sdk_s3::primitives::ByteStream;
 use serde_json::{json, Value};
 
@@ -39,22 +39,7 @@ async fn shell_run(
     pipeline: &str,
     id: &str,
 ) -> aws_sdk_codepipeline::types::ActionExecutionDetail {
-    let runs = cp
-        .list_action_executions()
-        .pipeline_name(pipeline)
-        .filter(
-            ActionExecutionFilter::builder()
-                .pipeline_execution_id(id)
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
-    runs.action_execution_details()
-        .iter()
-        .find(|r| r.action_name() == Some("Shell"))
-        .unwrap()
-        .clone()
+    crate::engine::action_run(cp, pipeline, Some(id), "Shell").await
 }
 
 #[tokio::test]

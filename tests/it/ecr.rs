@@ -299,17 +299,7 @@ async fn the_ecr_source_gives_the_image_and_a_push_starts_the_pipeline_through_a
     assert_eq!(detail["RegistryId"], "000000000000");
     assert_eq!(detail["ImageSizeInBytes"], "10");
     assert_eq!(detail["ImageTags"], json!(["latest"]));
-    let runs = cp
-        .list_action_executions()
-        .pipeline_name("images")
-        .send()
-        .await
-        .unwrap();
-    let source = runs
-        .action_execution_details()
-        .iter()
-        .find(|r| r.action_name() == Some("Image"))
-        .unwrap();
+    let source = crate::engine::action_run(&cp, "images", None, "Image").await;
     let variables = source.output().unwrap().output_variables().unwrap();
     assert_eq!(variables["ImageDigest"], first);
     assert_eq!(variables["ImageURI"], uri);
@@ -367,22 +357,7 @@ async fn the_ecr_source_gives_the_image_and_a_push_starts_the_pipeline_through_a
         .unwrap();
     let again = again.pipeline_execution_id().unwrap();
     let status = finished(&cp, "images", again).await;
-    let runs = cp
-        .list_action_executions()
-        .pipeline_name("images")
-        .filter(
-            aws_sdk_codepipeline::types::ActionExecutionFilter::builder()
-                .pipeline_execution_id(again)
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
-    let source = runs
-        .action_execution_details()
-        .iter()
-        .find(|r| r.action_name() == Some("Image"))
-        .unwrap();
+    let source = crate::engine::action_run(&cp, "images", Some(again), "Image").await;
     let variables = source.output().unwrap().output_variables().unwrap();
     assert_eq!(variables["ImageDigest"], first);
     assert!(!variables.contains_key("ImageTag"), "{variables:?}");

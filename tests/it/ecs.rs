@@ -342,17 +342,7 @@ async fn the_ecs_deploy_action_puts_the_pushed_image_into_a_new_task_definition(
     assert_eq!(containers[0].memory(), Some(512));
     assert_eq!(containers[1].image(), Some("busybox:1"));
     // The deploy action's target is the service, as ListDeployActionExecutionTargets says.
-    let runs = cp
-        .list_action_executions()
-        .pipeline_name("release")
-        .send()
-        .await
-        .unwrap();
-    let deploy = runs
-        .action_execution_details()
-        .iter()
-        .find(|r| r.action_name() == Some("Deploy"))
-        .unwrap();
+    let deploy = crate::engine::action_run(&cp, "release", None, "Deploy").await;
     let targets = server
         .call(
             "ListDeployActionExecutionTargets",
@@ -545,17 +535,7 @@ async fn a_blue_green_deployment_registers_the_filled_task_definition_through_co
         Some(format!("000000000000.dkr.ecr.eu-central-1.amazonaws.com/web@{digest}").as_str())
     );
     // The action's external id is the deployment.
-    let runs = cp
-        .list_action_executions()
-        .pipeline_name("bluegreen")
-        .send()
-        .await
-        .unwrap();
-    let run = runs
-        .action_execution_details()
-        .iter()
-        .find(|r| r.action_name() == Some("BlueGreen"))
-        .unwrap();
+    let run = crate::engine::action_run(&cp, "bluegreen", None, "BlueGreen").await;
     assert_eq!(
         run.output()
             .unwrap()

@@ -85,6 +85,29 @@ pub(crate) async fn latest_execution(cp: &aws_sdk_codepipeline::Client, pipeline
     }
 }
 
+/// The run of `action` in `execution` (in the pipeline's newest runs without one).
+pub(crate) async fn action_run(
+    cp: &aws_sdk_codepipeline::Client,
+    pipeline: &str,
+    execution: Option<&str>,
+    action: &str,
+) -> aws_sdk_codepipeline::types::ActionExecutionDetail {
+    let mut list = cp.list_action_executions().pipeline_name(pipeline);
+    if let Some(id) = execution {
+        list = list.filter(
+            aws_sdk_codepipeline::types::ActionExecutionFilter::builder()
+                .pipeline_execution_id(id)
+                .build(),
+        );
+    }
+    let runs = list.send().await.unwrap();
+    runs.action_execution_details()
+        .iter()
+        .find(|r| r.action_name() == Some(action))
+        .unwrap_or_else(|| panic!("no run of {action} in {pipeline}"))
+        .clone()
+}
+
 /// The error of the first action of stage `stage` (by position) once the pipeline's latest
 /// execution has failed.
 pub(crate) async fn failure_of(

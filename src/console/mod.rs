@@ -168,10 +168,13 @@ async fn page(req: HttpRequest, state: web::Data<ConsoleState>) -> HttpResponse 
     };
     let (status, title, content) = view.render(&path).await;
     let fragment = req.headers().contains_key(FRAGMENT_HEADER);
+    // The log's position the page was made at: its live stream starts there, so nothing that
+    // happens between this answer and the stream's connection is missed.
+    let position = *state.appended.borrow();
     let body = if fragment {
         content.into_string()
     } else {
-        pages::layout(&title, &state.token, &region, content).into_string()
+        pages::layout(&title, &state.token, &region, position, content).into_string()
     };
     HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap_or_default())
         .content_type("text/html; charset=utf-8")
@@ -279,15 +282,17 @@ const KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(15);
 /// How many events one announcement reads to name the streams that changed.
 const READ_AT_ONCE: usize = 500;
 
-/// Server-sent events: `change` with `{"position", "streams"}` whenever the log grows (from the
-/// position the browser last saw, `Last-Event-ID`, when it reconnects), a comment every
-/// [`KEEPALIVE`] otherwise; the stream ends when the server stops.
+/// Server-sent events: `change` with `{"position", "streams"}` whenever the log grows after the
+/// position the browser last saw (`Last-Event-ID` when it reconnects, else the page's `from`),
+/// a comment every [`KEEPALIVE`] otherwise; the stream ends when the server stops.
 async fn events(req: HttpRequest, state: web::Data<ConsoleState>) -> HttpResponse {
     let now = *state.appended.borrow();
+    let query = crate::aws::query::parse_form(req.query_string());
     let from = req
         .headers()
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
+        .or(query.get("from").map(String::as_str))
         .and_then(|v| v.parse::<u64>().ok())
         .filter(|p| *p <= now)
         .unwrap_or(now);

@@ -36,7 +36,7 @@ const TRIGGERS: &[&str] = &[
 const SPARK: usize = 10;
 
 /// The whole page around a page's content.
-pub fn layout(title: &str, token: &str, region: &str, content: Markup) -> Markup {
+pub fn layout(title: &str, token: &str, region: &str, position: u64, content: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -44,6 +44,7 @@ pub fn layout(title: &str, token: &str, region: &str, content: Markup) -> Markup
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 meta name="console-token" content=(token);
+                meta name="console-position" content=(position);
                 title { (title) " · codepipeline-local" }
                 link rel="stylesheet" href={ (PREFIX) "/assets/console.css" };
                 script src={ (PREFIX) "/assets/console.js" } defer {}

@@ -255,3 +255,40 @@ async fn a_functions_logs_have_a_page() {
     );
     assert_eq!(get(&server, "/_console/lambda/silent", "").status, 404);
 }
+
+#[tokio::test]
+async fn a_page_s_stream_starts_where_the_page_was_made() {
+    let server = Server::start();
+    let page = get(&server, "/_console/", "").text();
+    let (_, rest) = page
+        .split_once("name=\"console-position\" content=\"")
+        .expect("a position in the page");
+    let position = rest.split('"').next().unwrap().to_string();
+    // A change between the page and its stream's connection is not missed.
+    server
+        .call(
+            "CreatePipeline",
+            json!({"pipeline": tutorial_declaration("between")}),
+        )
+        .json();
+    let mut stream = TcpStream::connect(&server.addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    write!(
+        stream,
+        "GET /_console/events?from={position} HTTP/1.1\r\nHost: {}\r\n\r\n",
+        server.addr
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut seen = String::new();
+    let mut buf = [0u8; 4096];
+    while !seen.contains("pipeline:000000000000:eu-central-1:between") {
+        assert!(Instant::now() < deadline, "the change was missed: {seen}");
+        if let Ok(n) = stream.read(&mut buf) {
+            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    }
+    assert!(seen.contains(&format!("id: {position}\n")), "{seen}");
+}

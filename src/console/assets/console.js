@@ -31,7 +31,9 @@
   }
 
   // The page follows the log: a change to a stream it shows brings its content again.
-  const events = new EventSource("/_console/events");
+  // The stream starts where the page was made, so no change in between is missed.
+  const position = document.querySelector('meta[name="console-position"]').content;
+  const events = new EventSource("/_console/events?from=" + encodeURIComponent(position));
   events.addEventListener("change", (e) => {
     let data;
     try { data = JSON.parse(e.data); } catch (err) { return; }

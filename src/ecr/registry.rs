@@ -105,6 +105,13 @@ impl Registry {
         }
     }
 
+    /// The id and file of an upload in progress named by `uploads/<id>`.
+    fn upload_in_progress<'a>(&self, upload: &'a str) -> Option<(&'a str, PathBuf)> {
+        let id = upload.strip_prefix("uploads/")?;
+        let path = self.upload_path(id).filter(|p| p.exists())?;
+        Some((id, path))
+    }
+
     /// Answers a registry request.
     pub async fn serve(&self, req: &HttpRequest, payload: web::Payload) -> HttpResponse {
         let path = req.path().trim_start_matches("/v2").trim_start_matches('/');
@@ -332,16 +339,8 @@ impl Registry {
     }
 
     async fn patch(&self, name: &str, upload: &str, payload: web::Payload) -> HttpResponse {
-        let Some((id, path)) = upload
-            .strip_prefix("uploads/")
-            .and_then(|id| Some((id, self.upload_path(id)?)))
-            .filter(|(_, p)| p.exists())
-        else {
-            return error(
-                404,
-                "BLOB_UPLOAD_UNKNOWN",
-                "blob upload unknown to registry",
-            );
+        let Some((id, path)) = self.upload_in_progress(upload) else {
+            return unknown_upload();
         };
         match append(&path, payload).await {
             Ok(size) => HttpResponse::Accepted()
@@ -360,21 +359,12 @@ impl Registry {
         upload: &str,
         payload: web::Payload,
     ) -> HttpResponse {
-        let Some((id, path)) = upload
-            .strip_prefix("uploads/")
-            .and_then(|id| Some((id, self.upload_path(id)?)))
-            .filter(|(_, p)| p.exists())
-        else {
-            return error(
-                404,
-                "BLOB_UPLOAD_UNKNOWN",
-                "blob upload unknown to registry",
-            );
+        let Some((_, path)) = self.upload_in_progress(upload) else {
+            return unknown_upload();
         };
         let Some(digest) = query(req, "digest") else {
             return error(400, "DIGEST_INVALID", "the upload's end names no digest");
         };
-        let _ = id;
         self.finish_at(name, &path, &digest, payload).await
     }
 
@@ -509,4 +499,12 @@ fn sized_nothing(
 ) -> actix_web::body::SizedStream<futures_util::stream::Empty<Result<web::Bytes, actix_web::Error>>>
 {
     actix_web::body::SizedStream::new(len, futures_util::stream::empty())
+}
+
+fn unknown_upload() -> HttpResponse {
+    error(
+        404,
+        "BLOB_UPLOAD_UNKNOWN",
+        "blob upload unknown to registry",
+    )
 }

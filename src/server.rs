@@ -504,7 +504,7 @@ pub async fn run(
                     let signal = signal.clone();
                     async move { signal.notified().await }
                 })
-                .client_request_timeout(Duration::from_secs(5))
+                .client_request_timeout(HEAD_TIMEOUT)
                 .client_disconnect_timeout(Duration::from_secs(1))
                 // Answers are often written as a head and a streamed body; without TCP_NODELAY
                 // the second small write waits for the client's delayed ACK (40 ms).
@@ -941,6 +941,12 @@ fn too_large(limit: usize) -> AwsError {
     )
     .with_status(413)
 }
+
+/// How long a new connection may take to send its first request's head before it is answered
+/// 408 and closed. Browsers open connections ahead of need (Chromium keeps such an unused one up
+/// to 10 s) and send nothing on them until a page asks: a shorter limit answers a click on the
+/// console with "HTTP ERROR 408". A slow client is still let go within this bound.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Reads the body of a JSON or query request: up to `max_body_bytes` (a larger one is refused
 /// without reading it all), within `body_timeout_seconds` (a client that sends too slowly is

@@ -226,6 +226,38 @@ fn a_slow_body_times_out() {
     assert_eq!(server.call("ListPipelines", json!({})).status, 200);
 }
 
+/// A connection opened ahead of need, as browsers do, and left quiet for longer than a browser
+/// keeps such a connection (Chromium: 10 s) still serves the request it finally carries: it is
+/// not answered 408 meanwhile.
+#[test]
+fn a_connection_opened_ahead_serves_its_request_later() {
+    use std::io::{Read, Write};
+    let server = Server::start();
+    let mut stream = std::net::TcpStream::connect(&server.addr).unwrap();
+    // Nothing is sent for 11 s: a read that returns before then means the server answered or
+    // closed the quiet connection.
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(11)))
+        .unwrap();
+    let mut early = [0u8; 64];
+    let quiet = stream.read(&mut early);
+    assert!(
+        matches!(&quiet, Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)),
+        "the quiet connection was answered or closed: {quiet:?} {:?}",
+        String::from_utf8_lossy(&early)
+    );
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    let head =
+        "GET /_codepipeline_local/health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    stream.write_all(head.as_bytes()).unwrap();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer).to_string();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
 /// A request that asks `Expect: 100-continue` for a body over the limit is refused at once, in
 /// its protocol's shape, and never invited to send it; one within the limit is invited.
 #[test]

@@ -27,6 +27,14 @@ async function step(what, run) {
   }
 }
 
+// Follows a link to a page and waits until its script runs (a deferred script runs before
+// DOMContentLoaded): a button clicked before that would do nothing.
+async function visit(link, heading) {
+  await link.click();
+  await page.getByRole("heading", { name: heading, level: 1, exact: true }).waitFor();
+  await page.waitForLoadState("domcontentloaded");
+}
+
 const stage = (name) => page.getByRole("region", { name: "Stage " + name });
 const action = (name) => page.getByRole("article", { name: "Action " + name });
 // The status word (with its icon) shown in a part of the page.
@@ -39,8 +47,7 @@ await step("a browser's visit of / opens the console", async () => {
 });
 
 await step("the pipelines list links the pipeline", async () => {
-  await page.getByRole("link", { name: pipeline, exact: true }).click();
-  await page.getByRole("heading", { name: pipeline, level: 1 }).waitFor();
+  await visit(page.getByRole("link", { name: pipeline, exact: true }), pipeline);
 });
 
 // A mark on the window: it survives only if the page is never reloaded.
@@ -78,10 +85,15 @@ await step("a transition is disabled from the page with a reason", async () => {
   await page.getByRole("button", { name: "Enable transition" }).waitFor();
 });
 
-await step("the pipeline page is usable by keyboard", async () => {
-  const review = page.getByRole("button", { name: "Release change" });
-  await review.focus();
-  if (!(await review.evaluate((el) => el === document.activeElement))) throw new Error("not focusable");
+await step("the pipeline page is usable by keyboard, and keeps the focus while it moves", async () => {
+  const release = page.getByRole("button", { name: "Release change" });
+  await release.focus();
+  await page.keyboard.press("Enter");
+  // The execution the key released reaches the approval; the page is drawn again on the way.
+  await action("Gate").getByRole("button", { name: "Review" }).waitFor();
+  // One look inside the page (the button may be drawn again between two looks from outside).
+  const focused = await page.evaluate(() => document.activeElement && document.activeElement.textContent.trim());
+  if (focused !== "Release change") throw new Error("the focus was lost: it is on " + focused);
 });
 
 await step("a screenshot of the pipeline page is written", async () => {
@@ -90,7 +102,7 @@ await step("a screenshot of the pipeline page is written", async () => {
 
 await step("a running build's log grows on its page", async () => {
   await page.goto(endpoint + "/_console/");
-  await page.getByRole("link", { name: buildPipeline, exact: true }).click();
+  await visit(page.getByRole("link", { name: buildPipeline, exact: true }), buildPipeline);
   await page.getByRole("button", { name: "Release change" }).click();
   await page.getByRole("link", { name: "Build log" }).click();
   const log = page.locator("#log");
@@ -104,7 +116,7 @@ await step("a running build's log grows on its page", async () => {
 await step("a narrow window shows the stages one under another", async () => {
   await page.setViewportSize({ width: 420, height: 800 });
   await page.goto(endpoint + "/_console/");
-  await page.getByRole("link", { name: pipeline, exact: true }).click();
+  await visit(page.getByRole("link", { name: pipeline, exact: true }), pipeline);
   const boxes = await page.locator("section.stage").evaluateAll((els) => els.map((e) => e.getBoundingClientRect().x));
   if (new Set(boxes.map(Math.round)).size !== 1) throw new Error("stages side by side: " + boxes);
 });

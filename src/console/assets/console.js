@@ -17,9 +17,15 @@
     try {
       const answer = await fetch(location.href, { headers: { "X-Console-Fragment": "1" } });
       if (answer.ok) {
-        const focused = document.activeElement && document.activeElement.id;
-        live.innerHTML = await answer.text();
-        if (focused) { const el = document.getElementById(focused); if (el) el.focus(); }
+        const text = await answer.text();
+        const focused = live.contains(document.activeElement) ? document.activeElement : null;
+        const key = focused && mark(focused);
+        live.innerHTML = text;
+        // A keyboard user keeps their place: the same control, drawn again, takes the focus.
+        if (key) {
+          const same = [...live.querySelectorAll(focused.tagName)].find((el) => mark(el) === key);
+          if (same) same.focus();
+        }
         follow();
       }
     } catch (e) {
@@ -28,6 +34,12 @@
       busy = false;
       if (again) { again = false; setTimeout(refresh, 150); }
     }
+  }
+
+  // What tells a control apart from the others when the page's content is drawn again.
+  function mark(el) {
+    if (el.id) return "#" + el.id;
+    return [el.tagName, el.dataset.op || "", el.dataset.input || "", el.getAttribute("href") || "", el.textContent.trim()].join("|");
   }
 
   // The page follows the log: a change to a stream it shows brings its content again.
@@ -120,18 +132,31 @@
     else run(button.dataset.op, JSON.parse(button.dataset.input || "{}"));
   });
 
-  // A running build's log grows on the page.
+  // A running build's log grows on the page. The page may be drawn again meanwhile (a build's
+  // phases change it): each round reads from the log element the page shows now.
   let following = false;
+  const pause = (ms) => new Promise((r) => setTimeout(r, ms));
   async function follow() {
-    const log = document.getElementById("log");
-    if (!log || following || log.dataset.complete === "true") return;
+    if (following) return;
     following = true;
     try {
-      while (log.dataset.complete !== "true" && document.body.contains(log)) {
+      for (;;) {
+        const log = document.getElementById("log");
+        if (!log || log.dataset.complete === "true") break;
         const url = "/_codepipeline_local/builds/log?id=" + encodeURIComponent(log.dataset.build) + "&offset=" + log.dataset.offset;
-        const answer = await fetch(url);
-        if (!answer.ok) break;
-        const part = await answer.json();
+        let part;
+        try {
+          const answer = await fetch(url);
+          if (answer.status === 404) break;
+          part = answer.ok ? await answer.json() : null;
+        } catch (e) {
+          part = null; // The server went away for a moment: ask again.
+        }
+        // Drawn again while the answer came: the new element says where to read from.
+        if (!part || document.getElementById("log") !== log) {
+          await pause(part ? 0 : 1000);
+          continue;
+        }
         if (part.text) log.append(part.text);
         log.dataset.offset = part.nextOffset;
         if (part.complete) {
@@ -139,7 +164,7 @@
           document.getElementById("build-state").textContent = "Complete.";
           break;
         }
-        await new Promise((r) => setTimeout(r, 500));
+        await pause(500);
       }
     } finally {
       following = false;

@@ -20,7 +20,8 @@
 //! # LIMITATIONS
 //! - The console serves the account `000000000000`; the region is the server's unless a page's
 //!   `?region=` names another.
-//! - Times are shown in UTC.
+//! - Times are drawn in UTC; the page's script shows them in the browser's zone (UTC stays in
+//!   each time's tooltip), so a browser without scripts sees UTC.
 
 mod pages;
 

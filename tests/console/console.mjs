@@ -12,7 +12,8 @@ const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
   args: ["--no-sandbox", "--disable-dev-shm-usage"],
 });
-const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+// A zone other than the server's UTC: the page shows times in the browser's zone.
+const page = await browser.newPage({ viewport: { width: 1280, height: 800 }, timezoneId: "Asia/Tokyo" });
 page.setDefaultTimeout(WAIT);
 
 async function step(what, run) {
@@ -48,6 +49,15 @@ await step("a browser's visit of / opens the console", async () => {
 
 await step("the pipelines list links the pipeline", async () => {
   await visit(page.getByRole("link", { name: pipeline, exact: true }), pipeline);
+});
+
+await step("times are shown in the browser's zone, UTC in their title", async () => {
+  const shown = page.locator("time").first();
+  await shown.waitFor();
+  const [text, title, at] = await shown.evaluate((t) => [t.textContent, t.title, t.getAttribute("datetime")]);
+  const expected = new Date(new Date(at).getTime() + 9 * 3600 * 1000).toISOString().slice(0, 19).replace("T", " ");
+  if (text !== expected + " GMT+9") throw new Error(`shown ${text}, expected ${expected} GMT+9 (${at})`);
+  if (!title.endsWith(" UTC")) throw new Error("title " + title);
 });
 
 // A mark on the window: it survives only if the page is never reloaded.

@@ -26,6 +26,7 @@
           const same = [...live.querySelectorAll(focused.tagName)].find((el) => mark(el) === key);
           if (same) same.focus();
         }
+        localTimes();
         follow();
       }
     } catch (e) {
@@ -35,6 +36,22 @@
       if (again) { again = false; setTimeout(refresh, 150); }
     }
   }
+
+  // Times are drawn in UTC; the browser shows them in its own zone (UTC stays in the title).
+  const day = new Intl.DateTimeFormat("sv-SE", {
+    year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit",
+  });
+  const zone = new Intl.DateTimeFormat("en-US", { timeZoneName: "short" });
+  function localTimes() {
+    for (const t of live.querySelectorAll("time[datetime]")) {
+      const at = new Date(t.getAttribute("datetime"));
+      if (isNaN(at)) continue;
+      const name = zone.formatToParts(at).find((p) => p.type === "timeZoneName");
+      t.title = t.textContent;
+      t.textContent = day.format(at) + (name ? " " + name.value : "");
+    }
+  }
+  localTimes();
 
   // What tells a control apart from the others when the page's content is drawn again.
   function mark(el) {

@@ -32,6 +32,9 @@ const TRIGGERS: &[&str] = &[
     "AutomatedRollback",
 ];
 
+/// How many executions a page of a pipeline's history shows.
+const PAGE: usize = 100;
+
 /// How many executions the pipelines list draws for each pipeline.
 const SPARK: usize = 10;
 
@@ -546,19 +549,50 @@ impl View<'_> {
             .and_then(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
             .and_then(|d| d.and_hms_opt(0, 0, 0))
             .map(|d| d.and_utc().timestamp() as f64);
-        let all = self
+        let page: usize = self
+            .param("page")
+            .and_then(|p| p.parse().ok())
+            .filter(|p| *p >= 1)
+            .unwrap_or(1);
+        let keep = |e: &Value| {
+            wanted_trigger.is_none_or(|t| e["trigger"]["triggerType"] == t)
+                && since.is_none_or(|s| e["startTime"].as_f64().unwrap_or(0.0) >= s)
+        };
+        // One more than a page says whether an older page exists.
+        let found = self
             .state
             .history
-            .executions(self.region, name, wanted_status, 1000)
+            .executions_matching(
+                self.region,
+                name,
+                wanted_status,
+                &keep,
+                (page - 1).saturating_mul(PAGE),
+                PAGE + 1,
+            )
             .map_err(|e| (404, e.to_string()))?;
-        let shown: Vec<&Value> = all
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|e| wanted_trigger.is_none_or(|t| e["trigger"]["triggerType"] == t))
-            .filter(|e| since.is_none_or(|s| e["startTime"].as_f64().unwrap_or(0.0) >= s))
-            .take(200)
-            .collect();
+        let found = found.as_array().cloned().unwrap_or_default();
+        let older = found.len() > PAGE;
+        let shown: Vec<&Value> = found.iter().take(PAGE).collect();
+        // The address of another page, with the same filters.
+        let page_link = |to: usize| {
+            let mut query = vec![("region", self.region.to_string())];
+            for k in ["status", "trigger", "since"] {
+                if let Some(v) = self.param(k) {
+                    query.push((k, v.to_string()));
+                }
+            }
+            query.push(("page", to.to_string()));
+            let query: Vec<String> = query
+                .iter()
+                .map(|(k, v)| format!("{k}={}", crate::aws::query::encode(v)))
+                .collect();
+            format!(
+                "{PREFIX}/pipeline/{}/executions?{}",
+                crate::aws::query::encode(name),
+                query.join("&")
+            )
+        };
         let content = html! {
             div data-watch=(format!(":{name}")) data-region=(self.region) {
                 h1 { "Executions of " a href=(self.link(&format!("/pipeline/{name}"))) { (name) } }
@@ -600,6 +634,13 @@ impl View<'_> {
                                 }
                             }
                         }
+                    }
+                }
+                @if page > 1 || older {
+                    nav.pages aria-label="Pages" {
+                        @if page > 1 { a href=(page_link(page - 1)) rel="prev" { "← Newer" } " " }
+                        span { "Page " (page) }
+                        @if older { " " a href=(page_link(page + 1)) rel="next" { "Older →" } }
                     }
                 }
             }

@@ -174,14 +174,36 @@ impl HistoryReader {
         status: Option<&str>,
         limit: usize,
     ) -> Result<Value, HistoryError> {
+        self.executions_matching(region, pipeline, status, &|_| true, 0, limit)
+    }
+
+    /// Like [`Self::executions`], keeping only the summaries `keep` accepts, after skipping the
+    /// first `skip` of those (newest first): one page of a filtered list.
+    pub fn executions_matching(
+        &self,
+        region: &str,
+        pipeline: &str,
+        status: Option<&str>,
+        keep: &dyn Fn(&Value) -> bool,
+        skip: usize,
+        limit: usize,
+    ) -> Result<Value, HistoryError> {
         let key = self.pipeline_key(region, pipeline)?;
         let mut out = Vec::new();
         if limit == 0 {
             return Ok(Value::Array(out));
         }
+        let mut skipped = 0;
         self.executions.walk_newest(&key, 0, usize::MAX, |s, _| {
             if status.is_none_or(|st| s.status.as_str().eq_ignore_ascii_case(st)) {
                 let mut v = summary_json(&s);
+                if !keep(&v) {
+                    return Ok(true);
+                }
+                if skipped < skip {
+                    skipped += 1;
+                    return Ok(true);
+                }
                 if s.status == crate::codepipeline::model::ExecutionStatus::InProgress {
                     if let Some(why) = self.waits_for(&key, &s.id)? {
                         v["waitingFor"] = why.into();

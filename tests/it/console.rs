@@ -292,3 +292,51 @@ async fn a_page_s_stream_starts_where_the_page_was_made() {
     }
     assert!(seen.contains(&format!("id: {position}\n")), "{seen}");
 }
+
+/// A pipeline's history is shown a page of 100 at a time, newest first, with links to the older
+/// and newer pages that keep the filters.
+#[tokio::test]
+async fn a_long_history_is_paged() {
+    let server = Server::start();
+    // No buckets: each execution fails at its source, at once.
+    server
+        .call(
+            "CreatePipeline",
+            json!({"pipeline": tutorial_declaration("long")}),
+        )
+        .json();
+    let mut started = Vec::new();
+    for _ in 0..104 {
+        let answer = server
+            .call("StartPipelineExecution", json!({"name": "long"}))
+            .json();
+        started.push(answer["pipelineExecutionId"].as_str().unwrap().to_string());
+    }
+    let rows = |page: &str| page.matches("href=\"/_console/execution/").count();
+    let first = get(&server, "/_console/pipeline/long/executions", "").text();
+    assert_eq!(rows(&first), 100);
+    assert!(first.contains(&started[103]), "the newest is first");
+    assert!(!first.contains(&started[3]));
+    assert!(first.contains("rel=\"next\""));
+    assert!(!first.contains("rel=\"prev\""));
+    let second = get(&server, "/_console/pipeline/long/executions?page=2", "").text();
+    assert_eq!(rows(&second), 5, "104 started and the creation's");
+    assert!(second.contains(&started[0]) && second.contains(&started[3]));
+    assert!(!second.contains("rel=\"next\""));
+    assert!(second.contains(
+        "href=\"/_console/pipeline/long/executions?region=eu-central-1&amp;page=1\" rel=\"prev\""
+    ));
+    // A filter is kept from page to page.
+    let filtered = "/_console/pipeline/long/executions?trigger=StartPipelineExecution";
+    let first = get(&server, filtered, "").text();
+    assert!(first.contains(
+        "executions?region=eu-central-1&amp;trigger=StartPipelineExecution&amp;page=2\" rel=\"next\""
+    ));
+    let second = get(&server, &format!("{filtered}&page=2"), "").text();
+    assert_eq!(rows(&second), 4);
+    // A page past the end, or no page at all, says so.
+    let past = get(&server, "/_console/pipeline/long/executions?page=9", "").text();
+    assert!(past.contains("No executions match."));
+    let odd = get(&server, "/_console/pipeline/long/executions?page=x", "").text();
+    assert_eq!(rows(&odd), 100);
+}

@@ -132,6 +132,15 @@ pub fn decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// A query string of the pairs that have a value, each value percent-encoded.
+pub fn build(pairs: &[(&str, Option<&str>)]) -> String {
+    pairs
+        .iter()
+        .filter_map(|(k, v)| Some(format!("{k}={}", encode(v.as_ref()?))))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
 /// Percent-encoding of everything but unreserved characters: how IAM returns policy documents.
 pub fn encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len() * 2);

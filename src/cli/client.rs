@@ -164,24 +164,7 @@ pub fn host_port(endpoint: &str) -> Result<String, String> {
     Ok(rest.trim_end_matches('/').to_string())
 }
 
-pub fn query(pairs: &[(&str, Option<&str>)]) -> String {
-    pairs
-        .iter()
-        .filter_map(|(k, v)| Some(format!("{k}={}", encode(v.as_ref()?))))
-        .collect::<Vec<_>>()
-        .join("&")
-}
-
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
+pub use crate::aws::query::build as query;
 
 /// One HTTP/1.1 exchange on a fresh connection: (status, body).
 pub fn http(

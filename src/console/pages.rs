@@ -571,26 +571,20 @@ impl View<'_> {
                 PAGE + 1,
             )
             .map_err(|e| (404, e.to_string()))?;
-        let found = found.as_array().cloned().unwrap_or_default();
         let older = found.len() > PAGE;
         let shown: Vec<&Value> = found.iter().take(PAGE).collect();
         // The address of another page, with the same filters.
         let page_link = |to: usize| {
-            let mut query = vec![("region", self.region.to_string())];
-            for k in ["status", "trigger", "since"] {
-                if let Some(v) = self.param(k) {
-                    query.push((k, v.to_string()));
-                }
-            }
-            query.push(("page", to.to_string()));
-            let query: Vec<String> = query
-                .iter()
-                .map(|(k, v)| format!("{k}={}", crate::aws::query::encode(v)))
-                .collect();
+            let query = crate::aws::query::build(&[
+                ("region", Some(self.region)),
+                ("status", self.param("status")),
+                ("trigger", self.param("trigger")),
+                ("since", self.param("since")),
+                ("page", Some(&to.to_string())),
+            ]);
             format!(
-                "{PREFIX}/pipeline/{}/executions?{}",
-                crate::aws::query::encode(name),
-                query.join("&")
+                "{PREFIX}/pipeline/{}/executions?{query}",
+                crate::aws::query::encode(name)
             )
         };
         let content = html! {

@@ -175,6 +175,7 @@ impl HistoryReader {
         limit: usize,
     ) -> Result<Value, HistoryError> {
         self.executions_matching(region, pipeline, status, &|_| true, 0, limit)
+            .map(Value::Array)
     }
 
     /// Like [`Self::executions`], keeping only the summaries `keep` accepts, after skipping the
@@ -187,11 +188,11 @@ impl HistoryReader {
         keep: &dyn Fn(&Value) -> bool,
         skip: usize,
         limit: usize,
-    ) -> Result<Value, HistoryError> {
+    ) -> Result<Vec<Value>, HistoryError> {
         let key = self.pipeline_key(region, pipeline)?;
         let mut out = Vec::new();
         if limit == 0 {
-            return Ok(Value::Array(out));
+            return Ok(out);
         }
         let mut skipped = 0;
         self.executions.walk_newest(&key, 0, usize::MAX, |s, _| {
@@ -213,7 +214,7 @@ impl HistoryReader {
             }
             Ok::<_, HistoryError>(out.len() < limit)
         })?;
-        Ok(Value::Array(out))
+        Ok(out)
     }
 
     /// Why a running execution of pipeline `key` does not move on, if it waits: an approval, a
